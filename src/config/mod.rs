@@ -1,0 +1,198 @@
+//! Configuration: a TOML file read into raw serde structs (unknown keys
+//! rejected), then validated into the types below. Every problem is collected
+//! and reported as `file:line:col: key.path: message`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::probe::Probe;
+
+/// A validated configuration, ready to run.
+#[derive(Clone)]
+pub struct Config {
+    /// The file this came from.
+    pub source: PathBuf,
+    pub server: ServerConfig,
+    /// Where clones, checkouts, caches and the state file live.
+    pub state_dir: PathBuf,
+    pub defaults: Defaults,
+    pub repos: Vec<RepoConfig>,
+    pub probes: Vec<ProbeConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub request_timeout: Duration,
+    /// Bearer token for trigger endpoints; `None` turns them off.
+    pub api_token: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub schedule: Schedule,
+    pub timeout: Duration,
+    pub max_concurrent_runs: usize,
+    /// Per-probe cap on `driftwatch_probe_resource_drifted` series.
+    pub max_resource_series: usize,
+    /// Between SIGTERM and SIGKILL, for children and for shutdown.
+    pub kill_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RepoConfig {
+    pub name: String,
+    pub source: RepoSource,
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum RepoSource {
+    /// A remote driftwatch clones and fetches itself.
+    Remote {
+        /// As configured; may hold credentials, so never log it: use `redacted_url`.
+        url: String,
+        /// Branch name, or a full ref such as `refs/tags/v1`.
+        reference: String,
+        auth: RepoAuth,
+    },
+    /// A directory someone else keeps in sync (a git-sync sidecar).
+    Path(PathBuf),
+}
+
+#[derive(Debug, Clone, Default)]
+pub enum RepoAuth {
+    #[default]
+    None,
+    /// HTTPS token read from a file; username defaults to `x-access-token`.
+    Token { username: String, token: String },
+    /// SSH private key, checked against a known_hosts file.
+    Ssh {
+        username: String,
+        key_file: PathBuf,
+        passphrase: Option<String>,
+        known_hosts_file: Option<PathBuf>,
+    },
+}
+
+/// A probe as configured, with its layer already built.
+#[derive(Clone)]
+pub struct ProbeConfig {
+    pub name: String,
+    pub layer: String,
+    pub repo: String,
+    /// Relative path inside the repo ("" for the top).
+    pub path: PathBuf,
+    /// `None`: only on startup, change and manual triggers.
+    pub schedule: Option<Schedule>,
+    pub timeout: Duration,
+    pub run_on_change: bool,
+    pub labels: BTreeMap<String, String>,
+    pub probe: Arc<dyn Probe>,
+}
+
+impl std::fmt::Debug for ProbeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProbeConfig")
+            .field("name", &self.name)
+            .field("layer", &self.layer)
+            .field("repo", &self.repo)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cron schedule with the text it was written as.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub text: String,
+    pub cron: cron::Schedule,
+}
+
+impl Schedule {
+    /// Accepts 5-field crontab, 6-field with seconds, and `@hourly`-style macros.
+    pub fn parse(text: &str) -> Result<Schedule, String> {
+        use std::str::FromStr;
+        let trimmed = text.trim();
+        let fields = trimmed.split_whitespace().count();
+        let expr = if trimmed.starts_with('@') {
+            trimmed.to_string()
+        } else if fields == 5 {
+            format!("0 {trimmed}")
+        } else if fields == 6 {
+            trimmed.to_string()
+        } else {
+            return Err(format!(
+                "invalid cron expression {trimmed:?}: expected 5 or 6 fields, or @hourly/@daily, found {fields}"
+            ));
+        };
+        cron::Schedule::from_str(&expr)
+            .map(|cron| Schedule { text: trimmed.to_string(), cron })
+            .map_err(|e| format!("invalid cron expression {trimmed:?}: {e}"))
+    }
+
+    /// The next firing strictly after `after`.
+    pub fn next_after(&self, after: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.cron.after(&after).next()
+    }
+}
+
+/// Parses `90s`, `10m`, `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration {text:?}: {e} (write e.g. 90s, 10m, 1h)"))
+}
+
+/// Removes credentials from a URL so it can be logged or shown.
+pub fn redacted_url(url: &str) -> String {
+    // scheme://user:pass@host/... → scheme://***@host/...
+    if let Some(scheme_end) = url.find("://") {
+        let rest = &url[scheme_end + 3..];
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            return format!("{}://***@{}", &url[..scheme_end], &rest[at + 1..]);
+        }
+    }
+    url.to_string()
+}
+
+/// Every config problem found, each already formatted as `file:line:col: key: message`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct ConfigErrors {
+    pub problems: Vec<String>,
+}
+
+/// Reads, parses and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    loader::load(path)
+}
+
+mod loader;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_accept_five_six_fields_and_macros() {
+        assert!(Schedule::parse("*/5 * * * *").is_ok());
+        assert!(Schedule::parse("0 */5 * * * *").is_ok());
+        assert!(Schedule::parse("@hourly").is_ok());
+        let err = Schedule::parse("* * *").unwrap_err();
+        assert!(err.contains("expected 5 or 6 fields"), "{err}");
+        assert!(Schedule::parse("61 * * * *").is_err());
+    }
+
+    #[test]
+    fn credentials_are_redacted_from_urls() {
+        assert_eq!(
+            redacted_url("https://user:tok@github.com/a/b.git"),
+            "https://***@github.com/a/b.git"
+        );
+        assert_eq!(redacted_url("git://127.0.0.1:9418/r.git"), "git://127.0.0.1:9418/r.git");
+        assert_eq!(redacted_url("ssh://git@host/x"), "ssh://***@host/x");
+    }
+}

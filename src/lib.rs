@@ -1,0 +1,18 @@
+//! driftwatch: continuous drift detection between git and running infrastructure.
+//!
+//! Data flows config → repo sync → scheduler → probe → outcome → metrics/state → HTTP:
+//!
+//! - [`config`]: TOML → validated [`config::Config`], errors as `file:line:col`.
+//! - [`repo`]: git2 fetch, one checkout directory per commit.
+//! - [`scheduler`]: cron, run-on-change and manual triggers; concurrency and skip-if-busy.
+//! - [`process`]: contained child processes (process groups, timeouts, capped output).
+//! - [`probe`]: the [`probe::Probe`] trait, one file per layer, and the run outcome types.
+//! - [`state`]: last report per probe, persisted atomically; readiness.
+//! - [`metrics`]: the only writer of Prometheus metrics.
+//! - [`http`]: `/metrics`, health, the JSON API.
+//! - [`app`]: wires the above together for `run` and `check`.
+
+pub mod config;
+pub mod paths;
+pub mod probe;
+pub mod process;

@@ -1,0 +1,134 @@
+//! The probe trait and how probes are built from config. A layer is one file
+//! beside this one that implements `Probe` and exposes a `build` function;
+//! adding a layer means that file plus one line in `builder`.
+
+pub mod command;
+pub mod outcome;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::process::{self, Command};
+pub use outcome::{ErrorReason, Outcome, ProbeError, ResourceChange, RunReport, Verdict};
+
+/// One layer's drift check. A probe never touches metrics or state: it
+/// returns an outcome and the scheduler records it.
+#[async_trait::async_trait]
+pub trait Probe: Send + Sync + 'static {
+    /// The layer name, as written in config: `command`, `terraform`, …
+    fn layer(&self) -> &'static str;
+
+    /// The roots this probe covers in a checkout; each becomes its own probe
+    /// instance with its own verdict and series. Most layers have one root, "".
+    fn roots(&self, _probe_dir: &Path) -> Result<Vec<String>, ProbeError> {
+        Ok(vec![String::new()])
+    }
+
+    /// How many roots of this probe may run at once.
+    fn parallelism(&self) -> usize {
+        1
+    }
+
+    /// Problems with the environment (a missing binary, a tool too old) that
+    /// `validate` reports as errors and the daemon logs as warnings.
+    async fn preflight(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// One run against one checked-out revision.
+    async fn run(&self, cx: &ProbeContext) -> Result<Outcome, ProbeError>;
+}
+
+/// What a run may look at. Paths are absolute.
+#[derive(Debug, Clone)]
+pub struct ProbeContext {
+    /// The probe's configured name.
+    pub name: String,
+    /// The root this run covers ("" for single-root layers).
+    pub root: String,
+    /// The checked-out revision's top directory (never changes during a run).
+    pub checkout: PathBuf,
+    /// `checkout/<probe path>/<root>`: where the probe's files are.
+    pub workdir: PathBuf,
+    /// Full commit id of the checkout ("" when the repo is a plain directory).
+    pub commit: String,
+    /// Fires on shutdown; probes pass it to every child process.
+    pub cancel: CancellationToken,
+    /// When the run's timeout expires.
+    pub deadline: Instant,
+    /// A directory this probe may keep caches in across runs (plugin caches, …).
+    pub cache_dir: PathBuf,
+    /// A fresh temporary directory for this run only, removed afterwards.
+    pub scratch_dir: PathBuf,
+    /// How long a killed child gets between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+}
+
+impl ProbeContext {
+    /// A command that runs in the probe's workdir with the run's kill grace.
+    pub fn command(&self, program: impl Into<std::ffi::OsString>) -> Command {
+        Command::new(program).current_dir(&self.workdir).grace(self.kill_grace)
+    }
+
+    /// Runs a command under this run's deadline and cancellation.
+    pub async fn exec(&self, command: Command) -> Result<process::Output, ProbeError> {
+        command.run(&self.cancel, self.deadline).await.map_err(ProbeError::from)
+    }
+}
+
+/// The fields every probe has, already validated; the layer's own fields come
+/// separately as a TOML table.
+#[derive(Debug, Clone)]
+pub struct ProbeCommon {
+    pub name: String,
+    pub layer: String,
+    pub repo: String,
+    /// Relative path inside the repo ("" for the top).
+    pub path: PathBuf,
+    /// Directory the config file lives in, for resolving relative host paths.
+    pub config_dir: PathBuf,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A problem with one of a layer's fields. `key` is relative to the probe
+/// table (e.g. `roots[1]`), so the config loader can point at file:line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub key: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError { key: key.into(), message: message.into() }
+    }
+}
+
+pub type BuildFn = fn(&ProbeCommon, toml::Table) -> Result<Arc<dyn Probe>, Vec<FieldError>>;
+
+/// The layers driftwatch knows. One line per layer.
+pub fn builder(layer: &str) -> Option<BuildFn> {
+    match layer {
+        "command" => Some(command::build),
+        _ => None,
+    }
+}
+
+pub const LAYERS: &[&str] = &["command"];
+
+/// Deserializes a layer's own fields into its config struct (which should use
+/// `deny_unknown_fields`), reporting the failing key path.
+pub fn parse_fields<T: DeserializeOwned>(fields: toml::Table) -> Result<T, Vec<FieldError>> {
+    let value = toml::Value::Table(fields);
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        let key = if path == "." { String::new() } else { path };
+        vec![FieldError::new(key, err.into_inner().to_string())]
+    })
+}

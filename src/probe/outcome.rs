@@ -1,0 +1,389 @@
+//! What a probe run produces: a three-valued verdict plus the resources that
+//! differ. Probes return `Outcome` or `ProbeError`; the scheduler wraps either
+//! into a `RunReport`, the one value that metrics, state and HTTP read.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Largest diff kept per resource change; larger diffs are cut with a marker.
+pub const MAX_DIFF_BYTES: usize = 8 * 1024;
+/// Largest stderr tail kept in an error report.
+pub const MAX_STDERR_TAIL_BYTES: usize = 4 * 1024;
+
+/// The three verdicts, numbered like `terraform plan -detailed-exitcode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    InSync,
+    Error,
+    Drifted,
+}
+
+impl Verdict {
+    /// 0 in sync, 1 error, 2 drifted.
+    pub fn code(self) -> i64 {
+        match self {
+            Verdict::InSync => 0,
+            Verdict::Error => 1,
+            Verdict::Drifted => 2,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::InSync => "in_sync",
+            Verdict::Error => "error",
+            Verdict::Drifted => "drifted",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::InSync => "IN SYNC",
+            Verdict::Error => "ERROR",
+            Verdict::Drifted => "DRIFTED",
+        }
+    }
+}
+
+/// One resource that differs between git and reality.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceChange {
+    /// Stable identifier, e.g. `aws_instance.web`, `Deployment/prod/web`, `host1: install nginx`.
+    pub subject: String,
+    /// Layer-specific action: create, update, delete, replace, changed, missing, extra, …
+    pub action: String,
+    /// Human-readable, already redacted diff; capped at `MAX_DIFF_BYTES`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub diff: String,
+    /// Where the difference comes from when a layer can tell, e.g. `config`
+    /// (git changed, not applied) or `outside` (reality changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+}
+
+impl ResourceChange {
+    pub fn new(subject: impl Into<String>, action: impl Into<String>) -> Self {
+        ResourceChange {
+            subject: subject.into(),
+            action: action.into(),
+            diff: String::new(),
+            origin: None,
+        }
+    }
+
+    pub fn with_diff(mut self, diff: impl Into<String>) -> Self {
+        self.diff = cap_text(diff.into(), MAX_DIFF_BYTES);
+        self
+    }
+
+    pub fn with_origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = Some(origin.into());
+        self
+    }
+}
+
+/// A run that reached a verdict (in sync or drifted).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub changes: Vec<ResourceChange>,
+    /// The tool's exit code, when a tool was run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Things an operator should know that are not drift (e.g. tasks that run for real in check mode).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Layer-specific structured detail (per-host counts, output changes, …). Must be redacted.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub details: serde_json::Value,
+    /// Set by a probe that decides drift on its own (e.g. exit code 2 with no parsed changes).
+    #[serde(default)]
+    pub drifted: bool,
+}
+
+impl Outcome {
+    pub fn in_sync() -> Self {
+        Outcome::default()
+    }
+
+    pub fn drifted(changes: Vec<ResourceChange>) -> Self {
+        Outcome {
+            changes,
+            drifted: true,
+            ..Outcome::default()
+        }
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        if self.drifted || !self.changes.is_empty() {
+            Verdict::Drifted
+        } else {
+            Verdict::InSync
+        }
+    }
+}
+
+/// Why a run failed; each has a fixed `as_str()` safe to use as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorReason {
+    /// The run exceeded its timeout and was killed.
+    Timeout,
+    /// Shutdown or a newer trigger cancelled the run.
+    Cancelled,
+    /// The tool could not be started (missing binary, permissions).
+    Spawn,
+    /// The tool exited with a code that is neither in sync nor drift.
+    ExitCode,
+    /// The tool's output could not be understood.
+    Parse,
+    /// The probe's input in the repo is invalid (syntax error, malformed manifest).
+    Input,
+    /// The checkout is missing what the probe needs (path gone, no roots).
+    Checkout,
+    /// A remote API refused or failed (Kubernetes 403/5xx, …).
+    Api,
+    /// A target host could not be reached.
+    Unreachable,
+    /// Refused by policy before running (e.g. strict check mode).
+    Refused,
+    /// A bug or an unexpected condition inside driftwatch.
+    Internal,
+}
+
+impl ErrorReason {
+    pub const ALL: [ErrorReason; 11] = [
+        ErrorReason::Timeout,
+        ErrorReason::Cancelled,
+        ErrorReason::Spawn,
+        ErrorReason::ExitCode,
+        ErrorReason::Parse,
+        ErrorReason::Input,
+        ErrorReason::Checkout,
+        ErrorReason::Api,
+        ErrorReason::Unreachable,
+        ErrorReason::Refused,
+        ErrorReason::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorReason::Timeout => "timeout",
+            ErrorReason::Cancelled => "cancelled",
+            ErrorReason::Spawn => "spawn",
+            ErrorReason::ExitCode => "exit_code",
+            ErrorReason::Parse => "parse",
+            ErrorReason::Input => "input",
+            ErrorReason::Checkout => "checkout",
+            ErrorReason::Api => "api",
+            ErrorReason::Unreachable => "unreachable",
+            ErrorReason::Refused => "refused",
+            ErrorReason::Internal => "internal",
+        }
+    }
+}
+
+/// A run that could not reach a verdict. Never a reason for the daemon to exit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ProbeError {
+    pub reason: ErrorReason,
+    /// One or a few lines for a person; already redacted.
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The last lines of the tool's stderr, capped and redacted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stderr_tail: String,
+    /// Differences found before the error, reported as detail (never as drift).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partial_changes: Vec<ResourceChange>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl ProbeError {
+    pub fn new(reason: ErrorReason, message: impl Into<String>) -> Self {
+        ProbeError {
+            reason,
+            message: message.into(),
+            exit_code: None,
+            stderr_tail: String::new(),
+            partial_changes: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    pub fn with_exit_code(mut self, code: Option<i32>) -> Self {
+        self.exit_code = code;
+        self
+    }
+
+    pub fn with_stderr_tail(mut self, tail: impl Into<String>) -> Self {
+        self.stderr_tail = cap_tail(tail.into(), MAX_STDERR_TAIL_BYTES);
+        self
+    }
+
+    pub fn with_partial_changes(mut self, changes: Vec<ResourceChange>) -> Self {
+        self.partial_changes = changes;
+        self
+    }
+
+    pub fn with_warnings(mut self, warnings: Vec<String>) -> Self {
+        self.warnings = warnings;
+        self
+    }
+}
+
+/// The error part of a `RunReport`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunError {
+    pub reason: ErrorReason,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stderr_tail: String,
+}
+
+/// Everything known about one finished run of one probe instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// Instance id: the probe name, or `name:root` for layers with several roots.
+    pub probe: String,
+    /// The configured probe name (shared by all roots of one probe).
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub root: String,
+    pub layer: String,
+    pub run_id: u64,
+    /// Why the run happened: startup, schedule, change, manual.
+    pub trigger: String,
+    pub repo: String,
+    pub commit: String,
+    pub started_at: DateTime<Utc>,
+    #[serde(with = "duration_seconds")]
+    pub duration: Duration,
+    pub verdict: Verdict,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    pub changes: Vec<ResourceChange>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub details: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RunError>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl RunReport {
+    /// Fills verdict, changes and error from a probe's result.
+    pub fn apply_result(&mut self, result: Result<Outcome, ProbeError>) {
+        match result {
+            Ok(outcome) => {
+                self.verdict = outcome.verdict();
+                self.exit_code = outcome.exit_code;
+                self.changes = outcome.changes;
+                self.warnings = outcome.warnings;
+                self.details = outcome.details;
+                self.error = None;
+            }
+            Err(error) => {
+                self.verdict = Verdict::Error;
+                self.exit_code = error.exit_code;
+                self.changes = error.partial_changes;
+                self.warnings = error.warnings;
+                self.error = Some(RunError {
+                    reason: error.reason,
+                    message: error.message,
+                    stderr_tail: error.stderr_tail,
+                });
+            }
+        }
+    }
+
+    /// A one-line summary for logs and the status page.
+    pub fn summary(&self) -> String {
+        match (&self.verdict, &self.error) {
+            (Verdict::Error, Some(e)) => format!("error ({}): {}", e.reason.as_str(), first_line(&e.message)),
+            (Verdict::Drifted, _) => format!("drifted: {} resource(s) differ", self.changes.len()),
+            _ => "in sync".to_string(),
+        }
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
+
+/// Keeps the first `max` bytes of `text`, cut on a char boundary, with a marker.
+pub fn cap_text(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n… ({} more bytes cut)", &text[..end], text.len() - end)
+}
+
+/// Keeps the last `max` bytes of `text`, cut on a char boundary.
+pub fn cap_tail(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &text[start..])
+}
+
+mod duration_seconds {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Ok(Duration::from_secs_f64(secs.max(0.0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdict_codes_match_terraform_detailed_exitcode() {
+        assert_eq!(Verdict::InSync.code(), 0);
+        assert_eq!(Verdict::Error.code(), 1);
+        assert_eq!(Verdict::Drifted.code(), 2);
+    }
+
+    #[test]
+    fn outcome_with_changes_is_drift() {
+        assert_eq!(Outcome::in_sync().verdict(), Verdict::InSync);
+        let o = Outcome::drifted(vec![ResourceChange::new("a", "update")]);
+        assert_eq!(o.verdict(), Verdict::Drifted);
+        let flagged = Outcome { drifted: true, ..Outcome::default() };
+        assert_eq!(flagged.verdict(), Verdict::Drifted);
+    }
+
+    #[test]
+    fn diffs_are_capped_on_char_boundaries() {
+        let long = "é".repeat(MAX_DIFF_BYTES);
+        let change = ResourceChange::new("x", "update").with_diff(long);
+        assert!(change.diff.len() < MAX_DIFF_BYTES + 64);
+        assert!(change.diff.contains("more bytes cut"));
+        let tail = cap_tail("ab".repeat(10), 5);
+        assert_eq!(tail, "…babab");
+    }
+}

@@ -1,0 +1,403 @@
+//! Child processes, contained. Every tool a probe runs goes through here:
+//! explicit argv, stdin closed, a cleared environment plus an allowlist, its
+//! own process group, capped output, and on timeout or cancel SIGTERM to the
+//! whole group, a grace period, then SIGKILL. A drop guard kills the group if
+//! the future is dropped, so no tool outlives its run.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::probe::outcome::{cap_tail, ErrorReason, ProbeError, MAX_STDERR_TAIL_BYTES};
+
+/// Variables passed to every child unless the probe says otherwise.
+pub const BASE_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME"];
+
+/// Default cap on captured stdout (plugins that print megabytes are cut here).
+pub const DEFAULT_STDOUT_LIMIT: usize = 16 * 1024 * 1024;
+/// Default cap on captured stderr.
+pub const DEFAULT_STDERR_LIMIT: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("cannot start {program}: {source}; check that it is installed and on PATH")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} timed out after {after:?} and was killed")]
+    Timeout { program: String, after: Duration, output: Box<Output> },
+    #[error("{program} was cancelled")]
+    Cancelled { program: String, output: Box<Output> },
+}
+
+impl ProcessError {
+    pub fn reason(&self) -> ErrorReason {
+        match self {
+            ProcessError::Spawn { .. } => ErrorReason::Spawn,
+            ProcessError::Timeout { .. } => ErrorReason::Timeout,
+            ProcessError::Cancelled { .. } => ErrorReason::Cancelled,
+        }
+    }
+}
+
+impl From<ProcessError> for ProbeError {
+    fn from(err: ProcessError) -> Self {
+        let tail = match &err {
+            ProcessError::Timeout { output, .. } | ProcessError::Cancelled { output, .. } => output.stderr_tail(20),
+            ProcessError::Spawn { .. } => String::new(),
+        };
+        ProbeError::new(err.reason(), err.to_string()).with_stderr_tail(tail)
+    }
+}
+
+/// What a finished child left behind.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    /// Exit code; `None` when killed by a signal.
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub elapsed: Duration,
+}
+
+impl Output {
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr_str(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    /// The last `lines` non-empty lines of stderr, capped.
+    pub fn stderr_tail(&self, lines: usize) -> String {
+        let text = self.stderr_str();
+        let kept: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let start = kept.len().saturating_sub(lines);
+        cap_tail(kept[start..].join("\n"), MAX_STDERR_TAIL_BYTES)
+    }
+}
+
+/// A command to run. Build it, then `run` it with a cancel token and deadline.
+#[derive(Debug, Clone)]
+pub struct Command {
+    program: OsString,
+    args: Vec<OsString>,
+    cwd: Option<PathBuf>,
+    pass_env: Vec<String>,
+    env: Vec<(OsString, OsString)>,
+    stdout_limit: usize,
+    stderr_limit: usize,
+    grace: Duration,
+}
+
+impl Command {
+    pub fn new(program: impl Into<OsString>) -> Self {
+        Command {
+            program: program.into(),
+            args: Vec::new(),
+            cwd: None,
+            pass_env: BASE_ENV.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
+            stdout_limit: DEFAULT_STDOUT_LIMIT,
+            stderr_limit: DEFAULT_STDERR_LIMIT,
+            grace: Duration::from_secs(10),
+        }
+    }
+
+    pub fn program(&self) -> String {
+        self.program.to_string_lossy().into_owned()
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// Lets these variables through from driftwatch's own environment.
+    pub fn pass_env<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.pass_env.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn stdout_limit(mut self, bytes: usize) -> Self {
+        self.stdout_limit = bytes;
+        self
+    }
+
+    pub fn stderr_limit(mut self, bytes: usize) -> Self {
+        self.stderr_limit = bytes;
+        self
+    }
+
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Runs the child to completion, or kills its process group when the
+    /// deadline passes or `cancel` fires.
+    pub async fn run(self, cancel: &CancellationToken, deadline: Instant) -> Result<Output, ProcessError> {
+        let program = self.program();
+        let mut cmd = tokio::process::Command::new(&self.program);
+        cmd.args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_clear()
+            .process_group(0)
+            .kill_on_drop(true);
+        for name in &self.pass_env {
+            if let Some(value) = std::env::var_os(name) {
+                cmd.env(name, value);
+            }
+        }
+        for (key, value) in &self.env {
+            cmd.env(key, value);
+        }
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
+
+        let started = Instant::now();
+        let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+        let guard = GroupGuard {
+            pgid: child.id().map(|id| id as i32),
+        };
+        let stdout = tokio::spawn(read_capped(child.stdout.take(), self.stdout_limit));
+        let stderr = tokio::spawn(read_capped(child.stderr.take(), self.stderr_limit));
+
+        enum End {
+            Exited(std::io::Result<std::process::ExitStatus>),
+            Timeout,
+            Cancelled,
+        }
+        let end = tokio::select! {
+            status = child.wait() => End::Exited(status),
+            _ = tokio::time::sleep_until(deadline) => End::Timeout,
+            _ = cancel.cancelled() => End::Cancelled,
+        };
+
+        let status = match end {
+            End::Exited(status) => {
+                // The leader exited; stragglers in its group must not outlive the run.
+                guard.signal(Signal::SIGKILL);
+                Some(status)
+            }
+            End::Timeout | End::Cancelled => {
+                guard.signal(Signal::SIGTERM);
+                let waited = tokio::time::timeout(self.grace, child.wait()).await;
+                guard.signal(Signal::SIGKILL);
+                if waited.is_err() {
+                    let _ = child.wait().await;
+                }
+                let output = Box::new(collect(None, stdout, stderr, started).await);
+                return Err(match end {
+                    End::Timeout => ProcessError::Timeout {
+                        program,
+                        after: deadline.saturating_duration_since(started),
+                        output,
+                    },
+                    _ => ProcessError::Cancelled { program, output },
+                });
+            }
+        };
+        let status = status
+            .expect("exit status present")
+            .map_err(|source| ProcessError::Spawn { program: program.clone(), source })?;
+        Ok(collect(Some(status), stdout, stderr, started).await)
+    }
+}
+
+async fn collect(
+    status: Option<std::process::ExitStatus>,
+    stdout: tokio::task::JoinHandle<(Vec<u8>, bool)>,
+    stderr: tokio::task::JoinHandle<(Vec<u8>, bool)>,
+    started: Instant,
+) -> Output {
+    use std::os::unix::process::ExitStatusExt;
+    // Pipes close once every process in the group is gone; bound the wait in
+    // case a process escaped the group and still holds them open.
+    let (stdout, stdout_truncated) = tokio::time::timeout(Duration::from_secs(5), stdout)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let (stderr, stderr_truncated) = tokio::time::timeout(Duration::from_secs(5), stderr)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    Output {
+        code: status.and_then(|s| s.code()),
+        signal: status.and_then(|s| s.signal()),
+        stdout,
+        stderr,
+        stdout_truncated,
+        stderr_truncated,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Reads a pipe to its end, keeping at most `limit` bytes and draining the
+/// rest so the child never blocks on a full pipe.
+async fn read_capped<R: AsyncRead + Unpin>(reader: Option<R>, limit: usize) -> (Vec<u8>, bool) {
+    let Some(mut reader) = reader else {
+        return (Vec::new(), false);
+    };
+    let mut kept = Vec::new();
+    let mut truncated = false;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = limit.saturating_sub(kept.len());
+                if n > room {
+                    truncated = true;
+                }
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+    (kept, truncated)
+}
+
+/// Kills the child's whole process group when dropped.
+struct GroupGuard {
+    pgid: Option<i32>,
+}
+
+impl GroupGuard {
+    fn signal(&self, signal: Signal) {
+        if let Some(pgid) = self.pgid {
+            let _ = killpg(Pid::from_raw(pgid), signal);
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.signal(Signal::SIGKILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(30)
+    }
+
+    #[tokio::test]
+    async fn captures_exit_code_and_output() {
+        let out = Command::new("sh")
+            .args(["-c", "echo out; echo err >&2; exit 3"])
+            .run(&CancellationToken::new(), far())
+            .await
+            .unwrap();
+        assert_eq!(out.code, Some(3));
+        assert_eq!(out.stdout_str(), "out\n");
+        assert_eq!(out.stderr_tail(5), "err");
+    }
+
+    #[tokio::test]
+    async fn environment_is_cleared_except_allowlist() {
+        std::env::set_var("DRIFTWATCH_TEST_SECRET", "hunter2");
+        let out = Command::new("sh")
+            .args(["-c", "echo \"[$DRIFTWATCH_TEST_SECRET][$EXTRA]\""])
+            .env("EXTRA", "x")
+            .run(&CancellationToken::new(), far())
+            .await
+            .unwrap();
+        assert_eq!(out.stdout_str(), "[][x]\n");
+    }
+
+    #[tokio::test]
+    async fn output_is_capped() {
+        let out = Command::new("sh")
+            .args(["-c", "head -c 1000000 /dev/zero"])
+            .stdout_limit(1000)
+            .run(&CancellationToken::new(), far())
+            .await
+            .unwrap();
+        assert_eq!(out.stdout.len(), 1000);
+        assert!(out.stdout_truncated);
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_a_spawn_error() {
+        let err = Command::new("/nonexistent/tool")
+            .run(&CancellationToken::new(), far())
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), ErrorReason::Spawn);
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_grandchildren() {
+        // A sleep length no other process uses, so pgrep finds only ours.
+        let marker = format!("sleep 9{}.5", std::process::id());
+        let script = format!("{marker} & {marker} & wait");
+        let err = Command::new("sh")
+            .args(["-c", &script])
+            .grace(Duration::from_millis(200))
+            .run(&CancellationToken::new(), Instant::now() + Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), ErrorReason::Timeout);
+        let ps = std::process::Command::new("pgrep").args(["-f", &marker]).output().unwrap();
+        assert!(ps.stdout.is_empty(), "left behind: {}", String::from_utf8_lossy(&ps.stdout));
+    }
+
+    #[tokio::test]
+    async fn cancel_stops_the_child() {
+        let cancel = CancellationToken::new();
+        let trigger = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            trigger.cancel();
+        });
+        let err = Command::new("sleep").arg("1000").run(&cancel, far()).await.unwrap_err();
+        assert_eq!(err.reason(), ErrorReason::Cancelled);
+    }
+}

@@ -1,0 +1,3 @@
+//! One integration-test binary (links once); each concern is a module.
+
+mod common;
