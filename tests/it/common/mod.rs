@@ -70,3 +70,50 @@ pub fn commit_files(dir: &Path, files: &[(&str, &str)], message: &str) -> String
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// Builds a probe of `layer` from the TOML text of its layer fields.
+pub fn build_probe(
+    layer: &str,
+    name: &str,
+    path: &str,
+    fields: &str,
+) -> Result<std::sync::Arc<dyn driftwatch::probe::Probe>, Vec<driftwatch::probe::FieldError>> {
+    let common = driftwatch::probe::ProbeCommon {
+        name: name.to_string(),
+        layer: layer.to_string(),
+        repo: "test".to_string(),
+        path: PathBuf::from(path),
+        config_dir: std::env::temp_dir(),
+        labels: Default::default(),
+    };
+    let table: toml::Table = toml::from_str(fields).expect("test fields are valid TOML");
+    let build = driftwatch::probe::builder(layer).expect("layer is registered");
+    build(&common, table)
+}
+
+/// A context for running a probe directly against `checkout/workdir`, with a
+/// fresh cache and scratch directory under `tmp`.
+pub fn probe_context(
+    name: &str,
+    checkout: &Path,
+    workdir: &str,
+    tmp: &Path,
+    timeout: std::time::Duration,
+) -> driftwatch::probe::ProbeContext {
+    let cache_dir = tmp.join("cache");
+    let scratch_dir = tmp.join("scratch");
+    std::fs::create_dir_all(&cache_dir).unwrap();
+    std::fs::create_dir_all(&scratch_dir).unwrap();
+    driftwatch::probe::ProbeContext {
+        name: name.to_string(),
+        root: String::new(),
+        checkout: checkout.to_path_buf(),
+        workdir: checkout.join(workdir),
+        commit: "0000000000000000000000000000000000000000".to_string(),
+        cancel: tokio_util::sync::CancellationToken::new(),
+        deadline: tokio::time::Instant::now() + timeout,
+        cache_dir,
+        scratch_dir,
+        kill_grace: std::time::Duration::from_secs(2),
+    }
+}
