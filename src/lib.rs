@@ -16,3 +16,4 @@ pub mod config;
 pub mod paths;
 pub mod probe;
 pub mod process;
+pub mod repo;
