@@ -17,3 +17,4 @@ pub mod paths;
 pub mod probe;
 pub mod process;
 pub mod repo;
+pub mod state;

@@ -2,3 +2,4 @@
 
 mod command;
 mod common;
+mod repo;
