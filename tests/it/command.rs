@@ -853,3 +853,128 @@ async fn sysctl_drift_bad_input_is_an_error() {
         err.stderr_tail
     );
 }
+
+const DPKG_STATUS: &str = "Package: nginx\nStatus: install ok installed\nMaintainer: x <x@example.invalid>\nArchitecture: amd64\nVersion: 1.22.1-9\nDescription: web server\n\n\
+Package: telnet\nStatus: install ok installed\nMaintainer: x <x@example.invalid>\nArchitecture: amd64\nVersion: 0.17-44\nDescription: telnet client\n\n\
+Package: containerd\nStatus: install ok half-configured\nMaintainer: x <x@example.invalid>\nArchitecture: amd64\nVersion: 1.6.20~ds1-1\nDescription: runtime\n\n\
+Package: oldpkg\nStatus: deinstall ok config-files\nMaintainer: x <x@example.invalid>\nArchitecture: amd64\nVersion: 1.0\nDescription: removed\n";
+
+#[tokio::test]
+async fn debian_packages_against_a_dpkg_database() {
+    if !common::have_tool("python3") || !common::have_tool("dpkg-query") {
+        return;
+    }
+    let fx = Fixture::new();
+    let admindir = fx.tmp.path().join("dpkg");
+    write_tree(&admindir, &[("status", DPKG_STATUS)]);
+    let admin = admindir.display().to_string();
+    write_tree(
+        &fx.probe_dir(),
+        &[("in-sync.list", "# web nodes\nnginx=1.22.*\n!curl\n")],
+    );
+    let outcome = fx
+        .run(&plugin_fields(
+            "debian-packages",
+            &["--admindir", &admin, "in-sync.list"],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(outcome.verdict(), Verdict::InSync, "{outcome:?}");
+    assert_eq!(outcome.details["rules"], 2);
+
+    write_tree(
+        &fx.probe_dir(),
+        &[(
+            "drifted.list",
+            "nginx=1.24.0-1\ncontainerd\noldpkg\n!telnet\nnginx=1.22.1-10  # later rule wins\n",
+        )],
+    );
+    let outcome = fx
+        .run(&plugin_fields(
+            "debian-packages",
+            &["--admindir", &admin, "drifted.list"],
+        ))
+        .await
+        .unwrap();
+    let summary: Vec<(&str, &str)> = outcome
+        .changes
+        .iter()
+        .map(|c| (c.subject.as_str(), c.action.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("containerd", "changed"),
+            ("nginx", "changed"),
+            ("oldpkg", "missing"),
+            ("telnet", "extra")
+        ]
+    );
+    assert_eq!(
+        outcome.changes[1].diff,
+        "# drifted.list:5\n-nginx=1.22.1-9\n+nginx=1.22.1-10\n"
+    );
+    assert!(outcome.changes[0]
+        .diff
+        .contains("dpkg state: half-configured"));
+}
+
+#[tokio::test]
+async fn debian_packages_against_this_host() {
+    if !common::have_tool("python3") || !common::have_tool("dpkg-query") {
+        return;
+    }
+    let version = std::process::Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", "coreutils"])
+        .output()
+        .unwrap();
+    let version = String::from_utf8(version.stdout).unwrap();
+    let fx = Fixture::new();
+    write_tree(
+        &fx.probe_dir(),
+        &[
+            (
+                "host.list",
+                &format!("coreutils={version}\n!driftwatch-no-such-package\n"),
+            ),
+            ("want.list", "driftwatch-no-such-package=1.0\n"),
+            ("bad.list", "nginx\nNot A Package\n"),
+        ],
+    );
+    let outcome = fx
+        .run(&plugin_fields("debian-packages", &["host.list"]))
+        .await
+        .unwrap();
+    assert_eq!(outcome.verdict(), Verdict::InSync, "{outcome:?}");
+    let outcome = fx
+        .run(&plugin_fields("debian-packages", &["want.list"]))
+        .await
+        .unwrap();
+    assert_eq!(outcome.changes[0].action, "missing");
+
+    let err = fx
+        .run(&plugin_fields("debian-packages", &["bad.list"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code, Some(1));
+    assert!(
+        err.stderr_tail.contains("bad.list:2"),
+        "{}",
+        err.stderr_tail
+    );
+    // A wrong database directory is an error, never "everything missing".
+    let nowhere = fx.tmp.path().join("nowhere").display().to_string();
+    let err = fx
+        .run(&plugin_fields(
+            "debian-packages",
+            &["--admindir", &nowhere, "host.list"],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason, ErrorReason::ExitCode);
+    assert!(
+        err.stderr_tail.contains("does not exist"),
+        "{}",
+        err.stderr_tail
+    );
+}
