@@ -332,22 +332,46 @@ async fn shell_true_runs_through_sh() {
 
 #[tokio::test]
 async fn environment_is_an_allowlist() {
-    std::env::set_var("DRIFTWATCH_IT_HIDDEN", "hunter2");
-    std::env::set_var("DRIFTWATCH_IT_PASSED", "visible");
+    // Two variables of this test process that the base allowlist does not
+    // pass (cargo sets plenty); no set_var, which races with concurrent spawns.
+    let candidates: Vec<(String, String)> = std::env::vars()
+        .filter(|(name, value)| {
+            !driftwatch::process::BASE_ENV.contains(&name.as_str())
+                && !name.starts_with("DRIFTWATCH_")
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !value.is_empty()
+                && value
+                    .chars()
+                    .all(|c| (c.is_ascii_graphic() || c == ' ') && !"[]\\\"$`".contains(c))
+        })
+        .take(2)
+        .collect();
+    assert_eq!(
+        candidates.len(),
+        2,
+        "the test process needs two non-allowlisted variables"
+    );
+    let (hidden, _) = &candidates[0];
+    let (passed, passed_value) = &candidates[1];
     let fx = Fixture::new();
     let secret = fx.tmp.path().join("token");
     std::fs::write(&secret, "s3cret\n").unwrap();
-    let script = "echo \"hidden=[$DRIFTWATCH_IT_HIDDEN] passed=[$DRIFTWATCH_IT_PASSED] extra=[$EXTRA] token=[$TOKEN]\"; \
-                  echo \"probe=[$DRIFTWATCH_PROBE] commit=[$DRIFTWATCH_COMMIT] checkout=[$DRIFTWATCH_CHECKOUT] pwd=[$(pwd)]\"; exit 2";
+    let script = format!(
+        "echo \"hidden=[${hidden}] passed=[${passed}] extra=[$EXTRA] token=[$TOKEN]\"; \
+         echo \"probe=[$DRIFTWATCH_PROBE] commit=[$DRIFTWATCH_COMMIT] checkout=[$DRIFTWATCH_CHECKOUT] pwd=[$(pwd)]\"; exit 2"
+    );
     let fields = format!(
-        "pass_env = [\"DRIFTWATCH_IT_PASSED\"]\nenv = {{ EXTRA = \"x y\" }}\nenv_files = {{ TOKEN = {} }}\n{}",
+        "pass_env = [{}]\nenv = {{ EXTRA = \"x y\" }}\nenv_files = {{ TOKEN = {} }}\n{}",
+        toml_string(passed),
         toml_string(&secret.display().to_string()),
-        shell(script)
+        shell(&script)
     );
     let outcome = fx.run(&fields).await.unwrap();
     let stdout = outcome.details["stdout"].as_str().unwrap();
     assert!(
-        stdout.contains("hidden=[] passed=[visible] extra=[x y] token=[s3cret]"),
+        stdout.contains(&format!(
+            "hidden=[] passed=[{passed_value}] extra=[x y] token=[s3cret]"
+        )),
         "{stdout}"
     );
     let checkout = fx.checkout();
