@@ -1002,3 +1002,71 @@ async fn debian_packages_against_this_host() {
         err.stderr_tail
     );
 }
+
+#[tokio::test]
+async fn files_drift_large_and_odd_files() {
+    if !common::have_tool("python3") {
+        return;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let fx = Fixture::new();
+    let git = fx.probe_dir().join("files");
+    let host = fx.tmp.path().join("host");
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut big_changed = big.clone();
+    big_changed[2_999_999] ^= 1;
+    let long_git: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+    let long_host: String = (0..5000).map(|i| format!("other {i}\n")).collect();
+    for (dir, big, long) in [(&git, &big, &long_git), (&host, &big_changed, &long_host)] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("same.img"), &big[..]).unwrap();
+        std::fs::write(dir.join("disk.img"), big).unwrap();
+        std::fs::write(dir.join("long.conf"), long).unwrap();
+    }
+    std::fs::write(host.join("same.img"), &big[..]).unwrap();
+    std::fs::write(
+        git.join(std::ffi::OsStr::from_bytes(b"latin1-\xe9.conf")),
+        "x\n",
+    )
+    .unwrap();
+
+    let target = host.display().to_string();
+    let outcome = fx
+        .run(&plugin_fields(
+            "files-drift",
+            &["--source", "files", "--target", &target],
+        ))
+        .await
+        .unwrap();
+    let summary: Vec<(String, &str)> = outcome
+        .changes
+        .iter()
+        .map(|c| {
+            (
+                c.subject
+                    .strip_prefix(&format!("{target}/"))
+                    .unwrap()
+                    .to_string(),
+                c.action.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("disk.img".to_string(), "changed"),
+            ("latin1-\u{fffd}.conf".to_string(), "missing"),
+            ("long.conf".to_string(), "changed"),
+        ]
+    );
+    assert!(
+        outcome.changes[0].diff.contains("too large to diff"),
+        "{}",
+        outcome.changes[0].diff
+    );
+    let long_diff = &outcome.changes[2].diff;
+    assert!(
+        long_diff.contains("diff cut at 4000 bytes") && long_diff.len() < 4200,
+        "{long_diff}"
+    );
+}
