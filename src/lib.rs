@@ -13,8 +13,10 @@
 //! - [`app`]: wires the above together for `run` and `check`.
 
 pub mod config;
+pub mod history;
 pub mod paths;
 pub mod probe;
 pub mod process;
 pub mod repo;
 pub mod state;
+pub mod web;
