@@ -355,9 +355,8 @@ async fn status_page_renders_in_chromium_with_everything_escaped() {
             .count(),
         1
     );
-    assert_eq!(
+    assert!(
         dom.matches("<tr><td><time").count() >= 4,
-        true,
         "recent runs listed"
     );
     assert_script_escaped_and_inert(&dom);
