@@ -98,7 +98,8 @@ struct StateFile {
 /// All probe statuses, shared between the scheduler (writer) and HTTP (readers).
 #[derive(Debug)]
 pub struct State {
-    path: PathBuf,
+    /// `None` for a state that is never written (one-shot `check`).
+    path: Option<PathBuf>,
     probes: RwLock<BTreeMap<String, ProbeStatus>>,
 }
 
@@ -131,8 +132,16 @@ impl State {
             }
         };
         State {
-            path,
+            path: Some(path),
             probes: RwLock::new(probes),
+        }
+    }
+
+    /// A state that lives in memory only.
+    pub fn ephemeral() -> State {
+        State {
+            path: None,
+            probes: RwLock::new(BTreeMap::new()),
         }
     }
 
@@ -164,17 +173,20 @@ impl State {
 
     /// Writes the state file atomically: a temp file in the same directory, then rename.
     pub fn persist(&self) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
         let file = StateFile {
             version: STATE_VERSION,
             probes: self.snapshot(),
         };
         let bytes = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
-        if let Some(dir) = self.path.parent() {
+        if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let tmp = self.path.with_extension("json.tmp");
+        let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, &self.path)
+        std::fs::rename(&tmp, path)
     }
 }
 
