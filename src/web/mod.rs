@@ -1,9 +1,9 @@
 //! The status page, the history API and the triggers.
 //!
-//! - `GET /`, `/probes/{id}`, `/events`: server-rendered HTML ([`html`]).
-//! - `GET /api/v1/probes/{id}/runs`, `/api/v1/events`, `/api/v1/episodes`:
+//! - `GET /`, `/probes/{name}`, `/events`: server-rendered HTML ([`html`]).
+//! - `GET /api/v1/probes/{name}/runs`, `/api/v1/events`, `/api/v1/episodes`:
 //!   history as JSON, newest first, paged with `?limit=&before=<cursor>`.
-//! - `POST /api/v1/probes/{id}/run`, `POST /api/v1/sync`: bearer token from
+//! - `POST /api/v1/probes/{name}/run`, `POST /api/v1/sync`: bearer token from
 //!   `[server] api_token_file`; without a configured token they answer 404.
 //! - `POST /api/v1/hooks/github` (`X-Hub-Signature-256`) and
 //!   `/api/v1/hooks/gitlab` (`X-Gitlab-Token`): a push syncs the matching
@@ -62,6 +62,28 @@ pub trait TriggerSink: Send + Sync + 'static {
     /// Fetches `repo` (or every repo) now; a new commit runs the probes
     /// whose paths it touched.
     fn sync(&self, repo: Option<&str>) -> Result<(), TriggerRefusal>;
+}
+
+impl From<crate::scheduler::TriggerError> for TriggerRefusal {
+    fn from(err: crate::scheduler::TriggerError) -> TriggerRefusal {
+        use crate::scheduler::TriggerError;
+        match err {
+            TriggerError::UnknownProbe(_) | TriggerError::UnknownRepo(_) => {
+                TriggerRefusal::NotFound
+            }
+            TriggerError::ShuttingDown => TriggerRefusal::Unavailable,
+        }
+    }
+}
+
+impl TriggerSink for crate::http::Triggers {
+    fn run_probe(&self, id: &str) -> Result<(), TriggerRefusal> {
+        crate::http::Triggers::run_probe(self, id).map_err(TriggerRefusal::from)
+    }
+
+    fn sync(&self, repo: Option<&str>) -> Result<(), TriggerRefusal> {
+        crate::http::Triggers::sync(self, repo.map(str::to_string)).map_err(TriggerRefusal::from)
+    }
 }
 
 /// A configured probe, as the page shows it before (and besides) its first run.
@@ -203,11 +225,11 @@ where
     Router::new()
         .route("/", get(overview))
         .route("/events", get(events_page))
-        .route("/probes/{id}", get(probe_page))
-        .route("/api/v1/probes/{id}/runs", get(api_runs))
+        .route("/probes/{name}", get(probe_page))
+        .route("/api/v1/probes/{name}/runs", get(api_runs))
         .route("/api/v1/events", get(api_events))
         .route("/api/v1/episodes", get(api_episodes))
-        .route("/api/v1/probes/{id}/run", post(trigger_run))
+        .route("/api/v1/probes/{name}/run", post(trigger_run))
         .route("/api/v1/sync", post(trigger_sync))
         .route("/api/v1/hooks/github", post(hook_github))
         .route("/api/v1/hooks/gitlab", post(hook_gitlab))

@@ -586,7 +586,7 @@ async fn triggers_need_the_bearer_token() {
         metric(
             &harness.registry,
             "driftwatch_http_requests_total",
-            &[("handler", "/api/v1/probes/{id}/run"), ("code", "401")]
+            &[("handler", "/api/v1/probes/{name}/run"), ("code", "401")]
         ),
         3.0
     );
