@@ -4,3 +4,4 @@ mod command;
 mod common;
 mod config;
 mod repo;
+mod web;
