@@ -11,14 +11,15 @@ PROMETHEUS_VERSION='2.42.*'
 ALERTMANAGER_VERSION='0.25.*'
 
 have_all() {
-  command -v prometheus >/dev/null &&
+  command -v python3 >/dev/null &&
+    command -v prometheus >/dev/null &&
     command -v promtool >/dev/null &&
     command -v prometheus-alertmanager >/dev/null &&
     command -v amtool >/dev/null
 }
 
 if have_all; then
-  echo "prometheus $(prometheus --version 2>&1 | awk 'NR==1{print $3}'), alertmanager and amtool already installed"
+  echo "prometheus $(prometheus --version 2>&1 | awk 'NR==1{print $3}'), alertmanager, amtool and python3 already installed"
   exit 0
 fi
 
@@ -34,10 +35,10 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-# Debian's postinst would start the services under systemd; policy-rc.d keeps
-# them down on machines where it is honoured, and we never rely on them.
 $sudo apt-get install -y -qq --no-install-recommends \
   "prometheus=$PROMETHEUS_VERSION" "prometheus-alertmanager=$ALERTMANAGER_VERSION" >/dev/null
+# scripts/check-monitoring's dashboard checks are Python (standard library only).
+command -v python3 >/dev/null || $sudo apt-get install -y -qq --no-install-recommends python3 >/dev/null
 
 # The Debian units would otherwise bind 9090/9093 on a real systemd host.
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
