@@ -1,3 +1,4 @@
 //! One integration-test binary (links once); each concern is a module.
 
+mod alerts;
 mod common;
