@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prometheus, Alertmanager, promtool and amtool from Debian 12 (Prometheus
-# 2.42, Alertmanager 0.25). Used by scripts/check-monitoring and the alerting
+# 2.42, Alertmanager 0.25). Used by scripts/check-monitoring (which also needs
+# python3, from 10-python3.sh) and the alerting
 # end-to-end test. Installs nothing when the tools are already there; Debian's
 # packages are not started as services by this script (the tests start their
 # own instances on loopback).
@@ -11,15 +12,14 @@ PROMETHEUS_VERSION='2.42.*'
 ALERTMANAGER_VERSION='0.25.*'
 
 have_all() {
-  command -v python3 >/dev/null &&
-    command -v prometheus >/dev/null &&
+  command -v prometheus >/dev/null &&
     command -v promtool >/dev/null &&
     command -v prometheus-alertmanager >/dev/null &&
     command -v amtool >/dev/null
 }
 
 if have_all; then
-  echo "prometheus $(prometheus --version 2>&1 | awk 'NR==1{print $3}'), alertmanager, amtool and python3 already installed"
+  echo "prometheus $(prometheus --version 2>&1 | awk 'NR==1{print $3}'), alertmanager and amtool already installed"
   exit 0
 fi
 
@@ -37,8 +37,6 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends \
   "prometheus=$PROMETHEUS_VERSION" "prometheus-alertmanager=$ALERTMANAGER_VERSION" >/dev/null
-# scripts/check-monitoring's dashboard checks are Python (standard library only).
-command -v python3 >/dev/null || $sudo apt-get install -y -qq --no-install-recommends python3 >/dev/null
 
 # The Debian units would otherwise bind 9090/9093 on a real systemd host.
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
