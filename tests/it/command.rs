@@ -1129,3 +1129,34 @@ async fn the_last_stderr_lines_survive_a_flood() {
     );
     assert!(err.stderr_tail.len() <= 4 * 1024 + 8);
 }
+
+#[tokio::test]
+async fn preflight_reports_missing_programs_and_secret_files() {
+    let ok = common::build_probe(
+        "command",
+        "x",
+        "probe",
+        &plugin_fields("files-drift", &["--target", "/etc"]),
+    )
+    .unwrap();
+    assert!(ok.preflight().await.is_empty());
+    let missing = common::build_probe(
+        "command",
+        "x",
+        "probe",
+        "command = [\"/opt/nowhere/files-drift\"]\nenv_files = { TOKEN = \"/nonexistent/driftwatch-token\" }",
+    )
+    .unwrap();
+    let problems = missing.preflight().await;
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].contains("/opt/nowhere/files-drift"));
+    assert!(problems[1].starts_with("env_files.TOKEN"));
+    let not_on_path = common::build_probe(
+        "command",
+        "x",
+        "probe",
+        "command = [\"driftwatch-no-such-tool\"]",
+    )
+    .unwrap();
+    assert!(not_on_path.preflight().await[0].contains("not on PATH"));
+}

@@ -4,3 +4,4 @@ mod alerts;
 mod command;
 mod common;
 mod repo;
+mod web;
