@@ -1,6 +1,9 @@
 //! One integration-test binary (links once); each concern is a module.
 
+mod alerts;
 mod ansible;
 mod command;
 mod common;
+mod config;
 mod repo;
+mod web;
