@@ -2,4 +2,6 @@
 
 mod command;
 mod common;
+mod daemon;
 mod repo;
+mod scheduler;
