@@ -2,6 +2,7 @@
 
 mod command;
 mod common;
+mod config;
 mod daemon;
 mod repo;
 mod scheduler;
