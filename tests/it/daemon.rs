@@ -8,7 +8,10 @@ use crate::common::{commit_files, driftwatch_bin, free_port, have_tool, init_rep
 
 /// A drift check script: drifted while `marker` exists, in sync otherwise.
 fn marker_script(marker: &Path) -> String {
-    format!("#!/bin/sh\nif [ -e '{}' ]; then echo drift >&2; exit 2; fi\nexit 0\n", marker.display())
+    format!(
+        "#!/bin/sh\nif [ -e '{}' ]; then echo drift >&2; exit 2; fi\nexit 0\n",
+        marker.display()
+    )
 }
 
 struct Daemon {
@@ -34,7 +37,11 @@ impl Daemon {
             .stderr(std::fs::File::create(log).unwrap())
             .spawn()
             .unwrap();
-        Daemon { child, port, log: log.to_path_buf() }
+        Daemon {
+            child,
+            port,
+            log: log.to_path_buf(),
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -105,14 +112,23 @@ mod reqwest {
         let rest = url.strip_prefix("http://")?;
         let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let mut stream = std::net::TcpStream::connect(host).ok()?;
-        stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).ok()?;
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).ok()?;
         let text = String::from_utf8_lossy(&raw).into_owned();
         let code = text.split_whitespace().nth(1)?.parse().ok()?;
         let (head, body) = text.split_once("\r\n\r\n")?;
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             dechunk(body)
         } else {
             body.to_string()
@@ -123,7 +139,9 @@ mod reqwest {
     fn dechunk(mut body: &str) -> String {
         let mut out = String::new();
         while let Some((size, rest)) = body.split_once("\r\n") {
-            let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+            let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+                break;
+            };
             if size == 0 || rest.len() < size {
                 break;
             }
@@ -199,7 +217,13 @@ command = ["sh", "check.sh"]
         ),
     )
     .unwrap();
-    Setup { _tmp: tmp, root, work, config, marker }
+    Setup {
+        _tmp: tmp,
+        root,
+        work,
+        config,
+        marker,
+    }
 }
 
 fn runs(daemon: &Daemon, probe: &str, result: &str) -> u64 {
@@ -238,7 +262,9 @@ fn daemon_serves_metrics_api_and_follows_commits() {
         assert!(metrics.contains(expected), "missing {expected:?} in\n{metrics}");
     }
     let head = crate::common::git(&s.work, &["rev-parse", "HEAD"]);
-    assert!(metrics.contains(&format!("driftwatch_repo_info{{repo=\"infra\",revision=\"{head}\"}} 1")));
+    assert!(metrics.contains(&format!(
+        "driftwatch_repo_info{{repo=\"infra\",revision=\"{head}\"}} 1"
+    )));
     let since: f64 = daemon
         .metric("driftwatch_probe_drifted_since_timestamp_seconds{layer=\"command\",probe=\"app\",root=\"\",team=\"corp\"}")
         .unwrap()
@@ -255,7 +281,11 @@ fn daemon_serves_metrics_api_and_follows_commits() {
             .spawn()
             .unwrap();
         use std::io::Write;
-        lint.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+        lint.stdin
+            .take()
+            .unwrap()
+            .write_all(metrics.as_bytes())
+            .unwrap();
         let out = lint.wait_with_output().unwrap();
         assert!(
             out.status.success(),
@@ -280,13 +310,19 @@ fn daemon_serves_metrics_api_and_follows_commits() {
         body.contains("driftwatch_probe_runs_total{layer=\"command\",probe=\"other\",result=\"in_sync\",root=\"\"} 2")
     });
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(runs(&daemon, "app", "drifted"), 1, "app's path was not touched");
+    assert_eq!(
+        runs(&daemon, "app", "drifted"),
+        1,
+        "app's path was not touched"
+    );
 
     // Fix the drift and commit to app/: app runs again and is in sync.
     std::fs::remove_file(&s.marker).unwrap();
     commit_files(&s.work, &[("app/README", "docs\n")], "touch app");
     daemon.wait_for("/metrics", "in sync after fix", |_, body| {
-        body.contains("driftwatch_probe_result{layer=\"command\",probe=\"app\",root=\"\",team=\"corp\"} 0")
+        body.contains(
+            "driftwatch_probe_result{layer=\"command\",probe=\"app\",root=\"\",team=\"corp\"} 0",
+        )
     });
     assert_eq!(
         daemon.metric("driftwatch_probe_drifted_since_timestamp_seconds{layer=\"command\",probe=\"app\",root=\"\",team=\"corp\"}"),
@@ -304,10 +340,18 @@ fn vanished_remote_keeps_last_commit_and_reports_sync_failure() {
     daemon.wait_for("/readyz", "readiness", |code, _| code == 200);
     let head = crate::common::git(&s.work, &["rev-parse", "HEAD"]);
     std::fs::rename(&s.work, s.root.join("gone")).unwrap();
-    daemon.wait_for("/metrics", "sync failure", |_, body| body.contains("driftwatch_repo_sync_success{repo=\"infra\"} 0"));
+    daemon.wait_for("/metrics", "sync failure", |_, body| {
+        body.contains("driftwatch_repo_sync_success{repo=\"infra\"} 0")
+    });
     let (_, metrics) = daemon.get("/metrics").unwrap();
-    assert!(metrics.contains(&format!("driftwatch_repo_info{{repo=\"infra\",revision=\"{head}\"}} 1")));
-    assert_eq!(daemon.get("/readyz").unwrap().0, 200, "ready stays true once synced");
+    assert!(metrics.contains(&format!(
+        "driftwatch_repo_info{{repo=\"infra\",revision=\"{head}\"}} 1"
+    )));
+    assert_eq!(
+        daemon.get("/readyz").unwrap().0,
+        200,
+        "ready stays true once synced"
+    );
     daemon.terminate();
 }
 
@@ -316,16 +360,23 @@ fn readiness_waits_for_first_sync() {
     let s = setup("");
     // Point the repo at a remote that does not exist yet.
     let missing = s.root.join("later");
-    let text = std::fs::read_to_string(&s.config)
-        .unwrap()
-        .replace(&format!("file://{}", s.work.display()), &format!("file://{}", missing.display()));
+    let text = std::fs::read_to_string(&s.config).unwrap().replace(
+        &format!("file://{}", s.work.display()),
+        &format!("file://{}", missing.display()),
+    );
     std::fs::write(&s.config, text).unwrap();
     let mut daemon = Daemon::start(&s.config, &s.root.join("daemon.log"));
     daemon.wait_for("/healthz", "liveness", |code, _| code == 200);
-    daemon.wait_for("/metrics", "a failed sync", |_, body| body.contains("driftwatch_repo_sync_errors_total{repo=\"infra\"} 1"));
+    daemon.wait_for("/metrics", "a failed sync", |_, body| {
+        body.contains("driftwatch_repo_sync_errors_total{repo=\"infra\"} 1")
+    });
     assert_eq!(daemon.get("/readyz").unwrap().0, 503);
     std::fs::rename(&s.work, &missing).unwrap();
-    daemon.wait_for("/readyz", "readiness after the remote appears", |code, _| code == 200);
+    daemon.wait_for(
+        "/readyz",
+        "readiness after the remote appears",
+        |code, _| code == 200,
+    );
     daemon.terminate();
 }
 
@@ -336,7 +387,9 @@ fn restart_keeps_drift_since() {
     let key = "driftwatch_probe_drifted_since_timestamp_seconds{layer=\"command\",probe=\"app\",root=\"\",team=\"corp\"}";
     let first = {
         let mut daemon = Daemon::start(&s.config, &s.root.join("daemon1.log"));
-        daemon.wait_for("/metrics", "drift", |_, body| body.contains("probe=\"app\",root=\"\",team=\"corp\"} 2"));
+        daemon.wait_for("/metrics", "drift", |_, body| {
+            body.contains("probe=\"app\",root=\"\",team=\"corp\"} 2")
+        });
         let since = daemon.metric(key).unwrap();
         daemon.terminate();
         since
@@ -370,7 +423,10 @@ command = ["sh", "-c", "{marker} & {marker} & wait"]
     let mut daemon = Daemon::start(&s.config, &s.root.join("daemon.log"));
     let start = Instant::now();
     while !pgrep(&marker) {
-        assert!(start.elapsed() < Duration::from_secs(60), "slow probe never started");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "slow probe never started"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let stopped = Instant::now();
@@ -383,7 +439,10 @@ command = ["sh", "-c", "{marker} & {marker} & wait"]
 }
 
 fn pgrep(pattern: &str) -> bool {
-    let out = Command::new("pgrep").args(["-f", pattern]).output().unwrap();
+    let out = Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .unwrap();
     !out.stdout.is_empty()
 }
 
@@ -394,7 +453,11 @@ fn check(config: &Path, probes: &[&str]) -> (i32, String) {
         cmd.args(["--probe", probe]);
     }
     let out = cmd.output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code().unwrap_or(-1), text)
 }
 

@@ -60,12 +60,20 @@ async fn global_limit_bounds_concurrent_runs() {
     let log = tmp.path().join("runs.log");
     let config = driftwatch::config::load(&config(tmp.path(), &log)).unwrap();
     let daemon = driftwatch::app::build(config, false).unwrap();
-    let reports = driftwatch::scheduler::run_once(&daemon.scheduler, &[]).await.unwrap();
+    let reports = driftwatch::scheduler::run_once(&daemon.scheduler, &[])
+        .await
+        .unwrap();
     assert_eq!(reports.len(), 5);
-    assert!(reports.iter().all(|r| r.verdict == driftwatch::probe::Verdict::InSync));
+    assert!(reports
+        .iter()
+        .all(|r| r.verdict == driftwatch::probe::Verdict::InSync));
     let log = std::fs::read_to_string(&log).unwrap();
     assert_eq!(log.lines().count(), 10);
-    assert_eq!(max_overlap(&log), 2, "runs overlapped beyond the limit, or never ran in parallel:\n{log}");
+    assert_eq!(
+        max_overlap(&log),
+        2,
+        "runs overlapped beyond the limit, or never ran in parallel:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,20 +83,27 @@ async fn a_probe_never_runs_twice_at_once() {
     let config = driftwatch::config::load(&config(tmp.path(), &log)).unwrap();
     let daemon = driftwatch::app::build(config, false).unwrap();
     // Sync first so the manual triggers have a checkout to run on.
-    driftwatch::scheduler::run_once(&daemon.scheduler, &["p1".to_string()]).await.unwrap();
+    driftwatch::scheduler::run_once(&daemon.scheduler, &["p1".to_string()])
+        .await
+        .unwrap();
     std::fs::remove_file(&log).unwrap();
 
     let mut reports = daemon.scheduler.subscribe();
     daemon.scheduler.trigger("p0").unwrap();
     daemon.scheduler.trigger("p0").unwrap();
-    let report = tokio::time::timeout(Duration::from_secs(60), reports.recv()).await.unwrap().unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(60), reports.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(report.probe, "p0");
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(reports.try_recv().is_err(), "a second run of p0 happened");
 
     let metrics = daemon.context.metrics.render();
     assert!(
-        metrics.contains("driftwatch_probe_skipped_runs_total{layer=\"command\",probe=\"p0\",root=\"\"} 1"),
+        metrics.contains(
+            "driftwatch_probe_skipped_runs_total{layer=\"command\",probe=\"p0\",root=\"\"} 1"
+        ),
         "{metrics}"
     );
     let log = std::fs::read_to_string(&log).unwrap();
