@@ -1499,11 +1499,11 @@ mod tests {
         .unwrap_err();
         assert_eq!(errors, vec!["dw.toml:8:11: probe.p.workdir: must stay inside the repository (no absolute path or ..)"]);
         let errors = load_text(&format!(
-            "{REPO}[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = \"true\"\n"
+            "{REPO}[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\nshell = \"yes\"\n"
         ))
         .unwrap_err();
         assert!(
-            errors[0].starts_with("dw.toml:7:11: probe.p.command: invalid type"),
+            errors[0].starts_with("dw.toml:8:9: probe.p.shell: invalid type"),
             "{errors:?}"
         );
     }
