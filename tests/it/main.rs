@@ -6,3 +6,4 @@ mod config;
 mod daemon;
 mod repo;
 mod scheduler;
+mod web;
