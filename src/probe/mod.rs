@@ -74,12 +74,17 @@ pub struct ProbeContext {
 impl ProbeContext {
     /// A command that runs in the probe's workdir with the run's kill grace.
     pub fn command(&self, program: impl Into<std::ffi::OsString>) -> Command {
-        Command::new(program).current_dir(&self.workdir).grace(self.kill_grace)
+        Command::new(program)
+            .current_dir(&self.workdir)
+            .grace(self.kill_grace)
     }
 
     /// Runs a command under this run's deadline and cancellation.
     pub async fn exec(&self, command: Command) -> Result<process::Output, ProbeError> {
-        command.run(&self.cancel, self.deadline).await.map_err(ProbeError::from)
+        command
+            .run(&self.cancel, self.deadline)
+            .await
+            .map_err(ProbeError::from)
     }
 }
 
@@ -107,7 +112,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { key: key.into(), message: message.into() }
+        FieldError {
+            key: key.into(),
+            message: message.into(),
+        }
     }
 }
 

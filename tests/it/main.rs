@@ -1,4 +1,6 @@
 //! One integration-test binary (links once); each concern is a module.
 
+mod command;
 mod common;
+mod repo;
 mod terraform;
