@@ -332,22 +332,46 @@ async fn shell_true_runs_through_sh() {
 
 #[tokio::test]
 async fn environment_is_an_allowlist() {
-    std::env::set_var("DRIFTWATCH_IT_HIDDEN", "hunter2");
-    std::env::set_var("DRIFTWATCH_IT_PASSED", "visible");
+    // Two variables of this test process that the base allowlist does not
+    // pass (cargo sets plenty); no set_var, which races with concurrent spawns.
+    let candidates: Vec<(String, String)> = std::env::vars()
+        .filter(|(name, value)| {
+            !driftwatch::process::BASE_ENV.contains(&name.as_str())
+                && !name.starts_with("DRIFTWATCH_")
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !value.is_empty()
+                && value
+                    .chars()
+                    .all(|c| (c.is_ascii_graphic() || c == ' ') && !"[]\\\"$`".contains(c))
+        })
+        .take(2)
+        .collect();
+    assert_eq!(
+        candidates.len(),
+        2,
+        "the test process needs two non-allowlisted variables"
+    );
+    let (hidden, _) = &candidates[0];
+    let (passed, passed_value) = &candidates[1];
     let fx = Fixture::new();
     let secret = fx.tmp.path().join("token");
     std::fs::write(&secret, "s3cret\n").unwrap();
-    let script = "echo \"hidden=[$DRIFTWATCH_IT_HIDDEN] passed=[$DRIFTWATCH_IT_PASSED] extra=[$EXTRA] token=[$TOKEN]\"; \
-                  echo \"probe=[$DRIFTWATCH_PROBE] commit=[$DRIFTWATCH_COMMIT] checkout=[$DRIFTWATCH_CHECKOUT] pwd=[$(pwd)]\"; exit 2";
+    let script = format!(
+        "echo \"hidden=[${hidden}] passed=[${passed}] extra=[$EXTRA] token=[$TOKEN]\"; \
+         echo \"probe=[$DRIFTWATCH_PROBE] commit=[$DRIFTWATCH_COMMIT] checkout=[$DRIFTWATCH_CHECKOUT] pwd=[$(pwd)]\"; exit 2"
+    );
     let fields = format!(
-        "pass_env = [\"DRIFTWATCH_IT_PASSED\"]\nenv = {{ EXTRA = \"x y\" }}\nenv_files = {{ TOKEN = {} }}\n{}",
+        "pass_env = [{}]\nenv = {{ EXTRA = \"x y\" }}\nenv_files = {{ TOKEN = {} }}\n{}",
+        toml_string(passed),
         toml_string(&secret.display().to_string()),
-        shell(script)
+        shell(&script)
     );
     let outcome = fx.run(&fields).await.unwrap();
     let stdout = outcome.details["stdout"].as_str().unwrap();
     assert!(
-        stdout.contains("hidden=[] passed=[visible] extra=[x y] token=[s3cret]"),
+        stdout.contains(&format!(
+            "hidden=[] passed=[{passed_value}] extra=[x y] token=[s3cret]"
+        )),
         "{stdout}"
     );
     let checkout = fx.checkout();
@@ -977,4 +1001,162 @@ async fn debian_packages_against_this_host() {
         "{}",
         err.stderr_tail
     );
+}
+
+#[tokio::test]
+async fn files_drift_large_and_odd_files() {
+    if !common::have_tool("python3") {
+        return;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let fx = Fixture::new();
+    let git = fx.probe_dir().join("files");
+    let host = fx.tmp.path().join("host");
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut big_changed = big.clone();
+    big_changed[2_999_999] ^= 1;
+    let long_git: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+    let long_host: String = (0..5000).map(|i| format!("other {i}\n")).collect();
+    for (dir, big, long) in [(&git, &big, &long_git), (&host, &big_changed, &long_host)] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("same.img"), &big[..]).unwrap();
+        std::fs::write(dir.join("disk.img"), big).unwrap();
+        std::fs::write(dir.join("long.conf"), long).unwrap();
+    }
+    std::fs::write(host.join("same.img"), &big[..]).unwrap();
+    std::fs::write(
+        git.join(std::ffi::OsStr::from_bytes(b"latin1-\xe9.conf")),
+        "x\n",
+    )
+    .unwrap();
+
+    let target = host.display().to_string();
+    let outcome = fx
+        .run(&plugin_fields(
+            "files-drift",
+            &["--source", "files", "--target", &target],
+        ))
+        .await
+        .unwrap();
+    let summary: Vec<(String, &str)> = outcome
+        .changes
+        .iter()
+        .map(|c| {
+            (
+                c.subject
+                    .strip_prefix(&format!("{target}/"))
+                    .unwrap()
+                    .to_string(),
+                c.action.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("disk.img".to_string(), "changed"),
+            ("latin1-\u{fffd}.conf".to_string(), "missing"),
+            ("long.conf".to_string(), "changed"),
+        ]
+    );
+    assert!(
+        outcome.changes[0].diff.contains("too large to diff"),
+        "{}",
+        outcome.changes[0].diff
+    );
+    let long_diff = &outcome.changes[2].diff;
+    assert!(
+        long_diff.contains("diff cut at 4000 bytes") && long_diff.len() < 4200,
+        "{long_diff}"
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_ignoring_sigterm_is_killed_after_the_grace_period() {
+    let fx = Fixture::new();
+    let marker = format!("sleep 8{}.75", std::process::id());
+    // Ignored signals stay ignored across exec, so the sleep ignores TERM too.
+    let err = fx
+        .run_with_timeout(
+            &shell(&format!("trap '' TERM; {marker} & wait; wait")),
+            Duration::from_millis(500),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason, ErrorReason::Timeout);
+    let ps = std::process::Command::new("pgrep")
+        .args(["-f", &marker])
+        .output()
+        .unwrap();
+    assert!(
+        ps.stdout.is_empty(),
+        "left behind: {}",
+        String::from_utf8_lossy(&ps.stdout)
+    );
+}
+
+#[tokio::test]
+async fn shutdown_cancels_the_run() {
+    let fx = Fixture::new();
+    let probe = common::build_probe("command", "cmd", "probe", &shell("sleep 600")).unwrap();
+    let cx = common::probe_context(
+        "cmd",
+        &fx.checkout(),
+        "probe",
+        &fx.tmp.path().join("run"),
+        Duration::from_secs(600),
+    );
+    let cancel = cx.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cancel.cancel();
+    });
+    let err = probe.run(&cx).await.unwrap_err();
+    assert_eq!(err.reason, ErrorReason::Cancelled);
+}
+
+#[tokio::test]
+async fn the_last_stderr_lines_survive_a_flood() {
+    let fx = Fixture::new();
+    let script = "yes 'progress...' | head -c 5000000 >&2; echo 'error: cannot reach api.example:443' >&2; exit 1";
+    let err = fx.run(&shell(script)).await.unwrap_err();
+    assert_eq!(err.reason, ErrorReason::ExitCode);
+    assert!(
+        err.stderr_tail
+            .ends_with("error: cannot reach api.example:443"),
+        "{}",
+        err.stderr_tail
+    );
+    assert!(err.stderr_tail.len() <= 4 * 1024 + 8);
+}
+
+#[tokio::test]
+async fn preflight_reports_missing_programs_and_secret_files() {
+    let ok = common::build_probe(
+        "command",
+        "x",
+        "probe",
+        &plugin_fields("files-drift", &["--target", "/etc"]),
+    )
+    .unwrap();
+    assert!(ok.preflight().await.is_empty());
+    let missing = common::build_probe(
+        "command",
+        "x",
+        "probe",
+        "command = [\"/opt/nowhere/files-drift\"]\nenv_files = { TOKEN = \"/nonexistent/driftwatch-token\" }",
+    )
+    .unwrap();
+    let problems = missing.preflight().await;
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].contains("/opt/nowhere/files-drift"));
+    assert!(problems[1].starts_with("env_files.TOKEN"));
+    let not_on_path = common::build_probe(
+        "command",
+        "x",
+        "probe",
+        "command = [\"driftwatch-no-such-tool\"]",
+    )
+    .unwrap();
+    assert!(not_on_path.preflight().await[0].contains("not on PATH"));
 }

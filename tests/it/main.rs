@@ -4,3 +4,4 @@ mod command;
 mod common;
 mod repo;
 mod terraform;
+mod web;
