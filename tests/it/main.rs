@@ -3,6 +3,7 @@
 mod alerts;
 mod command;
 mod common;
+mod config;
 mod repo;
 mod terraform;
 mod web;
