@@ -5,6 +5,7 @@
 pub mod ansible;
 pub mod command;
 pub mod outcome;
+pub mod terraform;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -131,12 +132,13 @@ pub type BuildFn = fn(&ProbeCommon, toml::Table) -> Result<Arc<dyn Probe>, Vec<F
 pub fn builder(layer: &str) -> Option<BuildFn> {
     match layer {
         "command" => Some(command::build),
+        "terraform" => Some(terraform::build),
         "ansible" => Some(ansible::build),
         _ => None,
     }
 }
 
-pub const LAYERS: &[&str] = &["command", "ansible"];
+pub const LAYERS: &[&str] = &["command", "terraform", "ansible"];
 
 /// Deserializes a layer's own fields into its config struct (which should use
 /// `deny_unknown_fields`), reporting the failing key path.

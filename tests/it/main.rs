@@ -5,5 +5,8 @@ mod ansible;
 mod command;
 mod common;
 mod config;
+mod daemon;
 mod repo;
+mod scheduler;
+mod terraform;
 mod web;
