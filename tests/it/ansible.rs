@@ -130,25 +130,13 @@ impl Lab {
 const FIELDS: &str = "playbooks = [\"site.yml\"]\ninventory = \"hosts.ini\"\n";
 
 fn report_json(result: Result<Outcome, ProbeError>) -> (RunReport, String) {
-    let mut report = RunReport {
-        probe: "ansible".into(),
-        name: "ansible".into(),
-        root: String::new(),
-        layer: "ansible".into(),
-        run_id: 1,
-        trigger: "manual".into(),
-        repo: "test".into(),
-        commit: "0".repeat(40),
-        started_at: chrono::Utc::now(),
-        duration: Duration::from_secs(1),
-        verdict: Verdict::InSync,
-        exit_code: None,
-        changes: Vec::new(),
-        warnings: Vec::new(),
-        details: serde_json::Value::Null,
-        error: None,
-        labels: Default::default(),
-    };
+    // Built from JSON so fields added to RunReport later take their defaults.
+    let mut report: RunReport = serde_json::from_value(serde_json::json!({
+        "probe": "ansible", "name": "ansible", "layer": "ansible", "run_id": 1,
+        "trigger": "manual", "repo": "test", "commit": "0".repeat(40),
+        "started_at": chrono::Utc::now(), "duration": 1.0, "verdict": "in_sync", "changes": [],
+    }))
+    .unwrap();
     report.apply_result(result);
     let json = serde_json::to_string(&report).unwrap();
     (report, json)

@@ -629,6 +629,21 @@ fn verdict(
             });
         return Err(ProbeError::new(ErrorReason::ExitCode, message).with_warnings(warnings));
     }
+    let drifted_hosts = doc
+        .hosts
+        .values()
+        .filter(|s| s.changed > 0 || s.unreachable > 0)
+        .count();
+    let message = if changes.is_empty() {
+        format!("{} host(s) in sync", doc.hosts.len())
+    } else {
+        format!(
+            "{} change(s) on {} of {} host(s)",
+            changes.len(),
+            drifted_hosts,
+            doc.hosts.len()
+        )
+    };
     let details = serde_json::json!({
         "ansible_version": doc.ansible_version,
         "hosts": doc.hosts,
@@ -636,6 +651,7 @@ fn verdict(
     });
     Ok(Outcome {
         drifted: !changes.is_empty(),
+        message,
         changes,
         warnings,
         details,
