@@ -512,7 +512,12 @@ pub fn probe_page(page: &ProbePage<'_>) -> String {
         );
         field(&mut out, "Trigger", text(&r.trigger));
         field(&mut out, "Commit", |out| {
-            let _ = write!(out, r#"<span class="mono">{}</span>"#, esc(&r.commit));
+            let _ = write!(
+                out,
+                r#"<span class="mono" title="{}">{}</span>"#,
+                esc(&r.commit),
+                esc(short_commit(&r.commit))
+            );
         });
     }
     if let Some(status) = page.status {
