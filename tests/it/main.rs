@@ -1,6 +1,8 @@
 //! One integration-test binary (links once); each concern is a module.
 
+mod alerts;
 mod command;
 mod common;
+mod config;
 mod repo;
 mod web;
