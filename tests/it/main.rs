@@ -5,4 +5,5 @@ mod command;
 mod common;
 mod config;
 mod repo;
+mod terraform;
 mod web;
