@@ -46,9 +46,8 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
         config.defaults.max_resource_series,
     ));
     let scheduler = Scheduler::new(config.clone(), state.clone(), metrics.clone());
-    let history = persistent.then(|| {
-        Arc::new(History::open(&config.state_dir, config.history.clone()))
-    });
+    let history =
+        persistent.then(|| Arc::new(History::open(&config.state_dir, config.history.clone())));
     let web = WebContext {
         state: state.clone(),
         history: history.clone(),

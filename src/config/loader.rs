@@ -12,7 +12,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use toml_edit::{ImDocument, Item, Table, Value};
 
-use super::raw::{RawDefaults, RawHistory, RawProbe, RawRepo, RawServer, RawTop, PROBE_COMMON_KEYS};
+use super::raw::{
+    RawDefaults, RawHistory, RawProbe, RawRepo, RawServer, RawTop, PROBE_COMMON_KEYS,
+};
 use super::{
     parse_duration, Config, ConfigErrors, Defaults, ProbeConfig, RepoAuth, RepoConfig, RepoSource,
     Schedule, ServerConfig,

@@ -89,7 +89,10 @@ impl std::fmt::Debug for ServerConfig {
             .field("listen", &self.listen)
             .field("request_timeout", &self.request_timeout)
             .field("api_token", &self.api_token.as_ref().map(|_| "***"))
-            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "***"))
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "***"),
+            )
             .finish()
     }
 }

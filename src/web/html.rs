@@ -642,7 +642,8 @@ pub fn probe_page(page: &ProbePage<'_>) -> String {
                 let message = match (&run.error_reason, &run.message) {
                     (Some(reason), Some(message)) => format!("{reason}: {message}"),
                     (Some(reason), None) => reason.clone(),
-                    _ => String::new(),
+                    (None, Some(message)) => message.clone(),
+                    (None, None) => String::new(),
                 };
                 let _ = write!(
                     out,

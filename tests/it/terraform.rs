@@ -349,6 +349,7 @@ fn report(result: Result<Outcome, ProbeError>) -> RunReport {
         details: serde_json::Value::Null,
         error: None,
         labels: Default::default(),
+        message: String::new(),
     };
     report.apply_result(result);
     report

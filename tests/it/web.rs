@@ -926,7 +926,11 @@ command = ["sh", "check.sh"]
         202
     );
     let beta = wait_for_runs("beta", 2).await;
-    assert_eq!(beta[0]["trigger"], "manual");
+    let triggers: Vec<_> = beta
+        .iter()
+        .map(|r| r["trigger"].as_str().unwrap())
+        .collect();
+    assert_eq!(triggers, ["manual", "startup"], "the push did not run beta");
 
     // The drift is an open episode and an event; the page shows it.
     let episodes: serde_json::Value = client
@@ -993,16 +997,26 @@ fn history_and_webhook_config() {
     std::fs::write(&path, text).unwrap();
     let config = driftwatch::config::load(&path).unwrap();
     assert_eq!(config.history.retention, Duration::from_secs(7 * 86_400));
-    assert_eq!(config.history.episode_retention, Some(Duration::from_secs(365 * 86_400)));
+    assert_eq!(
+        config.history.episode_retention,
+        Some(Duration::from_secs(365 * 86_400))
+    );
     assert_eq!(config.server.webhook_secret.as_deref(), Some("hook"));
-    assert!(!format!("{config:?}").contains("hook\""), "the secret stays out of Debug");
+    assert!(
+        !format!("{config:?}").contains("hook\""),
+        "the secret stays out of Debug"
+    );
 
-    let text = format!("[history]\nretention = \"0s\"\nepisode_retention = \"soon\"\nkeep = 1\n{base}");
+    let text =
+        format!("[history]\nretention = \"0s\"\nepisode_retention = \"soon\"\nkeep = 1\n{base}");
     std::fs::write(&path, text).unwrap();
     let errors = driftwatch::config::load(&path).unwrap_err().problems;
     let joined = errors.join("\n");
     assert!(joined.contains("dw.toml:2:"), "{joined}");
-    assert!(joined.contains("history.retention: must be greater than zero"), "{joined}");
+    assert!(
+        joined.contains("history.retention: must be greater than zero"),
+        "{joined}"
+    );
     assert!(joined.contains("history.episode_retention"), "{joined}");
     assert!(joined.contains("keep"), "{joined}");
 }
