@@ -853,7 +853,6 @@ command = ["sh", "check.sh"]
         }
     };
     let wait_for_runs = |probe: &'static str, count: usize| {
-        let runs = runs;
         async move {
             for _ in 0..600 {
                 let found = runs(probe).await;
