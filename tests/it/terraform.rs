@@ -350,7 +350,6 @@ fn report(result: Result<Outcome, ProbeError>) -> RunReport {
         error: None,
         message: String::new(),
         labels: Default::default(),
-        message: String::new(),
     };
     report.apply_result(result);
     report
