@@ -18,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::probe::outcome::{cap_tail, ErrorReason, ProbeError, MAX_STDERR_TAIL_BYTES};
 
 /// Variables passed to every child unless the probe says otherwise.
-pub const BASE_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME"];
+pub const BASE_ENV: &[&str] = &[
+    "PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME",
+];
 
 /// Default cap on captured stdout (plugins that print megabytes are cut here).
 pub const DEFAULT_STDOUT_LIMIT: usize = 16 * 1024 * 1024;
@@ -34,9 +36,16 @@ pub enum ProcessError {
         source: std::io::Error,
     },
     #[error("{program} timed out after {after:?} and was killed")]
-    Timeout { program: String, after: Duration, output: Box<Output> },
+    Timeout {
+        program: String,
+        after: Duration,
+        output: Box<Output>,
+    },
     #[error("{program} was cancelled")]
-    Cancelled { program: String, output: Box<Output> },
+    Cancelled {
+        program: String,
+        output: Box<Output>,
+    },
 }
 
 impl ProcessError {
@@ -52,7 +61,9 @@ impl ProcessError {
 impl From<ProcessError> for ProbeError {
     fn from(err: ProcessError) -> Self {
         let tail = match &err {
-            ProcessError::Timeout { output, .. } | ProcessError::Cancelled { output, .. } => output.stderr_tail(20),
+            ProcessError::Timeout { output, .. } | ProcessError::Cancelled { output, .. } => {
+                output.stderr_tail(20)
+            }
             ProcessError::Spawn { .. } => String::new(),
         };
         ProbeError::new(err.reason(), err.to_string()).with_stderr_tail(tail)
@@ -172,7 +183,11 @@ impl Command {
 
     /// Runs the child to completion, or kills its process group when the
     /// deadline passes or `cancel` fires.
-    pub async fn run(self, cancel: &CancellationToken, deadline: Instant) -> Result<Output, ProcessError> {
+    pub async fn run(
+        self,
+        cancel: &CancellationToken,
+        deadline: Instant,
+    ) -> Result<Output, ProcessError> {
         let program = self.program();
         let mut cmd = tokio::process::Command::new(&self.program);
         cmd.args(&self.args)
@@ -240,9 +255,13 @@ impl Command {
                 });
             }
         };
-        let status = status
-            .expect("exit status present")
-            .map_err(|source| ProcessError::Spawn { program: program.clone(), source })?;
+        let status =
+            status
+                .expect("exit status present")
+                .map_err(|source| ProcessError::Spawn {
+                    program: program.clone(),
+                    source,
+                })?;
         Ok(collect(Some(status), stdout, stderr, started).await)
     }
 }
@@ -381,12 +400,22 @@ mod tests {
         let err = Command::new("sh")
             .args(["-c", &script])
             .grace(Duration::from_millis(200))
-            .run(&CancellationToken::new(), Instant::now() + Duration::from_millis(300))
+            .run(
+                &CancellationToken::new(),
+                Instant::now() + Duration::from_millis(300),
+            )
             .await
             .unwrap_err();
         assert_eq!(err.reason(), ErrorReason::Timeout);
-        let ps = std::process::Command::new("pgrep").args(["-f", &marker]).output().unwrap();
-        assert!(ps.stdout.is_empty(), "left behind: {}", String::from_utf8_lossy(&ps.stdout));
+        let ps = std::process::Command::new("pgrep")
+            .args(["-f", &marker])
+            .output()
+            .unwrap();
+        assert!(
+            ps.stdout.is_empty(),
+            "left behind: {}",
+            String::from_utf8_lossy(&ps.stdout)
+        );
     }
 
     #[tokio::test]
@@ -397,7 +426,11 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
             trigger.cancel();
         });
-        let err = Command::new("sleep").arg("1000").run(&cancel, far()).await.unwrap_err();
+        let err = Command::new("sleep")
+            .arg("1000")
+            .run(&cancel, far())
+            .await
+            .unwrap_err();
         assert_eq!(err.reason(), ErrorReason::Cancelled);
     }
 }

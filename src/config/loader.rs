@@ -4,5 +4,10 @@ use std::path::Path;
 use super::{Config, ConfigErrors};
 
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    Err(ConfigErrors { problems: vec![format!("{}: config loading not implemented yet", path.display())] })
+    Err(ConfigErrors {
+        problems: vec![format!(
+            "{}: config loading not implemented yet",
+            path.display()
+        )],
+    })
 }

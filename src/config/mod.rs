@@ -130,19 +130,26 @@ impl Schedule {
             ));
         };
         cron::Schedule::from_str(&expr)
-            .map(|cron| Schedule { text: trimmed.to_string(), cron })
+            .map(|cron| Schedule {
+                text: trimmed.to_string(),
+                cron,
+            })
             .map_err(|e| format!("invalid cron expression {trimmed:?}: {e}"))
     }
 
     /// The next firing strictly after `after`.
-    pub fn next_after(&self, after: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
+    pub fn next_after(
+        &self,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
         self.cron.after(&after).next()
     }
 }
 
 /// Parses `90s`, `10m`, `1h30m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration {text:?}: {e} (write e.g. 90s, 10m, 1h)"))
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("invalid duration {text:?}: {e} (write e.g. 90s, 10m, 1h)"))
 }
 
 /// Removes credentials from a URL so it can be logged or shown.
@@ -192,7 +199,10 @@ mod tests {
             redacted_url("https://user:tok@github.com/a/b.git"),
             "https://***@github.com/a/b.git"
         );
-        assert_eq!(redacted_url("git://127.0.0.1:9418/r.git"), "git://127.0.0.1:9418/r.git");
+        assert_eq!(
+            redacted_url("git://127.0.0.1:9418/r.git"),
+            "git://127.0.0.1:9418/r.git"
+        );
         assert_eq!(redacted_url("ssh://git@host/x"), "ssh://***@host/x");
     }
 }

@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::{parse_fields, ErrorReason, FieldError, Outcome, Probe, ProbeCommon, ProbeContext, ProbeError, ResourceChange};
+use super::{
+    parse_fields, ErrorReason, FieldError, Outcome, Probe, ProbeCommon, ProbeContext, ProbeError,
+    ResourceChange,
+};
 
 /// Cap on a plugin's stdout; more than this is a `parse` error, not a memory problem.
 const JSON_OUTPUT_LIMIT: usize = 4 * 1024 * 1024;
@@ -57,22 +60,41 @@ pub struct CommandProbe {
     config: CommandConfig,
 }
 
-pub fn build(_common: &ProbeCommon, fields: toml::Table) -> Result<Arc<dyn Probe>, Vec<FieldError>> {
+pub fn build(
+    _common: &ProbeCommon,
+    fields: toml::Table,
+) -> Result<Arc<dyn Probe>, Vec<FieldError>> {
     let config: CommandConfig = parse_fields(fields)?;
     let mut errors = Vec::new();
     if config.command.is_empty() {
-        errors.push(FieldError::new("command", "must name a program to run, e.g. [\"./check.sh\"]"));
+        errors.push(FieldError::new(
+            "command",
+            "must name a program to run, e.g. [\"./check.sh\"]",
+        ));
     }
     if config.shell && config.command.len() != 1 {
-        errors.push(FieldError::new("command", "with shell = true, give one string for sh -c"));
+        errors.push(FieldError::new(
+            "command",
+            "with shell = true, give one string for sh -c",
+        ));
     }
     if let Some(dir) = &config.workdir {
         if crate::paths::escapes(dir) {
-            errors.push(FieldError::new("workdir", "must stay inside the repository (no absolute path or ..)"));
+            errors.push(FieldError::new(
+                "workdir",
+                "must stay inside the repository (no absolute path or ..)",
+            ));
         }
     }
-    if let Some(code) = config.in_sync_exit_codes.iter().find(|c| config.drift_exit_codes.contains(c)) {
-        errors.push(FieldError::new("drift_exit_codes", format!("exit code {code} is also in in_sync_exit_codes")));
+    if let Some(code) = config
+        .in_sync_exit_codes
+        .iter()
+        .find(|c| config.drift_exit_codes.contains(c))
+    {
+        errors.push(FieldError::new(
+            "drift_exit_codes",
+            format!("exit code {code} is also in in_sync_exit_codes"),
+        ));
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -114,14 +136,20 @@ impl Probe for CommandProbe {
             Some(code) if c.in_sync_exit_codes.contains(&code) => false,
             Some(code) if c.drift_exit_codes.contains(&code) => true,
             Some(code) => {
-                return Err(ProbeError::new(ErrorReason::ExitCode, format!("command exited with code {code}"))
-                    .with_exit_code(Some(code))
-                    .with_stderr_tail(tail))
+                return Err(ProbeError::new(
+                    ErrorReason::ExitCode,
+                    format!("command exited with code {code}"),
+                )
+                .with_exit_code(Some(code))
+                .with_stderr_tail(tail))
             }
             None => {
                 let signal = output.signal.unwrap_or_default();
-                return Err(ProbeError::new(ErrorReason::ExitCode, format!("command was killed by signal {signal}"))
-                    .with_stderr_tail(tail));
+                return Err(ProbeError::new(
+                    ErrorReason::ExitCode,
+                    format!("command was killed by signal {signal}"),
+                )
+                .with_stderr_tail(tail));
             }
         };
         let mut outcome = if c.output == OutputFormat::Json {
@@ -178,7 +206,10 @@ fn parse_plugin_output(stdout: &[u8], drifted: bool) -> Result<Outcome, ProbeErr
         return Ok(Outcome::default());
     }
     let doc: PluginOutput = serde_json::from_slice(stdout).map_err(|e| {
-        ProbeError::new(ErrorReason::Parse, format!("plugin output is not valid protocol JSON: {e}"))
+        ProbeError::new(
+            ErrorReason::Parse,
+            format!("plugin output is not valid protocol JSON: {e}"),
+        )
     })?;
     let changes = doc
         .resources

@@ -3,6 +3,7 @@
 //! adding a layer means that file plus one line in `builder`.
 
 pub mod command;
+pub mod kubernetes;
 pub mod outcome;
 
 use std::collections::BTreeMap;
@@ -73,12 +74,17 @@ pub struct ProbeContext {
 impl ProbeContext {
     /// A command that runs in the probe's workdir with the run's kill grace.
     pub fn command(&self, program: impl Into<std::ffi::OsString>) -> Command {
-        Command::new(program).current_dir(&self.workdir).grace(self.kill_grace)
+        Command::new(program)
+            .current_dir(&self.workdir)
+            .grace(self.kill_grace)
     }
 
     /// Runs a command under this run's deadline and cancellation.
     pub async fn exec(&self, command: Command) -> Result<process::Output, ProbeError> {
-        command.run(&self.cancel, self.deadline).await.map_err(ProbeError::from)
+        command
+            .run(&self.cancel, self.deadline)
+            .await
+            .map_err(ProbeError::from)
     }
 }
 
@@ -106,7 +112,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { key: key.into(), message: message.into() }
+        FieldError {
+            key: key.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -116,11 +125,12 @@ pub type BuildFn = fn(&ProbeCommon, toml::Table) -> Result<Arc<dyn Probe>, Vec<F
 pub fn builder(layer: &str) -> Option<BuildFn> {
     match layer {
         "command" => Some(command::build),
+        "kubernetes" => Some(kubernetes::build),
         _ => None,
     }
 }
 
-pub const LAYERS: &[&str] = &["command"];
+pub const LAYERS: &[&str] = &["command", "kubernetes"];
 
 /// Deserializes a layer's own fields into its config struct (which should use
 /// `deny_unknown_fields`), reporting the failing key path.

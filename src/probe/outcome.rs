@@ -308,7 +308,9 @@ impl RunReport {
     /// A one-line summary for logs and the status page.
     pub fn summary(&self) -> String {
         match (&self.verdict, &self.error) {
-            (Verdict::Error, Some(e)) => format!("error ({}): {}", e.reason.as_str(), first_line(&e.message)),
+            (Verdict::Error, Some(e)) => {
+                format!("error ({}): {}", e.reason.as_str(), first_line(&e.message))
+            }
             (Verdict::Drifted, _) => format!("drifted: {} resource(s) differ", self.changes.len()),
             _ => "in sync".to_string(),
         }
@@ -373,7 +375,10 @@ mod tests {
         assert_eq!(Outcome::in_sync().verdict(), Verdict::InSync);
         let o = Outcome::drifted(vec![ResourceChange::new("a", "update")]);
         assert_eq!(o.verdict(), Verdict::Drifted);
-        let flagged = Outcome { drifted: true, ..Outcome::default() };
+        let flagged = Outcome {
+            drifted: true,
+            ..Outcome::default()
+        };
         assert_eq!(flagged.verdict(), Verdict::Drifted);
     }
 

@@ -34,7 +34,14 @@ pub fn driftwatch_bin() -> PathBuf {
 /// Runs git in `dir`, panicking with its stderr on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
-        .args(["-c", "user.name=driftwatch-test", "-c", "user.email=test@example.invalid", "-c", "init.defaultBranch=main"])
+        .args([
+            "-c",
+            "user.name=driftwatch-test",
+            "-c",
+            "user.email=test@example.invalid",
+            "-c",
+            "init.defaultBranch=main",
+        ])
         .args(args)
         .current_dir(dir)
         .output()
@@ -68,7 +75,11 @@ pub fn commit_files(dir: &Path, files: &[(&str, &str)], message: &str) -> String
 
 /// A free TCP port on loopback (racy, but fine for tests that bind it at once).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Builds a probe of `layer` from the TOML text of its layer fields.
