@@ -12,8 +12,15 @@
 //! - [`http`]: `/metrics`, health, the JSON API.
 //! - [`app`]: wires the above together for `run` and `check`.
 
+pub mod app;
+pub mod cli;
 pub mod config;
+pub mod http;
+pub mod metrics;
 pub mod paths;
 pub mod probe;
 pub mod process;
 pub mod repo;
+pub mod report;
+pub mod scheduler;
+pub mod state;

@@ -214,9 +214,7 @@ impl Command {
             program: program.clone(),
             source,
         })?;
-        let guard = GroupGuard {
-            pgid: child.id().map(|id| id as i32),
-        };
+        let guard = GroupGuard::new(child.id().map(|id| id as i32));
         let stdout = tokio::spawn(read_capped(child.stdout.take(), self.stdout_limit));
         let stderr = tokio::spawn(read_capped(child.stderr.take(), self.stderr_limit));
 
@@ -320,12 +318,30 @@ async fn read_capped<R: AsyncRead + Unpin>(reader: Option<R>, limit: usize) -> (
     (kept, truncated)
 }
 
+/// Process groups of children still running, so a second shutdown signal
+/// can kill them all before exiting at once.
+static LIVE_GROUPS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// Sends SIGKILL to every child process group still running.
+pub fn kill_all() {
+    for pgid in LIVE_GROUPS.lock().unwrap().iter() {
+        let _ = killpg(Pid::from_raw(*pgid), Signal::SIGKILL);
+    }
+}
+
 /// Kills the child's whole process group when dropped.
 struct GroupGuard {
     pgid: Option<i32>,
 }
 
 impl GroupGuard {
+    fn new(pgid: Option<i32>) -> GroupGuard {
+        if let Some(pgid) = pgid {
+            LIVE_GROUPS.lock().unwrap().push(pgid);
+        }
+        GroupGuard { pgid }
+    }
+
     fn signal(&self, signal: Signal) {
         if let Some(pgid) = self.pgid {
             let _ = killpg(Pid::from_raw(pgid), signal);
@@ -336,6 +352,9 @@ impl GroupGuard {
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         self.signal(Signal::SIGKILL);
+        if let Some(pgid) = self.pgid {
+            LIVE_GROUPS.lock().unwrap().retain(|g| *g != pgid);
+        }
     }
 }
 

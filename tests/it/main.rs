@@ -1,5 +1,7 @@
 //! One integration-test binary (links once); each concern is a module.
 
+mod command;
 mod common;
 mod kube_emulator;
 mod kubernetes;
+mod repo;

@@ -1,0 +1,131 @@
+//! Wires the pieces together: `run` is the daemon, `check` runs once.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::http::{AppContext, Triggers};
+use crate::metrics::Metrics;
+use crate::probe::RunReport;
+use crate::scheduler::{self, Scheduler};
+use crate::state::State;
+
+/// Everything a running daemon is made of.
+pub struct Daemon {
+    pub context: AppContext,
+    pub scheduler: Arc<Scheduler>,
+}
+
+/// Builds the daemon's parts without starting anything.
+pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
+    std::fs::create_dir_all(&config.state_dir).with_context(|| {
+        format!(
+            "cannot create state directory {}; set state_dir in the config or pass --state-dir",
+            config.state_dir.display()
+        )
+    })?;
+    let config = Arc::new(config);
+    let state = Arc::new(if persistent {
+        State::load(&config.state_dir)
+    } else {
+        State::ephemeral()
+    });
+    state.retain_names(&config.probes.iter().map(|p| p.name.clone()).collect());
+    let label_names: BTreeSet<String> = config
+        .probes
+        .iter()
+        .flat_map(|p| p.labels.keys().cloned())
+        .collect();
+    let metrics = Arc::new(Metrics::new(
+        &label_names,
+        config.defaults.max_resource_series,
+    ));
+    let scheduler = Scheduler::new(config.clone(), state.clone(), metrics.clone());
+    let context = AppContext {
+        config,
+        state,
+        metrics,
+        triggers: Triggers(scheduler.clone()),
+    };
+    Ok(Daemon { context, scheduler })
+}
+
+/// Runs the daemon until `shutdown` fires: HTTP server plus scheduler.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listen = config.server.listen;
+    let daemon = build(config, true)?;
+    for probe in daemon.scheduler.probe_configs() {
+        for problem in probe.probe.preflight().await {
+            tracing::warn!(probe = %probe.name, "{problem}");
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| {
+            format!("cannot listen on {listen}; change [server] listen in the config")
+        })?;
+    run_with_listener(daemon, listener, shutdown).await
+}
+
+/// Runs a built daemon on an already bound listener (tests bind port 0).
+pub async fn run_with_listener(
+    daemon: Daemon,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let address = listener.local_addr()?;
+    tracing::info!(
+        %address,
+        repos = daemon.context.config.repos.len(),
+        probes = daemon.context.config.probes.len(),
+        "driftwatch started: metrics at http://{address}/metrics, API at http://{address}/api/v1/probes"
+    );
+    let http_stop = CancellationToken::new();
+    let server = tokio::spawn(crate::http::serve(
+        listener,
+        daemon.context.clone(),
+        http_stop.clone(),
+    ));
+    daemon.scheduler.clone().run(shutdown).await;
+    http_stop.cancel();
+    match server.await {
+        Ok(result) => result.context("HTTP server failed")?,
+        Err(err) => return Err(err).context("HTTP server task failed"),
+    }
+    tracing::info!("driftwatch stopped");
+    Ok(())
+}
+
+/// Syncs once and runs the selected probes once, for `driftwatch check`.
+pub async fn check(config: Config, probes: &[String]) -> anyhow::Result<Vec<Arc<RunReport>>> {
+    let daemon = build(config, false)?;
+    let reports = scheduler::run_once(&daemon.scheduler, probes)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok(reports)
+}
+
+/// What `validate` found beyond the config file itself.
+#[derive(Debug, Default)]
+pub struct Validation {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Checks each probe's environment (binaries present and new enough).
+pub async fn validate(config: &Config) -> Validation {
+    let mut result = Validation::default();
+    for probe in &config.probes {
+        for problem in probe.probe.preflight().await {
+            result.errors.push(format!(
+                "{}: probe.{}: {problem}",
+                config.source.display(),
+                probe.name
+            ));
+        }
+    }
+    result
+}

@@ -1,0 +1,440 @@
+//! The only writer of Prometheus metrics. The daemon owns the registry (not
+//! the global one). Probe series carry bounded labels only: probe, layer,
+//! root, the configured constant labels, and (behind a per-probe cap)
+//! resource and action. Series that should exist from the start are created
+//! when a probe instance is first seen.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::probe::outcome::ErrorReason;
+use crate::probe::{RunReport, Verdict};
+use crate::state::ProbeStatus;
+
+/// Histogram buckets for run durations, from 100 ms up to 30 minutes.
+const DURATION_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0,
+];
+
+/// Identifies one probe instance for series bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceKey {
+    pub probe: String,
+    pub layer: String,
+    pub root: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    /// Names of the constant labels, the union over all configured probes.
+    constant_labels: Vec<String>,
+    max_resource_series: usize,
+
+    result: IntGaugeVec,
+    drifted: IntGaugeVec,
+    drifted_resources: IntGaugeVec,
+    last_run: GaugeVec,
+    last_success: GaugeVec,
+    drifted_since: GaugeVec,
+    warnings: IntGaugeVec,
+    schedule_interval: GaugeVec,
+    resource_drifted: IntGaugeVec,
+    resource_dropped: IntCounterVec,
+    duration: HistogramVec,
+    runs: IntCounterVec,
+    errors: IntCounterVec,
+    skipped: IntCounterVec,
+    terradiff: IntGaugeVec,
+
+    repo_success: IntGaugeVec,
+    repo_last_sync: GaugeVec,
+    repo_commit_time: GaugeVec,
+    repo_info: IntGaugeVec,
+    repo_errors: IntCounterVec,
+
+    /// Resource series currently exported per instance, to remove stale ones.
+    resource_series: Mutex<HashMap<InstanceKey, BTreeSet<(String, String)>>>,
+    /// Revision currently exported per repo.
+    repo_revisions: Mutex<HashMap<String, String>>,
+}
+
+const INSTANCE: &[&str] = &["probe", "layer", "root"];
+
+impl Metrics {
+    /// `constant_labels` are the label names probes may set (e.g. `team`).
+    pub fn new(constant_labels: &BTreeSet<String>, max_resource_series: usize) -> Metrics {
+        let registry = Registry::new();
+        let constant_labels: Vec<String> = constant_labels.iter().cloned().collect();
+        let mut probe_labels: Vec<&str> = INSTANCE.to_vec();
+        probe_labels.extend(constant_labels.iter().map(String::as_str));
+
+        fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+            let metric = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("unique metric");
+            metric
+        }
+        fn int_gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+            let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("unique metric");
+            metric
+        }
+        fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+            let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("unique metric");
+            metric
+        }
+        let r = &registry;
+        let pl = &probe_labels;
+        let result_labels = ["probe", "layer", "root", "result"];
+        let reason_labels = ["probe", "layer", "root", "reason"];
+        let resource_labels = ["probe", "layer", "root", "resource", "action"];
+
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "driftwatch_probe_run_duration_seconds",
+                "How long probe runs took, in seconds.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            INSTANCE,
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(duration.clone()))
+            .expect("unique metric");
+
+        let build_info = int_gauge(
+            r,
+            "driftwatch_build_info",
+            "Always 1; the version label says which driftwatch is running.",
+            &["version"],
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+
+        Metrics {
+            result: int_gauge(r, "driftwatch_probe_result", "Result of the last completed run: 0 in sync, 1 error, 2 drifted (as terraform plan -detailed-exitcode).", pl),
+            drifted: int_gauge(r, "driftwatch_probe_drifted", "1 if the last run that reached a verdict found drift, 0 if it found none; errors keep the previous value.", pl),
+            drifted_resources: int_gauge(r, "driftwatch_probe_drifted_resources", "Number of drifted resources found by the last run that reached a verdict.", pl),
+            last_run: gauge(r, "driftwatch_probe_last_run_timestamp_seconds", "Start time of the last completed run, in seconds since the epoch; 0 before the first run.", pl),
+            last_success: gauge(r, "driftwatch_probe_last_success_timestamp_seconds", "Start time of the last run that reached a verdict (in sync or drifted); 0 if none yet.", pl),
+            drifted_since: gauge(r, "driftwatch_probe_drifted_since_timestamp_seconds", "Start of the current drift episode in seconds since the epoch; 0 when in sync.", pl),
+            warnings: int_gauge(r, "driftwatch_probe_warnings", "Number of warnings in the last run (e.g. tasks that run for real in check mode); 0 when none.", INSTANCE),
+            schedule_interval: gauge(r, "driftwatch_probe_schedule_interval_seconds", "Nominal seconds between scheduled runs of the probe; 0 when it has no schedule.", INSTANCE),
+            resource_drifted: int_gauge(r, "driftwatch_probe_resource_drifted", "1 for each drifted resource of the last run that reached a verdict; capped per probe.", &resource_labels),
+            resource_dropped: counter(r, "driftwatch_probe_resource_series_dropped_total", "Drifted resources not exported as series because the per-probe cap was reached.", INSTANCE),
+            duration,
+            runs: counter(r, "driftwatch_probe_runs_total", "Completed probe runs by result (in_sync, drifted, error).", &result_labels),
+            errors: counter(r, "driftwatch_probe_errors_total", "Probe runs that ended in error, by reason.", &reason_labels),
+            skipped: counter(r, "driftwatch_probe_skipped_runs_total", "Runs skipped because the previous run of the same probe was still going.", INSTANCE),
+            terradiff: int_gauge(r, "terradiff_plan_exit_code", "Compatibility alias for terradiff: 0 no changes, 1 error, 2 changes present.", &["probe", "root"]),
+            repo_success: int_gauge(r, "driftwatch_repo_sync_success", "1 if the last sync of the repository succeeded, 0 if it failed.", &["repo"]),
+            repo_last_sync: gauge(r, "driftwatch_repo_last_sync_timestamp_seconds", "Time of the last successful sync, in seconds since the epoch; 0 if none yet.", &["repo"]),
+            repo_commit_time: gauge(r, "driftwatch_repo_commit_timestamp_seconds", "Commit time of the checked-out revision, in seconds since the epoch; 0 if unknown.", &["repo"]),
+            repo_info: int_gauge(r, "driftwatch_repo_info", "Always 1; the revision label is the checked-out commit.", &["repo", "revision"]),
+            repo_errors: counter(r, "driftwatch_repo_sync_errors_total", "Failed syncs of the repository.", &["repo"]),
+            registry,
+            constant_labels,
+            max_resource_series,
+            resource_series: Mutex::new(HashMap::new()),
+            repo_revisions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn probe_values<'a>(
+        &'a self,
+        key: &'a InstanceKey,
+        labels: &'a BTreeMap<String, String>,
+    ) -> Vec<&'a str> {
+        let mut values = vec![key.probe.as_str(), key.layer.as_str(), key.root.as_str()];
+        for name in &self.constant_labels {
+            values.push(labels.get(name).map(String::as_str).unwrap_or(""));
+        }
+        values
+    }
+
+    /// Creates an instance's series at zero so dashboards and absent() rules see it
+    /// before its first run, then restores any persisted status.
+    pub fn register_instance(
+        &self,
+        key: &InstanceKey,
+        labels: &BTreeMap<String, String>,
+        schedule_interval: f64,
+        status: Option<&ProbeStatus>,
+    ) {
+        let values = self.probe_values(key, labels);
+        let instance = [key.probe.as_str(), key.layer.as_str(), key.root.as_str()];
+        self.drifted.with_label_values(&values);
+        self.drifted_resources.with_label_values(&values);
+        self.last_run.with_label_values(&values);
+        self.last_success.with_label_values(&values);
+        self.drifted_since.with_label_values(&values);
+        self.warnings.with_label_values(&instance);
+        self.schedule_interval
+            .with_label_values(&instance)
+            .set(schedule_interval);
+        self.resource_dropped.with_label_values(&instance);
+        self.duration.with_label_values(&instance);
+        self.skipped.with_label_values(&instance);
+        for result in [Verdict::InSync, Verdict::Drifted, Verdict::Error] {
+            self.runs
+                .with_label_values(&[instance[0], instance[1], instance[2], result.as_str()]);
+        }
+        for reason in ErrorReason::ALL {
+            self.errors.with_label_values(&[
+                instance[0],
+                instance[1],
+                instance[2],
+                reason.as_str(),
+            ]);
+        }
+        if let Some(status) = status {
+            self.set_status(key, labels, status);
+        }
+    }
+
+    /// Records a finished run and the status it produced.
+    pub fn observe(&self, report: &RunReport, status: &ProbeStatus) {
+        let key = InstanceKey {
+            probe: report.probe.clone(),
+            layer: report.layer.clone(),
+            root: report.root.clone(),
+        };
+        let instance = [key.probe.as_str(), key.layer.as_str(), key.root.as_str()];
+        self.duration
+            .with_label_values(&instance)
+            .observe(report.duration.as_secs_f64());
+        self.runs
+            .with_label_values(&[
+                instance[0],
+                instance[1],
+                instance[2],
+                report.verdict.as_str(),
+            ])
+            .inc();
+        if let Some(error) = &report.error {
+            self.errors
+                .with_label_values(&[instance[0], instance[1], instance[2], error.reason.as_str()])
+                .inc();
+        }
+        self.set_status(&key, &report.labels, status);
+    }
+
+    fn set_status(
+        &self,
+        key: &InstanceKey,
+        labels: &BTreeMap<String, String>,
+        status: &ProbeStatus,
+    ) {
+        let values = self.probe_values(key, labels);
+        let instance = [key.probe.as_str(), key.layer.as_str(), key.root.as_str()];
+        let ts = |t: Option<chrono::DateTime<chrono::Utc>>| {
+            t.map(|t| t.timestamp_millis() as f64 / 1000.0)
+                .unwrap_or(0.0)
+        };
+        let Some(report) = &status.last_report else {
+            return;
+        };
+        self.result
+            .with_label_values(&values)
+            .set(report.verdict.code());
+        if report.layer == "terraform" {
+            self.terradiff
+                .with_label_values(&[key.probe.as_str(), key.root.as_str()])
+                .set(report.verdict.code());
+        }
+        self.drifted
+            .with_label_values(&values)
+            .set(status.drifted as i64);
+        self.drifted_resources
+            .with_label_values(&values)
+            .set(status.drifted_resources as i64);
+        self.last_run
+            .with_label_values(&values)
+            .set(ts(Some(report.started_at)));
+        self.last_success
+            .with_label_values(&values)
+            .set(ts(status.last_success));
+        self.drifted_since
+            .with_label_values(&values)
+            .set(ts(status.drifted_since));
+        self.warnings
+            .with_label_values(&instance)
+            .set(report.warnings.len() as i64);
+        // Errors keep the last known per-resource series, like `drifted`.
+        if report.verdict != Verdict::Error {
+            let changes: Vec<(String, String)> = report
+                .changes
+                .iter()
+                .map(|c| (c.subject.clone(), c.action.clone()))
+                .collect();
+            self.set_resources(key, &changes);
+        }
+    }
+
+    fn set_resources(&self, key: &InstanceKey, changes: &[(String, String)]) {
+        let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut dropped = 0u64;
+        for change in changes {
+            if wanted.len() < self.max_resource_series {
+                wanted.insert(change.clone());
+            } else if !wanted.contains(change) {
+                dropped += 1;
+            }
+        }
+        let instance = [key.probe.as_str(), key.layer.as_str(), key.root.as_str()];
+        if dropped > 0 {
+            self.resource_dropped
+                .with_label_values(&instance)
+                .inc_by(dropped);
+        }
+        let mut series = self.resource_series.lock().unwrap();
+        let current = series.entry(key.clone()).or_default();
+        for (resource, action) in current.difference(&wanted) {
+            let _ = self.resource_drifted.remove_label_values(&[
+                instance[0],
+                instance[1],
+                instance[2],
+                resource,
+                action,
+            ]);
+        }
+        for (resource, action) in &wanted {
+            self.resource_drifted
+                .with_label_values(&[instance[0], instance[1], instance[2], resource, action])
+                .set(1);
+        }
+        *current = wanted;
+    }
+
+    pub fn skipped_run(&self, key: &InstanceKey) {
+        self.skipped
+            .with_label_values(&[key.probe.as_str(), key.layer.as_str(), key.root.as_str()])
+            .inc();
+    }
+
+    /// Creates a repo's series before its first sync.
+    pub fn register_repo(&self, repo: &str) {
+        self.repo_success.with_label_values(&[repo]);
+        self.repo_last_sync.with_label_values(&[repo]);
+        self.repo_commit_time.with_label_values(&[repo]);
+        self.repo_errors.with_label_values(&[repo]);
+    }
+
+    pub fn repo_synced(&self, repo: &str, revision: &str, commit_time: i64) {
+        let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+        self.repo_success.with_label_values(&[repo]).set(1);
+        self.repo_last_sync.with_label_values(&[repo]).set(now);
+        self.repo_commit_time
+            .with_label_values(&[repo])
+            .set(commit_time as f64);
+        let mut revisions = self.repo_revisions.lock().unwrap();
+        if let Some(old) = revisions.insert(repo.to_string(), revision.to_string()) {
+            if old != revision {
+                let _ = self.repo_info.remove_label_values(&[repo, &old]);
+            }
+        }
+        self.repo_info.with_label_values(&[repo, revision]).set(1);
+    }
+
+    pub fn repo_sync_failed(&self, repo: &str) {
+        self.repo_success.with_label_values(&[repo]).set(0);
+        self.repo_errors.with_label_values(&[repo]).inc();
+    }
+
+    /// The text exposition format for `/metrics`.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buffer).expect("exposition is UTF-8")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::outcome::ResourceChange;
+    use crate::probe::{Outcome, RunReport};
+    use std::time::Duration;
+
+    fn report(changes: usize) -> RunReport {
+        let mut report = RunReport {
+            probe: "web".into(),
+            name: "web".into(),
+            root: String::new(),
+            layer: "command".into(),
+            run_id: 1,
+            trigger: "manual".into(),
+            repo: "infra".into(),
+            commit: "abc".into(),
+            started_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            duration: Duration::from_millis(1500),
+            verdict: Verdict::InSync,
+            exit_code: Some(2),
+            changes: vec![],
+            warnings: vec![],
+            details: serde_json::Value::Null,
+            error: None,
+            labels: [("team".to_string(), "corp".to_string())].into(),
+        };
+        let list = (0..changes)
+            .map(|i| ResourceChange::new(format!("r{i}"), "update"))
+            .collect();
+        report.apply_result(Ok(Outcome::drifted(list)));
+        report
+    }
+
+    #[test]
+    fn resource_series_are_capped_and_replaced() {
+        let metrics = Metrics::new(&["team".to_string()].into(), 3);
+        let mut status = ProbeStatus::new("web", "web", "", "command");
+        let first = report(5);
+        status.apply(&first);
+        metrics.observe(&first, &status);
+        let text = metrics.render();
+        assert_eq!(
+            text.matches("driftwatch_probe_resource_drifted{").count(),
+            3
+        );
+        assert!(text.contains("driftwatch_probe_resource_series_dropped_total{layer=\"command\",probe=\"web\",root=\"\"} 2"));
+        assert!(text.contains(
+            "driftwatch_probe_result{layer=\"command\",probe=\"web\",root=\"\",team=\"corp\"} 2"
+        ));
+
+        let second = report(1);
+        status.apply(&second);
+        metrics.observe(&second, &status);
+        let text = metrics.render();
+        assert_eq!(
+            text.matches("driftwatch_probe_resource_drifted{").count(),
+            1
+        );
+    }
+
+    #[test]
+    fn repo_info_keeps_one_series_per_repo() {
+        let metrics = Metrics::new(&BTreeSet::new(), 10);
+        metrics.repo_synced("infra", "aaa", 1);
+        metrics.repo_synced("infra", "bbb", 2);
+        let text = metrics.render();
+        assert_eq!(text.matches("driftwatch_repo_info{").count(), 1);
+        assert!(text.contains("revision=\"bbb\""));
+    }
+}

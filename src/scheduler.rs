@@ -1,0 +1,700 @@
+//! Decides when probes run and runs them: one run of every probe after its
+//! repo's first sync, cron per probe, a run when a new commit touches the
+//! probe's path, and manual triggers. A global semaphore bounds concurrent
+//! runs; a probe instance never runs twice at once (the second is skipped and
+//! counted). Every run becomes a `RunReport` that goes to state, metrics, the
+//! log and any subscriber, in that order.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{broadcast, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::config::{Config, ProbeConfig};
+use crate::metrics::{InstanceKey, Metrics};
+use crate::probe::outcome::{ErrorReason, ProbeError};
+use crate::probe::{ProbeContext, RunReport, Verdict};
+use crate::repo::{Checkout, Repo, SyncOutcome};
+use crate::state::State;
+
+/// Extra time past a run's deadline before the scheduler stops waiting for a
+/// probe that ignores its deadline (children are killed by then anyway).
+const DEADLINE_SLACK: Duration = Duration::from_secs(5);
+
+/// Why a run started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Startup,
+    Schedule,
+    Change,
+    Manual,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Startup => "startup",
+            Trigger::Schedule => "schedule",
+            Trigger::Change => "change",
+            Trigger::Manual => "manual",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TriggerError {
+    #[error("no probe named {0:?}")]
+    UnknownProbe(String),
+    #[error("no repo named {0:?}")]
+    UnknownRepo(String),
+    #[error("driftwatch is shutting down")]
+    ShuttingDown,
+}
+
+struct ProbeEntry {
+    config: ProbeConfig,
+    /// Bounds how many roots of this probe run at once.
+    parallelism: Arc<Semaphore>,
+}
+
+pub struct Scheduler {
+    config: Arc<Config>,
+    repos: Vec<Arc<Repo>>,
+    probes: Vec<ProbeEntry>,
+    state: Arc<State>,
+    metrics: Arc<Metrics>,
+    reports: broadcast::Sender<Arc<RunReport>>,
+    global: Arc<Semaphore>,
+    /// Instance ids with a run in progress.
+    busy: Mutex<HashSet<String>>,
+    /// Repos that have synced at least once.
+    synced: Mutex<HashSet<String>>,
+    /// Instances already given their series in metrics.
+    registered: Mutex<HashSet<String>>,
+    next_run_id: AtomicU64,
+    /// Cancels in-flight runs (their children get SIGTERM, then SIGKILL).
+    runs_cancel: CancellationToken,
+    /// Stops starting new work.
+    stopping: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Scheduler {
+    pub fn new(config: Arc<Config>, state: Arc<State>, metrics: Arc<Metrics>) -> Arc<Scheduler> {
+        let repos = config
+            .repos
+            .iter()
+            .map(|repo| Arc::new(Repo::new(repo.clone(), &config.state_dir)))
+            .collect::<Vec<_>>();
+        for repo in &repos {
+            metrics.register_repo(repo.name());
+        }
+        let probes = config
+            .probes
+            .iter()
+            .map(|probe| ProbeEntry {
+                parallelism: Arc::new(Semaphore::new(probe.probe.parallelism().max(1))),
+                config: probe.clone(),
+            })
+            .collect();
+        let (reports, _) = broadcast::channel(256);
+        let scheduler = Arc::new(Scheduler {
+            global: Arc::new(Semaphore::new(config.defaults.max_concurrent_runs.max(1))),
+            config,
+            repos,
+            probes,
+            state,
+            metrics,
+            reports,
+            busy: Mutex::new(HashSet::new()),
+            synced: Mutex::new(HashSet::new()),
+            registered: Mutex::new(HashSet::new()),
+            next_run_id: AtomicU64::new(initial_run_id()),
+            runs_cancel: CancellationToken::new(),
+            stopping: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        // Single-root probes have known series from the start; multi-root
+        // probes get theirs when their roots are first listed.
+        for entry in &scheduler.probes {
+            let persisted: Vec<_> = scheduler
+                .state
+                .snapshot()
+                .into_iter()
+                .filter(|s| s.name == entry.config.name)
+                .collect();
+            if persisted.is_empty() {
+                scheduler.register_instance(&entry.config, "");
+            }
+            for status in persisted {
+                scheduler.register_instance(&entry.config, &status.root);
+            }
+        }
+        scheduler
+    }
+
+    /// Receives every finished run.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<RunReport>> {
+        self.reports.subscribe()
+    }
+
+    pub fn repos(&self) -> &[Arc<Repo>] {
+        &self.repos
+    }
+
+    pub fn probe_configs(&self) -> impl Iterator<Item = &ProbeConfig> {
+        self.probes.iter().map(|p| &p.config)
+    }
+
+    /// True once every repo has synced at least once.
+    pub fn is_ready(&self) -> bool {
+        let synced = self.synced.lock().unwrap();
+        self.repos.iter().all(|r| synced.contains(r.name()))
+    }
+
+    fn register_instance(&self, probe: &ProbeConfig, root: &str) {
+        let id = instance_id(&probe.name, root);
+        if !self.registered.lock().unwrap().insert(id.clone()) {
+            return;
+        }
+        let key = InstanceKey {
+            probe: probe.name.clone(),
+            layer: probe.layer.clone(),
+            root: root.to_string(),
+        };
+        let interval = probe
+            .schedule
+            .as_ref()
+            .map(schedule_interval)
+            .unwrap_or(0.0);
+        let status = self.state.get(&id);
+        self.metrics
+            .register_instance(&key, &probe.labels, interval, status.as_ref());
+    }
+
+    /// Syncs one repo and, when it moved, starts the probes whose paths changed.
+    pub async fn sync_repo(
+        self: &Arc<Self>,
+        repo: &Arc<Repo>,
+    ) -> Result<SyncOutcome, crate::repo::RepoError> {
+        let first = !self.synced.lock().unwrap().contains(repo.name());
+        match repo.sync().await {
+            Ok(outcome) => {
+                let checkout = &outcome.checkout;
+                self.metrics
+                    .repo_synced(repo.name(), &checkout.commit, checkout.commit_time);
+                self.synced.lock().unwrap().insert(repo.name().to_string());
+                if let Some(changed) = &outcome.changed {
+                    if !first {
+                        tracing::info!(
+                            repo = repo.name(),
+                            commit = short(&checkout.commit),
+                            "new commit"
+                        );
+                        for index in 0..self.probes.len() {
+                            let probe = &self.probes[index].config;
+                            if probe.repo == repo.name()
+                                && probe.run_on_change
+                                && changed.touches(&probe.path)
+                            {
+                                self.spawn_probe(index, Trigger::Change);
+                            }
+                        }
+                    }
+                }
+                Ok(outcome)
+            }
+            Err(err) => {
+                self.metrics.repo_sync_failed(repo.name());
+                tracing::warn!(repo = repo.name(), reason = err.reason(), error = %err, "repo sync failed; keeping the previous commit");
+                Err(err)
+            }
+        }
+    }
+
+    /// The daemon loop: poll repos, fire schedules, until `shutdown` fires.
+    /// Then stops scheduling, lets running probes finish within the kill grace,
+    /// cancels the rest and waits for them.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        for repo in self.repos.clone() {
+            let this = self.clone();
+            tokio::spawn(async move { this.poll_loop(repo).await });
+        }
+        for index in 0..self.probes.len() {
+            if self.probes[index].config.schedule.is_some() {
+                let this = self.clone();
+                tokio::spawn(async move { this.cron_loop(index).await });
+            }
+        }
+        shutdown.cancelled().await;
+        self.shutdown().await;
+    }
+
+    /// Stops scheduling, waits up to the kill grace for runs, then cancels them.
+    pub async fn shutdown(&self) {
+        self.stopping.cancel();
+        self.tracker.close();
+        let grace = self.config.defaults.kill_grace;
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("runs still going after the grace period; cancelling them");
+            self.runs_cancel.cancel();
+            self.tracker.wait().await;
+        }
+        if let Err(err) = self.state.persist() {
+            tracing::warn!(error = %err, "cannot write state file");
+        }
+    }
+
+    /// Cancels every in-flight run at once (second signal).
+    pub fn abort_runs(&self) {
+        self.stopping.cancel();
+        self.runs_cancel.cancel();
+    }
+
+    async fn poll_loop(self: Arc<Self>, repo: Arc<Repo>) {
+        let mut started = false;
+        loop {
+            let synced = self.sync_repo(&repo).await.is_ok();
+            if synced && !started {
+                started = true;
+                for index in 0..self.probes.len() {
+                    if self.probes[index].config.repo == repo.name() {
+                        self.spawn_probe(index, Trigger::Startup);
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(repo.config.poll_interval) => {}
+                _ = self.stopping.cancelled() => return,
+            }
+        }
+    }
+
+    async fn cron_loop(self: Arc<Self>, index: usize) {
+        let Some(schedule) = self.probes[index].config.schedule.clone() else {
+            return;
+        };
+        loop {
+            let now = Utc::now();
+            let Some(next) = schedule.next_after(now) else {
+                return;
+            };
+            let wait = (next - now).to_std().unwrap_or_default();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.stopping.cancelled() => return,
+            }
+            // Before the first sync there is nothing to check; the startup run follows it.
+            if self
+                .synced
+                .lock()
+                .unwrap()
+                .contains(&self.probes[index].config.repo)
+            {
+                self.spawn_probe(index, Trigger::Schedule);
+            }
+        }
+    }
+
+    /// Starts a probe by name or instance id in the background.
+    pub fn trigger(self: &Arc<Self>, id: &str) -> Result<(), TriggerError> {
+        if self.stopping.is_cancelled() {
+            return Err(TriggerError::ShuttingDown);
+        }
+        let name = id.split(':').next().unwrap_or(id);
+        let index = self
+            .probes
+            .iter()
+            .position(|p| p.config.name == name)
+            .ok_or_else(|| TriggerError::UnknownProbe(id.to_string()))?;
+        self.spawn_probe(index, Trigger::Manual);
+        Ok(())
+    }
+
+    /// Syncs one repo (or all) in the background; new commits start their probes.
+    pub fn trigger_sync(self: &Arc<Self>, repo: Option<&str>) -> Result<(), TriggerError> {
+        if self.stopping.is_cancelled() {
+            return Err(TriggerError::ShuttingDown);
+        }
+        let repos: Vec<Arc<Repo>> = match repo {
+            Some(name) => vec![self
+                .repos
+                .iter()
+                .find(|r| r.name() == name)
+                .cloned()
+                .ok_or_else(|| TriggerError::UnknownRepo(name.to_string()))?],
+            None => self.repos.clone(),
+        };
+        for repo in repos {
+            let this = self.clone();
+            self.tracker.spawn(async move {
+                let _ = this.sync_repo(&repo).await;
+            });
+        }
+        Ok(())
+    }
+
+    fn spawn_probe(self: &Arc<Self>, index: usize, trigger: Trigger) {
+        if self.stopping.is_cancelled() {
+            return;
+        }
+        let this = self.clone();
+        self.tracker.spawn(async move {
+            this.run_probe(index, trigger).await;
+        });
+    }
+
+    /// Runs every root of one probe and waits for them; returns the reports of
+    /// the runs that happened (skipped instances have none).
+    pub async fn run_probe(
+        self: &Arc<Self>,
+        index: usize,
+        trigger: Trigger,
+    ) -> Vec<Arc<RunReport>> {
+        let entry = &self.probes[index];
+        let probe = &entry.config;
+        let Some(repo) = self.repos.iter().find(|r| r.name() == probe.repo).cloned() else {
+            return Vec::new();
+        };
+        let Some(checkout) = repo.current() else {
+            let error = ProbeError::new(
+                ErrorReason::Checkout,
+                format!(
+                    "repo {} has not synced yet; check its url and credentials",
+                    probe.repo
+                ),
+            );
+            return self
+                .finish_without_run(probe, "", None, trigger, error)
+                .into_iter()
+                .collect();
+        };
+        let probe_dir = checkout.dir.join(&probe.path);
+        let roots = if probe_dir.is_dir() {
+            probe.probe.roots(&probe_dir)
+        } else {
+            Err(ProbeError::new(
+                ErrorReason::Checkout,
+                format!(
+                    "path {:?} does not exist in repo {} at {}",
+                    probe.path,
+                    probe.repo,
+                    short(&checkout.commit)
+                ),
+            ))
+        };
+        let roots = match roots {
+            Ok(roots) => roots,
+            Err(error) => {
+                return self
+                    .finish_without_run(probe, "", Some(&checkout), trigger, error)
+                    .into_iter()
+                    .collect()
+            }
+        };
+        let mut handles = Vec::new();
+        for root in roots {
+            self.register_instance(probe, &root);
+            let id = instance_id(&probe.name, &root);
+            if !self.busy.lock().unwrap().insert(id.clone()) {
+                tracing::info!(probe = %id, trigger = trigger.as_str(), "previous run still going; skipping this one");
+                self.metrics.skipped_run(&InstanceKey {
+                    probe: probe.name.clone(),
+                    layer: probe.layer.clone(),
+                    root: root.clone(),
+                });
+                continue;
+            }
+            let this = self.clone();
+            let checkout = checkout.clone();
+            let parallelism = entry.parallelism.clone();
+            handles.push(tokio::spawn(async move {
+                let report = this
+                    .run_instance(index, root, checkout, trigger, parallelism)
+                    .await;
+                this.busy.lock().unwrap().remove(&id);
+                report
+            }));
+        }
+        let mut reports = Vec::new();
+        for handle in handles {
+            if let Ok(report) = handle.await {
+                reports.push(report);
+            }
+        }
+        reports
+    }
+
+    async fn run_instance(
+        self: &Arc<Self>,
+        index: usize,
+        root: String,
+        checkout: Arc<Checkout>,
+        trigger: Trigger,
+        parallelism: Arc<Semaphore>,
+    ) -> Arc<RunReport> {
+        let probe = &self.probes[index].config;
+        let _probe_permit = parallelism.acquire_owned().await.expect("semaphore open");
+        let _global_permit = self
+            .global
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore open");
+        let run_id = self.next_run_id.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!(
+            "probe_run",
+            probe = %instance_id(&probe.name, &root),
+            layer = %probe.layer,
+            commit = short(&checkout.commit),
+            run_id
+        );
+        async {
+            let started_at = Utc::now();
+            let clock = std::time::Instant::now();
+            let result = self.execute(probe, &root, &checkout).await;
+            let mut report =
+                new_report(probe, &root, run_id, trigger, &checkout.commit, started_at);
+            report.duration = clock.elapsed();
+            report.apply_result(result);
+            self.publish(report)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn execute(
+        &self,
+        probe: &ProbeConfig,
+        root: &str,
+        checkout: &Checkout,
+    ) -> Result<crate::probe::Outcome, ProbeError> {
+        let probe_dir = checkout.dir.join(&probe.path);
+        let cache_dir = self
+            .config
+            .state_dir
+            .join("cache")
+            .join(sanitize(&probe.name));
+        let tmp_root = self.config.state_dir.join("tmp");
+        let io = |e: std::io::Error| {
+            ProbeError::new(
+                ErrorReason::Internal,
+                format!(
+                    "cannot prepare run directories under {}: {e}",
+                    self.config.state_dir.display()
+                ),
+            )
+        };
+        std::fs::create_dir_all(&cache_dir).map_err(io)?;
+        std::fs::create_dir_all(&tmp_root).map_err(io)?;
+        let scratch = tempfile::Builder::new()
+            .prefix("run-")
+            .tempdir_in(&tmp_root)
+            .map_err(io)?;
+        let deadline = tokio::time::Instant::now() + probe.timeout;
+        let cx = ProbeContext {
+            name: probe.name.clone(),
+            root: root.to_string(),
+            checkout: checkout.dir.clone(),
+            workdir: if root.is_empty() {
+                probe_dir.clone()
+            } else {
+                probe_dir.join(root)
+            },
+            commit: checkout.commit.clone(),
+            cancel: self.runs_cancel.child_token(),
+            deadline,
+            cache_dir,
+            scratch_dir: scratch.path().to_path_buf(),
+            kill_grace: self.config.defaults.kill_grace,
+        };
+        let limit = probe.timeout + self.config.defaults.kill_grace + DEADLINE_SLACK;
+        match tokio::time::timeout(limit, probe.probe.run(&cx)).await {
+            Ok(result) => result,
+            Err(_) => Err(ProbeError::new(
+                ErrorReason::Timeout,
+                format!(
+                    "probe did not finish within its timeout of {}",
+                    humantime::format_duration(probe.timeout)
+                ),
+            )),
+        }
+    }
+
+    fn finish_without_run(
+        &self,
+        probe: &ProbeConfig,
+        root: &str,
+        checkout: Option<&Checkout>,
+        trigger: Trigger,
+        error: ProbeError,
+    ) -> Option<Arc<RunReport>> {
+        self.register_instance(probe, root);
+        let run_id = self.next_run_id.fetch_add(1, Ordering::Relaxed);
+        let commit = checkout.map(|c| c.commit.as_str()).unwrap_or("");
+        let mut report = new_report(probe, root, run_id, trigger, commit, Utc::now());
+        report.apply_result(Err(error));
+        Some(self.publish(report))
+    }
+
+    /// Records a finished run everywhere: state, metrics, log, subscribers.
+    fn publish(&self, report: RunReport) -> Arc<RunReport> {
+        let status = self.state.record(&report);
+        self.metrics.observe(&report, &status);
+        if let Err(err) = self.state.persist() {
+            tracing::warn!(error = %err, "cannot write state file; drift-since will not survive a restart");
+        }
+        match &report.error {
+            Some(error) => tracing::info!(
+                verdict = report.verdict.as_str(),
+                reason = error.reason.as_str(),
+                duration_ms = report.duration.as_millis() as u64,
+                "probe run finished: {}",
+                report.summary()
+            ),
+            None => tracing::info!(
+                verdict = report.verdict.as_str(),
+                changes = report.changes.len(),
+                duration_ms = report.duration.as_millis() as u64,
+                "probe run finished: {}",
+                report.summary()
+            ),
+        }
+        let report = Arc::new(report);
+        let _ = self.reports.send(report.clone());
+        report
+    }
+}
+
+fn new_report(
+    probe: &ProbeConfig,
+    root: &str,
+    run_id: u64,
+    trigger: Trigger,
+    commit: &str,
+    started_at: chrono::DateTime<Utc>,
+) -> RunReport {
+    RunReport {
+        probe: instance_id(&probe.name, root),
+        name: probe.name.clone(),
+        root: root.to_string(),
+        layer: probe.layer.clone(),
+        run_id,
+        trigger: trigger.as_str().to_string(),
+        repo: probe.repo.clone(),
+        commit: commit.to_string(),
+        started_at,
+        duration: Duration::ZERO,
+        verdict: Verdict::Error,
+        exit_code: None,
+        changes: Vec::new(),
+        warnings: Vec::new(),
+        details: serde_json::Value::Null,
+        error: None,
+        labels: probe.labels.clone(),
+    }
+}
+
+/// The id of a probe instance: its name, or `name:root` for multi-root layers.
+pub fn instance_id(name: &str, root: &str) -> String {
+    if root.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}:{root}")
+    }
+}
+
+/// Nominal seconds between two firings of a schedule.
+fn schedule_interval(schedule: &crate::config::Schedule) -> f64 {
+    let mut upcoming = schedule.cron.upcoming(Utc);
+    match (upcoming.next(), upcoming.next()) {
+        (Some(a), Some(b)) => (b - a).num_milliseconds() as f64 / 1000.0,
+        _ => 0.0,
+    }
+}
+
+/// Run ids keep increasing across restarts: they start at the current time in
+/// microseconds, far above any count one process could reach.
+fn initial_run_id() -> u64 {
+    Utc::now().timestamp_micros().max(1) as u64
+}
+
+pub fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+/// A file-name-safe form of a probe name.
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Runs the given probes once against freshly synced repos, for `check`.
+pub async fn run_once(
+    scheduler: &Arc<Scheduler>,
+    names: &[String],
+) -> Result<Vec<Arc<RunReport>>, String> {
+    let selected: Vec<usize> = if names.is_empty() {
+        (0..scheduler.probes.len()).collect()
+    } else {
+        let mut indexes = Vec::new();
+        for name in names {
+            match scheduler.probes.iter().position(|p| &p.config.name == name) {
+                Some(index) => indexes.push(index),
+                None => return Err(format!("no probe named {name:?} in the config")),
+            }
+        }
+        indexes
+    };
+    let repos: HashSet<&str> = selected
+        .iter()
+        .map(|&i| scheduler.probes[i].config.repo.as_str())
+        .collect();
+    let mut sync_errors: HashMap<String, String> = HashMap::new();
+    for repo in scheduler.repos.clone() {
+        if repos.contains(repo.name()) {
+            if let Err(err) = scheduler.sync_repo(&repo).await {
+                sync_errors.insert(repo.name().to_string(), err.to_string());
+            }
+        }
+    }
+    let mut handles = Vec::new();
+    for index in selected {
+        let scheduler = scheduler.clone();
+        handles.push(tokio::spawn(async move {
+            scheduler.run_probe(index, Trigger::Manual).await
+        }));
+    }
+    let mut reports = Vec::new();
+    for handle in handles {
+        reports.extend(handle.await.map_err(|e| e.to_string())?);
+    }
+    for report in &mut reports {
+        if let Some(message) = sync_errors.get(&report.repo) {
+            if report.error.is_none() {
+                let mut changed = (**report).clone();
+                changed.warnings.push(format!(
+                    "repo sync failed, checked an older commit: {message}"
+                ));
+                *report = Arc::new(changed);
+            }
+        }
+    }
+    Ok(reports)
+}

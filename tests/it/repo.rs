@@ -1,0 +1,484 @@
+//! Repo sync against real git repositories: file:// and git:// remotes,
+//! checkouts per commit, changed paths, failure handling, path sources.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use driftwatch::config::{RepoAuth, RepoConfig, RepoSource};
+use driftwatch::repo::{ChangedPaths, Repo};
+
+use crate::common::{commit_files, free_port, git, have_tool, init_repo};
+
+fn remote_config(name: &str, url: &str, reference: &str) -> RepoConfig {
+    RepoConfig {
+        name: name.to_string(),
+        source: RepoSource::Remote {
+            url: url.to_string(),
+            reference: reference.to_string(),
+            auth: RepoAuth::None,
+        },
+        poll_interval: Duration::from_secs(60),
+    }
+}
+
+fn file_url(dir: &Path) -> String {
+    format!("file://{}", dir.display())
+}
+
+fn is_executable(path: &Path) -> bool {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o111 != 0
+}
+
+fn changed_paths(changed: &ChangedPaths) -> Vec<String> {
+    match changed {
+        ChangedPaths::All => panic!("expected paths, got All"),
+        ChangedPaths::Paths(paths) => paths.iter().map(|p| p.display().to_string()).collect(),
+    }
+}
+
+#[tokio::test]
+async fn file_remote_first_sync_change_and_no_op() {
+    if !have_tool("git") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    let first = init_repo(
+        &work,
+        &[
+            ("a/one.txt", "one\n"),
+            ("b/two.txt", "two\n"),
+            ("run.sh", "#!/bin/sh\necho hi\n"),
+        ],
+    );
+    std::fs::set_permissions(work.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    git(&work, &["update-index", "--chmod=+x", "run.sh"]);
+    git(&work, &["commit", "-q", "-m", "exec"]);
+    let first = {
+        let head = git(&work, &["rev-parse", "HEAD"]);
+        assert_ne!(head, first);
+        head
+    };
+
+    let state = tmp.path().join("state");
+    let repo = Repo::new(remote_config("infra", &file_url(&work), "main"), &state);
+    assert!(repo.current().is_none());
+
+    let outcome = repo.sync().await.expect("first sync");
+    assert_eq!(outcome.changed, Some(ChangedPaths::All));
+    let checkout = outcome.checkout.clone();
+    assert_eq!(checkout.commit, first);
+    assert!(checkout.owned);
+    assert!(
+        checkout.commit_time > 1_000_000_000,
+        "{}",
+        checkout.commit_time
+    );
+    assert!(checkout
+        .dir
+        .starts_with(state.join("checkouts").join("infra")));
+    assert_eq!(
+        std::fs::read_to_string(checkout.dir.join("a/one.txt")).unwrap(),
+        "one\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(checkout.dir.join("b/two.txt")).unwrap(),
+        "two\n"
+    );
+    assert!(is_executable(&checkout.dir.join("run.sh")), "exec bit kept");
+    assert!(!is_executable(&checkout.dir.join("a/one.txt")));
+    assert!(!checkout.dir.join(".git").exists());
+    assert!(state.join("repos/infra.git").is_dir());
+    assert_eq!(repo.current().unwrap().commit, first);
+
+    // No new commit: nothing changes, same checkout.
+    let outcome = repo.sync().await.expect("no-op sync");
+    assert_eq!(outcome.changed, None);
+    assert!(Arc::ptr_eq(&outcome.checkout, &checkout));
+
+    // A commit touching a/ only.
+    let second = commit_files(
+        &work,
+        &[("a/one.txt", "uno\n"), ("a/new.txt", "new\n")],
+        "touch a",
+    );
+    let outcome = repo.sync().await.expect("second sync");
+    let changed = outcome.changed.clone().expect("a new commit");
+    let mut paths = changed_paths(&changed);
+    paths.sort();
+    assert_eq!(paths, vec!["a/new.txt", "a/one.txt"]);
+    assert!(changed.touches(Path::new("a")));
+    assert!(!changed.touches(Path::new("b")));
+    assert!(changed.touches(Path::new("")));
+    assert_eq!(outcome.checkout.commit, second);
+    assert_ne!(outcome.checkout.dir, checkout.dir);
+    assert_eq!(
+        std::fs::read_to_string(outcome.checkout.dir.join("a/one.txt")).unwrap(),
+        "uno\n"
+    );
+    assert_eq!(repo.current().unwrap().commit, second);
+    // The old checkout is untouched while we still hold it.
+    assert_eq!(
+        std::fs::read_to_string(checkout.dir.join("a/one.txt")).unwrap(),
+        "one\n"
+    );
+
+    // A rename names both the old and the new path.
+    std::fs::create_dir_all(work.join("c")).unwrap();
+    git(&work, &["mv", "b/two.txt", "c/two.txt"]);
+    commit_files(&work, &[], "rename");
+    let outcome = repo.sync().await.expect("rename sync");
+    let changed = outcome.changed.expect("a new commit");
+    let mut paths = changed_paths(&changed);
+    paths.sort();
+    assert_eq!(paths, vec!["b/two.txt", "c/two.txt"]);
+    assert!(changed.touches(Path::new("b")) && changed.touches(Path::new("c")));
+    assert!(!changed.touches(Path::new("a")));
+}
+
+#[tokio::test]
+async fn old_checkout_is_removed_when_last_holder_drops_it() {
+    if !have_tool("git") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    init_repo(&work, &[("x.txt", "1\n")]);
+    let repo = Repo::new(
+        remote_config("r", &file_url(&work), "main"),
+        &tmp.path().join("state"),
+    );
+
+    let first = repo.sync().await.unwrap().checkout;
+    let first_dir = first.dir.clone();
+    commit_files(&work, &[("x.txt", "2\n")], "two");
+    let second = repo.sync().await.unwrap();
+    assert!(second.changed.is_some());
+    // A run still holds the first checkout: it stays.
+    assert!(first_dir.join("x.txt").is_file());
+    drop(second);
+    assert!(first_dir.join("x.txt").is_file());
+    drop(first);
+    assert!(
+        !first_dir.exists(),
+        "old checkout removed once no one holds it"
+    );
+    // The current one is still there.
+    assert_eq!(
+        std::fs::read_to_string(repo.current().unwrap().dir.join("x.txt")).unwrap(),
+        "2\n"
+    );
+
+    // Going back to an older commit while the newer one is held gives a distinct directory.
+    let held = repo.current().unwrap();
+    git(&work, &["reset", "-q", "--hard", "HEAD~1"]);
+    let back = repo.sync().await.unwrap();
+    assert!(back.changed.is_some());
+    assert_ne!(back.checkout.dir, held.dir);
+    assert_eq!(
+        std::fs::read_to_string(back.checkout.dir.join("x.txt")).unwrap(),
+        "1\n"
+    );
+    let held_dir = held.dir.clone();
+    drop(held);
+    assert!(!held_dir.exists());
+    assert!(back.checkout.dir.join("x.txt").is_file());
+}
+
+#[tokio::test]
+async fn restart_reuses_mirror_and_cleans_leftover_checkouts() {
+    if !have_tool("git") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    let commit = init_repo(&work, &[("x.txt", "1\n")]);
+    let state = tmp.path().join("state");
+    let leftover = {
+        let repo = Repo::new(remote_config("r", &file_url(&work), "main"), &state);
+        let checkout = repo.sync().await.unwrap().checkout;
+        // Simulate a crash: the directory is not removed.
+        let dir = checkout.dir.clone();
+        std::mem::forget(checkout);
+        std::mem::forget(repo);
+        dir
+    };
+    let stray = state.join("checkouts/r/deadbeef");
+    std::fs::create_dir_all(&stray).unwrap();
+    assert!(leftover.is_dir());
+
+    let repo = Repo::new(remote_config("r", &file_url(&work), "main"), &state);
+    let outcome = repo.sync().await.unwrap();
+    assert_eq!(
+        outcome.changed,
+        Some(ChangedPaths::All),
+        "first sync of a process"
+    );
+    assert_eq!(outcome.checkout.commit, commit);
+    assert!(!stray.exists());
+    let entries: Vec<PathBuf> = std::fs::read_dir(state.join("checkouts/r"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries, vec![outcome.checkout.dir.clone()]);
+}
+
+#[tokio::test]
+async fn branch_and_tag_references() {
+    if !have_tool("git") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    let tagged = init_repo(&work, &[("x.txt", "1\n")]);
+    git(&work, &["tag", "v1"]);
+    git(&work, &["checkout", "-q", "-b", "other"]);
+    let other = commit_files(&work, &[("x.txt", "other\n")], "other");
+
+    let state = tmp.path().join("state");
+    let by_tag = Repo::new(
+        remote_config("tag", &file_url(&work), "refs/tags/v1"),
+        &state,
+    );
+    assert_eq!(by_tag.sync().await.unwrap().checkout.commit, tagged);
+    let by_branch = Repo::new(remote_config("branch", &file_url(&work), "other"), &state);
+    assert_eq!(by_branch.sync().await.unwrap().checkout.commit, other);
+
+    let missing = Repo::new(remote_config("missing", &file_url(&work), "nope"), &state);
+    let error = missing.sync().await.unwrap_err();
+    assert_eq!(error.reason(), "fetch");
+    assert!(error.to_string().contains("nope"), "{error}");
+    assert!(missing.current().is_none());
+}
+
+/// `git daemon` serving `base` on a free loopback port; killed on drop.
+struct GitDaemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn start(base: &Path) -> GitDaemon {
+        let port = free_port();
+        let child = std::process::Command::new("git")
+            .arg("daemon")
+            .arg(format!("--base-path={}", base.display()))
+            .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(base)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("git daemon starts");
+        let daemon = GitDaemon { child, port };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "git daemon did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        daemon
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn git_daemon_remote_and_vanishing_remote() {
+    if !have_tool("git") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    let first = init_repo(&work, &[("a/x.txt", "1\n")]);
+    let base = tmp.path().join("served");
+    std::fs::create_dir_all(&base).unwrap();
+    git(
+        &base,
+        &["clone", "-q", "--bare", work.to_str().unwrap(), "infra.git"],
+    );
+    let bare = base.join("infra.git");
+
+    let mut daemon = GitDaemon::start(&base);
+    let url = format!("git://127.0.0.1:{}/infra.git", daemon.port);
+    let repo = Repo::new(
+        remote_config("infra", &url, "main"),
+        &tmp.path().join("state"),
+    );
+
+    let outcome = repo.sync().await.expect("sync over git://");
+    assert_eq!(outcome.checkout.commit, first);
+    assert_eq!(
+        std::fs::read_to_string(outcome.checkout.dir.join("a/x.txt")).unwrap(),
+        "1\n"
+    );
+
+    // A new commit pushed to the served repo is picked up.
+    let second = commit_files(&work, &[("a/x.txt", "2\n")], "two");
+    git(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
+    let outcome = repo.sync().await.expect("second sync over git://");
+    assert_eq!(outcome.checkout.commit, second);
+    assert!(outcome.changed.unwrap().touches(Path::new("a")));
+    assert_eq!(repo.sync().await.unwrap().changed, None);
+
+    // The repository vanishes: the sync fails, the last commit stays current.
+    std::fs::remove_dir_all(&bare).unwrap();
+    let error = repo.sync().await.expect_err("vanished repo");
+    assert_eq!(error.reason(), "fetch");
+    assert_eq!(repo.current().unwrap().commit, second);
+
+    // The daemon stops: same.
+    daemon.stop();
+    let error = repo.sync().await.expect_err("stopped daemon");
+    assert_eq!(error.reason(), "fetch");
+    let current = repo.current().unwrap();
+    assert_eq!(current.commit, second);
+    assert!(current.dir.join("a/x.txt").is_file());
+}
+
+#[tokio::test]
+async fn credentials_never_appear_in_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = remote_config("private", "https://user:secret@127.0.0.1:1/x.git", "main");
+    if let RepoSource::Remote { auth, .. } = &mut config.source {
+        *auth = RepoAuth::Token {
+            username: "x-access-token".into(),
+            token: "tokenvalue".into(),
+        };
+    }
+    let repo = Repo::new(config, tmp.path());
+    let error = repo.sync().await.expect_err("nothing listens on port 1");
+    let text = format!("{error} {error:?}");
+    assert_eq!(error.reason(), "fetch");
+    assert!(!text.contains("secret"), "{text}");
+    assert!(!text.contains("tokenvalue"), "{text}");
+    assert!(!repo.display_source().contains("secret"));
+    // The URL is not stored in the mirror's config either.
+    let config =
+        std::fs::read_to_string(tmp.path().join("repos/private.git/config")).unwrap_or_default();
+    assert!(!config.contains("secret@"), "{config}");
+}
+
+#[tokio::test]
+async fn path_source_plain_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plain");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("f.txt"), "x").unwrap();
+    let config = RepoConfig {
+        name: "plain".into(),
+        source: RepoSource::Path(dir.clone()),
+        poll_interval: Duration::from_secs(60),
+    };
+    let repo = Repo::new(config, &tmp.path().join("state"));
+    let outcome = repo.sync().await.unwrap();
+    assert_eq!(outcome.changed, Some(ChangedPaths::All));
+    assert_eq!(outcome.checkout.commit, "");
+    assert_eq!(outcome.checkout.commit_time, 0);
+    assert!(!outcome.checkout.owned);
+    assert_eq!(outcome.checkout.dir, std::fs::canonicalize(&dir).unwrap());
+    assert_eq!(repo.sync().await.unwrap().changed, None);
+    drop(outcome);
+    drop(repo);
+    assert!(
+        dir.join("f.txt").is_file(),
+        "a path source is never deleted"
+    );
+
+    let missing = Repo::new(
+        RepoConfig {
+            name: "missing".into(),
+            source: RepoSource::Path(tmp.path().join("nope")),
+            poll_interval: Duration::from_secs(60),
+        },
+        &tmp.path().join("state"),
+    );
+    let error = missing.sync().await.unwrap_err();
+    assert!(error.to_string().contains("nope"), "{error}");
+}
+
+#[tokio::test]
+async fn path_source_git_work_tree_and_symlink_swap() {
+    if !have_tool("git") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // Like git-sync: worktrees per commit, published through a symlink.
+    let origin = tmp.path().join("origin");
+    let first = init_repo(&origin, &[("a/x.txt", "1\n"), ("b/y.txt", "1\n")]);
+    let link = tmp.path().join("current");
+    std::os::unix::fs::symlink(&origin, &link).unwrap();
+    let config = RepoConfig {
+        name: "sidecar".into(),
+        source: RepoSource::Path(link.clone()),
+        poll_interval: Duration::from_secs(60),
+    };
+    let repo = Repo::new(config, &tmp.path().join("state"));
+    let outcome = repo.sync().await.unwrap();
+    assert_eq!(outcome.checkout.commit, first);
+    assert!(outcome.checkout.commit_time > 0);
+    assert_eq!(outcome.changed, Some(ChangedPaths::All));
+    assert_eq!(repo.sync().await.unwrap().changed, None);
+
+    // A new commit in the same work tree.
+    let second = commit_files(&origin, &[("b/y.txt", "2\n")], "b");
+    let outcome = repo.sync().await.unwrap();
+    assert_eq!(outcome.checkout.commit, second);
+    let changed = outcome.changed.unwrap();
+    assert!(changed.touches(Path::new("b")));
+    assert!(!changed.touches(Path::new("a")));
+
+    // The sidecar swaps the symlink to a new worktree at a new commit.
+    let worktree = tmp.path().join("wt-third");
+    git(
+        &origin,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "--detach",
+            worktree.to_str().unwrap(),
+        ],
+    );
+    let third = commit_files(&worktree, &[("a/x.txt", "3\n")], "a");
+    let swapped = tmp.path().join("current.new");
+    std::os::unix::fs::symlink(&worktree, &swapped).unwrap();
+    std::fs::rename(&swapped, &link).unwrap();
+    let outcome = repo.sync().await.unwrap();
+    assert_eq!(outcome.checkout.commit, third);
+    assert_eq!(
+        outcome.checkout.dir,
+        std::fs::canonicalize(&worktree).unwrap()
+    );
+    let changed = outcome.changed.unwrap();
+    assert!(changed.touches(Path::new("a")));
+    assert!(!changed.touches(Path::new("b")));
+
+    // A subdirectory of a work tree: paths are relative to it.
+    let sub = Repo::new(
+        RepoConfig {
+            name: "sub".into(),
+            source: RepoSource::Path(origin.join("b")),
+            poll_interval: Duration::from_secs(60),
+        },
+        &tmp.path().join("state"),
+    );
+    sub.sync().await.unwrap();
+    commit_files(&origin, &[("b/y.txt", "4\n")], "b again");
+    let changed = sub.sync().await.unwrap().changed.unwrap();
+    assert_eq!(changed, ChangedPaths::Paths(vec![PathBuf::from("y.txt")]));
+}
