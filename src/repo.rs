@@ -322,7 +322,7 @@ fn fetch(
     // Anonymous: the URL (which may hold credentials) is not saved in the mirror's config.
     let mut remote = repo.remote_anonymous(url)?;
     let mut callbacks = git2::RemoteCallbacks::new();
-    install_auth(&mut callbacks, url, auth);
+    let rejection = install_auth(&mut callbacks, url, auth);
     let mut options = git2::FetchOptions::new();
     options
         .remote_callbacks(callbacks)
@@ -331,7 +331,13 @@ fn fetch(
     let mut proxy = git2::ProxyOptions::new();
     proxy.auto();
     options.proxy_options(proxy);
-    remote.fetch(&[refspec(reference)], Some(&mut options), None)?;
+    if let Err(error) = remote.fetch(&[refspec(reference)], Some(&mut options), None) {
+        // libgit2 replaces a callback's message with a generic one; ours says what to do.
+        return Err(match rejection.take() {
+            Some(message) => git2::Error::from_str(&message),
+            None => error,
+        });
+    }
     // The ref may have vanished upstream; fetch then leaves our old ref, so
     // check the remote advertised it.
     let advertised = remote.list()?.iter().any(|head| {
@@ -352,14 +358,24 @@ fn fetch(
     Ok(())
 }
 
-fn install_auth<'a>(callbacks: &mut git2::RemoteCallbacks<'a>, url: &str, auth: &'a RepoAuth) {
+/// Sets the credentials and host key callbacks. The returned cell receives
+/// the reason when a callback refuses, since libgit2 does not keep it.
+fn install_auth<'a>(
+    callbacks: &mut git2::RemoteCallbacks<'a>,
+    url: &str,
+    auth: &'a RepoAuth,
+) -> std::rc::Rc<std::cell::Cell<Option<String>>> {
+    let rejection = std::rc::Rc::new(std::cell::Cell::new(None));
     let mut attempts = 0;
     let auth_for_credentials = auth;
+    let credentials_rejection = rejection.clone();
     callbacks.credentials(move |_url, username_from_url, allowed| {
         // libgit2 calls again after a rejected credential; stop instead of looping.
         attempts += 1;
         if attempts > 1 {
-            return Err(git2::Error::from_str("authentication failed (credentials rejected)"));
+            let message = "authentication failed: the remote rejected the configured credentials";
+            credentials_rejection.set(Some(message.to_string()));
+            return Err(git2::Error::from_str(message));
         }
         match auth_for_credentials {
             RepoAuth::Token { username, token } if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) => {
@@ -383,10 +399,14 @@ fn install_auth<'a>(callbacks: &mut git2::RemoteCallbacks<'a>, url: &str, auth: 
     } = auth
     {
         let port = url_port(url);
+        let host_key_rejection = rejection.clone();
         callbacks.certificate_check(move |cert, hostname| {
-            known_hosts::check(known_hosts, cert, hostname, port)
+            known_hosts::check(known_hosts, cert, hostname, port).inspect_err(|error| {
+                host_key_rejection.set(Some(error.message().to_string()));
+            })
         });
     }
+    rejection
 }
 
 /// The port of an `ssh://host:port/` URL, when one is given.
@@ -594,14 +614,322 @@ fn relative_to(changed: ChangedPaths, repo: &git2::Repository, dir: &Path) -> Ch
 }
 
 mod known_hosts {
-    //! Placeholder replaced below.
+    //! Host key checking against a configured known_hosts file (OpenSSH
+    //! format: plain, `[host]:port`, wildcard and hashed `|1|salt|hash` host
+    //! patterns, and `@revoked` markers).
+
+    use std::path::Path;
+
+    use git2::CertificateCheckStatus;
+
+    /// Decides on an SSH host key; other certificates (HTTPS) are left to
+    /// libgit2's own verification.
     pub fn check(
-        _file: &std::path::Path,
-        _cert: &git2::cert::Cert<'_>,
-        _hostname: &str,
-        _port: Option<u16>,
-    ) -> Result<git2::CertificateCheckStatus, git2::Error> {
-        Ok(git2::CertificateCheckStatus::CertificatePassthrough)
+        file: &Path,
+        cert: &git2::cert::Cert<'_>,
+        hostname: &str,
+        port: Option<u16>,
+    ) -> Result<CertificateCheckStatus, git2::Error> {
+        let Some(hostkey) = cert.as_hostkey() else {
+            return Ok(CertificateCheckStatus::CertificatePassthrough);
+        };
+        let (Some(key), Some(key_type)) = (hostkey.hostkey(), hostkey.hostkey_type()) else {
+            return Err(git2::Error::from_str("the SSH server sent no host key"));
+        };
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            git2::Error::from_str(&format!("known_hosts file {}: {e}", file.display()))
+        })?;
+        let host = match port {
+            Some(port) if port != 22 => format!("[{hostname}]:{port}"),
+            _ => hostname.to_string(),
+        };
+        match verify(&text, &host, key_type.name(), key) {
+            Verdict::Trusted => Ok(CertificateCheckStatus::CertificateOk),
+            Verdict::Revoked => Err(git2::Error::from_str(&format!(
+                "the host key of {host} is marked @revoked in {}",
+                file.display()
+            ))),
+            Verdict::Mismatch => Err(git2::Error::from_str(&format!(
+                "the {} host key of {host} does not match the one in {} (the key changed, or someone is intercepting the connection); \
+                 if the change is expected, replace the entry in that file",
+                key_type.name(),
+                file.display()
+            ))),
+            Verdict::Unknown => Err(git2::Error::from_str(&format!(
+                "host {host} is not in the known_hosts file {}; add the host key to the known_hosts file \
+                 (for example: ssh-keyscan{} {hostname} >> {}, after checking the fingerprint)",
+                file.display(),
+                port.filter(|p| *p != 22).map(|p| format!(" -p {p}")).unwrap_or_default(),
+                file.display()
+            ))),
+        }
+    }
+
+    #[derive(Debug, PartialEq, Eq)]
+    pub enum Verdict {
+        Trusted,
+        /// The host is listed, but not with this key.
+        Mismatch,
+        Revoked,
+        Unknown,
+    }
+
+    pub fn verify(known_hosts: &str, host: &str, key_type: &str, key: &[u8]) -> Verdict {
+        let mut host_listed = false;
+        let mut trusted = false;
+        for line in known_hosts.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut fields = line.split_whitespace();
+            let mut first = fields.next().unwrap_or_default();
+            let marker = if first.starts_with('@') {
+                let marker = first;
+                first = fields.next().unwrap_or_default();
+                Some(marker)
+            } else {
+                None
+            };
+            let (Some(entry_type), Some(entry_key)) = (fields.next(), fields.next()) else {
+                continue;
+            };
+            if marker == Some("@cert-authority") || !hosts_match(first, host) {
+                continue;
+            }
+            let same_key =
+                entry_type == key_type && base64_decode(entry_key).as_deref() == Some(key);
+            match marker {
+                Some("@revoked") if same_key => return Verdict::Revoked,
+                Some(_) => {}
+                None => {
+                    host_listed = true;
+                    trusted |= same_key;
+                }
+            }
+        }
+        if trusted {
+            Verdict::Trusted
+        } else if host_listed {
+            Verdict::Mismatch
+        } else {
+            Verdict::Unknown
+        }
+    }
+
+    /// A comma-separated pattern list; a negated match (`!pattern`) wins.
+    fn hosts_match(patterns: &str, host: &str) -> bool {
+        if let Some(hashed) = patterns.strip_prefix("|1|") {
+            let Some((salt, hash)) = hashed.split_once('|') else {
+                return false;
+            };
+            let (Some(salt), Some(hash)) = (base64_decode(salt), base64_decode(hash)) else {
+                return false;
+            };
+            return hmac_sha1(&salt, host.as_bytes()).as_slice() == hash.as_slice();
+        }
+        let mut matched = false;
+        for pattern in patterns.split(',') {
+            if let Some(negated) = pattern.strip_prefix('!') {
+                if glob(negated, host) {
+                    return false;
+                }
+            } else if glob(pattern, host) {
+                matched = true;
+            }
+        }
+        matched
+    }
+
+    /// `*` and `?` wildcards, case-insensitive like OpenSSH host names.
+    fn glob(pattern: &str, text: &str) -> bool {
+        fn matches(p: &[u8], t: &[u8]) -> bool {
+            match (p.first(), t.first()) {
+                (None, None) => true,
+                (Some(b'*'), _) => matches(&p[1..], t) || (!t.is_empty() && matches(p, &t[1..])),
+                (Some(b'?'), Some(_)) => matches(&p[1..], &t[1..]),
+                (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => matches(&p[1..], &t[1..]),
+                _ => false,
+            }
+        }
+        matches(pattern.as_bytes(), text.as_bytes())
+    }
+
+    pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(text.len() * 3 / 4);
+        let mut buffer = 0u32;
+        let mut bits = 0;
+        for byte in text.bytes() {
+            let value = match byte {
+                b'A'..=b'Z' => byte - b'A',
+                b'a'..=b'z' => byte - b'a' + 26,
+                b'0'..=b'9' => byte - b'0' + 52,
+                b'+' => 62,
+                b'/' => 63,
+                b'=' => break,
+                _ => return None,
+            };
+            buffer = (buffer << 6) | u32::from(value);
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((buffer >> bits) as u8);
+                buffer &= (1 << bits) - 1;
+            }
+        }
+        Some(out)
+    }
+
+    fn sha1(data: &[u8]) -> [u8; 20] {
+        let mut h: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
+        let mut message = data.to_vec();
+        message.push(0x80);
+        while message.len() % 64 != 56 {
+            message.push(0);
+        }
+        message.extend_from_slice(&((data.len() as u64) * 8).to_be_bytes());
+        for chunk in message.chunks(64) {
+            let mut w = [0u32; 80];
+            for (i, word) in chunk.chunks(4).enumerate() {
+                w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+            }
+            for i in 16..80 {
+                w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+            }
+            let [mut a, mut b, mut c, mut d, mut e] = h;
+            for (i, word) in w.iter().enumerate() {
+                let (f, k) = match i {
+                    0..=19 => ((b & c) | (!b & d), 0x5A827999),
+                    20..=39 => (b ^ c ^ d, 0x6ED9EBA1),
+                    40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
+                    _ => (b ^ c ^ d, 0xCA62C1D6),
+                };
+                let temp = a
+                    .rotate_left(5)
+                    .wrapping_add(f)
+                    .wrapping_add(e)
+                    .wrapping_add(k)
+                    .wrapping_add(*word);
+                e = d;
+                d = c;
+                c = b.rotate_left(30);
+                b = a;
+                a = temp;
+            }
+            for (state, value) in h.iter_mut().zip([a, b, c, d, e]) {
+                *state = state.wrapping_add(value);
+            }
+        }
+        let mut out = [0u8; 20];
+        for (i, word) in h.iter().enumerate() {
+            out[i * 4..i * 4 + 4].copy_from_slice(&word.to_be_bytes());
+        }
+        out
+    }
+
+    pub fn hmac_sha1(key: &[u8], message: &[u8]) -> [u8; 20] {
+        let mut block = [0u8; 64];
+        if key.len() > 64 {
+            block[..20].copy_from_slice(&sha1(key));
+        } else {
+            block[..key.len()].copy_from_slice(key);
+        }
+        let mut inner: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
+        inner.extend_from_slice(message);
+        let mut outer: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
+        outer.extend_from_slice(&sha1(&inner));
+        sha1(&outer)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        const KEY: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+
+        #[test]
+        fn primitives() {
+            assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
+            assert_eq!(base64_decode("aGk").unwrap(), b"hi");
+            let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+            assert_eq!(
+                hex(&sha1(b"abc")),
+                "a9993e364706816aba3e25717850c26c9cd0d89d"
+            );
+            // RFC 2202 test case 2.
+            assert_eq!(
+                hex(&hmac_sha1(b"Jefe", b"what do ya want for nothing?")),
+                "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
+            );
+        }
+
+        #[test]
+        fn verdicts() {
+            let key = base64_decode(KEY).unwrap();
+            let other = base64_decode(
+                "AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            )
+            .unwrap();
+            let file = format!("# comment\nexample.com,10.0.0.1 ssh-ed25519 {KEY} c\n[git.local]:2222 ssh-ed25519 {KEY}\n*.wild.org,!bad.wild.org ssh-ed25519 {KEY}\n");
+            assert_eq!(
+                verify(&file, "example.com", "ssh-ed25519", &key),
+                Verdict::Trusted
+            );
+            assert_eq!(
+                verify(&file, "10.0.0.1", "ssh-ed25519", &key),
+                Verdict::Trusted
+            );
+            assert_eq!(
+                verify(&file, "[git.local]:2222", "ssh-ed25519", &key),
+                Verdict::Trusted
+            );
+            assert_eq!(
+                verify(&file, "git.local", "ssh-ed25519", &key),
+                Verdict::Unknown
+            );
+            assert_eq!(
+                verify(&file, "a.wild.org", "ssh-ed25519", &key),
+                Verdict::Trusted
+            );
+            assert_eq!(
+                verify(&file, "bad.wild.org", "ssh-ed25519", &key),
+                Verdict::Unknown
+            );
+            assert_eq!(
+                verify(&file, "example.com", "ssh-ed25519", &other),
+                Verdict::Mismatch
+            );
+            assert_eq!(
+                verify(&file, "example.com", "ssh-rsa", &key),
+                Verdict::Mismatch
+            );
+            assert_eq!(
+                verify(&file, "nowhere", "ssh-ed25519", &key),
+                Verdict::Unknown
+            );
+            let revoked = format!("{file}@revoked example.com ssh-ed25519 {KEY}\n");
+            assert_eq!(
+                verify(&revoked, "example.com", "ssh-ed25519", &key),
+                Verdict::Revoked
+            );
+        }
+
+        #[test]
+        fn hashed_hosts() {
+            // Produced by `ssh-keygen -H` for host "github.com".
+            let key = base64_decode(KEY).unwrap();
+            let file = format!(
+                "|1|W6VwbjIKG2OteO+hHg7qrfosjFw=|1v0R5lrrRUvucVXSOReLmbJzE/Q= ssh-ed25519 {KEY}\n"
+            );
+            assert_eq!(
+                verify(&file, "github.com", "ssh-ed25519", &key),
+                Verdict::Trusted
+            );
+            assert_eq!(
+                verify(&file, "gitlab.com", "ssh-ed25519", &key),
+                Verdict::Unknown
+            );
+        }
     }
 }
 

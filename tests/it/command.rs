@@ -332,22 +332,46 @@ async fn shell_true_runs_through_sh() {
 
 #[tokio::test]
 async fn environment_is_an_allowlist() {
-    std::env::set_var("DRIFTWATCH_IT_HIDDEN", "hunter2");
-    std::env::set_var("DRIFTWATCH_IT_PASSED", "visible");
+    // Two variables of this test process that the base allowlist does not
+    // pass (cargo sets plenty); no set_var, which races with concurrent spawns.
+    let candidates: Vec<(String, String)> = std::env::vars()
+        .filter(|(name, value)| {
+            !driftwatch::process::BASE_ENV.contains(&name.as_str())
+                && !name.starts_with("DRIFTWATCH_")
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !value.is_empty()
+                && value
+                    .chars()
+                    .all(|c| (c.is_ascii_graphic() || c == ' ') && !"[]\\\"$`".contains(c))
+        })
+        .take(2)
+        .collect();
+    assert_eq!(
+        candidates.len(),
+        2,
+        "the test process needs two non-allowlisted variables"
+    );
+    let (hidden, _) = &candidates[0];
+    let (passed, passed_value) = &candidates[1];
     let fx = Fixture::new();
     let secret = fx.tmp.path().join("token");
     std::fs::write(&secret, "s3cret\n").unwrap();
-    let script = "echo \"hidden=[$DRIFTWATCH_IT_HIDDEN] passed=[$DRIFTWATCH_IT_PASSED] extra=[$EXTRA] token=[$TOKEN]\"; \
-                  echo \"probe=[$DRIFTWATCH_PROBE] commit=[$DRIFTWATCH_COMMIT] checkout=[$DRIFTWATCH_CHECKOUT] pwd=[$(pwd)]\"; exit 2";
+    let script = format!(
+        "echo \"hidden=[${hidden}] passed=[${passed}] extra=[$EXTRA] token=[$TOKEN]\"; \
+         echo \"probe=[$DRIFTWATCH_PROBE] commit=[$DRIFTWATCH_COMMIT] checkout=[$DRIFTWATCH_CHECKOUT] pwd=[$(pwd)]\"; exit 2"
+    );
     let fields = format!(
-        "pass_env = [\"DRIFTWATCH_IT_PASSED\"]\nenv = {{ EXTRA = \"x y\" }}\nenv_files = {{ TOKEN = {} }}\n{}",
+        "pass_env = [{}]\nenv = {{ EXTRA = \"x y\" }}\nenv_files = {{ TOKEN = {} }}\n{}",
+        toml_string(passed),
         toml_string(&secret.display().to_string()),
-        shell(script)
+        shell(&script)
     );
     let outcome = fx.run(&fields).await.unwrap();
     let stdout = outcome.details["stdout"].as_str().unwrap();
     assert!(
-        stdout.contains("hidden=[] passed=[visible] extra=[x y] token=[s3cret]"),
+        stdout.contains(&format!(
+            "hidden=[] passed=[{passed_value}] extra=[x y] token=[s3cret]"
+        )),
         "{stdout}"
     );
     let checkout = fx.checkout();
@@ -851,5 +875,198 @@ async fn sysctl_drift_bad_input_is_an_error() {
         err.stderr_tail.contains("missing.conf"),
         "{}",
         err.stderr_tail
+    );
+}
+
+const DPKG_STATUS: &str = "Package: nginx\nStatus: install ok installed\nMaintainer: x <x@example.invalid>\nArchitecture: amd64\nVersion: 1.22.1-9\nDescription: web server\n\n\
+Package: telnet\nStatus: install ok installed\nMaintainer: x <x@example.invalid>\nArchitecture: amd64\nVersion: 0.17-44\nDescription: telnet client\n\n\
+Package: containerd\nStatus: install ok half-configured\nMaintainer: x <x@example.invalid>\nArchitecture: amd64\nVersion: 1.6.20~ds1-1\nDescription: runtime\n\n\
+Package: oldpkg\nStatus: deinstall ok config-files\nMaintainer: x <x@example.invalid>\nArchitecture: amd64\nVersion: 1.0\nDescription: removed\n";
+
+#[tokio::test]
+async fn debian_packages_against_a_dpkg_database() {
+    if !common::have_tool("python3") || !common::have_tool("dpkg-query") {
+        return;
+    }
+    let fx = Fixture::new();
+    let admindir = fx.tmp.path().join("dpkg");
+    write_tree(&admindir, &[("status", DPKG_STATUS)]);
+    let admin = admindir.display().to_string();
+    write_tree(
+        &fx.probe_dir(),
+        &[("in-sync.list", "# web nodes\nnginx=1.22.*\n!curl\n")],
+    );
+    let outcome = fx
+        .run(&plugin_fields(
+            "debian-packages",
+            &["--admindir", &admin, "in-sync.list"],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(outcome.verdict(), Verdict::InSync, "{outcome:?}");
+    assert_eq!(outcome.details["rules"], 2);
+
+    write_tree(
+        &fx.probe_dir(),
+        &[(
+            "drifted.list",
+            "nginx=1.24.0-1\ncontainerd\noldpkg\n!telnet\nnginx=1.22.1-10  # later rule wins\n",
+        )],
+    );
+    let outcome = fx
+        .run(&plugin_fields(
+            "debian-packages",
+            &["--admindir", &admin, "drifted.list"],
+        ))
+        .await
+        .unwrap();
+    let summary: Vec<(&str, &str)> = outcome
+        .changes
+        .iter()
+        .map(|c| (c.subject.as_str(), c.action.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("containerd", "changed"),
+            ("nginx", "changed"),
+            ("oldpkg", "missing"),
+            ("telnet", "extra")
+        ]
+    );
+    assert_eq!(
+        outcome.changes[1].diff,
+        "# drifted.list:5\n-nginx=1.22.1-9\n+nginx=1.22.1-10\n"
+    );
+    assert!(outcome.changes[0]
+        .diff
+        .contains("dpkg state: half-configured"));
+}
+
+#[tokio::test]
+async fn debian_packages_against_this_host() {
+    if !common::have_tool("python3") || !common::have_tool("dpkg-query") {
+        return;
+    }
+    let version = std::process::Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", "coreutils"])
+        .output()
+        .unwrap();
+    let version = String::from_utf8(version.stdout).unwrap();
+    let fx = Fixture::new();
+    write_tree(
+        &fx.probe_dir(),
+        &[
+            (
+                "host.list",
+                &format!("coreutils={version}\n!driftwatch-no-such-package\n"),
+            ),
+            ("want.list", "driftwatch-no-such-package=1.0\n"),
+            ("bad.list", "nginx\nNot A Package\n"),
+        ],
+    );
+    let outcome = fx
+        .run(&plugin_fields("debian-packages", &["host.list"]))
+        .await
+        .unwrap();
+    assert_eq!(outcome.verdict(), Verdict::InSync, "{outcome:?}");
+    let outcome = fx
+        .run(&plugin_fields("debian-packages", &["want.list"]))
+        .await
+        .unwrap();
+    assert_eq!(outcome.changes[0].action, "missing");
+
+    let err = fx
+        .run(&plugin_fields("debian-packages", &["bad.list"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code, Some(1));
+    assert!(
+        err.stderr_tail.contains("bad.list:2"),
+        "{}",
+        err.stderr_tail
+    );
+    // A wrong database directory is an error, never "everything missing".
+    let nowhere = fx.tmp.path().join("nowhere").display().to_string();
+    let err = fx
+        .run(&plugin_fields(
+            "debian-packages",
+            &["--admindir", &nowhere, "host.list"],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason, ErrorReason::ExitCode);
+    assert!(
+        err.stderr_tail.contains("does not exist"),
+        "{}",
+        err.stderr_tail
+    );
+}
+
+#[tokio::test]
+async fn files_drift_large_and_odd_files() {
+    if !common::have_tool("python3") {
+        return;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let fx = Fixture::new();
+    let git = fx.probe_dir().join("files");
+    let host = fx.tmp.path().join("host");
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut big_changed = big.clone();
+    big_changed[2_999_999] ^= 1;
+    let long_git: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+    let long_host: String = (0..5000).map(|i| format!("other {i}\n")).collect();
+    for (dir, big, long) in [(&git, &big, &long_git), (&host, &big_changed, &long_host)] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("same.img"), &big[..]).unwrap();
+        std::fs::write(dir.join("disk.img"), big).unwrap();
+        std::fs::write(dir.join("long.conf"), long).unwrap();
+    }
+    std::fs::write(host.join("same.img"), &big[..]).unwrap();
+    std::fs::write(
+        git.join(std::ffi::OsStr::from_bytes(b"latin1-\xe9.conf")),
+        "x\n",
+    )
+    .unwrap();
+
+    let target = host.display().to_string();
+    let outcome = fx
+        .run(&plugin_fields(
+            "files-drift",
+            &["--source", "files", "--target", &target],
+        ))
+        .await
+        .unwrap();
+    let summary: Vec<(String, &str)> = outcome
+        .changes
+        .iter()
+        .map(|c| {
+            (
+                c.subject
+                    .strip_prefix(&format!("{target}/"))
+                    .unwrap()
+                    .to_string(),
+                c.action.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("disk.img".to_string(), "changed"),
+            ("latin1-\u{fffd}.conf".to_string(), "missing"),
+            ("long.conf".to_string(), "changed"),
+        ]
+    );
+    assert!(
+        outcome.changes[0].diff.contains("too large to diff"),
+        "{}",
+        outcome.changes[0].diff
+    );
+    let long_diff = &outcome.changes[2].diff;
+    assert!(
+        long_diff.contains("diff cut at 4000 bytes") && long_diff.len() < 4200,
+        "{long_diff}"
     );
 }

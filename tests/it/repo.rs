@@ -482,3 +482,254 @@ async fn path_source_git_work_tree_and_symlink_swap() {
     let changed = sub.sync().await.unwrap().changed.unwrap();
     assert_eq!(changed, ChangedPaths::Paths(vec![PathBuf::from("y.txt")]));
 }
+
+/// An sshd on a loopback port that lets the current user in with one key and
+/// runs git-upload-pack; killed on drop.
+struct Sshd {
+    child: std::process::Child,
+    port: u16,
+    host_public_key: String,
+}
+
+impl Sshd {
+    fn start(dir: &Path, authorized_key: &Path) -> Sshd {
+        let sshd = crate::common::which("sshd").expect("sshd is installed");
+        let host_key = dir.join("host_key");
+        keygen(&host_key, "");
+        let authorized = dir.join("authorized_keys");
+        std::fs::copy(authorized_key.with_extension("pub"), &authorized).unwrap();
+        std::fs::set_permissions(&authorized, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // sshd running as root wants its privilege separation directory.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let port = free_port();
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile none\n\
+                 UsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nLogLevel ERROR\n",
+                host_key.display(),
+                authorized.display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("sshd starts");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sshd did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let public = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
+        let mut fields = public.split_whitespace();
+        let host_public_key = format!("{} {}", fields.next().unwrap(), fields.next().unwrap());
+        Sshd {
+            child,
+            port,
+            host_public_key,
+        }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keygen(path: &Path, passphrase: &str) {
+    let status = std::process::Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            passphrase,
+            "-C",
+            "driftwatch-test",
+            "-f",
+        ])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen runs");
+    assert!(status.success());
+}
+
+fn ssh_config(
+    name: &str,
+    url: &str,
+    key: &Path,
+    passphrase: Option<&str>,
+    known_hosts: &Path,
+) -> RepoConfig {
+    let mut config = remote_config(name, url, "main");
+    if let RepoSource::Remote { auth, .. } = &mut config.source {
+        *auth = RepoAuth::Ssh {
+            username: whoami(),
+            key_file: key.to_path_buf(),
+            passphrase: passphrase.map(str::to_string),
+            known_hosts_file: Some(known_hosts.to_path_buf()),
+        };
+    }
+    config
+}
+
+fn whoami() -> String {
+    let out = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test]
+async fn ssh_remote_with_key_and_known_hosts() {
+    if !have_tool("git") || !have_tool("sshd") || !have_tool("ssh-keygen") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    let commit = init_repo(&work, &[("a/x.txt", "1\n")]);
+    let bare = tmp.path().join("served.git");
+    git(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    );
+
+    let client_key = tmp.path().join("client_key");
+    keygen(&client_key, "");
+    let sshd_dir = tmp.path().join("sshd");
+    std::fs::create_dir_all(&sshd_dir).unwrap();
+    let sshd = Sshd::start(&sshd_dir, &client_key);
+    let url = format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        whoami(),
+        sshd.port,
+        bare.display()
+    );
+    let state = tmp.path().join("state");
+
+    // The host is listed with its key: the sync works.
+    let known_hosts = tmp.path().join("known_hosts");
+    std::fs::write(
+        &known_hosts,
+        format!(
+            "other.example ssh-rsa AAAA\n[127.0.0.1]:{} {}\n",
+            sshd.port, sshd.host_public_key
+        ),
+    )
+    .unwrap();
+    let repo = Repo::new(
+        ssh_config("ssh", &url, &client_key, None, &known_hosts),
+        &state,
+    );
+    let outcome = repo.sync().await.expect("sync over ssh");
+    assert_eq!(outcome.checkout.commit, commit);
+    assert_eq!(
+        std::fs::read_to_string(outcome.checkout.dir.join("a/x.txt")).unwrap(),
+        "1\n"
+    );
+    assert_eq!(repo.sync().await.unwrap().changed, None);
+
+    // An unknown host is refused with advice.
+    let empty = tmp.path().join("known_hosts.empty");
+    std::fs::write(&empty, "").unwrap();
+    let repo = Repo::new(
+        ssh_config("unknown", &url, &client_key, None, &empty),
+        &state,
+    );
+    let error = repo.sync().await.expect_err("unknown host");
+    let text = error.to_string();
+    eprintln!("unknown host: {text}");
+    assert!(
+        text.contains("add the host key to the known_hosts file"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("[127.0.0.1]:{}", sshd.port)),
+        "{text}"
+    );
+    assert!(repo.current().is_none());
+
+    // A listed host with another key is refused.
+    let impostor_key = tmp.path().join("impostor");
+    keygen(&impostor_key, "");
+    let impostor = std::fs::read_to_string(impostor_key.with_extension("pub")).unwrap();
+    let wrong = tmp.path().join("known_hosts.wrong");
+    let impostor_fields: Vec<&str> = impostor.split_whitespace().collect();
+    std::fs::write(
+        &wrong,
+        format!(
+            "[127.0.0.1]:{} {} {}\n",
+            sshd.port, impostor_fields[0], impostor_fields[1]
+        ),
+    )
+    .unwrap();
+    let repo = Repo::new(ssh_config("wrong", &url, &client_key, None, &wrong), &state);
+    let error = repo.sync().await.expect_err("host key mismatch");
+    eprintln!("mismatch: {error}");
+    assert!(error.to_string().contains("does not match"), "{error}");
+
+    // A key the server does not accept fails cleanly (no endless retries).
+    let repo = Repo::new(
+        ssh_config("badkey", &url, &impostor_key, None, &known_hosts),
+        &state,
+    );
+    let error = repo.sync().await.expect_err("unauthorized key");
+    eprintln!("unauthorized key: {error}");
+    assert_eq!(error.reason(), "fetch");
+
+    // A passphrase-protected key; the passphrase never shows in errors.
+    let locked_key = tmp.path().join("locked_key");
+    keygen(&locked_key, "hunter2-passphrase");
+    std::fs::write(
+        sshd_dir.join("authorized_keys"),
+        std::fs::read_to_string(locked_key.with_extension("pub")).unwrap(),
+    )
+    .unwrap();
+    let repo = Repo::new(
+        ssh_config(
+            "locked",
+            &url,
+            &locked_key,
+            Some("hunter2-passphrase"),
+            &known_hosts,
+        ),
+        &state,
+    );
+    let outcome = repo
+        .sync()
+        .await
+        .expect("sync with a passphrase-protected key");
+    assert_eq!(outcome.checkout.commit, commit);
+    let repo = Repo::new(
+        ssh_config(
+            "locked-wrong",
+            &url,
+            &locked_key,
+            Some("wrong-pass"),
+            &known_hosts,
+        ),
+        &state,
+    );
+    let error = repo.sync().await.expect_err("wrong passphrase");
+    eprintln!("wrong passphrase: {error}");
+    assert!(!error.to_string().contains("wrong-pass"), "{error}");
+}
