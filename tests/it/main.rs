@@ -5,3 +5,4 @@ mod common;
 mod kube_emulator;
 mod kubernetes;
 mod repo;
+mod web;
