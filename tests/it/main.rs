@@ -1,5 +1,6 @@
 //! One integration-test binary (links once); each concern is a module.
 
+mod alerts;
 mod command;
 mod common;
 mod kube_emulator;
