@@ -3,6 +3,7 @@
 mod alerts;
 mod command;
 mod common;
+mod config;
 mod kube_emulator;
 mod kubernetes;
 mod repo;
