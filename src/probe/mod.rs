@@ -5,6 +5,7 @@
 pub mod command;
 pub mod kubernetes;
 pub mod outcome;
+pub mod terraform;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -126,11 +127,12 @@ pub fn builder(layer: &str) -> Option<BuildFn> {
     match layer {
         "command" => Some(command::build),
         "kubernetes" => Some(kubernetes::build),
+        "terraform" => Some(terraform::build),
         _ => None,
     }
 }
 
-pub const LAYERS: &[&str] = &["command", "kubernetes"];
+pub const LAYERS: &[&str] = &["command", "kubernetes", "terraform"];
 
 /// Deserializes a layer's own fields into its config struct (which should use
 /// `deny_unknown_fields`), reporting the failing key path.

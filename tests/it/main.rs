@@ -7,4 +7,5 @@ mod config;
 mod kube_emulator;
 mod kubernetes;
 mod repo;
+mod terraform;
 mod web;
