@@ -326,6 +326,7 @@ async fn secret_drift_names_the_key_and_the_value_appears_nowhere() {
         details: serde_json::Value::Null,
         error: None,
         labels: Default::default(),
+        message: String::new(),
     };
     let mut everything = String::new();
     report.apply_result(Ok(outcome.clone()));
