@@ -619,3 +619,108 @@ async fn unreachable_cluster_is_an_error() {
     );
     assert!(error.message.contains("discover"), "{}", error.message);
 }
+
+/// Peak and current resident set size of this process, in KiB.
+fn rss_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// The benchmark behind scripts/bench-kubernetes: 5,000 objects (Deployments,
+/// Services, ConfigMaps) across 50 namespaces, 20 ms per API request; the
+/// probe's LIST/GET strategy against one GET per object (kubediff's way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run scripts/bench-kubernetes"]
+async fn bench_5000_objects_across_50_namespaces() {
+    let emulator = KubeEmulator::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let checkout = tmp.path().join("checkout");
+    let deploy = checkout.join("deploy");
+    std::fs::create_dir_all(&deploy).unwrap();
+    let (namespaces, per_kind) = (50, [34, 33, 33]);
+    for n in 0..namespaces {
+        let ns = format!("team-{n:02}");
+        let mut text = String::new();
+        for i in 0..per_kind[0] {
+            text += &format!(
+                "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: app-{i}, namespace: {ns}, labels: {{app: app-{i}}}}}\n\
+                 spec:\n  replicas: 2\n  selector: {{matchLabels: {{app: app-{i}}}}}\n  template:\n    metadata: {{labels: {{app: app-{i}}}}}\n\
+                 \x20   spec:\n      containers:\n      - name: app\n        image: registry.example/app-{i}:1.{n}\n\
+                 \x20       ports: [{{containerPort: 8080}}]\n        env: [{{name: TEAM, value: {ns}}}]\n\
+                 \x20       resources: {{requests: {{cpu: 100m, memory: 128Mi}}}}\n"
+            );
+        }
+        for i in 0..per_kind[1] {
+            text += &format!(
+                "---\napiVersion: v1\nkind: Service\nmetadata: {{name: svc-{i}, namespace: {ns}}}\n\
+                 spec:\n  selector: {{app: app-{i}}}\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n"
+            );
+        }
+        for i in 0..per_kind[2] {
+            text += &format!(
+                "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg-{i}, namespace: {ns}}}\n\
+                 data: {{setting: \"value-{i}\", team: {ns}}}\n"
+            );
+        }
+        std::fs::write(deploy.join(format!("{ns}.yaml")), text).unwrap();
+    }
+    seed_dir(&emulator, &deploy);
+    let kubeconfig = emulator.write_kubeconfig(tmp.path());
+    emulator.set_latency(Duration::from_millis(20));
+    let objects: usize = namespaces * per_kind.iter().sum::<usize>();
+
+    let run = |fields: String| {
+        let checkout = checkout.clone();
+        let tmp = tmp.path().to_path_buf();
+        let kubeconfig = kubeconfig.clone();
+        async move {
+            let fields = format!(
+                "kubeconfig = {:?}\n{fields}",
+                kubeconfig.display().to_string()
+            );
+            let probe = common::build_probe("kubernetes", "bench", "deploy", &fields).unwrap();
+            let cx =
+                common::probe_context("bench", &checkout, "deploy", &tmp, Duration::from_secs(600));
+            let started = std::time::Instant::now();
+            let outcome = probe.run(&cx).await.expect("bench run succeeds");
+            (started.elapsed(), outcome)
+        }
+    };
+
+    let (peak_before, rss_before) = rss_kib();
+    emulator.reset_requests();
+    let (elapsed, outcome) = run(String::new()).await;
+    let requests = emulator.requests();
+    let (peak_after, _) = rss_kib();
+    assert_eq!(
+        outcome.verdict(),
+        Verdict::InSync,
+        "{:?}",
+        outcome.changes.first()
+    );
+    assert_eq!(outcome.details["objects"], objects);
+
+    emulator.reset_requests();
+    let (baseline_elapsed, baseline) = run("list_threshold = 1000000".to_string()).await;
+    let baseline_requests = emulator.requests();
+    assert_eq!(baseline.verdict(), Verdict::InSync);
+
+    println!("kubernetes probe benchmark: {objects} objects (Deployments, Services, ConfigMaps) in {namespaces} namespaces, 20 ms per API request, concurrency 8");
+    println!("  driftwatch (LIST per type x namespace): wall {:.2} s, {requests} API requests (3 types x {namespaces} namespaces = {})", elapsed.as_secs_f64(), 3 * namespaces);
+    println!("  baseline (one GET per object, kubediff way, same concurrency): wall {:.2} s, {baseline_requests} API requests", baseline_elapsed.as_secs_f64());
+    println!(
+        "  ratio: {:.1}x faster, {:.1}x fewer requests",
+        baseline_elapsed.as_secs_f64() / elapsed.as_secs_f64(),
+        baseline_requests as f64 / requests as f64
+    );
+    println!("  RSS: before run {:.1} MiB (emulator holding {} objects + test), peak after run {:.1} MiB (peak before {:.1} MiB)",
+        rss_before as f64 / 1024.0, emulator.object_count(), peak_after as f64 / 1024.0, peak_before as f64 / 1024.0);
+}

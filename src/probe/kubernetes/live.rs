@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::{DynamicObject, GetParams, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersion;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
@@ -223,59 +223,45 @@ impl Reader {
         let mut tasks = tokio::task::JoinSet::new();
         for plan in plans {
             let resource_type = types[plan.type_index].clone();
-            let api: Api<DynamicObject> = match (&plan.namespace, resource_type.namespaced) {
-                (Some(ns), true) => {
-                    Api::namespaced_with(self.client.clone(), ns, &resource_type.resource)
-                }
-                _ => Api::all_with(self.client.clone(), &resource_type.resource),
-            };
-            let counter = self.counter.clone();
-            let page_size = self.page_size;
-            if plan.list {
-                let semaphore = semaphore.clone();
-                tasks.spawn(async move {
-                    let result = list_all(
-                        &api,
-                        &semaphore,
-                        &counter,
-                        page_size,
-                        plan.label_selector.as_deref(),
-                    )
-                    .await;
-                    (
-                        plan,
-                        resource_type,
-                        result.map(|items| {
-                            items
-                                .into_iter()
-                                .map(|o| (String::new(), Some(o)))
-                                .collect()
-                        }),
-                    )
-                });
+            let namespace = if resource_type.namespaced {
+                plan.namespace.as_deref()
             } else {
-                for name in plan.names.clone() {
-                    let semaphore = semaphore.clone();
-                    let api = api.clone();
-                    let counter = counter.clone();
-                    let plan = ReadPlan {
+                None
+            };
+            // Objects are read as plain JSON: no typed round trip, nothing dropped.
+            let request = Arc::new(kube::core::Request::new(
+                <DynamicObject as kube::Resource>::url_path(&resource_type.resource, namespace),
+            ));
+            let names = if plan.list {
+                vec![None]
+            } else {
+                plan.names.iter().cloned().map(Some).collect()
+            };
+            for name in names {
+                let semaphore = semaphore.clone();
+                let counter = self.counter.clone();
+                let client = self.client.clone();
+                let request = request.clone();
+                let page_size = self.page_size;
+                let plan = match &name {
+                    Some(name) => ReadPlan {
                         names: vec![name.clone()],
                         ..plan.clone()
+                    },
+                    None => plan.clone(),
+                };
+                let resource_type = resource_type.clone();
+                tasks.spawn(async move {
+                    let result = match &name {
+                        None => {
+                            let selector = plan.label_selector.as_deref();
+                            list_all(&client, &request, &semaphore, &counter, page_size, selector)
+                                .await
+                        }
+                        Some(name) => get(&client, &request, &semaphore, &counter, name).await,
                     };
-                    let resource_type = resource_type.clone();
-                    tasks.spawn(async move {
-                        let _permit = semaphore
-                            .acquire_owned()
-                            .await
-                            .expect("semaphore is never closed");
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        let result = match api.get_opt(&name).await {
-                            Ok(found) => Ok(vec![(name, found.map(to_value))]),
-                            Err(err) => Err(err),
-                        };
-                        (plan, resource_type, result)
-                    });
-                }
+                    (plan, resource_type, result)
+                });
             }
         }
         let mut result = ReadResult::default();
@@ -295,8 +281,7 @@ impl Reader {
                             .listed
                             .insert((plan.type_index, plan.namespace.clone().unwrap_or_default()));
                     }
-                    for (_, object) in items {
-                        let Some(object) = object else { continue };
+                    for object in items {
                         let namespace = object
                             .pointer("/metadata/namespace")
                             .and_then(Value::as_str)
@@ -332,8 +317,37 @@ impl Reader {
     }
 }
 
+fn request_error(err: kube::core::request::Error) -> kube::Error {
+    kube::Error::BuildRequest(err)
+}
+
+/// One GET; a 404 is an empty result (the object is missing), not an error.
+async fn get(
+    client: &Client,
+    request: &kube::core::Request,
+    semaphore: &Semaphore,
+    counter: &AtomicUsize,
+    name: &str,
+) -> Result<Vec<Value>, kube::Error> {
+    let http_request = request
+        .get(name, &GetParams::default())
+        .map_err(request_error)?;
+    let _permit = semaphore
+        .acquire()
+        .await
+        .expect("semaphore is never closed");
+    counter.fetch_add(1, Ordering::Relaxed);
+    match client.request::<Value>(http_request).await {
+        Ok(object) => Ok(vec![object]),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
+        Err(err) => Err(err),
+    }
+}
+
+/// A LIST followed through every page (`limit`/`continue`).
 async fn list_all(
-    api: &Api<DynamicObject>,
+    client: &Client,
+    request: &kube::core::Request,
     semaphore: &Semaphore,
     counter: &AtomicUsize,
     page_size: u32,
@@ -349,24 +363,23 @@ async fn list_all(
         if let Some(token) = &continue_token {
             params = params.continue_token(token);
         }
-        let page = {
+        let http_request = request.list(&params).map_err(request_error)?;
+        let mut page = {
             let _permit = semaphore
                 .acquire()
                 .await
                 .expect("semaphore is never closed");
             counter.fetch_add(1, Ordering::Relaxed);
-            api.list(&params).await?
+            client.request::<Value>(http_request).await?
         };
-        items.extend(page.items.into_iter().map(to_value));
-        match page.metadata.continue_ {
-            Some(token) if !token.is_empty() => continue_token = Some(token),
+        if let Some(Value::Array(page_items)) = page.get_mut("items").map(Value::take) {
+            items.extend(page_items);
+        }
+        match page.pointer("/metadata/continue").and_then(Value::as_str) {
+            Some(token) if !token.is_empty() => continue_token = Some(token.to_string()),
             _ => return Ok(items),
         }
     }
-}
-
-fn to_value(object: DynamicObject) -> Value {
-    serde_json::to_value(object).unwrap_or(Value::Null)
 }
 
 /// Turns a client error into a probe error naming what was attempted. A 403
