@@ -4,6 +4,7 @@
 
 pub mod ansible;
 pub mod command;
+pub mod kubernetes;
 pub mod outcome;
 pub mod terraform;
 
@@ -132,13 +133,14 @@ pub type BuildFn = fn(&ProbeCommon, toml::Table) -> Result<Arc<dyn Probe>, Vec<F
 pub fn builder(layer: &str) -> Option<BuildFn> {
     match layer {
         "command" => Some(command::build),
+        "kubernetes" => Some(kubernetes::build),
         "terraform" => Some(terraform::build),
         "ansible" => Some(ansible::build),
         _ => None,
     }
 }
 
-pub const LAYERS: &[&str] = &["command", "terraform", "ansible"];
+pub const LAYERS: &[&str] = &["command", "kubernetes", "terraform", "ansible"];
 
 /// Deserializes a layer's own fields into its config struct (which should use
 /// `deny_unknown_fields`), reporting the failing key path.
