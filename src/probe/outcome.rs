@@ -14,9 +14,10 @@ pub const MAX_DIFF_BYTES: usize = 8 * 1024;
 pub const MAX_STDERR_TAIL_BYTES: usize = 4 * 1024;
 
 /// The three verdicts, numbered like `terraform plan -detailed-exitcode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    #[default]
     InSync,
     Error,
     Drifted,
@@ -102,6 +103,9 @@ pub struct Outcome {
     /// Set by a probe that decides drift on its own (e.g. exit code 2 with no parsed changes).
     #[serde(default)]
     pub drifted: bool,
+    /// One line for a person, e.g. "The definition is 6 nodes but … is running with 5". Redacted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 impl Outcome {
@@ -248,7 +252,8 @@ pub struct RunError {
 }
 
 /// Everything known about one finished run of one probe instance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// (`Default` exists for tests: build with `..RunReport::default()`.)
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
     /// Instance id: the probe name, or `name:root` for layers with several roots.
     pub probe: String,
@@ -275,6 +280,9 @@ pub struct RunReport {
     pub details: serde_json::Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<RunError>,
+    /// The probe's one-line message, if it gave one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
 }
@@ -289,6 +297,7 @@ impl RunReport {
                 self.changes = outcome.changes;
                 self.warnings = outcome.warnings;
                 self.details = outcome.details;
+                self.message = outcome.message;
                 self.error = None;
             }
             Err(error) => {
@@ -311,6 +320,10 @@ impl RunReport {
             (Verdict::Error, Some(e)) => {
                 format!("error ({}): {}", e.reason.as_str(), first_line(&e.message))
             }
+            (Verdict::Drifted, _) if !self.message.is_empty() => {
+                format!("drifted: {}", first_line(&self.message))
+            }
+            (Verdict::Drifted, _) if self.changes.is_empty() => "drifted".to_string(),
             (Verdict::Drifted, _) => format!("drifted: {} resource(s) differ", self.changes.len()),
             _ => "in sync".to_string(),
         }
