@@ -576,3 +576,342 @@ fn kubernetes_git_sync_variant_reads_a_path() {
         }
     }
 }
+
+// ------------------------------------------------------------ end to end
+
+/// A child process killed when the test ends, its output in `log`.
+struct Server {
+    name: &'static str,
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(name: &'static str, command: &mut Command, dir: &Path) -> Server {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = command
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Server { name, child, log }
+    }
+
+    fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let start = lines.len().saturating_sub(30);
+        format!("--- {} (last lines) ---\n{}", self.name, lines[start..].join("\n"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Messages received by the fake Slack webhook: (receiver path, JSON body).
+type Inbox = std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>;
+
+/// A loopback HTTP server that accepts Slack's incoming-webhook JSON at
+/// `/{receiver}` and records it.
+async fn slack_receiver() -> (std::net::SocketAddr, Inbox) {
+    use axum::extract::{Path as UrlPath, State};
+    let inbox: Inbox = Default::default();
+    async fn receive(State(inbox): State<Inbox>, UrlPath(receiver): UrlPath<String>, body: String) -> &'static str {
+        let json: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("Alertmanager sent invalid JSON ({e}): {body}"));
+        inbox.lock().unwrap().push((receiver, json));
+        "ok"
+    }
+    let app = axum::Router::new()
+        .route("/{receiver}", axum::routing::post(receive))
+        .with_state(inbox.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (address, inbox)
+}
+
+/// Polls `check` every 250 ms until it returns Some, or panics after
+/// `timeout` with `what` and the servers' logs.
+async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    timeout: std::time::Duration,
+    servers: &[&Server],
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let logs: Vec<String> = servers.iter().map(|s| s.tail()).collect();
+            panic!("timed out waiting for {what}\n{}", logs.join("\n"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// The shipped rules with every `for` cut to 2 s and groups evaluated every second.
+fn fast_rules() -> String {
+    let mut rules: serde_yaml::Value = serde_yaml::from_str(&read("alerts/driftwatch.rules.yml")).unwrap();
+    for group in rules["groups"].as_sequence_mut().unwrap() {
+        group["interval"] = "1s".into();
+        for rule in group["rules"].as_sequence_mut().unwrap() {
+            if rule.get("for").is_some() {
+                rule["for"] = "2s".into();
+            }
+        }
+    }
+    serde_yaml::to_string(&rules).unwrap()
+}
+
+/// The shipped Alertmanager example with each receiver's webhook pointing at
+/// the fake Slack, and short grouping delays.
+fn fast_alertmanager_config(slack: std::net::SocketAddr) -> String {
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&read("config/alertmanager.example.yml")).unwrap();
+    config.apply_merge().unwrap();
+    config["route"]["group_wait"] = "1s".into();
+    config["route"]["group_interval"] = "2s".into();
+    config["route"]["repeat_interval"] = "1h".into();
+    for receiver in config["receivers"].as_sequence_mut().unwrap() {
+        let name = receiver["name"].as_str().unwrap().to_string();
+        for slack_config in receiver["slack_configs"].as_sequence_mut().unwrap() {
+            let slack_config = slack_config.as_mapping_mut().unwrap();
+            assert!(slack_config.remove("api_url_file").is_some(), "{name}: webhook URL not read from a file");
+            slack_config.insert("api_url".into(), format!("http://{slack}/{name}").into());
+        }
+    }
+    serde_yaml::to_string(&config).unwrap()
+}
+
+fn messages_to(inbox: &Inbox, receiver: &str) -> Vec<serde_json::Value> {
+    inbox.lock().unwrap().iter().filter(|(r, _)| r == receiver).map(|(_, m)| m.clone()).collect()
+}
+
+fn attachment_text(message: &serde_json::Value) -> String {
+    let attachment = &message["attachments"][0];
+    format!(
+        "title: {}\ntitle_link: {}\nfallback: {}\ntext: {}",
+        attachment["title"].as_str().unwrap_or(""),
+        attachment["title_link"].as_str().unwrap_or(""),
+        attachment["fallback"].as_str().unwrap_or(""),
+        attachment["text"].as_str().unwrap_or("")
+    )
+}
+
+/// driftwatch with a drifting command probe → Prometheus (shipped rules, short
+/// `for`) → Alertmanager (shipped routing) → a fake Slack. The drift reaches
+/// team corp's channel naming the probe; fixing it sends the resolved message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_reaches_slack_and_resolves() {
+    if !(common::have_tool("prometheus") && common::have_tool("prometheus-alertmanager") && have_monitoring_tools()) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().unwrap();
+    let long = std::time::Duration::from_secs(60);
+
+    // A repository whose check drifts while a marker file outside it exists.
+    let marker = dir.join("drift-marker");
+    std::fs::write(&marker, "manual change").unwrap();
+    let check = r#"#!/bin/sh
+if [ -e "$MARKER" ]; then
+  echo '{"protocol": 1, "resources": [{"subject": "/etc/web/site.conf", "action": "changed"}]}'
+  exit 2
+fi
+echo '{"protocol": 1, "resources": []}'
+exit 0
+"#;
+    let repo = dir.join("infra");
+    let commit = common::init_repo(&repo, &[("web/check.sh", check), ("db/check.sh", "#!/bin/sh\nexit 0\n")]);
+
+    // driftwatch: the drifting probe belongs to team corp, an in-sync one to team platform.
+    let driftwatch_port = common::free_port();
+    let config = dir.join("driftwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"state_dir = "{state}"
+
+[server]
+listen = "127.0.0.1:{driftwatch_port}"
+
+[defaults]
+schedule = "*/1 * * * * *"
+timeout = "30s"
+
+[[repo]]
+name = "infra"
+url = "file://{repo}"
+poll_interval = "1s"
+
+[[probe]]
+name = "corp-web"
+layer = "command"
+path = "web"
+command = ["sh", "check.sh"]
+output = "json"
+env = {{ MARKER = "{marker}" }}
+labels = {{ team = "corp" }}
+
+[[probe]]
+name = "platform-db"
+layer = "command"
+path = "db"
+command = ["sh", "check.sh"]
+labels = {{ team = "platform" }}
+"#,
+            state = dir.join("state").display(),
+            repo = repo.display(),
+            marker = marker.display(),
+        ),
+    )
+    .unwrap();
+    let driftwatch = Server::start(
+        "driftwatch",
+        Command::new(common::driftwatch_bin()).arg("run").arg("--config").arg(&config),
+        dir,
+    );
+    let driftwatch_url = format!("http://127.0.0.1:{driftwatch_port}");
+    let http = &http;
+    wait_for("driftwatch /readyz", long, &[&driftwatch], || async {
+        let response = http.get(format!("{driftwatch_url}/readyz")).send().await.ok()?;
+        response.status().is_success().then_some(())
+    })
+    .await;
+
+    // The fake Slack and Alertmanager with the shipped routing.
+    let (slack, inbox) = slack_receiver().await;
+    let am_port = common::free_port();
+    std::fs::write(dir.join("alertmanager.yml"), fast_alertmanager_config(slack)).unwrap();
+    let alertmanager = Server::start(
+        "alertmanager",
+        Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", dir.join("alertmanager.yml").display()))
+            .arg(format!("--storage.path={}", dir.join("am-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+            .arg("--cluster.listen-address="),
+        dir,
+    );
+
+    // Prometheus scraping driftwatch every second with the shipped rules.
+    let prom_port = common::free_port();
+    std::fs::write(dir.join("driftwatch.rules.yml"), fast_rules()).unwrap();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            r#"global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+rule_files: ["{rules}"]
+alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: ["127.0.0.1:{am_port}"]
+scrape_configs:
+  - job_name: driftwatch
+    static_configs:
+      - targets: ["127.0.0.1:{driftwatch_port}"]
+"#,
+            rules = dir.join("driftwatch.rules.yml").display()
+        ),
+    )
+    .unwrap();
+    let prometheus = Server::start(
+        "prometheus",
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("prom-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
+        dir,
+    );
+    let servers = [&driftwatch, &prometheus, &alertmanager];
+    let inbox = &inbox;
+
+    // Firing: one message in team corp's channel, naming probe, team, count and commit.
+    let firing = wait_for("the DriftDetected message in #corp-drift", std::time::Duration::from_secs(90), &servers, || async move {
+        messages_to(inbox, "slack-corp").into_iter().find(|m| {
+            let text = attachment_text(m);
+            text.contains("DriftDetected") && text.contains("[FIRING")
+        })
+    })
+    .await;
+    let text = attachment_text(&firing);
+    assert_eq!(firing["channel"], "#corp-drift", "{text}");
+    assert!(text.contains("corp-web") && text.contains("team corp"), "probe and team not named:\n{text}");
+    assert!(text.contains("command layer"), "layer not named:\n{text}");
+    assert!(text.contains("*Drifted resources:* 1: /etc/web/site.conf (changed)"), "resources not listed:\n{text}");
+    assert!(text.contains("*Drifted since:* 20"), "drift start not shown:\n{text}");
+    assert!(text.contains(&format!("infra@{commit}")), "commit not shown:\n{text}");
+    assert!(text.contains(&format!("{driftwatch_url}/probes/corp-web")), "no link to the probe:\n{text}");
+    assert_eq!(firing["attachments"][0]["color"], "danger");
+
+    // Every dashboard and rule metric exists in this real scrape, and every
+    // dashboard expression evaluates in this Prometheus.
+    let (ok, output) = check_monitoring(&["--metrics", &format!("{driftwatch_url}/metrics")]);
+    assert!(ok, "check-monitoring against a real scrape failed:\n{output}");
+    check_dashboard_queries(http, prom_port).await;
+
+    // Fixing the drift resolves the alert in the same channel.
+    std::fs::remove_file(&marker).unwrap();
+    let resolved = wait_for("the resolved message in #corp-drift", std::time::Duration::from_secs(90), &servers, || async move {
+        messages_to(inbox, "slack-corp").into_iter().find(|m| attachment_text(m).contains("[RESOLVED]"))
+    })
+    .await;
+    let text = attachment_text(&resolved);
+    assert!(text.contains("DriftDetected") && text.contains("corp-web") && text.contains("team corp"), "{text}");
+    assert_eq!(resolved["attachments"][0]["color"], "good");
+
+    // Team platform's probe is in sync: its channel stayed quiet, and nothing
+    // else fired (the target is up, the repo syncs, the probes succeed).
+    assert!(messages_to(inbox, "slack-platform").is_empty(), "{:?}", messages_to(inbox, "slack-platform"));
+    let all = inbox.lock().unwrap().clone();
+    for (receiver, message) in &all {
+        let text = attachment_text(message);
+        assert!(text.contains("DriftDetected"), "unexpected alert to {receiver}:\n{text}");
+    }
+}
+
+/// Runs every dashboard expression (Grafana variables set to "all") against
+/// a Prometheus that scrapes driftwatch: none may fail, and the status table's
+/// queries must return the probes.
+async fn check_dashboard_queries(http: &reqwest::Client, prom_port: u16) {
+    let dashboard: serde_json::Value = serde_json::from_str(&read("dashboards/driftwatch.json")).unwrap();
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let Some(expr) = target["expr"].as_str() else { continue };
+            let query = expr
+                .replace("$__rate_interval", "5s")
+                .replace("$__range", "1m")
+                .replace("$layer", ".*")
+                .replace("$probe", ".*");
+            let response: serde_json::Value = http
+                .get(format!("http://127.0.0.1:{prom_port}/api/v1/query"))
+                .query(&[("query", query.as_str())])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let title = panel["title"].as_str().unwrap_or("?");
+            assert_eq!(response["status"], "success", "panel {title:?}: {expr}: {response}");
+            if title == "Drift status" || title == "Drifted resources" {
+                let results = response["data"]["result"].as_array().unwrap();
+                assert!(!results.is_empty(), "panel {title:?} shows nothing: {expr}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "only {checked} dashboard queries found");
+}
