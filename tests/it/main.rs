@@ -3,5 +3,6 @@
 mod alerts;
 mod command;
 mod common;
+mod config;
 mod repo;
 mod web;
