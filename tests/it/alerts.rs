@@ -603,7 +603,11 @@ impl Server {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let start = lines.len().saturating_sub(30);
-        format!("--- {} (last lines) ---\n{}", self.name, lines[start..].join("\n"))
+        format!(
+            "--- {} (last lines) ---\n{}",
+            self.name,
+            lines[start..].join("\n")
+        )
     }
 }
 
@@ -622,9 +626,13 @@ type Inbox = std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>;
 async fn slack_receiver() -> (std::net::SocketAddr, Inbox) {
     use axum::extract::{Path as UrlPath, State};
     let inbox: Inbox = Default::default();
-    async fn receive(State(inbox): State<Inbox>, UrlPath(receiver): UrlPath<String>, body: String) -> &'static str {
-        let json: serde_json::Value =
-            serde_json::from_str(&body).unwrap_or_else(|e| panic!("Alertmanager sent invalid JSON ({e}): {body}"));
+    async fn receive(
+        State(inbox): State<Inbox>,
+        UrlPath(receiver): UrlPath<String>,
+        body: String,
+    ) -> &'static str {
+        let json: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("Alertmanager sent invalid JSON ({e}): {body}"));
         inbox.lock().unwrap().push((receiver, json));
         "ok"
     }
@@ -660,7 +668,8 @@ async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
 
 /// The shipped rules with every `for` cut to 2 s and groups evaluated every second.
 fn fast_rules() -> String {
-    let mut rules: serde_yaml::Value = serde_yaml::from_str(&read("alerts/driftwatch.rules.yml")).unwrap();
+    let mut rules: serde_yaml::Value =
+        serde_yaml::from_str(&read("alerts/driftwatch.rules.yml")).unwrap();
     for group in rules["groups"].as_sequence_mut().unwrap() {
         group["interval"] = "1s".into();
         for rule in group["rules"].as_sequence_mut().unwrap() {
@@ -675,7 +684,8 @@ fn fast_rules() -> String {
 /// The shipped Alertmanager example with each receiver's webhook pointing at
 /// the fake Slack, and short grouping delays.
 fn fast_alertmanager_config(slack: std::net::SocketAddr) -> String {
-    let mut config: serde_yaml::Value = serde_yaml::from_str(&read("config/alertmanager.example.yml")).unwrap();
+    let mut config: serde_yaml::Value =
+        serde_yaml::from_str(&read("config/alertmanager.example.yml")).unwrap();
     config.apply_merge().unwrap();
     config["route"]["group_wait"] = "1s".into();
     config["route"]["group_interval"] = "2s".into();
@@ -684,7 +694,10 @@ fn fast_alertmanager_config(slack: std::net::SocketAddr) -> String {
         let name = receiver["name"].as_str().unwrap().to_string();
         for slack_config in receiver["slack_configs"].as_sequence_mut().unwrap() {
             let slack_config = slack_config.as_mapping_mut().unwrap();
-            assert!(slack_config.remove("api_url_file").is_some(), "{name}: webhook URL not read from a file");
+            assert!(
+                slack_config.remove("api_url_file").is_some(),
+                "{name}: webhook URL not read from a file"
+            );
             slack_config.insert("api_url".into(), format!("http://{slack}/{name}").into());
         }
     }
@@ -692,7 +705,13 @@ fn fast_alertmanager_config(slack: std::net::SocketAddr) -> String {
 }
 
 fn messages_to(inbox: &Inbox, receiver: &str) -> Vec<serde_json::Value> {
-    inbox.lock().unwrap().iter().filter(|(r, _)| r == receiver).map(|(_, m)| m.clone()).collect()
+    inbox
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(r, _)| r == receiver)
+        .map(|(_, m)| m.clone())
+        .collect()
 }
 
 fn attachment_text(message: &serde_json::Value) -> String {
@@ -711,12 +730,18 @@ fn attachment_text(message: &serde_json::Value) -> String {
 /// team corp's channel naming the probe; fixing it sends the resolved message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_reaches_slack_and_resolves() {
-    if !(common::have_tool("prometheus") && common::have_tool("prometheus-alertmanager") && have_monitoring_tools()) {
+    if !(common::have_tool("prometheus")
+        && common::have_tool("prometheus-alertmanager")
+        && have_monitoring_tools())
+    {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap();
     let long = std::time::Duration::from_secs(60);
 
     // A repository whose check drifts while a marker file outside it exists.
@@ -731,7 +756,13 @@ echo '{"protocol": 1, "resources": []}'
 exit 0
 "#;
     let repo = dir.join("infra");
-    let commit = common::init_repo(&repo, &[("web/check.sh", check), ("db/check.sh", "#!/bin/sh\nexit 0\n")]);
+    let commit = common::init_repo(
+        &repo,
+        &[
+            ("web/check.sh", check),
+            ("db/check.sh", "#!/bin/sh\nexit 0\n"),
+        ],
+    );
 
     // driftwatch: the drifting probe belongs to team corp, an in-sync one to team platform.
     let driftwatch_port = common::free_port();
@@ -777,13 +808,20 @@ labels = {{ team = "platform" }}
     .unwrap();
     let driftwatch = Server::start(
         "driftwatch",
-        Command::new(common::driftwatch_bin()).arg("run").arg("--config").arg(&config),
+        Command::new(common::driftwatch_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&config),
         dir,
     );
     let driftwatch_url = format!("http://127.0.0.1:{driftwatch_port}");
     let http = &http;
     wait_for("driftwatch /readyz", long, &[&driftwatch], || async {
-        let response = http.get(format!("{driftwatch_url}/readyz")).send().await.ok()?;
+        let response = http
+            .get(format!("{driftwatch_url}/readyz"))
+            .send()
+            .await
+            .ok()?;
         response.status().is_success().then_some(())
     })
     .await;
@@ -791,11 +829,18 @@ labels = {{ team = "platform" }}
     // The fake Slack and Alertmanager with the shipped routing.
     let (slack, inbox) = slack_receiver().await;
     let am_port = common::free_port();
-    std::fs::write(dir.join("alertmanager.yml"), fast_alertmanager_config(slack)).unwrap();
+    std::fs::write(
+        dir.join("alertmanager.yml"),
+        fast_alertmanager_config(slack),
+    )
+    .unwrap();
     let alertmanager = Server::start(
         "alertmanager",
         Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", dir.join("alertmanager.yml").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.join("alertmanager.yml").display()
+            ))
             .arg(format!("--storage.path={}", dir.join("am-data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
             .arg("--cluster.listen-address="),
@@ -829,8 +874,14 @@ scrape_configs:
     let prometheus = Server::start(
         "prometheus",
         Command::new("prometheus")
-            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("prom-data").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("prom-data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
         dir,
     );
@@ -838,46 +889,88 @@ scrape_configs:
     let inbox = &inbox;
 
     // Firing: one message in team corp's channel, naming probe, team, count and commit.
-    let firing = wait_for("the DriftDetected message in #corp-drift", std::time::Duration::from_secs(90), &servers, || async move {
-        messages_to(inbox, "slack-corp").into_iter().find(|m| {
-            let text = attachment_text(m);
-            text.contains("DriftDetected") && text.contains("[FIRING")
-        })
-    })
+    let firing = wait_for(
+        "the DriftDetected message in #corp-drift",
+        std::time::Duration::from_secs(90),
+        &servers,
+        || async move {
+            messages_to(inbox, "slack-corp").into_iter().find(|m| {
+                let text = attachment_text(m);
+                text.contains("DriftDetected") && text.contains("[FIRING")
+            })
+        },
+    )
     .await;
     let text = attachment_text(&firing);
+    eprintln!("firing message:\n{text}");
     assert_eq!(firing["channel"], "#corp-drift", "{text}");
-    assert!(text.contains("corp-web") && text.contains("team corp"), "probe and team not named:\n{text}");
+    assert!(
+        text.contains("corp-web") && text.contains("team corp"),
+        "probe and team not named:\n{text}"
+    );
     assert!(text.contains("command layer"), "layer not named:\n{text}");
-    assert!(text.contains("*Drifted resources:* 1: /etc/web/site.conf (changed)"), "resources not listed:\n{text}");
-    assert!(text.contains("*Drifted since:* 20"), "drift start not shown:\n{text}");
-    assert!(text.contains(&format!("infra@{commit}")), "commit not shown:\n{text}");
-    assert!(text.contains(&format!("{driftwatch_url}/probes/corp-web")), "no link to the probe:\n{text}");
+    assert!(
+        text.contains("*Drifted resources:* 1: /etc/web/site.conf (changed)"),
+        "resources not listed:\n{text}"
+    );
+    assert!(
+        text.contains("*Drifted since:* 20"),
+        "drift start not shown:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("infra@{commit}")),
+        "commit not shown:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("{driftwatch_url}/probes/corp-web")),
+        "no link to the probe:\n{text}"
+    );
     assert_eq!(firing["attachments"][0]["color"], "danger");
 
     // Every dashboard and rule metric exists in this real scrape, and every
     // dashboard expression evaluates in this Prometheus.
     let (ok, output) = check_monitoring(&["--metrics", &format!("{driftwatch_url}/metrics")]);
-    assert!(ok, "check-monitoring against a real scrape failed:\n{output}");
+    assert!(
+        ok,
+        "check-monitoring against a real scrape failed:\n{output}"
+    );
     check_dashboard_queries(http, prom_port).await;
 
     // Fixing the drift resolves the alert in the same channel.
     std::fs::remove_file(&marker).unwrap();
-    let resolved = wait_for("the resolved message in #corp-drift", std::time::Duration::from_secs(90), &servers, || async move {
-        messages_to(inbox, "slack-corp").into_iter().find(|m| attachment_text(m).contains("[RESOLVED]"))
-    })
+    let resolved = wait_for(
+        "the resolved message in #corp-drift",
+        std::time::Duration::from_secs(90),
+        &servers,
+        || async move {
+            messages_to(inbox, "slack-corp")
+                .into_iter()
+                .find(|m| attachment_text(m).contains("[RESOLVED]"))
+        },
+    )
     .await;
     let text = attachment_text(&resolved);
-    assert!(text.contains("DriftDetected") && text.contains("corp-web") && text.contains("team corp"), "{text}");
+    eprintln!("resolved message:\n{text}");
+    assert!(
+        text.contains("DriftDetected") && text.contains("corp-web") && text.contains("team corp"),
+        "{text}"
+    );
     assert_eq!(resolved["attachments"][0]["color"], "good");
 
     // Team platform's probe is in sync: its channel stayed quiet, and nothing
     // else fired (the target is up, the repo syncs, the probes succeed).
-    assert!(messages_to(inbox, "slack-platform").is_empty(), "{:?}", messages_to(inbox, "slack-platform"));
+    assert!(
+        messages_to(inbox, "slack-platform").is_empty(),
+        "{:?}",
+        messages_to(inbox, "slack-platform")
+    );
     let all = inbox.lock().unwrap().clone();
     for (receiver, message) in &all {
         let text = attachment_text(message);
-        assert!(text.contains("DriftDetected"), "unexpected alert to {receiver}:\n{text}");
+        assert!(
+            text.contains("DriftDetected"),
+            "unexpected alert to {receiver}:\n{text}"
+        );
     }
 }
 
@@ -885,11 +978,14 @@ scrape_configs:
 /// a Prometheus that scrapes driftwatch: none may fail, and the status table's
 /// queries must return the probes.
 async fn check_dashboard_queries(http: &reqwest::Client, prom_port: u16) {
-    let dashboard: serde_json::Value = serde_json::from_str(&read("dashboards/driftwatch.json")).unwrap();
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("dashboards/driftwatch.json")).unwrap();
     let mut checked = 0;
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().into_iter().flatten() {
-            let Some(expr) = target["expr"].as_str() else { continue };
+            let Some(expr) = target["expr"].as_str() else {
+                continue;
+            };
             let query = expr
                 .replace("$__rate_interval", "5s")
                 .replace("$__range", "1m")
@@ -905,7 +1001,10 @@ async fn check_dashboard_queries(http: &reqwest::Client, prom_port: u16) {
                 .await
                 .unwrap();
             let title = panel["title"].as_str().unwrap_or("?");
-            assert_eq!(response["status"], "success", "panel {title:?}: {expr}: {response}");
+            assert_eq!(
+                response["status"], "success",
+                "panel {title:?}: {expr}: {response}"
+            );
             if title == "Drift status" || title == "Drifted resources" {
                 let results = response["data"]["result"].as_array().unwrap();
                 assert!(!results.is_empty(), "panel {title:?} shows nothing: {expr}");
@@ -914,4 +1013,81 @@ async fn check_dashboard_queries(http: &reqwest::Client, prom_port: u16) {
         }
     }
     assert!(checked > 20, "only {checked} dashboard queries found");
+}
+
+/// The ConfigMaps' configs pass `driftwatch validate` once the paths that
+/// only exist in the pod (the token Secret, the git-sync checkout, the state
+/// volume) point at local stand-ins.
+#[test]
+fn kubernetes_configmaps_pass_validate() {
+    let documents = kubernetes_documents();
+    for file in ["base/configmap.yaml", "git-sync/configmap-patch.yaml"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut config: toml::Table = toml::from_str(&configmap_config(&documents, file)).unwrap();
+        assert_eq!(
+            config["state_dir"].as_str(),
+            Some("/var/lib/driftwatch"),
+            "{file}: state on the mounted volume"
+        );
+        config.insert(
+            "state_dir".into(),
+            tmp.path().join("state").display().to_string().into(),
+        );
+        for repo in config["repo"].as_array_mut().unwrap() {
+            let repo = repo.as_table_mut().unwrap();
+            if let Some(token_file) = repo.get("token_file") {
+                assert!(
+                    token_file
+                        .as_str()
+                        .unwrap()
+                        .starts_with("/etc/driftwatch-secrets/"),
+                    "{file}: token from the Secret mount"
+                );
+                let token = tmp.path().join("git-token");
+                std::fs::write(&token, "not-a-real-token\n").unwrap();
+                repo.insert("token_file".into(), token.display().to_string().into());
+            }
+            if repo.contains_key("path") {
+                let checkout = tmp.path().join("git-current");
+                common::init_repo(
+                    &checkout,
+                    &[(
+                        "clusters/prod/namespace.yaml",
+                        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n",
+                    )],
+                );
+                repo.insert("path".into(), checkout.display().to_string().into());
+            }
+        }
+        let path = tmp.path().join("driftwatch.toml");
+        std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+        let out = Command::new(common::driftwatch_bin())
+            .arg("validate")
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let problems = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if driftwatch::probe::builder("kubernetes").is_none() {
+            // Until the kubernetes layer is registered, that is the only problem allowed.
+            let other: Vec<&str> = problems
+                .lines()
+                .filter(|l| {
+                    l.contains(": ")
+                        && !l.contains("unknown layer \"kubernetes\"")
+                        && !l.contains("problem(s) in")
+                })
+                .collect();
+            assert!(other.is_empty(), "{file}: driftwatch validate:\n{problems}");
+        } else {
+            assert!(
+                out.status.success(),
+                "{file}: driftwatch validate:\n{problems}"
+            );
+        }
+    }
 }
