@@ -731,6 +731,7 @@ mod tests {
             warnings: vec![XSS.into()],
             details: serde_json::Value::Null,
             error: None,
+            message: String::new(),
             labels: BTreeMap::new(),
         };
         report.apply_result(match verdict {

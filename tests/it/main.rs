@@ -4,5 +4,8 @@ mod alerts;
 mod command;
 mod common;
 mod config;
+mod daemon;
 mod repo;
+mod scheduler;
+mod terraform;
 mod web;

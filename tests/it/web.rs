@@ -71,6 +71,7 @@ fn report(
         warnings: vec![],
         details: serde_json::Value::Null,
         error: None,
+        message: String::new(),
         labels: BTreeMap::new(),
     };
     report.apply_result(result);
