@@ -12,7 +12,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use toml_edit::{ImDocument, Item, Table, Value};
 
-use super::raw::{RawDefaults, RawProbe, RawRepo, RawServer, RawTop, PROBE_COMMON_KEYS};
+use super::raw::{
+    RawDefaults, RawHistory, RawProbe, RawRepo, RawServer, RawTop, PROBE_COMMON_KEYS,
+};
 use super::{
     parse_duration, Config, ConfigErrors, Defaults, ProbeConfig, RepoAuth, RepoConfig, RepoSource,
     Schedule, ServerConfig,
@@ -418,6 +420,7 @@ impl Loader<'_> {
         };
 
         let server = self.server(top.server);
+        let history = self.history(top.history);
         let defaults = self.defaults(top.defaults);
         let repos = self.repos(top.repo);
         let probes = self.probes(top.probe, &repos, &defaults);
@@ -438,7 +441,26 @@ impl Loader<'_> {
             defaults,
             repos,
             probes,
+            history,
         })
+    }
+
+    fn history(&mut self, value: Option<toml::Value>) -> crate::history::HistoryConfig {
+        let raw: RawHistory = self.section(value, "history");
+        let at = |name: &str| [key("history"), key(name)];
+        let defaults = crate::history::HistoryConfig::default();
+        let retention = match raw.retention.as_deref() {
+            None => defaults.retention,
+            Some(text) => self.duration(Some(text), "30d", &at("retention"), false),
+        };
+        let episode_retention = raw
+            .episode_retention
+            .as_deref()
+            .map(|text| self.duration(Some(text), "3650d", &at("episode_retention"), false));
+        crate::history::HistoryConfig {
+            retention,
+            episode_retention,
+        }
     }
 
     fn server(&mut self, value: Option<toml::Value>) -> ServerConfig {
@@ -467,10 +489,17 @@ impl Loader<'_> {
             raw.api_token,
             raw.api_token_file,
         );
+        let webhook_secret = self.secret(
+            &[key("server")],
+            "webhook_secret",
+            raw.webhook_secret,
+            raw.webhook_secret_file,
+        );
         ServerConfig {
             listen,
             request_timeout,
             api_token,
+            webhook_secret,
         }
     }
 
