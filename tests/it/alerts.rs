@@ -335,49 +335,34 @@ fn systemd_unit_is_hardened() {
 
 // ------------------------------------------------------------- Kubernetes
 
-/// Every document in every YAML file under config/kubernetes, with its file.
-fn kubernetes_documents() -> Vec<(String, serde_yaml::Value)> {
-    let mut files = Vec::new();
-    let mut stack = vec![repo_root().join("config/kubernetes")];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    let mut documents = Vec::new();
-    for path in files {
-        let text = std::fs::read_to_string(&path).unwrap();
-        let rel = path
-            .strip_prefix(repo_root())
-            .unwrap()
-            .display()
-            .to_string();
-        for document in serde_yaml::Deserializer::from_str(&text) {
-            let value =
-                serde_yaml::Value::deserialize(document).unwrap_or_else(|e| panic!("{rel}: {e}"));
-            if !value.is_null() {
-                documents.push((rel.clone(), value));
-            }
-        }
-    }
-    documents
+/// Every object under config/kubernetes, with its file (relative to that
+/// directory), read by the Kubernetes layer's own manifest loader.
+fn kubernetes_documents() -> Vec<(String, serde_json::Value)> {
+    use driftwatch::probe::kubernetes::manifest;
+    let loaded = manifest::load_dir(&repo_root().join("config/kubernetes")).unwrap();
+    // kustomization.yaml files are kustomize's input, not objects for a cluster.
+    let errors: Vec<String> = loaded
+        .errors
+        .iter()
+        .filter(|e| !e.source.ends_with("kustomization.yaml"))
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "manifests that do not load: {errors:#?}");
+    loaded
+        .objects
+        .into_iter()
+        .filter(|m| m.kind() != "Kustomization")
+        .map(|m| (m.source, m.object))
+        .collect()
 }
 
-use serde::Deserialize;
-
-fn kind_of(value: &serde_yaml::Value) -> &str {
+fn kind_of(value: &serde_json::Value) -> &str {
     value["kind"].as_str().unwrap_or("")
 }
 
-fn strings(value: &serde_yaml::Value) -> Vec<String> {
+fn strings(value: &serde_json::Value) -> Vec<String> {
     value
-        .as_sequence()
+        .as_array()
         .into_iter()
         .flatten()
         .filter_map(|v| v.as_str().map(str::to_string))
@@ -393,7 +378,7 @@ fn kubernetes_rbac_is_read_only() {
         .collect();
     assert!(!roles.is_empty(), "no ClusterRole shipped");
     for (file, role) in roles {
-        for rule in role["rules"].as_sequence().expect("rules") {
+        for rule in role["rules"].as_array().expect("rules") {
             let verbs = strings(&rule["verbs"]);
             assert!(!verbs.is_empty(), "{file}: rule without verbs");
             for verb in &verbs {
@@ -476,7 +461,7 @@ fn kubernetes_deployment_is_hardened_and_probed() {
     );
     // A read-only root filesystem needs writable state and tmp volumes.
     let mounts: Vec<String> = container["volumeMounts"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .map(|m| m["mountPath"].as_str().unwrap().to_string())
@@ -505,7 +490,7 @@ fn kubernetes_deployment_is_hardened_and_probed() {
     assert!(documents.iter().any(|(_, d)| kind_of(d) == "PodMonitor"));
 }
 
-fn configmap_config(documents: &[(String, serde_yaml::Value)], file_suffix: &str) -> String {
+fn configmap_config(documents: &[(String, serde_json::Value)], file_suffix: &str) -> String {
     let (_, configmap) = documents
         .iter()
         .find(|(f, d)| kind_of(d) == "ConfigMap" && f.ends_with(file_suffix))
@@ -530,7 +515,7 @@ fn kubernetes_git_sync_variant_reads_a_path() {
         .find(|(f, d)| kind_of(d) == "Deployment" && f.ends_with("git-sync/deployment-patch.yaml"))
         .unwrap();
     let containers = patch["spec"]["template"]["spec"]["containers"]
-        .as_sequence()
+        .as_array()
         .unwrap();
     let sidecar = containers
         .iter()
