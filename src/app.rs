@@ -7,11 +7,13 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::history::History;
 use crate::http::{AppContext, Triggers};
 use crate::metrics::Metrics;
 use crate::probe::RunReport;
 use crate::scheduler::{self, Scheduler};
 use crate::state::State;
+use crate::web::{Catalog, Secrets, WebContext, WebMetrics};
 
 /// Everything a running daemon is made of.
 pub struct Daemon {
@@ -44,11 +46,32 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
         config.defaults.max_resource_series,
     ));
     let scheduler = Scheduler::new(config.clone(), state.clone(), metrics.clone());
+    let history = persistent.then(|| {
+        Arc::new(History::open(
+            &config.state_dir,
+            crate::history::HistoryConfig::default(),
+        ))
+    });
+    let web = WebContext {
+        state: state.clone(),
+        history: history.clone(),
+        catalog: Arc::new(Catalog::from_config(&config)),
+        triggers: Arc::new(Triggers(scheduler.clone())),
+        secrets: Arc::new(Secrets {
+            api_token: config.server.api_token.clone(),
+            webhook_secret: None,
+        }),
+        metrics: WebMetrics::register(metrics.registry())
+            .context("cannot register the HTTP metrics")?,
+        refresh_seconds: crate::web::REFRESH_SECONDS,
+    };
     let context = AppContext {
         config,
         state,
         metrics,
         triggers: Triggers(scheduler.clone()),
+        history,
+        web,
     };
     Ok(Daemon { context, scheduler })
 }
@@ -84,6 +107,11 @@ pub async fn run_with_listener(
         "driftwatch started: metrics at http://{address}/metrics, API at http://{address}/api/v1/probes"
     );
     let http_stop = CancellationToken::new();
+    let history = daemon
+        .context
+        .history
+        .clone()
+        .map(|history| record_history(&daemon.scheduler, history, http_stop.clone()));
     let server = tokio::spawn(crate::http::serve(
         listener,
         daemon.context.clone(),
@@ -91,12 +119,51 @@ pub async fn run_with_listener(
     ));
     daemon.scheduler.clone().run(shutdown).await;
     http_stop.cancel();
+    if let Some(history) = history {
+        let _ = history.await;
+    }
     match server.await {
         Ok(result) => result.context("HTTP server failed")?,
         Err(err) => return Err(err).context("HTTP server task failed"),
     }
     tracing::info!("driftwatch stopped");
     Ok(())
+}
+
+/// Feeds every published report into the history (which only queues it),
+/// until `stop`; then writes what is queued and closes the database.
+fn record_history(
+    scheduler: &Scheduler,
+    history: Arc<History>,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    let mut reports = scheduler.subscribe();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                biased;
+                received = reports.recv() => match received {
+                    Ok(report) => history.record(&report),
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "history fell behind the scheduler; runs not recorded");
+                    }
+                    Err(RecvError::Closed) => break,
+                },
+                _ = stop.cancelled() => {
+                    loop {
+                        match reports.try_recv() {
+                            Ok(report) => history.record(&report),
+                            Err(TryRecvError::Lagged(_)) => continue,
+                            Err(_) => break,
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+        let _ = tokio::task::spawn_blocking(move || history.close()).await;
+    })
 }
 
 /// Syncs once and runs the selected probes once, for `driftwatch check`.

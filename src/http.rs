@@ -23,6 +23,16 @@ pub struct AppContext {
     pub state: Arc<State>,
     pub metrics: Arc<Metrics>,
     pub triggers: Triggers,
+    /// Run history; `None` for one-shot `check` runs.
+    pub history: Option<Arc<crate::history::History>>,
+    /// What the status page, history API and triggers read.
+    pub web: crate::web::WebContext,
+}
+
+impl axum::extract::FromRef<AppContext> for crate::web::WebContext {
+    fn from_ref(cx: &AppContext) -> crate::web::WebContext {
+        cx.web.clone()
+    }
 }
 
 /// The scheduler's trigger surface, as HTTP handlers see it.
@@ -47,17 +57,19 @@ impl Triggers {
 
 pub fn router(cx: AppContext) -> Router {
     let timeout = cx.config.server.request_timeout;
-    Router::new()
+    let request_metrics = cx.web.metrics.clone();
+    let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/probes", get(list_probes))
         .route("/api/v1/probes/{name}", get(get_probe))
+        .merge(crate::web::routes())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
-        ))
-        .with_state(cx)
+        ));
+    crate::web::with_request_metrics(router, request_metrics).with_state(cx)
 }
 
 /// Serves until `shutdown` fires, then finishes in-flight requests.

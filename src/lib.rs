@@ -15,6 +15,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod paths;
@@ -24,3 +25,4 @@ pub mod repo;
 pub mod report;
 pub mod scheduler;
 pub mod state;
+pub mod web;

@@ -392,6 +392,7 @@ mod tests {
             warnings: vec![],
             details: serde_json::Value::Null,
             error: None,
+            message: String::new(),
             labels: [("team".to_string(), "corp".to_string())].into(),
         };
         let list = (0..changes)

@@ -76,7 +76,9 @@ pub struct Output {
     /// Exit code; `None` when killed by a signal.
     pub code: Option<i32>,
     pub signal: Option<i32>,
+    /// The first `stdout_limit` bytes of stdout.
     pub stdout: Vec<u8>,
+    /// The last `stderr_limit` bytes of stderr: errors come at the end.
     pub stderr: Vec<u8>,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
@@ -216,7 +218,7 @@ impl Command {
         })?;
         let guard = GroupGuard::new(child.id().map(|id| id as i32));
         let stdout = tokio::spawn(read_capped(child.stdout.take(), self.stdout_limit));
-        let stderr = tokio::spawn(read_capped(child.stderr.take(), self.stderr_limit));
+        let stderr = tokio::spawn(read_capped_tail(child.stderr.take(), self.stderr_limit));
 
         enum End {
             Exited(std::io::Result<std::process::ExitStatus>),
@@ -318,6 +320,39 @@ async fn read_capped<R: AsyncRead + Unpin>(reader: Option<R>, limit: usize) -> (
     (kept, truncated)
 }
 
+/// Reads a pipe to its end, keeping only its last `limit` bytes (memory
+/// stays under twice that), so a tool's final error line survives a flood.
+async fn read_capped_tail<R: AsyncRead + Unpin>(
+    reader: Option<R>,
+    limit: usize,
+) -> (Vec<u8>, bool) {
+    let Some(mut reader) = reader else {
+        return (Vec::new(), false);
+    };
+    let mut kept = Vec::new();
+    let mut truncated = false;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > limit.saturating_mul(2).max(buf.len()) {
+                    let excess = kept.len() - limit;
+                    kept.drain(..excess);
+                    truncated = true;
+                }
+            }
+        }
+    }
+    if kept.len() > limit {
+        let excess = kept.len() - limit;
+        kept.drain(..excess);
+        truncated = true;
+    }
+    (kept, truncated)
+}
+
 /// Process groups of children still running, so a second shutdown signal
 /// can kill them all before exiting at once.
 static LIVE_GROUPS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
@@ -400,6 +435,22 @@ mod tests {
             .unwrap();
         assert_eq!(out.stdout.len(), 1000);
         assert!(out.stdout_truncated);
+    }
+
+    #[tokio::test]
+    async fn stderr_keeps_its_tail() {
+        let out = Command::new("sh")
+            .args([
+                "-c",
+                "head -c 500000 /dev/zero | tr '\\0' x >&2; echo >&2; echo 'the real error' >&2",
+            ])
+            .stderr_limit(1000)
+            .run(&CancellationToken::new(), far())
+            .await
+            .unwrap();
+        assert_eq!(out.stderr.len(), 1000);
+        assert!(out.stderr_truncated);
+        assert_eq!(out.stderr_tail(1), "the real error");
     }
 
     #[tokio::test]

@@ -600,6 +600,7 @@ fn new_report(
         warnings: Vec::new(),
         details: serde_json::Value::Null,
         error: None,
+        message: String::new(),
         labels: probe.labels.clone(),
     }
 }

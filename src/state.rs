@@ -215,6 +215,7 @@ mod tests {
             warnings: vec![],
             details: serde_json::Value::Null,
             error: None,
+            message: String::new(),
             labels: BTreeMap::new(),
         };
         report.apply_result(match verdict {

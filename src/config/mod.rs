@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use crate::probe::Probe;
 
-/// A validated configuration, ready to run.
-#[derive(Clone)]
+/// A validated configuration, ready to run. `Debug` output hides secrets.
+#[derive(Debug, Clone)]
 pub struct Config {
     /// The file this came from.
     pub source: PathBuf,
@@ -23,7 +23,7 @@ pub struct Config {
     pub probes: Vec<ProbeConfig>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub request_timeout: Duration,
@@ -49,7 +49,7 @@ pub struct RepoConfig {
     pub poll_interval: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum RepoSource {
     /// A remote driftwatch clones and fetches itself.
     Remote {
@@ -63,7 +63,7 @@ pub enum RepoSource {
     Path(PathBuf),
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub enum RepoAuth {
     #[default]
     None,
@@ -76,6 +76,60 @@ pub enum RepoAuth {
         passphrase: Option<String>,
         known_hosts_file: Option<PathBuf>,
     },
+}
+
+// Hand-written so that `{:?}` of a config never prints a secret.
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("request_timeout", &self.request_timeout)
+            .field("api_token", &self.api_token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RepoSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RepoSource::Remote {
+                url,
+                reference,
+                auth,
+            } => f
+                .debug_struct("Remote")
+                .field("url", &redacted_url(url))
+                .field("reference", reference)
+                .field("auth", auth)
+                .finish(),
+            RepoSource::Path(path) => f.debug_tuple("Path").field(path).finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RepoAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RepoAuth::None => f.write_str("None"),
+            RepoAuth::Token { username, .. } => f
+                .debug_struct("Token")
+                .field("username", username)
+                .field("token", &"***")
+                .finish(),
+            RepoAuth::Ssh {
+                username,
+                key_file,
+                passphrase,
+                known_hosts_file,
+            } => f
+                .debug_struct("Ssh")
+                .field("username", username)
+                .field("key_file", key_file)
+                .field("passphrase", &passphrase.as_ref().map(|_| "***"))
+                .field("known_hosts_file", known_hosts_file)
+                .finish(),
+        }
+    }
 }
 
 /// A probe as configured, with its layer already built.
@@ -118,7 +172,22 @@ impl Schedule {
         use std::str::FromStr;
         let trimmed = text.trim();
         let fields = trimmed.split_whitespace().count();
+        const MACROS: &[&str] = &[
+            "@yearly",
+            "@annually",
+            "@monthly",
+            "@weekly",
+            "@daily",
+            "@midnight",
+            "@hourly",
+        ];
         let expr = if trimmed.starts_with('@') {
+            if !MACROS.contains(&trimmed) {
+                return Err(format!(
+                    "invalid cron expression {trimmed:?}: unknown macro; use one of {}",
+                    MACROS.join(", ")
+                ));
+            }
             trimmed.to_string()
         } else if fields == 5 {
             format!("0 {trimmed}")
@@ -134,7 +203,12 @@ impl Schedule {
                 text: trimmed.to_string(),
                 cron,
             })
-            .map_err(|e| format!("invalid cron expression {trimmed:?}: {e}"))
+            .map_err(|e| {
+                format!(
+                    "invalid cron expression {trimmed:?}: {}",
+                    cron_reason(&expr, &e.to_string())
+                )
+            })
     }
 
     /// The next firing strictly after `after`.
@@ -143,6 +217,22 @@ impl Schedule {
         after: chrono::DateTime<chrono::Utc>,
     ) -> Option<chrono::DateTime<chrono::Utc>> {
         self.cron.after(&after).next()
+    }
+}
+
+/// The cron crate's error is the expression, a caret line and a message;
+/// keep one line: the message, or the text the caret points at.
+fn cron_reason(expr: &str, error: &str) -> String {
+    let mut lines = error.lines();
+    let _expression = lines.next();
+    let caret = lines.next().and_then(|line| line.find('^'));
+    let message = lines.collect::<Vec<_>>().join(" ");
+    if !message.trim().is_empty() {
+        return message.trim().to_string();
+    }
+    match caret.and_then(|at| expr.get(at..)) {
+        Some(rest) if !rest.is_empty() => format!("syntax error at {:?}", rest),
+        _ => "syntax error".to_string(),
     }
 }
 
@@ -178,6 +268,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 }
 
 mod loader;
+mod raw;
 
 #[cfg(test)]
 mod tests {
@@ -190,7 +281,16 @@ mod tests {
         assert!(Schedule::parse("@hourly").is_ok());
         let err = Schedule::parse("* * *").unwrap_err();
         assert!(err.contains("expected 5 or 6 fields"), "{err}");
-        assert!(Schedule::parse("61 * * * *").is_err());
+        let err = Schedule::parse("61 * * * *").unwrap_err();
+        assert!(
+            err.starts_with("invalid cron expression \"61 * * * *\": Minutes"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+        let err = Schedule::parse("@sometimes").unwrap_err();
+        assert!(err.contains("unknown macro"), "{err}");
+        let err = Schedule::parse("*/0 * * * *").unwrap_err();
+        assert!(!err.contains('\n'), "{err}");
     }
 
     #[test]

@@ -403,6 +403,18 @@ impl Probe for CommandProbe {
                     let excerpt = cap_tail(stdout.trim_end().to_string(), TEXT_EXCERPT_BYTES);
                     outcome.details = serde_json::json!({ "stdout": excerpt });
                 }
+                if drifted {
+                    // The command's last words are the one-line message ("… is running with 5").
+                    let stderr = output.stderr_str();
+                    let last = |text: &str| {
+                        text.lines()
+                            .rev()
+                            .find(|l| !l.trim().is_empty())
+                            .map(|l| l.trim().to_string())
+                    };
+                    outcome.message = last(&stdout).or_else(|| last(&stderr)).unwrap_or_default();
+                    outcome.message = cap_tail(std::mem::take(&mut outcome.message), 300);
+                }
                 outcome
             }
         };

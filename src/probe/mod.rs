@@ -4,6 +4,7 @@
 
 pub mod command;
 pub mod outcome;
+pub mod terraform;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -124,11 +125,12 @@ pub type BuildFn = fn(&ProbeCommon, toml::Table) -> Result<Arc<dyn Probe>, Vec<F
 pub fn builder(layer: &str) -> Option<BuildFn> {
     match layer {
         "command" => Some(command::build),
+        "terraform" => Some(terraform::build),
         _ => None,
     }
 }
 
-pub const LAYERS: &[&str] = &["command"];
+pub const LAYERS: &[&str] = &["command", "terraform"];
 
 /// Deserializes a layer's own fields into its config struct (which should use
 /// `deny_unknown_fields`), reporting the failing key path.

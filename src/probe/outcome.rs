@@ -102,6 +102,9 @@ pub struct Outcome {
     /// Set by a probe that decides drift on its own (e.g. exit code 2 with no parsed changes).
     #[serde(default)]
     pub drifted: bool,
+    /// One line for a person, e.g. "The definition is 6 nodes but … is running with 5". Redacted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 impl Outcome {
@@ -275,6 +278,9 @@ pub struct RunReport {
     pub details: serde_json::Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<RunError>,
+    /// The probe's one-line message, if it gave one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
 }
@@ -289,6 +295,7 @@ impl RunReport {
                 self.changes = outcome.changes;
                 self.warnings = outcome.warnings;
                 self.details = outcome.details;
+                self.message = outcome.message;
                 self.error = None;
             }
             Err(error) => {
@@ -311,6 +318,10 @@ impl RunReport {
             (Verdict::Error, Some(e)) => {
                 format!("error ({}): {}", e.reason.as_str(), first_line(&e.message))
             }
+            (Verdict::Drifted, _) if !self.message.is_empty() => {
+                format!("drifted: {}", first_line(&self.message))
+            }
+            (Verdict::Drifted, _) if self.changes.is_empty() => "drifted".to_string(),
             (Verdict::Drifted, _) => format!("drifted: {} resource(s) differ", self.changes.len()),
             _ => "in sync".to_string(),
         }

@@ -1070,3 +1070,93 @@ async fn files_drift_large_and_odd_files() {
         "{long_diff}"
     );
 }
+
+#[tokio::test]
+async fn a_plugin_ignoring_sigterm_is_killed_after_the_grace_period() {
+    let fx = Fixture::new();
+    let marker = format!("sleep 8{}.75", std::process::id());
+    // Ignored signals stay ignored across exec, so the sleep ignores TERM too.
+    let err = fx
+        .run_with_timeout(
+            &shell(&format!("trap '' TERM; {marker} & wait; wait")),
+            Duration::from_millis(500),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason, ErrorReason::Timeout);
+    let ps = std::process::Command::new("pgrep")
+        .args(["-f", &marker])
+        .output()
+        .unwrap();
+    assert!(
+        ps.stdout.is_empty(),
+        "left behind: {}",
+        String::from_utf8_lossy(&ps.stdout)
+    );
+}
+
+#[tokio::test]
+async fn shutdown_cancels_the_run() {
+    let fx = Fixture::new();
+    let probe = common::build_probe("command", "cmd", "probe", &shell("sleep 600")).unwrap();
+    let cx = common::probe_context(
+        "cmd",
+        &fx.checkout(),
+        "probe",
+        &fx.tmp.path().join("run"),
+        Duration::from_secs(600),
+    );
+    let cancel = cx.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cancel.cancel();
+    });
+    let err = probe.run(&cx).await.unwrap_err();
+    assert_eq!(err.reason, ErrorReason::Cancelled);
+}
+
+#[tokio::test]
+async fn the_last_stderr_lines_survive_a_flood() {
+    let fx = Fixture::new();
+    let script = "yes 'progress...' | head -c 5000000 >&2; echo 'error: cannot reach api.example:443' >&2; exit 1";
+    let err = fx.run(&shell(script)).await.unwrap_err();
+    assert_eq!(err.reason, ErrorReason::ExitCode);
+    assert!(
+        err.stderr_tail
+            .ends_with("error: cannot reach api.example:443"),
+        "{}",
+        err.stderr_tail
+    );
+    assert!(err.stderr_tail.len() <= 4 * 1024 + 8);
+}
+
+#[tokio::test]
+async fn preflight_reports_missing_programs_and_secret_files() {
+    let ok = common::build_probe(
+        "command",
+        "x",
+        "probe",
+        &plugin_fields("files-drift", &["--target", "/etc"]),
+    )
+    .unwrap();
+    assert!(ok.preflight().await.is_empty());
+    let missing = common::build_probe(
+        "command",
+        "x",
+        "probe",
+        "command = [\"/opt/nowhere/files-drift\"]\nenv_files = { TOKEN = \"/nonexistent/driftwatch-token\" }",
+    )
+    .unwrap();
+    let problems = missing.preflight().await;
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].contains("/opt/nowhere/files-drift"));
+    assert!(problems[1].starts_with("env_files.TOKEN"));
+    let not_on_path = common::build_probe(
+        "command",
+        "x",
+        "probe",
+        "command = [\"driftwatch-no-such-tool\"]",
+    )
+    .unwrap();
+    assert!(not_on_path.preflight().await[0].contains("not on PATH"));
+}

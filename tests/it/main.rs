@@ -1,5 +1,11 @@
 //! One integration-test binary (links once); each concern is a module.
 
+mod alerts;
 mod command;
 mod common;
+mod config;
+mod daemon;
 mod repo;
+mod scheduler;
+mod terraform;
+mod web;

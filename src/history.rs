@@ -1,0 +1,1412 @@
+//! Drift history: every run and every drift episode, kept in an embedded
+//! SQLite database (`<state_dir>/history.db`) so the status page and the API
+//! can answer "since when" and "how often" across restarts.
+//!
+//! Writes never block probe runs: [`History::record`] only pushes a small
+//! record onto a bounded channel; a dedicated writer thread batches records
+//! into transactions, derives drift episodes and events, and prunes old rows.
+//! Reads use their own connection (WAL mode lets them run beside the writer).
+//!
+//! An episode opens on the first drifted run, stays open through error runs
+//! (an error says nothing about drift), and closes on the first in-sync run.
+//! Events are the transitions: `drift_detected`, `drift_resolved`,
+//! `probe_failing` (into error) and `probe_recovered` (out of error).
+//!
+//! A corrupt or unreadable database is moved aside
+//! (`history.db.corrupt-<unix seconds>`), logged, and a new one started; if
+//! even that fails, history is switched off and the daemon carries on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
+use serde::Serialize;
+
+use crate::probe::{RunReport, Verdict};
+
+pub const DB_FILE: &str = "history.db";
+const SCHEMA_VERSION: i64 = 1;
+/// Records waiting for the writer; beyond this, records are dropped (and counted).
+const QUEUE_CAPACITY: usize = 10_000;
+/// Resources kept per episode (the union over its drifted runs).
+const MAX_EPISODE_RESOURCES: usize = 500;
+/// Error messages kept per run, in bytes.
+const MAX_MESSAGE_BYTES: usize = 300;
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+pub const MAX_PAGE: usize = 500;
+
+/// The `[history]` config section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryConfig {
+    /// How long runs (and failing/recovered events) are kept.
+    pub retention: Duration,
+    /// How long closed drift episodes (and their events) are kept; `None`: forever.
+    pub episode_retention: Option<Duration>,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            retention: Duration::from_secs(30 * 24 * 3600),
+            episode_retention: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("history is switched off (the database could not be opened)")]
+    Disabled,
+    #[error("history database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// One run as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRow {
+    /// History's own id for the run; also the pagination cursor.
+    pub id: i64,
+    pub probe: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub root: String,
+    pub layer: String,
+    /// The scheduler's run id.
+    pub run_id: u64,
+    pub trigger: String,
+    pub repo: String,
+    pub commit: String,
+    pub started_at: DateTime<Utc>,
+    pub duration_seconds: f64,
+    pub verdict: Verdict,
+    pub changes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A resource involved in a drift episode.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct EpisodeResource {
+    pub subject: String,
+    pub action: String,
+}
+
+/// One drift episode: from the first drifted run to the first in-sync run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EpisodeRow {
+    pub id: i64,
+    pub probe: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub root: String,
+    pub layer: String,
+    pub started_at: DateTime<Utc>,
+    /// History run id of the run that found the drift.
+    pub started_run: i64,
+    pub started_commit: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_run: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_commit: Option<String>,
+    /// Every resource seen drifted during the episode (capped), with its last action.
+    pub resources: Vec<EpisodeResource>,
+    /// The most resources drifted at once during the episode.
+    pub max_resources: u64,
+    /// How many drifted runs the episode spans.
+    pub drifted_runs: u64,
+}
+
+impl EpisodeRow {
+    pub fn is_open(&self) -> bool {
+        self.ended_at.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    DriftDetected,
+    DriftResolved,
+    ProbeFailing,
+    ProbeRecovered,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::DriftDetected => "drift_detected",
+            EventKind::DriftResolved => "drift_resolved",
+            EventKind::ProbeFailing => "probe_failing",
+            EventKind::ProbeRecovered => "probe_recovered",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            EventKind::DriftDetected => "Drift detected",
+            EventKind::DriftResolved => "Drift resolved",
+            EventKind::ProbeFailing => "Probe failing",
+            EventKind::ProbeRecovered => "Probe recovered",
+        }
+    }
+
+    fn parse(text: &str) -> Option<EventKind> {
+        [
+            EventKind::DriftDetected,
+            EventKind::DriftResolved,
+            EventKind::ProbeFailing,
+            EventKind::ProbeRecovered,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
+}
+
+/// One transition, for the events feed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRow {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub kind: EventKind,
+    pub probe: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub root: String,
+    pub layer: String,
+    pub commit: String,
+    /// History run id of the run that caused the event.
+    pub run: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub episode: Option<i64>,
+    pub message: String,
+}
+
+/// A page of rows, newest first; `next_before` is the cursor for the next page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_before: Option<i64>,
+}
+
+/// Filters for episode queries.
+#[derive(Debug, Clone, Default)]
+pub struct EpisodeQuery<'a> {
+    pub probe: Option<&'a str>,
+    pub open_only: bool,
+    pub limit: usize,
+    pub before: Option<i64>,
+}
+
+/// What the writer needs from a run report (cheap to build and send).
+#[derive(Debug, Clone)]
+struct RunRecord {
+    probe: String,
+    name: String,
+    root: String,
+    layer: String,
+    run_id: u64,
+    trigger: String,
+    repo: String,
+    commit: String,
+    started_at_ms: i64,
+    duration_ms: i64,
+    verdict: Verdict,
+    resources: Vec<EpisodeResource>,
+    changes: u64,
+    error_reason: Option<&'static str>,
+    message: Option<String>,
+}
+
+impl RunRecord {
+    fn from_report(report: &RunReport) -> RunRecord {
+        let resources = if report.verdict == Verdict::Drifted {
+            report
+                .changes
+                .iter()
+                .take(MAX_EPISODE_RESOURCES)
+                .map(|c| EpisodeResource {
+                    subject: c.subject.clone(),
+                    action: c.action.clone(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let message = report.error.as_ref().map(|e| {
+            let line = e.message.lines().next().unwrap_or("");
+            truncate(line, MAX_MESSAGE_BYTES)
+        });
+        RunRecord {
+            probe: report.probe.clone(),
+            name: report.name.clone(),
+            root: report.root.clone(),
+            layer: report.layer.clone(),
+            run_id: report.run_id,
+            trigger: report.trigger.clone(),
+            repo: report.repo.clone(),
+            commit: report.commit.clone(),
+            started_at_ms: report.started_at.timestamp_millis(),
+            duration_ms: report.duration.as_millis().min(i64::MAX as u128) as i64,
+            verdict: report.verdict,
+            resources,
+            changes: report.changes.len() as u64,
+            error_reason: report.error.as_ref().map(|e| e.reason.as_str()),
+            message,
+        }
+    }
+}
+
+enum Command {
+    Record(Box<RunRecord>),
+    /// Answer once everything sent before has been written.
+    Flush(SyncSender<()>),
+    /// Prune now with this "now" (tests and benchmarks).
+    PruneAt(DateTime<Utc>, SyncSender<()>),
+}
+
+/// The handle the scheduler and HTTP share.
+pub struct History {
+    path: PathBuf,
+    sender: Mutex<Option<SyncSender<Command>>>,
+    reader: Mutex<Option<(u64, Connection)>>,
+    /// Bumped by the writer each time it starts a new database file.
+    generation: Arc<AtomicU64>,
+    enabled: Arc<std::sync::atomic::AtomicBool>,
+    dropped: AtomicU64,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl History {
+    /// Opens (or creates) `<state_dir>/history.db` and starts the writer
+    /// thread. Never fails: a bad file is set aside; if no database can be
+    /// opened at all, history is switched off with an error in the log.
+    pub fn open(state_dir: &Path, config: HistoryConfig) -> History {
+        let path = state_dir.join(DB_FILE);
+        if let Err(err) = std::fs::create_dir_all(state_dir) {
+            tracing::error!(dir = %state_dir.display(), error = %err, "cannot create the state directory; history is off");
+        }
+        let generation = Arc::new(AtomicU64::new(0));
+        let enabled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conn = open_or_set_aside(&path);
+        enabled.store(conn.is_some(), Ordering::SeqCst);
+        let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE_CAPACITY);
+        let mut writer = Writer {
+            path: path.clone(),
+            conn,
+            config,
+            memo: HashMap::new(),
+            generation: generation.clone(),
+            enabled: enabled.clone(),
+            last_prune: None,
+        };
+        let handle = std::thread::Builder::new()
+            .name("history-writer".into())
+            .spawn(move || writer.run(receiver))
+            .expect("spawn the history writer thread");
+        History {
+            path,
+            sender: Mutex::new(Some(sender)),
+            reader: Mutex::new(None),
+            generation,
+            enabled,
+            dropped: AtomicU64::new(0),
+            writer: Mutex::new(Some(handle)),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// False when no database could be opened.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.load(Ordering::SeqCst)
+    }
+
+    /// Records that were dropped because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Queues a finished run. Never blocks: when the queue is full the
+    /// record is dropped and counted.
+    pub fn record(&self, report: &RunReport) {
+        let record = Box::new(RunRecord::from_report(report));
+        let sender = self.sender.lock().unwrap();
+        let Some(sender) = sender.as_ref() else {
+            return;
+        };
+        match sender.try_send(Command::Record(record)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if dropped.is_power_of_two() {
+                    tracing::warn!(
+                        dropped,
+                        "history writer is behind; run records were dropped"
+                    );
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Blocks until every record queued before this call is written (or
+    /// `timeout` passes). For shutdown and tests; call from blocking code.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        if !self.send_blocking(Command::Flush(tx)) {
+            return false;
+        }
+        rx.recv_timeout(timeout).is_ok()
+    }
+
+    /// Prunes as if the time were `now`, then returns. For tests and benchmarks.
+    pub fn prune_at(&self, now: DateTime<Utc>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        if self.send_blocking(Command::PruneAt(now, tx)) {
+            let _ = rx.recv_timeout(Duration::from_secs(600));
+        }
+    }
+
+    fn send_blocking(&self, command: Command) -> bool {
+        let sender = self.sender.lock().unwrap().clone();
+        match sender {
+            Some(sender) => sender.send(command).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Writes what is queued and stops the writer thread.
+    pub fn close(&self) {
+        self.sender.lock().unwrap().take();
+        if let Some(handle) = self.writer.lock().unwrap().take() {
+            let _ = handle.join();
+        }
+    }
+
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, HistoryError> {
+        if !self.is_enabled() {
+            return Err(HistoryError::Disabled);
+        }
+        let mut reader = self.reader.lock().unwrap();
+        let generation = self.generation.load(Ordering::SeqCst);
+        if reader.as_ref().map(|(g, _)| *g) != Some(generation) {
+            let conn = Connection::open_with_flags(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.busy_timeout(Duration::from_secs(5))?;
+            *reader = Some((generation, conn));
+        }
+        let (_, conn) = reader.as_ref().expect("reader opened above");
+        let result = f(conn);
+        if result.is_err() {
+            // Next query reopens: the file may have been set aside meanwhile.
+            *reader = None;
+        }
+        Ok(result?)
+    }
+
+    /// Runs of one probe instance, newest first.
+    pub fn runs(
+        &self,
+        probe: &str,
+        limit: usize,
+        before: Option<i64>,
+    ) -> Result<Page<RunRow>, HistoryError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT r.id, p.probe, p.name, p.root, p.layer, r.run_id, r.trigger, r.repo, r.commit_id,
+                        r.started_at, r.duration_ms, r.verdict, r.changes, r.error_reason, r.message
+                 FROM runs r JOIN probes p ON p.id = r.probe_id
+                 WHERE p.probe = ?1 AND r.id < ?2
+                 ORDER BY r.id DESC LIMIT ?3",
+            )?;
+            let rows = stmt
+                .query_map(
+                    params![probe, before.unwrap_or(i64::MAX), (limit + 1) as i64],
+                    run_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(page(rows, limit, |r| r.id))
+        })
+    }
+
+    /// Events, newest first, optionally for one probe instance.
+    pub fn events(
+        &self,
+        probe: Option<&str>,
+        limit: usize,
+        before: Option<i64>,
+    ) -> Result<Page<EventRow>, HistoryError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT e.id, e.at, e.kind, p.probe, p.name, p.root, p.layer, e.commit_id, e.run, e.episode, e.message
+                 FROM events e JOIN probes p ON p.id = e.probe_id
+                 WHERE (?1 IS NULL OR p.probe = ?1) AND e.id < ?2
+                 ORDER BY e.id DESC LIMIT ?3",
+            )?;
+            let rows = stmt
+                .query_map(
+                    params![probe, before.unwrap_or(i64::MAX), (limit + 1) as i64],
+                    |row| {
+                        let kind: String = row.get(2)?;
+                        Ok(EventRow {
+                            id: row.get(0)?,
+                            at: from_ms(row.get(1)?),
+                            kind: EventKind::parse(&kind).unwrap_or(EventKind::ProbeFailing),
+                            probe: row.get(3)?,
+                            name: row.get(4)?,
+                            root: row.get(5)?,
+                            layer: row.get(6)?,
+                            commit: row.get(7)?,
+                            run: row.get(8)?,
+                            episode: row.get(9)?,
+                            message: row.get(10)?,
+                        })
+                    },
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(page(rows, limit, |e| e.id))
+        })
+    }
+
+    /// Drift episodes, newest first.
+    pub fn episodes(&self, query: &EpisodeQuery<'_>) -> Result<Page<EpisodeRow>, HistoryError> {
+        let limit = query.limit.clamp(1, MAX_PAGE);
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT e.id, p.probe, p.name, p.root, p.layer, e.started_at, e.started_run, e.started_commit,
+                        e.ended_at, e.ended_run, e.ended_commit, e.resources, e.max_resources, e.drifted_runs
+                 FROM episodes e JOIN probes p ON p.id = e.probe_id
+                 WHERE (?1 IS NULL OR p.probe = ?1) AND (?2 = 0 OR e.ended_at IS NULL) AND e.id < ?3
+                 ORDER BY e.id DESC LIMIT ?4",
+            )?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        query.probe,
+                        query.open_only as i64,
+                        query.before.unwrap_or(i64::MAX),
+                        (limit + 1) as i64
+                    ],
+                    |row| {
+                        let resources: String = row.get(11)?;
+                        Ok(EpisodeRow {
+                            id: row.get(0)?,
+                            probe: row.get(1)?,
+                            name: row.get(2)?,
+                            root: row.get(3)?,
+                            layer: row.get(4)?,
+                            started_at: from_ms(row.get(5)?),
+                            started_run: row.get(6)?,
+                            started_commit: row.get(7)?,
+                            ended_at: row.get::<_, Option<i64>>(8)?.map(from_ms),
+                            ended_run: row.get(9)?,
+                            ended_commit: row.get(10)?,
+                            resources: serde_json::from_str(&resources).unwrap_or_default(),
+                            max_resources: row.get::<_, i64>(12)? as u64,
+                            drifted_runs: row.get::<_, i64>(13)? as u64,
+                        })
+                    },
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(page(rows, limit, |e| e.id))
+        })
+    }
+
+    /// Number of stored runs (all probes).
+    pub fn run_count(&self) -> Result<u64, HistoryError> {
+        self.with_reader(|conn| {
+            conn.query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+        })
+    }
+}
+
+impl Drop for History {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn page<T>(mut rows: Vec<T>, limit: usize, id: impl Fn(&T) -> i64) -> Page<T> {
+    let next_before = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(id)
+    } else {
+        None
+    };
+    Page {
+        items: rows,
+        next_before,
+    }
+}
+
+fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: row.get(0)?,
+        probe: row.get(1)?,
+        name: row.get(2)?,
+        root: row.get(3)?,
+        layer: row.get(4)?,
+        run_id: row.get::<_, i64>(5)? as u64,
+        trigger: row.get(6)?,
+        repo: row.get(7)?,
+        commit: row.get(8)?,
+        started_at: from_ms(row.get(9)?),
+        duration_seconds: row.get::<_, i64>(10)? as f64 / 1000.0,
+        verdict: verdict_from_code(row.get(11)?),
+        changes: row.get::<_, i64>(12)? as u64,
+        error_reason: row.get(13)?,
+        message: row.get(14)?,
+    })
+}
+
+fn verdict_from_code(code: i64) -> Verdict {
+    match code {
+        0 => Verdict::InSync,
+        2 => Verdict::Drifted,
+        _ => Verdict::Error,
+    }
+}
+
+fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS probes (
+    id INTEGER PRIMARY KEY,
+    probe TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    root TEXT NOT NULL,
+    layer TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    probe_id INTEGER NOT NULL,
+    run_id INTEGER NOT NULL,
+    trigger TEXT NOT NULL,
+    repo TEXT NOT NULL,
+    commit_id TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    verdict INTEGER NOT NULL,
+    changes INTEGER NOT NULL,
+    error_reason TEXT,
+    message TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_probe ON runs(probe_id, id);
+CREATE TABLE IF NOT EXISTS episodes (
+    id INTEGER PRIMARY KEY,
+    probe_id INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    started_run INTEGER NOT NULL,
+    started_commit TEXT NOT NULL,
+    ended_at INTEGER,
+    ended_run INTEGER,
+    ended_commit TEXT,
+    resources TEXT NOT NULL,
+    max_resources INTEGER NOT NULL,
+    drifted_runs INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS episodes_by_probe ON episodes(probe_id, id);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    probe_id INTEGER NOT NULL,
+    commit_id TEXT NOT NULL,
+    run INTEGER NOT NULL,
+    episode INTEGER,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_probe ON events(probe_id, id);
+";
+
+/// Opens and checks the database; on failure sets the file aside and starts
+/// a new one. `None` when not even a new file can be opened.
+fn open_or_set_aside(path: &Path) -> Option<Connection> {
+    match open_db(path) {
+        Ok(conn) => Some(conn),
+        Err(err) => {
+            tracing::error!(path = %path.display(), error = %err, "history database is unusable; setting it aside and starting a new one");
+            set_aside(path);
+            match open_db(path) {
+                Ok(conn) => Some(conn),
+                Err(err) => {
+                    tracing::error!(path = %path.display(), error = %err, "cannot create a new history database; history is off");
+                    None
+                }
+            }
+        }
+    }
+}
+
+fn open_db(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    conn.execute_batch("PRAGMA synchronous=NORMAL;")?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    match version {
+        0 => {
+            conn.execute_batch(SCHEMA)?;
+            conn.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION};"))?;
+        }
+        SCHEMA_VERSION => {}
+        other => {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+                Some(format!("unknown history schema version {other}")),
+            ))
+        }
+    }
+    // Touch every table so a damaged file fails here, not on the first write.
+    for table in ["probes", "runs", "episodes", "events"] {
+        conn.query_row(
+            &format!("SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)"),
+            [],
+            |r| r.get::<_, i64>(0),
+        )?;
+    }
+    Ok(conn)
+}
+
+/// Renames the database (and its WAL files) to `history.db.corrupt-<ts>`.
+fn set_aside(path: &Path) {
+    let stamp = Utc::now().timestamp();
+    let aside = PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
+    match std::fs::rename(path, &aside) {
+        Ok(()) => {
+            tracing::warn!(from = %path.display(), to = %aside.display(), "history database set aside")
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => {
+            tracing::error!(path = %path.display(), error = %err, "cannot move the history database aside");
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    for suffix in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{suffix}", path.display()));
+        if side.exists() {
+            let _ = std::fs::rename(&side, format!("{}{suffix}", aside.display()));
+        }
+    }
+}
+
+fn is_corruption(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+    )
+}
+
+/// What the writer remembers per probe instance between runs.
+#[derive(Debug, Clone)]
+struct Memo {
+    probe_id: i64,
+    last_verdict: Option<Verdict>,
+    open_episode: Option<OpenEpisode>,
+}
+
+#[derive(Debug, Clone)]
+struct OpenEpisode {
+    id: i64,
+    resources: BTreeMap<String, String>,
+    max_resources: u64,
+    drifted_runs: u64,
+}
+
+struct Writer {
+    path: PathBuf,
+    conn: Option<Connection>,
+    config: HistoryConfig,
+    memo: HashMap<String, Memo>,
+    generation: Arc<AtomicU64>,
+    enabled: Arc<std::sync::atomic::AtomicBool>,
+    last_prune: Option<Instant>,
+}
+
+impl Writer {
+    fn run(&mut self, receiver: Receiver<Command>) {
+        loop {
+            let first = match receiver.recv_timeout(PRUNE_EVERY) {
+                Ok(command) => Some(command),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut batch = Vec::new();
+            let mut replies = Vec::new();
+            let mut push = |command: Command, batch: &mut Vec<RunRecord>| match command {
+                Command::Record(record) => batch.push(*record),
+                other => replies.push(other),
+            };
+            if let Some(command) = first {
+                push(command, &mut batch);
+            }
+            while batch.len() < 1000 {
+                match receiver.try_recv() {
+                    Ok(command) => push(command, &mut batch),
+                    Err(_) => break,
+                }
+            }
+            if !batch.is_empty() {
+                self.write_batch(&batch);
+            }
+            if self.last_prune.map_or(true, |t| t.elapsed() >= PRUNE_EVERY) {
+                self.prune(Utc::now());
+                self.last_prune = Some(Instant::now());
+            }
+            for reply in replies {
+                match reply {
+                    Command::Flush(tx) => {
+                        let _ = tx.send(());
+                    }
+                    Command::PruneAt(now, tx) => {
+                        self.prune(now);
+                        let _ = tx.send(());
+                    }
+                    Command::Record(_) => unreachable!("records go to the batch"),
+                }
+            }
+        }
+    }
+
+    fn write_batch(&mut self, batch: &[RunRecord]) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let memo_before = self.memo.clone();
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            for record in batch {
+                write_one(&tx, &mut self.memo, record)?;
+            }
+            tx.commit()
+        })();
+        if let Err(err) = result {
+            self.memo = memo_before;
+            if is_corruption(&err) {
+                tracing::error!(path = %self.path.display(), error = %err, "history database is corrupt; setting it aside and starting a new one");
+                self.restart();
+            } else {
+                tracing::warn!(error = %err, runs = batch.len(), "cannot write run history; these runs are not recorded");
+            }
+        }
+    }
+
+    /// Sets the current file aside and starts a new one.
+    fn restart(&mut self) {
+        self.conn = None;
+        self.memo.clear();
+        set_aside(&self.path);
+        self.conn = open_db(&self.path)
+            .map_err(|err| {
+                tracing::error!(path = %self.path.display(), error = %err, "cannot create a new history database; history is off");
+            })
+            .ok();
+        self.enabled.store(self.conn.is_some(), Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn prune(&mut self, now: DateTime<Utc>) {
+        let Some(conn) = self.conn.as_ref() else {
+            return;
+        };
+        let run_cutoff = (now
+            - chrono::Duration::from_std(self.config.retention).unwrap_or_default())
+        .timestamp_millis();
+        let episode_cutoff = self.config.episode_retention.map(|keep| {
+            (now - chrono::Duration::from_std(keep).unwrap_or_default()).timestamp_millis()
+        });
+        let result = (|| -> rusqlite::Result<(usize, usize)> {
+            // In chunks, so readers never wait long behind one huge delete.
+            let mut runs = 0;
+            loop {
+                let n = conn.execute(
+                    "DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE started_at < ?1 ORDER BY id LIMIT 5000)",
+                    [run_cutoff],
+                )?;
+                runs += n;
+                if n < 5000 {
+                    break;
+                }
+            }
+            conn.execute(
+                "DELETE FROM events WHERE at < ?1 AND kind IN ('probe_failing', 'probe_recovered')",
+                [run_cutoff],
+            )?;
+            let mut episodes = 0;
+            if let Some(cutoff) = episode_cutoff {
+                episodes = conn.execute(
+                    "DELETE FROM episodes WHERE ended_at IS NOT NULL AND ended_at < ?1",
+                    [cutoff],
+                )?;
+                conn.execute(
+                    "DELETE FROM events WHERE at < ?1 AND kind IN ('drift_detected', 'drift_resolved')
+                     AND (episode IS NULL OR episode NOT IN (SELECT id FROM episodes))",
+                    [cutoff],
+                )?;
+            }
+            Ok((runs, episodes))
+        })();
+        match result {
+            Ok((runs, episodes)) if runs + episodes > 0 => {
+                tracing::info!(runs, episodes, "pruned old history")
+            }
+            Ok(_) => {}
+            Err(err) if is_corruption(&err) => {
+                tracing::error!(error = %err, "history database is corrupt; setting it aside and starting a new one");
+                self.restart();
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot prune history"),
+        }
+    }
+}
+
+fn load_memo(tx: &rusqlite::Transaction<'_>, record: &RunRecord) -> rusqlite::Result<Memo> {
+    let existing: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM probes WHERE probe = ?1",
+            [&record.probe],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let probe_id = match existing {
+        Some(id) => {
+            tx.execute(
+                "UPDATE probes SET name = ?2, root = ?3, layer = ?4 WHERE id = ?1",
+                params![id, record.name, record.root, record.layer],
+            )?;
+            id
+        }
+        None => {
+            tx.execute(
+                "INSERT INTO probes (probe, name, root, layer) VALUES (?1, ?2, ?3, ?4)",
+                params![record.probe, record.name, record.root, record.layer],
+            )?;
+            tx.last_insert_rowid()
+        }
+    };
+    let last_verdict = tx
+        .query_row(
+            "SELECT verdict FROM runs WHERE probe_id = ?1 ORDER BY id DESC LIMIT 1",
+            [probe_id],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()?
+        .map(verdict_from_code);
+    let open_episode = tx
+        .query_row(
+            "SELECT id, resources, max_resources, drifted_runs FROM episodes
+             WHERE probe_id = ?1 AND ended_at IS NULL ORDER BY id DESC LIMIT 1",
+            [probe_id],
+            |r| {
+                let resources: String = r.get(1)?;
+                let list: Vec<EpisodeResource> =
+                    serde_json::from_str(&resources).unwrap_or_default();
+                Ok(OpenEpisode {
+                    id: r.get(0)?,
+                    resources: list.into_iter().map(|e| (e.subject, e.action)).collect(),
+                    max_resources: r.get::<_, i64>(2)? as u64,
+                    drifted_runs: r.get::<_, i64>(3)? as u64,
+                })
+            },
+        )
+        .optional()?;
+    Ok(Memo {
+        probe_id,
+        last_verdict,
+        open_episode,
+    })
+}
+
+fn resources_json(resources: &BTreeMap<String, String>) -> String {
+    let list: Vec<EpisodeResource> = resources
+        .iter()
+        .map(|(subject, action)| EpisodeResource {
+            subject: subject.clone(),
+            action: action.clone(),
+        })
+        .collect();
+    serde_json::to_string(&list).unwrap_or_else(|_| "[]".into())
+}
+
+fn write_one(
+    tx: &rusqlite::Transaction<'_>,
+    memos: &mut HashMap<String, Memo>,
+    record: &RunRecord,
+) -> rusqlite::Result<()> {
+    let memo = match memos.get(&record.probe) {
+        Some(memo) => memo.clone(),
+        None => load_memo(tx, record)?,
+    };
+    let mut memo = memo;
+    tx.prepare_cached(
+        "INSERT INTO runs (probe_id, run_id, trigger, repo, commit_id, started_at, duration_ms, verdict, changes, error_reason, message)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        memo.probe_id,
+        record.run_id as i64,
+        record.trigger,
+        record.repo,
+        record.commit,
+        record.started_at_ms,
+        record.duration_ms,
+        record.verdict.code(),
+        record.changes as i64,
+        record.error_reason,
+        record.message,
+    ])?;
+    let run = tx.last_insert_rowid();
+    let probe_id = memo.probe_id;
+    let event = |kind: EventKind, episode: Option<i64>, message: &str| {
+        tx.prepare_cached(
+            "INSERT INTO events (at, kind, probe_id, commit_id, run, episode, message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            record.started_at_ms,
+            kind.as_str(),
+            probe_id,
+            record.commit,
+            run,
+            episode,
+            message
+        ])
+    };
+
+    match record.verdict {
+        Verdict::Drifted => {
+            let episode = match memo.open_episode.take() {
+                Some(open) => open,
+                None => {
+                    tx.execute(
+                        "INSERT INTO episodes (probe_id, started_at, started_run, started_commit, resources, max_resources, drifted_runs)
+                         VALUES (?1, ?2, ?3, ?4, '[]', 0, 0)",
+                        params![memo.probe_id, record.started_at_ms, run, record.commit],
+                    )?;
+                    let id = tx.last_insert_rowid();
+                    event(
+                        EventKind::DriftDetected,
+                        Some(id),
+                        &format!("{} resource(s) differ", record.changes),
+                    )?;
+                    OpenEpisode {
+                        id,
+                        resources: BTreeMap::new(),
+                        max_resources: 0,
+                        drifted_runs: 0,
+                    }
+                }
+            };
+            let mut episode = episode;
+            for resource in &record.resources {
+                if episode.resources.len() >= MAX_EPISODE_RESOURCES
+                    && !episode.resources.contains_key(&resource.subject)
+                {
+                    continue;
+                }
+                episode
+                    .resources
+                    .insert(resource.subject.clone(), resource.action.clone());
+            }
+            episode.max_resources = episode.max_resources.max(record.changes);
+            episode.drifted_runs += 1;
+            tx.prepare_cached(
+                "UPDATE episodes SET resources = ?2, max_resources = ?3, drifted_runs = ?4 WHERE id = ?1",
+            )?
+            .execute(params![
+                episode.id,
+                resources_json(&episode.resources),
+                episode.max_resources as i64,
+                episode.drifted_runs as i64
+            ])?;
+            memo.open_episode = Some(episode);
+        }
+        Verdict::InSync => {
+            if let Some(open) = memo.open_episode.take() {
+                tx.execute(
+                    "UPDATE episodes SET ended_at = ?2, ended_run = ?3, ended_commit = ?4 WHERE id = ?1",
+                    params![open.id, record.started_at_ms, run, record.commit],
+                )?;
+                event(
+                    EventKind::DriftResolved,
+                    Some(open.id),
+                    &format!("in sync again after {} drifted run(s)", open.drifted_runs),
+                )?;
+            }
+        }
+        // An error says nothing about drift: the open episode stays open.
+        Verdict::Error => {}
+    }
+    let was_error = memo.last_verdict == Some(Verdict::Error);
+    if record.verdict == Verdict::Error && !was_error {
+        let message = match (&record.error_reason, &record.message) {
+            (Some(reason), Some(message)) => format!("{reason}: {message}"),
+            (Some(reason), None) => reason.to_string(),
+            _ => "error".to_string(),
+        };
+        event(
+            EventKind::ProbeFailing,
+            memo.open_episode.as_ref().map(|e| e.id),
+            &message,
+        )?;
+    } else if record.verdict != Verdict::Error && was_error {
+        event(
+            EventKind::ProbeRecovered,
+            None,
+            if record.verdict == Verdict::Drifted {
+                "runs again (drifted)"
+            } else {
+                "runs again (in sync)"
+            },
+        )?;
+    }
+    memo.last_verdict = Some(record.verdict);
+    memos.insert(record.probe.clone(), memo);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::outcome::{ErrorReason, ProbeError, ResourceChange};
+    use crate::probe::Outcome;
+
+    /// Test times are offsets from a base a little in the past, so that the
+    /// writer's prune at start-up (30 days by default) keeps them.
+    fn base() -> i64 {
+        static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+        *BASE.get_or_init(|| Utc::now().timestamp() - 2000)
+    }
+
+    fn t(at: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(base() + at, 0).unwrap()
+    }
+
+    fn offset(at: DateTime<Utc>) -> i64 {
+        at.timestamp() - base()
+    }
+
+    fn report(probe: &str, verdict: Verdict, at: i64) -> RunReport {
+        let mut report = RunReport {
+            probe: probe.into(),
+            name: probe.into(),
+            root: String::new(),
+            layer: "command".into(),
+            run_id: at as u64,
+            trigger: "schedule".into(),
+            repo: "r".into(),
+            commit: format!("c{at}"),
+            started_at: t(at),
+            duration: Duration::from_millis(1500),
+            verdict: Verdict::InSync,
+            exit_code: None,
+            changes: vec![],
+            warnings: vec![],
+            details: serde_json::Value::Null,
+            error: None,
+            message: String::new(),
+            labels: BTreeMap::new(),
+        };
+        report.apply_result(match verdict {
+            Verdict::InSync => Ok(Outcome::in_sync()),
+            Verdict::Drifted => Ok(Outcome::drifted(vec![
+                ResourceChange::new(format!("res-{at}"), "update"),
+                ResourceChange::new("shared", "update"),
+            ])),
+            Verdict::Error => Err(ProbeError::new(ErrorReason::Timeout, "too slow\nmore")),
+        });
+        report
+    }
+
+    fn flush(history: &History) {
+        assert!(history.flush(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn episode_opens_on_drift_survives_errors_and_closes_in_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = History::open(dir.path(), HistoryConfig::default());
+        for (verdict, at) in [
+            (Verdict::InSync, 100),
+            (Verdict::Drifted, 200),
+            (Verdict::Error, 300),
+            (Verdict::Drifted, 400),
+        ] {
+            history.record(&report("p", verdict, at));
+        }
+        flush(&history);
+        let open = history
+            .episodes(&EpisodeQuery {
+                probe: Some("p"),
+                open_only: true,
+                limit: 10,
+                before: None,
+            })
+            .unwrap();
+        assert_eq!(
+            open.items.len(),
+            1,
+            "one episode, kept open through the error"
+        );
+        let episode = &open.items[0];
+        assert!(episode.is_open());
+        assert_eq!(offset(episode.started_at), 200);
+        assert_eq!(episode.started_commit, "c200");
+        assert_eq!(episode.drifted_runs, 2);
+        let subjects: Vec<_> = episode
+            .resources
+            .iter()
+            .map(|r| r.subject.as_str())
+            .collect();
+        assert_eq!(subjects, ["res-200", "res-400", "shared"]);
+
+        history.record(&report("p", Verdict::InSync, 500));
+        flush(&history);
+        let all = history
+            .episodes(&EpisodeQuery {
+                probe: Some("p"),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(all.items.len(), 1);
+        let closed = &all.items[0];
+        assert_eq!(offset(closed.ended_at.unwrap()), 500);
+        assert_eq!(closed.ended_commit.as_deref(), Some("c500"));
+        let runs = history.runs("p", 10, None).unwrap();
+        assert_eq!(runs.items.len(), 5);
+        assert_eq!(closed.started_run, runs.items[3].id);
+        assert_eq!(closed.ended_run, Some(runs.items[0].id));
+
+        let kinds: Vec<_> = history
+            .events(Some("p"), 10, None)
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                EventKind::DriftResolved,
+                EventKind::ProbeRecovered,
+                EventKind::ProbeFailing,
+                EventKind::DriftDetected
+            ]
+        );
+    }
+
+    #[test]
+    fn runs_keep_their_fields_and_page_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = History::open(dir.path(), HistoryConfig::default());
+        for at in 1..=7 {
+            history.record(&report("p", Verdict::Error, at * 10));
+        }
+        history.record(&report("other", Verdict::InSync, 1));
+        flush(&history);
+        let first = history.runs("p", 3, None).unwrap();
+        assert_eq!(first.items.len(), 3);
+        let row = &first.items[0];
+        assert_eq!(offset(row.started_at), 70);
+        assert_eq!(row.verdict, Verdict::Error);
+        assert_eq!(row.error_reason.as_deref(), Some("timeout"));
+        assert_eq!(row.message.as_deref(), Some("too slow"));
+        assert_eq!(row.duration_seconds, 1.5);
+        assert_eq!(row.commit, "c70");
+        let second = history.runs("p", 3, first.next_before).unwrap();
+        let third = history.runs("p", 3, second.next_before).unwrap();
+        let times: Vec<_> = [first, second, third.clone()]
+            .iter()
+            .flat_map(|p| p.items.iter().map(|r| offset(r.started_at)))
+            .collect();
+        assert_eq!(times, [70, 60, 50, 40, 30, 20, 10]);
+        assert_eq!(third.next_before, None);
+        // Seven errors in a row are one failing event.
+        assert_eq!(history.events(Some("p"), 50, None).unwrap().items.len(), 1);
+    }
+
+    #[test]
+    fn history_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let history = History::open(dir.path(), HistoryConfig::default());
+            history.record(&report("p", Verdict::Drifted, 100));
+            history.close();
+        }
+        let history = History::open(dir.path(), HistoryConfig::default());
+        // The open episode is picked up again: no second episode, no second event.
+        history.record(&report("p", Verdict::Drifted, 200));
+        history.record(&report("p", Verdict::InSync, 300));
+        flush(&history);
+        assert_eq!(history.runs("p", 10, None).unwrap().items.len(), 3);
+        let episodes = history
+            .episodes(&EpisodeQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(episodes.items.len(), 1);
+        assert_eq!(offset(episodes.items[0].started_at), 100);
+        assert_eq!(offset(episodes.items[0].ended_at.unwrap()), 300);
+        assert_eq!(history.events(None, 10, None).unwrap().items.len(), 2);
+    }
+
+    #[test]
+    fn corrupt_database_is_set_aside_and_a_new_one_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(DB_FILE),
+            b"this is not a database, just junk".repeat(200),
+        )
+        .unwrap();
+        let history = History::open(dir.path(), HistoryConfig::default());
+        assert!(history.is_enabled());
+        history.record(&report("p", Verdict::Drifted, 100));
+        flush(&history);
+        assert_eq!(history.runs("p", 10, None).unwrap().items.len(), 1);
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("history.db.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        let kept = std::fs::read(dir.path().join(&aside[0])).unwrap();
+        assert!(kept.starts_with(b"this is not a database"));
+    }
+
+    #[test]
+    fn unwritable_state_dir_switches_history_off_without_panicking() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file where the directory should be.
+        let blocked = dir.path().join("state");
+        std::fs::write(&blocked, b"").unwrap();
+        let history = History::open(&blocked, HistoryConfig::default());
+        assert!(!history.is_enabled());
+        history.record(&report("p", Verdict::Drifted, 100));
+        assert!(history.flush(Duration::from_secs(30)));
+        assert!(matches!(
+            history.runs("p", 1, None),
+            Err(HistoryError::Disabled)
+        ));
+    }
+
+    #[test]
+    fn retention_prunes_runs_but_keeps_episodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = HistoryConfig {
+            retention: Duration::from_secs(1000),
+            episode_retention: None,
+        };
+        let history = History::open(dir.path(), config);
+        history.record(&report("p", Verdict::Drifted, 100));
+        history.record(&report("p", Verdict::InSync, 200));
+        history.record(&report("p", Verdict::InSync, 5000));
+        flush(&history);
+        history.prune_at(t(5500));
+        let runs = history.runs("p", 10, None).unwrap();
+        assert_eq!(runs.items.len(), 1);
+        assert_eq!(offset(runs.items[0].started_at), 5000);
+        let episodes = history
+            .episodes(&EpisodeQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            episodes.items.len(),
+            1,
+            "episodes are kept forever by default"
+        );
+        assert_eq!(history.events(None, 10, None).unwrap().items.len(), 2);
+    }
+
+    #[test]
+    fn episode_retention_prunes_closed_episodes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = HistoryConfig {
+            retention: Duration::from_secs(1000),
+            episode_retention: Some(Duration::from_secs(1000)),
+        };
+        let history = History::open(dir.path(), config);
+        history.record(&report("old", Verdict::Drifted, 100));
+        history.record(&report("old", Verdict::InSync, 200));
+        history.record(&report("open", Verdict::Drifted, 100));
+        flush(&history);
+        history.prune_at(t(5500));
+        let episodes = history
+            .episodes(&EpisodeQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        let probes: Vec<_> = episodes.items.iter().map(|e| e.probe.as_str()).collect();
+        assert_eq!(probes, ["open"]);
+        let events: Vec<_> = history
+            .events(None, 10, None)
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|e| e.probe)
+            .collect();
+        assert_eq!(events, ["open"]);
+    }
+
+    #[test]
+    fn record_never_blocks_when_the_writer_is_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = History::open(dir.path(), HistoryConfig::default());
+        let sample = report("p", Verdict::InSync, 1);
+        for _ in 0..(QUEUE_CAPACITY * 3) {
+            history.record(&sample);
+        }
+        flush(&history);
+        let stored = history.run_count().unwrap();
+        assert_eq!(stored + history.dropped(), (QUEUE_CAPACITY * 3) as u64);
+    }
+}

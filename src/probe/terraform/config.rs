@@ -1,0 +1,392 @@
+//! The `layer = "terraform"` fields, and the checks that keep every run
+//! read-only: arguments that would take the state lock, migrate state or
+//! change what the exit code means are refused when the config is loaded.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::probe::FieldError;
+
+/// A Terraform (or OpenTofu, or Terragrunt) probe.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerraformConfig {
+    /// `terraform`, `tofu`, `terragrunt`, or a path to one of them (relative
+    /// paths are relative to the config file's directory).
+    #[serde(default = "default_binary")]
+    pub binary: String,
+    /// Root module directories, as paths or globs relative to the probe path.
+    /// Each matching directory holding `*.tf` files becomes its own instance.
+    /// Empty: the probe path itself is the one root.
+    #[serde(default)]
+    pub roots: Vec<String>,
+    /// How many roots of this probe plan at once.
+    #[serde(default = "default_parallelism")]
+    pub parallelism: usize,
+    /// The workspace to plan (passed as `TF_WORKSPACE`; nothing is selected on disk).
+    #[serde(default)]
+    pub workspace: Option<String>,
+    /// Several workspaces: each root × workspace becomes its own instance,
+    /// labelled `root@workspace`.
+    #[serde(default)]
+    pub workspaces: Vec<String>,
+    /// `-var-file`s, relative to each root (or absolute host paths).
+    #[serde(default)]
+    pub var_files: Vec<String>,
+    /// Variables, written to a tfvars file in the run's scratch directory
+    /// (never on the command line) and deleted after the run.
+    #[serde(default)]
+    pub vars: BTreeMap<String, toml::Value>,
+    /// `-backend-config` for init: files relative to each root (or absolute
+    /// host paths), or `key=value` pairs.
+    #[serde(default)]
+    pub backend_config: Vec<String>,
+    /// Extra arguments for `init`.
+    #[serde(default)]
+    pub init_args: Vec<String>,
+    /// Extra arguments for `plan`.
+    #[serde(default)]
+    pub plan_args: Vec<String>,
+    /// Variables let through from driftwatch's environment (credentials such
+    /// as `AWS_PROFILE`, `TF_VAR_db_password`). Their values are masked in
+    /// everything driftwatch reports.
+    #[serde(default)]
+    pub pass_env: Vec<String>,
+    /// Extra variables set for every Terraform command.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// A Terraform CLI config file (provider mirrors, credentials), set as
+    /// `TF_CLI_CONFIG_FILE`; relative to the config file's directory.
+    #[serde(default)]
+    pub cli_config_file: Option<PathBuf>,
+    /// Share downloaded providers between roots through `TF_PLUGIN_CACHE_DIR`.
+    #[serde(default = "default_true")]
+    pub plugin_cache: bool,
+}
+
+fn default_binary() -> String {
+    "terraform".to_string()
+}
+
+fn default_parallelism() -> usize {
+    2
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Which command-line dialect the binary speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// terraform or tofu: `version -json`.
+    Terraform,
+    /// terragrunt wraps terraform/tofu and passes these commands through.
+    Terragrunt,
+}
+
+impl TerraformConfig {
+    pub fn flavor(&self) -> Flavor {
+        let name = Path::new(&self.binary)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.contains("terragrunt") {
+            Flavor::Terragrunt
+        } else {
+            Flavor::Terraform
+        }
+    }
+
+    /// The program to spawn: a bare name is looked up on PATH by the OS, a
+    /// relative path is taken from the config file's directory.
+    pub fn program(&self, config_dir: &Path) -> PathBuf {
+        let path = Path::new(&self.binary);
+        if self.binary.contains('/') && path.is_relative() {
+            config_dir.join(path)
+        } else {
+            path.to_path_buf()
+        }
+    }
+
+    /// Every problem with the fields, all at once.
+    pub fn check(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        if self.binary.trim().is_empty() {
+            errors.push(FieldError::new(
+                "binary",
+                "must name terraform, tofu, terragrunt or a path",
+            ));
+        }
+        for (i, root) in self.roots.iter().enumerate() {
+            let key = format!("roots[{i}]");
+            if root.trim().is_empty() {
+                errors.push(FieldError::new(
+                    key,
+                    "must not be empty (leave `roots` out to use the probe path)",
+                ));
+            } else if crate::paths::escapes(Path::new(root)) {
+                errors.push(FieldError::new(
+                    key,
+                    "must stay inside the probe path (no absolute path or ..)",
+                ));
+            } else if let Err(e) = glob::Pattern::new(root) {
+                errors.push(FieldError::new(key, format!("invalid glob: {e}")));
+            }
+        }
+        if self.parallelism == 0 {
+            errors.push(FieldError::new("parallelism", "must be at least 1"));
+        }
+        if self.workspace.is_some() && !self.workspaces.is_empty() {
+            errors.push(FieldError::new(
+                "workspaces",
+                "give either `workspace` or `workspaces`, not both",
+            ));
+        }
+        let names = self
+            .workspace
+            .iter()
+            .map(|w| ("workspace".to_string(), w))
+            .chain(
+                self.workspaces
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| (format!("workspaces[{i}]"), w)),
+            );
+        for (key, name) in names {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                errors.push(FieldError::new(
+                    key,
+                    format!("invalid workspace name {name:?} (letters, digits, - _ . only)"),
+                ));
+            }
+        }
+        for name in self.vars.keys() {
+            if !is_identifier(name) {
+                errors.push(FieldError::new(
+                    format!("vars.{name}"),
+                    "is not a valid Terraform variable name",
+                ));
+            }
+        }
+        for (i, file) in self.var_files.iter().enumerate() {
+            if file.trim().is_empty() {
+                errors.push(FieldError::new(
+                    format!("var_files[{i}]"),
+                    "must not be empty",
+                ));
+            }
+        }
+        for (i, entry) in self.backend_config.iter().enumerate() {
+            if entry.trim().is_empty() {
+                errors.push(FieldError::new(
+                    format!("backend_config[{i}]"),
+                    "must not be empty",
+                ));
+            }
+        }
+        for (i, arg) in self.init_args.iter().enumerate() {
+            if let Err(message) = check_init_arg(arg) {
+                errors.push(FieldError::new(format!("init_args[{i}]"), message));
+            }
+        }
+        for (i, arg) in self.plan_args.iter().enumerate() {
+            if let Err(message) = check_plan_arg(arg) {
+                errors.push(FieldError::new(format!("plan_args[{i}]"), message));
+            }
+        }
+        for (i, name) in self.pass_env.iter().enumerate() {
+            if name.is_empty() || name.contains('=') {
+                errors.push(FieldError::new(
+                    format!("pass_env[{i}]"),
+                    "must be a variable name",
+                ));
+            }
+        }
+        for key in self.env.keys() {
+            if key.is_empty() || key.contains('=') {
+                errors.push(FieldError::new(
+                    format!("env.{key}"),
+                    "must be a variable name",
+                ));
+            } else if MANAGED_ENV.contains(&key.as_str()) {
+                errors.push(FieldError::new(
+                    format!("env.{key}"),
+                    "is set by driftwatch itself (use `workspace`, `cli_config_file` or `plugin_cache`)",
+                ));
+            }
+        }
+        errors
+    }
+}
+
+/// Variables driftwatch sets on every command; config may not override them.
+const MANAGED_ENV: &[&str] = &[
+    "TF_DATA_DIR",
+    "TF_WORKSPACE",
+    "TF_CLI_CONFIG_FILE",
+    "TF_PLUGIN_CACHE_DIR",
+    "TF_IN_AUTOMATION",
+    "TF_INPUT",
+    "TF_CLI_ARGS",
+    "TF_CLI_ARGS_plan",
+    "TF_CLI_ARGS_init",
+    "TF_CLI_ARGS_apply",
+];
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// The flag name of `-name=value` / `--name`, or `None` for a positional argument.
+fn flag_name(arg: &str) -> Option<&str> {
+    let body = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-'))?;
+    Some(body.split('=').next().unwrap_or(body))
+}
+
+fn flag_value(arg: &str) -> Option<&str> {
+    arg.split_once('=').map(|(_, v)| v)
+}
+
+/// Flags the probe sets itself or that no drift check may use, for both commands.
+fn check_common_arg(arg: &str) -> Result<&str, String> {
+    let Some(name) = flag_name(arg) else {
+        return Err(format!(
+            "{arg:?} is not a flag; give flags only, as -name=value"
+        ));
+    };
+    match name {
+        "lock" if flag_value(arg) != Some("false") => {
+            Err("driftwatch never takes the state lock; only -lock=false is allowed".into())
+        }
+        "input" if flag_value(arg) != Some("false") => {
+            Err("runs are non-interactive; only -input=false is allowed".into())
+        }
+        "chdir" => Err("-chdir is a global option; use `roots` instead".into()),
+        "state" | "state-out" | "backup" => Err(format!(
+            "-{name} would read or write a state file outside the backend"
+        )),
+        _ => Ok(name),
+    }
+}
+
+pub fn check_init_arg(arg: &str) -> Result<(), String> {
+    let name = check_common_arg(arg)?;
+    match name {
+        "migrate-state" | "force-copy" => Err(format!(
+            "-{name} would write state; driftwatch is read-only"
+        )),
+        "upgrade" => {
+            Err("-upgrade would change the dependency lock file from what git says".into())
+        }
+        "backend-config" => Err("use the `backend_config` field".into()),
+        "reconfigure" | "no-color" => Ok(()),
+        _ => Ok(()),
+    }
+}
+
+pub fn check_plan_arg(arg: &str) -> Result<(), String> {
+    let name = check_common_arg(arg)?;
+    match name {
+        "refresh-only" => Err(
+            "-refresh-only exits 2 even when nothing changed (hashicorp/terraform#36403), so it cannot give a verdict".into(),
+        ),
+        "out" | "detailed-exitcode" | "no-color" => Err(format!("-{name} is set by driftwatch")),
+        "json" => Err("-json changes the output driftwatch reads; the plan JSON comes from `show -json`".into()),
+        "auto-approve" | "apply" => Err(format!("-{name}: driftwatch never applies")),
+        "var" => Err("use the `vars` field, so values never appear on a command line".into()),
+        "var-file" => Err("use the `var_files` field".into()),
+        "generate-config-out" => Err("-generate-config-out writes files into the checkout".into()),
+        _ => Ok(()),
+    }
+}
+
+/// Where a configured file lives: absolute paths are host files, relative
+/// ones are relative to the root directory inside the checkout.
+pub fn resolve_file(root_dir: &Path, file: &str) -> PathBuf {
+    let path = Path::new(file);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        root_dir.join(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> TerraformConfig {
+        crate::probe::parse_fields(toml::from_str(text).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse("");
+        assert_eq!(c.binary, "terraform");
+        assert_eq!(c.parallelism, 2);
+        assert!(c.plugin_cache);
+        assert!(c.check().is_empty());
+        assert_eq!(c.flavor(), Flavor::Terraform);
+        assert_eq!(
+            parse("binary = \"/opt/terragrunt\"").flavor(),
+            Flavor::Terragrunt
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let table: toml::Table = toml::from_str("rootz = []").unwrap();
+        let err = crate::probe::parse_fields::<TerraformConfig>(table).unwrap_err();
+        assert!(err[0].message.contains("unknown field"), "{err:?}");
+    }
+
+    #[test]
+    fn read_only_is_enforced_on_arguments() {
+        let c = parse(
+            r#"
+            init_args = ["-migrate-state", "-get=true", "-lock=true", "-upgrade"]
+            plan_args = ["-refresh-only", "-lock=false", "-target=a.b", "-lock", "-out=x", "-var=a=b", "somedir", "-destroy"]
+            roots = ["../x", "envs/*"]
+            workspaces = ["a b"]
+            parallelism = 0
+            env = { TF_DATA_DIR = "/tmp" }
+            "#,
+        );
+        let keys: Vec<String> = c.check().into_iter().map(|e| e.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "roots[0]",
+                "parallelism",
+                "workspaces[0]",
+                "init_args[0]",
+                "init_args[2]",
+                "init_args[3]",
+                "plan_args[0]",
+                "plan_args[3]",
+                "plan_args[4]",
+                "plan_args[5]",
+                "plan_args[6]",
+                "env.TF_DATA_DIR",
+            ]
+        );
+    }
+
+    #[test]
+    fn refresh_only_error_explains_why() {
+        let err = check_plan_arg("-refresh-only").unwrap_err();
+        assert!(err.contains("exits 2"));
+        assert!(check_plan_arg("-refresh=false").is_ok());
+        assert!(check_plan_arg("-parallelism=4").is_ok());
+        assert!(check_init_arg("-lock=false").is_ok());
+    }
+}

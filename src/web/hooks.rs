@@ -1,0 +1,223 @@
+//! Authentication for triggers and webhooks, and matching a push payload to
+//! the configured repositories. Secrets are compared in constant time:
+//! tokens through their SHA-256 digests (so their length does not leak
+//! either), GitHub signatures through HMAC verification.
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// True when `given` equals `expected`, in time independent of where they differ.
+pub fn token_matches(expected: &str, given: &str) -> bool {
+    let a = Sha256::digest(expected.as_bytes());
+    let b = Sha256::digest(given.as_bytes());
+    a.ct_eq(&b).into()
+}
+
+/// Checks an `Authorization: Bearer <token>` header value.
+pub fn bearer_matches(expected: &str, header: Option<&str>) -> bool {
+    let Some(header) = header else {
+        return false;
+    };
+    let Some((scheme, token)) = header.trim().split_once(' ') else {
+        return false;
+    };
+    scheme.eq_ignore_ascii_case("bearer") && token_matches(expected, token.trim())
+}
+
+/// Checks GitHub's `X-Hub-Signature-256: sha256=<hex HMAC of the body>`.
+pub fn github_signature_matches(secret: &str, body: &[u8], header: Option<&str>) -> bool {
+    let Some(hex_signature) = header.and_then(|h| h.trim().strip_prefix("sha256=")) else {
+        return false;
+    };
+    let Ok(signature) = hex::decode(hex_signature) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&signature).is_ok()
+}
+
+/// The signature GitHub would send for `body` (for tests and tooling).
+pub fn github_signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Reduces a repository URL to `host/path` (or an absolute path for
+/// `file://`), so that the https, ssh and scp-like forms of one repository
+/// compare equal: no scheme, credentials, port, `.git` or trailing slash.
+pub fn normalize_repo_url(url: &str) -> Option<String> {
+    let url = url.trim();
+    if url.is_empty() {
+        return None;
+    }
+    let (host, path) = if let Some(rest) = url.strip_prefix("file://") {
+        (String::new(), rest.to_string())
+    } else if let Some((_, rest)) = url.split_once("://") {
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let host = authority.rsplit('@').next().unwrap_or(authority);
+        let host = host.split(':').next().unwrap_or(host);
+        (host.to_string(), path.to_string())
+    } else if url.starts_with('/') {
+        (String::new(), url.to_string())
+    } else if let Some((authority, path)) = url.split_once(':') {
+        // scp-like: git@github.com:org/repo.git
+        let host = authority.rsplit('@').next().unwrap_or(authority);
+        (host.to_string(), path.to_string())
+    } else {
+        return None;
+    };
+    let path = path.trim_end_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    let path = path.trim_matches('/');
+    if path.is_empty() {
+        return None;
+    }
+    Some(if host.is_empty() {
+        format!("/{path}")
+    } else {
+        format!(
+            "{}/{}",
+            host.to_ascii_lowercase(),
+            path.to_ascii_lowercase()
+        )
+    })
+}
+
+/// Every repository URL a GitHub or GitLab push payload names.
+pub fn payload_repo_urls(payload: &serde_json::Value) -> Vec<String> {
+    let mut urls = Vec::new();
+    for (object, keys) in [
+        (
+            "repository",
+            &[
+                "clone_url",
+                "ssh_url",
+                "git_url",
+                "html_url",
+                "svn_url",
+                "url",
+                "git_http_url",
+                "git_ssh_url",
+                "homepage",
+            ][..],
+        ),
+        (
+            "project",
+            &[
+                "git_http_url",
+                "git_ssh_url",
+                "http_url",
+                "ssh_url",
+                "web_url",
+                "url",
+            ][..],
+        ),
+    ] {
+        for key in keys {
+            if let Some(url) = payload
+                .get(object)
+                .and_then(|o| o.get(key))
+                .and_then(|v| v.as_str())
+            {
+                if let Some(normalized) = normalize_repo_url(url) {
+                    if !urls.contains(&normalized) {
+                        urls.push(normalized);
+                    }
+                }
+            }
+        }
+    }
+    urls
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_and_bearer_headers() {
+        assert!(token_matches("s3cret", "s3cret"));
+        assert!(!token_matches("s3cret", "s3cre"));
+        assert!(!token_matches("s3cret", ""));
+        assert!(bearer_matches("tok", Some("Bearer tok")));
+        assert!(bearer_matches("tok", Some("bearer  tok ")));
+        assert!(!bearer_matches("tok", Some("Basic tok")));
+        assert!(!bearer_matches("tok", Some("Bearer tok2")));
+        assert!(!bearer_matches("tok", Some("tok")));
+        assert!(!bearer_matches("tok", None));
+    }
+
+    #[test]
+    fn github_signatures() {
+        // The example from GitHub's documentation on validating webhook deliveries.
+        let signature = github_signature("It's a Secret to Everybody", b"Hello, World!");
+        assert_eq!(
+            signature,
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        );
+        assert!(github_signature_matches(
+            "It's a Secret to Everybody",
+            b"Hello, World!",
+            Some(&signature)
+        ));
+        assert!(!github_signature_matches(
+            "It's a Secret to Everybody",
+            b"Hello, World?",
+            Some(&signature)
+        ));
+        assert!(!github_signature_matches(
+            "other",
+            b"Hello, World!",
+            Some(&signature)
+        ));
+        assert!(!github_signature_matches("x", b"", Some("sha256=zz")));
+        assert!(!github_signature_matches("x", b"", Some("sha1=00")));
+        assert!(!github_signature_matches("x", b"", None));
+    }
+
+    #[test]
+    fn repo_urls_normalize_across_forms() {
+        let forms = [
+            "https://github.com/Acme/Infra.git",
+            "https://x-access-token:abc@github.com/acme/infra",
+            "git@github.com:acme/infra.git",
+            "ssh://git@github.com:22/acme/infra.git",
+            "git://github.com/acme/infra.git/",
+        ];
+        for form in forms {
+            assert_eq!(
+                normalize_repo_url(form).as_deref(),
+                Some("github.com/acme/infra"),
+                "{form}"
+            );
+        }
+        assert_eq!(
+            normalize_repo_url("file:///srv/git/infra.git").as_deref(),
+            Some("/srv/git/infra")
+        );
+        assert_eq!(
+            normalize_repo_url("/srv/git/infra").as_deref(),
+            Some("/srv/git/infra")
+        );
+        assert_eq!(normalize_repo_url(""), None);
+    }
+
+    #[test]
+    fn payload_urls_from_github_and_gitlab() {
+        let github = serde_json::json!({"ref": "refs/heads/main", "repository": {
+            "clone_url": "https://github.com/acme/infra.git",
+            "ssh_url": "git@github.com:acme/infra.git",
+            "html_url": "https://github.com/acme/infra"}});
+        assert_eq!(payload_repo_urls(&github), ["github.com/acme/infra"]);
+        let gitlab = serde_json::json!({"object_kind": "push", "project": {
+            "git_http_url": "https://gitlab.example.com/ops/net.git",
+            "git_ssh_url": "git@gitlab.example.com:ops/net.git"}});
+        assert_eq!(payload_repo_urls(&gitlab), ["gitlab.example.com/ops/net"]);
+        assert!(payload_repo_urls(&serde_json::json!({})).is_empty());
+    }
+}

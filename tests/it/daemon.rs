@@ -1,0 +1,502 @@
+//! The daemon end to end: the real binary, real git repos, real HTTP.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{commit_files, driftwatch_bin, free_port, have_tool, init_repo};
+
+/// A drift check script: drifted while `marker` exists, in sync otherwise.
+fn marker_script(marker: &Path) -> String {
+    format!(
+        "#!/bin/sh\nif [ -e '{}' ]; then echo drift >&2; exit 2; fi\nexit 0\n",
+        marker.display()
+    )
+}
+
+struct Daemon {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(config: &Path, log: &Path) -> Daemon {
+        let text = std::fs::read_to_string(config).unwrap();
+        let port: u16 = text
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .and_then(|p| p.parse().ok())
+            .expect("config names a listen port");
+        let child = Command::new(driftwatch_bin())
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon {
+            child,
+            port,
+            log: log.to_path_buf(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        let response = reqwest::blocking_get(&self.url(path))?;
+        Some(response)
+    }
+
+    /// Polls until `check` returns true on a GET of `path`, or panics after a generous timeout.
+    fn wait_for(&self, path: &str, what: &str, check: impl Fn(u16, &str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some((code, body)) = self.get(path) {
+                if check(code, &body) {
+                    return body;
+                }
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                panic!(
+                    "timed out waiting for {what} at {path}; daemon log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn metric(&self, line_prefix: &str) -> Option<String> {
+        let (_, body) = self.get("/metrics")?;
+        body.lines()
+            .find(|l| l.starts_with(line_prefix))
+            .map(|l| l[line_prefix.len()..].trim().to_string())
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+                panic!("daemon did not exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Minimal blocking HTTP GET over std, so tests need no async runtime here.
+mod reqwest {
+    use std::io::{Read, Write};
+
+    pub fn blocking_get(url: &str) -> Option<(u16, String)> {
+        let rest = url.strip_prefix("http://")?;
+        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let mut stream = std::net::TcpStream::connect(host).ok()?;
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).ok()?;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let code = text.split_whitespace().nth(1)?.parse().ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(body)
+        } else {
+            body.to_string()
+        };
+        Some((code, body))
+    }
+
+    fn dechunk(mut body: &str) -> String {
+        let mut out = String::new();
+        while let Some((size, rest)) = body.split_once("\r\n") {
+            let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+                break;
+            };
+            if size == 0 || rest.len() < size {
+                break;
+            }
+            out.push_str(&rest[..size]);
+            body = rest[size..].trim_start_matches("\r\n");
+        }
+        out
+    }
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    work: PathBuf,
+    config: PathBuf,
+    marker: PathBuf,
+}
+
+/// A repo with two probe dirs (`app/`, `other/`) served over file://, and a
+/// config whose `app` probe drifts while the marker file exists.
+fn setup(extra: &str) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    let marker = root.join("drift-marker");
+    let work = root.join("work");
+    init_repo(
+        &work,
+        &[
+            ("app/check.sh", &marker_script(&marker)),
+            ("other/check.sh", "#!/bin/sh\nexit 0\n"),
+        ],
+    );
+    let port = free_port();
+    let config = root.join("driftwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"state_dir = "{state}"
+
+[server]
+listen = "127.0.0.1:{port}"
+
+[defaults]
+kill_grace = "2s"
+timeout = "60s"
+
+[[repo]]
+name = "infra"
+url = "file://{work}"
+branch = "main"
+poll_interval = "1s"
+
+[[probe]]
+name = "app"
+layer = "command"
+repo = "infra"
+path = "app"
+schedule = ""
+command = ["sh", "check.sh"]
+labels = {{ team = "corp" }}
+
+[[probe]]
+name = "other"
+layer = "command"
+repo = "infra"
+path = "other"
+schedule = ""
+command = ["sh", "check.sh"]
+{extra}
+"#,
+            state = root.join("state").display(),
+            work = work.display(),
+        ),
+    )
+    .unwrap();
+    Setup {
+        _tmp: tmp,
+        root,
+        work,
+        config,
+        marker,
+    }
+}
+
+fn runs(daemon: &Daemon, probe: &str, result: &str) -> u64 {
+    daemon
+        .metric(&format!(
+            "driftwatch_probe_runs_total{{layer=\"command\",probe=\"{probe}\",result=\"{result}\",root=\"\"}}"
+        ))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn daemon_serves_metrics_api_and_follows_commits() {
+    let s = setup("");
+    std::fs::write(&s.marker, "").unwrap();
+    let mut daemon = Daemon::start(&s.config, &s.root.join("daemon.log"));
+
+    daemon.wait_for("/readyz", "readiness", |code, _| code == 200);
+    daemon.wait_for("/metrics", "first runs", |_, body| {
+        body.contains("driftwatch_probe_runs_total{layer=\"command\",probe=\"app\",result=\"drifted\",root=\"\"} 1")
+            && body.contains("driftwatch_probe_runs_total{layer=\"command\",probe=\"other\",result=\"in_sync\",root=\"\"} 1")
+    });
+
+    let (_, metrics) = daemon.get("/metrics").unwrap();
+    for expected in [
+        "driftwatch_probe_result{layer=\"command\",probe=\"app\",root=\"\",team=\"corp\"} 2",
+        "driftwatch_probe_drifted{layer=\"command\",probe=\"app\",root=\"\",team=\"corp\"} 1",
+        "driftwatch_probe_result{layer=\"command\",probe=\"other\",root=\"\",team=\"\"} 0",
+        "driftwatch_probe_drifted{layer=\"command\",probe=\"other\",root=\"\",team=\"\"} 0",
+        "driftwatch_probe_drifted_since_timestamp_seconds{layer=\"command\",probe=\"other\",root=\"\",team=\"\"} 0",
+        "driftwatch_probe_errors_total{layer=\"command\",probe=\"app\",reason=\"exit_code\",root=\"\"} 0",
+        "driftwatch_repo_sync_success{repo=\"infra\"} 1",
+        "driftwatch_repo_sync_errors_total{repo=\"infra\"} 0",
+        "driftwatch_build_info{version=\"",
+    ] {
+        assert!(metrics.contains(expected), "missing {expected:?} in\n{metrics}");
+    }
+    let head = crate::common::git(&s.work, &["rev-parse", "HEAD"]);
+    assert!(metrics.contains(&format!(
+        "driftwatch_repo_info{{repo=\"infra\",revision=\"{head}\"}} 1"
+    )));
+    let since: f64 = daemon
+        .metric("driftwatch_probe_drifted_since_timestamp_seconds{layer=\"command\",probe=\"app\",root=\"\",team=\"corp\"}")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(since > 1.7e9, "drift-since is a real timestamp: {since}");
+
+    if have_tool("promtool") {
+        let mut lint = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        lint.stdin
+            .take()
+            .unwrap()
+            .write_all(metrics.as_bytes())
+            .unwrap();
+        let out = lint.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // The API shows the probe with its last report.
+    let (code, body) = daemon.get("/api/v1/probes/app").unwrap();
+    assert_eq!(code, 200);
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["status"], "drifted");
+    assert_eq!(view["labels"]["team"], "corp");
+    assert_eq!(view["last_report"]["exit_code"], 2);
+    assert_eq!(daemon.get("/api/v1/probes/nope").unwrap().0, 404);
+
+    // A commit touching only other/ runs `other` again, and not `app`.
+    commit_files(&s.work, &[("other/README", "docs\n")], "touch other");
+    daemon.wait_for("/metrics", "run on change", |_, body| {
+        body.contains("driftwatch_probe_runs_total{layer=\"command\",probe=\"other\",result=\"in_sync\",root=\"\"} 2")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        runs(&daemon, "app", "drifted"),
+        1,
+        "app's path was not touched"
+    );
+
+    // Fix the drift and commit to app/: app runs again and is in sync.
+    std::fs::remove_file(&s.marker).unwrap();
+    commit_files(&s.work, &[("app/README", "docs\n")], "touch app");
+    daemon.wait_for("/metrics", "in sync after fix", |_, body| {
+        body.contains(
+            "driftwatch_probe_result{layer=\"command\",probe=\"app\",root=\"\",team=\"corp\"} 0",
+        )
+    });
+    assert_eq!(
+        daemon.metric("driftwatch_probe_drifted_since_timestamp_seconds{layer=\"command\",probe=\"app\",root=\"\",team=\"corp\"}"),
+        Some("0".to_string())
+    );
+
+    let status = daemon.terminate();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+}
+
+#[test]
+fn vanished_remote_keeps_last_commit_and_reports_sync_failure() {
+    let s = setup("");
+    let mut daemon = Daemon::start(&s.config, &s.root.join("daemon.log"));
+    daemon.wait_for("/readyz", "readiness", |code, _| code == 200);
+    let head = crate::common::git(&s.work, &["rev-parse", "HEAD"]);
+    std::fs::rename(&s.work, s.root.join("gone")).unwrap();
+    daemon.wait_for("/metrics", "sync failure", |_, body| {
+        body.contains("driftwatch_repo_sync_success{repo=\"infra\"} 0")
+    });
+    let (_, metrics) = daemon.get("/metrics").unwrap();
+    assert!(metrics.contains(&format!(
+        "driftwatch_repo_info{{repo=\"infra\",revision=\"{head}\"}} 1"
+    )));
+    assert_eq!(
+        daemon.get("/readyz").unwrap().0,
+        200,
+        "ready stays true once synced"
+    );
+    daemon.terminate();
+}
+
+#[test]
+fn readiness_waits_for_first_sync() {
+    let s = setup("");
+    // Point the repo at a remote that does not exist yet.
+    let missing = s.root.join("later");
+    let text = std::fs::read_to_string(&s.config).unwrap().replace(
+        &format!("file://{}", s.work.display()),
+        &format!("file://{}", missing.display()),
+    );
+    std::fs::write(&s.config, text).unwrap();
+    let mut daemon = Daemon::start(&s.config, &s.root.join("daemon.log"));
+    daemon.wait_for("/healthz", "liveness", |code, _| code == 200);
+    daemon.wait_for("/metrics", "a failed sync", |_, body| {
+        body.contains("driftwatch_repo_sync_errors_total{repo=\"infra\"} 1")
+    });
+    assert_eq!(daemon.get("/readyz").unwrap().0, 503);
+    std::fs::rename(&s.work, &missing).unwrap();
+    daemon.wait_for(
+        "/readyz",
+        "readiness after the remote appears",
+        |code, _| code == 200,
+    );
+    daemon.terminate();
+}
+
+#[test]
+fn restart_keeps_drift_since() {
+    let s = setup("");
+    std::fs::write(&s.marker, "").unwrap();
+    let key = "driftwatch_probe_drifted_since_timestamp_seconds{layer=\"command\",probe=\"app\",root=\"\",team=\"corp\"}";
+    let first = {
+        let mut daemon = Daemon::start(&s.config, &s.root.join("daemon1.log"));
+        daemon.wait_for("/metrics", "drift", |_, body| {
+            body.contains("probe=\"app\",root=\"\",team=\"corp\"} 2")
+        });
+        let since = daemon.metric(key).unwrap();
+        daemon.terminate();
+        since
+    };
+    let mut daemon = Daemon::start(&s.config, &s.root.join("daemon2.log"));
+    // Before the new run completes the restored state is already exported…
+    daemon.wait_for("/healthz", "liveness", |code, _| code == 200);
+    assert_eq!(daemon.metric(key), Some(first.clone()));
+    // …and after it, drift-since still names the start of the episode.
+    daemon.wait_for("/metrics", "second run", |_, body| {
+        body.contains("driftwatch_probe_runs_total{layer=\"command\",probe=\"app\",result=\"drifted\",root=\"\"} 1")
+    });
+    assert_eq!(daemon.metric(key), Some(first));
+    daemon.terminate();
+}
+
+#[test]
+fn sigterm_during_a_run_exits_within_grace_and_leaves_no_orphans() {
+    // A unique sleep length lets pgrep find exactly our grandchildren.
+    let marker = format!("sleep 8{}.25", std::process::id());
+    let s = setup(&format!(
+        r#"
+[[probe]]
+name = "slow"
+layer = "command"
+repo = "infra"
+schedule = ""
+command = ["sh", "-c", "{marker} & {marker} & wait"]
+"#
+    ));
+    let mut daemon = Daemon::start(&s.config, &s.root.join("daemon.log"));
+    let start = Instant::now();
+    while !pgrep(&marker) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "slow probe never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stopped = Instant::now();
+    let status = daemon.terminate();
+    let took = stopped.elapsed();
+    assert!(status.success(), "{status:?}");
+    // kill_grace is 2s for the drain plus 2s for SIGTERM→SIGKILL; allow slack for a loaded machine.
+    assert!(took < Duration::from_secs(20), "shutdown took {took:?}");
+    assert!(!pgrep(&marker), "a probe process outlived the daemon");
+}
+
+fn pgrep(pattern: &str) -> bool {
+    let out = Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .unwrap();
+    !out.stdout.is_empty()
+}
+
+fn check(config: &Path, probes: &[&str]) -> (i32, String) {
+    let mut cmd = Command::new(driftwatch_bin());
+    cmd.args(["check", "--config"]).arg(config);
+    for probe in probes {
+        cmd.args(["--probe", probe]);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn check_exit_codes_follow_the_verdicts() {
+    let s = setup(
+        r#"
+[[probe]]
+name = "broken"
+layer = "command"
+repo = "infra"
+schedule = ""
+command = ["sh", "-c", "echo 'Error: something broke' >&2; exit 7"]
+"#,
+    );
+    let (code, out) = check(&s.config, &["other"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("IN SYNC"), "{out}");
+
+    std::fs::write(&s.marker, "").unwrap();
+    let (code, out) = check(&s.config, &["other", "app"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("DRIFTED"), "{out}");
+
+    // Error wins over drift.
+    let (code, out) = check(&s.config, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("something broke"), "stderr tail shown: {out}");
+
+    let out = Command::new(driftwatch_bin())
+        .args(["check", "--format", "json", "--probe", "app", "--config"])
+        .arg(&s.config)
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["verdict"], "drifted");
+    assert_eq!(doc["probes"][0]["probe"], "app");
+
+    let (code, out) = check(&s.config, &["nope"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no probe named"), "{out}");
+}

@@ -1,0 +1,111 @@
+//! Scheduler limits, through the library: global concurrency and skip-if-busy.
+
+use std::time::Duration;
+
+use crate::common::init_repo;
+
+/// Five probes that each log their start and end; at most two may overlap.
+fn config(dir: &std::path::Path, log: &std::path::Path) -> std::path::PathBuf {
+    let work = dir.join("work");
+    let script = format!(
+        "#!/bin/sh\necho \"start $(date +%s%N)\" >> '{log}'\nsleep 0.4\necho \"end $(date +%s%N)\" >> '{log}'\n",
+        log = log.display()
+    );
+    init_repo(&work, &[("probe.sh", &script)]);
+    let mut text = format!(
+        r#"state_dir = "{state}"
+
+[defaults]
+max_concurrent_runs = 2
+
+[[repo]]
+name = "infra"
+url = "file://{work}"
+"#,
+        state = dir.join("state").display(),
+        work = work.display()
+    );
+    for i in 0..5 {
+        text.push_str(&format!(
+            "\n[[probe]]\nname = \"p{i}\"\nlayer = \"command\"\nschedule = \"\"\ncommand = [\"sh\", \"probe.sh\"]\n"
+        ));
+    }
+    let path = dir.join("driftwatch.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The largest number of runs in progress at once, from the start/end log.
+fn max_overlap(log: &str) -> i32 {
+    let mut events: Vec<(u128, i32)> = log
+        .lines()
+        .filter_map(|line| {
+            let (kind, at) = line.split_once(' ')?;
+            Some((at.parse().ok()?, if kind == "start" { 1 } else { -1 }))
+        })
+        .collect();
+    // Ends sort before starts at the same instant.
+    events.sort();
+    let (mut now, mut max) = (0, 0);
+    for (_, delta) in events {
+        now += delta;
+        max = max.max(now);
+    }
+    max
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_limit_bounds_concurrent_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("runs.log");
+    let config = driftwatch::config::load(&config(tmp.path(), &log)).unwrap();
+    let daemon = driftwatch::app::build(config, false).unwrap();
+    let reports = driftwatch::scheduler::run_once(&daemon.scheduler, &[])
+        .await
+        .unwrap();
+    assert_eq!(reports.len(), 5);
+    assert!(reports
+        .iter()
+        .all(|r| r.verdict == driftwatch::probe::Verdict::InSync));
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(log.lines().count(), 10);
+    assert_eq!(
+        max_overlap(&log),
+        2,
+        "runs overlapped beyond the limit, or never ran in parallel:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_never_runs_twice_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("runs.log");
+    let config = driftwatch::config::load(&config(tmp.path(), &log)).unwrap();
+    let daemon = driftwatch::app::build(config, false).unwrap();
+    // Sync first so the manual triggers have a checkout to run on.
+    driftwatch::scheduler::run_once(&daemon.scheduler, &["p1".to_string()])
+        .await
+        .unwrap();
+    std::fs::remove_file(&log).unwrap();
+
+    let mut reports = daemon.scheduler.subscribe();
+    daemon.scheduler.trigger("p0").unwrap();
+    daemon.scheduler.trigger("p0").unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(60), reports.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.probe, "p0");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(reports.try_recv().is_err(), "a second run of p0 happened");
+
+    let metrics = daemon.context.metrics.render();
+    assert!(
+        metrics.contains(
+            "driftwatch_probe_skipped_runs_total{layer=\"command\",probe=\"p0\",root=\"\"} 1"
+        ),
+        "{metrics}"
+    );
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(log.lines().count(), 2, "exactly one run of p0:\n{log}");
+}

@@ -1,0 +1,650 @@
+//! The Terraform layer against real Terraform, offline: the image's
+//! Terraform with the built-in `terraform_data` resource, and Terraform 1.0.3
+//! with the null provider from scripts/install.d/20-terraform.sh.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use driftwatch::probe::{
+    ErrorReason, Outcome, Probe, ProbeContext, ProbeError, RunReport, Verdict,
+};
+
+use crate::common;
+
+/// A test's directories: a git work tree, checkouts cloned from it, state
+/// outside the repo, and the probe's cache.
+struct Fixture {
+    tmp: tempfile::TempDir,
+    binary: String,
+    cli_config: PathBuf,
+}
+
+impl Fixture {
+    fn new(binary: &str) -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        // The environment may point TF_CLI_CONFIG_FILE at a missing file: set one explicitly.
+        let cli_config = tmp.path().join("empty.tfrc");
+        std::fs::write(&cli_config, "").unwrap();
+        Fixture {
+            tmp,
+            binary: binary.to_string(),
+            cli_config,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.path("repo")
+    }
+
+    /// A fresh checkout of the repo's current commit, as repo sync makes one per commit.
+    fn checkout(&self, name: &str) -> PathBuf {
+        let dest = self.path(name);
+        common::git(
+            self.tmp.path(),
+            &[
+                "clone",
+                "-q",
+                self.repo().to_str().unwrap(),
+                dest.to_str().unwrap(),
+            ],
+        );
+        dest
+    }
+
+    /// Runs the test's own (bare) Terraform, e.g. to apply the starting state.
+    fn terraform(&self, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        let out = std::process::Command::new(&self.binary)
+            .args(args)
+            .current_dir(dir)
+            .env("TF_CLI_CONFIG_FILE", &self.cli_config)
+            .env(
+                "TF_DATA_DIR",
+                self.path("setup-data").join(dir.file_name().unwrap()),
+            )
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_IN_AUTOMATION", "1")
+            .envs(env.iter().copied())
+            .output()
+            .expect("terraform runs");
+        assert!(
+            out.status.success(),
+            "terraform {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn apply(&self, dir: &Path, env: &[(&str, &str)]) {
+        self.terraform(dir, &["init", "-input=false", "-no-color"], env);
+        self.terraform(
+            dir,
+            &["apply", "-auto-approve", "-input=false", "-no-color"],
+            env,
+        );
+    }
+
+    fn probe(&self, extra: &str) -> Arc<dyn Probe> {
+        let fields = format!(
+            "binary = {:?}\ncli_config_file = {:?}\n{extra}",
+            self.binary,
+            self.cli_config.to_str().unwrap()
+        );
+        match common::build_probe("terraform", "tf", "", &fields) {
+            Ok(probe) => probe,
+            Err(errors) => panic!("probe config rejected: {errors:?}"),
+        }
+    }
+
+    /// A context for `root` (relative to the checkout) sharing one cache dir across runs.
+    fn context(&self, checkout: &Path, root: &str, timeout: Duration) -> ProbeContext {
+        let mut cx = common::probe_context("tf", checkout, root, &self.path("probe"), timeout);
+        cx.root = root.to_string();
+        let scratch = self.path(&format!("scratch-{}", root.replace('/', "_")));
+        std::fs::create_dir_all(&scratch).unwrap();
+        cx.scratch_dir = scratch;
+        cx
+    }
+
+    async fn run(
+        &self,
+        probe: &Arc<dyn Probe>,
+        checkout: &Path,
+        root: &str,
+    ) -> Result<Outcome, ProbeError> {
+        probe
+            .run(&self.context(checkout, root, Duration::from_secs(120)))
+            .await
+    }
+}
+
+/// A backend block keeping state outside the repo, where the test applies it.
+fn backend(state: &Path) -> String {
+    format!(
+        "terraform {{\n  backend \"local\" {{\n    path = {:?}\n  }}\n}}\n",
+        state.to_str().unwrap()
+    )
+}
+
+fn data_resource(name: &str, input: &str) -> String {
+    format!("resource \"terraform_data\" \"{name}\" {{\n  input = {input}\n}}\n")
+}
+
+fn have_terraform() -> bool {
+    common::have_tool("terraform")
+}
+
+fn ok(result: Result<Outcome, ProbeError>) -> Outcome {
+    match result {
+        Ok(outcome) => outcome,
+        Err(e) => panic!(
+            "probe error ({:?}): {}\n{}",
+            e.reason, e.message, e.stderr_tail
+        ),
+    }
+}
+
+#[tokio::test]
+async fn in_sync_then_an_unapplied_commit_drifts_and_init_is_reused() {
+    if !have_terraform() {
+        return;
+    }
+    let f = Fixture::new("terraform");
+    let state = f.path("state/terraform.tfstate");
+    let main =
+        backend(&state) + &data_resource("web", "\"one\"") + &data_resource("db", "\"stable\"");
+    common::init_repo(&f.repo(), &[("main.tf", &main)]);
+    f.apply(&f.repo(), &[]);
+    let probe = f.probe("");
+
+    let first = f.checkout("c1");
+    let outcome = ok(f.run(&probe, &first, "").await);
+    assert_eq!(outcome.verdict(), Verdict::InSync);
+    assert_eq!(outcome.exit_code, Some(0));
+    assert!(outcome.changes.is_empty());
+    assert_eq!(outcome.details["init"], "ran");
+
+    // The same commit again: no init work at all.
+    let again = ok(f.run(&probe, &first, "").await);
+    assert_eq!(again.verdict(), Verdict::InSync);
+    assert_eq!(again.details["init"], "skipped");
+
+    // A new commit edits an attribute and is never applied.
+    let edited =
+        backend(&state) + &data_resource("web", "\"two\"") + &data_resource("db", "\"stable\"");
+    common::commit_files(&f.repo(), &[("main.tf", &edited)], "web: two");
+    let second = f.checkout("c2");
+    let outcome = ok(f.run(&probe, &second, "").await);
+    assert_eq!(outcome.verdict(), Verdict::Drifted);
+    assert_eq!(outcome.exit_code, Some(2));
+    let subjects: Vec<(&str, &str)> = outcome
+        .changes
+        .iter()
+        .map(|c| (c.subject.as_str(), c.action.as_str()))
+        .collect();
+    assert_eq!(subjects, [("terraform_data.web", "update")]);
+    let web = &outcome.changes[0];
+    assert_eq!(web.origin.as_deref(), Some("config"));
+    assert!(
+        web.diff.contains("~ input: \"one\" → \"two\""),
+        "{}",
+        web.diff
+    );
+    // A new checkout that only edits a resource reuses the initialized cache.
+    assert_eq!(outcome.details["init"], "skipped");
+    assert_eq!(outcome.details["resources"]["update"], 1);
+    // The plan file is gone.
+    assert!(!f.path("scratch-").join("driftwatch.tfplan").exists());
+}
+
+#[tokio::test]
+async fn reality_changing_outside_the_repo_is_drift_from_outside() {
+    if !have_terraform() {
+        return;
+    }
+    let f = Fixture::new("terraform");
+    let state = f.path("state/terraform.tfstate");
+    let external = f.path("external/size.txt");
+    std::fs::create_dir_all(external.parent().unwrap()).unwrap();
+    std::fs::write(&external, "small").unwrap();
+    let input = format!(
+        "fileexists({0:?}) ? file({0:?}) : \"absent\"",
+        external.to_str().unwrap()
+    );
+    let main = backend(&state) + &data_resource("size", &input);
+    common::init_repo(&f.repo(), &[("main.tf", &main)]);
+    f.apply(&f.repo(), &[]);
+    let probe = f.probe("");
+    let checkout = f.checkout("c1");
+    assert_eq!(
+        ok(f.run(&probe, &checkout, "").await).verdict(),
+        Verdict::InSync
+    );
+
+    // Reality moves; git does not.
+    std::fs::write(&external, "large").unwrap();
+    let outcome = ok(f.run(&probe, &checkout, "").await);
+    assert_eq!(outcome.verdict(), Verdict::Drifted);
+    assert_eq!(outcome.changes.len(), 1, "{:?}", outcome.changes);
+    let change = &outcome.changes[0];
+    assert_eq!(
+        (change.subject.as_str(), change.action.as_str()),
+        ("terraform_data.size", "update")
+    );
+    assert_eq!(change.origin.as_deref(), Some("outside"), "{change:?}");
+    assert!(
+        change.diff.contains("\"small\" → \"large\""),
+        "{}",
+        change.diff
+    );
+    assert_eq!(outcome.details["origin_inferred"], true);
+}
+
+#[tokio::test]
+async fn a_syntax_error_is_an_error_naming_file_and_line_never_drift() {
+    if !have_terraform() {
+        return;
+    }
+    let f = Fixture::new("terraform");
+    let state = f.path("state/terraform.tfstate");
+    let main = backend(&state) + &data_resource("a", "\"x\"");
+    common::init_repo(&f.repo(), &[("main.tf", &main)]);
+    f.apply(&f.repo(), &[]);
+    let probe = f.probe("");
+    assert_eq!(
+        ok(f.run(&probe, &f.checkout("c1"), "").await).verdict(),
+        Verdict::InSync
+    );
+
+    // Line 8 of network.tf is the bad block (the cache is initialized, so plan reports it).
+    let broken = "# comment\n\n\n\n\n\n\nfoo {\n}\n";
+    common::commit_files(&f.repo(), &[("network.tf", broken)], "broken");
+    let err = f.run(&probe, &f.checkout("c2"), "").await.unwrap_err();
+    assert_eq!(err.reason, ErrorReason::Input, "{err:?}");
+    assert_eq!(err.exit_code, Some(1));
+    assert!(
+        err.message.contains("network.tf:8: Unsupported block type"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.stderr_tail.contains("Unsupported block type"),
+        "{}",
+        err.stderr_tail
+    );
+
+    // A cold cache fails in init instead: still an error naming the spot.
+    let cold = Fixture::new("terraform");
+    common::init_repo(&cold.repo(), &[("main.tf", &main), ("network.tf", broken)]);
+    let err = cold
+        .run(&cold.probe(""), &cold.checkout("c1"), "")
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason, ErrorReason::Input, "{err:?}");
+    assert!(err.message.contains("init failed"), "{}", err.message);
+    assert!(
+        err.message.contains("network.tf:8: Unsupported block type"),
+        "{}",
+        err.message
+    );
+}
+
+#[tokio::test]
+async fn a_failing_init_is_an_error() {
+    if !have_terraform() {
+        return;
+    }
+    let f = Fixture::new("terraform");
+    let main = "module \"net\" {\n  source = \"./modules/missing\"\n}\n";
+    common::init_repo(&f.repo(), &[("main.tf", main)]);
+    let err = f
+        .run(&f.probe(""), &f.checkout("c1"), "")
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("init failed"), "{}", err.message);
+    assert!(
+        err.message
+            .contains("main.tf:1: Unreadable module directory"),
+        "{}",
+        err.message
+    );
+    assert!(err.partial_changes.is_empty());
+}
+
+/// Captures everything `tracing` emits on this thread.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn report(result: Result<Outcome, ProbeError>) -> RunReport {
+    let mut report = RunReport {
+        probe: "tf".into(),
+        name: "tf".into(),
+        root: String::new(),
+        layer: "terraform".into(),
+        run_id: 1,
+        trigger: "manual".into(),
+        repo: "test".into(),
+        commit: String::new(),
+        started_at: chrono::Utc::now(),
+        duration: Duration::from_secs(1),
+        verdict: Verdict::InSync,
+        exit_code: None,
+        changes: Vec::new(),
+        warnings: Vec::new(),
+        details: serde_json::Value::Null,
+        error: None,
+        labels: Default::default(),
+    };
+    report.apply_result(result);
+    report
+}
+
+#[tokio::test]
+async fn sensitive_values_never_reach_the_report_or_logs() {
+    if !have_terraform() {
+        return;
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let f = Fixture::new("terraform");
+    let state = f.path("state/terraform.tfstate");
+    let old_secret = "old-s3cret-Value-4711";
+    let new_secret = "new-s3cret-Value-0815";
+    let main = backend(&state)
+        + "variable \"db_password\" {\n  type      = string\n  sensitive = true\n}\n"
+        + &data_resource("db", "var.db_password")
+        + &data_resource("name", "\"app\"")
+        + "output \"password\" {\n  value     = var.db_password\n  sensitive = true\n}\n";
+    common::init_repo(&f.repo(), &[("main.tf", &main)]);
+    f.apply(&f.repo(), &[("TF_VAR_db_password", old_secret)]);
+
+    // The new value comes through the probe's `vars` (written to a scratch tfvars file).
+    let probe = f.probe(&format!("vars = {{ db_password = {new_secret:?} }}"));
+    let checkout = f.checkout("c1");
+    let outcome = ok(f.run(&probe, &checkout, "").await);
+    assert_eq!(outcome.verdict(), Verdict::Drifted);
+    let subjects: Vec<&str> = outcome.changes.iter().map(|c| c.subject.as_str()).collect();
+    assert_eq!(subjects, ["terraform_data.db", "output.password"]);
+    assert!(
+        outcome.changes[0].diff.contains("(sensitive value)"),
+        "{}",
+        outcome.changes[0].diff
+    );
+
+    // A credential passed through the environment is masked on error paths
+    // too, even where Terraform echoes it (here in an invalid -target).
+    std::env::set_var("DRIFTWATCH_TEST_TF_SECRET", new_secret);
+    let failing = f.probe(&format!(
+        "pass_env = [\"DRIFTWATCH_TEST_TF_SECRET\"]\nplan_args = [\"-target={new_secret}\"]"
+    ));
+    let failed = f.run(&failing, &checkout, "").await;
+    let error = failed.clone().unwrap_err();
+    assert!(error.message.contains("(sensitive value)"), "{error:?}");
+
+    let json = serde_json::to_string(&report(Ok(outcome))).unwrap()
+        + &serde_json::to_string(&report(failed)).unwrap();
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    for secret in [old_secret, new_secret] {
+        assert!(!json.contains(secret), "secret in report: {json}");
+        assert!(!logs.contains(secret), "secret in logs: {logs}");
+    }
+    // Nothing secret is left on disk in the scratch dir either.
+    let leftovers: Vec<_> = std::fs::read_dir(f.path("scratch-"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test]
+async fn two_roots_from_one_glob_run_in_parallel_with_separate_results() {
+    if !have_terraform() {
+        return;
+    }
+    let f = Fixture::new("terraform");
+    let stack = |name: &str, value: &str| {
+        backend(&f.path(&format!("state/{name}.tfstate")))
+            + &data_resource("x", &format!("{value:?}"))
+    };
+    common::init_repo(
+        &f.repo(),
+        &[
+            ("stacks/a/main.tf", &stack("a", "1")),
+            ("stacks/b/main.tf", &stack("b", "1")),
+            ("stacks/docs/README.md", "not a root"),
+        ],
+    );
+    f.apply(&f.repo().join("stacks/a"), &[]);
+    f.apply(&f.repo().join("stacks/b"), &[]);
+    common::commit_files(
+        &f.repo(),
+        &[("stacks/b/main.tf", &stack("b", "2"))],
+        "b changes",
+    );
+
+    let probe = f.probe("roots = [\"stacks/*\"]\nparallelism = 3");
+    let checkout = f.checkout("c1");
+    assert_eq!(probe.roots(&checkout).unwrap(), ["stacks/a", "stacks/b"]);
+    assert_eq!(probe.parallelism(), 3);
+
+    let timeout = Duration::from_secs(120);
+    let (cx_a, cx_b) = (
+        f.context(&checkout, "stacks/a", timeout),
+        f.context(&checkout, "stacks/b", timeout),
+    );
+    let (a, b) = tokio::join!(probe.run(&cx_a), probe.run(&cx_b));
+    let (a, b) = (ok(a), ok(b));
+    assert_eq!(a.verdict(), Verdict::InSync);
+    assert_eq!(a.details["root"], "stacks/a");
+    assert_eq!(b.verdict(), Verdict::Drifted);
+    assert_eq!(b.details["root"], "stacks/b");
+    assert_eq!(b.changes[0].subject, "terraform_data.x");
+    // Each root keeps its own initialized data directory.
+    let roots: Vec<_> = std::fs::read_dir(f.path("probe/cache/roots"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(roots.len(), 2);
+}
+
+/// Processes whose working directory is `dir` (Terraform and its plugins).
+fn processes_in(dir: &Path) -> Vec<String> {
+    let dir = dir.canonicalize().unwrap();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) {
+            if cwd == dir {
+                let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                found.push(String::from_utf8_lossy(&cmdline).replace('\0', " "));
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_timeout_kills_terraform_and_leaves_nothing_behind() {
+    if !have_terraform() {
+        return;
+    }
+    // An HTTP "state server" that accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let f = Fixture::new("terraform");
+    let main = format!(
+        "data \"terraform_remote_state\" \"net\" {{\n  backend = \"http\"\n  config = {{ address = \"http://127.0.0.1:{port}/state\" }}\n}}\n{}",
+        data_resource("x", "data.terraform_remote_state.net.outputs")
+    );
+    common::init_repo(&f.repo(), &[("main.tf", &main)]);
+    let checkout = f.checkout("c1");
+    let probe = f.probe("");
+    let err = probe
+        .run(&f.context(&checkout, "", Duration::from_secs(10)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason, ErrorReason::Timeout, "{err:?}");
+    let left = processes_in(&checkout);
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    let scratch: Vec<_> = std::fs::read_dir(f.path("scratch-"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(scratch.is_empty(), "plan file left behind: {scratch:?}");
+}
+
+#[tokio::test]
+async fn a_missing_binary_fails_preflight_clearly() {
+    let f = Fixture::new("/nonexistent/bin/terraform");
+    let probe = f.probe("");
+    let problems = probe.preflight().await;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("\"/nonexistent/bin/terraform\" cannot be run"),
+        "{}",
+        problems[0]
+    );
+    assert!(
+        problems[0].contains("install Terraform >= 0.15.4"),
+        "{}",
+        problems[0]
+    );
+
+    common::init_repo(&f.repo(), &[("main.tf", "")]);
+    let err = f.run(&probe, &f.checkout("c1"), "").await.unwrap_err();
+    assert_eq!(err.reason, ErrorReason::Spawn);
+
+    if have_terraform() {
+        let fixture = Fixture::new("terraform");
+        let good = fixture.probe("");
+        assert_eq!(good.preflight().await, Vec::<String>::new());
+    }
+}
+
+#[test]
+fn read_only_violations_are_config_errors() {
+    let errors = match common::build_probe(
+        "terraform",
+        "tf",
+        "",
+        "plan_args = [\"-refresh-only\"]\ninit_args = [\"-migrate-state\"]",
+    ) {
+        Ok(_) => panic!("accepted"),
+        Err(errors) => errors,
+    };
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["init_args[0]", "plan_args[0]"]);
+}
+
+/// Terraform 1.0.3 and hashicorp/null 2.1.2 from the installer's offline mirror.
+fn terraform_1_0_3() -> Option<(String, PathBuf)> {
+    if !common::have_tool("terraform-1.0.3") {
+        return None;
+    }
+    let bin = common::which("terraform-1.0.3").unwrap();
+    let rc = bin.parent()?.parent()?.join("terraform-offline.tfrc");
+    assert!(rc.is_file(), "the installer writes {}", rc.display());
+    Some((bin.to_string_lossy().into_owned(), rc))
+}
+
+#[tokio::test]
+async fn terraform_1_0_3_with_the_null_provider_and_remote_state() {
+    let Some((bin, rc)) = terraform_1_0_3() else {
+        return;
+    };
+    let mut f = Fixture::new(&bin);
+    f.cli_config = rc;
+
+    // Another stack whose output this one reads through terraform_remote_state.
+    let network_state = f.path("state/network.tfstate");
+    let network_dir = f.path("network");
+    std::fs::create_dir_all(&network_dir).unwrap();
+    let network = |cidr: &str| {
+        backend(&network_state) + &format!("output \"cidr\" {{\n  value = {cidr:?}\n}}\n")
+    };
+    std::fs::write(network_dir.join("main.tf"), network("10.0.0.0/16")).unwrap();
+    f.apply(&network_dir, &[]);
+
+    let state = f.path("state/app.tfstate");
+    let app = |tag: &str| {
+        backend(&state)
+            + &format!(
+                "data \"terraform_remote_state\" \"net\" {{\n  backend = \"local\"\n  config = {{ path = {:?} }}\n}}\n",
+                network_state.to_str().unwrap()
+            )
+            + &format!(
+                "resource \"null_resource\" \"app\" {{\n  triggers = {{\n    cidr = data.terraform_remote_state.net.outputs.cidr\n    tag  = {tag:?}\n  }}\n}}\n"
+            )
+    };
+    // No lock file in git: the probe's own init generates one and reuses it.
+    common::init_repo(
+        &f.repo(),
+        &[
+            ("main.tf", &app("v1")),
+            (".gitignore", ".terraform.lock.hcl\n"),
+        ],
+    );
+    f.apply(&f.repo(), &[]);
+    let probe = f.probe("");
+    let first = f.checkout("c1");
+    let outcome = ok(f.run(&probe, &first, "").await);
+    assert_eq!(outcome.verdict(), Verdict::InSync);
+    assert_eq!(outcome.details["init"], "ran");
+
+    // The other stack changes: reality moved, no commit here.
+    std::fs::write(network_dir.join("main.tf"), network("10.1.0.0/16")).unwrap();
+    f.apply(&network_dir, &[]);
+    let outcome = ok(f.run(&probe, &first, "").await);
+    assert_eq!(outcome.verdict(), Verdict::Drifted);
+    let change = &outcome.changes[0];
+    assert_eq!(
+        (change.subject.as_str(), change.action.as_str()),
+        ("null_resource.app", "replace")
+    );
+    assert_eq!(change.origin.as_deref(), Some("outside"));
+    assert!(
+        change
+            .diff
+            .contains("~ triggers.cidr: \"10.0.0.0/16\" → \"10.1.0.0/16\""),
+        "{}",
+        change.diff
+    );
+    assert_eq!(outcome.details["terraform_version"], "1.0.3");
+    assert_eq!(outcome.details["init"], "skipped");
+
+    // A commit changes the config: drift from config, and the new checkout
+    // (without a lock file in git) still needs no init.
+    common::commit_files(&f.repo(), &[("main.tf", &app("v2"))], "tag v2");
+    let outcome = ok(f.run(&probe, &f.checkout("c2"), "").await);
+    assert_eq!(outcome.verdict(), Verdict::Drifted);
+    assert_eq!(outcome.changes[0].origin.as_deref(), Some("config"));
+    assert_eq!(outcome.details["init"], "skipped");
+}

@@ -1,0 +1,768 @@
+//! The status page, history API and triggers over real HTTP, with pages
+//! rendered by headless Chromium (Debian's `chromium`).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use driftwatch::history::{History, HistoryConfig};
+use driftwatch::probe::outcome::{ErrorReason, ProbeError, ResourceChange};
+use driftwatch::probe::{Outcome, RunReport, Verdict};
+use driftwatch::state::State;
+use driftwatch::web::{
+    self, Catalog, CatalogProbe, CatalogRepo, Secrets, TriggerRefusal, TriggerSink, WebContext,
+    WebMetrics,
+};
+
+use crate::common;
+
+const XSS: &str = "<script>document.title='pwned';alert(1)</script>";
+const API_TOKEN: &str = "test-api-token-5f1c";
+const HOOK_SECRET: &str = "test-hook-secret-9a2e";
+
+/// Remembers what the HTTP side asked the scheduler for.
+#[derive(Default)]
+struct RecordingTriggers {
+    runs: Mutex<Vec<String>>,
+    syncs: Mutex<Vec<Option<String>>>,
+}
+
+impl TriggerSink for RecordingTriggers {
+    fn run_probe(&self, id: &str) -> Result<(), TriggerRefusal> {
+        if id == "unknown" {
+            return Err(TriggerRefusal::NotFound);
+        }
+        self.runs.lock().unwrap().push(id.to_string());
+        Ok(())
+    }
+
+    fn sync(&self, repo: Option<&str>) -> Result<(), TriggerRefusal> {
+        self.syncs.lock().unwrap().push(repo.map(str::to_string));
+        Ok(())
+    }
+}
+
+fn report(
+    probe: &str,
+    root: &str,
+    layer: &str,
+    at: DateTime<Utc>,
+    result: Result<Outcome, ProbeError>,
+) -> RunReport {
+    let mut report = RunReport {
+        probe: if root.is_empty() {
+            probe.to_string()
+        } else {
+            format!("{probe}:{root}")
+        },
+        name: probe.to_string(),
+        root: root.to_string(),
+        layer: layer.to_string(),
+        run_id: at.timestamp() as u64,
+        trigger: "schedule".into(),
+        repo: "infra".into(),
+        commit: format!("{:040x}", at.timestamp()),
+        started_at: at,
+        duration: Duration::from_millis(2300),
+        verdict: Verdict::InSync,
+        exit_code: None,
+        changes: vec![],
+        warnings: vec![],
+        details: serde_json::Value::Null,
+        error: None,
+        message: String::new(),
+        labels: BTreeMap::new(),
+    };
+    report.apply_result(result);
+    report
+}
+
+struct Harness {
+    base: String,
+    state: Arc<State>,
+    history: Arc<History>,
+    triggers: Arc<RecordingTriggers>,
+    registry: prometheus::Registry,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn start(secrets: Secrets) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Arc::new(State::load(dir.path()));
+        let history = Arc::new(History::open(dir.path(), HistoryConfig::default()));
+        let triggers = Arc::new(RecordingTriggers::default());
+        let registry = prometheus::Registry::new();
+        let metrics = WebMetrics::register(&registry).unwrap();
+        let catalog = Catalog {
+            probes: vec![
+                CatalogProbe {
+                    name: "web-deploy".into(),
+                    layer: "kubernetes".into(),
+                    repo: "infra".into(),
+                    path: "k8s/web".into(),
+                    schedule: Some("*/5 * * * *".into()),
+                },
+                CatalogProbe {
+                    name: "network".into(),
+                    layer: "terraform".into(),
+                    repo: "infra".into(),
+                    path: "tf".into(),
+                    schedule: None,
+                },
+                CatalogProbe {
+                    name: "hosts".into(),
+                    layer: "ansible".into(),
+                    repo: "infra".into(),
+                    path: "ansible".into(),
+                    schedule: None,
+                },
+                CatalogProbe {
+                    name: "not-yet".into(),
+                    layer: "command".into(),
+                    repo: "infra".into(),
+                    path: "".into(),
+                    schedule: None,
+                },
+            ],
+            repos: vec![
+                CatalogRepo {
+                    name: "infra".into(),
+                    match_key: web::hooks::normalize_repo_url("https://github.com/acme/infra.git"),
+                },
+                CatalogRepo {
+                    name: "other".into(),
+                    match_key: web::hooks::normalize_repo_url("https://github.com/acme/other.git"),
+                },
+            ],
+        };
+        let ctx = WebContext {
+            state: state.clone(),
+            history: Some(history.clone()),
+            catalog: Arc::new(catalog),
+            triggers: triggers.clone(),
+            secrets: Arc::new(secrets),
+            metrics: metrics.clone(),
+            refresh_seconds: 30,
+        };
+        let app = web::with_request_metrics(web::routes().with_state(ctx), metrics);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Harness {
+            base: format!("http://{addr}"),
+            state,
+            history,
+            triggers,
+            registry,
+            _dir: dir,
+        }
+    }
+
+    fn record(&self, report: &RunReport) {
+        self.state.record(report);
+        self.history.record(report);
+    }
+
+    fn flush(&self) {
+        assert!(self.history.flush(Duration::from_secs(60)));
+    }
+
+    /// A drifted Kubernetes probe whose annotation holds a script, a
+    /// Terraform root with a script in a value, an erroring Ansible probe.
+    fn populate(&self) {
+        let now = Utc::now();
+        let at = |minutes_ago: i64| now - chrono::Duration::minutes(minutes_ago);
+        let annotation_diff = format!(
+            "  metadata.annotations.note:\n-   \"release 41\"\n+   \"{XSS}\"\n~ spec.replicas: 6 -> 5"
+        );
+        self.record(&report(
+            "web-deploy",
+            "",
+            "kubernetes",
+            at(50),
+            Ok(Outcome::in_sync()),
+        ));
+        self.record(&report(
+            "web-deploy",
+            "",
+            "kubernetes",
+            at(40),
+            Ok(Outcome::drifted(vec![
+                ResourceChange::new("Deployment/prod/web", "configured")
+                    .with_diff(annotation_diff.clone()),
+                ResourceChange::new(format!("ConfigMap/prod/{XSS}"), "configured"),
+            ])),
+        ));
+        self.record(&report(
+            "web-deploy",
+            "",
+            "kubernetes",
+            at(20),
+            Err(ProbeError::new(
+                ErrorReason::Api,
+                format!("apiserver said {XSS}"),
+            )),
+        ));
+        self.record(&report(
+            "web-deploy",
+            "",
+            "kubernetes",
+            at(5),
+            Ok(Outcome::drifted(vec![
+                ResourceChange::new("Deployment/prod/web", "configured").with_diff(annotation_diff),
+                ResourceChange::new(format!("ConfigMap/prod/{XSS}"), "configured"),
+            ])),
+        ));
+        self.record(&report(
+            "network",
+            "envs/prod",
+            "terraform",
+            at(3),
+            Ok(Outcome::drifted(vec![ResourceChange::new(
+                "terraform_data.dns",
+                "update",
+            )
+            .with_diff(format!("~ input = \"berlin\" -> \"{XSS}\""))
+            .with_origin("outside")])),
+        ));
+        self.record(&report(
+            "network",
+            "envs/dev",
+            "terraform",
+            at(3),
+            Ok(Outcome::in_sync()),
+        ));
+        self.record(&report(
+            "hosts",
+            "",
+            "ansible",
+            at(2),
+            Err(ProbeError::new(
+                ErrorReason::Unreachable,
+                "host db1 unreachable",
+            )),
+        ));
+        self.flush();
+    }
+}
+
+/// Renders `url` in headless Chromium and returns the serialized DOM.
+async fn chromium(args: &[&str], url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let mut command = tokio::process::Command::new("chromium");
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+        .await
+        .expect("chromium finishes within two minutes")
+        .expect("chromium starts");
+    assert!(
+        output.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+async fn dump_dom(url: &str) -> String {
+    chromium(&["--dump-dom"], url).await
+}
+
+fn assert_script_escaped_and_inert(dom: &str) {
+    assert!(
+        dom.contains("&lt;script&gt;document.title='pwned';alert(1)&lt;/script&gt;"),
+        "the injected markup shows up as text"
+    );
+    assert!(
+        !dom.to_lowercase().contains("<script"),
+        "no script element in the rendered DOM"
+    );
+    assert!(
+        !dom.contains("<title>pwned</title>"),
+        "the injected script did not run"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_page_renders_in_chromium_with_everything_escaped() {
+    if !common::have_tool("chromium") {
+        return;
+    }
+    let harness = Harness::start(Secrets::default()).await;
+    harness.populate();
+
+    let dom = dump_dom(&format!("{}/", harness.base)).await;
+    assert!(dom.contains("<title>driftwatch: status</title>"), "{dom}");
+    assert!(dom.contains(r#"http-equiv="refresh""#));
+    for layer in ["ansible", "command", "kubernetes", "terraform"] {
+        assert!(
+            dom.contains(&format!(r#"<h2 id="layer-{layer}">{layer}</h2>"#)),
+            "layer {layer}"
+        );
+    }
+    let row = |id: &str, status: &str| format!(r#"data-probe="{id}" data-status="{status}""#);
+    assert!(dom.contains(&row("web-deploy", "drifted")));
+    assert!(dom.contains(&row("network:envs/prod", "drifted")));
+    assert!(dom.contains(&row("network:envs/dev", "in_sync")));
+    assert!(dom.contains(&row("hosts", "error")));
+    assert!(dom.contains(&row("not-yet", "pending")));
+    assert!(dom.contains(r#"<span class="badge s-drifted">DRIFTED</span>"#));
+    assert!(dom.contains(r#"<span class="badge s-error">ERROR</span>"#));
+    assert!(dom.contains("drifted: 2 resource(s) differ"));
+    assert!(dom.contains("error (unreachable): host db1 unreachable"));
+    assert!(dom.contains(r#"id="count-drifted">2 drifted"#));
+    assert!(dom.contains(r#"href="/probes/network%3Aenvs%2Fprod""#));
+    // Events feed, newest first.
+    let failing = dom
+        .find(r#"data-event="probe_failing""#)
+        .expect("failing event");
+    let detected = dom
+        .find(r#"data-event="drift_detected""#)
+        .expect("drift event");
+    assert!(failing < detected, "newest first");
+    assert_script_escaped_and_inert(&dom);
+
+    let dom = dump_dom(&format!("{}/probes/web-deploy", harness.base)).await;
+    assert!(dom.contains(r#"<span id="probe-id">web-deploy</span>"#));
+    assert!(dom.contains("Deployment/prod/web"));
+    assert!(
+        dom.contains(r#"<span class="add">+   "&lt;script&gt;"#),
+        "diff lines are classed and escaped"
+    );
+    assert!(dom.contains("spec.replicas: 6 -&gt; 5"));
+    assert!(dom.contains("k8s/web"), "configured path");
+    // One episode, open through the error run.
+    assert_eq!(
+        dom.matches(r#"<span class="badge s-drifted">OPEN</span>"#)
+            .count(),
+        1
+    );
+    assert!(
+        dom.matches("<tr><td><time").count() >= 4,
+        "recent runs listed"
+    );
+    assert_script_escaped_and_inert(&dom);
+
+    let dom = dump_dom(&format!("{}/probes/network%3Aenvs%2Fprod", harness.base)).await;
+    assert!(dom.contains(r#"<span id="probe-id">network:envs/prod</span>"#));
+    assert!(dom.contains("terraform_data.dns"));
+    assert!(dom.contains("(origin: outside)"));
+    assert_script_escaped_and_inert(&dom);
+
+    // A probe name with several roots lists its instances.
+    let dom = dump_dom(&format!("{}/probes/network", harness.base)).await;
+    assert!(dom.contains(&row("network:envs/prod", "drifted")));
+    assert!(dom.contains(&row("network:envs/dev", "in_sync")));
+
+    let dom = dump_dom(&format!("{}/events", harness.base)).await;
+    assert!(dom.contains("Drift detected"));
+    assert!(dom.contains("Probe failing"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_api_pages_runs_events_and_episodes() {
+    let harness = Harness::start(Secrets::default()).await;
+    harness.populate();
+    let client = reqwest::Client::new();
+    let get = |path: String| {
+        let client = client.clone();
+        let base = harness.base.clone();
+        async move {
+            let response = client.get(format!("{base}{path}")).send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+
+    let (status, page) = get("/api/v1/probes/web-deploy/runs?limit=3".into()).await;
+    assert_eq!(status, 200);
+    let runs = page["runs"].as_array().unwrap();
+    let verdicts: Vec<_> = runs
+        .iter()
+        .map(|r| r["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts, ["drifted", "error", "drifted"]);
+    assert_eq!(runs[1]["error_reason"], "api");
+    assert_eq!(runs[0]["changes"], 2);
+    let cursor = page["next_before"].as_i64().expect("a next page");
+    let (_, page) = get(format!(
+        "/api/v1/probes/web-deploy/runs?limit=3&before={cursor}"
+    ))
+    .await;
+    let verdicts: Vec<_> = page["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts, ["in_sync"]);
+    assert!(page["next_before"].is_null());
+
+    let (status, page) = get("/api/v1/probes/network%3Aenvs%2Fprod/runs".into()).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["probe"], "network:envs/prod");
+    assert_eq!(page["runs"].as_array().unwrap().len(), 1);
+    let (status, _) = get("/api/v1/probes/nope/runs".into()).await;
+    assert_eq!(status, 404);
+
+    let (_, page) = get("/api/v1/episodes?open=true".into()).await;
+    let episodes = page["episodes"].as_array().unwrap();
+    assert_eq!(episodes.len(), 2);
+    let web = episodes
+        .iter()
+        .find(|e| e["probe"] == "web-deploy")
+        .unwrap();
+    assert_eq!(web["drifted_runs"], 2);
+    assert!(web.get("ended_at").is_none());
+    assert_eq!(web["resources"].as_array().unwrap().len(), 2);
+
+    let (_, page) = get("/api/v1/events?limit=2".into()).await;
+    let kinds: Vec<_> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["probe_failing", "drift_detected"]);
+    assert!(page["next_before"].is_i64());
+    let (_, page) = get("/api/v1/events?probe=web-deploy".into()).await;
+    let kinds: Vec<_> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["probe_recovered", "probe_failing", "drift_detected"]
+    );
+}
+
+async fn post(url: String, headers: &[(&str, &str)], body: Vec<u8>) -> u16 {
+    let mut request = reqwest::Client::new().post(url).body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+fn metric(registry: &prometheus::Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|family| family.name() == name)
+        .flat_map(|family| family.get_metric().iter())
+        .find(|m| {
+            labels.iter().all(|(k, v)| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == *k && l.value() == *v)
+            })
+        })
+        .map(|m| m.get_counter().get_value())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_endpoints_are_off_without_a_token() {
+    let harness = Harness::start(Secrets::default()).await;
+    let base = &harness.base;
+    assert_eq!(
+        post(
+            format!("{base}/api/v1/probes/hosts/run"),
+            &[("authorization", "Bearer x")],
+            vec![]
+        )
+        .await,
+        404
+    );
+    assert_eq!(post(format!("{base}/api/v1/sync"), &[], vec![]).await, 404);
+    assert_eq!(
+        post(format!("{base}/api/v1/hooks/github"), &[], b"{}".to_vec()).await,
+        404
+    );
+    assert_eq!(
+        post(format!("{base}/api/v1/hooks/gitlab"), &[], b"{}".to_vec()).await,
+        404
+    );
+    assert!(harness.triggers.runs.lock().unwrap().is_empty());
+    assert!(harness.triggers.syncs.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triggers_need_the_bearer_token() {
+    let harness = Harness::start(Secrets {
+        api_token: Some(API_TOKEN.into()),
+        webhook_secret: None,
+    })
+    .await;
+    let base = &harness.base;
+    let run = format!("{base}/api/v1/probes/network%3Aenvs%2Fprod/run");
+    assert_eq!(post(run.clone(), &[], vec![]).await, 401, "missing token");
+    assert_eq!(
+        post(run.clone(), &[("authorization", "Bearer wrong")], vec![]).await,
+        401
+    );
+    assert_eq!(
+        post(run.clone(), &[("authorization", API_TOKEN)], vec![]).await,
+        401,
+        "no scheme"
+    );
+    assert!(harness.triggers.runs.lock().unwrap().is_empty());
+    let bearer = format!("Bearer {API_TOKEN}");
+    assert_eq!(post(run, &[("authorization", &bearer)], vec![]).await, 202);
+    assert_eq!(
+        *harness.triggers.runs.lock().unwrap(),
+        ["network:envs/prod"]
+    );
+    assert_eq!(
+        post(
+            format!("{base}/api/v1/probes/unknown/run"),
+            &[("authorization", &bearer)],
+            vec![]
+        )
+        .await,
+        404
+    );
+
+    assert_eq!(
+        post(
+            format!("{base}/api/v1/sync"),
+            &[("authorization", "Bearer nope")],
+            vec![]
+        )
+        .await,
+        401
+    );
+    assert_eq!(
+        post(
+            format!("{base}/api/v1/sync?repo=infra"),
+            &[("authorization", &bearer)],
+            vec![]
+        )
+        .await,
+        202
+    );
+    assert_eq!(
+        *harness.triggers.syncs.lock().unwrap(),
+        [Some("infra".to_string())]
+    );
+
+    assert_eq!(
+        metric(
+            &harness.registry,
+            "driftwatch_triggers_total",
+            &[("kind", "run"), ("result", "unauthorized")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &harness.registry,
+            "driftwatch_triggers_total",
+            &[("kind", "run"), ("result", "accepted")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &harness.registry,
+            "driftwatch_http_requests_total",
+            &[("handler", "/api/v1/probes/{name}/run"), ("code", "401")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &harness.registry,
+            "driftwatch_http_requests_total",
+            &[("handler", "/api/v1/sync"), ("code", "202")]
+        ),
+        1.0
+    );
+}
+
+fn github_push(clone_url: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "ref": "refs/heads/main",
+        "after": "0123456789abcdef0123456789abcdef01234567",
+        "repository": {
+            "full_name": "acme/infra",
+            "clone_url": clone_url,
+        },
+        "commits": [{"modified": ["tf/main.tf"]}],
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_webhook_needs_a_valid_signature() {
+    let harness = Harness::start(Secrets {
+        api_token: None,
+        webhook_secret: Some(HOOK_SECRET.into()),
+    })
+    .await;
+    let url = format!("{}/api/v1/hooks/github", harness.base);
+    let body = github_push("https://github.com/acme/infra.git");
+    let good = web::hooks::github_signature(HOOK_SECRET, &body);
+    let forged = web::hooks::github_signature("guessed", &body);
+
+    assert_eq!(
+        post(url.clone(), &[("x-github-event", "push")], body.clone()).await,
+        401,
+        "unsigned"
+    );
+    assert_eq!(
+        post(
+            url.clone(),
+            &[("x-github-event", "push"), ("x-hub-signature-256", &forged)],
+            body.clone()
+        )
+        .await,
+        401
+    );
+    let mut tampered = body.clone();
+    tampered.extend_from_slice(b" ");
+    assert_eq!(
+        post(
+            url.clone(),
+            &[("x-github-event", "push"), ("x-hub-signature-256", &good)],
+            tampered
+        )
+        .await,
+        401
+    );
+    assert!(harness.triggers.syncs.lock().unwrap().is_empty());
+
+    assert_eq!(
+        post(
+            url.clone(),
+            &[("x-github-event", "push"), ("x-hub-signature-256", &good)],
+            body
+        )
+        .await,
+        202
+    );
+    assert_eq!(
+        *harness.triggers.syncs.lock().unwrap(),
+        [Some("infra".to_string())]
+    );
+
+    // A push to a repository driftwatch does not watch syncs nothing.
+    let elsewhere = github_push("https://github.com/someone/else.git");
+    let signature = web::hooks::github_signature(HOOK_SECRET, &elsewhere);
+    assert_eq!(
+        post(
+            url.clone(),
+            &[
+                ("x-github-event", "push"),
+                ("x-hub-signature-256", &signature)
+            ],
+            elsewhere
+        )
+        .await,
+        200
+    );
+    assert_eq!(harness.triggers.syncs.lock().unwrap().len(), 1);
+
+    // Bodies over the cap are refused before anything else.
+    let huge = vec![b' '; web::MAX_BODY_BYTES + 1];
+    let signature = web::hooks::github_signature(HOOK_SECRET, &huge);
+    assert_eq!(
+        post(
+            url,
+            &[
+                ("x-github-event", "push"),
+                ("x-hub-signature-256", &signature)
+            ],
+            huge
+        )
+        .await,
+        413
+    );
+    assert_eq!(
+        metric(
+            &harness.registry,
+            "driftwatch_triggers_total",
+            &[("kind", "github"), ("result", "unauthorized")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &harness.registry,
+            "driftwatch_triggers_total",
+            &[("kind", "github"), ("result", "accepted")]
+        ),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_webhook_needs_the_token() {
+    let harness = Harness::start(Secrets {
+        api_token: None,
+        webhook_secret: Some(HOOK_SECRET.into()),
+    })
+    .await;
+    let url = format!("{}/api/v1/hooks/gitlab", harness.base);
+    let body = serde_json::to_vec(&serde_json::json!({
+        "object_kind": "push",
+        "project": {"git_http_url": "https://github.com/acme/other.git", "git_ssh_url": "git@github.com:acme/other.git"},
+    }))
+    .unwrap();
+    assert_eq!(
+        post(
+            url.clone(),
+            &[("x-gitlab-event", "Push Hook")],
+            body.clone()
+        )
+        .await,
+        401
+    );
+    assert_eq!(
+        post(
+            url.clone(),
+            &[("x-gitlab-event", "Push Hook"), ("x-gitlab-token", "wrong")],
+            body.clone()
+        )
+        .await,
+        401
+    );
+    assert!(harness.triggers.syncs.lock().unwrap().is_empty());
+    assert_eq!(
+        post(
+            url,
+            &[
+                ("x-gitlab-event", "Push Hook"),
+                ("x-gitlab-token", HOOK_SECRET)
+            ],
+            body
+        )
+        .await,
+        202
+    );
+    assert_eq!(
+        *harness.triggers.syncs.lock().unwrap(),
+        [Some("other".to_string())]
+    );
+}
