@@ -274,6 +274,7 @@ impl Probe for TerraformProbe {
                     warnings,
                     details,
                     drifted: true,
+                    ..Outcome::default()
                 })
             }
             _ => Err(self.failure("plan", &output, &env)),
