@@ -46,12 +46,8 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
         config.defaults.max_resource_series,
     ));
     let scheduler = Scheduler::new(config.clone(), state.clone(), metrics.clone());
-    let history = persistent.then(|| {
-        Arc::new(History::open(
-            &config.state_dir,
-            crate::history::HistoryConfig::default(),
-        ))
-    });
+    let history =
+        persistent.then(|| Arc::new(History::open(&config.state_dir, config.history.clone())));
     let web = WebContext {
         state: state.clone(),
         history: history.clone(),
@@ -59,7 +55,7 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
         triggers: Arc::new(Triggers(scheduler.clone())),
         secrets: Arc::new(Secrets {
             api_token: config.server.api_token.clone(),
-            webhook_secret: None,
+            webhook_secret: config.server.webhook_secret.clone(),
         }),
         metrics: WebMetrics::register(metrics.registry())
             .context("cannot register the HTTP metrics")?,

@@ -241,10 +241,13 @@ impl RunRecord {
         } else {
             Vec::new()
         };
-        let message = report.error.as_ref().map(|e| {
-            let line = e.message.lines().next().unwrap_or("");
-            truncate(line, MAX_MESSAGE_BYTES)
-        });
+        // The error's first line, else the probe's own one-line message.
+        let message = match &report.error {
+            Some(error) => Some(error.message.as_str()),
+            None if !report.message.is_empty() => Some(report.message.as_str()),
+            None => None,
+        }
+        .map(|text| truncate(text.lines().next().unwrap_or(""), MAX_MESSAGE_BYTES));
         RunRecord {
             probe: report.probe.clone(),
             name: report.name.clone(),
@@ -1029,11 +1032,11 @@ fn write_one(
                         params![memo.probe_id, record.started_at_ms, run, record.commit],
                     )?;
                     let id = tx.last_insert_rowid();
-                    event(
-                        EventKind::DriftDetected,
-                        Some(id),
-                        &format!("{} resource(s) differ", record.changes),
-                    )?;
+                    let message = match &record.message {
+                        Some(message) => message.clone(),
+                        None => format!("{} resource(s) differ", record.changes),
+                    };
+                    event(EventKind::DriftDetected, Some(id), &message)?;
                     OpenEpisode {
                         id,
                         resources: BTreeMap::new(),
@@ -1269,6 +1272,23 @@ mod tests {
         assert_eq!(third.next_before, None);
         // Seven errors in a row are one failing event.
         assert_eq!(history.events(Some("p"), 50, None).unwrap().items.len(), 1);
+    }
+
+    #[test]
+    fn a_probe_message_reaches_runs_and_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = History::open(dir.path(), HistoryConfig::default());
+        let mut drifted = report("p", Verdict::Drifted, 100);
+        drifted.message = "The definition is 6 nodes but berlin-ai is running with 5\nmore".into();
+        history.record(&drifted);
+        flush(&history);
+        let sentence = "The definition is 6 nodes but berlin-ai is running with 5";
+        let runs = history.runs("p", 1, None).unwrap();
+        assert_eq!(runs.items[0].message.as_deref(), Some(sentence));
+        assert_eq!(runs.items[0].error_reason, None);
+        let events = history.events(Some("p"), 1, None).unwrap();
+        assert_eq!(events.items[0].kind, EventKind::DriftDetected);
+        assert_eq!(events.items[0].message, sentence);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct Config {
     pub defaults: Defaults,
     pub repos: Vec<RepoConfig>,
     pub probes: Vec<ProbeConfig>,
+    /// `[history]`: how long runs and drift episodes are kept.
+    pub history: crate::history::HistoryConfig,
 }
 
 #[derive(Clone)]
@@ -29,6 +31,8 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Bearer token for trigger endpoints; `None` turns them off.
     pub api_token: Option<String>,
+    /// Shared secret for `/api/v1/hooks/{github,gitlab}`; `None` turns them off.
+    pub webhook_secret: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +89,10 @@ impl std::fmt::Debug for ServerConfig {
             .field("listen", &self.listen)
             .field("request_timeout", &self.request_timeout)
             .field("api_token", &self.api_token.as_ref().map(|_| "***"))
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "***"),
+            )
             .finish()
     }
 }

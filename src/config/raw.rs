@@ -18,6 +18,7 @@ use serde::Deserialize;
 pub struct RawTop {
     pub state_dir: Option<toml::Value>,
     pub server: Option<toml::Value>,
+    pub history: Option<toml::Value>,
     pub defaults: Option<toml::Value>,
     pub repo: Option<toml::Value>,
     pub probe: Option<toml::Value>,
@@ -30,6 +31,15 @@ pub struct RawServer {
     pub request_timeout: Option<String>,
     pub api_token: Option<String>,
     pub api_token_file: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub webhook_secret_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHistory {
+    pub retention: Option<String>,
+    pub episode_retention: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -14,9 +14,10 @@ pub const MAX_DIFF_BYTES: usize = 8 * 1024;
 pub const MAX_STDERR_TAIL_BYTES: usize = 4 * 1024;
 
 /// The three verdicts, numbered like `terraform plan -detailed-exitcode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    #[default]
     InSync,
     Error,
     Drifted,
@@ -251,7 +252,8 @@ pub struct RunError {
 }
 
 /// Everything known about one finished run of one probe instance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// (`Default` exists for tests: build with `..RunReport::default()`.)
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
     /// Instance id: the probe name, or `name:root` for layers with several roots.
     pub probe: String,

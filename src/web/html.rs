@@ -512,7 +512,12 @@ pub fn probe_page(page: &ProbePage<'_>) -> String {
         );
         field(&mut out, "Trigger", text(&r.trigger));
         field(&mut out, "Commit", |out| {
-            let _ = write!(out, r#"<span class="mono">{}</span>"#, esc(&r.commit));
+            let _ = write!(
+                out,
+                r#"<span class="mono" title="{}">{}</span>"#,
+                esc(&r.commit),
+                esc(short_commit(&r.commit))
+            );
         });
     }
     if let Some(status) = page.status {
@@ -637,7 +642,8 @@ pub fn probe_page(page: &ProbePage<'_>) -> String {
                 let message = match (&run.error_reason, &run.message) {
                     (Some(reason), Some(message)) => format!("{reason}: {message}"),
                     (Some(reason), None) => reason.clone(),
-                    _ => String::new(),
+                    (None, Some(message)) => message.clone(),
+                    (None, None) => String::new(),
                 };
                 let _ = write!(
                     out,

@@ -35,6 +35,7 @@ use serde_json::json;
 
 use crate::config::{Config, RepoSource};
 use crate::history::{EpisodeQuery, History};
+use crate::probe::Verdict;
 use crate::state::State as ProbeState;
 
 /// Largest request body accepted (webhook payloads are far smaller).
@@ -322,7 +323,19 @@ fn overview_rows(ctx: &WebContext) -> Vec<html::OverviewRow> {
             });
         }
     }
-    rows.sort_by(|a, b| a.layer.cmp(&b.layer).then_with(|| a.id.cmp(&b.id)));
+    // Within a layer, what needs attention comes first.
+    let rank = |row: &html::OverviewRow| match row.status.as_ref().and_then(|s| s.verdict()) {
+        Some(Verdict::Error) => 0,
+        Some(Verdict::Drifted) => 1,
+        None => 2,
+        Some(Verdict::InSync) => 3,
+    };
+    rows.sort_by(|a, b| {
+        a.layer
+            .cmp(&b.layer)
+            .then_with(|| rank(a).cmp(&rank(b)))
+            .then_with(|| a.id.cmp(&b.id))
+    });
     rows
 }
 

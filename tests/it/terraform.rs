@@ -348,6 +348,7 @@ fn report(result: Result<Outcome, ProbeError>) -> RunReport {
         warnings: Vec::new(),
         details: serde_json::Value::Null,
         error: None,
+        message: String::new(),
         labels: Default::default(),
     };
     report.apply_result(result);

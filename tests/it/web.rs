@@ -766,3 +766,256 @@ async fn gitlab_webhook_needs_the_token() {
         [Some("other".to_string())]
     );
 }
+
+/// The real daemon: a GitHub push fetches at once and runs the probe whose
+/// path the commit touched; a manual trigger runs a probe; history, status
+/// page and metrics show it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_webhook_fetches_and_runs_the_touched_probe() {
+    if !common::have_tool("git") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let remote = tmp.path().join("remote");
+    common::init_repo(
+        &remote,
+        &[
+            ("alpha/check.sh", "exit 0\n"),
+            ("beta/check.sh", "exit 0\n"),
+        ],
+    );
+    std::fs::write(tmp.path().join("api-token"), format!("{API_TOKEN}\n")).unwrap();
+    std::fs::write(tmp.path().join("hook-secret"), format!("{HOOK_SECRET}\n")).unwrap();
+    let remote_url = format!("file://{}", remote.display());
+    let config_path = tmp.path().join("driftwatch.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            r#"
+state_dir = "state"
+
+[server]
+listen = "127.0.0.1:0"
+api_token_file = "api-token"
+webhook_secret_file = "hook-secret"
+
+[history]
+retention = "30d"
+
+[[repo]]
+name = "infra"
+url = "{remote_url}"
+poll_interval = "1h"
+
+[[probe]]
+name = "alpha"
+layer = "command"
+path = "alpha"
+schedule = "none"
+command = ["sh", "check.sh"]
+
+[[probe]]
+name = "beta"
+layer = "command"
+path = "beta"
+schedule = "none"
+command = ["sh", "check.sh"]
+"#
+        ),
+    )
+    .unwrap();
+    let config = driftwatch::config::load(&config_path).expect("config loads");
+    let daemon = driftwatch::app::build(config, true).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(driftwatch::app::run_with_listener(
+        daemon,
+        listener,
+        shutdown.clone(),
+    ));
+    let client = reqwest::Client::new();
+
+    let runs = |probe: &'static str| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let response = client
+                .get(format!("{base}/api/v1/probes/{probe}/runs"))
+                .send()
+                .await
+                .unwrap();
+            if response.status() != 200 {
+                return Vec::new();
+            }
+            let page: serde_json::Value = response.json().await.unwrap();
+            page["runs"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    let wait_for_runs = |probe: &'static str, count: usize| {
+        async move {
+            for _ in 0..600 {
+                let found = runs(probe).await;
+                if found.len() >= count {
+                    return found;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("{probe} did not reach {count} runs");
+        }
+    };
+
+    // Start-up runs both probes once.
+    let alpha = wait_for_runs("alpha", 1).await;
+    assert_eq!(alpha[0]["trigger"], "startup");
+    assert_eq!(alpha[0]["verdict"], "in_sync");
+    wait_for_runs("beta", 1).await;
+
+    // A push touching alpha/ makes alpha drift. The remote is only polled
+    // hourly, so only the webhook can bring the commit in.
+    let commit = common::commit_files(&remote, &[("alpha/check.sh", "exit 2\n")], "drift alpha");
+    let body = github_push(&remote_url);
+    let forged = web::hooks::github_signature("not-the-secret", &body);
+    let hook = format!("{base}/api/v1/hooks/github");
+    assert_eq!(
+        post(
+            hook.clone(),
+            &[("x-github-event", "push"), ("x-hub-signature-256", &forged)],
+            body.clone()
+        )
+        .await,
+        401
+    );
+    let signature = web::hooks::github_signature(HOOK_SECRET, &body);
+    assert_eq!(
+        post(
+            hook,
+            &[
+                ("x-github-event", "push"),
+                ("x-hub-signature-256", &signature)
+            ],
+            body
+        )
+        .await,
+        202
+    );
+    let alpha = wait_for_runs("alpha", 2).await;
+    assert_eq!(alpha[0]["trigger"], "change");
+    assert_eq!(alpha[0]["verdict"], "drifted");
+    assert_eq!(alpha[0]["commit"], commit.as_str());
+    // beta's path did not change: the sync did not run it.
+    assert_eq!(runs("beta").await.len(), 1);
+
+    // Manual run: needs the token.
+    let run_beta = format!("{base}/api/v1/probes/beta/run");
+    assert_eq!(post(run_beta.clone(), &[], vec![]).await, 401);
+    assert_eq!(
+        post(
+            run_beta.clone(),
+            &[("authorization", "Bearer wrong")],
+            vec![]
+        )
+        .await,
+        401
+    );
+    assert_eq!(runs("beta").await.len(), 1);
+    let bearer = format!("Bearer {API_TOKEN}");
+    assert_eq!(
+        post(run_beta, &[("authorization", &bearer)], vec![]).await,
+        202
+    );
+    let beta = wait_for_runs("beta", 2).await;
+    let triggers: Vec<_> = beta
+        .iter()
+        .map(|r| r["trigger"].as_str().unwrap())
+        .collect();
+    assert_eq!(triggers, ["manual", "startup"], "the push did not run beta");
+
+    // The drift is an open episode and an event; the page shows it.
+    let episodes: serde_json::Value = client
+        .get(format!("{base}/api/v1/episodes?open=true"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(episodes["episodes"][0]["probe"], "alpha");
+    assert_eq!(episodes["episodes"][0]["started_commit"], commit.as_str());
+    let page = client
+        .get(format!("{base}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"data-probe="alpha" data-status="drifted""#));
+    assert!(page.contains(r#"data-probe="beta" data-status="in_sync""#));
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"driftwatch_triggers_total{kind="github",result="accepted"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"driftwatch_triggers_total{kind="github",result="unauthorized"} 1"#));
+    assert!(metrics.contains(r#"driftwatch_triggers_total{kind="run",result="unauthorized"} 2"#));
+    assert!(metrics.contains(
+        r#"driftwatch_http_requests_total{code="202",handler="/api/v1/hooks/github"} 1"#
+    ));
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(60), running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    // The history survives the restart.
+    let history = History::open(&tmp.path().join("state"), HistoryConfig::default());
+    assert_eq!(history.runs("alpha", 10, None).unwrap().items.len(), 2);
+}
+
+#[test]
+fn history_and_webhook_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), "hook\n").unwrap();
+    let base = "[[repo]]\nname = \"r\"\nurl = \"https://h/x.git\"\n[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\n";
+    let path = dir.path().join("dw.toml");
+    std::fs::write(&path, base).unwrap();
+    let config = driftwatch::config::load(&path).unwrap();
+    assert_eq!(config.history, HistoryConfig::default());
+    assert_eq!(config.server.webhook_secret, None);
+
+    let text = format!("[server]\nwebhook_secret_file = \"secret\"\n[history]\nretention = \"7d\"\nepisode_retention = \"365d\"\n{base}");
+    std::fs::write(&path, text).unwrap();
+    let config = driftwatch::config::load(&path).unwrap();
+    assert_eq!(config.history.retention, Duration::from_secs(7 * 86_400));
+    assert_eq!(
+        config.history.episode_retention,
+        Some(Duration::from_secs(365 * 86_400))
+    );
+    assert_eq!(config.server.webhook_secret.as_deref(), Some("hook"));
+    assert!(
+        !format!("{config:?}").contains("hook\""),
+        "the secret stays out of Debug"
+    );
+
+    let text =
+        format!("[history]\nretention = \"0s\"\nepisode_retention = \"soon\"\nkeep = 1\n{base}");
+    std::fs::write(&path, text).unwrap();
+    let errors = driftwatch::config::load(&path).unwrap_err().problems;
+    let joined = errors.join("\n");
+    assert!(joined.contains("dw.toml:2:"), "{joined}");
+    assert!(
+        joined.contains("history.retention: must be greater than zero"),
+        "{joined}"
+    );
+    assert!(joined.contains("history.episode_retention"), "{joined}");
+    assert!(joined.contains("keep"), "{joined}");
+}
