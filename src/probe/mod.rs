@@ -3,6 +3,7 @@
 //! adding a layer means that file plus one line in `builder`.
 
 pub mod command;
+pub mod kubernetes;
 pub mod outcome;
 pub mod terraform;
 
@@ -125,12 +126,13 @@ pub type BuildFn = fn(&ProbeCommon, toml::Table) -> Result<Arc<dyn Probe>, Vec<F
 pub fn builder(layer: &str) -> Option<BuildFn> {
     match layer {
         "command" => Some(command::build),
+        "kubernetes" => Some(kubernetes::build),
         "terraform" => Some(terraform::build),
         _ => None,
     }
 }
 
-pub const LAYERS: &[&str] = &["command", "terraform"];
+pub const LAYERS: &[&str] = &["command", "kubernetes", "terraform"];
 
 /// Deserializes a layer's own fields into its config struct (which should use
 /// `deny_unknown_fields`), reporting the failing key path.

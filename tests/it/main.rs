@@ -5,6 +5,8 @@ mod command;
 mod common;
 mod config;
 mod daemon;
+mod kube_emulator;
+mod kubernetes;
 mod repo;
 mod scheduler;
 mod terraform;
