@@ -220,9 +220,9 @@ impl Loader<'_> {
         out
     }
 
-    /// Deserializes `value` (found at `path`) into `T`. Unknown keys are all
-    /// reported (each removed and the decode retried); any other error is
-    /// reported and gives `None`.
+    /// Deserializes `value` (found at `path`) into `T`. Each bad key (unknown,
+    /// or of the wrong type) is reported, removed, and the decode retried, so
+    /// every one of them is listed; `None` when the value as a whole is wrong.
     fn decode<T: DeserializeOwned>(&mut self, mut value: toml::Value, path: &[Seg]) -> Option<T> {
         loop {
             let err = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
@@ -244,6 +244,11 @@ impl Loader<'_> {
             }
             let full = path_plus(path, &inner_path);
             self.error(&full, message);
+            // Drop the bad key and go on, so one wrong type does not hide
+            // the problems after it; the key then takes its default.
+            if !inner_path.is_empty() && remove_at(&mut value, &inner_path) {
+                continue;
+            }
             return None;
         }
     }
@@ -1569,6 +1574,29 @@ mod tests {
         assert_eq!(unknown_key_message("invalid type", &[]), "invalid type");
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "ab"), 2);
+    }
+
+    #[test]
+    fn every_bad_key_in_one_table_is_reported() {
+        let errors = load_text(&format!(
+            "[defaults]\nschedule = \"*/0 * * * *\"\nmax_concurrent_runs = -1\nkill_grace = 5\n{REPO}[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = []\nlabels = {{ team = 1 }}\n"
+        ))
+        .unwrap_err();
+        let keys: Vec<&str> = errors
+            .iter()
+            .map(|e| e.split(": ").nth(1).unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "defaults.schedule",
+                "defaults.max_concurrent_runs",
+                "defaults.kill_grace",
+                "probe.p.command",
+                "probe.p.labels.team",
+            ],
+            "{errors:#?}"
+        );
     }
 
     #[test]

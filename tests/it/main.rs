@@ -1,6 +1,7 @@
 //! One integration-test binary (links once); each concern is a module.
 
 mod alerts;
+mod ansible;
 mod command;
 mod common;
 mod config;
