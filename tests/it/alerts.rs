@@ -911,6 +911,30 @@ scrape_configs:
         "no link to the probe:\n{text}"
     );
     assert_eq!(firing["attachments"][0]["color"], "danger");
+    // The links in the message lead to the probe's status page and JSON.
+    let status_url = firing["attachments"][0]["title_link"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let page = http.get(&status_url).send().await.unwrap();
+    assert!(
+        page.status().is_success(),
+        "{status_url}: {}",
+        page.status()
+    );
+    assert!(
+        page.text().await.unwrap().contains("corp-web"),
+        "{status_url}"
+    );
+    let api: serde_json::Value = http
+        .get(format!("{driftwatch_url}/api/v1/probes/corp-web"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(api.to_string().contains("/etc/web/site.conf"), "{api}");
 
     // Every dashboard and rule metric exists in this real scrape, and every
     // dashboard expression evaluates in this Prometheus.
