@@ -220,9 +220,9 @@ impl Loader<'_> {
         out
     }
 
-    /// Deserializes `value` (found at `path`) into `T`. Unknown keys are all
-    /// reported (each removed and the decode retried); any other error is
-    /// reported and gives `None`.
+    /// Deserializes `value` (found at `path`) into `T`. Each bad key (unknown,
+    /// or of the wrong type) is reported, removed, and the decode retried, so
+    /// every one of them is listed; `None` when the value as a whole is wrong.
     fn decode<T: DeserializeOwned>(&mut self, mut value: toml::Value, path: &[Seg]) -> Option<T> {
         loop {
             let err = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
@@ -236,7 +236,7 @@ impl Loader<'_> {
                     inner_path.push(Seg::Key(field.clone()));
                 }
                 let full = path_plus(path, &inner_path);
-                self.error_at_key(&full, message.replacen("unknown field", "unknown key", 1));
+                self.error_at_key(&full, unknown_key_message(&message, &[]));
                 if remove_at(&mut value, &inner_path) {
                     continue;
                 }
@@ -244,6 +244,11 @@ impl Loader<'_> {
             }
             let full = path_plus(path, &inner_path);
             self.error(&full, message);
+            // Drop the bad key and go on, so one wrong type does not hide
+            // the problems after it; the key then takes its default.
+            if !inner_path.is_empty() && remove_at(&mut value, &inner_path) {
+                continue;
+            }
             return None;
         }
     }
@@ -570,11 +575,10 @@ impl Loader<'_> {
         repos
     }
 
-    fn repo(&mut self, raw: RawRepo, path: &[Seg]) -> Option<RepoConfig> {
+    fn repo(&mut self, mut raw: RawRepo, path: &[Seg]) -> Option<RepoConfig> {
         let at = |name: &str| path_plus(path, &[key(name)]);
         let errors_before = self.problems.len();
-        let auth = raw_auth(&raw);
-        let name = match raw.name {
+        let name = match raw.name.take() {
             None => {
                 self.error(path, "missing key `name`");
                 String::new()
@@ -592,7 +596,7 @@ impl Loader<'_> {
             &at("poll_interval"),
             false,
         );
-        let source = match (raw.url, raw.path) {
+        let source = match (raw.url.take(), raw.path.take()) {
             (Some(_), Some(_)) => {
                 self.error_at_key(&at("path"), "give either url (driftwatch clones it) or path (a directory kept in sync by someone else), not both");
                 None
@@ -637,7 +641,7 @@ impl Loader<'_> {
                     Some(RepoSource::Path(full))
                 }
             }
-            (Some(url), None) => self.remote(url, auth, path),
+            (Some(url), None) => self.remote(url, raw, path),
         };
         if self.problems.len() > errors_before {
             return None;
@@ -649,7 +653,7 @@ impl Loader<'_> {
         })
     }
 
-    fn remote(&mut self, url: String, raw: RawAuth, path: &[Seg]) -> Option<RepoSource> {
+    fn remote(&mut self, url: String, raw: RawRepo, path: &[Seg]) -> Option<RepoSource> {
         let at = |name: &str| path_plus(path, &[key(name)]);
         let kind = match url_kind(&url) {
             Ok(kind) => Some(kind),
@@ -686,6 +690,16 @@ impl Loader<'_> {
             (None, None) => DEFAULT_BRANCH.to_string(),
         };
 
+        let uses_ssh_fields = raw.ssh_key_file.is_some()
+            || raw.ssh_known_hosts_file.is_some()
+            || raw.ssh_passphrase.is_some()
+            || raw.ssh_passphrase_file.is_some();
+        let uses_token = raw.token.is_some() || raw.token_file.is_some();
+        let token_key = if raw.token_file.is_some() {
+            "token_file"
+        } else {
+            "token"
+        };
         let token = self.secret(path, "token", raw.token, raw.token_file);
         let passphrase = self.secret(
             path,
@@ -701,9 +715,6 @@ impl Loader<'_> {
             .ssh_known_hosts_file
             .as_deref()
             .and_then(|file| self.readable_file(file, &at("ssh_known_hosts_file")));
-        let uses_ssh_fields =
-            raw.ssh_key_file.is_some() || raw.ssh_known_hosts_file.is_some() || raw.has_passphrase;
-        let uses_token = raw.has_token;
 
         let kind = kind?;
         let auth = match kind {
@@ -725,11 +736,7 @@ impl Loader<'_> {
                 }
                 if uses_token && kind == UrlKind::Http {
                     self.error_at_key(
-                        &at(if raw.token_file_given {
-                            "token_file"
-                        } else {
-                            "token"
-                        }),
+                        &at(token_key),
                         "a token would be sent unencrypted over http://; use https://",
                     );
                 }
@@ -746,11 +753,7 @@ impl Loader<'_> {
             UrlKind::Ssh => {
                 if uses_token {
                     self.error_at_key(
-                        &at(if raw.token_file_given {
-                            "token_file"
-                        } else {
-                            "token"
-                        }),
+                        &at(token_key),
                         "token only applies to https URLs; for ssh use ssh_key_file",
                     );
                 }
@@ -1002,7 +1005,7 @@ impl Loader<'_> {
                             }
                             None => Target::Value,
                         };
-                        let message = message.replacen("unknown field", "unknown key", 1);
+                        let message = unknown_key_message(&message, PROBE_COMMON_KEYS);
                         self.report(&field_path, target, message);
                     }
                     None
@@ -1038,39 +1041,6 @@ impl Loader<'_> {
                     .iter()
                     .any(|item| item.get("name").and_then(|n| n.as_str()) == Some(name))
             })
-    }
-}
-
-/// The auth-related keys of a repo, with which of them were given.
-struct RawAuth {
-    branch: Option<String>,
-    reference: Option<String>,
-    username: Option<String>,
-    token: Option<String>,
-    token_file: Option<String>,
-    ssh_key_file: Option<String>,
-    ssh_known_hosts_file: Option<String>,
-    ssh_passphrase: Option<String>,
-    ssh_passphrase_file: Option<String>,
-    has_token: bool,
-    token_file_given: bool,
-    has_passphrase: bool,
-}
-
-fn raw_auth(raw: &RawRepo) -> RawAuth {
-    RawAuth {
-        branch: raw.branch.clone(),
-        reference: raw.reference.clone(),
-        username: raw.username.clone(),
-        token: raw.token.clone(),
-        token_file: raw.token_file.clone(),
-        ssh_key_file: raw.ssh_key_file.clone(),
-        ssh_known_hosts_file: raw.ssh_known_hosts_file.clone(),
-        ssh_passphrase: raw.ssh_passphrase.clone(),
-        ssh_passphrase_file: raw.ssh_passphrase_file.clone(),
-        has_token: raw.token.is_some() || raw.token_file.is_some(),
-        token_file_given: raw.token_file.is_some(),
-        has_passphrase: raw.ssh_passphrase.is_some() || raw.ssh_passphrase_file.is_some(),
     }
 }
 
@@ -1192,6 +1162,53 @@ fn parse_key_path(text: &str) -> Vec<Seg> {
         }
     }
     segs
+}
+
+/// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" as
+/// "unknown key `x`, did you mean `a`?" when one candidate is close, else as
+/// "unknown key `x`, expected one of …". `more` adds candidates serde did not
+/// know about (a probe's common keys, for a layer's message). Other messages
+/// pass through.
+fn unknown_key_message(message: &str, more: &[&str]) -> String {
+    let Some(field) = unknown_field(message) else {
+        return message.to_string();
+    };
+    let expected: Vec<&str> = message
+        .split_once(", expected")
+        .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
+        .unwrap_or_default();
+    let suggestion = expected
+        .iter()
+        .chain(more)
+        .map(|candidate| (edit_distance(&field, candidate), *candidate))
+        .filter(|(distance, candidate)| {
+            *distance <= 2.max(candidate.len() / 4) && *distance < candidate.len()
+        })
+        .min();
+    match suggestion {
+        Some((_, candidate)) => format!("unknown key `{field}`, did you mean `{candidate}`?"),
+        None => message.replacen("unknown field", "unknown key", 1),
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                previous
+            } else {
+                1 + previous.min(row[j]).min(row[j + 1])
+            };
+            previous = current;
+        }
+    }
+    row[b.len()]
 }
 
 /// The field name in serde's "unknown field `x`, expected …".
@@ -1534,6 +1551,51 @@ mod tests {
         assert!(
             errors[0].starts_with("dw.toml:8:9: probe.p.shell: invalid type"),
             "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_get_a_suggestion_when_one_is_close() {
+        let serde = "unknown field `comand`, expected one of `command`, `shell`, `workdir`";
+        assert_eq!(
+            unknown_key_message(serde, &[]),
+            "unknown key `comand`, did you mean `command`?"
+        );
+        let serde = "unknown field `schedul`, expected one of `command`, `shell`";
+        assert_eq!(
+            unknown_key_message(serde, PROBE_COMMON_KEYS),
+            "unknown key `schedul`, did you mean `schedule`?"
+        );
+        let serde = "unknown field `zzz`, expected `command` or `shell`";
+        assert_eq!(
+            unknown_key_message(serde, &[]),
+            "unknown key `zzz`, expected `command` or `shell`"
+        );
+        assert_eq!(unknown_key_message("invalid type", &[]), "invalid type");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "ab"), 2);
+    }
+
+    #[test]
+    fn every_bad_key_in_one_table_is_reported() {
+        let errors = load_text(&format!(
+            "[defaults]\nschedule = \"*/0 * * * *\"\nmax_concurrent_runs = -1\nkill_grace = 5\n{REPO}[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = []\nlabels = {{ team = 1 }}\n"
+        ))
+        .unwrap_err();
+        let keys: Vec<&str> = errors
+            .iter()
+            .map(|e| e.split(": ").nth(1).unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "defaults.schedule",
+                "defaults.max_concurrent_runs",
+                "defaults.kill_grace",
+                "probe.p.command",
+                "probe.p.labels.team",
+            ],
+            "{errors:#?}"
         );
     }
 

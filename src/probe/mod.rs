@@ -2,7 +2,9 @@
 //! beside this one that implements `Probe` and exposes a `build` function;
 //! adding a layer means that file plus one line in `builder`.
 
+pub mod ansible;
 pub mod command;
+pub mod kubernetes;
 pub mod outcome;
 pub mod terraform;
 
@@ -39,6 +41,12 @@ pub trait Probe: Send + Sync + 'static {
     /// Problems with the environment (a missing binary, a tool too old) that
     /// `validate` reports as errors and the daemon logs as warnings.
     async fn preflight(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Warnings that can be found by reading the checkout without running
+    /// anything (e.g. Ansible tasks that run for real in check mode); `validate` prints them.
+    fn inspect(&self, _probe_dir: &Path) -> Vec<String> {
         Vec::new()
     }
 
@@ -125,12 +133,14 @@ pub type BuildFn = fn(&ProbeCommon, toml::Table) -> Result<Arc<dyn Probe>, Vec<F
 pub fn builder(layer: &str) -> Option<BuildFn> {
     match layer {
         "command" => Some(command::build),
+        "kubernetes" => Some(kubernetes::build),
         "terraform" => Some(terraform::build),
+        "ansible" => Some(ansible::build),
         _ => None,
     }
 }
 
-pub const LAYERS: &[&str] = &["command", "terraform"];
+pub const LAYERS: &[&str] = &["command", "kubernetes", "terraform", "ansible"];
 
 /// Deserializes a layer's own fields into its config struct (which should use
 /// `deny_unknown_fields`), reporting the failing key path.

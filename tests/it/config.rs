@@ -113,6 +113,51 @@ fn bad_configs_name_file_line_and_key() {
             "[repo]\nname = \"infra\"\n[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\n".to_string(),
             "dw.toml:1:1: repo: must be a list of tables: write [[repo]], not [repo]",
         ),
+        (
+            "token over plain http",
+            "[[repo]]\nname = \"infra\"\nurl = \"http://h/x.git\"\ntoken = \"t0ken\"\n[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\n".to_string(),
+            "dw.toml:4:1: repo.infra.token: a token would be sent unencrypted over http://",
+        ),
+        (
+            "token with an ssh url",
+            "[[repo]]\nname = \"infra\"\nurl = \"git@h:x.git\"\ntoken = \"t0ken\"\n[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\n".to_string(),
+            "dw.toml:4:1: repo.infra.token: token only applies to https URLs",
+        ),
+        (
+            "unsupported url scheme",
+            "[[repo]]\nname = \"infra\"\nurl = \"svn://h/x\"\n[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\n".to_string(),
+            "dw.toml:3:7: repo.infra.url: unsupported URL scheme \"svn\"",
+        ),
+        (
+            "branch and ref",
+            "[[repo]]\nname = \"infra\"\nurl = \"https://h/x.git\"\nbranch = \"main\"\nref = \"refs/tags/v1\"\n[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\n".to_string(),
+            "dw.toml:5:1: repo.infra.ref: give either branch or ref, not both",
+        ),
+        (
+            "secret inline and from a file",
+            format!("[server]\napi_token = \"t0ken\"\napi_token_file = \"/etc/token\"\n{REPO}[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\n"),
+            "dw.toml:3:1: server.api_token_file: give either api_token or api_token_file, not both",
+        ),
+        (
+            "unreadable secret file",
+            format!("{REPO}token_file = \"/nonexistent/driftwatch-token\"\n[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\n"),
+            "dw.toml:4:14: repo.infra.token_file: cannot read /nonexistent/driftwatch-token: No such file",
+        ),
+        (
+            "invalid label name",
+            format!("{REPO}[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\nlabels = {{ \"team-name\" = \"a\" }}\n"),
+            "dw.toml:8:12: probe.p.labels.team-name: \"team-name\" is not a valid Prometheus label name",
+        ),
+        (
+            "probe without repo among several",
+            format!("{REPO}[[repo]]\nname = \"apps\"\nurl = \"https://h/apps.git\"\n[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\n"),
+            "dw.toml:7:1: probe.p: missing key `repo`: with several repos configured, name one of: infra, apps",
+        ),
+        (
+            "misspelled common key gets a suggestion",
+            format!("{REPO}[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\nschedul = \"@daily\"\n"),
+            "dw.toml:8:1: probe.p.schedul: unknown key `schedul`, did you mean `schedule`?",
+        ),
     ];
     let mut failures = Vec::new();
     for (case, text, expected) in cases {

@@ -1,10 +1,13 @@
 //! One integration-test binary (links once); each concern is a module.
 
 mod alerts;
+mod ansible;
 mod command;
 mod common;
 mod config;
 mod daemon;
+mod kube_emulator;
+mod kubernetes;
 mod repo;
 mod scheduler;
 mod terraform;

@@ -1,0 +1,945 @@
+//! The Ansible layer, ansiblediff's successor: `ansible-playbook --check
+//! --diff` against the checked-out playbooks, read through driftwatch's own
+//! stdout callback (embedded below, written to the run's scratch directory),
+//! which prints per-host stats and per-task results as one JSON document.
+//!
+//! The verdict comes from those stats, never from the exit code alone: drift
+//! in check mode exits 0. Tasks marked `check_mode: false` run for real even
+//! in check mode, so they are found before running (see `scan`) and listed
+//! as warnings, or refused under `strict_check_mode`.
+
+pub mod scan;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::{
+    parse_fields, ErrorReason, FieldError, Outcome, Probe, ProbeCommon, ProbeContext, ProbeError,
+    ResourceChange,
+};
+
+/// The callback plugin, embedded so the binary needs nothing installed beside ansible-core.
+const CALLBACK_SOURCE: &str = include_str!("driftwatch_json.py");
+const CALLBACK_NAME: &str = "driftwatch_json";
+/// Tags the callback's JSON line among whatever else lands on stdout.
+const CALLBACK_MARKER: &str = "driftwatch-ansible/v1";
+/// How many failed tasks an error message names before summarizing the rest.
+const MAX_LISTED_FAILURES: usize = 10;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnsibleConfig {
+    /// Playbooks to check, relative to the probe's path.
+    pub playbooks: Vec<PathBuf>,
+    /// Inventory: a file, directory or script relative to the probe's path
+    /// (or an absolute path on the host), or a comma-separated host list; one or several.
+    pub inventory: OneOrMany,
+    #[serde(default)]
+    pub limit: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub skip_tags: Vec<String>,
+    /// Passed as one `-e @file` of JSON (kept off the command line).
+    #[serde(default)]
+    pub extra_vars: toml::Table,
+    /// Variable files relative to the probe's path, each passed as `-e @file`.
+    #[serde(default)]
+    pub extra_vars_files: Vec<PathBuf>,
+    /// Host paths, relative to the config file's directory.
+    #[serde(default)]
+    pub vault_password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub forks: Option<u32>,
+    /// The `ansible-playbook` to run.
+    #[serde(default = "default_binary")]
+    pub binary: String,
+    /// Variables passed through from driftwatch's environment, beyond PATH, HOME, LANG….
+    #[serde(default)]
+    pub pass_env: Vec<String>,
+    /// How unreachable hosts count: `error` (default) or `drift`.
+    #[serde(default)]
+    pub unreachable: UnreachablePolicy,
+    /// Refuse to run playbooks with tasks that run for real in check mode.
+    #[serde(default)]
+    pub strict_check_mode: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn items(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::One(one) => vec![one.as_str()],
+            OneOrMany::Many(many) => many.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnreachablePolicy {
+    #[default]
+    Error,
+    Drift,
+}
+
+fn default_binary() -> String {
+    "ansible-playbook".to_string()
+}
+
+pub struct AnsibleProbe {
+    config: AnsibleConfig,
+    /// Host paths made absolute against the config file's directory.
+    vault_password_file: Option<PathBuf>,
+    private_key_file: Option<PathBuf>,
+}
+
+pub fn build(common: &ProbeCommon, fields: toml::Table) -> Result<Arc<dyn Probe>, Vec<FieldError>> {
+    let config: AnsibleConfig = parse_fields(fields)?;
+    let mut errors = Vec::new();
+    if config.playbooks.is_empty() {
+        errors.push(FieldError::new(
+            "playbooks",
+            "must name at least one playbook, e.g. [\"site.yml\"]",
+        ));
+    }
+    for (i, playbook) in config.playbooks.iter().enumerate() {
+        if playbook.as_os_str().is_empty() || crate::paths::escapes(playbook) {
+            errors.push(FieldError::new(
+                format!("playbooks[{i}]"),
+                "must be a path inside the repository (no absolute path or ..)",
+            ));
+        }
+    }
+    let inventories = config.inventory.items();
+    if inventories.is_empty() {
+        errors.push(FieldError::new(
+            "inventory",
+            "must name an inventory file, directory or script",
+        ));
+    }
+    for (i, inventory) in inventories.iter().enumerate() {
+        let key = match config.inventory {
+            OneOrMany::One(_) => "inventory".to_string(),
+            OneOrMany::Many(_) => format!("inventory[{i}]"),
+        };
+        let path = Path::new(inventory);
+        if inventory.trim().is_empty() {
+            errors.push(FieldError::new(key, "must not be empty"));
+        } else if !inventory.contains(',') && !path.is_absolute() && crate::paths::escapes(path) {
+            errors.push(FieldError::new(
+                key,
+                "a relative inventory must stay inside the repository (no ..)",
+            ));
+        }
+    }
+    for (i, file) in config.extra_vars_files.iter().enumerate() {
+        if crate::paths::escapes(file) {
+            errors.push(FieldError::new(
+                format!("extra_vars_files[{i}]"),
+                "must be a path inside the repository (no absolute path or ..)",
+            ));
+        }
+    }
+    for (key, list) in [("tags", &config.tags), ("skip_tags", &config.skip_tags)] {
+        if list.iter().any(|t| t.trim().is_empty() || t.contains(',')) {
+            errors.push(FieldError::new(
+                key,
+                "each tag must be non-empty and contain no comma; list them separately",
+            ));
+        }
+    }
+    if config.forks == Some(0) {
+        errors.push(FieldError::new("forks", "must be at least 1"));
+    }
+    if config.binary.trim().is_empty() {
+        errors.push(FieldError::new(
+            "binary",
+            "must name the ansible-playbook program",
+        ));
+    }
+    if let Some(limit) = &config.limit {
+        if limit.trim().is_empty() {
+            errors.push(FieldError::new(
+                "limit",
+                "must not be empty; leave it out to run on every host",
+            ));
+        }
+    }
+    for (i, name) in config.pass_env.iter().enumerate() {
+        if name.is_empty() || name.contains('=') {
+            errors.push(FieldError::new(
+                format!("pass_env[{i}]"),
+                "must be a variable name",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let host_path = |p: &Option<PathBuf>| p.as_ref().map(|p| common.config_dir.join(p));
+    Ok(Arc::new(AnsibleProbe {
+        vault_password_file: host_path(&config.vault_password_file),
+        private_key_file: host_path(&config.private_key_file),
+        config,
+    }))
+}
+
+#[async_trait::async_trait]
+impl Probe for AnsibleProbe {
+    fn layer(&self) -> &'static str {
+        "ansible"
+    }
+
+    async fn preflight(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if find_program(&self.config.binary).is_none() {
+            problems.push(format!(
+                "ansible: cannot find {:?}; install ansible-core (scripts/install-tools does) or set binary",
+                self.config.binary
+            ));
+        }
+        for (field, path) in [
+            ("vault_password_file", &self.vault_password_file),
+            ("private_key_file", &self.private_key_file),
+        ] {
+            if let Some(path) = path {
+                if !path.is_file() {
+                    problems.push(format!(
+                        "ansible: {field} {} does not exist",
+                        path.display()
+                    ));
+                }
+            }
+        }
+        problems
+    }
+
+    fn inspect(&self, probe_dir: &Path) -> Vec<String> {
+        scan::scan(probe_dir, &self.config.playbooks)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    async fn run(&self, cx: &ProbeContext) -> Result<Outcome, ProbeError> {
+        let findings = {
+            let workdir = cx.workdir.clone();
+            let playbooks = self.config.playbooks.clone();
+            tokio::task::spawn_blocking(move || scan::scan(&workdir, &playbooks))
+                .await
+                .map_err(|e| {
+                    ProbeError::new(
+                        ErrorReason::Internal,
+                        format!("check_mode scan failed: {e}"),
+                    )
+                })?
+        };
+        let warnings: Vec<String> = findings.iter().map(ToString::to_string).collect();
+        if self.config.strict_check_mode && !findings.is_empty() {
+            let listed: Vec<String> = findings.iter().map(|f| format!("  - {f}")).collect();
+            return Err(ProbeError::new(
+                ErrorReason::Refused,
+                format!(
+                    "strict_check_mode: refusing to run, {} element(s) would run for real in check mode:\n{}",
+                    findings.len(),
+                    listed.join("\n")
+                ),
+            )
+            .with_warnings(warnings));
+        }
+
+        let command = self
+            .command(cx)
+            .map_err(|e| e.with_warnings(warnings.clone()))?;
+        let output = cx
+            .exec(command)
+            .await
+            .map_err(|e| e.with_warnings(warnings.clone()));
+        stop_ssh_masters(cx).await;
+        let marker = run_marker(cx);
+        tokio::task::spawn_blocking(move || sweep_leftovers(&marker))
+            .await
+            .ok();
+        let output = output?;
+        let stdout = output.stdout_str();
+        let stderr = output.stderr_str();
+        let clean = |text: &str| relative_paths(text, cx);
+        let result = match find_document(&stdout) {
+            Some(doc) => verdict(doc, output.code, &stderr, self.config.unreachable, &clean),
+            None => Err(no_document_error(
+                output.code,
+                output.signal,
+                &stderr,
+                output.stdout_truncated,
+                &clean,
+            )),
+        };
+        match result {
+            Ok(mut outcome) => {
+                outcome.exit_code = output.code;
+                outcome.warnings.splice(0..0, warnings);
+                Ok(outcome)
+            }
+            Err(error) => {
+                let mut all = warnings;
+                all.extend(error.warnings.iter().cloned());
+                Err(error
+                    .with_exit_code(output.code)
+                    .with_stderr_tail(clean(&output.stderr_tail(20)))
+                    .with_warnings(all))
+            }
+        }
+    }
+}
+
+impl AnsibleProbe {
+    /// The `ansible-playbook --check --diff` command, with the callback and
+    /// every file ansible would write placed in the run's scratch directory.
+    fn command(&self, cx: &ProbeContext) -> Result<crate::process::Command, ProbeError> {
+        let c = &self.config;
+        let scratch = &cx.scratch_dir;
+        let callbacks = scratch.join("ansible-callbacks");
+        let ansible_home = scratch.join("ansible-home");
+        let local_tmp = scratch.join("ansible-tmp");
+        let io = |e: std::io::Error| {
+            ProbeError::new(
+                ErrorReason::Internal,
+                format!("cannot prepare scratch directory: {e}"),
+            )
+        };
+        for dir in [&callbacks, &ansible_home, &local_tmp] {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        std::fs::write(
+            callbacks.join(format!("{CALLBACK_NAME}.py")),
+            CALLBACK_SOURCE,
+        )
+        .map_err(io)?;
+
+        let mut command = cx
+            .command(&c.binary)
+            .args(["--check", "--diff"])
+            .pass_env(c.pass_env.iter().cloned())
+            .env("ANSIBLE_CALLBACK_PLUGINS", &callbacks)
+            .env("ANSIBLE_STDOUT_CALLBACK", CALLBACK_NAME)
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_FORCE_COLOR", "0")
+            .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
+            .env("ANSIBLE_HOME", &ansible_home)
+            .env("ANSIBLE_LOCAL_TEMP", &local_tmp)
+            .env("ANSIBLE_SSH_CONTROL_PATH_DIR", ansible_home.join("cp"))
+            .env(
+                "ANSIBLE_PERSISTENT_CONTROL_PATH_DIR",
+                ansible_home.join("pc"),
+            )
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env(RUN_MARKER_VAR, run_marker(cx));
+        // An ansible.cfg in the repo is found by ansible itself (cwd is the
+        // probe directory). Without one, an empty config keeps the host's
+        // ~/.ansible.cfg and /etc/ansible/ansible.cfg out of the verdict,
+        // unless the operator passes ANSIBLE_CONFIG through on purpose.
+        let operator_config = c.pass_env.iter().any(|v| v == "ANSIBLE_CONFIG")
+            && std::env::var_os("ANSIBLE_CONFIG").is_some();
+        if !operator_config && !cx.workdir.join("ansible.cfg").is_file() {
+            let empty = scratch.join("ansible.cfg");
+            std::fs::write(&empty, "").map_err(io)?;
+            command = command.env("ANSIBLE_CONFIG", empty);
+        }
+        for inventory in c.inventory.items() {
+            command = command.arg("--inventory").arg(inventory);
+        }
+        if let Some(limit) = &c.limit {
+            command = command.arg("--limit").arg(limit);
+        }
+        if !c.tags.is_empty() {
+            command = command.arg("--tags").arg(c.tags.join(","));
+        }
+        if !c.skip_tags.is_empty() {
+            command = command.arg("--skip-tags").arg(c.skip_tags.join(","));
+        }
+        for file in &c.extra_vars_files {
+            command = command
+                .arg("--extra-vars")
+                .arg(format!("@{}", file.display()));
+        }
+        if !c.extra_vars.is_empty() {
+            let vars = serde_json::to_vec(&c.extra_vars).map_err(|e| {
+                ProbeError::new(
+                    ErrorReason::Internal,
+                    format!("cannot encode extra_vars: {e}"),
+                )
+            })?;
+            let file = scratch.join("extra-vars.json");
+            std::fs::write(&file, vars).map_err(io)?;
+            command = command
+                .arg("--extra-vars")
+                .arg(format!("@{}", file.display()));
+        }
+        if let Some(file) = &self.vault_password_file {
+            command = command.arg("--vault-password-file").arg(file);
+        }
+        if let Some(file) = &self.private_key_file {
+            command = command.arg("--private-key").arg(file);
+        }
+        if let Some(forks) = c.forks {
+            command = command.arg("--forks").arg(forks.to_string());
+        }
+        command = command.arg("--");
+        for playbook in &c.playbooks {
+            command = command.arg(playbook);
+        }
+        Ok(command)
+    }
+}
+
+/// Set on ansible-playbook and inherited by everything it starts, so the
+/// run's leftovers can be found after it ends.
+const RUN_MARKER_VAR: &str = "DRIFTWATCH_ANSIBLE_RUN";
+
+fn run_marker(cx: &ProbeContext) -> String {
+    cx.scratch_dir.display().to_string()
+}
+
+/// Kills what this run left behind. ansible's workers call `setsid()`, so
+/// they and the modules they run (and SSH masters) leave ansible's process
+/// group; the group kill on timeout reaches only the main process, which
+/// forwards SIGTERM to workers that may not act on it before it dies.
+/// Everything ansible started still carries the run's marker variable.
+fn sweep_leftovers(marker: &str) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let needle = format!("{RUN_MARKER_VAR}={marker}");
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let leftovers: Vec<i32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|b| *b == 0).any(|var| var == needle.as_bytes()))
+                .unwrap_or(false)
+        })
+        .map(|pid| pid as i32)
+        .collect();
+    for pid in &leftovers {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    // Wait (briefly) until they are really gone or zombies awaiting their parent.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < until {
+        let alive = leftovers.iter().any(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|stat| {
+                    stat.rsplit(") ")
+                        .next()
+                        .is_some_and(|rest| !rest.starts_with('Z'))
+                })
+                .unwrap_or(false)
+        });
+        if !alive {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Asks any SSH ControlPersist master this run started to exit: they
+/// daemonize out of ansible's process group, so the group kill misses them.
+async fn stop_ssh_masters(cx: &ProbeContext) {
+    let Ok(entries) = std::fs::read_dir(cx.scratch_dir.join("ansible-home").join("cp")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let socket = entry.path();
+        let command = crate::process::Command::new("ssh")
+            .arg("-o")
+            .arg(format!("ControlPath={}", socket.display()))
+            .args(["-O", "exit", "driftwatch-control-master"])
+            .grace(std::time::Duration::from_secs(1));
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        let _ = command
+            .run(&tokio_util::sync::CancellationToken::new(), deadline)
+            .await;
+    }
+}
+
+/// The callback's document, as printed by `driftwatch_json.py`.
+#[derive(Debug, Deserialize)]
+struct CallbackDocument {
+    #[serde(default)]
+    ansible_version: String,
+    #[serde(default)]
+    hosts: BTreeMap<String, HostStats>,
+    #[serde(default)]
+    results: Vec<TaskResult>,
+    #[serde(default)]
+    notes: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct HostStats {
+    pub ok: u64,
+    pub changed: u64,
+    pub failures: u64,
+    pub unreachable: u64,
+    pub skipped: u64,
+    pub rescued: u64,
+    pub ignored: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct TaskResult {
+    host: String,
+    task: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    path: String,
+    status: String,
+    #[serde(default)]
+    changed: bool,
+    #[serde(default)]
+    handler: bool,
+    #[serde(default)]
+    ignored: bool,
+    #[serde(default)]
+    censored: bool,
+    #[serde(default)]
+    msg: Option<String>,
+    #[serde(default)]
+    diff: Option<String>,
+}
+
+/// The last stdout line carrying the callback's marker; other callbacks a
+/// repo enables may print around it.
+fn find_document(stdout: &str) -> Option<CallbackDocument> {
+    stdout
+        .lines()
+        .rev()
+        .filter(|line| line.starts_with('{') && line.contains(CALLBACK_MARKER))
+        .find_map(|line| serde_json::from_str(line).ok())
+}
+
+/// Turns the callback's document into a verdict. Failures always make an
+/// error; unreachable hosts do unless the policy counts them as drift.
+fn verdict(
+    doc: CallbackDocument,
+    code: Option<i32>,
+    stderr: &str,
+    policy: UnreachablePolicy,
+    clean: &dyn Fn(&str) -> String,
+) -> Result<Outcome, ProbeError> {
+    let failures: u64 = doc.hosts.values().map(|s| s.failures).sum();
+    let unreachable: u64 = doc.hosts.values().map(|s| s.unreachable).sum();
+    let mut changes = Vec::new();
+    let mut changed_tasks = Vec::new();
+    let mut failed = Vec::new();
+    for result in &doc.results {
+        let subject = format!("{}: {}", result.host, result.task);
+        match result.status.as_str() {
+            "ok" if result.changed => {
+                let diff = if result.censored {
+                    "(no_log: the result is hidden)".to_string()
+                } else {
+                    clean(&normalize_diff(result.diff.as_deref().unwrap_or("")))
+                };
+                let action = if result.handler { "handler" } else { "changed" };
+                changed_tasks.push(serde_json::json!({
+                    "host": result.host,
+                    "task": result.task,
+                    "module": result.action,
+                    "path": clean(&result.path),
+                }));
+                changes.push(ResourceChange::new(subject, action).with_diff(diff));
+            }
+            "unreachable" if policy == UnreachablePolicy::Drift => {
+                let msg = clean(result.msg.as_deref().unwrap_or("host unreachable"));
+                changes.push(ResourceChange::new(subject, "unreachable").with_diff(msg));
+            }
+            "failed" | "unreachable" if !result.ignored => failed.push(result),
+            _ => {}
+        }
+    }
+    let warnings: Vec<String> = doc.notes.clone();
+    let counts_error = failures > 0 || (unreachable > 0 && policy == UnreachablePolicy::Error);
+    if counts_error {
+        let reason = if failures == 0 {
+            ErrorReason::Unreachable
+        } else {
+            ErrorReason::ExitCode
+        };
+        let mut lines = vec![format!(
+            "ansible-playbook: {} failed task(s), {} unreachable host(s)",
+            failures, unreachable
+        )];
+        for result in failed.iter().take(MAX_LISTED_FAILURES) {
+            let place = if result.path.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", clean(&result.path))
+            };
+            let msg = if result.censored {
+                "(no_log: the result is hidden)".to_string()
+            } else {
+                clean(result.msg.as_deref().unwrap_or("").trim())
+            };
+            lines.push(format!(
+                "  {} {}: {}{}: {}",
+                result.status,
+                result.host,
+                result.task,
+                place,
+                first_lines(&msg, 3)
+            ));
+        }
+        if failed.len() > MAX_LISTED_FAILURES {
+            lines.push(format!(
+                "  … and {} more",
+                failed.len() - MAX_LISTED_FAILURES
+            ));
+        }
+        return Err(ProbeError::new(reason, lines.join("\n"))
+            .with_partial_changes(changes)
+            .with_warnings(warnings));
+    }
+    if code != Some(0) && !(unreachable > 0 && code == Some(4)) {
+        let message = ansible_error(stderr)
+            .map(|m| clean(&m))
+            .unwrap_or_else(|| match code {
+                Some(code) => {
+                    format!("ansible-playbook exited with code {code} although no task failed")
+                }
+                None => "ansible-playbook was killed by a signal".to_string(),
+            });
+        return Err(ProbeError::new(ErrorReason::ExitCode, message).with_warnings(warnings));
+    }
+    let drifted_hosts = doc
+        .hosts
+        .values()
+        .filter(|s| s.changed > 0 || s.unreachable > 0)
+        .count();
+    let message = if changes.is_empty() {
+        format!("{} host(s) in sync", doc.hosts.len())
+    } else {
+        format!(
+            "{} change(s) on {} of {} host(s)",
+            changes.len(),
+            drifted_hosts,
+            doc.hosts.len()
+        )
+    };
+    let details = serde_json::json!({
+        "ansible_version": doc.ansible_version,
+        "hosts": doc.hosts,
+        "changed_tasks": changed_tasks,
+    });
+    Ok(Outcome {
+        drifted: !changes.is_empty(),
+        message,
+        changes,
+        warnings,
+        details,
+        ..Outcome::default()
+    })
+}
+
+/// ansible stopped before running any play (syntax error, unknown module,
+/// missing playbook, bad option): an error carrying ansible's own message.
+fn no_document_error(
+    code: Option<i32>,
+    signal: Option<i32>,
+    stderr: &str,
+    truncated: bool,
+    clean: &dyn Fn(&str) -> String,
+) -> ProbeError {
+    if truncated {
+        return ProbeError::new(
+            ErrorReason::Parse,
+            "ansible-playbook printed more output than driftwatch keeps; result lost",
+        );
+    }
+    let (reason, fallback) = match (code, signal) {
+        (Some(0), _) => (
+            ErrorReason::Parse,
+            "ansible-playbook exited 0 but printed no result document".to_string(),
+        ),
+        (Some(1 | 4 | 5), _) => (
+            ErrorReason::Input,
+            format!(
+                "ansible-playbook exited with code {}",
+                code.unwrap_or_default()
+            ),
+        ),
+        (Some(code), _) => (
+            ErrorReason::ExitCode,
+            format!("ansible-playbook exited with code {code}"),
+        ),
+        (None, Some(signal)) => (
+            ErrorReason::ExitCode,
+            format!("ansible-playbook was killed by signal {signal}"),
+        ),
+        (None, None) => (
+            ErrorReason::ExitCode,
+            "ansible-playbook ended without an exit code".to_string(),
+        ),
+    };
+    let message = ansible_error(stderr).map(|m| clean(&m)).unwrap_or(fallback);
+    ProbeError::new(reason, message)
+}
+
+/// ansible's error block from stderr: from the first `ERROR!` (≤ 2.18) or
+/// `[ERROR]:` (2.19) line, up to 12 lines.
+fn ansible_error(stderr: &str) -> Option<String> {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("ERROR!") || l.starts_with("[ERROR]"))?;
+    let block: Vec<&str> = lines[start..].iter().take(12).copied().collect();
+    Some(block.join("\n").trim_end().to_string())
+}
+
+fn first_lines(text: &str, count: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut kept = lines[..lines.len().min(count)].join(" / ");
+    if lines.len() > count {
+        kept.push_str(" …");
+    }
+    kept
+}
+
+/// Makes diffs stable: drops trailing blank lines and replaces any header
+/// still naming a temporary file (the callback fixes most) with a plain one.
+fn normalize_diff(diff: &str) -> String {
+    let lines: Vec<String> = diff
+        .lines()
+        .map(|line| {
+            for (prefix, side) in [("--- ", "before"), ("+++ ", "after")] {
+                if let Some(header) = line.strip_prefix(prefix) {
+                    if header.contains("ansible-local-") || header.contains("/.ansible/tmp/") {
+                        return format!("{prefix}{side}");
+                    }
+                }
+            }
+            line.to_string()
+        })
+        .collect();
+    lines.join("\n").trim_end().to_string()
+}
+
+/// Makes paths inside the checkout relative to the probe directory, so
+/// messages stay the same from one revision's checkout to the next.
+fn relative_paths(text: &str, cx: &ProbeContext) -> String {
+    let mut text = text.to_string();
+    for base in [&cx.workdir, &cx.checkout, &cx.scratch_dir] {
+        let prefix = format!("{}/", base.display());
+        if prefix.len() > 1 {
+            text = text.replace(&prefix, "");
+        }
+    }
+    text
+}
+
+/// `program` on PATH, or as given when it is a path.
+fn find_program(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        let path = PathBuf::from(program);
+        return path.is_file().then_some(path);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn common() -> ProbeCommon {
+        ProbeCommon {
+            name: "ansible".into(),
+            layer: "ansible".into(),
+            repo: "r".into(),
+            path: PathBuf::new(),
+            config_dir: PathBuf::from("/etc/driftwatch"),
+            labels: Default::default(),
+        }
+    }
+
+    fn build_err(toml_text: &str) -> Vec<String> {
+        match build(&common(), toml::from_str(toml_text).unwrap()) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors
+                .into_iter()
+                .map(|e| format!("{}: {}", e.key, e.message))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn config_is_validated_field_by_field() {
+        assert!(build_err("playbooks = [\"site.yml\"]\ninventory = \"hosts.ini\"").is_empty());
+        assert!(build_err("playbooks = [\"site.yml\"]\ninventory = [\"a.ini\", \"/etc/ansible/hosts\", \"h1,h2,\"]").is_empty());
+        let errors = build_err(
+            "playbooks = [\"../x.yml\"]\ninventory = \"../inv\"\nforks = 0\ntags = [\"a,b\"]\nextra_vars_files = [\"/etc/vars.yml\"]",
+        );
+        let keys: Vec<&str> = errors
+            .iter()
+            .map(|e| e.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "playbooks[0]",
+                "inventory",
+                "extra_vars_files[0]",
+                "tags",
+                "forks"
+            ]
+        );
+        assert_eq!(
+            build_err("playbooks = [\"a.yml\"]\ninventory = \"i\"\nunreachable = \"ignore\"").len(),
+            1
+        );
+        assert_eq!(
+            build_err("playbooks = [\"a.yml\"]\ninventory = \"i\"\nbogus = 1").len(),
+            1
+        );
+        assert!(build_err("inventory = \"i\"")[0].contains("missing field `playbooks`"));
+    }
+
+    fn doc(hosts: &str, results: &str) -> CallbackDocument {
+        let results = results.replace('\n', " ");
+        let line = format!(
+            "{{\"marker\": \"{CALLBACK_MARKER}\", \"ansible_version\": \"2.19.0\", \"hosts\": {hosts}, \"results\": {results}, \"notes\": []}}"
+        );
+        find_document(&format!("some other callback output\n{line}\n")).expect("document found")
+    }
+
+    fn identity(text: &str) -> String {
+        text.to_string()
+    }
+
+    #[test]
+    fn stats_decide_the_verdict_not_the_exit_code() {
+        let in_sync = doc(r#"{"h1": {"ok": 3, "changed": 0}}"#, "[]");
+        let outcome = verdict(in_sync, Some(0), "", UnreachablePolicy::Error, &identity).unwrap();
+        assert!(!outcome.drifted);
+        assert_eq!(outcome.details["hosts"]["h1"]["ok"], 3);
+
+        let drift = doc(
+            r#"{"h1": {"ok": 3, "changed": 1}}"#,
+            r#"[{"host": "h1", "task": "copy motd", "status": "ok", "changed": true, "diff": "--- before\n+++ after: /root/.ansible/tmp/ansible-local-1abc/tmpx/motd.j2\n@@ -1 +1 @@\n-a\n+b\n\n"}]"#,
+        );
+        let outcome = verdict(drift, Some(0), "", UnreachablePolicy::Error, &identity).unwrap();
+        assert!(outcome.drifted);
+        assert_eq!(outcome.changes[0].subject, "h1: copy motd");
+        assert_eq!(
+            outcome.changes[0].diff,
+            "--- before\n+++ after\n@@ -1 +1 @@\n-a\n+b"
+        );
+        assert_eq!(outcome.details["hosts"]["h1"]["changed"], 1);
+    }
+
+    #[test]
+    fn failures_and_unreachable_hosts_are_errors_unless_policy_says_drift() {
+        let failed = doc(
+            r#"{"h1": {"failures": 1}}"#,
+            r#"[{"host": "h1", "task": "boom", "path": "site.yml:4", "status": "failed", "msg": "it broke"}]"#,
+        );
+        let err = verdict(failed, Some(2), "", UnreachablePolicy::Drift, &identity).unwrap_err();
+        assert_eq!(err.reason, ErrorReason::ExitCode);
+        assert!(
+            err.message
+                .contains("failed h1: boom (site.yml:4): it broke"),
+            "{}",
+            err.message
+        );
+
+        let unreachable = r#"[{"host": "far", "task": "copy", "status": "unreachable", "msg": "Connection refused"}]"#;
+        let err = verdict(
+            doc(r#"{"far": {"unreachable": 1}}"#, unreachable),
+            Some(4),
+            "",
+            UnreachablePolicy::Error,
+            &identity,
+        )
+        .unwrap_err();
+        assert_eq!(err.reason, ErrorReason::Unreachable);
+        let outcome = verdict(
+            doc(r#"{"far": {"unreachable": 1}}"#, unreachable),
+            Some(4),
+            "",
+            UnreachablePolicy::Drift,
+            &identity,
+        )
+        .unwrap();
+        assert!(outcome.drifted);
+        assert_eq!(outcome.changes[0].action, "unreachable");
+    }
+
+    #[test]
+    fn censored_results_keep_no_diff_and_ignored_failures_do_not_count() {
+        let d = doc(
+            r#"{"h1": {"changed": 1, "ignored": 1}}"#,
+            r#"[{"host": "h1", "task": "secret", "status": "ok", "changed": true, "censored": true},
+                {"host": "h1", "task": "optional", "status": "failed", "ignored": true, "msg": "nope"}]"#,
+        );
+        let outcome = verdict(d, Some(0), "", UnreachablePolicy::Error, &identity).unwrap();
+        assert_eq!(outcome.changes.len(), 1);
+        assert_eq!(outcome.changes[0].diff, "(no_log: the result is hidden)");
+    }
+
+    #[test]
+    fn early_failures_carry_ansibles_message() {
+        let stderr = "[WARNING]: something\n[ERROR]: YAML parsing failed: did not find expected ','\nOrigin: /co/site.yml:5:15\n\n5  content: y\n";
+        let err = no_document_error(Some(4), None, stderr, false, &|t: &str| {
+            t.replace("/co/", "")
+        });
+        assert_eq!(err.reason, ErrorReason::Input);
+        assert!(
+            err.message.starts_with("[ERROR]: YAML parsing failed"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("Origin: site.yml:5:15"));
+        let old = "ERROR! the playbook: missing.yml could not be found\n";
+        assert_eq!(
+            no_document_error(Some(1), None, old, false, &identity).message,
+            old.trim()
+        );
+        assert_eq!(
+            no_document_error(None, Some(9), "", false, &identity).reason,
+            ErrorReason::ExitCode
+        );
+    }
+
+    #[test]
+    fn a_nonzero_exit_without_failures_is_an_error() {
+        let d = doc(r#"{"h1": {"ok": 1}}"#, "[]");
+        let err = verdict(
+            d,
+            Some(1),
+            "ERROR! something else\n",
+            UnreachablePolicy::Error,
+            &identity,
+        )
+        .unwrap_err();
+        assert_eq!(err.message, "ERROR! something else");
+    }
+}

@@ -1,0 +1,767 @@
+//! The Kubernetes layer, kubediff's successor: compare the objects declared
+//! in git (a manifest directory, or the output of a render command such as
+//! `kubectl kustomize`) with the live objects, read-only (get and list only).
+//! Each object is in sync, `changed` (with field-level lines), `missing`, or,
+//! with extra detection on, `extra` (live but not declared).
+//!
+//! The parts: `manifest` loads objects, `normalize` and `compare` decide what
+//! differs, `ignore` applies Argo-CD-style rules, `live` talks to the API.
+
+pub mod compare;
+pub mod ignore;
+pub mod live;
+pub mod manifest;
+pub mod normalize;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use self::ignore::{IgnoreRule, IgnoreRuleConfig, Target};
+use self::live::{DiscoveryCache, ReadPlan, Reader, Resolved, ResourceType};
+use self::manifest::{Loaded, Manifest};
+use super::{
+    parse_fields, ErrorReason, FieldError, Outcome, Probe, ProbeCommon, ProbeContext, ProbeError,
+    ResourceChange,
+};
+
+/// Largest render output accepted.
+const RENDER_OUTPUT_LIMIT: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// An argv printing the manifests as YAML (`["kubectl", "kustomize", "overlays/prod"]`),
+    /// run in the probe's path. When unset, the probe's path is read as a manifest directory.
+    #[serde(default)]
+    pub render: Option<Vec<String>>,
+    /// Variables passed from driftwatch's environment to the render command.
+    #[serde(default)]
+    pub render_pass_env: Vec<String>,
+    /// Kubeconfig file (relative to the config file); unset means in-cluster service-account config.
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Context in the kubeconfig; its current context when unset.
+    #[serde(default)]
+    pub context: Option<String>,
+    /// Namespace for namespaced objects that name none; the context's namespace, else `default`.
+    #[serde(default)]
+    pub default_namespace: Option<String>,
+    /// Kinds to compare (globs on `Kind` or `Kind.group`); all when empty.
+    #[serde(default)]
+    pub include_kinds: Vec<String>,
+    #[serde(default)]
+    pub exclude_kinds: Vec<String>,
+    #[serde(default)]
+    pub ignore: Vec<IgnoreRuleConfig>,
+    /// Report live objects git does not declare, for the kinds and namespaces the probe manages.
+    #[serde(default)]
+    pub detect_extra: bool,
+    /// More namespaces to search for extra objects, beyond those the manifests use.
+    #[serde(default)]
+    pub extra_namespaces: Vec<String>,
+    /// Only live objects matching this label selector count as extra (also allows
+    /// extra detection for cluster-scoped kinds).
+    #[serde(default)]
+    pub extra_label_selector: Option<String>,
+    /// At most this many API requests in flight.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// With more than this many objects of one type in one namespace, LIST instead of GET each.
+    #[serde(default = "default_list_threshold")]
+    pub list_threshold: usize,
+    /// Items per LIST page.
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// Timeout of each API request.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: String,
+}
+
+fn default_concurrency() -> usize {
+    8
+}
+
+fn default_list_threshold() -> usize {
+    3
+}
+
+fn default_page_size() -> u32 {
+    500
+}
+
+fn default_request_timeout() -> String {
+    "30s".to_string()
+}
+
+pub struct KubernetesProbe {
+    config: KubernetesConfig,
+    kubeconfig: Option<PathBuf>,
+    include: Vec<glob::Pattern>,
+    exclude: Vec<glob::Pattern>,
+    ignore: Vec<IgnoreRule>,
+    request_timeout: Duration,
+    discovery: DiscoveryCache,
+}
+
+pub fn build(common: &ProbeCommon, fields: toml::Table) -> Result<Arc<dyn Probe>, Vec<FieldError>> {
+    let config: KubernetesConfig = parse_fields(fields)?;
+    Ok(Arc::new(KubernetesProbe::new(common, config)?))
+}
+
+fn patterns(key: &str, values: &[String], errors: &mut Vec<FieldError>) -> Vec<glob::Pattern> {
+    values
+        .iter()
+        .enumerate()
+        .filter_map(|(index, text)| match glob::Pattern::new(text) {
+            Ok(p) => Some(p),
+            Err(err) => {
+                errors.push(FieldError::new(
+                    format!("{key}[{index}]"),
+                    format!("invalid glob {text:?}: {err}"),
+                ));
+                None
+            }
+        })
+        .collect()
+}
+
+impl KubernetesProbe {
+    pub fn new(
+        common: &ProbeCommon,
+        config: KubernetesConfig,
+    ) -> Result<KubernetesProbe, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        if let Some(render) = &config.render {
+            if render.is_empty() || render[0].is_empty() {
+                errors.push(FieldError::new(
+                    "render",
+                    "must name a program, e.g. [\"kubectl\", \"kustomize\", \".\"]",
+                ));
+            }
+        }
+        if config.concurrency == 0 {
+            errors.push(FieldError::new("concurrency", "must be at least 1"));
+        }
+        if config.page_size == 0 {
+            errors.push(FieldError::new("page_size", "must be at least 1"));
+        }
+        let request_timeout = match crate::config::parse_duration(&config.request_timeout) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                errors.push(FieldError::new("request_timeout", "must be more than zero"));
+                Duration::from_secs(30)
+            }
+            Err(message) => {
+                errors.push(FieldError::new("request_timeout", message));
+                Duration::from_secs(30)
+            }
+        };
+        if !config.detect_extra
+            && (!config.extra_namespaces.is_empty() || config.extra_label_selector.is_some())
+        {
+            errors.push(FieldError::new(
+                "detect_extra",
+                "extra_namespaces/extra_label_selector need detect_extra = true",
+            ));
+        }
+        let include = patterns("include_kinds", &config.include_kinds, &mut errors);
+        let exclude = patterns("exclude_kinds", &config.exclude_kinds, &mut errors);
+        let mut ignore = Vec::new();
+        for (index, rule) in config.ignore.iter().enumerate() {
+            match IgnoreRule::build(&format!("ignore[{index}]"), rule) {
+                Ok(rule) => ignore.push(rule),
+                Err(e) => errors.extend(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let kubeconfig = config
+            .kubeconfig
+            .as_ref()
+            .map(|p| common.config_dir.join(p));
+        Ok(KubernetesProbe {
+            config,
+            kubeconfig,
+            include,
+            exclude,
+            ignore,
+            request_timeout,
+            discovery: DiscoveryCache::default(),
+        })
+    }
+
+    fn kind_selected(&self, kind: &str, group: &str) -> bool {
+        let qualified = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
+        let hit = |p: &glob::Pattern| p.matches(kind) || p.matches(&qualified);
+        (self.include.is_empty() || self.include.iter().any(hit)) && !self.exclude.iter().any(hit)
+    }
+
+    async fn load(&self, cx: &ProbeContext) -> Result<Loaded, ProbeError> {
+        match &self.config.render {
+            Some(argv) => {
+                let command = cx
+                    .command(&argv[0])
+                    .args(&argv[1..])
+                    .pass_env(self.config.render_pass_env.iter().cloned())
+                    .stdout_limit(RENDER_OUTPUT_LIMIT);
+                let output = cx.exec(command).await?;
+                let shown = argv.join(" ");
+                if output.code != Some(0) {
+                    let status = match output.code {
+                        Some(code) => format!("exited with code {code}"),
+                        None => {
+                            format!("was killed by signal {}", output.signal.unwrap_or_default())
+                        }
+                    };
+                    return Err(ProbeError::new(
+                        ErrorReason::ExitCode,
+                        format!("render command `{shown}` {status}"),
+                    )
+                    .with_exit_code(output.code)
+                    .with_stderr_tail(output.stderr_tail(20)));
+                }
+                if output.stdout_truncated {
+                    return Err(ProbeError::new(
+                        ErrorReason::Parse,
+                        format!("render command `{shown}` printed more than {RENDER_OUTPUT_LIMIT} bytes"),
+                    ));
+                }
+                Ok(manifest::parse_source(
+                    &format!("render `{shown}`"),
+                    &output.stdout_str(),
+                    false,
+                ))
+            }
+            None => {
+                if !cx.workdir.is_dir() {
+                    return Err(ProbeError::new(
+                        ErrorReason::Checkout,
+                        format!(
+                            "manifest directory {} does not exist in the checkout",
+                            cx.workdir.display()
+                        ),
+                    ));
+                }
+                manifest::load_dir(&cx.workdir).map_err(|err| {
+                    ProbeError::new(
+                        ErrorReason::Checkout,
+                        format!("cannot read {}: {err}", cx.workdir.display()),
+                    )
+                })
+            }
+        }
+    }
+
+    async fn run_inner(&self, cx: &ProbeContext) -> Result<Outcome, ProbeError> {
+        let loaded = self.load(cx).await?;
+        let mut input_errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+        let manifests: Vec<Manifest> = loaded
+            .objects
+            .into_iter()
+            .filter(|m| self.kind_selected(m.kind(), m.group()))
+            .collect();
+
+        let client = live::connect(
+            self.kubeconfig.as_deref(),
+            self.config.context.as_deref(),
+            self.request_timeout,
+        )
+        .await?;
+        let default_namespace = self
+            .config
+            .default_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        let requests = Arc::new(AtomicUsize::new(0));
+
+        // Discovery: which types are served, and their scope.
+        let wanted: BTreeSet<(String, String)> = manifests
+            .iter()
+            .map(|m| (m.api_version().to_string(), m.kind().to_string()))
+            .collect();
+        let resolved = self.discovery.resolve(&client, &wanted, &requests).await?;
+        let mut types: Vec<ResourceType> = Vec::new();
+        let mut type_index: HashMap<(String, String), usize> = HashMap::new();
+        let mut api_errors: Vec<String> = Vec::new();
+        for (key, resolution) in &resolved {
+            match resolution {
+                Resolved::Served(resource_type) => {
+                    type_index.insert(key.clone(), types.len());
+                    types.push(resource_type.clone());
+                }
+                Resolved::UnknownKind => {
+                    api_errors.push(format!(
+                        "the cluster serves {} but not kind {}",
+                        key.0, key.1
+                    ));
+                }
+                Resolved::UnknownVersion => {
+                    api_errors.push(format!(
+                        "the cluster does not serve apiVersion {} (kind {})",
+                        key.0, key.1
+                    ));
+                }
+            }
+        }
+
+        // Each wanted object, keyed by (type, namespace, name); duplicates are input errors.
+        let mut desired: BTreeMap<(usize, String, String), Manifest> = BTreeMap::new();
+        for manifest in manifests {
+            let key = (
+                manifest.api_version().to_string(),
+                manifest.kind().to_string(),
+            );
+            let Some(&index) = type_index.get(&key) else {
+                continue;
+            };
+            let namespace = if types[index].namespaced {
+                manifest
+                    .namespace()
+                    .unwrap_or(&default_namespace)
+                    .to_string()
+            } else {
+                String::new()
+            };
+            let id = (index, namespace, manifest.name().to_string());
+            if let Some(first) = desired.get(&id) {
+                input_errors.push(format!(
+                    "{}: {} is already declared in {}",
+                    manifest.origin(),
+                    subject(manifest.kind(), &id.1, &id.2),
+                    first.origin()
+                ));
+                continue;
+            }
+            desired.insert(id, manifest);
+        }
+
+        let plans = self.plan(&types, &desired);
+        let reader = Reader {
+            client,
+            concurrency: self.config.concurrency,
+            page_size: self.config.page_size,
+            counter: requests.clone(),
+        };
+        let live = reader.read(&types, plans).await;
+        let failed: BTreeSet<(usize, String)> = live
+            .failures
+            .iter()
+            .map(|f| (f.type_index, f.namespace.clone().unwrap_or_default()))
+            .collect();
+        let failed_type = |index: usize, namespace: &str| {
+            failed.contains(&(index, namespace.to_string()))
+                || failed.contains(&(index, String::new()))
+        };
+        let mut unreachable = false;
+        for failure in &live.failures {
+            unreachable |= failure.error.reason == ErrorReason::Unreachable;
+            if !api_errors.contains(&failure.error.message) {
+                api_errors.push(failure.error.message.clone());
+            }
+        }
+
+        // Compare.
+        let mut changes = Vec::new();
+        let mut in_sync = 0usize;
+        for ((index, namespace, name), manifest) in &desired {
+            if failed_type(*index, namespace) {
+                continue;
+            }
+            let kind = manifest.kind();
+            let subject = subject(kind, namespace, name);
+            match live.objects.get(&(*index, namespace.clone(), name.clone())) {
+                None => changes.push(ResourceChange::new(subject, "missing").with_diff(format!(
+                    "{kind} {name:?} is declared in {} but does not exist in the cluster",
+                    manifest.origin()
+                ))),
+                Some(live_object) => {
+                    let lines = self.differences(manifest, namespace, live_object);
+                    if lines.is_empty() {
+                        in_sync += 1;
+                    } else {
+                        changes.push(
+                            ResourceChange::new(subject, "changed").with_diff(lines.join("\n")),
+                        );
+                    }
+                }
+            }
+        }
+        if self.config.detect_extra {
+            changes.extend(self.extras(&types, &desired, &live.objects, &live.listed));
+        }
+        changes.sort_by(|a, b| a.subject.cmp(&b.subject));
+
+        let details = serde_json::json!({
+            "objects": desired.len(),
+            "in_sync": in_sync,
+            "resource_types": types.len(),
+            "api_requests": requests.load(Ordering::Relaxed),
+        });
+        tracing::debug!(
+            objects = desired.len(),
+            api_requests = requests.load(Ordering::Relaxed),
+            "kubernetes probe read live state"
+        );
+
+        if !input_errors.is_empty() || !api_errors.is_empty() {
+            let (reason, mut lines) = if !input_errors.is_empty() {
+                (ErrorReason::Input, input_errors)
+            } else if unreachable {
+                (ErrorReason::Unreachable, Vec::new())
+            } else {
+                (ErrorReason::Api, Vec::new())
+            };
+            lines.extend(api_errors);
+            let message = if lines.len() == 1 {
+                lines.remove(0)
+            } else {
+                format!("{} problems:\n{}", lines.len(), lines.join("\n"))
+            };
+            return Err(ProbeError::new(reason, message).with_partial_changes(changes));
+        }
+        Ok(Outcome {
+            changes,
+            details,
+            ..Outcome::default()
+        })
+    }
+
+    /// LIST a (type, namespace) when many objects of it are wanted (or when
+    /// looking for extras there), GET each otherwise.
+    fn plan(
+        &self,
+        types: &[ResourceType],
+        desired: &BTreeMap<(usize, String, String), Manifest>,
+    ) -> Vec<ReadPlan> {
+        let mut groups: BTreeMap<(usize, String), Vec<String>> = BTreeMap::new();
+        for (index, namespace, name) in desired.keys() {
+            groups
+                .entry((*index, namespace.clone()))
+                .or_default()
+                .push(name.clone());
+        }
+        let mut list_all: BTreeSet<(usize, String)> = BTreeSet::new();
+        if self.config.detect_extra {
+            let mut namespaces: BTreeSet<String> = desired
+                .keys()
+                .filter(|(i, _, _)| types[*i].namespaced)
+                .map(|(_, ns, _)| ns.clone())
+                .collect();
+            namespaces.extend(self.config.extra_namespaces.iter().cloned());
+            for (index, resource_type) in types.iter().enumerate() {
+                if resource_type.namespaced {
+                    for namespace in &namespaces {
+                        list_all.insert((index, namespace.clone()));
+                    }
+                } else if self.config.extra_label_selector.is_some() {
+                    list_all.insert((index, String::new()));
+                }
+            }
+        }
+        let mut plans = Vec::new();
+        for ((index, namespace), names) in &groups {
+            let list = names.len() > self.config.list_threshold
+                || list_all.contains(&(*index, namespace.clone()));
+            if list && list_all.contains(&(*index, namespace.clone())) {
+                continue; // planned below, with the extra-detection selector
+            }
+            plans.push(ReadPlan {
+                type_index: *index,
+                namespace: types[*index].namespaced.then(|| namespace.clone()),
+                names: names.clone(),
+                list,
+                label_selector: None,
+            });
+        }
+        for (index, namespace) in list_all {
+            // A selector narrows the list only when nothing declared needs reading here.
+            let declared = groups.contains_key(&(index, namespace.clone()));
+            plans.push(ReadPlan {
+                type_index: index,
+                namespace: types[index].namespaced.then(|| namespace.clone()),
+                names: Vec::new(),
+                list: true,
+                label_selector: if declared {
+                    None
+                } else {
+                    self.config.extra_label_selector.clone()
+                },
+            });
+        }
+        plans
+    }
+
+    fn differences(
+        &self,
+        manifest: &Manifest,
+        namespace: &str,
+        live_object: &Value,
+    ) -> Vec<String> {
+        let mut want = manifest.object.clone();
+        let mut live = live_object.clone();
+        normalize::normalize(&mut want);
+        normalize::normalize(&mut live);
+        // The namespace is identity (and may have come from the default).
+        for object in [&mut want, &mut live] {
+            if let Some(Value::Object(meta)) = object.get_mut("metadata") {
+                meta.remove("namespace");
+            }
+        }
+        let target = Target {
+            group: manifest.group(),
+            kind: manifest.kind(),
+            namespace,
+            name: manifest.name(),
+        };
+        let rules: Vec<&IgnoreRule> = self
+            .ignore
+            .iter()
+            .filter(|r| r.applies_to(&target))
+            .collect();
+        let secret = manifest.kind() == "Secret" && manifest.group().is_empty();
+        compare::compare(&want, &live)
+            .iter()
+            .filter(|d| !rules.iter().any(|r| r.ignores(&d.path)))
+            .map(|d| compare::render_line(d, secret))
+            .collect()
+    }
+
+    fn extras(
+        &self,
+        types: &[ResourceType],
+        desired: &BTreeMap<(usize, String, String), Manifest>,
+        live: &HashMap<(usize, String, String), Value>,
+        listed: &BTreeSet<(usize, String)>,
+    ) -> Vec<ResourceChange> {
+        let selector = self
+            .config
+            .extra_label_selector
+            .as_deref()
+            .map(parse_equality_selector);
+        let mut extras: Vec<ResourceChange> = live
+            .iter()
+            .filter(|(key, _)| !desired.contains_key(*key))
+            .filter(|((index, namespace, _), _)| listed.contains(&(*index, namespace.clone())))
+            .filter(|((index, _, _), object)| !is_well_known(&types[*index], object))
+            .filter(|(_, object)| selector.as_ref().map_or(true, |s| labels_match(s, object)))
+            .map(|((index, namespace, name), _)| {
+                ResourceChange::new(
+                    subject(&types[*index].resource.kind, namespace, name),
+                    "extra",
+                )
+                .with_diff(format!(
+                    "{} {name:?} exists in the cluster but is not declared in git",
+                    types[*index].resource.kind
+                ))
+            })
+            .collect();
+        extras.sort_by(|a, b| a.subject.cmp(&b.subject));
+        extras
+    }
+}
+
+/// `kind/namespace/name`, or `kind/name` for cluster-scoped objects.
+pub fn subject(kind: &str, namespace: &str, name: &str) -> String {
+    if namespace.is_empty() {
+        format!("{kind}/{name}")
+    } else {
+        format!("{kind}/{namespace}/{name}")
+    }
+}
+
+/// Objects that exist in every namespace or belong to a controller; never extra.
+fn is_well_known(resource_type: &ResourceType, object: &Value) -> bool {
+    if object
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| !refs.is_empty())
+    {
+        return true;
+    }
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let group = resource_type.resource.group.as_str();
+    match (group, resource_type.resource.kind.as_str()) {
+        ("", "ServiceAccount") => name == "default",
+        ("", "ConfigMap") => name == "kube-root-ca.crt",
+        ("", "Secret") => {
+            object.get("type").and_then(Value::as_str)
+                == Some("kubernetes.io/service-account-token")
+        }
+        ("", "Endpoints") | ("discovery.k8s.io", "EndpointSlice") => true,
+        _ => false,
+    }
+}
+
+/// `a=b,c!=d,e` (equality-based selectors; set-based ones are passed to the
+/// server for listing but only equality terms are re-checked here).
+fn parse_equality_selector(text: &str) -> Vec<(String, Option<String>, bool)> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.contains(" in ") && !t.contains(" notin "))
+        .map(|term| {
+            if let Some((k, v)) = term.split_once("!=") {
+                (k.trim().to_string(), Some(v.trim().to_string()), false)
+            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                (k.trim().to_string(), Some(v.trim().to_string()), true)
+            } else if let Some(k) = term.strip_prefix('!') {
+                (k.trim().to_string(), None, false)
+            } else {
+                (term.to_string(), None, true)
+            }
+        })
+        .collect()
+}
+
+fn labels_match(selector: &[(String, Option<String>, bool)], object: &Value) -> bool {
+    let labels = object.pointer("/metadata/labels");
+    selector.iter().all(|(key, value, positive)| {
+        let actual = labels.and_then(|l| l.get(key)).and_then(Value::as_str);
+        let hit = match value {
+            Some(v) => actual == Some(v.as_str()),
+            None => actual.is_some(),
+        };
+        hit == *positive
+    })
+}
+
+#[async_trait::async_trait]
+impl Probe for KubernetesProbe {
+    fn layer(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    async fn preflight(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(path) = &self.kubeconfig {
+            if !path.is_file() {
+                problems.push(format!("kubeconfig {} does not exist", path.display()));
+            }
+        }
+        problems
+    }
+
+    async fn run(&self, cx: &ProbeContext) -> Result<Outcome, ProbeError> {
+        tokio::select! {
+            result = tokio::time::timeout_at(cx.deadline, self.run_inner(cx)) => match result {
+                Ok(result) => result,
+                Err(_) => Err(ProbeError::new(ErrorReason::Timeout, "timed out reading the cluster")),
+            },
+            _ = cx.cancel.cancelled() => Err(ProbeError::new(ErrorReason::Cancelled, "cancelled")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn probe(fields: &str) -> Result<KubernetesProbe, Vec<FieldError>> {
+        let common = ProbeCommon {
+            name: "k".into(),
+            layer: "kubernetes".into(),
+            repo: "r".into(),
+            path: PathBuf::from("deploy"),
+            config_dir: PathBuf::from("/etc/driftwatch"),
+            labels: Default::default(),
+        };
+        let config: KubernetesConfig = parse_fields(toml::from_str(fields).unwrap())?;
+        KubernetesProbe::new(&common, config)
+    }
+
+    #[test]
+    fn config_errors_name_their_fields() {
+        let errors = probe(
+            "render = []\nconcurrency = 0\ninclude_kinds = [\"[\"]\nextra_namespaces = [\"a\"]",
+        )
+        .err()
+        .unwrap();
+        let keys: Vec<_> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec!["render", "concurrency", "detect_extra", "include_kinds[0]"]
+        );
+        let unknown = probe("kube_config = \"x\"").err().unwrap();
+        assert_eq!(unknown[0].key, "kube_config");
+        assert!(
+            unknown[0].message.contains("unknown field"),
+            "{}",
+            unknown[0].message
+        );
+    }
+
+    #[test]
+    fn kubeconfig_is_relative_to_the_config_file() {
+        let p = probe("kubeconfig = \"kube/config\"").unwrap();
+        assert_eq!(
+            p.kubeconfig,
+            Some(PathBuf::from("/etc/driftwatch/kube/config"))
+        );
+    }
+
+    #[test]
+    fn kind_selection() {
+        let p = probe(
+            "include_kinds = [\"Deployment\", \"*.example.com\"]\nexclude_kinds = [\"Secret\"]",
+        )
+        .unwrap();
+        assert!(p.kind_selected("Deployment", "apps"));
+        assert!(p.kind_selected("Widget", "example.com"));
+        assert!(!p.kind_selected("ConfigMap", ""));
+        let q = probe("exclude_kinds = [\"Secret\"]").unwrap();
+        assert!(!q.kind_selected("Secret", ""));
+        assert!(q.kind_selected("ConfigMap", ""));
+    }
+
+    #[test]
+    fn well_known_objects_are_never_extra() {
+        let rt = |group: &str, kind: &str| ResourceType {
+            resource: kube::discovery::ApiResource {
+                group: group.into(),
+                version: "v1".into(),
+                api_version: "v1".into(),
+                kind: kind.into(),
+                plural: "x".into(),
+            },
+            namespaced: true,
+            verbs: vec![],
+        };
+        let named = |name: &str| json!({"metadata": {"name": name}});
+        assert!(is_well_known(&rt("", "ServiceAccount"), &named("default")));
+        assert!(!is_well_known(&rt("", "ServiceAccount"), &named("web")));
+        assert!(is_well_known(
+            &rt("", "ConfigMap"),
+            &named("kube-root-ca.crt")
+        ));
+        assert!(is_well_known(&rt("", "Endpoints"), &named("web")));
+        let owned =
+            json!({"metadata": {"name": "web-123", "ownerReferences": [{"kind": "Deployment"}]}});
+        assert!(is_well_known(&rt("apps", "ReplicaSet"), &owned));
+        let token =
+            json!({"metadata": {"name": "t"}, "type": "kubernetes.io/service-account-token"});
+        assert!(is_well_known(&rt("", "Secret"), &token));
+    }
+
+    #[test]
+    fn equality_selectors() {
+        let selector = parse_equality_selector("app=web, tier!=db,managed");
+        let object = json!({"metadata": {"labels": {"app": "web", "managed": "yes"}}});
+        assert!(labels_match(&selector, &object));
+        let other = json!({"metadata": {"labels": {"app": "web", "tier": "db", "managed": "1"}}});
+        assert!(!labels_match(&selector, &other));
+    }
+}

@@ -1,0 +1,562 @@
+//! The Ansible layer against real ansible-core: localhost over
+//! `ansible_connection=local`, managing files in a temporary directory with
+//! copy, template, lineinfile and file. The tests apply the playbook for
+//! real themselves (their own setup), then check the probe's verdicts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use driftwatch::probe::{ErrorReason, Outcome, ProbeError, RunReport, Verdict};
+
+use crate::common;
+
+const TIMEOUT: Duration = Duration::from_secs(180);
+
+const SITE: &str = r#"- name: files
+  hosts: all
+  gather_facts: false
+  vars:
+    greeting: hello
+  tasks:
+    - name: copy motd
+      ansible.builtin.copy:
+        dest: "{{ state_dir }}/motd"
+        content: "welcome to {{ inventory_hostname }}\n"
+        mode: "0644"
+    - name: render app config
+      ansible.builtin.template:
+        src: app.conf.j2
+        dest: "{{ state_dir }}/app.conf"
+        mode: "0644"
+    - name: data directory
+      ansible.builtin.file:
+        path: "{{ state_dir }}/data"
+        state: directory
+        mode: "0750"
+  roles:
+    - tuning
+"#;
+
+const TEMPLATE: &str = "greeting = {{ greeting }}\nhost = {{ inventory_hostname }}\n";
+
+/// In a role under a `roles_path` that only the repo's ansible.cfg names, so
+/// the run fails unless ansible.cfg is honoured.
+const ROLE_TASKS: &str = r#"- name: kernel setting
+  ansible.builtin.lineinfile:
+    path: "{{ state_dir }}/sysctl.conf"
+    line: "vm.swappiness = 10"
+    create: true
+    mode: "0644"
+"#;
+
+struct Lab {
+    tmp: tempfile::TempDir,
+}
+
+impl Lab {
+    /// A repo with `site.yml`, a template, a role found through ansible.cfg,
+    /// and an inventory of `hosts` local hosts, each with its own state dir.
+    fn new(hosts: &[&str]) -> Lab {
+        let tmp = tempfile::tempdir().unwrap();
+        let lab = Lab { tmp };
+        lab.write("site.yml", SITE);
+        lab.write("templates/app.conf.j2", TEMPLATE);
+        lab.write("extra_roles/tuning/tasks/main.yml", ROLE_TASKS);
+        lab.write("ansible.cfg", "[defaults]\nroles_path = extra_roles\n");
+        let mut inventory = String::from("[local]\n");
+        for host in hosts {
+            let state = lab.state(host);
+            std::fs::create_dir_all(&state).unwrap();
+            inventory.push_str(&format!(
+                "{host} ansible_connection=local ansible_python_interpreter=\"{{{{ ansible_playbook_python }}}}\" state_dir={}\n",
+                state.display()
+            ));
+        }
+        lab.write("hosts.ini", &inventory);
+        lab
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.tmp.path().join("repo")
+    }
+
+    fn state(&self, host: &str) -> PathBuf {
+        self.tmp.path().join("state").join(host)
+    }
+
+    fn write(&self, path: &str, text: &str) {
+        let full = self.repo().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, text).unwrap();
+    }
+
+    /// The test's own setup: apply the playbook for real.
+    fn apply(&self, playbook: &str) {
+        let home = self.tmp.path().join("apply-home");
+        let out = std::process::Command::new("ansible-playbook")
+            .args(["-i", "hosts.ini", playbook])
+            .current_dir(self.repo())
+            .env("ANSIBLE_HOME", &home)
+            .env("ANSIBLE_LOCAL_TEMP", home.join("tmp"))
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
+            .output()
+            .expect("ansible-playbook runs");
+        assert!(
+            out.status.success(),
+            "apply failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    async fn check(&self, fields: &str) -> Result<Outcome, ProbeError> {
+        self.check_with_timeout(fields, TIMEOUT).await
+    }
+
+    async fn check_with_timeout(
+        &self,
+        fields: &str,
+        timeout: Duration,
+    ) -> Result<Outcome, ProbeError> {
+        let probe = common::build_probe("ansible", "ansible", "repo", fields)
+            .expect("valid ansible fields");
+        let run_dir = tempfile::tempdir_in(self.tmp.path()).unwrap();
+        let cx = common::probe_context("ansible", self.tmp.path(), "repo", run_dir.path(), timeout);
+        probe.run(&cx).await
+    }
+}
+
+const FIELDS: &str = "playbooks = [\"site.yml\"]\ninventory = \"hosts.ini\"\n";
+
+fn report_json(result: Result<Outcome, ProbeError>) -> (RunReport, String) {
+    // Built from JSON so fields added to RunReport later take their defaults.
+    let mut report: RunReport = serde_json::from_value(serde_json::json!({
+        "probe": "ansible", "name": "ansible", "layer": "ansible", "run_id": 1,
+        "trigger": "manual", "repo": "test", "commit": "0".repeat(40),
+        "started_at": chrono::Utc::now(), "duration": 1.0, "verdict": "in_sync", "changes": [],
+    }))
+    .unwrap();
+    report.apply_result(result);
+    let json = serde_json::to_string(&report).unwrap();
+    (report, json)
+}
+
+#[tokio::test]
+async fn in_sync_after_apply_and_drifted_after_a_hand_edit() {
+    if !common::have_tool("ansible-playbook") {
+        return;
+    }
+    let lab = Lab::new(&["localhost"]);
+    lab.apply("site.yml");
+
+    let outcome = lab.check(FIELDS).await.expect("in sync run succeeds");
+    assert_eq!(outcome.verdict(), Verdict::InSync, "{outcome:?}");
+    assert_eq!(outcome.exit_code, Some(0));
+    assert_eq!(outcome.details["hosts"]["localhost"]["changed"], 0);
+    assert!(
+        outcome.details["hosts"]["localhost"]["ok"]
+            .as_u64()
+            .unwrap()
+            >= 4
+    );
+    assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
+
+    let state = lab.state("localhost");
+    std::fs::write(state.join("motd"), "edited by hand\n").unwrap();
+    std::fs::write(state.join("app.conf"), "greeting = hi\nhost = localhost\n").unwrap();
+    std::fs::write(state.join("sysctl.conf"), "").unwrap();
+    std::fs::remove_dir(state.join("data")).unwrap();
+
+    let outcome = lab.check(FIELDS).await.expect("drift run succeeds");
+    assert_eq!(outcome.verdict(), Verdict::Drifted);
+    assert_eq!(outcome.exit_code, Some(0), "drift in check mode exits 0");
+    let subjects: Vec<&str> = outcome.changes.iter().map(|c| c.subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            "localhost: tuning : kernel setting",
+            "localhost: copy motd",
+            "localhost: render app config",
+            "localhost: data directory",
+        ],
+        "roles run before tasks"
+    );
+    let diff = |i: usize| outcome.changes[i].diff.as_str();
+    assert!(diff(0).contains("+vm.swappiness = 10"), "{}", diff(0));
+    assert!(
+        diff(1).contains("-edited by hand") && diff(1).contains("+welcome to localhost"),
+        "{}",
+        diff(1)
+    );
+    assert!(
+        diff(2).contains("-greeting = hi") && diff(2).contains("+greeting = hello"),
+        "{}",
+        diff(2)
+    );
+    assert!(
+        diff(3).contains("-    \"state\": \"absent\"")
+            && diff(3).contains("+    \"state\": \"directory\""),
+        "{}",
+        diff(3)
+    );
+    for change in &outcome.changes {
+        assert_eq!(change.action, "changed");
+        assert!(
+            !change.diff.contains("ansible-local-") && !change.diff.contains(".ansible/tmp"),
+            "{}",
+            change.diff
+        );
+        assert!(!change.diff.ends_with('\n'));
+    }
+    assert_eq!(outcome.details["hosts"]["localhost"]["changed"], 4);
+    assert_eq!(
+        outcome.details["changed_tasks"][2]["module"],
+        "ansible.builtin.template"
+    );
+    assert_eq!(outcome.details["changed_tasks"][2]["path"], "site.yml:12");
+    // Check mode changed nothing.
+    assert_eq!(
+        std::fs::read_to_string(state.join("motd")).unwrap(),
+        "edited by hand\n"
+    );
+}
+
+#[tokio::test]
+async fn failing_tasks_missing_playbooks_and_unknown_modules_are_errors() {
+    if !common::have_tool("ansible-playbook") {
+        return;
+    }
+    let lab = Lab::new(&["localhost"]);
+    lab.write(
+        "fail.yml",
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: must hold\n      ansible.builtin.assert:\n        that: [\"1 == 2\"]\n        fail_msg: the invariant broke\n",
+    );
+    lab.write(
+        "unknown.yml",
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: typo\n      ansible.builtin.no_such_module:\n        x: 1\n",
+    );
+
+    let err = lab
+        .check("playbooks = [\"fail.yml\"]\ninventory = \"hosts.ini\"")
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason, ErrorReason::ExitCode);
+    assert_eq!(err.exit_code, Some(2));
+    assert!(
+        err.message
+            .contains("localhost: must hold (fail.yml:4): the invariant broke"),
+        "{}",
+        err.message
+    );
+
+    let err = lab
+        .check("playbooks = [\"unknown.yml\"]\ninventory = \"hosts.ini\"")
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason, ErrorReason::Input);
+    assert!(
+        err.message.contains("no_such_module") && err.message.contains("unknown.yml"),
+        "{}",
+        err.message
+    );
+
+    let err = lab
+        .check("playbooks = [\"missing.yml\"]\ninventory = \"hosts.ini\"")
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason, ErrorReason::Input);
+    assert!(
+        err.message.contains("missing.yml") && err.message.contains("could not be found"),
+        "{}",
+        err.message
+    );
+}
+
+#[tokio::test]
+async fn a_yaml_syntax_error_names_the_file() {
+    if !common::have_tool("ansible-playbook") {
+        return;
+    }
+    let lab = Lab::new(&["localhost"]);
+    lab.write(
+        "broken.yml",
+        "- hosts: all\n  tasks:\n    - name: x\n      copy: {dest: /tmp/x\n       content: y\n",
+    );
+    let err = lab
+        .check("playbooks = [\"broken.yml\"]\ninventory = \"hosts.ini\"")
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason, ErrorReason::Input);
+    assert_eq!(err.exit_code, Some(4));
+    assert!(err.message.contains("broken.yml"), "{}", err.message);
+    assert!(
+        !err.message.contains(&lab.repo().display().to_string()),
+        "paths are relative: {}",
+        err.message
+    );
+}
+
+#[tokio::test]
+async fn unreachable_hosts_are_errors_or_drift_by_policy() {
+    if !common::have_tool("ansible-playbook") || !common::have_tool("ssh") {
+        return;
+    }
+    let lab = Lab::new(&["localhost"]);
+    let port = common::free_port();
+    lab.write(
+        "far.ini",
+        &format!(
+            "far ansible_host=127.0.0.1 ansible_port={port} ansible_user=nobody state_dir=/nonexistent \
+             ansible_ssh_common_args=\"-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=20\"\n"
+        ),
+    );
+    let fields = "playbooks = [\"site.yml\"]\ninventory = \"far.ini\"\n";
+    let err = lab.check(fields).await.unwrap_err();
+    assert_eq!(err.reason, ErrorReason::Unreachable, "{err:?}");
+    assert!(
+        err.message
+            .contains("unreachable far: tuning : kernel setting"),
+        "{}",
+        err.message
+    );
+
+    let outcome = lab
+        .check(&format!("{fields}unreachable = \"drift\"\n"))
+        .await
+        .expect("unreachable counts as drift");
+    assert_eq!(outcome.verdict(), Verdict::Drifted);
+    assert_eq!(outcome.changes[0].subject, "far: tuning : kernel setting");
+    assert_eq!(outcome.changes[0].action, "unreachable");
+    assert_eq!(outcome.details["hosts"]["far"]["unreachable"], 1);
+}
+
+#[tokio::test]
+async fn no_log_values_never_reach_the_report() {
+    if !common::have_tool("ansible-playbook") {
+        return;
+    }
+    const SECRET: &str = "hunter2-correct-horse-battery";
+    let lab = Lab::new(&["localhost"]);
+    lab.write(
+        "secret.yml",
+        &format!(
+            r#"- hosts: all
+  gather_facts: false
+  vars:
+    db_password: {SECRET}
+  tasks:
+    - name: write credentials
+      ansible.builtin.copy:
+        dest: "{{{{ state_dir }}}}/credentials"
+        content: "password={{{{ db_password }}}}\n"
+      no_log: true
+    - name: write credentials list
+      ansible.builtin.lineinfile:
+        path: "{{{{ state_dir }}}}/credentials-{{{{ item }}}}"
+        line: "password={{{{ db_password }}}}"
+        create: true
+      loop: [a, b]
+      no_log: true
+"#
+        ),
+    );
+    lab.write(
+        "secret-fail.yml",
+        &format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: leak attempt\n      ansible.builtin.fail:\n        msg: \"{SECRET}\"\n      no_log: true\n"
+        ),
+    );
+
+    let result = lab
+        .check("playbooks = [\"secret.yml\"]\ninventory = \"hosts.ini\"")
+        .await;
+    let (report, json) = report_json(result);
+    assert_eq!(report.verdict, Verdict::Drifted, "{json}");
+    assert_eq!(report.changes.len(), 2, "{json}");
+    assert_eq!(report.changes[0].subject, "localhost: write credentials");
+    assert!(report.changes[0].diff.contains("no_log"), "{json}");
+    assert!(
+        !json.contains(SECRET) && !json.contains("hunter2"),
+        "secret leaked: {json}"
+    );
+    assert!(!format!("{report:?}").contains(SECRET));
+
+    let result = lab
+        .check("playbooks = [\"secret-fail.yml\"]\ninventory = \"hosts.ini\"")
+        .await;
+    let err = result.clone().unwrap_err();
+    assert!(!format!("{err:?}").contains(SECRET), "{err:?}");
+    let (report, json) = report_json(result);
+    assert_eq!(report.verdict, Verdict::Error);
+    assert!(!json.contains(SECRET), "secret leaked: {json}");
+}
+
+#[tokio::test]
+async fn check_mode_false_tasks_warn_by_default_and_are_refused_when_strict() {
+    if !common::have_tool("ansible-playbook") {
+        return;
+    }
+    let lab = Lab::new(&["localhost"]);
+    lab.write(
+        "live.yml",
+        r#"- hosts: all
+  gather_facts: false
+  tasks:
+    - name: read the release
+      ansible.builtin.command: cat /etc/os-release
+      changed_when: false
+    - name: record a marker for real
+      ansible.builtin.command: touch "{{ state_dir }}/marker"
+      changed_when: false
+      check_mode: false
+"#,
+    );
+    let marker = lab.state("localhost").join("marker");
+    let fields = "playbooks = [\"live.yml\"]\ninventory = \"hosts.ini\"\n";
+    let expected = "task \"record a marker for real\" (live.yml:10) has check_mode: false and runs for real in check mode";
+
+    let probe = common::build_probe("ansible", "ansible", "repo", fields).unwrap();
+    assert_eq!(probe.inspect(&lab.repo()), [expected]);
+
+    let outcome = lab
+        .check(fields)
+        .await
+        .expect("warnings do not fail the run");
+    assert_eq!(outcome.verdict(), Verdict::InSync);
+    assert_eq!(outcome.warnings, [expected]);
+    assert!(
+        marker.exists(),
+        "the task really ran, which is why it is flagged"
+    );
+    let (report, _) = report_json(Ok(outcome));
+    assert_eq!(report.warnings, [expected]);
+
+    std::fs::remove_file(&marker).unwrap();
+    let err = lab
+        .check(&format!("{fields}strict_check_mode = true\n"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason, ErrorReason::Refused);
+    assert!(err.message.contains(expected), "{}", err.message);
+    assert!(!marker.exists(), "refused runs never start ansible");
+}
+
+#[tokio::test]
+async fn twenty_local_hosts_get_their_own_detail() {
+    if !common::have_tool("ansible-playbook") {
+        return;
+    }
+    let hosts: Vec<String> = (1..=20).map(|i| format!("host{i:02}")).collect();
+    let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let lab = Lab::new(&names);
+    lab.apply("site.yml");
+    let drifted = ["host03", "host11", "host20"];
+    for host in drifted {
+        std::fs::write(lab.state(host).join("motd"), "changed\n").unwrap();
+    }
+    std::fs::remove_file(lab.state("host11").join("sysctl.conf")).unwrap();
+
+    let outcome = lab
+        .check(&format!("{FIELDS}forks = 5\n"))
+        .await
+        .expect("run succeeds");
+    assert_eq!(outcome.verdict(), Verdict::Drifted);
+    let per_host = outcome.details["hosts"].as_object().unwrap();
+    assert_eq!(per_host.len(), 20);
+    for host in &hosts {
+        let expected = match host.as_str() {
+            "host11" => 2,
+            h if drifted.contains(&h) => 1,
+            _ => 0,
+        };
+        assert_eq!(per_host[host]["changed"], expected, "{host}");
+        assert_eq!(per_host[host]["failures"], 0, "{host}");
+    }
+    let mut subjects: Vec<&str> = outcome.changes.iter().map(|c| c.subject.as_str()).collect();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        [
+            "host03: copy motd",
+            "host11: copy motd",
+            "host11: tuning : kernel setting",
+            "host20: copy motd"
+        ]
+    );
+    let host20 = outcome
+        .changes
+        .iter()
+        .find(|c| c.subject == "host20: copy motd")
+        .unwrap();
+    assert!(
+        host20.diff.contains("+welcome to host20"),
+        "{}",
+        host20.diff
+    );
+}
+
+#[tokio::test]
+async fn timeout_kills_ansibles_process_group() {
+    if !common::have_tool("ansible-playbook") {
+        return;
+    }
+    let lab = Lab::new(&["localhost"]);
+    // A sleep length no other process uses, so pgrep finds only ours.
+    let marker = format!("sleep 7{}.25", std::process::id());
+    lab.write(
+        "slow.yml",
+        &format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: slow\n      ansible.builtin.command: {marker}\n      check_mode: false\n"
+        ),
+    );
+    let fields = "playbooks = [\"slow.yml\"]\ninventory = \"hosts.ini\"\n";
+    let started = std::time::Instant::now();
+    let probe = common::build_probe("ansible", "ansible", "repo", fields).unwrap();
+    let run_dir = tempfile::tempdir_in(lab.tmp.path()).unwrap();
+    let cx = common::probe_context(
+        "ansible",
+        lab.tmp.path(),
+        "repo",
+        run_dir.path(),
+        Duration::from_secs(60),
+    );
+    let run = tokio::spawn({
+        let cx = cx.clone();
+        async move { probe.run(&cx).await }
+    });
+    // Wait until the task's command is really running, then time the run out
+    // by cancelling (the same kill path as the deadline).
+    while !pgrep(&marker) {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the slow task never started"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cx.cancel.cancel();
+    let err = run.await.unwrap().unwrap_err();
+    assert_eq!(err.reason, ErrorReason::Cancelled);
+    assert!(!pgrep(&marker), "ansible's worker left its command behind");
+    assert!(
+        err.warnings.iter().any(|w| w.contains("\"slow\"")),
+        "{:?}",
+        err.warnings
+    );
+
+    // And the deadline itself.
+    let err = lab
+        .check_with_timeout(fields, Duration::from_secs(8))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason, ErrorReason::Timeout);
+    assert!(!pgrep(&marker), "ansible's worker left its command behind");
+}
+
+fn pgrep(pattern: &str) -> bool {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .unwrap();
+    !out.stdout.is_empty()
+}
