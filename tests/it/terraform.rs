@@ -198,6 +198,7 @@ async fn in_sync_then_an_unapplied_commit_drifts_and_init_is_reused() {
     // A new checkout that only edits a resource reuses the initialized cache.
     assert_eq!(outcome.details["init"], "skipped");
     assert_eq!(outcome.details["resources"]["update"], 1);
+    assert_eq!(outcome.message, "Plan: 0 to add, 1 to change, 0 to destroy");
     // The plan file is gone.
     assert!(!f.path("scratch-").join("driftwatch.tfplan").exists());
 }

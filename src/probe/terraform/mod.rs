@@ -294,7 +294,7 @@ impl Probe for TerraformProbe {
                     warnings,
                     details,
                     drifted: true,
-                    ..Outcome::default()
+                    message: summary.message,
                 })
             }
             _ => Err(self.failure("plan", &output, &env)),
