@@ -135,8 +135,36 @@ fn data_resource(name: &str, input: &str) -> String {
     format!("resource \"terraform_data\" \"{name}\" {{\n  input = {input}\n}}\n")
 }
 
+/// `terraform` on PATH, new enough for the built-in `terraform_data` (>= 1.4).
+/// The installer's fallback on a machine without Terraform is 1.0.3, which
+/// lacks it: those tests then skip (even under DRIFTWATCH_REQUIRE_TOOLS) and
+/// the 1.0.3 + null provider test covers the layer.
 fn have_terraform() -> bool {
-    common::have_tool("terraform")
+    if !common::have_tool("terraform") {
+        return false;
+    }
+    static VERSION: std::sync::OnceLock<Option<(u64, u64)>> = std::sync::OnceLock::new();
+    let version = VERSION.get_or_init(|| {
+        let out = std::process::Command::new("terraform")
+            .args(["version", "-json"])
+            .env("TF_CLI_CONFIG_FILE", "/dev/null")
+            .env("CHECKPOINT_DISABLE", "1")
+            .output()
+            .ok()?;
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let mut parts = doc["terraform_version"]
+            .as_str()?
+            .split('.')
+            .map(|p| p.parse::<u64>().ok());
+        Some((parts.next()??, parts.next()??))
+    });
+    match version {
+        Some(v) if *v >= (1, 4) => true,
+        _ => {
+            eprintln!("skipping: terraform_data needs Terraform >= 1.4 (found {version:?})");
+            false
+        }
+    }
 }
 
 fn ok(result: Result<Outcome, ProbeError>) -> Outcome {
