@@ -843,3 +843,42 @@ vars = {{ db_password = "{new_secret}" }}
         }
     }
 }
+
+#[tokio::test]
+async fn each_workspace_is_its_own_instance() {
+    if !have_terraform() {
+        return;
+    }
+    let f = Fixture::new("terraform");
+    let states = f.path("state");
+    let main = |blue: &str| {
+        format!(
+            "terraform {{\n  backend \"local\" {{\n    path          = {:?}\n    workspace_dir = {:?}\n  }}\n}}\n{}",
+            states.join("default.tfstate").to_str().unwrap(),
+            states.join("workspaces").to_str().unwrap(),
+            data_resource("x", &format!("terraform.workspace == \"blue\" ? {blue:?} : \"default\""))
+        )
+    };
+    common::init_repo(&f.repo(), &[("main.tf", &main("b1"))]);
+    f.apply(&f.repo(), &[]);
+    f.terraform(&f.repo(), &["workspace", "new", "-no-color", "blue"], &[]);
+    f.apply(&f.repo(), &[("TF_WORKSPACE", "blue")]);
+    common::commit_files(&f.repo(), &[("main.tf", &main("b2"))], "blue changes");
+
+    let probe = f.probe("workspaces = [\"default\", \"blue\"]");
+    let checkout = f.checkout("c1");
+    assert_eq!(probe.roots(&checkout).unwrap(), ["@default", "@blue"]);
+    let default = ok(f.run(&probe, &checkout, "@default").await);
+    assert_eq!(default.verdict(), Verdict::InSync);
+    assert_eq!(default.details["workspace"], "default");
+    let blue = ok(f.run(&probe, &checkout, "@blue").await);
+    assert_eq!(blue.verdict(), Verdict::Drifted);
+    assert_eq!(blue.details["workspace"], "blue");
+    assert!(
+        blue.changes[0].diff.contains("\"b1\" → \"b2\""),
+        "{}",
+        blue.changes[0].diff
+    );
+    // Nothing was selected on disk: the checkout has no workspace state.
+    assert!(!checkout.join(".terraform").exists());
+}
