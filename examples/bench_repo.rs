@@ -27,6 +27,45 @@ fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
+/// Clones `url` and times `polls` no-op syncs; returns the repo for more.
+async fn measure(label: &str, url: &str, tmp: &Path, polls: usize) -> Repo {
+    let name = label.trim_end_matches("://");
+    let config = RepoConfig {
+        name: name.into(),
+        source: RepoSource::Remote {
+            url: url.into(),
+            reference: "main".into(),
+            auth: RepoAuth::None,
+        },
+        poll_interval: Duration::from_secs(60),
+    };
+    let repo = Repo::new(config, &tmp.join("state"));
+    let started = Instant::now();
+    repo.sync().await.expect("first sync");
+    let first = started.elapsed();
+
+    let mut times = Vec::with_capacity(polls);
+    for _ in 0..polls {
+        let started = Instant::now();
+        let outcome = repo.sync().await.expect("no-op sync");
+        times.push(started.elapsed());
+        assert!(outcome.changed.is_none(), "nothing changed");
+    }
+    times.sort();
+    let mean = times.iter().sum::<Duration>() / polls as u32;
+    println!(
+        "{label:7} first sync (clone + checkout): {:.1} ms",
+        millis(first)
+    );
+    println!(
+        "{label:7} no-op poll over {polls} polls: mean {:.2} ms, median {:.2} ms, max {:.2} ms (goal < 50 ms)",
+        millis(mean),
+        millis(times[polls / 2]),
+        millis(times[polls - 1])
+    );
+    repo
+}
+
 #[tokio::main]
 async fn main() {
     let files: usize = std::env::var("BENCH_FILES")
@@ -64,37 +103,41 @@ async fn main() {
         ],
     );
 
-    let config = RepoConfig {
-        name: "bench".into(),
-        source: RepoSource::Remote {
-            url: format!("file://{}", bare.display()),
-            reference: "main".into(),
-            auth: RepoAuth::None,
-        },
-        poll_interval: Duration::from_secs(60),
-    };
-    let repo = Repo::new(config, &tmp.path().join("state"));
-    let started = Instant::now();
-    repo.sync().await.expect("first sync");
-    let first = started.elapsed();
+    println!("repo with {files} files");
+    let repo = measure(
+        "file://",
+        &format!("file://{}", bare.display()),
+        tmp.path(),
+        polls,
+    )
+    .await;
 
-    let mut times = Vec::with_capacity(polls);
-    for _ in 0..polls {
-        let started = Instant::now();
-        let outcome = repo.sync().await.expect("no-op sync");
-        times.push(started.elapsed());
-        assert!(outcome.changed.is_none(), "nothing changed");
+    // The same over git:// (a real network transport), served by git daemon.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut daemon = Command::new("git")
+        .arg("daemon")
+        .arg(format!("--base-path={}", tmp.path().display()))
+        .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
+        .arg(format!("--port={port}"))
+        .arg(tmp.path())
+        .spawn()
+        .expect("git daemon starts");
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(50));
     }
-    times.sort();
-    let mean = times.iter().sum::<Duration>() / polls as u32;
-    println!("repo with {files} files (file:// remote)");
-    println!("first sync (clone + checkout): {:.1} ms", millis(first));
-    println!(
-        "no-op poll over {polls} polls: mean {:.2} ms, median {:.2} ms, max {:.2} ms (goal < 50 ms)",
-        millis(mean),
-        millis(times[polls / 2]),
-        millis(times[polls - 1])
-    );
+    measure(
+        "git://",
+        &format!("git://127.0.0.1:{port}/remote.git"),
+        tmp.path(),
+        polls,
+    )
+    .await;
+    let _ = daemon.kill();
+    let _ = daemon.wait();
 
     // One new commit touching one file: fetch + fresh checkout + diff.
     git(&work, &["commit", "-q", "--allow-empty", "-m", "empty"]);

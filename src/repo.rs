@@ -394,17 +394,22 @@ fn install_auth<'a>(
         }
     });
     if let RepoAuth::Ssh {
-        known_hosts_file: Some(known_hosts),
-        ..
+        known_hosts_file, ..
     } = auth
     {
-        let port = url_port(url);
-        let host_key_rejection = rejection.clone();
-        callbacks.certificate_check(move |cert, hostname| {
-            known_hosts::check(known_hosts, cert, hostname, port).inspect_err(|error| {
-                host_key_rejection.set(Some(error.message().to_string()));
-            })
+        // Without a configured file, the user's own (like `ssh` itself).
+        let known_hosts = known_hosts_file.clone().or_else(|| {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".ssh/known_hosts"))
         });
+        if let Some(known_hosts) = known_hosts {
+            let port = url_port(url);
+            let host_key_rejection = rejection.clone();
+            callbacks.certificate_check(move |cert, hostname| {
+                known_hosts::check(&known_hosts, cert, hostname, port).inspect_err(|error| {
+                    host_key_rejection.set(Some(error.message().to_string()));
+                })
+            });
+        }
     }
     rejection
 }

@@ -91,6 +91,10 @@ async fn file_remote_first_sync_change_and_no_op() {
     assert!(!is_executable(&checkout.dir.join("a/one.txt")));
     assert!(!checkout.dir.join(".git").exists());
     assert!(state.join("repos/infra.git").is_dir());
+    assert!(
+        !state.join("repos/infra.git/index").exists(),
+        "checkouts leave the mirror alone"
+    );
     assert_eq!(repo.current().unwrap().commit, first);
 
     // No new commit: nothing changes, same checkout.
