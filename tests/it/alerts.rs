@@ -335,49 +335,34 @@ fn systemd_unit_is_hardened() {
 
 // ------------------------------------------------------------- Kubernetes
 
-/// Every document in every YAML file under config/kubernetes, with its file.
-fn kubernetes_documents() -> Vec<(String, serde_yaml::Value)> {
-    let mut files = Vec::new();
-    let mut stack = vec![repo_root().join("config/kubernetes")];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    let mut documents = Vec::new();
-    for path in files {
-        let text = std::fs::read_to_string(&path).unwrap();
-        let rel = path
-            .strip_prefix(repo_root())
-            .unwrap()
-            .display()
-            .to_string();
-        for document in serde_yaml::Deserializer::from_str(&text) {
-            let value =
-                serde_yaml::Value::deserialize(document).unwrap_or_else(|e| panic!("{rel}: {e}"));
-            if !value.is_null() {
-                documents.push((rel.clone(), value));
-            }
-        }
-    }
-    documents
+/// Every object under config/kubernetes, with its file (relative to that
+/// directory), read by the Kubernetes layer's own manifest loader.
+fn kubernetes_documents() -> Vec<(String, serde_json::Value)> {
+    use driftwatch::probe::kubernetes::manifest;
+    let loaded = manifest::load_dir(&repo_root().join("config/kubernetes")).unwrap();
+    // kustomization.yaml files are kustomize's input, not objects for a cluster.
+    let errors: Vec<String> = loaded
+        .errors
+        .iter()
+        .filter(|e| !e.source.ends_with("kustomization.yaml"))
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "manifests that do not load: {errors:#?}");
+    loaded
+        .objects
+        .into_iter()
+        .filter(|m| m.kind() != "Kustomization")
+        .map(|m| (m.source, m.object))
+        .collect()
 }
 
-use serde::Deserialize;
-
-fn kind_of(value: &serde_yaml::Value) -> &str {
+fn kind_of(value: &serde_json::Value) -> &str {
     value["kind"].as_str().unwrap_or("")
 }
 
-fn strings(value: &serde_yaml::Value) -> Vec<String> {
+fn strings(value: &serde_json::Value) -> Vec<String> {
     value
-        .as_sequence()
+        .as_array()
         .into_iter()
         .flatten()
         .filter_map(|v| v.as_str().map(str::to_string))
@@ -393,7 +378,7 @@ fn kubernetes_rbac_is_read_only() {
         .collect();
     assert!(!roles.is_empty(), "no ClusterRole shipped");
     for (file, role) in roles {
-        for rule in role["rules"].as_sequence().expect("rules") {
+        for rule in role["rules"].as_array().expect("rules") {
             let verbs = strings(&rule["verbs"]);
             assert!(!verbs.is_empty(), "{file}: rule without verbs");
             for verb in &verbs {
@@ -476,7 +461,7 @@ fn kubernetes_deployment_is_hardened_and_probed() {
     );
     // A read-only root filesystem needs writable state and tmp volumes.
     let mounts: Vec<String> = container["volumeMounts"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .map(|m| m["mountPath"].as_str().unwrap().to_string())
@@ -505,7 +490,7 @@ fn kubernetes_deployment_is_hardened_and_probed() {
     assert!(documents.iter().any(|(_, d)| kind_of(d) == "PodMonitor"));
 }
 
-fn configmap_config(documents: &[(String, serde_yaml::Value)], file_suffix: &str) -> String {
+fn configmap_config(documents: &[(String, serde_json::Value)], file_suffix: &str) -> String {
     let (_, configmap) = documents
         .iter()
         .find(|(f, d)| kind_of(d) == "ConfigMap" && f.ends_with(file_suffix))
@@ -530,7 +515,7 @@ fn kubernetes_git_sync_variant_reads_a_path() {
         .find(|(f, d)| kind_of(d) == "Deployment" && f.ends_with("git-sync/deployment-patch.yaml"))
         .unwrap();
     let containers = patch["spec"]["template"]["spec"]["containers"]
-        .as_sequence()
+        .as_array()
         .unwrap();
     let sidecar = containers
         .iter()
@@ -573,6 +558,545 @@ fn kubernetes_git_sync_variant_reads_a_path() {
                     "{built}"
                 );
             }
+        }
+    }
+}
+
+// ------------------------------------------------------------ end to end
+
+/// A child process killed when the test ends, its output in `log`.
+struct Server {
+    name: &'static str,
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(name: &'static str, command: &mut Command, dir: &Path) -> Server {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = command
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Server { name, child, log }
+    }
+
+    fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let start = lines.len().saturating_sub(30);
+        format!(
+            "--- {} (last lines) ---\n{}",
+            self.name,
+            lines[start..].join("\n")
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Messages received by the fake Slack webhook: (receiver path, JSON body).
+type Inbox = std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>;
+
+/// A loopback HTTP server that accepts Slack's incoming-webhook JSON at
+/// `/{receiver}` and records it.
+async fn slack_receiver() -> (std::net::SocketAddr, Inbox) {
+    use axum::extract::{Path as UrlPath, State};
+    let inbox: Inbox = Default::default();
+    async fn receive(
+        State(inbox): State<Inbox>,
+        UrlPath(receiver): UrlPath<String>,
+        body: String,
+    ) -> &'static str {
+        let json: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("Alertmanager sent invalid JSON ({e}): {body}"));
+        inbox.lock().unwrap().push((receiver, json));
+        "ok"
+    }
+    let app = axum::Router::new()
+        .route("/{receiver}", axum::routing::post(receive))
+        .with_state(inbox.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (address, inbox)
+}
+
+/// Polls `check` every 250 ms until it returns Some, or panics after
+/// `timeout` with `what` and the servers' logs.
+async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    timeout: std::time::Duration,
+    servers: &[&Server],
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let logs: Vec<String> = servers.iter().map(|s| s.tail()).collect();
+            panic!("timed out waiting for {what}\n{}", logs.join("\n"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// The shipped rules with every `for` cut to 2 s and groups evaluated every second.
+fn fast_rules() -> String {
+    let mut rules: serde_yaml::Value =
+        serde_yaml::from_str(&read("alerts/driftwatch.rules.yml")).unwrap();
+    for group in rules["groups"].as_sequence_mut().unwrap() {
+        group["interval"] = "1s".into();
+        for rule in group["rules"].as_sequence_mut().unwrap() {
+            if rule.get("for").is_some() {
+                rule["for"] = "2s".into();
+            }
+        }
+    }
+    serde_yaml::to_string(&rules).unwrap()
+}
+
+/// The shipped Alertmanager example with each receiver's webhook pointing at
+/// the fake Slack, and short grouping delays.
+fn fast_alertmanager_config(slack: std::net::SocketAddr) -> String {
+    let mut config: serde_yaml::Value =
+        serde_yaml::from_str(&read("config/alertmanager.example.yml")).unwrap();
+    config.apply_merge().unwrap();
+    config["route"]["group_wait"] = "1s".into();
+    config["route"]["group_interval"] = "2s".into();
+    config["route"]["repeat_interval"] = "1h".into();
+    for receiver in config["receivers"].as_sequence_mut().unwrap() {
+        let name = receiver["name"].as_str().unwrap().to_string();
+        for slack_config in receiver["slack_configs"].as_sequence_mut().unwrap() {
+            let slack_config = slack_config.as_mapping_mut().unwrap();
+            assert!(
+                slack_config.remove("api_url_file").is_some(),
+                "{name}: webhook URL not read from a file"
+            );
+            slack_config.insert("api_url".into(), format!("http://{slack}/{name}").into());
+        }
+    }
+    serde_yaml::to_string(&config).unwrap()
+}
+
+fn messages_to(inbox: &Inbox, receiver: &str) -> Vec<serde_json::Value> {
+    inbox
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(r, _)| r == receiver)
+        .map(|(_, m)| m.clone())
+        .collect()
+}
+
+fn attachment_text(message: &serde_json::Value) -> String {
+    let attachment = &message["attachments"][0];
+    format!(
+        "title: {}\ntitle_link: {}\nfallback: {}\ntext: {}",
+        attachment["title"].as_str().unwrap_or(""),
+        attachment["title_link"].as_str().unwrap_or(""),
+        attachment["fallback"].as_str().unwrap_or(""),
+        attachment["text"].as_str().unwrap_or("")
+    )
+}
+
+/// driftwatch with a drifting command probe → Prometheus (shipped rules, short
+/// `for`) → Alertmanager (shipped routing) → a fake Slack. The drift reaches
+/// team corp's channel naming the probe; fixing it sends the resolved message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_reaches_slack_and_resolves() {
+    if !(common::have_tool("prometheus")
+        && common::have_tool("prometheus-alertmanager")
+        && have_monitoring_tools())
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let long = std::time::Duration::from_secs(60);
+
+    // A repository whose check drifts while a marker file outside it exists.
+    let marker = dir.join("drift-marker");
+    std::fs::write(&marker, "manual change").unwrap();
+    let check = r#"#!/bin/sh
+if [ -e "$MARKER" ]; then
+  echo '{"protocol": 1, "resources": [{"subject": "/etc/web/site.conf", "action": "changed"}]}'
+  exit 2
+fi
+echo '{"protocol": 1, "resources": []}'
+exit 0
+"#;
+    let repo = dir.join("infra");
+    let commit = common::init_repo(
+        &repo,
+        &[
+            ("web/check.sh", check),
+            ("db/check.sh", "#!/bin/sh\nexit 0\n"),
+        ],
+    );
+
+    // driftwatch: the drifting probe belongs to team corp, an in-sync one to team platform.
+    let driftwatch_port = common::free_port();
+    let config = dir.join("driftwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"state_dir = "{state}"
+
+[server]
+listen = "127.0.0.1:{driftwatch_port}"
+
+[defaults]
+schedule = "*/1 * * * * *"
+timeout = "30s"
+
+[[repo]]
+name = "infra"
+url = "file://{repo}"
+poll_interval = "1s"
+
+[[probe]]
+name = "corp-web"
+layer = "command"
+path = "web"
+command = ["sh", "check.sh"]
+output = "json"
+env = {{ MARKER = "{marker}" }}
+labels = {{ team = "corp" }}
+
+[[probe]]
+name = "platform-db"
+layer = "command"
+path = "db"
+command = ["sh", "check.sh"]
+labels = {{ team = "platform" }}
+"#,
+            state = dir.join("state").display(),
+            repo = repo.display(),
+            marker = marker.display(),
+        ),
+    )
+    .unwrap();
+    let driftwatch = Server::start(
+        "driftwatch",
+        Command::new(common::driftwatch_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&config),
+        dir,
+    );
+    let driftwatch_url = format!("http://127.0.0.1:{driftwatch_port}");
+    let http = &http;
+    wait_for("driftwatch /readyz", long, &[&driftwatch], || async {
+        let response = http
+            .get(format!("{driftwatch_url}/readyz"))
+            .send()
+            .await
+            .ok()?;
+        response.status().is_success().then_some(())
+    })
+    .await;
+
+    // The fake Slack and Alertmanager with the shipped routing.
+    let (slack, inbox) = slack_receiver().await;
+    let am_port = common::free_port();
+    std::fs::write(
+        dir.join("alertmanager.yml"),
+        fast_alertmanager_config(slack),
+    )
+    .unwrap();
+    let alertmanager = Server::start(
+        "alertmanager",
+        Command::new("prometheus-alertmanager")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("alertmanager.yml").display()
+            ))
+            .arg(format!("--storage.path={}", dir.join("am-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+            .arg("--cluster.listen-address="),
+        dir,
+    );
+
+    // Prometheus scraping driftwatch every second with the shipped rules.
+    let prom_port = common::free_port();
+    std::fs::write(dir.join("driftwatch.rules.yml"), fast_rules()).unwrap();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            r#"global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+rule_files: ["{rules}"]
+alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: ["127.0.0.1:{am_port}"]
+scrape_configs:
+  - job_name: driftwatch
+    static_configs:
+      - targets: ["127.0.0.1:{driftwatch_port}"]
+"#,
+            rules = dir.join("driftwatch.rules.yml").display()
+        ),
+    )
+    .unwrap();
+    let prometheus = Server::start(
+        "prometheus",
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("prom-data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
+        dir,
+    );
+    let servers = [&driftwatch, &prometheus, &alertmanager];
+    let inbox = &inbox;
+
+    // Firing: one message in team corp's channel, naming probe, team, count and commit.
+    let firing = wait_for(
+        "the DriftDetected message in #corp-drift",
+        std::time::Duration::from_secs(90),
+        &servers,
+        || async move {
+            messages_to(inbox, "slack-corp").into_iter().find(|m| {
+                let text = attachment_text(m);
+                text.contains("DriftDetected") && text.contains("[FIRING")
+            })
+        },
+    )
+    .await;
+    let text = attachment_text(&firing);
+    eprintln!("firing message:\n{text}");
+    assert_eq!(firing["channel"], "#corp-drift", "{text}");
+    assert!(
+        text.contains("corp-web") && text.contains("team corp"),
+        "probe and team not named:\n{text}"
+    );
+    assert!(text.contains("command layer"), "layer not named:\n{text}");
+    assert!(
+        text.contains("*Drifted resources:* 1: /etc/web/site.conf (changed)"),
+        "resources not listed:\n{text}"
+    );
+    assert!(
+        text.contains("*Drifted since:* 20"),
+        "drift start not shown:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("infra@{commit}")),
+        "commit not shown:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("{driftwatch_url}/probes/corp-web")),
+        "no link to the probe:\n{text}"
+    );
+    assert_eq!(firing["attachments"][0]["color"], "danger");
+    // The links in the message lead to the probe's status page and JSON.
+    let status_url = firing["attachments"][0]["title_link"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let page = http.get(&status_url).send().await.unwrap();
+    assert!(
+        page.status().is_success(),
+        "{status_url}: {}",
+        page.status()
+    );
+    assert!(
+        page.text().await.unwrap().contains("corp-web"),
+        "{status_url}"
+    );
+    let api: serde_json::Value = http
+        .get(format!("{driftwatch_url}/api/v1/probes/corp-web"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(api.to_string().contains("/etc/web/site.conf"), "{api}");
+
+    // Every dashboard and rule metric exists in this real scrape, and every
+    // dashboard expression evaluates in this Prometheus.
+    let (ok, output) = check_monitoring(&["--metrics", &format!("{driftwatch_url}/metrics")]);
+    assert!(
+        ok,
+        "check-monitoring against a real scrape failed:\n{output}"
+    );
+    check_dashboard_queries(http, prom_port).await;
+
+    // Fixing the drift resolves the alert in the same channel.
+    std::fs::remove_file(&marker).unwrap();
+    let resolved = wait_for(
+        "the resolved message in #corp-drift",
+        std::time::Duration::from_secs(90),
+        &servers,
+        || async move {
+            messages_to(inbox, "slack-corp")
+                .into_iter()
+                .find(|m| attachment_text(m).contains("[RESOLVED]"))
+        },
+    )
+    .await;
+    let text = attachment_text(&resolved);
+    eprintln!("resolved message:\n{text}");
+    assert!(
+        text.contains("DriftDetected") && text.contains("corp-web") && text.contains("team corp"),
+        "{text}"
+    );
+    assert_eq!(resolved["attachments"][0]["color"], "good");
+
+    // Team platform's probe is in sync: its channel stayed quiet, and nothing
+    // else fired (the target is up, the repo syncs, the probes succeed).
+    assert!(
+        messages_to(inbox, "slack-platform").is_empty(),
+        "{:?}",
+        messages_to(inbox, "slack-platform")
+    );
+    let all = inbox.lock().unwrap().clone();
+    for (receiver, message) in &all {
+        let text = attachment_text(message);
+        assert!(
+            text.contains("DriftDetected"),
+            "unexpected alert to {receiver}:\n{text}"
+        );
+    }
+}
+
+/// Runs every dashboard expression (Grafana variables set to "all") against
+/// a Prometheus that scrapes driftwatch: none may fail, and the status table's
+/// queries must return the probes.
+async fn check_dashboard_queries(http: &reqwest::Client, prom_port: u16) {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("dashboards/driftwatch.json")).unwrap();
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let Some(expr) = target["expr"].as_str() else {
+                continue;
+            };
+            let query = expr
+                .replace("$__rate_interval", "5s")
+                .replace("$__range", "1m")
+                .replace("$layer", ".*")
+                .replace("$probe", ".*");
+            let response: serde_json::Value = http
+                .get(format!("http://127.0.0.1:{prom_port}/api/v1/query"))
+                .query(&[("query", query.as_str())])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let title = panel["title"].as_str().unwrap_or("?");
+            assert_eq!(
+                response["status"], "success",
+                "panel {title:?}: {expr}: {response}"
+            );
+            if title == "Drift status" || title == "Drifted resources" {
+                let results = response["data"]["result"].as_array().unwrap();
+                assert!(!results.is_empty(), "panel {title:?} shows nothing: {expr}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "only {checked} dashboard queries found");
+}
+
+/// The ConfigMaps' configs pass `driftwatch validate` once the paths that
+/// only exist in the pod (the token Secret, the git-sync checkout, the state
+/// volume) point at local stand-ins.
+#[test]
+fn kubernetes_configmaps_pass_validate() {
+    let documents = kubernetes_documents();
+    for file in ["base/configmap.yaml", "git-sync/configmap-patch.yaml"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut config: toml::Table = toml::from_str(&configmap_config(&documents, file)).unwrap();
+        assert_eq!(
+            config["state_dir"].as_str(),
+            Some("/var/lib/driftwatch"),
+            "{file}: state on the mounted volume"
+        );
+        config.insert(
+            "state_dir".into(),
+            tmp.path().join("state").display().to_string().into(),
+        );
+        for repo in config["repo"].as_array_mut().unwrap() {
+            let repo = repo.as_table_mut().unwrap();
+            if let Some(token_file) = repo.get("token_file") {
+                assert!(
+                    token_file
+                        .as_str()
+                        .unwrap()
+                        .starts_with("/etc/driftwatch-secrets/"),
+                    "{file}: token from the Secret mount"
+                );
+                let token = tmp.path().join("git-token");
+                std::fs::write(&token, "not-a-real-token\n").unwrap();
+                repo.insert("token_file".into(), token.display().to_string().into());
+            }
+            if repo.contains_key("path") {
+                let checkout = tmp.path().join("git-current");
+                common::init_repo(
+                    &checkout,
+                    &[(
+                        "clusters/prod/namespace.yaml",
+                        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n",
+                    )],
+                );
+                repo.insert("path".into(), checkout.display().to_string().into());
+            }
+        }
+        let path = tmp.path().join("driftwatch.toml");
+        std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+        let out = Command::new(common::driftwatch_bin())
+            .arg("validate")
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let problems = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if driftwatch::probe::builder("kubernetes").is_none() {
+            // Until the kubernetes layer is registered, that is the only problem allowed.
+            let other: Vec<&str> = problems
+                .lines()
+                .filter(|l| {
+                    l.contains(": ")
+                        && !l.contains("unknown layer \"kubernetes\"")
+                        && !l.contains("problem(s) in")
+                })
+                .collect();
+            assert!(other.is_empty(), "{file}: driftwatch validate:\n{problems}");
+        } else {
+            assert!(
+                out.status.success(),
+                "{file}: driftwatch validate:\n{problems}"
+            );
         }
     }
 }

@@ -149,6 +149,10 @@ async fn replicas_changed_live_gives_a_readable_line() {
     let web = change(&outcome, "Deployment/shop/web");
     assert_eq!(web.action, "changed");
     assert_eq!(web.diff, "spec.replicas: want 3, live 5");
+    assert_eq!(
+        outcome.message,
+        "1 of 6 objects differ (1 changed, 0 missing, 0 extra); Deployment/shop/web: spec.replicas: want 3, live 5"
+    );
 }
 
 #[tokio::test]

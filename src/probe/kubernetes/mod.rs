@@ -430,9 +430,11 @@ impl KubernetesProbe {
             };
             return Err(ProbeError::new(reason, message).with_partial_changes(changes));
         }
+        let message = summary(desired.len(), &changes);
         Ok(Outcome {
             changes,
             details,
+            message,
             ..Outcome::default()
         })
     }
@@ -569,6 +571,27 @@ impl KubernetesProbe {
         extras.sort_by(|a, b| a.subject.cmp(&b.subject));
         extras
     }
+}
+
+/// One line for a person: counts, and the first difference when there is one
+/// (lines are already redacted).
+fn summary(objects: usize, changes: &[ResourceChange]) -> String {
+    if changes.is_empty() {
+        return format!("{objects} objects in sync");
+    }
+    let count = |action: &str| changes.iter().filter(|c| c.action == action).count();
+    let mut text = format!(
+        "{} of {objects} objects differ ({} changed, {} missing, {} extra)",
+        changes.iter().filter(|c| c.action != "extra").count(),
+        count("changed"),
+        count("missing"),
+        count("extra"),
+    );
+    let first = &changes[0];
+    if let Some(line) = first.diff.lines().next() {
+        text += &format!("; {}: {line}", first.subject);
+    }
+    text
 }
 
 /// `kind/namespace/name`, or `kind/name` for cluster-scoped objects.
