@@ -791,17 +791,19 @@ vars = {{ db_password = "{new_secret}" }}
     let metrics = loop {
         last = http_get(&format!("{base}/metrics")).await;
         if let Some(body) = last.clone() {
-            // One series per root. (The probe label is the probe's name; an
-            // instance id `tf:stacks/a` is accepted too while the core settles it.)
+            // One series per root; the probe label is the probe's name.
             let series = |root: &str, value: &str| {
                 body.lines().any(|l| {
-                    l.starts_with("terradiff_plan_exit_code{probe=\"tf")
-                        && l.ends_with(&format!("root=\"{root}\"}} {value}"))
+                    l == format!("terradiff_plan_exit_code{{probe=\"tf\",root=\"{root}\"}} {value}")
                 })
             };
             let a = series("stacks/a", "0");
             let b = series("stacks/b", "2");
             if a && b {
+                assert!(
+                    !body.contains("probe=\"tf:") && !body.contains("probe=\"tf\",root=\"\""),
+                    "series keyed by instance id, or a root-less series for a multi-root probe:\n{body}"
+                );
                 break body;
             }
         }

@@ -128,6 +128,10 @@ impl Probe for TerraformProbe {
             .collect())
     }
 
+    fn single_root(&self) -> bool {
+        false
+    }
+
     fn parallelism(&self) -> usize {
         self.config.parallelism
     }
