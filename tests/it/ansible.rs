@@ -94,7 +94,7 @@ impl Lab {
     fn apply(&self, playbook: &str) {
         let home = self.tmp.path().join("apply-home");
         let out = std::process::Command::new("ansible-playbook")
-            .args(["-i", "hosts.ini", playbook])
+            .args(["-i", "hosts.ini", "--forks", "10", playbook])
             .current_dir(self.repo())
             .env("ANSIBLE_HOME", &home)
             .env("ANSIBLE_LOCAL_TEMP", home.join("tmp"))
@@ -458,7 +458,7 @@ async fn twenty_local_hosts_get_their_own_detail() {
     std::fs::remove_file(lab.state("host11").join("sysctl.conf")).unwrap();
 
     let outcome = lab
-        .check(&format!("{FIELDS}forks = 5\n"))
+        .check(&format!("{FIELDS}forks = 10\n"))
         .await
         .expect("run succeeds");
     assert_eq!(outcome.verdict(), Verdict::Drifted);
