@@ -257,18 +257,27 @@ async fn main() {
     history.flush(Duration::from_secs(600));
     let elapsed = start.elapsed();
     let runs = history.run_count().unwrap();
-    history.close();
-    let mut size = 0;
-    for entry in std::fs::read_dir(size_dir.path()).unwrap() {
-        size += entry.unwrap().metadata().unwrap().len();
+    let dropped = history.dropped();
+    // Closing the last connection checkpoints the WAL into the main file.
+    drop(history);
+    if let Ok(keep) = std::env::var("WEB_BENCH_KEEP_DB") {
+        let _ = std::fs::copy(size_dir.path().join("history.db"), keep);
     }
+    let db_size = std::fs::metadata(size_dir.path().join("history.db"))
+        .unwrap()
+        .len();
+    let wal_size = std::fs::metadata(size_dir.path().join("history.db-wal"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let size = db_size;
     println!(
-        "history db: {runs} runs written in {:.1}s ({:.0} runs/s), dropped {}; size {:.1} MiB ({:.0} bytes/run)",
+        "history db: {runs} runs written in {:.1}s ({:.0} runs/s), dropped {}; history.db {:.1} MiB ({:.0} bytes/run), plus WAL {:.1} MiB (bounded by the auto-checkpoint)",
         elapsed.as_secs_f64(),
         runs as f64 / elapsed.as_secs_f64(),
-        history.dropped(),
+        dropped,
         size as f64 / 1048576.0,
-        size as f64 / runs.max(1) as f64
+        size as f64 / runs.max(1) as f64,
+        wal_size as f64 / 1048576.0
     );
     if fraction < 1.0 {
         let full = 200 * steps_total;

@@ -133,7 +133,7 @@ fn badge(out: &mut String, verdict: Option<Verdict>) {
 /// "3m ago" style, with seconds for the first minute.
 pub fn ago(now: DateTime<Utc>, then: DateTime<Utc>) -> String {
     let secs = (now - then).num_seconds();
-    if secs < 0 {
+    if secs <= 0 {
         return "just now".into();
     }
     format!("{} ago", span(secs as u64))

@@ -500,3 +500,31 @@ command = ["sh", "-c", "echo 'Error: something broke' >&2; exit 7"]
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("no probe named"), "{out}");
 }
+
+#[test]
+fn repo_credentials_never_reach_logs_metrics_or_api() {
+    let s = setup("");
+    let secret = "s3cr3t-t0ken-value";
+    let port = free_port();
+    let text = std::fs::read_to_string(&s.config).unwrap().replace(
+        &format!("file://{}", s.work.display()),
+        &format!("https://deploy:{secret}@127.0.0.1:{port}/infra.git"),
+    );
+    std::fs::write(&s.config, text).unwrap();
+    let log = s.root.join("daemon.log");
+    let mut daemon = Daemon::start(&s.config, &log);
+    daemon.wait_for("/metrics", "a failed sync", |_, body| {
+        body.contains("driftwatch_repo_sync_errors_total{repo=\"infra\"} 1")
+    });
+    let (_, metrics) = daemon.get("/metrics").unwrap();
+    let (_, api) = daemon.get("/api/v1/probes").unwrap();
+    daemon.terminate();
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("infra"), "the failure is logged:\n{logs}");
+    for (what, text) in [("logs", &logs), ("metrics", &metrics), ("api", &api)] {
+        assert!(
+            !text.contains(secret),
+            "credential leaked into {what}:\n{text}"
+        );
+    }
+}

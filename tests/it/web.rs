@@ -852,17 +852,15 @@ command = ["sh", "check.sh"]
             page["runs"].as_array().cloned().unwrap_or_default()
         }
     };
-    let wait_for_runs = |probe: &'static str, count: usize| {
-        async move {
-            for _ in 0..600 {
-                let found = runs(probe).await;
-                if found.len() >= count {
-                    return found;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+    let wait_for_runs = |probe: &'static str, count: usize| async move {
+        for _ in 0..600 {
+            let found = runs(probe).await;
+            if found.len() >= count {
+                return found;
             }
-            panic!("{probe} did not reach {count} runs");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        panic!("{probe} did not reach {count} runs");
     };
 
     // Start-up runs both probes once.
