@@ -124,6 +124,8 @@ async fn main() {
         .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
         .arg(format!("--port={port}"))
         .arg(tmp.path())
+        // The readiness probe below connects and hangs up; keep its complaint quiet.
+        .stderr(std::process::Stdio::null())
         .spawn()
         .expect("git daemon starts");
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

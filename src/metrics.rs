@@ -211,7 +211,7 @@ impl Metrics {
     /// Records a finished run and the status it produced.
     pub fn observe(&self, report: &RunReport, status: &ProbeStatus) {
         let key = InstanceKey {
-            probe: report.probe.clone(),
+            probe: report.name.clone(),
             layer: report.layer.clone(),
             root: report.root.clone(),
         };

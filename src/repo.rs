@@ -59,6 +59,7 @@ impl Drop for Checkout {
             } else {
                 tracing::debug!(dir = %self.dir.display(), "removed old checkout");
             }
+            let _ = std::fs::remove_file(owner_marker(&self.dir));
         }
     }
 }
@@ -436,7 +437,8 @@ fn write_checkout(
     static SEQUENCE: AtomicU64 = AtomicU64::new(0);
     let id = commit.id().to_string();
     let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-    let temporary = checkouts.join(format!(".tmp-{id}-{}-{sequence}", std::process::id()));
+    let pid = std::process::id();
+    let temporary = checkouts.join(format!(".tmp-{pid}-{sequence}"));
     let _ = std::fs::remove_dir_all(&temporary);
     std::fs::create_dir_all(&temporary).map_err(|e| format!("{}: {e}", temporary.display()))?;
 
@@ -453,9 +455,17 @@ fn write_checkout(
         // held by a run (A → B → A): never reuse that directory.
         let mut dir = checkouts.join(&id);
         if dir.exists() {
-            dir = checkouts.join(format!("{id}-{}-{sequence}", std::process::id()));
+            dir = checkouts.join(format!("{id}-{pid}-{sequence}"));
         }
-        std::fs::rename(&temporary, &dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // Marks the directory as this process's, so another process sharing
+        // the state directory (a `check` next to the daemon) leaves it alone.
+        let marker = owner_marker(&dir);
+        std::fs::write(&marker, pid.to_string())
+            .map_err(|e| format!("{}: {e}", marker.display()))?;
+        if let Err(e) = std::fs::rename(&temporary, &dir) {
+            let _ = std::fs::remove_file(&marker);
+            return Err(format!("{}: {e}", dir.display()));
+        }
         Ok(dir)
     })();
     if result.is_err() {
@@ -464,18 +474,62 @@ fn write_checkout(
     result
 }
 
+/// `<dir>.owner`: the pid of the process a checkout directory belongs to.
+fn owner_marker(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".owner");
+    dir.with_file_name(name)
+}
+
+/// True when `pid` is a live process other than this one.
+fn alive_elsewhere(pid: u32) -> bool {
+    if pid == std::process::id() {
+        // Ours, from another `Repo` of the same name: still in use.
+        return true;
+    }
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    !matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
+}
+
+/// Removes checkouts (and half-written ones) left by processes that are gone.
 fn remove_leftovers(checkouts: &Path) {
     let Ok(entries) = std::fs::read_dir(checkouts) else {
         return;
     };
     for entry in entries.flatten() {
         let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".owner") {
+            let dir = path.with_file_name(name.trim_end_matches(".owner"));
+            let owner = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| t.trim().parse().ok());
+            if !dir.exists() && !owner.is_some_and(alive_elsewhere) {
+                let _ = std::fs::remove_file(&path);
+            }
+            continue;
+        }
+        let owner: Option<u32> = match name.strip_prefix(".tmp-") {
+            Some(rest) => rest.split('-').next().and_then(|pid| pid.parse().ok()),
+            None => std::fs::read_to_string(owner_marker(&path))
+                .ok()
+                .and_then(|text| text.trim().parse().ok()),
+        };
+        if owner.is_some_and(alive_elsewhere) {
+            continue;
+        }
         tracing::debug!(dir = %path.display(), "removing checkout left by an earlier run");
         let result = if path.is_dir() && !path.is_symlink() {
             std::fs::remove_dir_all(&path)
         } else {
             std::fs::remove_file(&path)
         };
+        let _ = std::fs::remove_file(owner_marker(&path));
         if let Err(error) = result {
             tracing::warn!(dir = %path.display(), %error, "could not remove leftover checkout");
         }

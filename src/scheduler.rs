@@ -129,7 +129,7 @@ impl Scheduler {
                 .into_iter()
                 .filter(|s| s.name == entry.config.name)
                 .collect();
-            if persisted.is_empty() {
+            if persisted.is_empty() && entry.config.probe.single_root() {
                 scheduler.register_instance(&entry.config, "");
             }
             for status in persisted {

@@ -33,6 +33,12 @@ pub trait Probe: Send + Sync + 'static {
         Ok(vec![String::new()])
     }
 
+    /// False for layers whose instances are only known from a checkout
+    /// (their series are created when their roots are first listed).
+    fn single_root(&self) -> bool {
+        true
+    }
+
     /// How many roots of this probe may run at once.
     fn parallelism(&self) -> usize {
         1

@@ -209,12 +209,35 @@ async fn restart_reuses_mirror_and_cleans_leftover_checkouts() {
         std::mem::forget(repo);
         dir
     };
-    let stray = state.join("checkouts/r/deadbeef");
+    let checkouts = state.join("checkouts/r");
+    let marker = |dir: &Path| PathBuf::from(format!("{}.owner", dir.display()));
+    // The crashed process is gone: give its checkout a dead owner.
+    let mut finished = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = finished.id();
+    finished.wait().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(marker(&leftover)).unwrap(),
+        std::process::id().to_string()
+    );
+    std::fs::write(marker(&leftover), dead_pid.to_string()).unwrap();
+    let stray = checkouts.join("deadbeef");
     std::fs::create_dir_all(&stray).unwrap();
+    let half_written = checkouts.join(format!(".tmp-{dead_pid}-0"));
+    std::fs::create_dir_all(&half_written).unwrap();
+    // Another live process (say `driftwatch check` next to the daemon) owns this one.
+    let mut other = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    let in_use = checkouts.join("0123456789012345678901234567890123456789");
+    std::fs::create_dir_all(&in_use).unwrap();
+    std::fs::write(marker(&in_use), other.id().to_string()).unwrap();
     assert!(leftover.is_dir());
 
     let repo = Repo::new(remote_config("r", &file_url(&work), "main"), &state);
     let outcome = repo.sync().await.unwrap();
+    other.kill().unwrap();
+    other.wait().unwrap();
     assert_eq!(
         outcome.changed,
         Some(ChangedPaths::All),
@@ -222,11 +245,28 @@ async fn restart_reuses_mirror_and_cleans_leftover_checkouts() {
     );
     assert_eq!(outcome.checkout.commit, commit);
     assert!(!stray.exists());
-    let entries: Vec<PathBuf> = std::fs::read_dir(state.join("checkouts/r"))
+    assert!(!half_written.exists());
+    assert!(in_use.is_dir(), "a live process's checkout is kept");
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&checkouts)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(entries, vec![outcome.checkout.dir.clone()]);
+    entries.sort();
+    let mut expected = vec![
+        in_use.clone(),
+        marker(&in_use),
+        outcome.checkout.dir.clone(),
+        marker(&outcome.checkout.dir),
+    ];
+    expected.sort();
+    assert_eq!(entries, expected);
+    let dir = outcome.checkout.dir.clone();
+    drop(outcome);
+    drop(repo);
+    assert!(
+        !dir.exists() && !marker(&dir).exists(),
+        "dropping the last holder removes dir and marker"
+    );
 }
 
 #[tokio::test]

@@ -135,8 +135,36 @@ fn data_resource(name: &str, input: &str) -> String {
     format!("resource \"terraform_data\" \"{name}\" {{\n  input = {input}\n}}\n")
 }
 
+/// `terraform` on PATH, new enough for the built-in `terraform_data` (>= 1.4).
+/// The installer's fallback on a machine without Terraform is 1.0.3, which
+/// lacks it: those tests then skip (even under DRIFTWATCH_REQUIRE_TOOLS) and
+/// the 1.0.3 + null provider test covers the layer.
 fn have_terraform() -> bool {
-    common::have_tool("terraform")
+    if !common::have_tool("terraform") {
+        return false;
+    }
+    static VERSION: std::sync::OnceLock<Option<(u64, u64)>> = std::sync::OnceLock::new();
+    let version = VERSION.get_or_init(|| {
+        let out = std::process::Command::new("terraform")
+            .args(["version", "-json"])
+            .env("TF_CLI_CONFIG_FILE", "/dev/null")
+            .env("CHECKPOINT_DISABLE", "1")
+            .output()
+            .ok()?;
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let mut parts = doc["terraform_version"]
+            .as_str()?
+            .split('.')
+            .map(|p| p.parse::<u64>().ok());
+        Some((parts.next()??, parts.next()??))
+    });
+    match version {
+        Some(v) if *v >= (1, 4) => true,
+        _ => {
+            eprintln!("skipping: terraform_data needs Terraform >= 1.4 (found {version:?})");
+            false
+        }
+    }
 }
 
 fn ok(result: Result<Outcome, ProbeError>) -> Outcome {
@@ -198,6 +226,7 @@ async fn in_sync_then_an_unapplied_commit_drifts_and_init_is_reused() {
     // A new checkout that only edits a resource reuses the initialized cache.
     assert_eq!(outcome.details["init"], "skipped");
     assert_eq!(outcome.details["resources"]["update"], 1);
+    assert_eq!(outcome.message, "Plan: 0 to add, 1 to change, 0 to destroy");
     // The plan file is gone.
     assert!(!f.path("scratch-").join("driftwatch.tfplan").exists());
 }
@@ -393,6 +422,17 @@ async fn sensitive_values_never_reach_the_report_or_logs() {
         outcome.changes[0].diff
     );
 
+    // A secret read from a file each run (`env_files`) is masked the same way.
+    let file_secret = "file-s3cret-Value-9999";
+    let secret_file = f.path("db_password");
+    std::fs::write(&secret_file, format!("{file_secret}\n")).unwrap();
+    let from_file = f.probe(&format!(
+        "env_files = {{ TF_VAR_db_password = {:?} }}",
+        secret_file.to_str().unwrap()
+    ));
+    let file_outcome = ok(f.run(&from_file, &checkout, "").await);
+    assert_eq!(file_outcome.changes[0].subject, "terraform_data.db");
+
     // A credential passed through the environment is masked on error paths
     // too, even where Terraform echoes it (here in an invalid -target).
     std::env::set_var("DRIFTWATCH_TEST_TF_SECRET", new_secret);
@@ -404,9 +444,10 @@ async fn sensitive_values_never_reach_the_report_or_logs() {
     assert!(error.message.contains("(sensitive value)"), "{error:?}");
 
     let json = serde_json::to_string(&report(Ok(outcome))).unwrap()
+        + &serde_json::to_string(&report(Ok(file_outcome))).unwrap()
         + &serde_json::to_string(&report(failed)).unwrap();
     let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
-    for secret in [old_secret, new_secret] {
+    for secret in [old_secret, new_secret, file_secret] {
         assert!(!json.contains(secret), "secret in report: {json}");
         assert!(!logs.contains(secret), "secret in logs: {logs}");
     }
@@ -648,4 +689,198 @@ async fn terraform_1_0_3_with_the_null_provider_and_remote_state() {
     assert_eq!(outcome.verdict(), Verdict::Drifted);
     assert_eq!(outcome.changes[0].origin.as_deref(), Some("config"));
     assert_eq!(outcome.details["init"], "skipped");
+}
+
+/// Stops the daemon when the test ends, however it ends.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn http_get(url: &str) -> Option<String> {
+    let response = reqwest::get(url).await.ok()?;
+    response.text().await.ok()
+}
+
+#[tokio::test]
+async fn the_daemon_and_check_report_roots_separately_and_never_leak_secrets() {
+    if !have_terraform() {
+        return;
+    }
+    let f = Fixture::new("terraform");
+    let old_secret = "old-Daemon-s3cret-1234";
+    let new_secret = "new-Daemon-s3cret-5678";
+    let stack = |name: &str, uses_secret: bool| {
+        let mut text = backend(&f.path(&format!("state/{name}.tfstate")))
+            + "variable \"db_password\" {\n  type      = string\n  sensitive = true\n}\n";
+        if uses_secret {
+            text += &data_resource("db", "var.db_password");
+        }
+        text + &data_resource("web", "\"static\"")
+    };
+    common::init_repo(
+        &f.repo(),
+        &[
+            ("stacks/a/main.tf", &stack("a", false)),
+            ("stacks/b/main.tf", &stack("b", true)),
+        ],
+    );
+    f.apply(
+        &f.repo().join("stacks/a"),
+        &[("TF_VAR_db_password", old_secret)],
+    );
+    f.apply(
+        &f.repo().join("stacks/b"),
+        &[("TF_VAR_db_password", old_secret)],
+    );
+
+    let port = common::free_port();
+    let config = f.path("driftwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"state_dir = "{state}"
+
+[server]
+listen = "127.0.0.1:{port}"
+
+[defaults]
+timeout = "120s"
+kill_grace = "2s"
+
+[[repo]]
+name = "infra"
+url = "file://{repo}"
+branch = "main"
+poll_interval = "1s"
+
+[[probe]]
+name = "tf"
+layer = "terraform"
+repo = "infra"
+schedule = ""
+roots = ["stacks/*"]
+cli_config_file = "{cli}"
+vars = {{ db_password = "{new_secret}" }}
+"#,
+            state = f.path("state-dir").display(),
+            repo = f.repo().display(),
+            cli = f.cli_config.display(),
+        ),
+    )
+    .unwrap();
+
+    let log = f.path("daemon.log");
+    let daemon = Daemon(
+        std::process::Command::new(common::driftwatch_bin())
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "debug")
+            .stdout(std::fs::File::create(f.path("daemon.out")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    let mut last: Option<String>;
+    let metrics = loop {
+        last = http_get(&format!("{base}/metrics")).await;
+        if let Some(body) = last.clone() {
+            // One series per root; the probe label is the probe's name.
+            let series = |root: &str, value: &str| {
+                body.lines().any(|l| {
+                    l == format!("terradiff_plan_exit_code{{probe=\"tf\",root=\"{root}\"}} {value}")
+                })
+            };
+            let a = series("stacks/a", "0");
+            let b = series("stacks/b", "2");
+            if a && b {
+                assert!(
+                    !body.contains("probe=\"tf:") && !body.contains("probe=\"tf\",root=\"\""),
+                    "series keyed by instance id, or a root-less series for a multi-root probe:\n{body}"
+                );
+                break body;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "no terraform verdicts on /metrics ({last:?}); log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let api = http_get(&format!("{base}/api/v1/probes")).await.unwrap();
+    assert!(api.contains("terraform_data.db"), "{api}");
+    assert!(api.contains("stacks/b"), "{api}");
+    drop(daemon);
+    let logs = std::fs::read_to_string(&log).unwrap();
+
+    // `check` gives the same per-root verdicts, as JSON, and exits 2.
+    let check = std::process::Command::new(common::driftwatch_bin())
+        .args(["check", "--format", "json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&check.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&check.stderr).into_owned();
+    assert_eq!(check.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("terraform_data.db") && stdout.contains("stacks/a"),
+        "{stdout}"
+    );
+
+    for (what, text) in [
+        ("/metrics", &metrics),
+        ("/api/v1/probes", &api),
+        ("daemon log", &logs),
+        ("check", &(stdout + &stderr)),
+    ] {
+        for secret in [old_secret, new_secret] {
+            assert!(!text.contains(secret), "secret in {what}: {text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn each_workspace_is_its_own_instance() {
+    if !have_terraform() {
+        return;
+    }
+    let f = Fixture::new("terraform");
+    let states = f.path("state");
+    let main = |blue: &str| {
+        format!(
+            "terraform {{\n  backend \"local\" {{\n    path          = {:?}\n    workspace_dir = {:?}\n  }}\n}}\n{}",
+            states.join("default.tfstate").to_str().unwrap(),
+            states.join("workspaces").to_str().unwrap(),
+            data_resource("x", &format!("terraform.workspace == \"blue\" ? {blue:?} : \"default\""))
+        )
+    };
+    common::init_repo(&f.repo(), &[("main.tf", &main("b1"))]);
+    f.apply(&f.repo(), &[]);
+    f.terraform(&f.repo(), &["workspace", "new", "-no-color", "blue"], &[]);
+    f.apply(&f.repo(), &[("TF_WORKSPACE", "blue")]);
+    common::commit_files(&f.repo(), &[("main.tf", &main("b2"))], "blue changes");
+
+    let probe = f.probe("workspaces = [\"default\", \"blue\"]");
+    let checkout = f.checkout("c1");
+    assert_eq!(probe.roots(&checkout).unwrap(), ["@default", "@blue"]);
+    let default = ok(f.run(&probe, &checkout, "@default").await);
+    assert_eq!(default.verdict(), Verdict::InSync);
+    assert_eq!(default.details["workspace"], "default");
+    let blue = ok(f.run(&probe, &checkout, "@blue").await);
+    assert_eq!(blue.verdict(), Verdict::Drifted);
+    assert_eq!(blue.details["workspace"], "blue");
+    assert!(
+        blue.changes[0].diff.contains("\"b1\" → \"b2\""),
+        "{}",
+        blue.changes[0].diff
+    );
+    // Nothing was selected on disk: the checkout has no workspace state.
+    assert!(!checkout.join(".terraform").exists());
 }

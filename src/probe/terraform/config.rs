@@ -57,6 +57,11 @@ pub struct TerraformConfig {
     /// Extra variables set for every Terraform command.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Variables whose value is read from a file at each run (credentials,
+    /// `TF_VAR_db_password`), relative to the config file's directory. Their
+    /// values are masked in everything driftwatch reports.
+    #[serde(default)]
+    pub env_files: BTreeMap<String, PathBuf>,
     /// A Terraform CLI config file (provider mirrors, credentials), set as
     /// `TF_CLI_CONFIG_FILE`; relative to the config file's directory.
     #[serde(default)]

@@ -43,6 +43,8 @@ pub struct TerraformProbe {
     /// The probe's path inside the repo, to find a root's directory.
     probe_path: PathBuf,
     cli_config_file: Option<PathBuf>,
+    /// `env_files` resolved against the config file's directory.
+    env_files: Vec<(String, PathBuf)>,
     /// Inits write into the shared plugin cache, which Terraform does not
     /// guarantee safe for concurrent use: one init per probe at a time.
     init_lock: tokio::sync::Mutex<()>,
@@ -59,8 +61,14 @@ pub fn build(common: &ProbeCommon, fields: toml::Table) -> Result<Arc<dyn Probe>
         .cli_config_file
         .as_ref()
         .map(|p| common.config_dir.join(p));
+    let env_files = config
+        .env_files
+        .iter()
+        .map(|(k, p)| (k.clone(), common.config_dir.join(p)))
+        .collect();
     Ok(Arc::new(TerraformProbe {
         config,
+        env_files,
         program,
         probe_path: common.path.clone(),
         cli_config_file,
@@ -74,7 +82,11 @@ struct RunEnv {
     workspace: Option<String>,
     cache: RootCache,
     vars_file: Option<PathBuf>,
-    /// Masks credentials and configured variable values in error output.
+    /// Values of `env_files` variables, read for this run.
+    file_env: Vec<(String, String)>,
+    /// Masks credentials (`pass_env`, `env_files` values) everywhere.
+    redactor: Redactor,
+    /// Also masks the configured `vars` values, in error output.
     stderr_redactor: Redactor,
 }
 
@@ -116,12 +128,24 @@ impl Probe for TerraformProbe {
             .collect())
     }
 
+    fn single_root(&self) -> bool {
+        false
+    }
+
     fn parallelism(&self) -> usize {
         self.config.parallelism
     }
 
     async fn preflight(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        for (key, path) in &self.env_files {
+            if let Err(e) = std::fs::metadata(path) {
+                problems.push(format!(
+                    "env_files.{key}: cannot read {}: {e}",
+                    path.display()
+                ));
+            }
+        }
         if let Some(file) = &self.cli_config_file {
             if !file.is_file() {
                 problems.push(format!("cli_config_file {} does not exist", file.display()));
@@ -253,7 +277,7 @@ impl Probe for TerraformProbe {
                     .with_exit_code(Some(2))
                 })?;
                 drop(shown);
-                let mut redactor = env.stderr_redactor.clone();
+                let mut redactor = env.redactor.clone();
                 plan::collect_secrets(&plan_json, &mut redactor);
                 let outside =
                     env.cache.in_sync_config().as_deref() == Some(config_fingerprint.as_str());
@@ -274,7 +298,7 @@ impl Probe for TerraformProbe {
                     warnings,
                     details,
                     drifted: true,
-                    ..Outcome::default()
+                    message: summary.message,
                 })
             }
             _ => Err(self.failure("plan", &output, &env)),
@@ -374,12 +398,25 @@ impl TerraformProbe {
                 ),
             ));
         }
-        let mut stderr_redactor = Redactor::default();
+        let mut redactor = Redactor::default();
         for name in &self.config.pass_env {
             if let Ok(value) = std::env::var(name) {
-                stderr_redactor.add(&value);
+                redactor.add(&value);
             }
         }
+        let mut file_env = Vec::new();
+        for (key, path) in &self.env_files {
+            let value = std::fs::read_to_string(path).map_err(|e| {
+                ProbeError::new(
+                    ErrorReason::Spawn,
+                    format!("cannot read env_files.{key} from {}: {e}", path.display()),
+                )
+            })?;
+            let value = value.trim_end_matches(['\n', '\r']).to_string();
+            redactor.add(&value);
+            file_env.push((key.clone(), value));
+        }
+        let mut stderr_redactor = redactor.clone();
         let vars_file = if self.config.vars.is_empty() {
             None
         } else {
@@ -406,6 +443,8 @@ impl TerraformProbe {
             workspace,
             cache: RootCache::new(&cx.cache_dir, &cx.root),
             vars_file,
+            file_env,
+            redactor,
             stderr_redactor,
         })
     }
@@ -416,7 +455,12 @@ impl TerraformProbe {
             .command(&self.program)
             .current_dir(&env.dir)
             .pass_env(self.config.pass_env.iter().cloned());
-        for (key, value) in &self.config.env {
+        for (key, value) in self
+            .config
+            .env
+            .iter()
+            .chain(env.file_env.iter().map(|(k, v)| (k, v)))
+        {
             command = command.env(key, value);
         }
         command = command

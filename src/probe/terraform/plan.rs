@@ -25,6 +25,8 @@ pub struct PlanSummary {
     pub changes: Vec<ResourceChange>,
     /// Counts and output names for `Outcome.details` (already redacted).
     pub details: Value,
+    /// One line for a person: "Plan: 1 to add, 2 to change, 0 to destroy; …".
+    pub message: String,
 }
 
 /// Collects every secret the plan reveals: values at sensitive paths of
@@ -180,13 +182,34 @@ pub fn summarize(plan: &Value, redactor: &Redactor, outside_by_default: bool) ->
     }
 
     let terraform_version = plan["terraform_version"].as_str().unwrap_or("").to_string();
+    let count = |action: &str| counts.get(action).copied().unwrap_or(0);
+    let outside = changes
+        .iter()
+        .filter(|c| c.origin.as_deref() == Some(ORIGIN_OUTSIDE))
+        .count();
+    let mut message = format!(
+        "Plan: {} to add, {} to change, {} to destroy",
+        count("create") + count("replace"),
+        count("update"),
+        count("delete") + count("replace")
+    );
+    if !output_names.is_empty() {
+        message.push_str(&format!("; {} output(s) change", output_names.len()));
+    }
+    if outside > 0 {
+        message.push_str(&format!("; {outside} changed outside Terraform"));
+    }
     let details = json!({
         "terraform_version": terraform_version,
         "resources": counts,
         "outside_terraform": changes.iter().filter(|c| c.origin.as_deref() == Some(ORIGIN_OUTSIDE)).count(),
         "output_changes": output_names,
     });
-    PlanSummary { changes, details }
+    PlanSummary {
+        changes,
+        details,
+        message,
+    }
 }
 
 fn output_diff(change: &Value, redactor: &Redactor) -> String {
@@ -476,6 +499,10 @@ mod tests {
         );
         assert_eq!(new.diff, "+ arn: (known after apply)\n+ bucket: \"n\"");
         assert_eq!(summary.details["outside_terraform"], 1);
+        assert_eq!(
+            summary.message,
+            "Plan: 1 to add, 1 to change, 0 to destroy; 1 changed outside Terraform"
+        );
     }
 
     #[test]
