@@ -89,7 +89,7 @@ async fn metrics(AxumState(cx): AxumState<AppContext>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        cx.metrics.render(),
+        cx.metrics.render_cached(),
     )
         .into_response()
 }

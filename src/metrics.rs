@@ -61,7 +61,16 @@ pub struct Metrics {
     resource_series: Mutex<HashMap<InstanceKey, BTreeSet<(String, String)>>>,
     /// Revision currently exported per repo.
     repo_revisions: Mutex<HashMap<String, String>>,
+    /// Bumped by every change to probe or repo series; keys the render cache.
+    generation: std::sync::atomic::AtomicU64,
+    /// The last exposition rendered: (generation, when, text).
+    cache: Mutex<Option<(u64, std::time::Instant, bytes::Bytes)>>,
 }
+
+/// How old a cached exposition may be when no probe or repo series changed
+/// (only counters such as HTTP requests moved). Scrapes are seconds apart;
+/// this keeps a burst of scrapes from re-encoding the whole registry each time.
+const RENDER_CACHE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 const INSTANCE: &[&str] = &["probe", "layer", "root"];
 
@@ -149,6 +158,8 @@ impl Metrics {
             max_resource_series,
             resource_series: Mutex::new(HashMap::new()),
             repo_revisions: Mutex::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            cache: Mutex::new(None),
         }
     }
 
@@ -177,6 +188,7 @@ impl Metrics {
         schedule_interval: f64,
         status: Option<&ProbeStatus>,
     ) {
+        self.changed();
         let values = self.probe_values(key, labels);
         let instance = [key.probe.as_str(), key.layer.as_str(), key.root.as_str()];
         self.drifted.with_label_values(&values);
@@ -210,6 +222,7 @@ impl Metrics {
 
     /// Records a finished run and the status it produced.
     pub fn observe(&self, report: &RunReport, status: &ProbeStatus) {
+        self.changed();
         let key = InstanceKey {
             probe: report.name.clone(),
             layer: report.layer.clone(),
@@ -323,6 +336,7 @@ impl Metrics {
     }
 
     pub fn skipped_run(&self, key: &InstanceKey) {
+        self.changed();
         self.skipped
             .with_label_values(&[key.probe.as_str(), key.layer.as_str(), key.root.as_str()])
             .inc();
@@ -330,6 +344,7 @@ impl Metrics {
 
     /// Creates a repo's series before its first sync.
     pub fn register_repo(&self, repo: &str) {
+        self.changed();
         self.repo_success.with_label_values(&[repo]);
         self.repo_last_sync.with_label_values(&[repo]);
         self.repo_commit_time.with_label_values(&[repo]);
@@ -337,6 +352,7 @@ impl Metrics {
     }
 
     pub fn repo_synced(&self, repo: &str, revision: &str, commit_time: i64) {
+        self.changed();
         let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
         self.repo_success.with_label_values(&[repo]).set(1);
         self.repo_last_sync.with_label_values(&[repo]).set(now);
@@ -353,11 +369,32 @@ impl Metrics {
     }
 
     pub fn repo_sync_failed(&self, repo: &str) {
+        self.changed();
         self.repo_success.with_label_values(&[repo]).set(0);
         self.repo_errors.with_label_values(&[repo]).inc();
     }
 
-    /// The text exposition format for `/metrics`.
+    fn changed(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The exposition for `/metrics`: re-rendered when a probe or repo series
+    /// changed, otherwise at most `RENDER_CACHE_MAX_AGE` old.
+    pub fn render_cached(&self) -> bytes::Bytes {
+        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cached, at, text)) = cache.as_ref() {
+            if *cached == generation && at.elapsed() < RENDER_CACHE_MAX_AGE {
+                return text.clone();
+            }
+        }
+        let text = bytes::Bytes::from(self.render());
+        *cache = Some((generation, std::time::Instant::now(), text.clone()));
+        text
+    }
+
+    /// The text exposition format, freshly encoded.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
         TextEncoder::new()
@@ -427,6 +464,16 @@ mod tests {
             text.matches("driftwatch_probe_resource_drifted{").count(),
             1
         );
+    }
+
+    #[test]
+    fn cached_render_follows_every_change() {
+        let metrics = Metrics::new(&BTreeSet::new(), 10);
+        let before = metrics.render_cached();
+        assert_eq!(before, metrics.render_cached());
+        metrics.repo_synced("infra", "aaa", 1);
+        let after = metrics.render_cached();
+        assert!(String::from_utf8_lossy(&after).contains("revision=\"aaa\""));
     }
 
     #[test]

@@ -192,11 +192,6 @@ impl Scheduler {
                 self.synced.lock().unwrap().insert(repo.name().to_string());
                 if let Some(changed) = &outcome.changed {
                     if !first {
-                        tracing::info!(
-                            repo = repo.name(),
-                            commit = short(&checkout.commit),
-                            "new commit"
-                        );
                         for index in 0..self.probes.len() {
                             let probe = &self.probes[index].config;
                             if probe.repo == repo.name()

@@ -101,6 +101,8 @@ pub struct State {
     /// `None` for a state that is never written (one-shot `check`).
     path: Option<PathBuf>,
     probes: RwLock<BTreeMap<String, ProbeStatus>>,
+    /// Serializes writers: runs finishing together must not share the temp file.
+    write_lock: std::sync::Mutex<()>,
 }
 
 impl State {
@@ -134,6 +136,7 @@ impl State {
         State {
             path: Some(path),
             probes: RwLock::new(probes),
+            write_lock: std::sync::Mutex::new(()),
         }
     }
 
@@ -142,6 +145,7 @@ impl State {
         State {
             path: None,
             probes: RwLock::new(BTreeMap::new()),
+            write_lock: std::sync::Mutex::new(()),
         }
     }
 
@@ -176,6 +180,7 @@ impl State {
         let Some(path) = &self.path else {
             return Ok(());
         };
+        let _writer = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         let file = StateFile {
             version: STATE_VERSION,
             probes: self.snapshot(),
@@ -253,6 +258,22 @@ mod tests {
             again.get("p").unwrap().drifted_since.unwrap().timestamp(),
             100
         );
+    }
+
+    #[test]
+    fn concurrent_writers_do_not_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = std::sync::Arc::new(State::load(dir.path()));
+        state.record(&report(Verdict::Drifted, 100));
+        let writers: Vec<_> = (0..8)
+            .map(|_| {
+                let state = state.clone();
+                std::thread::spawn(move || (0..50).try_for_each(|_| state.persist()))
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap().unwrap();
+        }
     }
 
     #[test]
