@@ -178,8 +178,12 @@ pub struct Validation {
     pub warnings: Vec<String>,
 }
 
-/// Checks each probe's environment (binaries present and new enough).
-pub async fn validate(config: &Config) -> Validation {
+/// Checks each probe's environment (binaries present and new enough), and
+/// reads each probe's files for warnings (e.g. Ansible tasks that run for
+/// real in check mode) where a local copy of its repo is at hand: a `path`
+/// repo, or `checkout` (a work tree of the remote repos, as in the infra
+/// repo's own CI).
+pub async fn validate(config: &Config, checkout: Option<&std::path::Path>) -> Validation {
     let mut result = Validation::default();
     for probe in &config.probes {
         for problem in probe.probe.preflight().await {
@@ -188,6 +192,34 @@ pub async fn validate(config: &Config) -> Validation {
                 config.source.display(),
                 probe.name
             ));
+        }
+        let repo_dir = config
+            .repos
+            .iter()
+            .find(|r| r.name == probe.repo)
+            .and_then(|repo| match &repo.source {
+                crate::config::RepoSource::Path(dir) => Some(dir.clone()),
+                crate::config::RepoSource::Remote { .. } => {
+                    checkout.map(std::path::Path::to_path_buf)
+                }
+            });
+        if let Some(dir) = repo_dir {
+            let probe_dir = dir.join(&probe.path);
+            if !probe_dir.is_dir() {
+                result.errors.push(format!(
+                    "{}: probe.{}: path {:?} does not exist in {}",
+                    config.source.display(),
+                    probe.name,
+                    probe.path,
+                    dir.display()
+                ));
+                continue;
+            }
+            for warning in probe.probe.inspect(&probe_dir) {
+                result
+                    .warnings
+                    .push(format!("probe.{}: {warning}", probe.name));
+            }
         }
     }
     result

@@ -62,6 +62,11 @@ pub enum Command {
     Validate {
         #[arg(long, short, env = "DRIFTWATCH_CONFIG")]
         config: PathBuf,
+        /// A local work tree of the configured remote repo(s): also read the
+        /// probes' files there and warn about what they would do (e.g. Ansible
+        /// tasks with check_mode: false). `path` repos are always read.
+        #[arg(long)]
+        checkout: Option<PathBuf>,
     },
 }
 

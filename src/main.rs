@@ -97,12 +97,12 @@ async fn dispatch(command: Command) -> ExitCode {
                 }
             }
         }
-        Command::Validate { config } => {
+        Command::Validate { config, checkout } => {
             let loaded = match load(&config) {
                 Ok(config) => config,
                 Err(code) => return code,
             };
-            let problems = app::validate(&loaded).await;
+            let problems = app::validate(&loaded, checkout.as_deref()).await;
             for problem in &problems.errors {
                 eprintln!("{problem}");
             }

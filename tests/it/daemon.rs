@@ -528,3 +528,46 @@ fn repo_credentials_never_reach_logs_metrics_or_api() {
         );
     }
 }
+
+#[test]
+fn validate_lists_tasks_that_run_for_real_in_check_mode() {
+    if !have_tool("ansible-playbook") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(repo.join("ansible")).unwrap();
+    std::fs::write(
+        repo.join("ansible/site.yml"),
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: read the version\n      command: uname -r\n      check_mode: false\n      changed_when: false\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("ansible/hosts"),
+        "localhost ansible_connection=local\n",
+    )
+    .unwrap();
+    let config = tmp.path().join("driftwatch.toml");
+    let body = format!(
+        "state_dir = \"{}\"\n[[repo]]\nname = \"local\"\npath = \"{}\"\n[[probe]]\nname = \"site\"\nlayer = \"ansible\"\npath = \"ansible\"\nplaybooks = [\"site.yml\"]\ninventory = \"hosts\"\n",
+        tmp.path().join("state").display(),
+        repo.display()
+    );
+    std::fs::write(&config, body).unwrap();
+    let out = Command::new(driftwatch_bin())
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: probe.site:") && stderr.contains("read the version"),
+        "{stderr}"
+    );
+    // The line of the `check_mode: false` setting itself.
+    assert!(
+        stderr.contains("site.yml:6"),
+        "the warning names file and line: {stderr}"
+    );
+}
