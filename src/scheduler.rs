@@ -122,11 +122,10 @@ impl Scheduler {
         });
         // Single-root probes have known series from the start; multi-root
         // probes get theirs when their roots are first listed.
+        let statuses = scheduler.state.snapshot();
         for entry in &scheduler.probes {
-            let persisted: Vec<_> = scheduler
-                .state
-                .snapshot()
-                .into_iter()
+            let persisted: Vec<_> = statuses
+                .iter()
                 .filter(|s| s.name == entry.config.name)
                 .collect();
             if persisted.is_empty() && entry.config.probe.single_root() {
