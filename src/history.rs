@@ -1146,14 +1146,7 @@ mod tests {
             commit: format!("c{at}"),
             started_at: t(at),
             duration: Duration::from_millis(1500),
-            verdict: Verdict::InSync,
-            exit_code: None,
-            changes: vec![],
-            warnings: vec![],
-            details: serde_json::Value::Null,
-            error: None,
-            message: String::new(),
-            labels: BTreeMap::new(),
+            ..RunReport::default()
         };
         report.apply_result(match verdict {
             Verdict::InSync => Ok(Outcome::in_sync()),

@@ -423,14 +423,9 @@ mod tests {
             commit: "abc".into(),
             started_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             duration: Duration::from_millis(1500),
-            verdict: Verdict::InSync,
             exit_code: Some(2),
-            changes: vec![],
-            warnings: vec![],
-            details: serde_json::Value::Null,
-            error: None,
-            message: String::new(),
             labels: [("team".to_string(), "corp".to_string())].into(),
+            ..RunReport::default()
         };
         let list = (0..changes)
             .map(|i| ResourceChange::new(format!("r{i}"), "update"))

@@ -214,14 +214,7 @@ mod tests {
             commit: format!("c{at}"),
             started_at: DateTime::from_timestamp(at, 0).unwrap(),
             duration: Duration::from_secs(1),
-            verdict: Verdict::InSync,
-            exit_code: None,
-            changes: vec![],
-            warnings: vec![],
-            details: serde_json::Value::Null,
-            error: None,
-            message: String::new(),
-            labels: BTreeMap::new(),
+            ..RunReport::default()
         };
         report.apply_result(match verdict {
             Verdict::InSync => Ok(Outcome::in_sync()),

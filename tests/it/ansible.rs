@@ -544,7 +544,7 @@ async fn timeout_kills_ansibles_process_group() {
     });
     // Wait until the task's command is really running, then time the run out
     // by cancelling (the same kill path as the deadline).
-    while !pgrep(&marker) {
+    while !crate::common::process_running(&marker) {
         assert!(
             started.elapsed() < Duration::from_secs(120),
             "the slow task never started"
@@ -554,7 +554,10 @@ async fn timeout_kills_ansibles_process_group() {
     cx.cancel.cancel();
     let err = run.await.unwrap().unwrap_err();
     assert_eq!(err.reason, ErrorReason::Cancelled);
-    assert!(!pgrep(&marker), "ansible's worker left its command behind");
+    assert!(
+        !crate::common::process_running(&marker),
+        "ansible's worker left its command behind"
+    );
     assert!(
         err.warnings.iter().any(|w| w.contains("\"slow\"")),
         "{:?}",
@@ -567,13 +570,8 @@ async fn timeout_kills_ansibles_process_group() {
         .await
         .unwrap_err();
     assert_eq!(err.reason, ErrorReason::Timeout);
-    assert!(!pgrep(&marker), "ansible's worker left its command behind");
-}
-
-fn pgrep(pattern: &str) -> bool {
-    let out = std::process::Command::new("pgrep")
-        .args(["-f", pattern])
-        .output()
-        .unwrap();
-    !out.stdout.is_empty()
+    assert!(
+        !crate::common::process_running(&marker),
+        "ansible's worker left its command behind"
+    );
 }

@@ -422,7 +422,7 @@ command = ["sh", "-c", "{marker} & {marker} & wait"]
     ));
     let mut daemon = Daemon::start(&s.config, &s.root.join("daemon.log"));
     let start = Instant::now();
-    while !pgrep(&marker) {
+    while !crate::common::process_running(&marker) {
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "slow probe never started"
@@ -435,15 +435,10 @@ command = ["sh", "-c", "{marker} & {marker} & wait"]
     assert!(status.success(), "{status:?}");
     // kill_grace is 2s for the drain plus 2s for SIGTERM→SIGKILL; allow slack for a loaded machine.
     assert!(took < Duration::from_secs(20), "shutdown took {took:?}");
-    assert!(!pgrep(&marker), "a probe process outlived the daemon");
-}
-
-fn pgrep(pattern: &str) -> bool {
-    let out = Command::new("pgrep")
-        .args(["-f", pattern])
-        .output()
-        .unwrap();
-    !out.stdout.is_empty()
+    assert!(
+        !crate::common::process_running(&marker),
+        "a probe process outlived the daemon"
+    );
 }
 
 fn check(config: &Path, probes: &[&str]) -> (i32, String) {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use driftwatch::probe::{ErrorReason, Outcome, ProbeError, ResourceChange, RunReport, Verdict};
+use driftwatch::probe::{ErrorReason, Outcome, ProbeError, ResourceChange, Verdict};
 use serde_json::json;
 
 use crate::common;
@@ -312,28 +312,8 @@ async fn secret_drift_names_the_key_and_the_value_appears_nowhere() {
     assert_eq!(error.partial_changes.len(), 1, "{error:?}");
 
     // What the API and state file would hold, plus logs.
-    let mut report = RunReport {
-        probe: "k8s".into(),
-        name: "k8s".into(),
-        root: String::new(),
-        layer: "kubernetes".into(),
-        run_id: 1,
-        trigger: "manual".into(),
-        repo: "test".into(),
-        commit: String::new(),
-        started_at: chrono::Utc::now(),
-        duration: Duration::from_secs(1),
-        verdict: Verdict::InSync,
-        exit_code: None,
-        changes: Vec::new(),
-        warnings: Vec::new(),
-        details: serde_json::Value::Null,
-        error: None,
-        labels: Default::default(),
-        message: String::new(),
-    };
+    let mut report = crate::common::report("k8s", "kubernetes", Ok(outcome.clone()));
     let mut everything = String::new();
-    report.apply_result(Ok(outcome.clone()));
     everything += &serde_json::to_string(&report).unwrap();
     report.apply_result(Err(error.clone()));
     everything += &serde_json::to_string(&report).unwrap();

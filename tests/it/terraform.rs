@@ -360,28 +360,7 @@ impl std::io::Write for Captured {
 }
 
 fn report(result: Result<Outcome, ProbeError>) -> RunReport {
-    let mut report = RunReport {
-        probe: "tf".into(),
-        name: "tf".into(),
-        root: String::new(),
-        layer: "terraform".into(),
-        run_id: 1,
-        trigger: "manual".into(),
-        repo: "test".into(),
-        commit: String::new(),
-        started_at: chrono::Utc::now(),
-        duration: Duration::from_secs(1),
-        verdict: Verdict::InSync,
-        exit_code: None,
-        changes: Vec::new(),
-        warnings: Vec::new(),
-        details: serde_json::Value::Null,
-        error: None,
-        message: String::new(),
-        labels: Default::default(),
-    };
-    report.apply_result(result);
-    report
+    crate::common::report("tf", "terraform", result)
 }
 
 #[tokio::test]

@@ -1,14 +1,13 @@
 //! The status page, history API and triggers over real HTTP, with pages
 //! rendered by headless Chromium (Debian's `chromium`).
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use driftwatch::history::{History, HistoryConfig};
 use driftwatch::probe::outcome::{ErrorReason, ProbeError, ResourceChange};
-use driftwatch::probe::{Outcome, RunReport, Verdict};
+use driftwatch::probe::{Outcome, RunReport};
 use driftwatch::state::State;
 use driftwatch::web::{
     self, Catalog, CatalogProbe, CatalogRepo, Secrets, TriggerRefusal, TriggerSink, WebContext,
@@ -65,14 +64,7 @@ fn report(
         commit: format!("{:040x}", at.timestamp()),
         started_at: at,
         duration: Duration::from_millis(2300),
-        verdict: Verdict::InSync,
-        exit_code: None,
-        changes: vec![],
-        warnings: vec![],
-        details: serde_json::Value::Null,
-        error: None,
-        message: String::new(),
-        labels: BTreeMap::new(),
+        ..RunReport::default()
     };
     report.apply_result(result);
     report

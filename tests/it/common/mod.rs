@@ -128,3 +128,35 @@ pub fn probe_context(
         kill_grace: std::time::Duration::from_secs(2),
     }
 }
+
+/// True while any process whose command line matches `pattern` runs (pgrep -f).
+/// Tests give their children a unique marker, e.g. an unusual sleep length.
+pub fn process_running(pattern: &str) -> bool {
+    let out = Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .expect("pgrep runs");
+    !out.stdout.is_empty()
+}
+
+/// A report of probe `name` in `layer` carrying `result`, as the scheduler
+/// would build it: for checking what the API and state file would hold.
+pub fn report(
+    name: &str,
+    layer: &str,
+    result: Result<driftwatch::probe::Outcome, driftwatch::probe::ProbeError>,
+) -> driftwatch::probe::RunReport {
+    let mut report = driftwatch::probe::RunReport {
+        probe: name.to_string(),
+        name: name.to_string(),
+        layer: layer.to_string(),
+        run_id: 1,
+        trigger: "manual".into(),
+        repo: "test".into(),
+        started_at: chrono::Utc::now(),
+        duration: std::time::Duration::from_secs(1),
+        ..Default::default()
+    };
+    report.apply_result(result);
+    report
+}
