@@ -11,7 +11,7 @@ use driftwatch::probe::{ErrorReason, Outcome, ProbeError, ResourceChange, Verdic
 use serde_json::json;
 
 use crate::common;
-use crate::kube_emulator::KubeEmulator;
+use kube_emulator::KubeEmulator;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/kubernetes");
 

@@ -6,7 +6,6 @@ mod command;
 mod common;
 mod config;
 mod daemon;
-mod kube_emulator;
 mod kubernetes;
 mod repo;
 mod scheduler;

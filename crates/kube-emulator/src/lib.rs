@@ -10,8 +10,6 @@
 //! way they fail against a cluster. A switch adds latency to every request,
 //! and counters record how many requests arrived.
 
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
