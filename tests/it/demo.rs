@@ -156,6 +156,17 @@ fn demo_shows_all_layers_and_the_slack_message_firing_and_resolving() {
         );
     }
 
+    // The daemon's start-up line names the status page first.
+    let daemon_log = std::fs::read_to_string(dir.join("logs/driftwatch.log")).unwrap();
+    let started = daemon_log
+        .lines()
+        .find(|l| l.contains("driftwatch started"))
+        .unwrap_or_else(|| panic!("no start-up line:\n{daemon_log}"));
+    assert!(
+        started.contains("status page at http://127.0.0.1:") && started.contains("/metrics"),
+        "{started}"
+    );
+
     // The daemon's own verdicts (the API, after web-config was fixed).
     let api: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("api-probes.json")).unwrap())
