@@ -718,6 +718,7 @@ mod tests {
             path: PathBuf::from("deploy"),
             config_dir: PathBuf::from("/etc/driftwatch"),
             labels: Default::default(),
+            ..Default::default()
         };
         let config: KubernetesConfig = parse_fields(toml::from_str(fields).unwrap())?;
         KubernetesProbe::new(&common, config)
