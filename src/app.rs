@@ -8,16 +8,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::history::History;
-use crate::http::{AppContext, Triggers};
+use crate::http::{self, Catalog, SchedulerTriggers, Secrets};
 use crate::metrics::Metrics;
-use crate::probe::RunReport;
+use crate::probe::{Probe, RunReport};
 use crate::scheduler::{self, Scheduler};
 use crate::state::State;
-use crate::web::{Catalog, Secrets, WebContext, WebMetrics};
 
 /// Everything a running daemon is made of.
 pub struct Daemon {
-    pub context: AppContext,
+    pub config: Arc<Config>,
+    pub context: http::Context,
     pub scheduler: Arc<Scheduler>,
 }
 
@@ -45,40 +45,60 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
         &label_names,
         config.defaults.max_resource_series,
     ));
-    let scheduler = Scheduler::new(config.clone(), state.clone(), metrics.clone());
+    let probes = build_probes(&config)?;
+    let scheduler = Scheduler::new(config.clone(), probes, state.clone(), metrics.clone());
     let history =
         persistent.then(|| Arc::new(History::open(&config.state_dir, config.history.clone())));
-    let web = WebContext {
-        state: state.clone(),
-        history: history.clone(),
-        catalog: Arc::new(Catalog::from_config(&config)),
-        triggers: Arc::new(Triggers(scheduler.clone())),
-        secrets: Arc::new(Secrets {
-            api_token: config.server.api_token.clone(),
-            webhook_secret: config.server.webhook_secret.clone(),
-        }),
-        metrics: WebMetrics::register(metrics.registry())
-            .context("cannot register the HTTP metrics")?,
-        refresh_seconds: crate::web::REFRESH_SECONDS,
-    };
-    let context = AppContext {
-        config,
+    let mut context = http::Context::new(
         state,
         metrics,
-        triggers: Triggers(scheduler.clone()),
-        history,
-        web,
-    };
-    Ok(Daemon { context, scheduler })
+        Catalog::from_config(&config),
+        Arc::new(SchedulerTriggers(scheduler.clone())),
+    )
+    .context("cannot register the HTTP metrics")?;
+    context.history = history;
+    context.secrets = Arc::new(Secrets {
+        api_token: config.server.api_token.clone(),
+        webhook_secret: config.server.webhook_secret.clone(),
+    });
+    context.request_timeout = config.server.request_timeout;
+    Ok(Daemon {
+        config,
+        context,
+        scheduler,
+    })
+}
+
+/// Reads and validates a config file, checking each probe's layer fields.
+pub fn load_config(path: &std::path::Path) -> Result<Config, crate::config::ConfigErrors> {
+    crate::config::load(path, &crate::probe::Layers)
+}
+
+/// Turns each probe spec into its running probe. A spec from `load_config`
+/// always builds; an error here means the config was not validated.
+pub fn build_probes(config: &Config) -> anyhow::Result<Vec<Arc<dyn Probe>>> {
+    config
+        .probes
+        .iter()
+        .map(|spec| {
+            crate::probe::build(spec).map_err(|errors| {
+                let text: Vec<String> = errors
+                    .iter()
+                    .map(|e| format!("probe.{}.{}: {}", spec.name, e.key, e.message))
+                    .collect();
+                anyhow::anyhow!("invalid probe {}: {}", spec.name, text.join("; "))
+            })
+        })
+        .collect()
 }
 
 /// Runs the daemon until `shutdown` fires: HTTP server plus scheduler.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let listen = config.server.listen;
     let daemon = build(config, true)?;
-    for probe in daemon.scheduler.probe_configs() {
-        for problem in probe.probe.preflight().await {
-            tracing::warn!(probe = %probe.name, "{problem}");
+    for (spec, probe) in daemon.scheduler.probes() {
+        for problem in probe.preflight().await {
+            tracing::warn!(probe = %spec.name, "{problem}");
         }
     }
     let listener = tokio::net::TcpListener::bind(listen)
@@ -98,9 +118,9 @@ pub async fn run_with_listener(
     let address = listener.local_addr()?;
     tracing::info!(
         %address,
-        repos = daemon.context.config.repos.len(),
-        probes = daemon.context.config.probes.len(),
-        "driftwatch started: metrics at http://{address}/metrics, API at http://{address}/api/v1/probes"
+        repos = daemon.config.repos.len(),
+        probes = daemon.config.probes.len(),
+        "driftwatch started: status page at http://{address}/, metrics at http://{address}/metrics, API at http://{address}/api/v1/probes"
     );
     let http_stop = CancellationToken::new();
     let history = daemon
@@ -185,8 +205,17 @@ pub struct Validation {
 /// repo's own CI).
 pub async fn validate(config: &Config, checkout: Option<&std::path::Path>) -> Validation {
     let mut result = Validation::default();
-    for probe in &config.probes {
-        for problem in probe.probe.preflight().await {
+    let built = match build_probes(config) {
+        Ok(built) => built,
+        Err(err) => {
+            result
+                .errors
+                .push(format!("{}: {err:#}", config.source.display()));
+            return result;
+        }
+    };
+    for (probe, runner) in config.probes.iter().zip(&built) {
+        for problem in runner.preflight().await {
             result.errors.push(format!(
                 "{}: probe.{}: {problem}",
                 config.source.display(),
@@ -215,7 +244,7 @@ pub async fn validate(config: &Config, checkout: Option<&std::path::Path>) -> Va
                 ));
                 continue;
             }
-            for warning in probe.probe.inspect(&probe_dir) {
+            for warning in runner.inspect(&probe_dir) {
                 result
                     .warnings
                     .push(format!("probe.{}: {warning}", probe.name));

@@ -16,10 +16,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::config::{Config, ProbeConfig};
+use crate::config::{Config, ProbeSpec};
 use crate::metrics::{InstanceKey, Metrics};
 use crate::probe::outcome::{ErrorReason, ProbeError};
-use crate::probe::{ProbeContext, RunReport, Verdict};
+use crate::probe::{Probe, ProbeContext, RunReport, Verdict};
 use crate::repo::{Checkout, Repo, SyncOutcome};
 use crate::state::State;
 
@@ -61,7 +61,9 @@ pub enum TriggerError {
 }
 
 struct ProbeEntry {
-    config: ProbeConfig,
+    config: ProbeSpec,
+    /// The running probe built from `config`.
+    probe: Arc<dyn Probe>,
     /// Bounds how many roots of this probe run at once.
     parallelism: Arc<Semaphore>,
 }
@@ -89,7 +91,14 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(config: Arc<Config>, state: Arc<State>, metrics: Arc<Metrics>) -> Arc<Scheduler> {
+    /// `probes` are built from `config.probes`, in the same order.
+    pub fn new(
+        config: Arc<Config>,
+        probes: Vec<Arc<dyn Probe>>,
+        state: Arc<State>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Scheduler> {
+        assert_eq!(probes.len(), config.probes.len(), "one probe per spec");
         let repos = config
             .repos
             .iter()
@@ -101,9 +110,11 @@ impl Scheduler {
         let probes = config
             .probes
             .iter()
-            .map(|probe| ProbeEntry {
-                parallelism: Arc::new(Semaphore::new(probe.probe.parallelism().max(1))),
-                config: probe.clone(),
+            .zip(probes)
+            .map(|(spec, probe)| ProbeEntry {
+                parallelism: Arc::new(Semaphore::new(probe.parallelism().max(1))),
+                config: spec.clone(),
+                probe,
             })
             .collect();
         let (reports, _) = broadcast::channel(256);
@@ -133,7 +144,7 @@ impl Scheduler {
                         layer: entry.config.layer.clone(),
                         root: String::new(),
                     };
-                    (key, entry.config.probe.clone())
+                    (key, entry.probe.clone())
                 })
                 .collect(),
         );
@@ -145,7 +156,7 @@ impl Scheduler {
                 .iter()
                 .filter(|s| s.name == entry.config.name)
                 .collect();
-            if persisted.is_empty() && entry.config.probe.single_root() {
+            if persisted.is_empty() && entry.probe.single_root() {
                 scheduler.register_instance(&entry.config, "");
             }
             for status in persisted {
@@ -164,8 +175,13 @@ impl Scheduler {
         &self.repos
     }
 
-    pub fn probe_configs(&self) -> impl Iterator<Item = &ProbeConfig> {
+    pub fn probe_configs(&self) -> impl Iterator<Item = &ProbeSpec> {
         self.probes.iter().map(|p| &p.config)
+    }
+
+    /// Each configured probe with the running probe built from it.
+    pub fn probes(&self) -> impl Iterator<Item = (&ProbeSpec, &Arc<dyn Probe>)> {
+        self.probes.iter().map(|p| (&p.config, &p.probe))
     }
 
     /// True once every repo has synced at least once and every probe's
@@ -173,15 +189,13 @@ impl Scheduler {
     pub fn is_ready(&self) -> bool {
         let synced = self.synced.lock().unwrap();
         self.repos.iter().all(|r| synced.contains(r.name()))
-            && self.probes.iter().all(|p| {
-                p.config
-                    .probe
-                    .cache_stats()
-                    .map_or(true, |stats| stats.settled)
-            })
+            && self
+                .probes
+                .iter()
+                .all(|p| p.probe.cache_stats().map_or(true, |stats| stats.settled))
     }
 
-    fn register_instance(&self, probe: &ProbeConfig, root: &str) {
+    fn register_instance(&self, probe: &ProbeSpec, root: &str) {
         let id = instance_id(&probe.name, root);
         if !self.registered.lock().unwrap().insert(id.clone()) {
             return;
@@ -329,7 +343,7 @@ impl Scheduler {
     /// A change seen while another run of it is going is checked after that
     /// run, which may have read the state before the change.
     async fn live_loop(self: Arc<Self>, index: usize) {
-        let probe = self.probes[index].config.probe.clone();
+        let probe = self.probes[index].probe.clone();
         loop {
             tokio::select! {
                 _ = probe.live_change() => {}
@@ -427,7 +441,7 @@ impl Scheduler {
         };
         let probe_dir = checkout.dir.join(&probe.path);
         let roots = if probe_dir.is_dir() {
-            probe.probe.roots(&probe_dir)
+            entry.probe.roots(&probe_dir)
         } else {
             Err(ProbeError::new(
                 ErrorReason::Checkout,
@@ -490,6 +504,7 @@ impl Scheduler {
         parallelism: Arc<Semaphore>,
     ) -> Arc<RunReport> {
         let probe = &self.probes[index].config;
+        let runner = self.probes[index].probe.clone();
         let _probe_permit = parallelism.acquire_owned().await.expect("semaphore open");
         let _global_permit = self
             .global
@@ -508,7 +523,7 @@ impl Scheduler {
         async {
             let started_at = Utc::now();
             let clock = std::time::Instant::now();
-            let result = self.execute(probe, &root, &checkout).await;
+            let result = self.execute(probe, &runner, &root, &checkout).await;
             let mut report =
                 new_report(probe, &root, run_id, trigger, &checkout.commit, started_at);
             report.duration = clock.elapsed();
@@ -521,7 +536,8 @@ impl Scheduler {
 
     async fn execute(
         &self,
-        probe: &ProbeConfig,
+        probe: &ProbeSpec,
+        runner: &Arc<dyn Probe>,
         root: &str,
         checkout: &Checkout,
     ) -> Result<crate::probe::Outcome, ProbeError> {
@@ -565,7 +581,7 @@ impl Scheduler {
             kill_grace: self.config.defaults.kill_grace,
         };
         let limit = probe.timeout + self.config.defaults.kill_grace + DEADLINE_SLACK;
-        match tokio::time::timeout(limit, probe.probe.run(&cx)).await {
+        match tokio::time::timeout(limit, runner.run(&cx)).await {
             Ok(result) => result,
             Err(_) => Err(ProbeError::new(
                 ErrorReason::Timeout,
@@ -579,7 +595,7 @@ impl Scheduler {
 
     fn finish_without_run(
         &self,
-        probe: &ProbeConfig,
+        probe: &ProbeSpec,
         root: &str,
         checkout: Option<&Checkout>,
         trigger: Trigger,
@@ -623,7 +639,7 @@ impl Scheduler {
 }
 
 fn new_report(
-    probe: &ProbeConfig,
+    probe: &ProbeSpec,
     root: &str,
     run_id: u64,
     trigger: Trigger,

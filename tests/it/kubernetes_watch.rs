@@ -338,7 +338,7 @@ async fn daemon_runs_a_live_change_check_and_exports_cache_health() {
         ),
     )
     .unwrap();
-    let config = driftwatch::config::load(&config_path).unwrap();
+    let config = driftwatch::app::load_config(&config_path).unwrap();
     let daemon = driftwatch::app::build(config, false).unwrap();
     let scheduler = daemon.scheduler.clone();
     let mut reports = scheduler.subscribe();
