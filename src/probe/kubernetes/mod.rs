@@ -138,6 +138,8 @@ struct Watching {
     client: tokio::sync::OnceCell<kube::Client>,
     debounce: Duration,
     manifests: Mutex<Option<(String, PathBuf, Arc<Loaded>)>>,
+    /// CRD schemas read for the manifests above (by apiVersion and kind).
+    crd_schemas: Mutex<HashMap<(String, String), Option<schema::TypeDef>>>,
 }
 
 pub fn build(common: &ProbeCommon, fields: toml::Table) -> Result<Arc<dyn Probe>, Vec<FieldError>> {
@@ -229,6 +231,7 @@ impl KubernetesProbe {
             client: tokio::sync::OnceCell::new(),
             debounce,
             manifests: Mutex::new(None),
+            crd_schemas: Mutex::new(HashMap::new()),
         });
         Ok(KubernetesProbe {
             watching,
@@ -321,6 +324,8 @@ impl KubernetesProbe {
             }
         }
         let loaded = Arc::new(self.load(cx).await?);
+        // A new commit may come with new CRDs: read their schemas again.
+        watching.crd_schemas.lock().unwrap().clear();
         *watching.manifests.lock().unwrap() =
             Some((cx.commit.clone(), cx.workdir.clone(), loaded.clone()));
         Ok(loaded)
@@ -417,6 +422,18 @@ impl KubernetesProbe {
             page_size: self.config.page_size,
             counter: requests.clone(),
         };
+        // Custom resources: their list types come from their CRDs.
+        let schemas = schema::builtin();
+        let mut crd_roots: HashMap<usize, schema::TypeDef> = HashMap::new();
+        let wanted_types: BTreeSet<usize> = desired.keys().map(|(index, _, _)| *index).collect();
+        for index in wanted_types {
+            let resource = &types[index].resource;
+            if !schemas.knows(&resource.api_version, &resource.kind) {
+                if let Some(root) = self.crd_schema(&reader, resource).await {
+                    crd_roots.insert(index, root);
+                }
+            }
+        }
         let mut warnings = Vec::new();
         let live = match &self.watching {
             Some(watching) => {
@@ -465,7 +482,10 @@ impl KubernetesProbe {
                     manifest.origin()
                 ))),
                 Some(live_object) => {
-                    let lines = self.differences(manifest, namespace, live_object);
+                    let root = crd_roots
+                        .get(index)
+                        .or_else(|| schemas.root(manifest.api_version(), manifest.kind()));
+                    let lines = self.differences(manifest, namespace, live_object, root);
                     if lines.is_empty() {
                         in_sync += 1;
                     } else {
@@ -519,6 +539,29 @@ impl KubernetesProbe {
             warnings,
             ..Outcome::default()
         })
+    }
+
+    /// A custom resource's schema from its CRD; with watching on, read once
+    /// per commit so a check from the cache makes no request.
+    async fn crd_schema(
+        &self,
+        reader: &Reader,
+        resource: &kube::discovery::ApiResource,
+    ) -> Option<schema::TypeDef> {
+        let Some(watching) = &self.watching else {
+            return reader.crd_schema(resource).await;
+        };
+        let key = (resource.api_version.clone(), resource.kind.clone());
+        if let Some(cached) = watching.crd_schemas.lock().unwrap().get(&key) {
+            return cached.clone();
+        }
+        let root = reader.crd_schema(resource).await;
+        watching
+            .crd_schemas
+            .lock()
+            .unwrap()
+            .insert(key, root.clone());
+        root
     }
 
     /// Reads live state from the watch-fed cache, starting the watches this
@@ -713,6 +756,7 @@ impl KubernetesProbe {
         manifest: &Manifest,
         namespace: &str,
         live_object: &Value,
+        root: Option<&schema::TypeDef>,
     ) -> Vec<String> {
         let mut want = manifest.object.clone();
         let mut live = live_object.clone();
@@ -736,9 +780,7 @@ impl KubernetesProbe {
             .filter(|r| r.applies_to(&target))
             .collect();
         let secret = manifest.kind() == "Secret" && manifest.group().is_empty();
-        let schemas = schema::builtin();
-        let root = schemas.root(manifest.api_version(), manifest.kind());
-        compare::compare(&want, &live, schemas, root)
+        compare::compare(&want, &live, schema::builtin(), root)
             .iter()
             .filter(|d| !rules.iter().any(|r| r.ignores(&d.path)))
             .map(|d| compare::render_line(d, secret))
