@@ -869,6 +869,7 @@ mod tests {
             path: PathBuf::new(),
             config_dir: PathBuf::from("/etc/driftwatch"),
             labels: Default::default(),
+            ..Default::default()
         }
     }
 
