@@ -16,10 +16,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::config::{Config, ProbeConfig};
+use crate::config::{Config, ProbeSpec};
 use crate::metrics::{InstanceKey, Metrics};
 use crate::probe::outcome::{ErrorReason, ProbeError};
-use crate::probe::{ProbeContext, RunReport, Verdict};
+use crate::probe::{Probe, ProbeContext, RunReport, Verdict};
 use crate::repo::{Checkout, Repo, SyncOutcome};
 use crate::state::State;
 
@@ -58,7 +58,9 @@ pub enum TriggerError {
 }
 
 struct ProbeEntry {
-    config: ProbeConfig,
+    config: ProbeSpec,
+    /// The running probe built from `config`.
+    probe: Arc<dyn Probe>,
     /// Bounds how many roots of this probe run at once.
     parallelism: Arc<Semaphore>,
 }
@@ -86,7 +88,14 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(config: Arc<Config>, state: Arc<State>, metrics: Arc<Metrics>) -> Arc<Scheduler> {
+    /// `probes` are built from `config.probes`, in the same order.
+    pub fn new(
+        config: Arc<Config>,
+        probes: Vec<Arc<dyn Probe>>,
+        state: Arc<State>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Scheduler> {
+        assert_eq!(probes.len(), config.probes.len(), "one probe per spec");
         let repos = config
             .repos
             .iter()
@@ -98,9 +107,11 @@ impl Scheduler {
         let probes = config
             .probes
             .iter()
-            .map(|probe| ProbeEntry {
-                parallelism: Arc::new(Semaphore::new(probe.probe.parallelism().max(1))),
-                config: probe.clone(),
+            .zip(probes)
+            .map(|(spec, probe)| ProbeEntry {
+                parallelism: Arc::new(Semaphore::new(probe.parallelism().max(1))),
+                config: spec.clone(),
+                probe,
             })
             .collect();
         let (reports, _) = broadcast::channel(256);
@@ -128,7 +139,7 @@ impl Scheduler {
                 .iter()
                 .filter(|s| s.name == entry.config.name)
                 .collect();
-            if persisted.is_empty() && entry.config.probe.single_root() {
+            if persisted.is_empty() && entry.probe.single_root() {
                 scheduler.register_instance(&entry.config, "");
             }
             for status in persisted {
@@ -147,8 +158,13 @@ impl Scheduler {
         &self.repos
     }
 
-    pub fn probe_configs(&self) -> impl Iterator<Item = &ProbeConfig> {
+    pub fn probe_configs(&self) -> impl Iterator<Item = &ProbeSpec> {
         self.probes.iter().map(|p| &p.config)
+    }
+
+    /// Each configured probe with the running probe built from it.
+    pub fn probes(&self) -> impl Iterator<Item = (&ProbeSpec, &Arc<dyn Probe>)> {
+        self.probes.iter().map(|p| (&p.config, &p.probe))
     }
 
     /// True once every repo has synced at least once.
@@ -157,7 +173,7 @@ impl Scheduler {
         self.repos.iter().all(|r| synced.contains(r.name()))
     }
 
-    fn register_instance(&self, probe: &ProbeConfig, root: &str) {
+    fn register_instance(&self, probe: &ProbeSpec, root: &str) {
         let id = instance_id(&probe.name, root);
         if !self.registered.lock().unwrap().insert(id.clone()) {
             return;
@@ -386,7 +402,7 @@ impl Scheduler {
         };
         let probe_dir = checkout.dir.join(&probe.path);
         let roots = if probe_dir.is_dir() {
-            probe.probe.roots(&probe_dir)
+            entry.probe.roots(&probe_dir)
         } else {
             Err(ProbeError::new(
                 ErrorReason::Checkout,
@@ -449,6 +465,7 @@ impl Scheduler {
         parallelism: Arc<Semaphore>,
     ) -> Arc<RunReport> {
         let probe = &self.probes[index].config;
+        let runner = self.probes[index].probe.clone();
         let _probe_permit = parallelism.acquire_owned().await.expect("semaphore open");
         let _global_permit = self
             .global
@@ -467,7 +484,7 @@ impl Scheduler {
         async {
             let started_at = Utc::now();
             let clock = std::time::Instant::now();
-            let result = self.execute(probe, &root, &checkout).await;
+            let result = self.execute(probe, &runner, &root, &checkout).await;
             let mut report =
                 new_report(probe, &root, run_id, trigger, &checkout.commit, started_at);
             report.duration = clock.elapsed();
@@ -480,7 +497,8 @@ impl Scheduler {
 
     async fn execute(
         &self,
-        probe: &ProbeConfig,
+        probe: &ProbeSpec,
+        runner: &Arc<dyn Probe>,
         root: &str,
         checkout: &Checkout,
     ) -> Result<crate::probe::Outcome, ProbeError> {
@@ -524,7 +542,7 @@ impl Scheduler {
             kill_grace: self.config.defaults.kill_grace,
         };
         let limit = probe.timeout + self.config.defaults.kill_grace + DEADLINE_SLACK;
-        match tokio::time::timeout(limit, probe.probe.run(&cx)).await {
+        match tokio::time::timeout(limit, runner.run(&cx)).await {
             Ok(result) => result,
             Err(_) => Err(ProbeError::new(
                 ErrorReason::Timeout,
@@ -538,7 +556,7 @@ impl Scheduler {
 
     fn finish_without_run(
         &self,
-        probe: &ProbeConfig,
+        probe: &ProbeSpec,
         root: &str,
         checkout: Option<&Checkout>,
         trigger: Trigger,
@@ -591,7 +609,7 @@ impl Scheduler {
 }
 
 fn new_report(
-    probe: &ProbeConfig,
+    probe: &ProbeSpec,
     root: &str,
     run_id: u64,
     trigger: Trigger,

@@ -12,6 +12,7 @@ pub mod ignore;
 pub mod live;
 pub mod manifest;
 pub mod normalize;
+pub mod schema;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -353,6 +354,18 @@ impl KubernetesProbe {
             page_size: self.config.page_size,
             counter: requests.clone(),
         };
+        // Custom resources: their list types come from their CRDs.
+        let schemas = schema::builtin();
+        let mut crd_roots: HashMap<usize, schema::TypeDef> = HashMap::new();
+        let wanted_types: BTreeSet<usize> = desired.keys().map(|(index, _, _)| *index).collect();
+        for index in wanted_types {
+            let resource = &types[index].resource;
+            if !schemas.knows(&resource.api_version, &resource.kind) {
+                if let Some(root) = reader.crd_schema(resource).await {
+                    crd_roots.insert(index, root);
+                }
+            }
+        }
         let live = reader.read(&types, plans).await;
         let failed: BTreeSet<(usize, String)> = live
             .failures
@@ -397,7 +410,10 @@ impl KubernetesProbe {
                     ),
                 ))),
                 Some(live_object) => {
-                    let lines = self.differences(manifest, namespace, live_object);
+                    let root = crd_roots
+                        .get(index)
+                        .or_else(|| schemas.root(manifest.api_version(), manifest.kind()));
+                    let lines = self.differences(manifest, namespace, live_object, root);
                     if lines.is_empty() {
                         in_sync += 1;
                     } else {
@@ -520,6 +536,7 @@ impl KubernetesProbe {
         manifest: &Manifest,
         namespace: &str,
         live_object: &Value,
+        root: Option<&schema::TypeDef>,
     ) -> Vec<String> {
         let mut want = manifest.object.clone();
         let mut live = live_object.clone();
@@ -543,7 +560,7 @@ impl KubernetesProbe {
             .filter(|r| r.applies_to(&target))
             .collect();
         let secret = manifest.kind() == "Secret" && manifest.group().is_empty();
-        compare::compare(&want, &live)
+        compare::compare(&want, &live, schema::builtin(), root)
             .iter()
             .filter(|d| !rules.iter().any(|r| r.ignores(&d.path)))
             .map(|d| compare::render_line(d, secret))
@@ -712,6 +729,7 @@ mod tests {
             path: PathBuf::from("deploy"),
             config_dir: PathBuf::from("/etc/driftwatch"),
             labels: Default::default(),
+            ..Default::default()
         };
         let config: KubernetesConfig = parse_fields(toml::from_str(fields).unwrap())?;
         KubernetesProbe::new(&common, config)
