@@ -777,6 +777,19 @@ async fn terraform_1_0_3_with_the_null_provider_and_remote_state() {
     assert_eq!(outcome.details["init"], "skipped");
 }
 
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 /// Stops the daemon when the test ends, however it ends.
 struct Daemon(std::process::Child);
 
@@ -800,19 +813,20 @@ async fn the_daemon_and_check_report_roots_separately_and_never_leak_secrets() {
     let f = Fixture::new("terraform");
     let old_secret = "old-Daemon-s3cret-1234";
     let new_secret = "new-Daemon-s3cret-5678";
-    let stack = |name: &str, uses_secret: bool| {
+    let stack = |name: &str, uses_secret: bool, sensitive: bool| {
         let mut text = backend(&f.path(&format!("state/{name}.tfstate")))
-            + "variable \"db_password\" {\n  type      = string\n  sensitive = true\n}\n";
+            + &format!("variable \"db_password\" {{\n  type      = string\n  sensitive = {sensitive}\n}}\n");
         if uses_secret {
             text += &data_resource("db", "var.db_password");
         }
         text + &data_resource("web", "\"static\"")
     };
+    // Stack b's password was applied in clear; the repo now marks it sensitive.
     common::init_repo(
         &f.repo(),
         &[
-            ("stacks/a/main.tf", &stack("a", false)),
-            ("stacks/b/main.tf", &stack("b", true)),
+            ("stacks/a/main.tf", &stack("a", false, true)),
+            ("stacks/b/main.tf", &stack("b", true, false)),
         ],
     );
     f.apply(
@@ -822,6 +836,11 @@ async fn the_daemon_and_check_report_roots_separately_and_never_leak_secrets() {
     f.apply(
         &f.repo().join("stacks/b"),
         &[("TF_VAR_db_password", old_secret)],
+    );
+    common::commit_files(
+        &f.repo(),
+        &[("stacks/b/main.tf", &stack("b", true, true))],
+        "db_password is sensitive",
     );
 
     let port = common::free_port();
@@ -902,9 +921,21 @@ vars = {{ db_password = "{new_secret}" }}
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let api = http_get(&format!("{base}/api/v1/probes")).await.unwrap();
+    let mut api = http_get(&format!("{base}/api/v1/probes")).await.unwrap();
     assert!(api.contains("terraform_data.db"), "{api}");
     assert!(api.contains("stacks/b"), "{api}");
+    assert!(
+        api.contains("~ input: (sensitive value)"),
+        "masked on both sides: {api}"
+    );
+    for path in [
+        "/api/v1/probes/tf/runs",
+        "/probes/tf",
+        "/api/v1/events",
+        "/",
+    ] {
+        api += &http_get(&format!("{base}{path}")).await.unwrap_or_default();
+    }
     drop(daemon);
     let logs = std::fs::read_to_string(&log).unwrap();
 
@@ -931,6 +962,14 @@ vars = {{ db_password = "{new_secret}" }}
     ] {
         for secret in [old_secret, new_secret] {
             assert!(!text.contains(secret), "secret in {what}: {text}");
+        }
+    }
+    // Nothing driftwatch keeps on disk (state, history, caches, checkouts) holds them.
+    for file in walk_files(&f.path("state-dir")) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        for secret in [old_secret, new_secret] {
+            assert!(!text.contains(secret), "secret in {}", file.display());
         }
     }
 }
@@ -1158,5 +1197,64 @@ async fn local_state_missing_from_the_clone_is_an_error() {
         // The work tree itself (a `path` repo) has the state: in sync.
         let outcome = ok(f.run(&probe, &f.repo(), "").await);
         assert_eq!(outcome.verdict(), Verdict::InSync, "{case}: {outcome:?}");
+    }
+}
+
+/// A variable applied in clear and later marked sensitive, with a new value:
+/// Terraform's own plan shows "(sensitive value)" on both sides, and so must
+/// every report (the old value is in state unmarked).
+#[tokio::test]
+async fn a_value_applied_in_clear_then_marked_sensitive_is_masked_on_both_sides() {
+    if !have_terraform() {
+        return;
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let f = Fixture::new("terraform");
+    let old = "OLDPASS-applied-in-clear-42";
+    let new = "NEWPASS-now-sensitive-43";
+    let main = |sensitive: bool| {
+        backend(&f.path("state/terraform.tfstate"))
+            + &format!("variable \"password\" {{\n  type      = string\n  sensitive = {sensitive}\n}}\n")
+            + &data_resource("input", "var.password")
+            + &format!("output \"password\" {{\n  value     = var.password\n  sensitive = {sensitive}\n}}\n")
+    };
+    common::init_repo(&f.repo(), &[("main.tf", &main(false))]);
+    f.apply(&f.repo(), &[("TF_VAR_password", old)]);
+    common::commit_files(
+        &f.repo(),
+        &[("main.tf", &main(true))],
+        "password is sensitive",
+    );
+
+    let probe = f.probe(&format!("vars = {{ password = {new:?} }}"));
+    let outcome = ok(f.run(&probe, &f.checkout("c1"), "").await);
+    assert_eq!(outcome.verdict(), Verdict::Drifted);
+    let diffs: Vec<(&str, &str)> = outcome
+        .changes
+        .iter()
+        .map(|c| (c.subject.as_str(), c.diff.as_str()))
+        .collect();
+    assert_eq!(
+        diffs,
+        [
+            (
+                "terraform_data.input",
+                "~ input: (sensitive value)\n~ output: (sensitive value) → (known after apply)"
+            ),
+            ("output.password", "(sensitive value) → (sensitive value)"),
+        ]
+    );
+    let report = serde_json::to_string(&report(Ok(outcome))).unwrap();
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    for secret in [old, new] {
+        assert!(!report.contains(secret), "{report}");
+        assert!(!logs.contains(secret), "{logs}");
     }
 }

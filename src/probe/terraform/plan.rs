@@ -550,9 +550,11 @@ pub fn attribute_lines(change: &Value, mask: &Value, redactor: &Redactor) -> Vec
             (Some(b), None) => format!("- {key}: {b}"),
             (None, None) => continue,
         };
+        // A whole value masked by text search reads as Terraform prints it.
+        let line = redactor.redact(&line).replace(&format!("\"{MASK}\""), MASK);
         lines.push(AttributeLine {
             path: key.clone(),
-            line: redactor.redact(&line),
+            line,
             unknown_after: a.map(String::as_str) == Some(UNKNOWN),
         });
     }
