@@ -447,6 +447,19 @@ async fn a_failing_init_is_an_error() {
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
+impl Captured {
+    /// Captures this thread's logs until the guard drops.
+    fn start() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+}
+
 impl std::io::Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(buf);
@@ -466,13 +479,7 @@ async fn sensitive_values_never_reach_the_report_or_logs() {
     if !have_terraform() {
         return;
     }
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::start();
 
     let f = Fixture::new("terraform");
     let state = f.path("state/terraform.tfstate");
@@ -1208,13 +1215,7 @@ async fn a_value_applied_in_clear_then_marked_sensitive_is_masked_on_both_sides(
     if !have_terraform() {
         return;
     }
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::start();
 
     let f = Fixture::new("terraform");
     let old = "OLDPASS-applied-in-clear-42";
@@ -1257,4 +1258,113 @@ async fn a_value_applied_in_clear_then_marked_sensitive_is_masked_on_both_sides(
         assert!(!report.contains(secret), "{report}");
         assert!(!logs.contains(secret), "{logs}");
     }
+}
+
+/// `[[probe.ignore]]`: a change whose every differing attribute is ignored
+/// is not drift, a partly ignored one shows only the rest, both are counted
+/// in `details.ignored`, and a rule that matched nothing is a warning on the
+/// run (the probe page) and in `validate`.
+#[tokio::test]
+async fn ignore_rules_leave_out_changes_and_report_what_they_matched() {
+    if !have_terraform() {
+        return;
+    }
+    let f = Fixture::new("terraform");
+    // Reality: the capacity an autoscaler sets, read from outside the repo.
+    let capacity = f.path("external/capacity");
+    std::fs::create_dir_all(capacity.parent().unwrap()).unwrap();
+    std::fs::write(&capacity, "2").unwrap();
+    let module = |name: &str| {
+        format!(
+            "resource \"terraform_data\" \"asg\" {{\n  input = {{\n    desired_capacity = tonumber(file({:?}))\n    name             = {name:?}\n  }}\n}}\n",
+            capacity.to_str().unwrap()
+        )
+    };
+    let main = backend(&f.path("state/terraform.tfstate"))
+        + "module \"web\" {\n  source = \"./modules/asg\"\n}\n"
+        + &data_resource("static", "\"x\"");
+    common::init_repo(
+        &f.repo(),
+        &[("main.tf", &main), ("modules/asg/main.tf", &module("web"))],
+    );
+    f.apply(&f.repo(), &[]);
+    let rules = "[[ignore]]\naddress = \"module.*.terraform_data.asg\"\nattributes = [\"input.desired_capacity\"]\n\n[[ignore]]\naddress = \"terraform_data.gone*\"\n";
+    let probe = f.probe(rules);
+    let checkout = f.checkout("c1");
+    let unmatched =
+        "ignore rule ignore[1] (address \"terraform_data.gone*\") matched no resource in this plan";
+
+    let outcome = ok(f.run(&probe, &checkout, "").await);
+    assert_eq!(outcome.verdict(), Verdict::InSync);
+    assert_eq!(outcome.details["ignored"], 0);
+    assert_eq!(outcome.warnings, [unmatched]);
+
+    // The autoscaler scales out: the only difference is ignored.
+    std::fs::write(&capacity, "5").unwrap();
+    let outcome = ok(f.run(&probe, &checkout, "").await);
+    assert_eq!(outcome.exit_code, Some(2));
+    assert_eq!(outcome.verdict(), Verdict::InSync, "{outcome:?}");
+    assert_eq!(outcome.details["ignored"], 1);
+    assert_eq!(
+        outcome.details["ignored_changes"][0]["address"],
+        "module.web.terraform_data.asg"
+    );
+    assert_eq!(outcome.details["ignored_changes"][0]["attributes"], "all");
+    // Without the rule it is drift: the rule is what made the difference.
+    let plain = ok(f.run(&f.probe(""), &checkout, "").await);
+    assert_eq!(plain.verdict(), Verdict::Drifted);
+
+    // A commit renames it too: drift, showing only the name.
+    common::commit_files(
+        &f.repo(),
+        &[("modules/asg/main.tf", &module("web-2"))],
+        "rename",
+    );
+    let outcome = ok(f.run(&probe, &f.checkout("c2"), "").await);
+    assert_eq!(outcome.verdict(), Verdict::Drifted);
+    assert_eq!(outcome.changes.len(), 1);
+    let change = &outcome.changes[0];
+    assert_eq!(change.subject, "module.web.terraform_data.asg");
+    assert_eq!(
+        change.diff,
+        "~ input.name: \"web\" → \"web-2\"\n~ output: {…} → (known after apply)"
+    );
+    assert!(!change.diff.contains("desired_capacity"), "{}", change.diff);
+    assert_eq!(outcome.details["ignored"], 1);
+    assert_eq!(
+        outcome.details["ignored_changes"][0]["attributes"],
+        serde_json::json!(["input.desired_capacity"])
+    );
+    assert_eq!(outcome.warnings, [unmatched]);
+
+    // `validate` lists the rule that matched nothing in the last run.
+    let state_dir = f.path("state-dir");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let state = driftwatch::state::State::load(&state_dir);
+    state.record(&report(Ok(outcome)));
+    state.persist().unwrap();
+    let config = f.path("driftwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\n\n[[repo]]\nname = \"infra\"\nurl = \"file://{}\"\n\n[[probe]]\nname = \"tf\"\nlayer = \"terraform\"\nrepo = \"infra\"\ncli_config_file = {:?}\n\n{}",
+            state_dir.to_str().unwrap(),
+            f.repo().display(),
+            f.cli_config.to_str().unwrap(),
+            rules.replace("[[ignore]]", "[[probe.ignore]]")
+        ),
+    )
+    .unwrap();
+    let validate = std::process::Command::new(common::driftwatch_bin())
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&validate.stderr);
+    assert_eq!(validate.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: probe.tf: ignore rule ignore[1] (address \"terraform_data.gone*\") matched nothing in the last run"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("ignore[0]"), "{stderr}");
 }
