@@ -12,8 +12,9 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ProbeConfig};
+use crate::instance::InstanceId;
 use crate::metrics::Metrics;
-use crate::scheduler::{instance_id, Scheduler, TriggerError};
+use crate::scheduler::{Scheduler, TriggerError};
 use crate::state::{ProbeStatus, State};
 
 /// What every handler can read.
@@ -115,6 +116,9 @@ pub struct ProbeView {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub root: String,
     pub layer: String,
+    /// `instance` for a probe instance; `probe` for a probe none of whose
+    /// roots is known yet (its status and last report are about listing them).
+    pub scope: &'static str,
     pub repo: String,
     pub path: String,
     pub schedule: Option<String>,
@@ -132,20 +136,26 @@ pub struct ProbeView {
 }
 
 impl ProbeView {
-    pub fn new(probe: &ProbeConfig, root: &str, status: Option<ProbeStatus>) -> ProbeView {
-        let status = status.unwrap_or_else(|| {
-            ProbeStatus::new(
-                &instance_id(&probe.name, root),
-                &probe.name,
-                root,
-                &probe.layer,
-            )
-        });
+    /// The view of one instance.
+    pub fn new(probe: &ProbeConfig, status: ProbeStatus) -> ProbeView {
+        Self::build(probe, "instance", status)
+    }
+
+    /// The view of a probe with no known instance: pending, or the failure
+    /// that kept its roots from being listed.
+    pub fn probe_only(probe: &ProbeConfig, failure: Option<crate::probe::RunReport>) -> ProbeView {
+        let mut status = ProbeStatus::new(&InstanceId::new(&probe.name, ""), &probe.layer);
+        status.last_report = failure;
+        Self::build(probe, "probe", status)
+    }
+
+    fn build(probe: &ProbeConfig, scope: &'static str, status: ProbeStatus) -> ProbeView {
         ProbeView {
-            id: instance_id(&probe.name, root),
+            id: status.probe.clone(),
             name: probe.name.clone(),
-            root: root.to_string(),
+            root: status.root.clone(),
             layer: probe.layer.clone(),
+            scope,
             repo: probe.repo.clone(),
             path: probe.path.display().to_string(),
             schedule: probe.schedule.as_ref().map(|s| s.text.clone()),
@@ -175,11 +185,13 @@ pub fn probe_views(cx: &AppContext) -> Vec<ProbeView> {
             .cloned()
             .collect();
         if mine.is_empty() {
-            views.push(ProbeView::new(probe, "", None));
+            views.push(ProbeView::probe_only(
+                probe,
+                cx.state.probe_failure(&probe.name),
+            ));
         }
         for status in mine {
-            let root = status.root.clone();
-            views.push(ProbeView::new(probe, &root, Some(status)));
+            views.push(ProbeView::new(probe, status));
         }
     }
     views

@@ -288,6 +288,11 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// The instance this run covered.
+    pub fn instance(&self) -> crate::instance::InstanceId {
+        crate::instance::InstanceId::new(&self.name, &self.root)
+    }
+
     /// Fills verdict, changes and error from a probe's result.
     pub fn apply_result(&mut self, result: Result<Outcome, ProbeError>) {
         match result {

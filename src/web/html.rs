@@ -600,6 +600,9 @@ pub fn probe_page(page: &ProbePage<'_>) -> String {
                     Some(ended) => when(&mut out, page.now, ended),
                     None => out.push_str(r#"<span class="badge s-drifted">OPEN</span>"#),
                 }
+                if episode.ended_reason.as_deref() == Some("removed") {
+                    out.push_str(" (root removed)");
+                }
                 let lasted = (episode.ended_at.unwrap_or(page.now) - episode.started_at)
                     .num_seconds()
                     .max(0) as u64;
@@ -752,7 +755,7 @@ mod tests {
             }
             Verdict::InSync => Ok(Outcome::in_sync()),
         });
-        let mut status = ProbeStatus::new(&report.probe, &report.name, &report.root, "terraform");
+        let mut status = ProbeStatus::new(&report.instance(), "terraform");
         status.apply(&report);
         status
     }
@@ -833,6 +836,7 @@ mod tests {
                 ended_at: None,
                 ended_run: None,
                 ended_commit: Some(XSS.into()),
+                ended_reason: None,
                 resources: vec![crate::history::EpisodeResource {
                     subject: XSS.into(),
                     action: XSS.into(),

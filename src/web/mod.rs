@@ -35,6 +35,7 @@ use serde_json::json;
 
 use crate::config::{Config, RepoSource};
 use crate::history::{EpisodeQuery, History};
+use crate::instance::InstanceId;
 use crate::probe::Verdict;
 use crate::state::State as ProbeState;
 
@@ -316,10 +317,17 @@ fn overview_rows(ctx: &WebContext) -> Vec<html::OverviewRow> {
             .iter()
             .any(|r| r.status.as_ref().is_some_and(|s| s.name == probe.name))
         {
+            // No instance known: show why (the failure to list its roots), if any.
+            let status = ctx.state.probe_failure(&probe.name).map(|failure| {
+                let mut status =
+                    crate::state::ProbeStatus::new(&InstanceId::new(&probe.name, ""), &probe.layer);
+                status.last_report = Some(failure);
+                status
+            });
             rows.push(html::OverviewRow {
                 id: probe.name.clone(),
                 layer: probe.layer.clone(),
-                status: None,
+                status,
             });
         }
     }
@@ -396,7 +404,7 @@ async fn events_page(State(ctx): State<WebContext>, Query(params): Query<PagePar
 async fn probe_page(State(ctx): State<WebContext>, Path(id): Path<String>) -> Response {
     let result = blocking(move || {
         let now = Utc::now();
-        let status = ctx.state.get(&id);
+        let status = ctx.state.get(&InstanceId::parse(&id));
         if status.is_none() {
             // A probe name with several roots: list its instances.
             let rows: Vec<_> = overview_rows(&ctx)
@@ -474,7 +482,7 @@ fn history_or_503(ctx: &WebContext) -> Result<Arc<History>, Response> {
 }
 
 fn known_instance(ctx: &WebContext, id: &str) -> bool {
-    ctx.state.get(id).is_some() || ctx.catalog.probe(id).is_some()
+    ctx.state.get(&InstanceId::parse(id)).is_some() || ctx.catalog.probe(id).is_some()
 }
 
 async fn api_runs(
