@@ -289,12 +289,12 @@ struct RemovalRecord {
 /// One write for the writer's batch, in arrival order.
 #[derive(Debug, Clone)]
 enum Write {
-    Run(RunRecord),
+    Run(Box<RunRecord>),
     Removed(RemovalRecord),
 }
 
 enum Command {
-    Record(Box<Write>),
+    Record(Write),
     /// Answer once everything sent before has been written.
     Flush(SyncSender<()>),
     /// Prune now with this "now" (tests and benchmarks).
@@ -376,7 +376,7 @@ impl History {
     /// Queues a finished run. Never blocks: when the queue is full the
     /// record is dropped and counted.
     pub fn record(&self, report: &RunReport) {
-        self.queue(Write::Run(RunRecord::from_report(report)));
+        self.queue(Write::Run(Box::new(RunRecord::from_report(report))));
     }
 
     /// Queues the removal of an instance: its open drift episode ends with
@@ -390,7 +390,7 @@ impl History {
     }
 
     fn queue(&self, write: Write) {
-        let record = Box::new(write);
+        let record = write;
         let sender = self.sender.lock().unwrap();
         let Some(sender) = sender.as_ref() else {
             return;
@@ -831,7 +831,7 @@ impl Writer {
             let mut batch = Vec::new();
             let mut replies = Vec::new();
             let mut push = |command: Command, batch: &mut Vec<Write>| match command {
-                Command::Record(record) => batch.push(*record),
+                Command::Record(record) => batch.push(record),
                 other => replies.push(other),
             };
             if let Some(command) = first {
