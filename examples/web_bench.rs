@@ -17,12 +17,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use driftwatch::history::{History, HistoryConfig};
+use driftwatch::http::{self as web, Catalog, CatalogProbe, Context, TriggerRefusal, TriggerSink};
+use driftwatch::metrics::Metrics;
 use driftwatch::probe::outcome::{ErrorReason, ProbeError, ResourceChange};
 use driftwatch::probe::{Outcome, RunReport};
 use driftwatch::state::State;
-use driftwatch::web::{
-    self, Catalog, CatalogProbe, Secrets, TriggerRefusal, TriggerSink, WebContext, WebMetrics,
-};
 
 struct NoTriggers;
 
@@ -32,6 +31,9 @@ impl TriggerSink for NoTriggers {
     }
     fn sync(&self, _: Option<&str>) -> Result<(), TriggerRefusal> {
         Err(TriggerRefusal::Unavailable)
+    }
+    fn is_ready(&self) -> bool {
+        true
     }
 }
 
@@ -174,23 +176,16 @@ async fn main() {
                     repo: "infra".into(),
                     path: format!("{layer}/{i}"),
                     schedule: Some("*/5 * * * *".into()),
+                    ..Default::default()
                 }
             })
             .collect(),
         repos: vec![],
     };
-    let registry = prometheus::Registry::new();
-    let metrics = WebMetrics::register(&registry).unwrap();
-    let ctx = WebContext {
-        state,
-        history: Some(history.clone()),
-        catalog: Arc::new(catalog),
-        triggers: Arc::new(NoTriggers),
-        secrets: Arc::new(Secrets::default()),
-        metrics: metrics.clone(),
-        refresh_seconds: web::REFRESH_SECONDS,
-    };
-    let app = web::with_request_metrics(web::routes().with_state(ctx), metrics);
+    let metrics = Arc::new(Metrics::new(&Default::default(), 100));
+    let mut ctx = Context::new(state, metrics, catalog, Arc::new(NoTriggers)).unwrap();
+    ctx.history = Some(history.clone());
+    let app = web::router(ctx);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

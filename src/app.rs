@@ -8,16 +8,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::history::History;
-use crate::http::{AppContext, Triggers};
+use crate::http::{self, Catalog, SchedulerTriggers, Secrets};
 use crate::metrics::Metrics;
 use crate::probe::RunReport;
 use crate::scheduler::{self, Scheduler};
 use crate::state::State;
-use crate::web::{Catalog, Secrets, WebContext, WebMetrics};
 
 /// Everything a running daemon is made of.
 pub struct Daemon {
-    pub context: AppContext,
+    pub config: Arc<Config>,
+    pub context: http::Context,
     pub scheduler: Arc<Scheduler>,
 }
 
@@ -49,28 +49,24 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
     let scheduler = Scheduler::new(config.clone(), state.clone(), metrics.clone());
     let history =
         persistent.then(|| Arc::new(History::open(&config.state_dir, config.history.clone())));
-    let web = WebContext {
-        state: state.clone(),
-        history: history.clone(),
-        catalog: Arc::new(Catalog::from_config(&config)),
-        triggers: Arc::new(Triggers(scheduler.clone())),
-        secrets: Arc::new(Secrets {
-            api_token: config.server.api_token.clone(),
-            webhook_secret: config.server.webhook_secret.clone(),
-        }),
-        metrics: WebMetrics::register(metrics.registry())
-            .context("cannot register the HTTP metrics")?,
-        refresh_seconds: crate::web::REFRESH_SECONDS,
-    };
-    let context = AppContext {
-        config,
+    let mut context = http::Context::new(
         state,
         metrics,
-        triggers: Triggers(scheduler.clone()),
-        history,
-        web,
-    };
-    Ok(Daemon { context, scheduler })
+        Catalog::from_config(&config),
+        Arc::new(SchedulerTriggers(scheduler.clone())),
+    )
+    .context("cannot register the HTTP metrics")?;
+    context.history = history;
+    context.secrets = Arc::new(Secrets {
+        api_token: config.server.api_token.clone(),
+        webhook_secret: config.server.webhook_secret.clone(),
+    });
+    context.request_timeout = config.server.request_timeout;
+    Ok(Daemon {
+        config,
+        context,
+        scheduler,
+    })
 }
 
 /// Runs the daemon until `shutdown` fires: HTTP server plus scheduler.
@@ -99,8 +95,8 @@ pub async fn run_with_listener(
     let address = listener.local_addr()?;
     tracing::info!(
         %address,
-        repos = daemon.context.config.repos.len(),
-        probes = daemon.context.config.probes.len(),
+        repos = daemon.config.repos.len(),
+        probes = daemon.config.probes.len(),
         "driftwatch started: metrics at http://{address}/metrics, API at http://{address}/api/v1/probes"
     );
     let http_stop = CancellationToken::new();

@@ -10,7 +10,7 @@
 //! - [`probe`]: the [`probe::Probe`] trait, one file per layer, and the run outcome types.
 //! - [`state`]: last report per probe, persisted atomically; readiness.
 //! - [`metrics`]: the only writer of Prometheus metrics.
-//! - [`http`]: `/metrics`, health, the JSON API.
+//! - [`http`]: `/metrics`, health, the JSON API, the status page and triggers.
 //! - [`app`]: wires the above together for `run` and `check`.
 
 pub mod app;
@@ -27,4 +27,3 @@ pub mod repo;
 pub mod report;
 pub mod scheduler;
 pub mod state;
-pub mod web;

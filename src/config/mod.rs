@@ -276,7 +276,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 }
 
 mod loader;
+mod probes;
 mod raw;
+mod repos;
+mod server;
+mod spans;
 
 #[cfg(test)]
 mod tests {

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use driftwatch::history::{History, HistoryConfig};
+use driftwatch::http::{
+    self as web, Catalog, CatalogProbe, CatalogRepo, Context, Secrets, TriggerRefusal, TriggerSink,
+};
+use driftwatch::metrics::Metrics;
 use driftwatch::probe::outcome::{ErrorReason, ProbeError, ResourceChange};
 use driftwatch::probe::{Outcome, RunReport};
 use driftwatch::state::State;
-use driftwatch::web::{
-    self, Catalog, CatalogProbe, CatalogRepo, Secrets, TriggerRefusal, TriggerSink, WebContext,
-    WebMetrics,
-};
 
 use crate::common;
 
@@ -39,6 +39,10 @@ impl TriggerSink for RecordingTriggers {
     fn sync(&self, repo: Option<&str>) -> Result<(), TriggerRefusal> {
         self.syncs.lock().unwrap().push(repo.map(str::to_string));
         Ok(())
+    }
+
+    fn is_ready(&self) -> bool {
+        true
     }
 }
 
@@ -85,8 +89,8 @@ impl Harness {
         let state = Arc::new(State::load(dir.path()));
         let history = Arc::new(History::open(dir.path(), HistoryConfig::default()));
         let triggers = Arc::new(RecordingTriggers::default());
-        let registry = prometheus::Registry::new();
-        let metrics = WebMetrics::register(&registry).unwrap();
+        let metrics = Arc::new(Metrics::new(state.clone(), &Default::default(), 100));
+        let registry = metrics.registry().clone();
         let catalog = Catalog {
             probes: vec![
                 CatalogProbe {
@@ -95,6 +99,7 @@ impl Harness {
                     repo: "infra".into(),
                     path: "k8s/web".into(),
                     schedule: Some("*/5 * * * *".into()),
+                    ..Default::default()
                 },
                 CatalogProbe {
                     name: "network".into(),
@@ -102,6 +107,7 @@ impl Harness {
                     repo: "infra".into(),
                     path: "tf".into(),
                     schedule: None,
+                    ..Default::default()
                 },
                 CatalogProbe {
                     name: "hosts".into(),
@@ -109,6 +115,7 @@ impl Harness {
                     repo: "infra".into(),
                     path: "ansible".into(),
                     schedule: None,
+                    ..Default::default()
                 },
                 CatalogProbe {
                     name: "not-yet".into(),
@@ -116,6 +123,7 @@ impl Harness {
                     repo: "infra".into(),
                     path: "".into(),
                     schedule: None,
+                    ..Default::default()
                 },
             ],
             repos: vec![
@@ -129,16 +137,10 @@ impl Harness {
                 },
             ],
         };
-        let ctx = WebContext {
-            state: state.clone(),
-            history: Some(history.clone()),
-            catalog: Arc::new(catalog),
-            triggers: triggers.clone(),
-            secrets: Arc::new(secrets),
-            metrics: metrics.clone(),
-            refresh_seconds: 30,
-        };
-        let app = web::with_request_metrics(web::routes().with_state(ctx), metrics);
+        let mut ctx = Context::new(state.clone(), metrics, catalog, triggers.clone()).unwrap();
+        ctx.history = Some(history.clone());
+        ctx.secrets = Arc::new(secrets);
+        let app = web::router(ctx);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {

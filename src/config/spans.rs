@@ -1,0 +1,440 @@
+//! Spans and decoding: key paths, locating them in the document as
+//! `line:col`, turning serde errors into problems at the right spot, and the
+//! "did you mean" hints.
+
+use serde::de::DeserializeOwned;
+use toml_edit::{Item, Table, Value};
+
+use super::loader::{valid_name, Loader};
+
+/// One step of a key path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+pub(super) fn key(name: &str) -> Seg {
+    Seg::Key(name.to_string())
+}
+
+pub(super) fn path_plus(path: &[Seg], more: &[Seg]) -> Vec<Seg> {
+    path.iter().chain(more).cloned().collect()
+}
+
+/// Whether a problem is about a key being there at all (point at the key) or
+/// about its value (point at the value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Target {
+    Key,
+    Value,
+}
+
+pub(super) struct Problem {
+    /// Byte offset in the file; `None` sorts first (file-level problems).
+    pub(super) offset: Option<usize>,
+    pub(super) text: String,
+}
+
+impl Loader<'_> {
+    // ---- reporting -------------------------------------------------------
+
+    pub(super) fn error(&mut self, path: &[Seg], message: impl Into<String>) {
+        self.report(path, Target::Value, message.into());
+    }
+
+    pub(super) fn error_at_key(&mut self, path: &[Seg], message: impl Into<String>) {
+        self.report(path, Target::Key, message.into());
+    }
+
+    /// A problem with the file as a whole (nothing to point at).
+    pub(super) fn error_in_file(&mut self, message: impl Into<String>) {
+        let text = format!("{}: {}", self.file, message.into());
+        self.problems.push(Problem { offset: None, text });
+    }
+
+    pub(super) fn report(&mut self, path: &[Seg], target: Target, message: String) {
+        let offset = locate(self.document.as_table(), path, target);
+        let shown = self.display(path);
+        let prefix = match offset {
+            Some(offset) => {
+                let (line, col) = line_col(self.text, offset);
+                format!("{}:{line}:{col}", self.file)
+            }
+            None => self.file.clone(),
+        };
+        let text = if shown.is_empty() {
+            format!("{prefix}: {message}")
+        } else {
+            format!("{prefix}: {shown}: {message}")
+        };
+        self.problems.push(Problem {
+            offset: Some(offset.unwrap_or(0)),
+            text,
+        });
+    }
+
+    /// `probe.corp.schedule` for a probe named "corp", `probe[2].schedule` for
+    /// one without a usable name.
+    pub(super) fn display(&self, path: &[Seg]) -> String {
+        let mut out = String::new();
+        let mut rest = path;
+        if let [Seg::Key(section), Seg::Index(index), tail @ ..] = path {
+            if section == "probe" || section == "repo" {
+                let name = self
+                    .root
+                    .get(section)
+                    .and_then(|v| v.as_array())
+                    .and_then(|items| items.get(*index))
+                    .and_then(|item| item.get("name"))
+                    .and_then(|name| name.as_str())
+                    .filter(|name| valid_name(name));
+                match name {
+                    Some(name) => out = format!("{section}.{name}"),
+                    None => out = format!("{section}[{index}]"),
+                }
+                rest = tail;
+            }
+        }
+        for seg in rest {
+            match seg {
+                Seg::Key(k) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    if k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                        && !k.is_empty()
+                    {
+                        out.push_str(k);
+                    } else {
+                        out.push_str(&format!("{k:?}"));
+                    }
+                }
+                Seg::Index(i) => out.push_str(&format!("[{i}]")),
+            }
+        }
+        out
+    }
+
+    /// Deserializes `value` (found at `path`) into `T`. Each bad key (unknown,
+    /// or of the wrong type) is reported, removed, and the decode retried, so
+    /// every one of them is listed; `None` when the value as a whole is wrong.
+    pub(super) fn decode<T: DeserializeOwned>(
+        &mut self,
+        mut value: toml::Value,
+        path: &[Seg],
+    ) -> Option<T> {
+        loop {
+            let err = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+                Ok(decoded) => return Some(decoded),
+                Err(err) => err,
+            };
+            let mut inner_path = serde_path(err.path());
+            let message = err.inner().message().to_string();
+            if let Some(field) = unknown_field(&message) {
+                if inner_path.last() != Some(&Seg::Key(field.clone())) {
+                    inner_path.push(Seg::Key(field.clone()));
+                }
+                let full = path_plus(path, &inner_path);
+                self.error_at_key(&full, unknown_key_message(&message, &[]));
+                if remove_at(&mut value, &inner_path) {
+                    continue;
+                }
+                return None;
+            }
+            let full = path_plus(path, &inner_path);
+            self.error(&full, message);
+            // Drop the bad key and go on, so one wrong type does not hide
+            // the problems after it; the key then takes its default.
+            if !inner_path.is_empty() && remove_at(&mut value, &inner_path) {
+                continue;
+            }
+            return None;
+        }
+    }
+
+    /// A `[section]` that must be a table.
+    pub(super) fn section<T: DeserializeOwned + Default>(
+        &mut self,
+        value: Option<toml::Value>,
+        name: &str,
+    ) -> T {
+        let path = [key(name)];
+        match value {
+            None => T::default(),
+            Some(value @ toml::Value::Table(_)) => self.decode(value, &path).unwrap_or_default(),
+            Some(_) => {
+                self.error(&path, format!("must be a table: write [{name}]"));
+                T::default()
+            }
+        }
+    }
+
+    /// `[[name]]` entries: each an element with its own path.
+    pub(super) fn entries(&mut self, value: Option<toml::Value>, name: &str) -> Vec<toml::Table> {
+        let path = [key(name)];
+        match value {
+            None => Vec::new(),
+            Some(toml::Value::Array(items)) => {
+                let mut tables = Vec::new();
+                for (index, item) in items.into_iter().enumerate() {
+                    match item {
+                        toml::Value::Table(table) => tables.push(table),
+                        _ => {
+                            self.error(
+                                &[key(name), Seg::Index(index)],
+                                format!("must be a table: write [[{name}]]"),
+                            );
+                            tables.push(toml::Table::new());
+                        }
+                    }
+                }
+                tables
+            }
+            Some(_) => {
+                self.error(
+                    &path,
+                    format!("must be a list of tables: write [[{name}]], not [{name}]"),
+                );
+                Vec::new()
+            }
+        }
+    }
+}
+
+// ---- locating key paths --------------------------------------------------
+
+#[derive(Clone, Copy)]
+pub(super) enum Node<'a> {
+    Item(&'a Item),
+    Table(&'a Table),
+    Value(&'a Value),
+}
+
+/// The byte offset of `path` in the document: the key itself (`Target::Key`)
+/// or its value (`Target::Value`). When the path does not resolve all the way,
+/// the deepest part that does.
+pub(super) fn locate(root: &Table, path: &[Seg], target: Target) -> Option<usize> {
+    let mut best = root.span().map(|span| span.start);
+    let mut node: Option<Node> = None;
+    for (depth, seg) in path.iter().enumerate() {
+        let last = depth + 1 == path.len();
+        let next: Option<(Node, Option<usize>)> = match (node, seg) {
+            (None, Seg::Key(k)) => table_child(root, k),
+            (Some(Node::Item(Item::Table(table))) | Some(Node::Table(table)), Seg::Key(k)) => {
+                table_child(table, k)
+            }
+            (Some(Node::Item(Item::ArrayOfTables(array))), Seg::Index(i)) => array
+                .get(*i)
+                .map(|table| (Node::Table(table), table.span().map(|s| s.start))),
+            (Some(Node::Item(Item::Value(value))) | Some(Node::Value(value)), seg) => {
+                value_child(value, seg)
+            }
+            _ => None,
+        };
+        let Some((child, key_offset)) = next else {
+            break;
+        };
+        let value_offset = node_offset(&child);
+        best = match (last, target) {
+            (true, Target::Key) => key_offset.or(value_offset).or(best),
+            (true, Target::Value) => value_offset.or(key_offset).or(best),
+            (false, _) => key_offset.or(value_offset).or(best),
+        };
+        node = Some(child);
+    }
+    best
+}
+
+pub(super) fn table_child<'a>(table: &'a Table, k: &str) -> Option<(Node<'a>, Option<usize>)> {
+    let item = table.get(k)?;
+    let key_offset = table
+        .key(k)
+        .and_then(|key| key.span())
+        .map(|span| span.start);
+    Some((Node::Item(item), key_offset))
+}
+
+pub(super) fn value_child<'a>(value: &'a Value, seg: &Seg) -> Option<(Node<'a>, Option<usize>)> {
+    match (value, seg) {
+        (Value::InlineTable(table), Seg::Key(k)) => {
+            let child = table.get(k)?;
+            let key_offset = table
+                .key(k)
+                .and_then(|key| key.span())
+                .map(|span| span.start);
+            Some((Node::Value(child), key_offset))
+        }
+        (Value::Array(array), Seg::Index(i)) => {
+            let child = array.get(*i)?;
+            Some((Node::Value(child), child.span().map(|span| span.start)))
+        }
+        _ => None,
+    }
+}
+
+pub(super) fn node_offset(node: &Node) -> Option<usize> {
+    match node {
+        Node::Item(item) => item.span().map(|span| span.start),
+        Node::Table(table) => table.span().map(|span| span.start),
+        Node::Value(value) => value.span().map(|span| span.start),
+    }
+}
+
+pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = before[line_start..].chars().count() + 1;
+    (line, col)
+}
+
+pub(super) fn serde_path(path: &serde_path_to_error::Path) -> Vec<Seg> {
+    path.iter()
+        .filter_map(|segment| match segment {
+            serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
+            serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
+            serde_path_to_error::Segment::Enum { variant } => Some(Seg::Key(variant.clone())),
+            serde_path_to_error::Segment::Unknown => None,
+        })
+        .collect()
+}
+
+/// `roots[1].name` → [Key(roots), Index(1), Key(name)], as `parse_fields` writes them.
+pub(super) fn parse_key_path(text: &str) -> Vec<Seg> {
+    let mut segs = Vec::new();
+    for part in text.split('.').filter(|part| !part.is_empty()) {
+        let (name, mut rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !name.is_empty() {
+            segs.push(Seg::Key(name.to_string()));
+        }
+        while let Some(end) = rest.find(']') {
+            if let Ok(index) = rest[1..end].parse() {
+                segs.push(Seg::Index(index));
+            }
+            rest = &rest[end + 1..];
+        }
+    }
+    segs
+}
+
+/// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" as
+/// "unknown key `x`, did you mean `a`?" when one candidate is close, else as
+/// "unknown key `x`, expected one of …". `more` adds candidates serde did not
+/// know about (a probe's common keys, for a layer's message). Other messages
+/// pass through.
+pub(super) fn unknown_key_message(message: &str, more: &[&str]) -> String {
+    let Some(field) = unknown_field(message) else {
+        return message.to_string();
+    };
+    let expected: Vec<&str> = message
+        .split_once(", expected")
+        .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
+        .unwrap_or_default();
+    let suggestion = expected
+        .iter()
+        .chain(more)
+        .map(|candidate| (edit_distance(&field, candidate), *candidate))
+        .filter(|(distance, candidate)| {
+            *distance <= 2.max(candidate.len() / 4) && *distance < candidate.len()
+        })
+        .min();
+    match suggestion {
+        Some((_, candidate)) => format!("unknown key `{field}`, did you mean `{candidate}`?"),
+        None => message.replacen("unknown field", "unknown key", 1),
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+pub(super) fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                previous
+            } else {
+                1 + previous.min(row[j]).min(row[j + 1])
+            };
+            previous = current;
+        }
+    }
+    row[b.len()]
+}
+
+/// The field name in serde's "unknown field `x`, expected …".
+pub(super) fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+/// Removes the key at `path` from `value`; false when it is not there.
+pub(super) fn remove_at(value: &mut toml::Value, path: &[Seg]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut current = value;
+    for seg in parents {
+        current = match (current, seg) {
+            (toml::Value::Table(table), Seg::Key(k)) => match table.get_mut(k) {
+                Some(next) => next,
+                None => return false,
+            },
+            (toml::Value::Array(items), Seg::Index(i)) => match items.get_mut(*i) {
+                Some(next) => next,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (current, last) {
+        (toml::Value::Table(table), Seg::Key(k)) => table.remove(k).is_some(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::raw::PROBE_COMMON_KEYS;
+
+    #[test]
+    fn unknown_keys_get_a_suggestion_when_one_is_close() {
+        let serde = "unknown field `comand`, expected one of `command`, `shell`, `workdir`";
+        assert_eq!(
+            unknown_key_message(serde, &[]),
+            "unknown key `comand`, did you mean `command`?"
+        );
+        let serde = "unknown field `schedul`, expected one of `command`, `shell`";
+        assert_eq!(
+            unknown_key_message(serde, PROBE_COMMON_KEYS),
+            "unknown key `schedul`, did you mean `schedule`?"
+        );
+        let serde = "unknown field `zzz`, expected `command` or `shell`";
+        assert_eq!(
+            unknown_key_message(serde, &[]),
+            "unknown key `zzz`, expected `command` or `shell`"
+        );
+        assert_eq!(unknown_key_message("invalid type", &[]), "invalid type");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "ab"), 2);
+    }
+
+    #[test]
+    fn key_paths_parse() {
+        assert_eq!(
+            parse_key_path("roots[1].name"),
+            vec![key("roots"), Seg::Index(1), key("name")]
+        );
+        assert_eq!(parse_key_path(""), vec![]);
+        assert_eq!(line_col("ab\ncdé\nx", 8), (3, 1));
+    }
+}
