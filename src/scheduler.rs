@@ -16,11 +16,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::config::{Config, ProbeConfig};
+use crate::config::{Config, ProbeSpec};
 use crate::instance::InstanceId;
 use crate::metrics::Metrics;
 use crate::probe::outcome::{ErrorReason, ProbeError};
-use crate::probe::{ProbeContext, RunReport, Verdict};
+use crate::probe::{Probe, ProbeContext, RunReport, Verdict};
 use crate::repo::{Checkout, Repo, SyncOutcome};
 use crate::state::State;
 
@@ -72,7 +72,9 @@ pub enum TriggerError {
 }
 
 struct ProbeEntry {
-    config: ProbeConfig,
+    config: ProbeSpec,
+    /// The running probe built from `config`.
+    probe: Arc<dyn Probe>,
     /// Bounds how many roots of this probe run at once.
     parallelism: Arc<Semaphore>,
 }
@@ -99,7 +101,14 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(config: Arc<Config>, state: Arc<State>, metrics: Arc<Metrics>) -> Arc<Scheduler> {
+    /// `probes` are built from `config.probes`, in the same order.
+    pub fn new(
+        config: Arc<Config>,
+        probes: Vec<Arc<dyn Probe>>,
+        state: Arc<State>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Scheduler> {
+        assert_eq!(probes.len(), config.probes.len(), "one probe per spec");
         let repos = config
             .repos
             .iter()
@@ -111,9 +120,11 @@ impl Scheduler {
         let probes = config
             .probes
             .iter()
-            .map(|probe| ProbeEntry {
-                parallelism: Arc::new(Semaphore::new(probe.probe.parallelism().max(1))),
-                config: probe.clone(),
+            .zip(probes)
+            .map(|(spec, probe)| ProbeEntry {
+                parallelism: Arc::new(Semaphore::new(probe.parallelism().max(1))),
+                config: spec.clone(),
+                probe,
             })
             .collect();
         let (reports, _) = broadcast::channel(256);
@@ -147,7 +158,7 @@ impl Scheduler {
             scheduler
                 .metrics
                 .register_probe(&probe.name, &probe.layer, &probe.labels, interval);
-            if probe.probe.single_root() {
+            if entry.probe.single_root() {
                 scheduler
                     .state
                     .ensure_instance(&InstanceId::new(&probe.name, ""), &probe.layer);
@@ -170,8 +181,13 @@ impl Scheduler {
         &self.repos
     }
 
-    pub fn probe_configs(&self) -> impl Iterator<Item = &ProbeConfig> {
+    pub fn probe_configs(&self) -> impl Iterator<Item = &ProbeSpec> {
         self.probes.iter().map(|p| &p.config)
+    }
+
+    /// Each configured probe with the running probe built from it.
+    pub fn probes(&self) -> impl Iterator<Item = (&ProbeSpec, &Arc<dyn Probe>)> {
+        self.probes.iter().map(|p| (&p.config, &p.probe))
     }
 
     /// True once every repo has synced at least once.
@@ -375,7 +391,7 @@ impl Scheduler {
         };
         let probe_dir = checkout.dir.join(&probe.path);
         let roots = if probe_dir.is_dir() {
-            probe.probe.roots(&probe_dir)
+            entry.probe.roots(&probe_dir)
         } else {
             Err(ProbeError::new(
                 ErrorReason::Checkout,
@@ -430,6 +446,7 @@ impl Scheduler {
         parallelism: Arc<Semaphore>,
     ) -> Arc<RunReport> {
         let probe = &self.probes[index].config;
+        let runner = self.probes[index].probe.clone();
         let _probe_permit = parallelism.acquire_owned().await.expect("semaphore open");
         let _global_permit = self
             .global
@@ -448,7 +465,7 @@ impl Scheduler {
         async {
             let started_at = Utc::now();
             let clock = std::time::Instant::now();
-            let result = self.execute(probe, &root, &checkout).await;
+            let result = self.execute(probe, &runner, &root, &checkout).await;
             let mut report =
                 new_report(probe, &root, run_id, trigger, &checkout.commit, started_at);
             report.duration = clock.elapsed();
@@ -461,7 +478,8 @@ impl Scheduler {
 
     async fn execute(
         &self,
-        probe: &ProbeConfig,
+        probe: &ProbeSpec,
+        runner: &Arc<dyn Probe>,
         root: &str,
         checkout: &Checkout,
     ) -> Result<crate::probe::Outcome, ProbeError> {
@@ -507,7 +525,7 @@ impl Scheduler {
         let limit = probe.timeout + self.config.defaults.kill_grace + DEADLINE_SLACK;
         // Its own task, so a panicking probe becomes an error report.
         let task = AbortOnDrop(tokio::spawn({
-            let probe = probe.probe.clone();
+            let probe = runner.clone();
             async move { probe.run(&cx).await }
         }));
         match tokio::time::timeout(limit, task).await {
@@ -536,7 +554,7 @@ impl Scheduler {
     /// no instance is invented for it.
     fn finish_without_roots(
         &self,
-        probe: &ProbeConfig,
+        probe: &ProbeSpec,
         checkout: Option<&Checkout>,
         trigger: Trigger,
         error: ProbeError,
@@ -571,7 +589,7 @@ impl Scheduler {
     /// Makes the probe's instances what its latest root listing found;
     /// dropped instances lose their state and series, and their open drift
     /// episode ends in history.
-    fn set_instances(&self, probe: &ProbeConfig, roots: &[String], checkout: &Checkout) {
+    fn set_instances(&self, probe: &ProbeSpec, roots: &[String], checkout: &Checkout) {
         let removed = self.state.set_instances(&probe.name, &probe.layer, roots);
         self.metrics.state_changed();
         for status in removed {
@@ -624,7 +642,7 @@ impl Scheduler {
 }
 
 fn new_report(
-    probe: &ProbeConfig,
+    probe: &ProbeSpec,
     root: &str,
     run_id: u64,
     trigger: Trigger,

@@ -6,6 +6,7 @@ mod command;
 mod common;
 mod config;
 mod daemon;
+mod demo;
 mod instances;
 mod kubernetes;
 mod repo;

@@ -248,8 +248,10 @@ impl KubeEmulator {
     /// Creates or replaces each object of a YAML stream, as `kubectl apply`
     /// would, with server-side defaults and controller side effects.
     pub fn apply(&self, yaml: &str) {
-        for document in serde_yaml::Deserializer::from_str(yaml) {
-            let value: Value = serde::Deserialize::deserialize(document).expect("seed YAML parses");
+        for document in kube_yaml::documents(yaml) {
+            let value = document
+                .value
+                .unwrap_or_else(|e| panic!("seed YAML document {}: {e}", document.index));
             if value.is_null() {
                 continue;
             }

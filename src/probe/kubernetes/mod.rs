@@ -12,6 +12,7 @@ pub mod ignore;
 pub mod live;
 pub mod manifest;
 pub mod normalize;
+pub mod schema;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -532,7 +533,9 @@ impl KubernetesProbe {
             .filter(|r| r.applies_to(&target))
             .collect();
         let secret = manifest.kind() == "Secret" && manifest.group().is_empty();
-        compare::compare(&want, &live)
+        let schemas = schema::builtin();
+        let root = schemas.root(manifest.api_version(), manifest.kind());
+        compare::compare(&want, &live, schemas, root)
             .iter()
             .filter(|d| !rules.iter().any(|r| r.ignores(&d.path)))
             .map(|d| compare::render_line(d, secret))
@@ -701,6 +704,7 @@ mod tests {
             path: PathBuf::from("deploy"),
             config_dir: PathBuf::from("/etc/driftwatch"),
             labels: Default::default(),
+            ..Default::default()
         };
         let config: KubernetesConfig = parse_fields(toml::from_str(fields).unwrap())?;
         KubernetesProbe::new(&common, config)

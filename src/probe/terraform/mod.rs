@@ -1,15 +1,18 @@
 //! The Terraform / OpenTofu layer, terradiff's successor. Per root it runs
 //! `init` (only when what init depends on changed), then
 //! `plan -detailed-exitcode -input=false -lock=false -no-color -out=<scratch>`
-//! and, when the plan has changes, `show -json <plan>` for per-resource
-//! detail. Exit 0 is in sync, 2 drifted, anything else an error with the
-//! diagnostics' `file:line`. Nothing here applies, refreshes state, imports,
-//! takes the lock or writes state: the argument checks in `config` refuse
-//! flags that would, `init` always runs with `-reconfigure` (never migrates
-//! state), and plan files (which can hold secrets) are deleted right after use.
-
+//! and `show -json <plan>` for the plan's own actions. The verdict comes from
+//! those actions, never from the exit code alone: Terraform exits 2 for plans
+//! that only read data sources (a `check` block's scoped data source) or
+//! defer work, which apply would not change anything for. Exit 1 is an error
+//! with the diagnostics' `file:line`. Nothing here applies, refreshes state,
+//! imports, takes the lock or writes state: the argument checks in `config`
+//! refuse flags that would, `init` always runs with `-reconfigure` (never
+//! migrates state), and plan files (which can hold secrets) are deleted right
+//! after use.
 mod config;
 mod diagnostics;
+pub mod ignore;
 mod plan;
 mod redact;
 mod workdir;
@@ -26,6 +29,7 @@ use super::{
 use crate::process::Command;
 pub use config::TerraformConfig;
 use config::{resolve_file, Flavor};
+use ignore::IgnoreRule;
 use redact::Redactor;
 use workdir::{Fnv, RootCache};
 
@@ -48,11 +52,20 @@ pub struct TerraformProbe {
     /// Inits write into the shared plugin cache, which Terraform does not
     /// guarantee safe for concurrent use: one init per probe at a time.
     init_lock: tokio::sync::Mutex<()>,
+    /// `[[probe.ignore]]` rules, validated.
+    ignore: Vec<IgnoreRule>,
 }
 
 pub fn build(common: &ProbeCommon, fields: toml::Table) -> Result<Arc<dyn Probe>, Vec<FieldError>> {
     let config: TerraformConfig = parse_fields(fields)?;
-    let errors = config.check();
+    let mut errors = config.check();
+    let mut ignore = Vec::new();
+    for (index, rule) in config.ignore.iter().enumerate() {
+        match IgnoreRule::build(&format!("ignore[{index}]"), rule) {
+            Ok(rule) => ignore.push(rule),
+            Err(mut rule_errors) => errors.append(&mut rule_errors),
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -73,6 +86,7 @@ pub fn build(common: &ProbeCommon, fields: toml::Table) -> Result<Arc<dyn Probe>
         probe_path: common.path.clone(),
         cli_config_file,
         init_lock: tokio::sync::Mutex::new(()),
+        ignore,
     }))
 }
 
@@ -235,75 +249,89 @@ impl Probe for TerraformProbe {
             "init_seconds": round(init_seconds),
             "plan_seconds": round(plan_seconds),
         });
-        match output.code {
-            Some(0) => {
-                let _ = std::fs::remove_file(&plan_file);
-                if let Err(e) = env.cache.set_in_sync_config(&config_fingerprint) {
-                    tracing::warn!(root = %cx.root, error = %e, "cannot record in-sync fingerprint");
-                }
-                Ok(Outcome {
-                    exit_code: Some(0),
-                    details,
-                    ..Outcome::default()
-                })
-            }
-            Some(2) => {
-                let show_started = Instant::now();
-                let show = self
-                    .command(cx, &env)
-                    .args(["show", "-json", "-no-color"])
-                    .arg(&plan_file)
-                    .stdout_limit(SHOW_JSON_LIMIT);
-                let shown = self.exec(cx, show, &env).await;
-                let _ = std::fs::remove_file(&plan_file);
-                let shown = shown?;
-                if shown.code != Some(0) {
-                    return Err(self
-                        .failure("show -json", &shown, &env)
-                        .with_exit_code(Some(2)));
-                }
-                if shown.stdout_truncated {
-                    return Err(ProbeError::new(
-                        ErrorReason::Parse,
-                        format!("the plan JSON is larger than {SHOW_JSON_LIMIT} bytes; not read"),
-                    )
-                    .with_exit_code(Some(2)));
-                }
-                let plan_json: Value = serde_json::from_slice(&shown.stdout).map_err(|e| {
-                    ProbeError::new(
-                        ErrorReason::Parse,
-                        format!("cannot read `show -json` output: {e}"),
-                    )
-                    .with_exit_code(Some(2))
-                })?;
-                drop(shown);
-                let mut redactor = env.redactor.clone();
-                plan::collect_secrets(&plan_json, &mut redactor);
-                let outside =
-                    env.cache.in_sync_config().as_deref() == Some(config_fingerprint.as_str());
-                let summary = plan::summarize(&plan_json, &redactor, outside);
-                merge(&mut details, summary.details);
-                details["show_seconds"] = json!(round(show_started.elapsed().as_secs_f64()));
-                details["origin_inferred"] = json!(outside);
-                let mut warnings = Vec::new();
-                if summary.changes.is_empty() {
-                    warnings.push(
-                        "terraform plan exited 2 but its JSON lists no resource or output changes"
-                            .to_string(),
-                    );
-                }
-                Ok(Outcome {
-                    changes: summary.changes,
-                    exit_code: Some(2),
-                    warnings,
-                    details,
-                    drifted: true,
-                    message: summary.message,
-                })
-            }
-            _ => Err(self.failure("plan", &output, &env)),
+        if !matches!(output.code, Some(0) | Some(2)) {
+            return Err(self.failure("plan", &output, &env));
         }
+        // Exit 0 needs no plan JSON unless a check failed (a warning to
+        // report) or ignore rules want to know what they matched.
+        let needs_json = output.code == Some(2)
+            || !self.ignore.is_empty()
+            || output.stdout_truncated
+            || mentions_failed_check(&output.stdout_str())
+            || mentions_failed_check(&output.stderr_str());
+        if !needs_json {
+            let _ = std::fs::remove_file(&plan_file);
+            if let Err(e) = env.cache.set_in_sync_config(&config_fingerprint) {
+                tracing::warn!(root = %cx.root, error = %e, "cannot record in-sync fingerprint");
+            }
+            return Ok(Outcome {
+                exit_code: Some(0),
+                details,
+                ..Outcome::default()
+            });
+        }
+        let show_started = Instant::now();
+        let plan_json = self.show_json(cx, &env, &plan_file, output.code).await?;
+        let sensitivity = plan::Sensitivity::of(&plan_json);
+        let mut redactor = env.redactor.clone();
+        plan::collect_secrets(&plan_json, &sensitivity, &mut redactor);
+        let outside = env.cache.in_sync_config().as_deref() == Some(config_fingerprint.as_str());
+        let summary = plan::summarize(
+            &plan_json,
+            &plan::Options {
+                redactor: &redactor,
+                sensitivity: &sensitivity,
+                outside_by_default: outside,
+                ignore: &self.ignore,
+            },
+        );
+        drop(plan_json);
+        merge(&mut details, summary.details);
+        details["show_seconds"] = json!(round(show_started.elapsed().as_secs_f64()));
+        let mut warnings = summary.warnings;
+        for (rule, matched) in self.ignore.iter().zip(&summary.rules_matched) {
+            if !matched {
+                warnings.push(format!(
+                    "ignore rule {} (address {:?}) matched no resource in this plan",
+                    rule.key, rule.address
+                ));
+            }
+        }
+        if summary.changes.is_empty() {
+            // What Terraform would do changes nothing (reads, deferred work,
+            // ignored changes): in sync, whatever the exit code said.
+            if let Err(e) = env.cache.set_in_sync_config(&config_fingerprint) {
+                tracing::warn!(root = %cx.root, error = %e, "cannot record in-sync fingerprint");
+            }
+            if output.code == Some(2) {
+                details["note"] = json!(format!(
+                    "terraform plan exited 2, but no resource or output would change: {}",
+                    summary.message
+                ));
+            }
+            return Ok(Outcome {
+                exit_code: output.code,
+                warnings,
+                details,
+                message: summary.message,
+                ..Outcome::default()
+            });
+        }
+        details["origin_inferred"] = json!(outside);
+        Ok(Outcome {
+            changes: summary.changes,
+            exit_code: output.code,
+            warnings,
+            details,
+            drifted: true,
+            message: summary.message,
+        })
     }
+}
+
+/// Terraform's warning for a failed `check` block, in `-no-color` output.
+fn mentions_failed_check(text: &str) -> bool {
+    text.contains("Check block assertion failed")
 }
 
 impl TerraformProbe {
@@ -503,6 +531,43 @@ impl TerraformProbe {
             command = command.arg(format!("-var-file={}", file.display()));
         }
         command.args(self.config.plan_args.iter())
+    }
+
+    /// `show -json` of the saved plan, parsed; the plan file is deleted either way.
+    async fn show_json(
+        &self,
+        cx: &ProbeContext,
+        env: &RunEnv,
+        plan_file: &Path,
+        plan_code: Option<i32>,
+    ) -> Result<Value, ProbeError> {
+        let show = self
+            .command(cx, env)
+            .args(["show", "-json", "-no-color"])
+            .arg(plan_file)
+            .stdout_limit(SHOW_JSON_LIMIT);
+        let shown = self.exec(cx, show, env).await;
+        let _ = std::fs::remove_file(plan_file);
+        let shown = shown?;
+        if shown.code != Some(0) {
+            return Err(self
+                .failure("show -json", &shown, env)
+                .with_exit_code(plan_code));
+        }
+        if shown.stdout_truncated {
+            return Err(ProbeError::new(
+                ErrorReason::Parse,
+                format!("the plan JSON is larger than {SHOW_JSON_LIMIT} bytes; not read"),
+            )
+            .with_exit_code(plan_code));
+        }
+        serde_json::from_slice(&shown.stdout).map_err(|e| {
+            ProbeError::new(
+                ErrorReason::Parse,
+                format!("cannot read `show -json` output: {e}"),
+            )
+            .with_exit_code(plan_code)
+        })
     }
 
     /// Runs a command; a timeout or cancel error gets its output redacted.
