@@ -118,6 +118,14 @@ pub const RESOURCES: &[ResourceDef] = &[
         namespaced: true,
     },
     ResourceDef {
+        group: "apiextensions.k8s.io",
+        version: "v1",
+        plural: "customresourcedefinitions",
+        singular: "customresourcedefinition",
+        kind: "CustomResourceDefinition",
+        namespaced: false,
+    },
+    ResourceDef {
         group: "example.com",
         version: "v1",
         plural: "widgets",
@@ -157,6 +165,43 @@ struct Inner {
     paths: Mutex<Vec<String>>,
 }
 
+/// The CRD behind the `Widget` kind: its schema declares list types the way
+/// custom resources do (`spec.parts` keyed by `name`, `spec.steps` atomic).
+pub const WIDGET_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer}
+              color: {type: string}
+              labels: {type: object, additionalProperties: {type: string}}
+              parts:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items:
+                  type: object
+                  properties:
+                    name: {type: string}
+                    size: {type: integer}
+              steps:
+                type: array
+                items: {type: string}
+";
+
 pub struct KubeEmulator {
     inner: Arc<Inner>,
     pub addr: SocketAddr,
@@ -189,6 +234,7 @@ impl KubeEmulator {
             server,
         };
         emulator.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: default}\n");
+        emulator.apply(WIDGET_CRD);
         emulator
     }
 

@@ -354,6 +354,18 @@ impl KubernetesProbe {
             page_size: self.config.page_size,
             counter: requests.clone(),
         };
+        // Custom resources: their list types come from their CRDs.
+        let schemas = schema::builtin();
+        let mut crd_roots: HashMap<usize, schema::TypeDef> = HashMap::new();
+        let wanted_types: BTreeSet<usize> = desired.keys().map(|(index, _, _)| *index).collect();
+        for index in wanted_types {
+            let resource = &types[index].resource;
+            if !schemas.knows(&resource.api_version, &resource.kind) {
+                if let Some(root) = reader.crd_schema(resource).await {
+                    crd_roots.insert(index, root);
+                }
+            }
+        }
         let live = reader.read(&types, plans).await;
         let failed: BTreeSet<(usize, String)> = live
             .failures
@@ -387,7 +399,10 @@ impl KubernetesProbe {
                     manifest.origin()
                 ))),
                 Some(live_object) => {
-                    let lines = self.differences(manifest, namespace, live_object);
+                    let root = crd_roots
+                        .get(index)
+                        .or_else(|| schemas.root(manifest.api_version(), manifest.kind()));
+                    let lines = self.differences(manifest, namespace, live_object, root);
                     if lines.is_empty() {
                         in_sync += 1;
                     } else {
@@ -510,6 +525,7 @@ impl KubernetesProbe {
         manifest: &Manifest,
         namespace: &str,
         live_object: &Value,
+        root: Option<&schema::TypeDef>,
     ) -> Vec<String> {
         let mut want = manifest.object.clone();
         let mut live = live_object.clone();
@@ -533,9 +549,7 @@ impl KubernetesProbe {
             .filter(|r| r.applies_to(&target))
             .collect();
         let secret = manifest.kind() == "Secret" && manifest.group().is_empty();
-        let schemas = schema::builtin();
-        let root = schemas.root(manifest.api_version(), manifest.kind());
-        compare::compare(&want, &live, schemas, root)
+        compare::compare(&want, &live, schema::builtin(), root)
             .iter()
             .filter(|d| !rules.iter().any(|r| r.ignores(&d.path)))
             .map(|d| compare::render_line(d, secret))
