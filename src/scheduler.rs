@@ -48,6 +48,8 @@ pub enum Trigger {
     Schedule,
     Change,
     Manual,
+    /// A watched live object changed (Kubernetes with `watch = true`).
+    LiveChange,
 }
 
 impl Trigger {
@@ -57,6 +59,7 @@ impl Trigger {
             Trigger::Schedule => "schedule",
             Trigger::Change => "change",
             Trigger::Manual => "manual",
+            Trigger::LiveChange => "live-change",
         }
     }
 }
@@ -145,6 +148,19 @@ impl Scheduler {
             stopping: CancellationToken::new(),
             tracker: TaskTracker::new(),
         });
+        scheduler.metrics.register_caches(
+            scheduler
+                .probes
+                .iter()
+                .map(|entry| {
+                    (
+                        InstanceId::new(&entry.config.name, ""),
+                        entry.config.layer.clone(),
+                        entry.probe.clone(),
+                    )
+                })
+                .collect(),
+        );
         // Single-root probes have their one instance from the start;
         // multi-root probes keep the instances persisted from their last
         // listing until the next listing says otherwise.
@@ -190,10 +206,15 @@ impl Scheduler {
         self.probes.iter().map(|p| (&p.config, &p.probe))
     }
 
-    /// True once every repo has synced at least once.
+    /// True once every repo has synced at least once and every probe's
+    /// live-state cache has finished its first sync.
     pub fn is_ready(&self) -> bool {
         let synced = self.synced.lock().unwrap();
         self.repos.iter().all(|r| synced.contains(r.name()))
+            && self
+                .probes
+                .iter()
+                .all(|p| p.probe.cache_stats().map_or(true, |stats| stats.settled))
     }
 
     /// Syncs one repo and, when it moved, starts the probes whose paths changed.
@@ -244,6 +265,8 @@ impl Scheduler {
                 let this = self.clone();
                 tokio::spawn(async move { this.cron_loop(index).await });
             }
+            let this = self.clone();
+            tokio::spawn(async move { this.live_loop(index).await });
         }
         shutdown.cancelled().await;
         self.shutdown().await;
@@ -315,6 +338,33 @@ impl Scheduler {
                 .contains(&self.probes[index].config.repo)
             {
                 self.spawn_probe(index, Trigger::Schedule);
+            }
+        }
+    }
+
+    /// Runs a probe each time its live state changes (the probe debounces).
+    /// A change seen while another run of it is going is checked after that
+    /// run, which may have read the state before the change.
+    async fn live_loop(self: Arc<Self>, index: usize) {
+        let probe = self.probes[index].probe.clone();
+        loop {
+            tokio::select! {
+                _ = probe.live_change() => {}
+                _ = self.stopping.cancelled() => return,
+            }
+            loop {
+                let token = self.tracker.token();
+                if self.stopping.is_cancelled() {
+                    return;
+                }
+                if !self.run_probe(index, Trigger::LiveChange).await.is_empty() {
+                    break;
+                }
+                drop(token);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    _ = self.stopping.cancelled() => return,
+                }
             }
         }
     }
