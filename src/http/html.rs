@@ -466,6 +466,39 @@ fn change_block(out: &mut String, change: &ResourceChange) {
     out.push_str("</div>");
 }
 
+/// Changes an ignore rule matched, from `details.ignored_changes` (a layer's
+/// list of objects naming a `subject` or `address`, and the `rule`): shown
+/// so that ignoring never hides a change silently.
+fn ignored_block(out: &mut String, details: &serde_json::Value) {
+    let Some(ignored) = details["ignored_changes"].as_array() else {
+        return;
+    };
+    if ignored.is_empty() {
+        return;
+    }
+    let _ = write!(
+        out,
+        r#"<h2>Ignored changes ({})</h2><ul id="ignored">"#,
+        ignored.len()
+    );
+    for entry in ignored {
+        let subject = entry["subject"]
+            .as_str()
+            .or_else(|| entry["address"].as_str())
+            .unwrap_or("?");
+        let _ = write!(
+            out,
+            r#"<li><span class="mono subject">{}</span>"#,
+            esc(subject)
+        );
+        if let Some(rule) = entry["rule"].as_str() {
+            let _ = write!(out, r#" <span class="muted">(by {})</span>"#, esc(rule));
+        }
+        out.push_str("</li>");
+    }
+    out.push_str("</ul>");
+}
+
 /// One probe instance: its last report with changes and diffs, drift
 /// episodes, recent runs and events.
 pub fn probe_page(page: &ProbePage<'_>) -> String {
@@ -583,6 +616,7 @@ pub fn probe_page(page: &ProbePage<'_>) -> String {
                 }
                 out.push_str("</div>");
             }
+            ignored_block(&mut out, &r.details);
         }
     }
 
@@ -856,6 +890,43 @@ mod tests {
             assert_no_raw_markup(&html);
             assert!(html.contains("/api/v1/probes/web%3Cscript%3Ealert%281%29%3C%2Fscript%3E%3Aenvs%2F%22prod%22/runs"));
         }
+    }
+
+    #[test]
+    fn the_probe_page_lists_ignored_changes() {
+        let page = |status: &ProbeStatus| {
+            probe_page(&ProbePage {
+                now: DateTime::from_timestamp(1_700_000_600, 0).unwrap(),
+                refresh_seconds: 30,
+                id: &status.probe,
+                layer: "ansible",
+                repo: None,
+                path: None,
+                schedule: None,
+                status: Some(status),
+                runs: None,
+                episodes: None,
+                events: None,
+            })
+        };
+        let mut status = status(Verdict::InSync);
+        status.last_report.as_mut().unwrap().details = serde_json::json!({
+            "ignored": 2,
+            "ignored_changes": [
+                {"subject": format!("web1: {XSS}"), "rule": "ignore[0]"},
+                {"address": "aws_autoscaling_group.web", "attributes": "all"},
+            ],
+        });
+        let html = page(&status);
+        assert_no_raw_markup(&html);
+        assert!(html.contains("<h2>Ignored changes (2)</h2>"), "{html}");
+        assert!(html.contains(r#"web1: &lt;script&gt;alert(1)&lt;/script&gt;</span> <span class="muted">(by ignore[0])</span>"#));
+        assert!(
+            html.contains(r#"<span class="mono subject">aws_autoscaling_group.web</span></li>"#)
+        );
+        status.last_report.as_mut().unwrap().details = serde_json::Value::Null;
+        let html = page(&status);
+        assert!(!html.contains("Ignored changes"));
     }
 
     #[test]
