@@ -90,6 +90,7 @@ impl Bench {
             path: PathBuf::from("repo"),
             config_dir: self.tmp.path().to_path_buf(),
             labels: Default::default(),
+            ..Default::default()
         };
         let fields = format!(
             "binary = {:?}\ncli_config_file = {:?}\n{extra}",

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::history::History;
 use crate::http::{self, Catalog, SchedulerTriggers, Secrets};
 use crate::metrics::Metrics;
-use crate::probe::RunReport;
+use crate::probe::{Probe, RunReport};
 use crate::scheduler::{self, Scheduler};
 use crate::state::State;
 
@@ -45,7 +45,8 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
         &label_names,
         config.defaults.max_resource_series,
     ));
-    let scheduler = Scheduler::new(config.clone(), state.clone(), metrics.clone());
+    let probes = build_probes(&config)?;
+    let scheduler = Scheduler::new(config.clone(), probes, state.clone(), metrics.clone());
     let history =
         persistent.then(|| Arc::new(History::open(&config.state_dir, config.history.clone())));
     let mut context = http::Context::new(
@@ -68,13 +69,36 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
     })
 }
 
+/// Reads and validates a config file, checking each probe's layer fields.
+pub fn load_config(path: &std::path::Path) -> Result<Config, crate::config::ConfigErrors> {
+    crate::config::load(path, &crate::probe::Layers)
+}
+
+/// Turns each probe spec into its running probe. A spec from `load_config`
+/// always builds; an error here means the config was not validated.
+pub fn build_probes(config: &Config) -> anyhow::Result<Vec<Arc<dyn Probe>>> {
+    config
+        .probes
+        .iter()
+        .map(|spec| {
+            crate::probe::build(spec).map_err(|errors| {
+                let text: Vec<String> = errors
+                    .iter()
+                    .map(|e| format!("probe.{}.{}: {}", spec.name, e.key, e.message))
+                    .collect();
+                anyhow::anyhow!("invalid probe {}: {}", spec.name, text.join("; "))
+            })
+        })
+        .collect()
+}
+
 /// Runs the daemon until `shutdown` fires: HTTP server plus scheduler.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let listen = config.server.listen;
     let daemon = build(config, true)?;
-    for probe in daemon.scheduler.probe_configs() {
-        for problem in probe.probe.preflight().await {
-            tracing::warn!(probe = %probe.name, "{problem}");
+    for (spec, probe) in daemon.scheduler.probes() {
+        for problem in probe.preflight().await {
+            tracing::warn!(probe = %spec.name, "{problem}");
         }
     }
     let listener = tokio::net::TcpListener::bind(listen)
@@ -181,8 +205,17 @@ pub struct Validation {
 /// repo's own CI).
 pub async fn validate(config: &Config, checkout: Option<&std::path::Path>) -> Validation {
     let mut result = Validation::default();
-    for probe in &config.probes {
-        for problem in probe.probe.preflight().await {
+    let built = match build_probes(config) {
+        Ok(built) => built,
+        Err(err) => {
+            result
+                .errors
+                .push(format!("{}: {err:#}", config.source.display()));
+            return result;
+        }
+    };
+    for (probe, runner) in config.probes.iter().zip(&built) {
+        for problem in runner.preflight().await {
             result.errors.push(format!(
                 "{}: probe.{}: {problem}",
                 config.source.display(),
@@ -211,7 +244,7 @@ pub async fn validate(config: &Config, checkout: Option<&std::path::Path>) -> Va
                 ));
                 continue;
             }
-            for warning in probe.probe.inspect(&probe_dir) {
+            for warning in runner.inspect(&probe_dir) {
                 result
                     .warnings
                     .push(format!("probe.{}: {warning}", probe.name));

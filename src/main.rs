@@ -31,7 +31,7 @@ fn init_tracing(cli: &Cli) {
 }
 
 fn load(path: &std::path::Path) -> Result<config::Config, ExitCode> {
-    config::load(path).map_err(|errors| {
+    app::load_config(path).map_err(|errors| {
         for problem in &errors.problems {
             eprintln!("{problem}");
         }

@@ -16,10 +16,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::config::{Config, ProbeConfig};
+use crate::config::{Config, ProbeSpec};
 use crate::metrics::{InstanceKey, Metrics};
 use crate::probe::outcome::{ErrorReason, ProbeError};
-use crate::probe::{ProbeContext, RunReport, Verdict};
+use crate::probe::{Probe, ProbeContext, RunReport, Verdict};
 use crate::repo::{Checkout, Repo, SyncOutcome};
 use crate::state::State;
 
@@ -34,6 +34,8 @@ pub enum Trigger {
     Schedule,
     Change,
     Manual,
+    /// A watched live object changed (Kubernetes with `watch = true`).
+    LiveChange,
 }
 
 impl Trigger {
@@ -43,6 +45,7 @@ impl Trigger {
             Trigger::Schedule => "schedule",
             Trigger::Change => "change",
             Trigger::Manual => "manual",
+            Trigger::LiveChange => "live-change",
         }
     }
 }
@@ -58,7 +61,9 @@ pub enum TriggerError {
 }
 
 struct ProbeEntry {
-    config: ProbeConfig,
+    config: ProbeSpec,
+    /// The running probe built from `config`.
+    probe: Arc<dyn Probe>,
     /// Bounds how many roots of this probe run at once.
     parallelism: Arc<Semaphore>,
 }
@@ -86,7 +91,14 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(config: Arc<Config>, state: Arc<State>, metrics: Arc<Metrics>) -> Arc<Scheduler> {
+    /// `probes` are built from `config.probes`, in the same order.
+    pub fn new(
+        config: Arc<Config>,
+        probes: Vec<Arc<dyn Probe>>,
+        state: Arc<State>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Scheduler> {
+        assert_eq!(probes.len(), config.probes.len(), "one probe per spec");
         let repos = config
             .repos
             .iter()
@@ -98,9 +110,11 @@ impl Scheduler {
         let probes = config
             .probes
             .iter()
-            .map(|probe| ProbeEntry {
-                parallelism: Arc::new(Semaphore::new(probe.probe.parallelism().max(1))),
-                config: probe.clone(),
+            .zip(probes)
+            .map(|(spec, probe)| ProbeEntry {
+                parallelism: Arc::new(Semaphore::new(probe.parallelism().max(1))),
+                config: spec.clone(),
+                probe,
             })
             .collect();
         let (reports, _) = broadcast::channel(256);
@@ -120,6 +134,20 @@ impl Scheduler {
             stopping: CancellationToken::new(),
             tracker: TaskTracker::new(),
         });
+        scheduler.metrics.register_caches(
+            scheduler
+                .probes
+                .iter()
+                .map(|entry| {
+                    let key = InstanceKey {
+                        probe: entry.config.name.clone(),
+                        layer: entry.config.layer.clone(),
+                        root: String::new(),
+                    };
+                    (key, entry.probe.clone())
+                })
+                .collect(),
+        );
         // Single-root probes have known series from the start; multi-root
         // probes get theirs when their roots are first listed.
         let statuses = scheduler.state.snapshot();
@@ -128,7 +156,7 @@ impl Scheduler {
                 .iter()
                 .filter(|s| s.name == entry.config.name)
                 .collect();
-            if persisted.is_empty() && entry.config.probe.single_root() {
+            if persisted.is_empty() && entry.probe.single_root() {
                 scheduler.register_instance(&entry.config, "");
             }
             for status in persisted {
@@ -147,17 +175,27 @@ impl Scheduler {
         &self.repos
     }
 
-    pub fn probe_configs(&self) -> impl Iterator<Item = &ProbeConfig> {
+    pub fn probe_configs(&self) -> impl Iterator<Item = &ProbeSpec> {
         self.probes.iter().map(|p| &p.config)
     }
 
-    /// True once every repo has synced at least once.
+    /// Each configured probe with the running probe built from it.
+    pub fn probes(&self) -> impl Iterator<Item = (&ProbeSpec, &Arc<dyn Probe>)> {
+        self.probes.iter().map(|p| (&p.config, &p.probe))
+    }
+
+    /// True once every repo has synced at least once and every probe's
+    /// live-state cache has finished its first sync.
     pub fn is_ready(&self) -> bool {
         let synced = self.synced.lock().unwrap();
         self.repos.iter().all(|r| synced.contains(r.name()))
+            && self
+                .probes
+                .iter()
+                .all(|p| p.probe.cache_stats().map_or(true, |stats| stats.settled))
     }
 
-    fn register_instance(&self, probe: &ProbeConfig, root: &str) {
+    fn register_instance(&self, probe: &ProbeSpec, root: &str) {
         let id = instance_id(&probe.name, root);
         if !self.registered.lock().unwrap().insert(id.clone()) {
             return;
@@ -225,6 +263,8 @@ impl Scheduler {
                 let this = self.clone();
                 tokio::spawn(async move { this.cron_loop(index).await });
             }
+            let this = self.clone();
+            tokio::spawn(async move { this.live_loop(index).await });
         }
         shutdown.cancelled().await;
         self.shutdown().await;
@@ -295,6 +335,33 @@ impl Scheduler {
                 .contains(&self.probes[index].config.repo)
             {
                 self.spawn_probe(index, Trigger::Schedule);
+            }
+        }
+    }
+
+    /// Runs a probe each time its live state changes (the probe debounces).
+    /// A change seen while another run of it is going is checked after that
+    /// run, which may have read the state before the change.
+    async fn live_loop(self: Arc<Self>, index: usize) {
+        let probe = self.probes[index].probe.clone();
+        loop {
+            tokio::select! {
+                _ = probe.live_change() => {}
+                _ = self.stopping.cancelled() => return,
+            }
+            loop {
+                let token = self.tracker.token();
+                if self.stopping.is_cancelled() {
+                    return;
+                }
+                if !self.run_probe(index, Trigger::LiveChange).await.is_empty() {
+                    break;
+                }
+                drop(token);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    _ = self.stopping.cancelled() => return,
+                }
             }
         }
     }
@@ -374,7 +441,7 @@ impl Scheduler {
         };
         let probe_dir = checkout.dir.join(&probe.path);
         let roots = if probe_dir.is_dir() {
-            probe.probe.roots(&probe_dir)
+            entry.probe.roots(&probe_dir)
         } else {
             Err(ProbeError::new(
                 ErrorReason::Checkout,
@@ -437,6 +504,7 @@ impl Scheduler {
         parallelism: Arc<Semaphore>,
     ) -> Arc<RunReport> {
         let probe = &self.probes[index].config;
+        let runner = self.probes[index].probe.clone();
         let _probe_permit = parallelism.acquire_owned().await.expect("semaphore open");
         let _global_permit = self
             .global
@@ -455,7 +523,7 @@ impl Scheduler {
         async {
             let started_at = Utc::now();
             let clock = std::time::Instant::now();
-            let result = self.execute(probe, &root, &checkout).await;
+            let result = self.execute(probe, &runner, &root, &checkout).await;
             let mut report =
                 new_report(probe, &root, run_id, trigger, &checkout.commit, started_at);
             report.duration = clock.elapsed();
@@ -468,7 +536,8 @@ impl Scheduler {
 
     async fn execute(
         &self,
-        probe: &ProbeConfig,
+        probe: &ProbeSpec,
+        runner: &Arc<dyn Probe>,
         root: &str,
         checkout: &Checkout,
     ) -> Result<crate::probe::Outcome, ProbeError> {
@@ -512,7 +581,7 @@ impl Scheduler {
             kill_grace: self.config.defaults.kill_grace,
         };
         let limit = probe.timeout + self.config.defaults.kill_grace + DEADLINE_SLACK;
-        match tokio::time::timeout(limit, probe.probe.run(&cx)).await {
+        match tokio::time::timeout(limit, runner.run(&cx)).await {
             Ok(result) => result,
             Err(_) => Err(ProbeError::new(
                 ErrorReason::Timeout,
@@ -526,7 +595,7 @@ impl Scheduler {
 
     fn finish_without_run(
         &self,
-        probe: &ProbeConfig,
+        probe: &ProbeSpec,
         root: &str,
         checkout: Option<&Checkout>,
         trigger: Trigger,
@@ -570,7 +639,7 @@ impl Scheduler {
 }
 
 fn new_report(
-    probe: &ProbeConfig,
+    probe: &ProbeSpec,
     root: &str,
     run_id: u64,
     trigger: Trigger,

@@ -15,7 +15,7 @@ use toml_edit::ImDocument;
 
 use super::raw::RawTop;
 use super::spans::{key, line_col, path_plus, Problem, Seg};
-use super::{parse_duration, Config, ConfigErrors};
+use super::{parse_duration, Config, ConfigErrors, LayerCatalog};
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/driftwatch";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9808";
@@ -36,7 +36,7 @@ pub const RESERVED_LABELS: &[&str] = &[
     "version", "instance", "job",
 ];
 
-pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+pub fn load(path: &Path, layers: &dyn LayerCatalog) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|err| {
         let hint = if err.kind() == std::io::ErrorKind::NotFound {
             "; create it or pass --config"
@@ -50,12 +50,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             )],
         }
     })?;
-    load_str(path, &text)
+    load_str(path, &text, layers)
 }
 
 /// Parses and validates `text` as if read from `path` (relative paths in it
 /// resolve against `path`'s directory).
-pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+pub fn load_str(
+    path: &Path,
+    text: &str,
+    layers: &dyn LayerCatalog,
+) -> Result<Config, ConfigErrors> {
     let file = path.display().to_string();
     let document = match ImDocument::parse(text) {
         Ok(document) => document,
@@ -82,6 +86,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         document: &document,
         root: &table,
         config_dir,
+        layers,
         problems: Vec::new(),
     };
     let config = loader.config(path, table.clone());
@@ -103,6 +108,7 @@ pub(super) struct Loader<'a> {
     pub(super) document: &'a ImDocument<&'a str>,
     pub(super) root: &'a toml::Table,
     pub(super) config_dir: PathBuf,
+    pub(super) layers: &'a dyn LayerCatalog,
     pub(super) problems: Vec<Problem>,
 }
 
@@ -292,7 +298,7 @@ pub(super) fn normalize(path: &Path) -> PathBuf {
 pub(super) fn load_text(text: &str) -> Result<Config, Vec<String>> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dw.toml");
-    load_str(&path, text).map_err(|errors| {
+    load_str(&path, text, &crate::probe::Layers).map_err(|errors| {
         let prefix = format!("{}:", path.display());
         errors
             .problems

@@ -5,10 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
-
-use crate::probe::Probe;
 
 /// A validated configuration, ready to run. `Debug` output hides secrets.
 #[derive(Debug, Clone)]
@@ -20,7 +17,7 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub defaults: Defaults,
     pub repos: Vec<RepoConfig>,
-    pub probes: Vec<ProbeConfig>,
+    pub probes: Vec<ProbeSpec>,
     /// `[history]`: how long runs and drift episodes are kept.
     pub history: crate::history::HistoryConfig,
 }
@@ -140,9 +137,11 @@ impl std::fmt::Debug for RepoAuth {
     }
 }
 
-/// A probe as configured, with its layer already built.
-#[derive(Clone)]
-pub struct ProbeConfig {
+/// A probe as configured: plain data. The keys every probe has are checked
+/// here; the layer's own keys stay a table (`fields`) that the layer checks
+/// (through [`LayerCatalog`] at load time) and `app` turns into a running probe.
+#[derive(Clone, Default)]
+pub struct ProbeSpec {
     pub name: String,
     pub layer: String,
     pub repo: String,
@@ -153,18 +152,55 @@ pub struct ProbeConfig {
     pub timeout: Duration,
     pub run_on_change: bool,
     pub labels: BTreeMap<String, String>,
-    pub probe: Arc<dyn Probe>,
+    /// Directory the config file lives in, for resolving relative host paths.
+    pub config_dir: PathBuf,
+    /// For a `path` repo, its directory: files the probe names in the repo
+    /// can be checked at load time. `None` for a remote repo.
+    pub repo_dir: Option<PathBuf>,
+    /// The layer's own keys, as written.
+    pub fields: toml::Table,
 }
 
-impl std::fmt::Debug for ProbeConfig {
+/// The old name of [`ProbeSpec`], kept while callers move over.
+pub type ProbeConfig = ProbeSpec;
+
+impl std::fmt::Debug for ProbeSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProbeConfig")
+        // `fields` may hold secrets (tokens in a layer's table): not shown.
+        f.debug_struct("ProbeSpec")
             .field("name", &self.name)
             .field("layer", &self.layer)
             .field("repo", &self.repo)
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
+}
+
+/// A problem with one of a layer's fields. `key` is relative to the probe
+/// table (e.g. `roots[1]`), so the loader can point at `file:line:col`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub key: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The layers the loader accepts, supplied by the caller so that `config`
+/// does not depend on the probes (`crate::probe::Layers` is the real one).
+pub trait LayerCatalog {
+    /// Every layer name, for "unknown layer" messages.
+    fn names(&self) -> &[&'static str];
+    /// Checks one probe's layer fields; `Err` when the layer is unknown is
+    /// not needed: the loader only asks about names from `names()`.
+    fn check(&self, spec: &ProbeSpec) -> Result<(), Vec<FieldError>>;
 }
 
 /// A cron schedule with the text it was written as.
@@ -270,9 +306,10 @@ pub struct ConfigErrors {
     pub problems: Vec<String>,
 }
 
-/// Reads, parses and validates a config file.
-pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    loader::load(path)
+/// Reads, parses and validates a config file; `layers` checks each probe's
+/// layer fields.
+pub fn load(path: &Path, layers: &dyn LayerCatalog) -> Result<Config, ConfigErrors> {
+    loader::load(path, layers)
 }
 
 mod loader;

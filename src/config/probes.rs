@@ -9,8 +9,7 @@ use super::raw::{RawProbe, PROBE_COMMON_KEYS};
 use super::spans::{
     key, parse_key_path, path_plus, unknown_field, unknown_key_message, Seg, Target,
 };
-use super::{Defaults, ProbeConfig, RepoConfig, Schedule};
-use crate::probe::{FieldError, ProbeCommon};
+use super::{Defaults, FieldError, ProbeSpec, RepoConfig, RepoSource, Schedule};
 
 impl Loader<'_> {
     pub(super) fn probes(
@@ -18,7 +17,7 @@ impl Loader<'_> {
         value: Option<toml::Value>,
         repos: &[RepoConfig],
         defaults: &Defaults,
-    ) -> Vec<ProbeConfig> {
+    ) -> Vec<ProbeSpec> {
         let mut probes = Vec::new();
         let mut seen: HashMap<String, usize> = HashMap::new();
         let repo_names: Vec<&str> = repos.iter().map(|repo| repo.name.as_str()).collect();
@@ -71,19 +70,19 @@ impl Loader<'_> {
                         &path,
                         format!(
                             "missing key `layer` (one of: {})",
-                            crate::probe::LAYERS.join(", ")
+                            self.layers.names().join(", ")
                         ),
                     );
                     None
                 }
-                Some(layer) => match crate::probe::builder(&layer) {
-                    Some(build) => Some((layer, build)),
-                    None => {
+                Some(layer) => match self.layers.names().contains(&layer.as_str()) {
+                    true => Some(layer),
+                    false => {
                         self.error(
                             &at("layer"),
                             format!(
                                 "unknown layer {layer:?}; known layers: {}",
-                                crate::probe::LAYERS.join(", ")
+                                self.layers.names().join(", ")
                             ),
                         );
                         None
@@ -164,19 +163,31 @@ impl Loader<'_> {
                 }
             }
 
-            let Some((layer, build)) = layer else {
+            let Some(layer) = layer else {
                 continue;
             };
-            let probe_common = ProbeCommon {
-                name: name.clone(),
-                layer: layer.clone(),
-                repo: repo.clone(),
-                path: probe_path.clone(),
+            let repo_dir = repos
+                .iter()
+                .find(|candidate| candidate.name == repo)
+                .and_then(|candidate| match &candidate.source {
+                    RepoSource::Path(dir) => Some(dir.clone()),
+                    RepoSource::Remote { .. } => None,
+                });
+            let spec = ProbeSpec {
+                name,
+                layer,
+                repo,
+                path: probe_path,
+                schedule,
+                timeout,
+                run_on_change: raw.run_on_change.unwrap_or(true),
+                labels,
                 config_dir: self.config_dir.clone(),
-                labels: labels.clone(),
+                repo_dir,
+                fields: table,
             };
-            let built = match build(&probe_common, table) {
-                Ok(probe) => Some(probe),
+            match self.layers.check(&spec) {
+                Ok(()) => {}
                 Err(errors) => {
                     for FieldError {
                         key: field,
@@ -197,24 +208,12 @@ impl Loader<'_> {
                         let message = unknown_key_message(&message, PROBE_COMMON_KEYS);
                         self.report(&field_path, target, message);
                     }
-                    None
                 }
-            };
+            }
             if self.problems.len() > errors_before {
                 continue;
             }
-            let Some(probe) = built else { continue };
-            probes.push(ProbeConfig {
-                name,
-                layer,
-                repo,
-                path: probe_path,
-                schedule,
-                timeout,
-                run_on_change: raw.run_on_change.unwrap_or(true),
-                labels,
-                probe,
-            });
+            probes.push(spec);
         }
         probes
     }

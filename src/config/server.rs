@@ -147,7 +147,7 @@ mod tests {
         std::fs::write(dir.path().join("token"), "s3cret\n").unwrap();
         let path = dir.path().join("dw.toml");
         let text = "[server]\napi_token_file = \"token\"\n[[repo]]\nname = \"r\"\nurl = \"https://h/x.git\"\ntoken_file = \"token\"\n[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\n";
-        let config = load_str(&path, text).unwrap();
+        let config = load_str(&path, text, &crate::probe::Layers).unwrap();
         assert_eq!(config.server.api_token.as_deref(), Some("s3cret"));
         match &config.repos[0].source {
             RepoSource::Remote {
@@ -163,7 +163,9 @@ mod tests {
             "api_token_file",
             "api_token = \"inline-secret\"\napi_token_file",
         );
-        let errors = load_str(&path, &both).unwrap_err().problems;
+        let errors = load_str(&path, &both, &crate::probe::Layers)
+            .unwrap_err()
+            .problems;
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(
             errors[0].contains("server.api_token_file: give either api_token or api_token_file"),
@@ -174,7 +176,9 @@ mod tests {
             "token_file = \"token\"\n[[probe]]",
             "token_file = \"nope\"\n[[probe]]",
         );
-        let errors = load_str(&path, &missing).unwrap_err().problems;
+        let errors = load_str(&path, &missing, &crate::probe::Layers)
+            .unwrap_err()
+            .problems;
         assert!(
             errors[0].contains(":6:14: repo.r.token_file: cannot read"),
             "{errors:?}"

@@ -8,7 +8,6 @@ pub mod kubernetes;
 pub mod outcome;
 pub mod terraform;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +16,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ProbeSpec;
 use crate::process::{self, Command};
 pub use outcome::{ErrorReason, Outcome, ProbeError, ResourceChange, RunReport, Verdict};
 
@@ -58,6 +58,34 @@ pub trait Probe: Send + Sync + 'static {
 
     /// One run against one checked-out revision.
     async fn run(&self, cx: &ProbeContext) -> Result<Outcome, ProbeError>;
+
+    /// Resolves when the live state this probe compares changed in a way that
+    /// may change its verdict (layers that watch, e.g. Kubernetes), already
+    /// debounced; the scheduler then runs the probe with trigger `live-change`.
+    /// Never resolves for layers that do not watch.
+    async fn live_change(&self) {
+        std::future::pending().await
+    }
+
+    /// Health of the probe's live-state cache, for layers that keep one.
+    fn cache_stats(&self) -> Option<CacheStats> {
+        None
+    }
+}
+
+/// Health of a probe's watch-fed live-state cache.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CacheStats {
+    /// Objects held (whole or metadata-only).
+    pub objects: usize,
+    /// Watched (resource type, namespace) scopes.
+    pub scopes: usize,
+    /// Re-lists and reconnects after watch errors or expiry, over the daemon's life.
+    pub restarts: u64,
+    /// Since the newest watch event of any scope; None before the first.
+    pub last_event_age: Option<Duration>,
+    /// A check has run and every scope has finished its first sync attempt.
+    pub settled: bool,
 }
 
 /// What a run may look at. Paths are absolute.
@@ -102,36 +130,11 @@ impl ProbeContext {
     }
 }
 
-/// The fields every probe has, already validated; the layer's own fields come
-/// separately as a TOML table.
-#[derive(Debug, Clone)]
-pub struct ProbeCommon {
-    pub name: String,
-    pub layer: String,
-    pub repo: String,
-    /// Relative path inside the repo ("" for the top).
-    pub path: PathBuf,
-    /// Directory the config file lives in, for resolving relative host paths.
-    pub config_dir: PathBuf,
-    pub labels: BTreeMap<String, String>,
-}
+/// The fields every probe has, already validated, as the layers' `build`
+/// functions see them (the layer's own fields come separately as a table).
+pub type ProbeCommon = crate::config::ProbeSpec;
 
-/// A problem with one of a layer's fields. `key` is relative to the probe
-/// table (e.g. `roots[1]`), so the config loader can point at file:line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub key: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-}
+pub use crate::config::FieldError;
 
 pub type BuildFn = fn(&ProbeCommon, toml::Table) -> Result<Arc<dyn Probe>, Vec<FieldError>>;
 
@@ -147,6 +150,34 @@ pub fn builder(layer: &str) -> Option<BuildFn> {
 }
 
 pub const LAYERS: &[&str] = &["command", "kubernetes", "terraform", "ansible"];
+
+/// Builds the running probe for a validated spec.
+pub fn build(spec: &ProbeSpec) -> Result<Arc<dyn Probe>, Vec<FieldError>> {
+    let Some(build) = builder(&spec.layer) else {
+        return Err(vec![FieldError::new(
+            "layer",
+            format!(
+                "unknown layer {:?}; known layers: {}",
+                spec.layer,
+                LAYERS.join(", ")
+            ),
+        )]);
+    };
+    build(spec, spec.fields.clone())
+}
+
+/// The real layers, for the config loader.
+pub struct Layers;
+
+impl crate::config::LayerCatalog for Layers {
+    fn names(&self) -> &[&'static str] {
+        LAYERS
+    }
+
+    fn check(&self, spec: &ProbeSpec) -> Result<(), Vec<FieldError>> {
+        build(spec).map(drop)
+    }
+}
 
 /// Deserializes a layer's own fields into its config struct (which should use
 /// `deny_unknown_fields`), reporting the failing key path.

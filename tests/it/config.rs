@@ -15,7 +15,7 @@ pub fn problems(text: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dw.toml");
     std::fs::write(&path, text).unwrap();
-    let errors = config::load(&path).expect_err("config should be rejected");
+    let errors = driftwatch::app::load_config(&path).expect_err("config should be rejected");
     let prefix = path.display().to_string();
     errors
         .problems
@@ -175,7 +175,7 @@ fn bad_configs_name_file_line_and_key() {
 fn missing_file_says_how_to_fix_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("absent.toml");
-    let errors = config::load(&path).unwrap_err();
+    let errors = driftwatch::app::load_config(&path).unwrap_err();
     assert_eq!(errors.problems.len(), 1);
     let message = &errors.problems[0];
     assert!(
@@ -233,8 +233,8 @@ comand = ["true"]
 #[test]
 fn example_config_loads_cleanly() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/driftwatch.example.toml");
-    let config =
-        config::load(&path).unwrap_or_else(|errors| panic!("example config is invalid:\n{errors}"));
+    let config = driftwatch::app::load_config(&path)
+        .unwrap_or_else(|errors| panic!("example config is invalid:\n{errors}"));
     assert_eq!(config.server.listen.to_string(), "127.0.0.1:9808");
     assert_eq!(config.repos.len(), 1);
     let names: Vec<&str> = config.probes.iter().map(|p| p.name.as_str()).collect();
@@ -275,7 +275,7 @@ command = ["true"]
 "#;
     let path = dir.path().join("dw.toml");
     std::fs::write(&path, text).unwrap();
-    let config = config::load(&path).unwrap_or_else(|errors| panic!("{errors}"));
+    let config = driftwatch::app::load_config(&path).unwrap_or_else(|errors| panic!("{errors}"));
     let base = std::path::absolute(dir.path()).unwrap();
     assert_eq!(config.state_dir, base.join("state"));
     match &config.repos[0].source {

@@ -41,7 +41,7 @@ async fn setup(fixture: &str, seed: bool) -> Setup {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -54,7 +54,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn seed_dir(emulator: &KubeEmulator, dir: &Path) {
+pub(crate) fn seed_dir(emulator: &KubeEmulator, dir: &Path) {
     let loaded = driftwatch::probe::kubernetes::manifest::load_dir(dir).unwrap();
     assert!(
         loaded.errors.is_empty(),
@@ -519,7 +519,7 @@ async fn many_objects_are_listed_in_pages_and_few_are_fetched() {
     std::fs::write(s.checkout.join("deploy/bulk.yaml"), &text).unwrap();
     s.emulator.apply(&text);
     s.emulator.reset_requests();
-    assert_in_sync(s.run("page_size = 4").await);
+    assert_in_sync(s.run("page_size = 4\nwatch = false").await);
     let paths = s.emulator.paths();
     let bulk: Vec<&String> = paths
         .iter()
@@ -843,5 +843,49 @@ async fn a_toleration_appended_live_is_drift() {
     assert_eq!(
         change(&outcome, "Deployment/shop/web").diff,
         r#"spec.template.spec.tolerations: want [{"effect":"NoSchedule","key":"dedicated","operator":"Equal","value":"web"}], live [{"effect":"NoSchedule","key":"dedicated","operator":"Equal","value":"web"},{"operator":"Exists"}]"#
+    );
+}
+
+/// Custom resources: list identity comes from the CRD's openAPIV3Schema in
+/// the cluster (`spec.parts` is keyed by name there, `spec.steps` atomic);
+/// without the CRD every list is atomic, as the API treats it.
+#[tokio::test]
+async fn custom_resource_lists_follow_the_crd_schema() {
+    let yaml =
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: gizmo, namespace: shop}\n\
+                spec:\n  size: 3\n  parts: [{name: a, size: 1}]\n  steps: [cut, glue]\n";
+    let live = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "gizmo", "namespace": "shop"},
+        "spec": {"size": 3, "parts": [{"name": "b", "size": 9}, {"name": "a", "size": 1}], "steps": ["cut", "glue"]}});
+    let s = single(yaml, live).await;
+    assert!(s
+        .emulator
+        .get("CustomResourceDefinition", "", "widgets.example.com")
+        .is_some());
+    // A part added live is kept by apply (keyed list): in sync.
+    assert_in_sync(s.run("").await);
+    s.emulator.patch("Widget", "shop", "gizmo", |w| {
+        w["spec"]["parts"][1]["size"] = json!(2);
+        w["spec"]["steps"] = json!(["cut", "glue", "paint"]);
+    });
+    let outcome = s.run("").await.unwrap();
+    assert_eq!(
+        change(&outcome, "Widget/shop/gizmo").diff,
+        "spec.parts[name=a].size: want 1, live 2\nspec.steps: want [\"cut\",\"glue\"], live [\"cut\",\"glue\",\"paint\"]"
+    );
+    // Without the CRD, parts is atomic: the extra live part is drift too.
+    s.emulator.patch("Widget", "shop", "gizmo", |w| {
+        w["spec"]["parts"][1]["size"] = json!(1);
+        w["spec"]["steps"] = json!(["cut", "glue"]);
+    });
+    assert_in_sync(s.run("").await);
+    s.emulator
+        .forbid("customresourcedefinitions.apiextensions.k8s.io");
+    let outcome = s.run("").await.unwrap();
+    assert!(
+        change(&outcome, "Widget/shop/gizmo")
+            .diff
+            .starts_with("spec.parts: want [{\"name\":\"a\",\"size\":1}], live"),
+        "{:#?}",
+        outcome.changes
     );
 }

@@ -58,7 +58,7 @@ fn max_overlap(log: &str) -> i32 {
 async fn global_limit_bounds_concurrent_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("runs.log");
-    let config = driftwatch::config::load(&config(tmp.path(), &log)).unwrap();
+    let config = driftwatch::app::load_config(&config(tmp.path(), &log)).unwrap();
     let daemon = driftwatch::app::build(config, false).unwrap();
     let reports = driftwatch::scheduler::run_once(&daemon.scheduler, &[])
         .await
@@ -80,7 +80,7 @@ async fn global_limit_bounds_concurrent_runs() {
 async fn a_probe_never_runs_twice_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("runs.log");
-    let config = driftwatch::config::load(&config(tmp.path(), &log)).unwrap();
+    let config = driftwatch::app::load_config(&config(tmp.path(), &log)).unwrap();
     let daemon = driftwatch::app::build(config, false).unwrap();
     // Sync first so the manual triggers have a checkout to run on.
     driftwatch::scheduler::run_once(&daemon.scheduler, &["p1".to_string()])

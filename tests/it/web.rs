@@ -818,7 +818,7 @@ command = ["sh", "check.sh"]
         ),
     )
     .unwrap();
-    let config = driftwatch::config::load(&config_path).expect("config loads");
+    let config = driftwatch::app::load_config(&config_path).expect("config loads");
     let daemon = driftwatch::app::build(config, true).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -980,13 +980,13 @@ fn history_and_webhook_config() {
     let base = "[[repo]]\nname = \"r\"\nurl = \"https://h/x.git\"\n[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\n";
     let path = dir.path().join("dw.toml");
     std::fs::write(&path, base).unwrap();
-    let config = driftwatch::config::load(&path).unwrap();
+    let config = driftwatch::app::load_config(&path).unwrap();
     assert_eq!(config.history, HistoryConfig::default());
     assert_eq!(config.server.webhook_secret, None);
 
     let text = format!("[server]\nwebhook_secret_file = \"secret\"\n[history]\nretention = \"7d\"\nepisode_retention = \"365d\"\n{base}");
     std::fs::write(&path, text).unwrap();
-    let config = driftwatch::config::load(&path).unwrap();
+    let config = driftwatch::app::load_config(&path).unwrap();
     assert_eq!(config.history.retention, Duration::from_secs(7 * 86_400));
     assert_eq!(
         config.history.episode_retention,
@@ -1001,7 +1001,7 @@ fn history_and_webhook_config() {
     let text =
         format!("[history]\nretention = \"0s\"\nepisode_retention = \"soon\"\nkeep = 1\n{base}");
     std::fs::write(&path, text).unwrap();
-    let errors = driftwatch::config::load(&path).unwrap_err().problems;
+    let errors = driftwatch::app::load_config(&path).unwrap_err().problems;
     let joined = errors.join("\n");
     assert!(joined.contains("dw.toml:2:"), "{joined}");
     assert!(

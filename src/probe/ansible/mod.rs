@@ -1012,6 +1012,7 @@ mod tests {
             path: PathBuf::new(),
             config_dir: PathBuf::from("/etc/driftwatch"),
             labels: Default::default(),
+            ..Default::default()
         }
     }
 

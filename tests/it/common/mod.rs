@@ -96,6 +96,7 @@ pub fn build_probe(
         path: PathBuf::from(path),
         config_dir: std::env::temp_dir(),
         labels: Default::default(),
+        ..Default::default()
     };
     let table: toml::Table = toml::from_str(fields).expect("test fields are valid TOML");
     let build = driftwatch::probe::builder(layer).expect("layer is registered");
