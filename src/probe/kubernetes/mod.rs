@@ -476,10 +476,21 @@ impl KubernetesProbe {
             }
             let kind = manifest.kind();
             let subject = subject(kind, namespace, name);
+            // A rendered object has no file of its own to link to.
+            let declared_at = match self.config.render {
+                Some(_) => None,
+                None => cx.repo_relative(&cx.workdir.join(&manifest.source)),
+            };
+            let declare = |change: ResourceChange| match &declared_at {
+                Some(path) => change.with_declared_at(path.clone()),
+                None => change,
+            };
             match live.objects.get(&(*index, namespace.clone(), name.clone())) {
-                None => changes.push(ResourceChange::new(subject, "missing").with_diff(format!(
-                    "{kind} {name:?} is declared in {} but does not exist in the cluster",
-                    manifest.origin()
+                None => changes.push(declare(ResourceChange::new(subject, "missing").with_diff(
+                    format!(
+                        "{kind} {name:?} is declared in {} but does not exist in the cluster",
+                        manifest.origin()
+                    ),
                 ))),
                 Some(live_object) => {
                     let root = crd_roots
@@ -489,9 +500,9 @@ impl KubernetesProbe {
                     if lines.is_empty() {
                         in_sync += 1;
                     } else {
-                        changes.push(
+                        changes.push(declare(
                             ResourceChange::new(subject, "changed").with_diff(lines.join("\n")),
-                        );
+                        ));
                     }
                 }
             }
