@@ -501,6 +501,18 @@ pub fn probe_page(page: &ProbePage<'_>) -> String {
     if let Some(schedule) = page.schedule {
         field(&mut out, "Schedule", text(schedule));
     }
+    if let Some(next) = page.status.and_then(|s| s.next_run) {
+        field(&mut out, "Next run", |out| {
+            let secs = (next - page.now).num_seconds().max(0) as u64;
+            let _ = write!(
+                out,
+                r#"<time datetime="{}">{}</time> (in {})"#,
+                esc(&next.to_rfc3339()),
+                esc(&timestamp(next)),
+                esc(&span(secs))
+            );
+        });
+    }
     if let Some(r) = report {
         field(&mut out, "Last check", |out| {
             when(out, page.now, r.started_at)
