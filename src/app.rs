@@ -120,7 +120,7 @@ pub async fn run_with_listener(
         %address,
         repos = daemon.config.repos.len(),
         probes = daemon.config.probes.len(),
-        "driftwatch started: metrics at http://{address}/metrics, API at http://{address}/api/v1/probes"
+        "driftwatch started: status page at http://{address}/, metrics at http://{address}/metrics, API at http://{address}/api/v1/probes"
     );
     let http_stop = CancellationToken::new();
     let history = daemon

@@ -5,7 +5,7 @@
 //! when a probe instance is first seen.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
@@ -13,7 +13,7 @@ use prometheus::{
 };
 
 use crate::probe::outcome::ErrorReason;
-use crate::probe::{RunReport, Verdict};
+use crate::probe::{Probe, RunReport, Verdict};
 use crate::state::ProbeStatus;
 
 /// Histogram buckets for run durations, from 100 ms up to 30 minutes.
@@ -379,6 +379,22 @@ impl Metrics {
             .fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
+    /// Exports the health of each probe's live-state cache (layers that keep
+    /// one), read from the probes at scrape time so the ages are current.
+    pub fn register_caches(&self, probes: Vec<(InstanceKey, Arc<dyn Probe>)>) {
+        let probes: Vec<_> = probes
+            .into_iter()
+            .filter(|(_, probe)| probe.cache_stats().is_some())
+            .collect();
+        if probes.is_empty() {
+            return;
+        }
+        let collector = CacheCollector::new(probes);
+        self.registry
+            .register(Box::new(collector))
+            .expect("unique metric");
+    }
+
     /// The exposition for `/metrics`: re-rendered when a probe or repo series
     /// changed, otherwise at most `RENDER_CACHE_MAX_AGE` old.
     pub fn render_cached(&self) -> bytes::Bytes {
@@ -401,6 +417,65 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buffer)
             .expect("text encoding cannot fail");
         String::from_utf8(buffer).expect("exposition is UTF-8")
+    }
+}
+
+/// Live-state cache series, computed from the probes on each gather.
+struct CacheCollector {
+    probes: Vec<(InstanceKey, Arc<dyn Probe>)>,
+    objects: IntGaugeVec,
+    restarts: IntCounterVec,
+    last_event_age: GaugeVec,
+    synced: IntGaugeVec,
+}
+
+impl CacheCollector {
+    fn new(probes: Vec<(InstanceKey, Arc<dyn Probe>)>) -> CacheCollector {
+        CacheCollector {
+            probes,
+            objects: IntGaugeVec::new(Opts::new("driftwatch_probe_cached_objects", "Live objects held in the probe's watch-fed cache (whole or metadata-only)."), INSTANCE).expect("valid metric"),
+            restarts: IntCounterVec::new(Opts::new("driftwatch_probe_watch_restarts_total", "Times a watch of the probe re-listed or reconnected after an error or an expired resourceVersion."), INSTANCE).expect("valid metric"),
+            last_event_age: GaugeVec::new(Opts::new("driftwatch_probe_last_watch_event_age_seconds", "Seconds since the newest watch event of the probe's cache; absent before the first."), INSTANCE).expect("valid metric"),
+            synced: IntGaugeVec::new(Opts::new("driftwatch_probe_cache_synced", "1 once every watch of the probe has finished its first sync attempt, 0 before."), INSTANCE).expect("valid metric"),
+        }
+    }
+}
+
+impl prometheus::core::Collector for CacheCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        let mut descs = self.objects.desc();
+        descs.extend(self.restarts.desc());
+        descs.extend(self.last_event_age.desc());
+        descs.extend(self.synced.desc());
+        descs
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.last_event_age.reset();
+        for (key, probe) in &self.probes {
+            let Some(stats) = probe.cache_stats() else {
+                continue;
+            };
+            let labels = [key.probe.as_str(), key.layer.as_str(), key.root.as_str()];
+            self.objects
+                .with_label_values(&labels)
+                .set(stats.objects as i64);
+            let restarts = self.restarts.with_label_values(&labels);
+            restarts.inc_by(stats.restarts.saturating_sub(restarts.get()));
+            if let Some(age) = stats.last_event_age {
+                self.last_event_age
+                    .with_label_values(&labels)
+                    .set(age.as_secs_f64());
+            }
+            self.synced
+                .with_label_values(&labels)
+                .set(i64::from(stats.settled));
+        }
+        let mut families = self.objects.collect();
+        families.extend(self.restarts.collect());
+        families.extend(self.last_event_age.collect());
+        families.extend(self.synced.collect());
+        families
     }
 }
 

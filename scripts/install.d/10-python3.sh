@@ -9,4 +9,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends python3
-python3 --version
+echo "installed $(python3 --version)"

@@ -6,6 +6,7 @@
 # security updates, so it is not pinned further.
 set -euo pipefail
 if [ -x /usr/sbin/sshd ]; then
+  echo "sshd present: /usr/sbin/sshd"
   exit 0
 fi
 policy=/usr/sbin/policy-rc.d
@@ -22,3 +23,4 @@ if ! apt-get install -y -qq --no-install-recommends openssh-server >/dev/null 2>
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends openssh-server
 fi
+echo "installed openssh-server (sshd, not started)"

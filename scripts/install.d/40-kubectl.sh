@@ -11,4 +11,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "kubernetes-client=1.20.5+really1.20.2-1.1+deb12u1"
-kubectl version --client | head -1
+echo "installed kubectl: $(kubectl version --client | head -1)"

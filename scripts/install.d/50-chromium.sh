@@ -16,4 +16,4 @@ if ! apt-get install -y -qq --no-install-recommends "chromium=$PINNED" fonts-dej
   echo "chromium $PINNED is gone from the archive; installing the current Debian build" >&2
   apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
 fi
-chromium --version
+echo "installed $(chromium --version)"

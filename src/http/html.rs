@@ -1,55 +1,29 @@
 //! Server-side HTML for the status page: no JavaScript, no CDN, inline CSS,
-//! so it works offline and behind any proxy. Every dynamic value goes
-//! through [`esc`] (text and attributes alike) or [`encode_segment`] (URLs);
-//! nothing a probe, a repo or a remote system wrote reaches the page raw.
-
-use std::fmt::{self, Display, Write};
+//! so it works offline and behind any proxy. Pages are [`maud`] templates:
+//! every `(value)` spliced into one is HTML-escaped unless it is wrapped in
+//! `PreEscaped`, which only the constant style sheet is. URLs take ids through
+//! [`encode_segment`]. Nothing a probe, a repo or a remote system wrote
+//! reaches the page raw, and no call site has to remember to escape.
 
 use chrono::{DateTime, Utc};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::history::{EpisodeRow, EventRow, RunRow};
 use crate::probe::outcome::ResourceChange;
 use crate::probe::Verdict;
 use crate::state::ProbeStatus;
 
-/// HTML-escapes text for element content and quoted attribute values.
-pub struct Escaped<'a>(pub &'a str);
-
-impl Display for Escaped<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut last = 0;
-        for (i, byte) in self.0.bytes().enumerate() {
-            let replacement = match byte {
-                b'&' => "&amp;",
-                b'<' => "&lt;",
-                b'>' => "&gt;",
-                b'"' => "&quot;",
-                b'\'' => "&#39;",
-                _ => continue,
-            };
-            f.write_str(&self.0[last..i])?;
-            f.write_str(replacement)?;
-            last = i + 1;
-        }
-        f.write_str(&self.0[last..])
-    }
-}
-
-pub fn esc(text: &str) -> Escaped<'_> {
-    Escaped(text)
-}
+/// What stays literal in a path segment: RFC 3986 unreserved characters.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Percent-encodes one URL path segment (instance ids may hold `:` and `/`).
 pub fn encode_segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
+    utf8_percent_encode(text, SEGMENT).to_string()
 }
 
 /// A probe instance row on the overview: its status, or a configured probe
@@ -125,9 +99,9 @@ fn verdict_class(verdict: Option<Verdict>) -> (&'static str, &'static str) {
     }
 }
 
-fn badge(out: &mut String, verdict: Option<Verdict>) {
+fn badge(verdict: Option<Verdict>) -> Markup {
     let (class, label) = verdict_class(verdict);
-    let _ = write!(out, r#"<span class="badge s-{class}">{label}</span>"#);
+    html! { span class={ "badge s-" (class) } { (label) } }
 }
 
 /// "3m ago" style, with seconds for the first minute.
@@ -154,14 +128,8 @@ fn timestamp(at: DateTime<Utc>) -> String {
 }
 
 /// A relative time with the absolute one as tooltip.
-fn when(out: &mut String, now: DateTime<Utc>, at: DateTime<Utc>) {
-    let _ = write!(
-        out,
-        r#"<time datetime="{}" title="{}">{}</time>"#,
-        esc(&at.to_rfc3339()),
-        esc(&timestamp(at)),
-        esc(&ago(now, at))
-    );
+fn when(now: DateTime<Utc>, at: DateTime<Utc>) -> Markup {
+    html! { time datetime=(at.to_rfc3339()) title=(timestamp(at)) { (ago(now, at)) } }
 }
 
 fn short_commit(commit: &str) -> &str {
@@ -173,66 +141,91 @@ fn short_commit(commit: &str) -> &str {
     &commit[..end]
 }
 
-fn page_start(out: &mut String, title: &str, refresh_seconds: u64, counts: Option<[usize; 4]>) {
-    let _ = write!(
-        out,
-        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">"#
-    );
-    if refresh_seconds > 0 {
-        let _ = write!(
-            out,
-            r#"<meta http-equiv="refresh" content="{refresh_seconds}">"#
-        );
-    }
-    let _ = write!(
-        out,
-        r#"<title>{}</title><style>{STYLE}</style></head><body><header><a class="brand" href="/">driftwatch</a><a href="/">Overview</a><a href="/events">Events</a>"#,
-        esc(title)
-    );
-    if let Some([in_sync, drifted, error, pending]) = counts {
-        let _ = write!(
-            out,
-            r#"<div class="counts"><span class="pill" id="count-in-sync">{in_sync} in sync</span><span class="pill" id="count-drifted">{drifted} drifted</span><span class="pill" id="count-error">{error} error</span>"#
-        );
-        if pending > 0 {
-            let _ = write!(
-                out,
-                r#"<span class="pill" id="count-pending">{pending} pending</span>"#
-            );
+fn muted(text: &str) -> Markup {
+    html! { span class="muted" { (text) } }
+}
+
+/// The frame around every page: head, navigation with the verdict counts
+/// (`[in sync, drifted, error, pending]`), and the footer.
+fn page(
+    title: &str,
+    refresh_seconds: u64,
+    counts: Option<[usize; 4]>,
+    footer_at: Option<DateTime<Utc>>,
+    content: Markup,
+) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width,initial-scale=1";
+                @if refresh_seconds > 0 {
+                    meta http-equiv="refresh" content=(refresh_seconds);
+                }
+                title { (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header {
+                    a class="brand" href="/" { "driftwatch" }
+                    a href="/" { "Overview" }
+                    a href="/events" { "Events" }
+                    @if let Some([in_sync, drifted, error, pending]) = counts {
+                        div class="counts" {
+                            span class="pill" id="count-in-sync" { (in_sync) " in sync" }
+                            span class="pill" id="count-drifted" { (drifted) " drifted" }
+                            span class="pill" id="count-error" { (error) " error" }
+                            @if pending > 0 {
+                                span class="pill" id="count-pending" { (pending) " pending" }
+                            }
+                        }
+                    }
+                }
+                main {
+                    (content)
+                    @if let Some(now) = footer_at {
+                        footer {
+                            "Rendered " (timestamp(now)) " · "
+                            @if refresh_seconds > 0 {
+                                "refreshes every " (refresh_seconds) "s"
+                            } @else {
+                                "auto-refresh off"
+                            }
+                            " · " a href="/metrics" { "/metrics" }
+                            " · " a href="/api/v1/probes" { "/api/v1/probes" }
+                            " · " a href="/api/v1/events" { "/api/v1/events" }
+                            " · " a href="/api/v1/episodes" { "/api/v1/episodes" }
+                            " · driftwatch " (env!("CARGO_PKG_VERSION"))
+                        }
+                    }
+                }
+            }
         }
-        out.push_str("</div>");
     }
-    out.push_str("</header><main>");
+    .into_string()
 }
 
-fn page_end(out: &mut String, now: DateTime<Utc>, refresh_seconds: u64) {
-    let _ = write!(
-        out,
-        r#"<footer>Rendered {} · {} · <a href="/metrics">/metrics</a> · <a href="/api/v1/probes">/api/v1/probes</a> · <a href="/api/v1/events">/api/v1/events</a> · <a href="/api/v1/episodes">/api/v1/episodes</a> · driftwatch {}</footer></main></body></html>"#,
-        esc(&timestamp(now)),
-        if refresh_seconds > 0 {
-            format!("refreshes every {refresh_seconds}s")
-        } else {
-            "auto-refresh off".to_string()
-        },
-        esc(env!("CARGO_PKG_VERSION"))
-    );
+fn probe_link(id: &str) -> Markup {
+    html! { a href={ "/probes/" (encode_segment(id)) } { (id) } }
 }
 
-fn probe_link(out: &mut String, id: &str) {
-    let _ = write!(
-        out,
-        r#"<a href="/probes/{}">{}</a>"#,
-        encode_segment(id),
-        esc(id)
-    );
+fn probes_table(now: DateTime<Utc>, rows: &[&OverviewRow]) -> Markup {
+    html! {
+        table class="probes" {
+            thead { tr {
+                th { "Probe" } th { "Status" } th { "Drifted resources" } th { "Drift since" }
+                th { "Last check" } th { "Commit" } th { "Message" }
+            } }
+            tbody { @for row in rows { (overview_row(now, row)) } }
+        }
+    }
 }
 
 /// The overview: one table per layer, then the latest events.
-pub fn overview(page: &Overview<'_>) -> String {
-    let mut out = String::with_capacity(64 * 1024 + page.rows.len() * 700);
+pub fn overview(page_data: &Overview<'_>) -> String {
     let mut counts = [0usize; 4];
-    for row in page.rows {
+    for row in page_data.rows {
         let index = match row.status.as_ref().and_then(|s| s.verdict()) {
             Some(Verdict::InSync) => 0,
             Some(Verdict::Drifted) => 1,
@@ -241,151 +234,113 @@ pub fn overview(page: &Overview<'_>) -> String {
         };
         counts[index] += 1;
     }
-    page_start(
-        &mut out,
-        "driftwatch: status",
-        page.refresh_seconds,
-        Some(counts),
-    );
-    if page.rows.is_empty() {
-        out.push_str(r#"<p class="muted">No probes are configured.</p>"#);
-    }
-    let mut layers: Vec<&str> = page.rows.iter().map(|r| r.layer.as_str()).collect();
+    let mut layers: Vec<&str> = page_data.rows.iter().map(|r| r.layer.as_str()).collect();
     layers.sort_unstable();
     layers.dedup();
-    for layer in layers {
-        let _ = write!(
-            out,
-            r#"<h2 id="layer-{}">{}</h2><table class="probes"><thead><tr><th>Probe</th><th>Status</th><th>Drifted resources</th><th>Drift since</th><th>Last check</th><th>Commit</th><th>Message</th></tr></thead><tbody>"#,
-            esc(layer),
-            esc(layer)
-        );
-        for row in page.rows.iter().filter(|r| r.layer == layer) {
-            overview_row(&mut out, page.now, row);
+    let now = page_data.now;
+    let content = html! {
+        @if page_data.rows.is_empty() {
+            p class="muted" { "No probes are configured." }
         }
-        out.push_str("</tbody></table>");
-    }
-    if let Some(events) = page.events {
-        out.push_str("<h2>Recent events</h2>");
-        events_table(&mut out, page.now, events, true);
-        out.push_str(r#"<p><a href="/events">All events</a></p>"#);
-    }
-    page_end(&mut out, page.now, page.refresh_seconds);
-    out
+        @for layer in layers {
+            h2 id={ "layer-" (layer) } { (layer) }
+            (probes_table(now, &page_data.rows.iter().filter(|r| r.layer == layer).collect::<Vec<_>>()))
+        }
+        @if let Some(events) = page_data.events {
+            h2 { "Recent events" }
+            (events_table(now, events, true))
+            p { a href="/events" { "All events" } }
+        }
+    };
+    page(
+        "driftwatch: status",
+        page_data.refresh_seconds,
+        Some(counts),
+        Some(now),
+        content,
+    )
 }
 
-fn overview_row(out: &mut String, now: DateTime<Utc>, row: &OverviewRow) {
+fn overview_row(now: DateTime<Utc>, row: &OverviewRow) -> Markup {
     let status = row.status.as_ref();
     let report = status.and_then(|s| s.last_report.as_ref());
     let verdict = report.map(|r| r.verdict);
-    let _ = write!(
-        out,
-        r#"<tr data-probe="{}" data-status="{}"><td>"#,
-        esc(&row.id),
-        verdict_class(verdict).0
-    );
-    probe_link(out, &row.id);
-    out.push_str("</td><td>");
-    badge(out, verdict);
-    out.push_str("</td><td class=\"res\">");
-    match (status, report) {
-        (Some(s), Some(r)) if s.drifted => {
-            // After an error the report has no changes; the count is kept.
-            let subjects: Vec<&str> = if r.verdict == Verdict::Drifted {
-                r.changes
-                    .iter()
-                    .take(3)
-                    .map(|c| c.subject.as_str())
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let _ = write!(out, "<b>{}</b>", s.drifted_resources);
-            if !subjects.is_empty() {
-                let more = s.drifted_resources.saturating_sub(subjects.len());
-                let list = subjects.join(", ");
-                let _ = write!(
-                    out,
-                    r#" <span class="mono" title="{}">{}{}</span>"#,
-                    esc(&list),
-                    esc(&list),
-                    if more > 0 {
-                        format!(", +{more}")
-                    } else {
-                        String::new()
+    html! {
+        tr data-probe=(row.id) data-status=(verdict_class(verdict).0) {
+            td { (probe_link(&row.id)) }
+            td { (badge(verdict)) }
+            td class="res" {
+                @match (status, report) {
+                    (Some(s), Some(r)) if s.drifted => {
+                        b { (s.drifted_resources) }
+                        // After an error the report has no changes; the count is kept.
+                        @if r.verdict == Verdict::Drifted && !r.changes.is_empty() {
+                            @let subjects: Vec<&str> = r.changes.iter().take(3).map(|c| c.subject.as_str()).collect();
+                            @let list = subjects.join(", ");
+                            @let more = s.drifted_resources.saturating_sub(subjects.len());
+                            " "
+                            span class="mono" title=(list) {
+                                (list)
+                                @if more > 0 { ", +" (more) }
+                            }
+                        }
                     }
-                );
+                    (Some(_), Some(_)) => { (muted("0")) }
+                    _ => { (muted("–")) }
+                }
+            }
+            td {
+                @match status.and_then(|s| s.drifted_since) {
+                    Some(since) => { (when(now, since)) }
+                    None => { (muted("–")) }
+                }
+            }
+            td {
+                @match report {
+                    Some(r) => { (when(now, r.started_at)) }
+                    None => { (muted("not yet")) }
+                }
+            }
+            td class="mono" {
+                @if let Some(r) = report {
+                    span title=(r.commit) { (short_commit(&r.commit)) }
+                }
+            }
+            td class="msg" {
+                @if let Some(r) = report {
+                    @let summary = r.summary();
+                    span title=(summary) { (summary) }
+                }
             }
         }
-        (Some(_), Some(_)) => out.push_str(r#"<span class="muted">0</span>"#),
-        _ => out.push_str(r#"<span class="muted">–</span>"#),
     }
-    out.push_str("</td><td>");
-    match status.and_then(|s| s.drifted_since) {
-        Some(since) => when(out, now, since),
-        None => out.push_str(r#"<span class="muted">–</span>"#),
-    }
-    out.push_str("</td><td>");
-    match report {
-        Some(r) => when(out, now, r.started_at),
-        None => out.push_str(r#"<span class="muted">not yet</span>"#),
-    }
-    out.push_str("</td><td class=\"mono\">");
-    if let Some(r) = report {
-        let _ = write!(
-            out,
-            r#"<span title="{}">{}</span>"#,
-            esc(&r.commit),
-            esc(short_commit(&r.commit))
-        );
-    }
-    out.push_str("</td><td class=\"msg\">");
-    if let Some(r) = report {
-        let summary = r.summary();
-        let _ = write!(
-            out,
-            r#"<span title="{}">{}</span>"#,
-            esc(&summary),
-            esc(&summary)
-        );
-    }
-    out.push_str("</td></tr>");
 }
 
-fn events_table(out: &mut String, now: DateTime<Utc>, events: &[EventRow], with_probe: bool) {
-    if events.is_empty() {
-        out.push_str(r#"<p class="muted">No events yet.</p>"#);
-        return;
-    }
-    out.push_str(r#"<table class="events"><thead><tr><th>When</th><th>Event</th>"#);
-    if with_probe {
-        out.push_str("<th>Probe</th>");
-    }
-    out.push_str("<th>Commit</th><th>Detail</th></tr></thead><tbody>");
-    for event in events {
-        let _ = write!(out, r#"<tr data-event="{}"><td>"#, event.kind.as_str());
-        when(out, now, event.at);
-        let _ = write!(
-            out,
-            r#"</td><td class="ev-{}">{}</td>"#,
-            event.kind.as_str(),
-            esc(event.kind.title())
-        );
-        if with_probe {
-            out.push_str("<td>");
-            probe_link(out, &event.probe);
-            out.push_str("</td>");
+fn events_table(now: DateTime<Utc>, events: &[EventRow], with_probe: bool) -> Markup {
+    html! {
+        @if events.is_empty() {
+            p class="muted" { "No events yet." }
+        } @else {
+            table class="events" {
+                thead { tr {
+                    th { "When" } th { "Event" }
+                    @if with_probe { th { "Probe" } }
+                    th { "Commit" } th { "Detail" }
+                } }
+                tbody {
+                    @for event in events {
+                        tr data-event=(event.kind.as_str()) {
+                            td { (when(now, event.at)) }
+                            td class={ "ev-" (event.kind.as_str()) } { (event.kind.title()) }
+                            @if with_probe { td { (probe_link(&event.probe)) } }
+                            td class="mono" title=(event.commit) { (short_commit(&event.commit)) }
+                            td class="msg" title=(event.message) { (event.message) }
+                        }
+                    }
+                }
+            }
         }
-        let _ = write!(
-            out,
-            r#"<td class="mono" title="{}">{}</td><td class="msg" title="{}">{}</td></tr>"#,
-            esc(&event.commit),
-            esc(short_commit(&event.commit)),
-            esc(&event.message),
-            esc(&event.message)
-        );
     }
-    out.push_str("</tbody></table>");
 }
 
 /// The events feed page.
@@ -395,296 +350,222 @@ pub fn events_page(
     events: Option<&[EventRow]>,
     next_before: Option<i64>,
 ) -> String {
-    let mut out = String::with_capacity(32 * 1024);
-    page_start(&mut out, "driftwatch: events", refresh_seconds, None);
-    out.push_str("<h1>Events</h1>");
-    match events {
-        Some(events) => events_table(&mut out, now, events, true),
-        None => out.push_str(r#"<p class="muted">History is not available.</p>"#),
-    }
-    if let Some(before) = next_before {
-        let _ = write!(
-            out,
-            r#"<p><a href="/events?before={before}">Older events</a></p>"#
-        );
-    }
-    page_end(&mut out, now, refresh_seconds);
-    out
+    let content = html! {
+        h1 { "Events" }
+        @match events {
+            Some(events) => { (events_table(now, events, true)) }
+            None => { p class="muted" { "History is not available." } }
+        }
+        @if let Some(before) = next_before {
+            p { a href={ "/events?before=" (before) } { "Older events" } }
+        }
+    };
+    page(
+        "driftwatch: events",
+        refresh_seconds,
+        None,
+        Some(now),
+        content,
+    )
 }
 
-fn field(out: &mut String, label: &str, value: impl FnOnce(&mut String)) {
-    let _ = write!(out, "<div><span>{}</span>", esc(label));
-    value(out);
-    out.push_str("</div>");
+fn field(label: &str, value: Markup) -> Markup {
+    html! { div { span { (label) } (value) } }
 }
 
-fn text(value: &str) -> impl FnOnce(&mut String) + '_ {
-    move |out: &mut String| {
-        let _ = write!(out, "{}", esc(value));
-    }
-}
-
-fn diff_block(out: &mut String, diff: &str) {
-    out.push_str("<pre>");
-    for line in diff.lines() {
-        let class = match line.trim_start().chars().next() {
-            Some('+') => Some("add"),
-            Some('-') => Some("del"),
-            Some('~') => Some("chg"),
-            _ => None,
-        };
-        match class {
-            Some(class) => {
-                let _ = writeln!(out, r#"<span class="{class}">{}</span>"#, esc(line));
-            }
-            None => {
-                let _ = writeln!(out, "{}", esc(line));
+fn diff_block(diff: &str) -> Markup {
+    html! {
+        pre {
+            @for line in diff.lines() {
+                @match line.trim_start().chars().next() {
+                    Some('+') => { span class="add" { (line) } "\n" }
+                    Some('-') => { span class="del" { (line) } "\n" }
+                    Some('~') => { span class="chg" { (line) } "\n" }
+                    _ => { (line) "\n" }
+                }
             }
         }
     }
-    out.push_str("</pre>");
 }
 
-fn change_block(out: &mut String, change: &ResourceChange) {
-    let _ = write!(
-        out,
-        r#"<div class="change"><div class="head"><b class="mono subject">{}</b> · <span class="action">{}</span>"#,
-        esc(&change.subject),
-        esc(&change.action)
-    );
-    if let Some(origin) = &change.origin {
-        let _ = write!(
-            out,
-            r#" <span class="muted">(origin: {})</span>"#,
-            esc(origin)
-        );
+fn change_block(change: &ResourceChange) -> Markup {
+    html! {
+        div class="change" {
+            div class="head" {
+                b class="mono subject" { (change.subject) }
+                " · "
+                span class="action" { (change.action) }
+                @if let Some(origin) = &change.origin {
+                    " " span class="muted" { "(origin: " (origin) ")" }
+                }
+            }
+            @if !change.diff.is_empty() { (diff_block(&change.diff)) }
+        }
     }
-    out.push_str("</div>");
-    if !change.diff.is_empty() {
-        diff_block(out, &change.diff);
-    }
-    out.push_str("</div>");
+}
+
+fn history_missing() -> Markup {
+    html! { p class="muted" { "History is not available." } }
 }
 
 /// One probe instance: its last report with changes and diffs, drift
 /// episodes, recent runs and events.
-pub fn probe_page(page: &ProbePage<'_>) -> String {
-    let mut out = String::with_capacity(64 * 1024);
-    let report = page.status.and_then(|s| s.last_report.as_ref());
-    page_start(
-        &mut out,
-        &format!("driftwatch: {}", page.id),
-        page.refresh_seconds,
+pub fn probe_page(page_data: &ProbePage<'_>) -> String {
+    let now = page_data.now;
+    let status = page_data.status;
+    let report = status.and_then(|s| s.last_report.as_ref());
+    let content = html! {
+        h1 { span id="probe-id" { (page_data.id) } " " (badge(report.map(|r| r.verdict))) }
+        @if let Some(r) = report {
+            p id="summary" { (r.summary()) }
+        }
+        div class="grid" {
+            (field("Layer", html! { (page_data.layer) }))
+            @if let Some(repo) = page_data.repo {
+                (field("Repository", html! { (repo) }))
+            }
+            @if let Some(path) = page_data.path {
+                (field("Path", html! { span class="mono" { (if path.is_empty() { "." } else { path }) } }))
+            }
+            @if let Some(schedule) = page_data.schedule {
+                (field("Schedule", html! { (schedule) }))
+            }
+            @if let Some(next) = status.and_then(|s| s.next_run) {
+                (field("Next run", html! {
+                    time datetime=(next.to_rfc3339()) { (timestamp(next)) }
+                    " (in " (span((next - now).num_seconds().max(0) as u64)) ")"
+                }))
+            }
+            @if let Some(r) = report {
+                (field("Last check", when(now, r.started_at)))
+                (field("Duration", html! { (format!("{:.1}s", r.duration.as_secs_f64())) }))
+                (field("Trigger", html! { (r.trigger) }))
+                (field("Commit", html! { span class="mono" title=(r.commit) { (short_commit(&r.commit)) } }))
+            }
+            @if let Some(status) = status {
+                @if let Some(since) = status.drifted_since {
+                    (field("Drifted since", html! {
+                        (when(now, since))
+                        @if let Some(commit) = &status.drifted_since_commit {
+                            " " span class="mono muted" { "at " (short_commit(commit)) }
+                        }
+                    }))
+                }
+                @if let Some(success) = status.last_success {
+                    (field("Last verdict reached", when(now, success)))
+                }
+            }
+        }
+        @match report {
+            None => { p class="muted" { "This probe has not run yet." } }
+            Some(r) => {
+                @if let Some(error) = &r.error {
+                    div class="error-box" {
+                        b { "Error (" (error.reason.as_str()) ")" }
+                        ": "
+                        span class="error-message" { (error.message) }
+                        @if !error.stderr_tail.is_empty() {
+                            pre { (error.stderr_tail) }
+                        }
+                    }
+                }
+                @if !r.warnings.is_empty() {
+                    h2 { "Warnings" }
+                    ul { @for warning in &r.warnings { li { (warning) } } }
+                }
+                @if !r.changes.is_empty() || r.verdict != Verdict::Error {
+                    h2 {
+                        @if r.verdict == Verdict::Error { "Differences found before the error" } @else { "Resource changes" }
+                        " (" (r.changes.len()) ")"
+                    }
+                    div id="changes" {
+                        @if r.changes.is_empty() {
+                            p class="muted" { "None: git and reality agree." }
+                        }
+                        @for change in &r.changes { (change_block(change)) }
+                    }
+                }
+            }
+        }
+        h2 { "Drift episodes" }
+        @match page_data.episodes {
+            None => { (history_missing()) }
+            Some([]) => { p class="muted" { "No drift recorded." } }
+            Some(episodes) => {
+                table class="episodes" {
+                    thead { tr {
+                        th { "Started" } th { "Ended" } th { "Lasted" } th { "From commit" }
+                        th { "To commit" } th class="num" { "Runs" } th { "Resources" }
+                    } }
+                    tbody {
+                        @for episode in episodes {
+                            @let lasted = (episode.ended_at.unwrap_or(now) - episode.started_at).num_seconds().max(0) as u64;
+                            @let list = episode.resources.iter().map(|r| r.subject.as_str()).collect::<Vec<_>>().join(", ");
+                            tr {
+                                td { (when(now, episode.started_at)) }
+                                td {
+                                    @match episode.ended_at {
+                                        Some(ended) => { (when(now, ended)) }
+                                        None => { span class="badge s-drifted" { "OPEN" } }
+                                    }
+                                }
+                                td { (span(lasted)) }
+                                td class="mono" { (short_commit(&episode.started_commit)) }
+                                td class="mono" { (episode.ended_commit.as_deref().map(short_commit).unwrap_or("")) }
+                                td class="num" { (episode.drifted_runs) }
+                                td class="res mono" title=(list) { (list) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Recent runs" }
+        @match page_data.runs {
+            None => { (history_missing()) }
+            Some([]) => { p class="muted" { "No runs recorded." } }
+            Some(runs) => {
+                table class="runs" {
+                    thead { tr {
+                        th { "Started" } th { "Verdict" } th class="num" { "Changes" } th class="num" { "Duration" }
+                        th { "Trigger" } th { "Commit" } th { "Message" }
+                    } }
+                    tbody {
+                        @for run in runs {
+                            @let message = match (&run.error_reason, &run.message) {
+                                (Some(reason), Some(message)) => format!("{reason}: {message}"),
+                                (Some(reason), None) => reason.clone(),
+                                (None, Some(message)) => message.clone(),
+                                (None, None) => String::new(),
+                            };
+                            tr {
+                                td { (when(now, run.started_at)) }
+                                td { (badge(Some(run.verdict))) }
+                                td class="num" { (run.changes) }
+                                td class="num" { (format!("{:.1}s", run.duration_seconds)) }
+                                td { (run.trigger) }
+                                td class="mono" title=(run.commit) { (short_commit(&run.commit)) }
+                                td class="msg" title=(message) { (message) }
+                            }
+                        }
+                    }
+                }
+                p { a href={ "/api/v1/probes/" (encode_segment(page_data.id)) "/runs" } { "All runs (JSON)" } }
+            }
+        }
+        h2 { "Events" }
+        @match page_data.events {
+            None => { (history_missing()) }
+            Some(events) => { (events_table(now, events, false)) }
+        }
+    };
+    page(
+        &format!("driftwatch: {}", page_data.id),
+        page_data.refresh_seconds,
         None,
-    );
-    let _ = write!(out, r#"<h1><span id="probe-id">{}</span> "#, esc(page.id));
-    badge(&mut out, report.map(|r| r.verdict));
-    out.push_str("</h1>");
-    if let Some(r) = report {
-        let _ = write!(out, r#"<p id="summary">{}</p>"#, esc(&r.summary()));
-    }
-
-    out.push_str(r#"<div class="grid">"#);
-    field(&mut out, "Layer", text(page.layer));
-    if let Some(repo) = page.repo {
-        field(&mut out, "Repository", text(repo));
-    }
-    if let Some(path) = page.path {
-        field(&mut out, "Path", |out| {
-            let _ = write!(
-                out,
-                r#"<span class="mono">{}</span>"#,
-                esc(if path.is_empty() { "." } else { path })
-            );
-        });
-    }
-    if let Some(schedule) = page.schedule {
-        field(&mut out, "Schedule", text(schedule));
-    }
-    if let Some(next) = page.status.and_then(|s| s.next_run) {
-        field(&mut out, "Next run", |out| {
-            let secs = (next - page.now).num_seconds().max(0) as u64;
-            let _ = write!(
-                out,
-                r#"<time datetime="{}">{}</time> (in {})"#,
-                esc(&next.to_rfc3339()),
-                esc(&timestamp(next)),
-                esc(&span(secs))
-            );
-        });
-    }
-    if let Some(r) = report {
-        field(&mut out, "Last check", |out| {
-            when(out, page.now, r.started_at)
-        });
-        field(
-            &mut out,
-            "Duration",
-            text(&format!("{:.1}s", r.duration.as_secs_f64())),
-        );
-        field(&mut out, "Trigger", text(&r.trigger));
-        field(&mut out, "Commit", |out| {
-            let _ = write!(
-                out,
-                r#"<span class="mono" title="{}">{}</span>"#,
-                esc(&r.commit),
-                esc(short_commit(&r.commit))
-            );
-        });
-    }
-    if let Some(status) = page.status {
-        if let Some(since) = status.drifted_since {
-            field(&mut out, "Drifted since", |out| {
-                when(out, page.now, since);
-                if let Some(commit) = &status.drifted_since_commit {
-                    let _ = write!(
-                        out,
-                        r#" <span class="mono muted">at {}</span>"#,
-                        esc(short_commit(commit))
-                    );
-                }
-            });
-        }
-        if let Some(success) = status.last_success {
-            field(&mut out, "Last verdict reached", |out| {
-                when(out, page.now, success)
-            });
-        }
-    }
-    out.push_str("</div>");
-
-    match report {
-        None => out.push_str(r#"<p class="muted">This probe has not run yet.</p>"#),
-        Some(r) => {
-            if let Some(error) = &r.error {
-                let _ = write!(
-                    out,
-                    r#"<div class="error-box"><b>Error ({})</b>: <span class="error-message">{}</span>"#,
-                    esc(error.reason.as_str()),
-                    esc(&error.message)
-                );
-                if !error.stderr_tail.is_empty() {
-                    let _ = write!(out, "<pre>{}</pre>", esc(&error.stderr_tail));
-                }
-                out.push_str("</div>");
-            }
-            if !r.warnings.is_empty() {
-                out.push_str("<h2>Warnings</h2><ul>");
-                for warning in &r.warnings {
-                    let _ = write!(out, "<li>{}</li>", esc(warning));
-                }
-                out.push_str("</ul>");
-            }
-            let title = if r.verdict == Verdict::Error {
-                "Differences found before the error"
-            } else {
-                "Resource changes"
-            };
-            if !r.changes.is_empty() || r.verdict != Verdict::Error {
-                let _ = write!(
-                    out,
-                    r#"<h2>{} ({})</h2><div id="changes">"#,
-                    title,
-                    r.changes.len()
-                );
-                if r.changes.is_empty() {
-                    out.push_str(r#"<p class="muted">None: git and reality agree.</p>"#);
-                }
-                for change in &r.changes {
-                    change_block(&mut out, change);
-                }
-                out.push_str("</div>");
-            }
-        }
-    }
-
-    out.push_str("<h2>Drift episodes</h2>");
-    match page.episodes {
-        None => out.push_str(r#"<p class="muted">History is not available.</p>"#),
-        Some([]) => out.push_str(r#"<p class="muted">No drift recorded.</p>"#),
-        Some(episodes) => {
-            out.push_str(r#"<table class="episodes"><thead><tr><th>Started</th><th>Ended</th><th>Lasted</th><th>From commit</th><th>To commit</th><th class="num">Runs</th><th>Resources</th></tr></thead><tbody>"#);
-            for episode in episodes {
-                out.push_str("<tr><td>");
-                when(&mut out, page.now, episode.started_at);
-                out.push_str("</td><td>");
-                match episode.ended_at {
-                    Some(ended) => when(&mut out, page.now, ended),
-                    None => out.push_str(r#"<span class="badge s-drifted">OPEN</span>"#),
-                }
-                let lasted = (episode.ended_at.unwrap_or(page.now) - episode.started_at)
-                    .num_seconds()
-                    .max(0) as u64;
-                let subjects: Vec<&str> = episode
-                    .resources
-                    .iter()
-                    .map(|r| r.subject.as_str())
-                    .collect();
-                let list = subjects.join(", ");
-                let _ = write!(
-                    out,
-                    r#"</td><td>{}</td><td class="mono">{}</td><td class="mono">{}</td><td class="num">{}</td><td class="res mono" title="{}">{}</td></tr>"#,
-                    span(lasted),
-                    esc(short_commit(&episode.started_commit)),
-                    esc(episode
-                        .ended_commit
-                        .as_deref()
-                        .map(short_commit)
-                        .unwrap_or("")),
-                    episode.drifted_runs,
-                    esc(&list),
-                    esc(&list)
-                );
-            }
-            out.push_str("</tbody></table>");
-        }
-    }
-
-    out.push_str("<h2>Recent runs</h2>");
-    match page.runs {
-        None => out.push_str(r#"<p class="muted">History is not available.</p>"#),
-        Some([]) => out.push_str(r#"<p class="muted">No runs recorded.</p>"#),
-        Some(runs) => {
-            out.push_str(r#"<table class="runs"><thead><tr><th>Started</th><th>Verdict</th><th class="num">Changes</th><th class="num">Duration</th><th>Trigger</th><th>Commit</th><th>Message</th></tr></thead><tbody>"#);
-            for run in runs {
-                out.push_str("<tr><td>");
-                when(&mut out, page.now, run.started_at);
-                out.push_str("</td><td>");
-                badge(&mut out, Some(run.verdict));
-                let message = match (&run.error_reason, &run.message) {
-                    (Some(reason), Some(message)) => format!("{reason}: {message}"),
-                    (Some(reason), None) => reason.clone(),
-                    (None, Some(message)) => message.clone(),
-                    (None, None) => String::new(),
-                };
-                let _ = write!(
-                    out,
-                    r#"</td><td class="num">{}</td><td class="num">{:.1}s</td><td>{}</td><td class="mono" title="{}">{}</td><td class="msg" title="{}">{}</td></tr>"#,
-                    run.changes,
-                    run.duration_seconds,
-                    esc(&run.trigger),
-                    esc(&run.commit),
-                    esc(short_commit(&run.commit)),
-                    esc(&message),
-                    esc(&message)
-                );
-            }
-            out.push_str("</tbody></table>");
-            let _ = write!(
-                out,
-                r#"<p><a href="/api/v1/probes/{}/runs">All runs (JSON)</a></p>"#,
-                encode_segment(page.id)
-            );
-        }
-    }
-
-    out.push_str("<h2>Events</h2>");
-    match page.events {
-        None => out.push_str(r#"<p class="muted">History is not available.</p>"#),
-        Some(events) => events_table(&mut out, page.now, events, false),
-    }
-    page_end(&mut out, page.now, page.refresh_seconds);
-    out
+        Some(now),
+        content,
+    )
 }
 
 /// A page listing the instances of a probe with several roots.
@@ -694,30 +575,27 @@ pub fn instances_page(
     name: &str,
     rows: &[OverviewRow],
 ) -> String {
-    let mut out = String::new();
-    page_start(
-        &mut out,
+    let content = html! {
+        h1 { (name) }
+        (probes_table(now, &rows.iter().collect::<Vec<_>>()))
+    };
+    page(
         &format!("driftwatch: {name}"),
         refresh_seconds,
         None,
-    );
-    let _ = write!(out, "<h1>{}</h1>", esc(name));
-    out.push_str(r#"<table class="probes"><thead><tr><th>Probe</th><th>Status</th><th>Drifted resources</th><th>Drift since</th><th>Last check</th><th>Commit</th><th>Message</th></tr></thead><tbody>"#);
-    for row in rows {
-        overview_row(&mut out, now, row);
-    }
-    out.push_str("</tbody></table>");
-    page_end(&mut out, now, refresh_seconds);
-    out
+        Some(now),
+        content,
+    )
 }
 
 /// A plain error page (404 and friends).
 pub fn message_page(title: &str, message: &str) -> String {
-    let mut out = String::new();
-    page_start(&mut out, title, 0, None);
-    let _ = write!(out, "<h1>{}</h1><p>{}</p>", esc(title), esc(message));
-    out.push_str(r#"<p><a href="/">Back to the overview</a></p></main></body></html>"#);
-    out
+    let content = html! {
+        h1 { (title) }
+        p { (message) }
+        p { a href="/" { "Back to the overview" } }
+    };
+    page(title, 0, None, None, content)
 }
 
 #[cfg(test)]
@@ -777,12 +655,11 @@ mod tests {
 
     #[test]
     fn escape_covers_markup_and_quotes() {
-        assert_eq!(
-            esc(r#"<a href='x'>"&"</a>"#).to_string(),
-            "&lt;a href=&#39;x&#39;&gt;&quot;&amp;&quot;&lt;/a&gt;"
-        );
-        assert_eq!(esc("plain é").to_string(), "plain é");
+        let page = message_page(r#"<a href='x'>"&"</a>"#, "plain é");
+        assert!(page.contains("<h1>&lt;a href='x'&gt;&quot;&amp;&quot;&lt;/a&gt;</h1>"));
+        assert!(page.contains("<p>plain é</p>"));
         assert_eq!(encode_segment("net:envs/prod"), "net%3Aenvs%2Fprod");
+        assert_eq!(encode_segment("a-b_c.d~é"), "a-b_c.d~%C3%A9");
     }
 
     #[test]

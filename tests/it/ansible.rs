@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use driftwatch::probe::ansible;
 use driftwatch::probe::{ErrorReason, Outcome, ProbeError, RunReport, Verdict};
 
 use crate::common;
@@ -108,6 +109,31 @@ impl Lab {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Runs `playbook` in check mode with driftwatch's callback and no
+    /// driftwatch in between: the callback's raw stdout.
+    fn callback_stdout(&self, playbook: &str) -> Vec<u8> {
+        let home = self.tmp.path().join("callback-home");
+        let plugins = home.join("callbacks");
+        std::fs::create_dir_all(&plugins).unwrap();
+        std::fs::write(
+            plugins.join(format!("{}.py", ansible::CALLBACK_NAME)),
+            ansible::CALLBACK_SOURCE,
+        )
+        .unwrap();
+        let out = std::process::Command::new("ansible-playbook")
+            .args(["-i", "hosts.ini", "--check", "--diff", playbook])
+            .current_dir(self.repo())
+            .env("ANSIBLE_HOME", &home)
+            .env("ANSIBLE_LOCAL_TEMP", home.join("tmp"))
+            .env("ANSIBLE_CALLBACK_PLUGINS", &plugins)
+            .env("ANSIBLE_STDOUT_CALLBACK", ansible::CALLBACK_NAME)
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
+            .output()
+            .expect("ansible-playbook runs");
+        out.stdout
     }
 
     async fn check(&self, fields: &str) -> Result<Outcome, ProbeError> {
@@ -573,5 +599,149 @@ async fn timeout_kills_ansibles_process_group() {
     assert!(
         !crate::common::process_running(&marker),
         "ansible's worker left its command behind"
+    );
+}
+
+/// Writes `bytes` as a host's file, the way an edit on the host leaves it.
+fn write_host_file(lab: &Lab, host: &str, name: &str, bytes: &[u8]) {
+    std::fs::write(lab.state(host).join(name), bytes).unwrap();
+}
+
+#[tokio::test]
+async fn a_latin1_edit_on_the_host_is_drift_with_a_readable_diff() {
+    if !common::have_tool("ansible-playbook") {
+        return;
+    }
+    let lab = Lab::new(&["localhost"]);
+    lab.write(
+        "text.yml",
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: managed text\n      ansible.builtin.copy:\n        dest: \"{{ state_dir }}/greeting.txt\"\n        content: \"Größe\\n\"\n",
+    );
+    // ISO-8859-1 for "Größe": not UTF-8, so ansible reads it as surrogate escapes.
+    write_host_file(&lab, "localhost", "greeting.txt", b"Gr\xf6\xdfe\n");
+    let result = lab
+        .check("playbooks = [\"text.yml\"]\ninventory = \"hosts.ini\"\n")
+        .await;
+    let outcome = result.expect("drift, not an error");
+    assert_eq!(outcome.verdict(), Verdict::Drifted);
+    assert_eq!(outcome.changes.len(), 1);
+    let diff = &outcome.changes[0].diff;
+    assert!(diff.contains("\n-Gr\u{FFFD}\u{FFFD}e\n"), "{diff}");
+    assert!(diff.contains("\n+Größe"), "{diff}");
+    let (report, json) = report_json(Ok(outcome));
+    assert_eq!(report.verdict, Verdict::Drifted);
+    assert!(json.contains("Gr\u{FFFD}\u{FFFD}e"), "{json}");
+}
+
+#[tokio::test]
+async fn any_bytes_a_host_holds_reach_the_report_as_text() {
+    if !common::have_tool("ansible-playbook") {
+        return;
+    }
+    let lab = Lab::new(&["localhost"]);
+    // Diffs of files up to 4 MiB, so the 1 MiB line goes through the callback.
+    lab.write(
+        "ansible.cfg",
+        "[defaults]\nroles_path = extra_roles\nmax_diff_size = 4194304\n",
+    );
+    let mib_line = {
+        let mut line = vec![b'y'; 1 << 20];
+        line.extend_from_slice(b"\xff\n");
+        line
+    };
+    // (file, bytes on the host, text the diff's "-" side must hold)
+    let cases: Vec<(&str, Vec<u8>, String)> = vec![
+        (
+            "latin1",
+            b"Gr\xf6\xdfe\n".to_vec(),
+            "-Gr\u{FFFD}\u{FFFD}e\n".into(),
+        ),
+        (
+            "continuation",
+            b"a\x80\xbfb\n".to_vec(),
+            "-a\u{FFFD}\u{FFFD}b\n".into(),
+        ),
+        (
+            "multibyte",
+            "Größe € 𝄞\n".as_bytes().to_vec(),
+            "-Größe € 𝄞\n".into(),
+        ),
+        (
+            "truncated",
+            b"euro \xe2\x82\n".to_vec(),
+            "-euro \u{FFFD}".into(),
+        ),
+        (
+            "cesu",
+            b"s\xed\xa0\x80s\n".to_vec(),
+            "-s\u{FFFD}\u{FFFD}\u{FFFD}s\n".into(),
+        ),
+        ("nul", b"a\x00b\n".to_vec(), "binary".into()),
+        ("mib", mib_line, "-yyyyyyyy".into()),
+    ];
+    let mut playbook = String::from("- hosts: all\n  gather_facts: false\n  tasks:\n");
+    for (name, bytes, _) in &cases {
+        playbook.push_str(&format!(
+            "    - name: {name}\n      ansible.builtin.copy:\n        dest: \"{{{{ state_dir }}}}/{name}\"\n        content: \"managed\\n\"\n"
+        ));
+        write_host_file(&lab, "localhost", name, bytes);
+    }
+    lab.write("bytes.yml", &playbook);
+
+    // The callback alone prints strict JSON: ASCII, no lone surrogate escape.
+    let stdout = lab.callback_stdout("bytes.yml");
+    assert!(stdout.is_ascii());
+    let line = stdout
+        .split(|b| *b == b'\n')
+        .find(|line| line.starts_with(b"{\"ansible_version\""))
+        .expect("the callback's document");
+    assert!(line.len() > 1 << 20);
+    let strict: serde_json::Value = serde_json::from_slice(line).expect("strict JSON");
+    let diffs: Vec<&str> = strict["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["diff"].as_str().unwrap())
+        .collect();
+    assert!(diffs[0].contains("-Gr\u{FFFD}\u{FFFD}e\n"), "{}", diffs[0]);
+
+    let outcome = lab
+        .check("playbooks = [\"bytes.yml\"]\ninventory = \"hosts.ini\"\n")
+        .await
+        .expect("drift, not an error");
+    assert_eq!(outcome.verdict(), Verdict::Drifted);
+    assert_eq!(outcome.changes.len(), cases.len(), "{:?}", outcome.changes);
+    for ((name, _, expected), change) in cases.iter().zip(&outcome.changes) {
+        assert_eq!(change.subject, format!("localhost: {name}"));
+        assert!(
+            change.diff.contains(expected.as_str()),
+            "{name}: {:.300}",
+            change.diff
+        );
+        assert!(!change.diff.contains('\u{0}') || *name == "nul", "{name}");
+    }
+    let mib = &outcome.changes[cases.len() - 1].diff;
+    assert!(
+        mib.contains("more bytes cut"),
+        "capped: {} bytes",
+        mib.len()
+    );
+
+    // The same bytes in a message: a failed task quoting a latin-1 file.
+    write_host_file(&lab, "localhost", "quoted", b"Gr\xf6\xdfe");
+    lab.write(
+        "quote.yml",
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: quote\n      ansible.builtin.fail:\n        msg: \"{{ lookup('file', state_dir + '/quoted') }}\"\n",
+    );
+    let err = lab
+        .check("playbooks = [\"quote.yml\"]\ninventory = \"hosts.ini\"\n")
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason, ErrorReason::ExitCode, "{err:?}");
+    assert!(
+        err.message
+            .contains("localhost: quote (quote.yml:4): Gr\u{FFFD}\u{FFFD}e"),
+        "{}",
+        err.message
     );
 }

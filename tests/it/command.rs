@@ -1150,3 +1150,84 @@ async fn preflight_reports_missing_programs_and_secret_files() {
     .unwrap();
     assert!(not_on_path.preflight().await[0].contains("not on PATH"));
 }
+
+/// files-drift masks a changed line by what its key means (password, secret,
+/// token as a word, api/private/tls keys, credentials in URLs, private key
+/// blocks), never by substring: each line below changes its value `{v}`
+/// between host and git; a secret line must not show either value, a
+/// harmless one must show both. (A `token:` line or a private key makes the
+/// whole file secret, as in a kubeconfig.)
+#[tokio::test]
+async fn files_drift_masks_secret_keys_not_substrings() {
+    if !common::have_tool("python3") {
+        return;
+    }
+    let harmless = [
+        "server_tokens {v};",
+        "    server_tokens {v};",
+        "max_tokens = {v}",
+        "tokenizer: {v}",
+        "passwordless_login: {v}",
+        "  name: db-password-{v}",
+        "PasswordAuthentication {v}",
+        "token_ttl: {v}",
+        "worker_processes {v};",
+        "keyboard: {v}",
+        "# set the password below ({v})",
+        "url: https://example.com/{v}",
+    ];
+    let secret = [
+        "password: {v}",
+        "  db_password = {v}",
+        "export API_TOKEN={v}",
+        "auth_token: {v}",
+        "clientSecret: {v}",
+        "api_key: {v}",
+        "apiKey: {v}",
+        "tls.key: {v}",
+        "Authorization: Bearer {v}",
+        "\"password\": \"{v}\",",
+        "AWS_SECRET_ACCESS_KEY={v}",
+        "ExecStart=/usr/bin/app --db-password={v} --verbose",
+        "ExecStart=/usr/bin/app --token {v}",
+        "dsn = postgres://app:{v}@db/shop",
+        "ssl_password_file /etc/keys/{v};",
+    ];
+    let value = |side: &str, i: usize| format!("{side}val{i:02}q");
+    let render = |side: &str| -> String {
+        harmless
+            .iter()
+            .chain(secret.iter())
+            .enumerate()
+            .map(|(i, line)| line.replace("{v}", &value(side, i)) + "\n")
+            .collect()
+    };
+    let fx = Fixture::new();
+    let host = fx.tmp.path().join("host/etc");
+    write_tree(&fx.probe_dir().join("etc"), &[("app.conf", &render("git"))]);
+    write_tree(&host, &[("app.conf", &render("host"))]);
+    let target = host.display().to_string();
+    let fields = plugin_fields("files-drift", &["--source", "etc", "--target", &target]);
+    let outcome = fx.run(&fields).await.unwrap();
+    assert_eq!(outcome.verdict(), Verdict::Drifted, "{outcome:?}");
+    let diff = &outcome.changes[0].diff;
+    let mut wrong = Vec::new();
+    for (i, line) in harmless.iter().enumerate() {
+        let shown = diff.contains(&format!("-{}\n", line.replace("{v}", &value("host", i))))
+            && diff.contains(&format!("+{}\n", line.replace("{v}", &value("git", i))));
+        if !shown {
+            wrong.push(format!("harmless line masked: {line}"));
+        }
+    }
+    for (j, line) in secret.iter().enumerate() {
+        let i = harmless.len() + j;
+        if diff.contains(&value("host", i)) || diff.contains(&value("git", i)) {
+            wrong.push(format!("secret line shown: {line}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}\n{diff}");
+    // Masked lines keep their key where there is one.
+    assert!(diff.contains("-password: <masked>\n"), "{diff}");
+    assert!(diff.contains("+  db_password = <masked>\n"), "{diff}");
+    assert!(diff.contains("-<masked line>\n"), "{diff}");
+}

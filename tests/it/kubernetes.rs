@@ -41,7 +41,7 @@ async fn setup(fixture: &str, seed: bool) -> Setup {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -54,7 +54,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn seed_dir(emulator: &KubeEmulator, dir: &Path) {
+pub(crate) fn seed_dir(emulator: &KubeEmulator, dir: &Path) {
     let loaded = driftwatch::probe::kubernetes::manifest::load_dir(dir).unwrap();
     assert!(
         loaded.errors.is_empty(),
@@ -519,7 +519,7 @@ async fn many_objects_are_listed_in_pages_and_few_are_fetched() {
     std::fs::write(s.checkout.join("deploy/bulk.yaml"), &text).unwrap();
     s.emulator.apply(&text);
     s.emulator.reset_requests();
-    assert_in_sync(s.run("page_size = 4").await);
+    assert_in_sync(s.run("page_size = 4\nwatch = false").await);
     let paths = s.emulator.paths();
     let bulk: Vec<&String> = paths
         .iter()
@@ -707,4 +707,185 @@ async fn bench_5000_objects_across_50_namespaces() {
     );
     println!("  RSS: before run {:.1} MiB (emulator holding {} objects + test), peak after run {:.1} MiB (peak before {:.1} MiB)",
         rss_before as f64 / 1024.0, emulator.object_count(), peak_after as f64 / 1024.0, peak_before as f64 / 1024.0);
+}
+
+/// A checkout whose only manifest is `yaml`, and an emulator holding `live`
+/// (written as the JSON kubectl would have sent, independent of our reader).
+async fn single(yaml: &str, live: serde_json::Value) -> Setup {
+    let s = setup("app", false).await;
+    let deploy = s.checkout.join("deploy");
+    std::fs::remove_dir_all(&deploy).unwrap();
+    std::fs::create_dir_all(&deploy).unwrap();
+    std::fs::write(deploy.join("object.yaml"), yaml).unwrap();
+    if !live.is_null() {
+        s.emulator.apply_object(live);
+    }
+    s
+}
+
+/// Issue example: an unquoted `defaultMode: 0755` is the integer 493 to
+/// kubectl (YAML 1.1), so the object is in sync; a live change is a number line.
+#[tokio::test]
+async fn yaml_1_1_octal_is_read_as_kubectl_reads_it() {
+    let yaml = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec:\n  replicas: 1\n\
+                \x20 selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n\
+                \x20     enableServiceLinks: off\n      containers: [{name: web, image: \"nginx:1.25\"}]\n\
+                \x20     volumes:\n      - name: conf\n        configMap: {name: conf, defaultMode: 0755}\n";
+    let live = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"enableServiceLinks": false, "containers": [{"name": "web", "image": "nginx:1.25"}],
+                     "volumes": [{"name": "conf", "configMap": {"name": "conf", "defaultMode": 493}}]}}}});
+    let s = single(yaml, live).await;
+    assert_in_sync(s.run("").await);
+    s.emulator.patch("Deployment", "shop", "web", |d| {
+        d["spec"]["template"]["spec"]["volumes"][0]["configMap"]["defaultMode"] = json!(420)
+    });
+    let outcome = s.run("").await.unwrap();
+    assert_eq!(
+        change(&outcome, "Deployment/shop/web").diff,
+        "spec.template.spec.volumes[name=conf].configMap.defaultMode: want 493, live 420"
+    );
+}
+
+#[tokio::test]
+async fn duplicate_keys_are_an_error_naming_file_line_and_document() {
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fine, namespace: shop}\n---\n\
+                apiVersion: v1\nkind: ConfigMap\nmetadata: {name: twice, namespace: shop}\ndata:\n  mode: fast\n  mode: slow\n";
+    let s = single(yaml, json!(null)).await;
+    let error = s.run("").await.unwrap_err();
+    assert_eq!(error.reason, ErrorReason::Input);
+    assert!(
+        error.message.contains(
+            "object.yaml:10: document 2: invalid YAML: mapping key \"mode\" already defined at line 9"
+        ),
+        "{}",
+        error.message
+    );
+}
+
+/// Issue example: a Secret the API server would refuse is an error naming
+/// file, document and field, never drift, and its values appear nowhere.
+#[tokio::test]
+async fn secret_the_api_server_would_reject_is_an_error() {
+    let yaml = "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: shop}\nstringData:\n  port: 5432\n";
+    let live = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"},
+        "data": {"port": "OTk5OQ=="}});
+    let s = single(yaml, live).await;
+    let error = s.run("").await.unwrap_err();
+    assert_eq!(error.reason, ErrorReason::Input);
+    assert_eq!(
+        error.message,
+        "object.yaml:5: document 1: stringData.port: must be a string, not a number (the API server rejects it; quote the value)"
+    );
+    assert!(error.partial_changes.is_empty(), "{error:?}");
+
+    std::fs::write(
+        s.checkout.join("deploy/object.yaml"),
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: shop}\ndata:\n  port: \"5432 plain\"\n",
+    )
+    .unwrap();
+    let error = s.run("").await.unwrap_err();
+    assert!(
+        error
+            .message
+            .starts_with("object.yaml:5: document 1: data.port: is not valid base64"),
+        "{}",
+        error.message
+    );
+    assert!(!format!("{error:?}").contains("5432"));
+}
+
+/// Issue example: DNS on TCP and UDP shares port 53; items are keyed by port
+/// and protocol, so the in-sync object is in sync and a deleted UDP port is named.
+#[tokio::test]
+async fn service_ports_are_identified_by_port_and_protocol() {
+    let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: dns, namespace: shop}\nspec:\n  selector: {app: dns}\n  ports:\n\
+                \x20 - {name: dns-tcp, port: 53, protocol: TCP}\n  - {name: dns-udp, port: 53, protocol: UDP}\n";
+    let live = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dns", "namespace": "shop"},
+        "spec": {"selector": {"app": "dns"}, "ports": [
+            {"name": "dns-udp", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}});
+    let s = single(yaml, live).await;
+    assert_in_sync(s.run("").await);
+    s.emulator.patch("Service", "shop", "dns", |svc| {
+        svc["spec"]["ports"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|p| p["protocol"] == "TCP");
+    });
+    let outcome = s.run("").await.unwrap();
+    assert_eq!(
+        change(&outcome, "Service/shop/dns").diff,
+        r#"spec.ports[port=53,protocol=UDP]: want {"name":"dns-udp","port":53,"protocol":"UDP"}, live absent"#
+    );
+}
+
+/// Issue example: tolerations are an atomic list; one appended live
+/// (tolerate everything) is drift, shown as the whole list.
+#[tokio::test]
+async fn a_toleration_appended_live_is_drift() {
+    let s = setup("app", true).await;
+    let yaml = std::fs::read_to_string(s.checkout.join("deploy/deployment.yaml")).unwrap();
+    let yaml = yaml.replace(
+        "      volumes:\n",
+        "      tolerations:\n        - {key: dedicated, operator: Equal, value: web, effect: NoSchedule}\n      volumes:\n",
+    );
+    std::fs::write(s.checkout.join("deploy/deployment.yaml"), &yaml).unwrap();
+    seed_dir(&s.emulator, &s.checkout.join("deploy"));
+    assert_in_sync(s.run("").await);
+    s.emulator.patch("Deployment", "shop", "web", |d| {
+        d["spec"]["template"]["spec"]["tolerations"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"operator": "Exists"}));
+    });
+    let outcome = s.run("").await.unwrap();
+    assert_eq!(
+        change(&outcome, "Deployment/shop/web").diff,
+        r#"spec.template.spec.tolerations: want [{"effect":"NoSchedule","key":"dedicated","operator":"Equal","value":"web"}], live [{"effect":"NoSchedule","key":"dedicated","operator":"Equal","value":"web"},{"operator":"Exists"}]"#
+    );
+}
+
+/// Custom resources: list identity comes from the CRD's openAPIV3Schema in
+/// the cluster (`spec.parts` is keyed by name there, `spec.steps` atomic);
+/// without the CRD every list is atomic, as the API treats it.
+#[tokio::test]
+async fn custom_resource_lists_follow_the_crd_schema() {
+    let yaml =
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: gizmo, namespace: shop}\n\
+                spec:\n  size: 3\n  parts: [{name: a, size: 1}]\n  steps: [cut, glue]\n";
+    let live = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "gizmo", "namespace": "shop"},
+        "spec": {"size": 3, "parts": [{"name": "b", "size": 9}, {"name": "a", "size": 1}], "steps": ["cut", "glue"]}});
+    let s = single(yaml, live).await;
+    assert!(s
+        .emulator
+        .get("CustomResourceDefinition", "", "widgets.example.com")
+        .is_some());
+    // A part added live is kept by apply (keyed list): in sync.
+    assert_in_sync(s.run("").await);
+    s.emulator.patch("Widget", "shop", "gizmo", |w| {
+        w["spec"]["parts"][1]["size"] = json!(2);
+        w["spec"]["steps"] = json!(["cut", "glue", "paint"]);
+    });
+    let outcome = s.run("").await.unwrap();
+    assert_eq!(
+        change(&outcome, "Widget/shop/gizmo").diff,
+        "spec.parts[name=a].size: want 1, live 2\nspec.steps: want [\"cut\",\"glue\"], live [\"cut\",\"glue\",\"paint\"]"
+    );
+    // Without the CRD, parts is atomic: the extra live part is drift too.
+    s.emulator.patch("Widget", "shop", "gizmo", |w| {
+        w["spec"]["parts"][1]["size"] = json!(1);
+        w["spec"]["steps"] = json!(["cut", "glue"]);
+    });
+    assert_in_sync(s.run("").await);
+    s.emulator
+        .forbid("customresourcedefinitions.apiextensions.k8s.io");
+    let outcome = s.run("").await.unwrap();
+    assert!(
+        change(&outcome, "Widget/shop/gizmo")
+            .diff
+            .starts_with("spec.parts: want [{\"name\":\"a\",\"size\":1}], live"),
+        "{:#?}",
+        outcome.changes
+    );
 }

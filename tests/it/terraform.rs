@@ -111,16 +111,114 @@ impl Fixture {
         cx
     }
 
+    /// Runs the probe and asserts that the run left every backend and state
+    /// file exactly as it found them.
     async fn run(
         &self,
         probe: &Arc<dyn Probe>,
         checkout: &Path,
         root: &str,
     ) -> Result<Outcome, ProbeError> {
-        probe
+        let watch = self.watch(checkout);
+        let result = probe
             .run(&self.context(checkout, root, Duration::from_secs(120)))
-            .await
+            .await;
+        watch.assert_untouched();
+        result
     }
+
+    /// Starts watching the test's backend directory (`state/`, where every
+    /// test keeps its backends) and the state files in `checkout`.
+    fn watch(&self, checkout: &Path) -> BackendWatch {
+        BackendWatch::new(vec![self.path("state")], vec![checkout.to_path_buf()])
+    }
+}
+
+/// The read-only promise as a test: a snapshot of every backend directory
+/// and state file (list, sizes, content hashes, mtimes, directories too, so an
+/// empty new workspace directory counts) before a run, compared after it.
+struct BackendWatch {
+    backends: Vec<PathBuf>,
+    checkouts: Vec<PathBuf>,
+    before: std::collections::BTreeMap<PathBuf, String>,
+}
+
+impl BackendWatch {
+    fn new(backends: Vec<PathBuf>, checkouts: Vec<PathBuf>) -> BackendWatch {
+        let before = snapshot(&backends, &checkouts);
+        BackendWatch {
+            backends,
+            checkouts,
+            before,
+        }
+    }
+
+    #[track_caller]
+    fn assert_untouched(&self) {
+        let after = snapshot(&self.backends, &self.checkouts);
+        assert!(
+            self.before == after,
+            "the run touched a backend or state file:\nbefore: {:#?}\nafter: {:#?}",
+            self.before,
+            after
+        );
+    }
+}
+
+/// `path → "dir mtime" | "file size hash mtime"`: everything under each
+/// backend directory, and in checkouts only state (`*.tfstate*`,
+/// `terraform.tfstate.d`): the probe may add a lock file there.
+fn snapshot(
+    backends: &[PathBuf],
+    checkouts: &[PathBuf],
+) -> std::collections::BTreeMap<PathBuf, String> {
+    use std::hash::{Hash, Hasher};
+    fn walk(dir: &Path, only_state: bool, out: &mut std::collections::BTreeMap<PathBuf, String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == ".git" {
+                continue;
+            }
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                .unwrap_or_default()
+                .as_nanos();
+            let is_state = name.contains("tfstate");
+            if meta.is_dir() {
+                if !only_state || is_state {
+                    out.insert(path.clone(), format!("dir {mtime}"));
+                }
+                walk(&path, only_state && !is_state, out);
+            } else if !only_state || is_state {
+                let mut hash = std::collections::hash_map::DefaultHasher::new();
+                std::fs::read(&path).unwrap_or_default().hash(&mut hash);
+                out.insert(
+                    path,
+                    format!("file {} {:016x} {mtime}", meta.len(), hash.finish()),
+                );
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for dir in backends {
+        if dir.exists() {
+            out.insert(dir.clone(), "backend dir".into());
+        }
+        walk(dir, false, &mut out);
+    }
+    for dir in checkouts {
+        walk(dir, true, &mut out);
+    }
+    out
 }
 
 /// A backend block keeping state outside the repo, where the test applies it.
@@ -475,7 +573,9 @@ async fn two_roots_from_one_glob_run_in_parallel_with_separate_results() {
         f.context(&checkout, "stacks/a", timeout),
         f.context(&checkout, "stacks/b", timeout),
     );
+    let watch = f.watch(&checkout);
     let (a, b) = tokio::join!(probe.run(&cx_a), probe.run(&cx_b));
+    watch.assert_untouched();
     let (a, b) = (ok(a), ok(b));
     assert_eq!(a.verdict(), Verdict::InSync);
     assert_eq!(a.details["root"], "stacks/a");
@@ -520,17 +620,20 @@ async fn a_timeout_kills_terraform_and_leaves_nothing_behind() {
         }
     });
     let f = Fixture::new("terraform");
-    let main = format!(
+    let main = backend(&f.path("state/terraform.tfstate"))
+        + &format!(
         "data \"terraform_remote_state\" \"net\" {{\n  backend = \"http\"\n  config = {{ address = \"http://127.0.0.1:{port}/state\" }}\n}}\n{}",
         data_resource("x", "data.terraform_remote_state.net.outputs")
     );
     common::init_repo(&f.repo(), &[("main.tf", &main)]);
     let checkout = f.checkout("c1");
     let probe = f.probe("");
+    let watch = f.watch(&checkout);
     let err = probe
         .run(&f.context(&checkout, "", Duration::from_secs(10)))
         .await
         .unwrap_err();
+    watch.assert_untouched();
     assert_eq!(err.reason, ErrorReason::Timeout, "{err:?}");
     let left = processes_in(&checkout);
     assert!(left.is_empty(), "processes left behind: {left:?}");
@@ -585,6 +688,18 @@ fn read_only_violations_are_config_errors() {
     assert_eq!(keys, ["init_args[0]", "plan_args[0]"]);
 }
 
+/// Applies another stack, outside the repo, whose `cidr` output the tests'
+/// roots read through `terraform_remote_state`. Returns its state file.
+fn apply_network(f: &Fixture, cidr: &str) -> PathBuf {
+    let state = f.path("state/network.tfstate");
+    let dir = f.path("network");
+    std::fs::create_dir_all(&dir).unwrap();
+    let main = backend(&state) + &format!("output \"cidr\" {{\n  value = {cidr:?}\n}}\n");
+    std::fs::write(dir.join("main.tf"), main).unwrap();
+    f.apply(&dir, &[]);
+    state
+}
+
 /// Terraform 1.0.3 and hashicorp/null 2.1.2 from the installer's offline mirror.
 fn terraform_1_0_3() -> Option<(String, PathBuf)> {
     if !common::have_tool("terraform-1.0.3") {
@@ -605,14 +720,7 @@ async fn terraform_1_0_3_with_the_null_provider_and_remote_state() {
     f.cli_config = rc;
 
     // Another stack whose output this one reads through terraform_remote_state.
-    let network_state = f.path("state/network.tfstate");
-    let network_dir = f.path("network");
-    std::fs::create_dir_all(&network_dir).unwrap();
-    let network = |cidr: &str| {
-        backend(&network_state) + &format!("output \"cidr\" {{\n  value = {cidr:?}\n}}\n")
-    };
-    std::fs::write(network_dir.join("main.tf"), network("10.0.0.0/16")).unwrap();
-    f.apply(&network_dir, &[]);
+    let network_state = apply_network(&f, "10.0.0.0/16");
 
     let state = f.path("state/app.tfstate");
     let app = |tag: &str| {
@@ -641,8 +749,7 @@ async fn terraform_1_0_3_with_the_null_provider_and_remote_state() {
     assert_eq!(outcome.details["init"], "ran");
 
     // The other stack changes: reality moved, no commit here.
-    std::fs::write(network_dir.join("main.tf"), network("10.1.0.0/16")).unwrap();
-    f.apply(&network_dir, &[]);
+    apply_network(&f, "10.1.0.0/16");
     let outcome = ok(f.run(&probe, &first, "").await);
     assert_eq!(outcome.verdict(), Verdict::Drifted);
     let change = &outcome.changes[0];
@@ -753,6 +860,8 @@ vars = {{ db_password = "{new_secret}" }}
     )
     .unwrap();
 
+    // The daemon's checkouts live in its state dir; none holds state.
+    let watch = BackendWatch::new(vec![f.path("state")], vec![f.path("state-dir/checkouts")]);
     let log = f.path("daemon.log");
     let daemon = Daemon(
         std::process::Command::new(common::driftwatch_bin())
@@ -808,6 +917,7 @@ vars = {{ db_password = "{new_secret}" }}
     let stdout = String::from_utf8_lossy(&check.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&check.stderr).into_owned();
     assert_eq!(check.status.code(), Some(2), "{stdout}\n{stderr}");
+    watch.assert_untouched();
     assert!(
         stdout.contains("terraform_data.db") && stdout.contains("stacks/a"),
         "{stdout}"
@@ -862,4 +972,191 @@ async fn each_workspace_is_its_own_instance() {
     );
     // Nothing was selected on disk: the checkout has no workspace state.
     assert!(!checkout.join(".terraform").exists());
+}
+
+/// A `check` block with a scoped `terraform_remote_state` makes Terraform
+/// plan a read on every plan and exit 2 with nothing to apply: in sync, with
+/// a note. A failing assertion is a warning, still not drift nor an error.
+#[tokio::test]
+async fn a_check_block_read_is_in_sync_and_a_failed_assertion_is_a_warning() {
+    if !have_terraform() {
+        return;
+    }
+    let f = Fixture::new("terraform");
+    let network_state = apply_network(&f, "10.0.0.0/16");
+
+    let main = backend(&f.path("state/app.tfstate"))
+        + &data_resource("app", "\"v1\"")
+        + "output \"name\" {\n  value = \"app\"\n}\n"
+        + &format!(
+            "check \"network\" {{\n  data \"terraform_remote_state\" \"net\" {{\n    backend = \"local\"\n    config  = {{ path = {:?} }}\n  }}\n  assert {{\n    condition     = data.terraform_remote_state.net.outputs.cidr == \"10.0.0.0/16\"\n    error_message = \"the network moved\"\n  }}\n}}\n",
+            network_state.to_str().unwrap()
+        );
+    common::init_repo(&f.repo(), &[("main.tf", &main)]);
+    f.apply(&f.repo(), &[]);
+    let probe = f.probe("");
+    let checkout = f.checkout("c1");
+
+    let outcome = ok(f.run(&probe, &checkout, "").await);
+    assert_eq!(outcome.exit_code, Some(2), "Terraform itself exits 2 here");
+    assert_eq!(outcome.verdict(), Verdict::InSync, "{outcome:?}");
+    assert!(outcome.changes.is_empty());
+    assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
+    assert_eq!(
+        outcome.details["planned_instead"],
+        serde_json::json!(["data.terraform_remote_state.net: read (read_because_check_nested)"])
+    );
+    assert_eq!(outcome.details["checks"]["check.network"], "pass");
+    assert!(
+        outcome.details["note"]
+            .as_str()
+            .unwrap()
+            .contains("exited 2, but no resource or output would change"),
+        "{}",
+        outcome.details
+    );
+
+    // The other stack moves: the assertion fails. A warning, not drift.
+    apply_network(&f, "10.9.0.0/16");
+    let outcome = ok(f.run(&probe, &checkout, "").await);
+    assert_eq!(outcome.verdict(), Verdict::InSync, "{outcome:?}");
+    assert_eq!(
+        outcome.warnings,
+        ["check.network: assertion failed: the network moved"]
+    );
+    let report = report(Ok(outcome));
+    assert_eq!(report.verdict, Verdict::InSync);
+    assert_eq!(report.warnings.len(), 1);
+
+    // A real change next to the read is still drift, and only it is listed.
+    common::commit_files(
+        &f.repo(),
+        &[("main.tf", &main.replace("\"v1\"", "\"v2\""))],
+        "v2",
+    );
+    let outcome = ok(f.run(&probe, &f.checkout("c2"), "").await);
+    assert_eq!(outcome.verdict(), Verdict::Drifted);
+    let subjects: Vec<&str> = outcome.changes.iter().map(|c| c.subject.as_str()).collect();
+    assert_eq!(subjects, ["terraform_data.app"]);
+}
+
+/// A workspace typo (`prodd` for `prod`) is an error naming the ones that
+/// exist, cold or with the cache already initialized, and the backend gains
+/// no `prodd/` directory (the watch in `Fixture::run` checks that).
+#[tokio::test]
+async fn a_missing_workspace_is_an_error_and_nothing_is_created() {
+    if !have_terraform() {
+        return;
+    }
+    let f = Fixture::new("terraform");
+    let states = f.path("state");
+    let main = format!(
+        "terraform {{\n  backend \"local\" {{\n    path          = {:?}\n    workspace_dir = {:?}\n  }}\n}}\n{}",
+        states.join("default.tfstate").to_str().unwrap(),
+        states.join("workspaces").to_str().unwrap(),
+        data_resource("x", "terraform.workspace")
+    );
+    common::init_repo(&f.repo(), &[("main.tf", &main)]);
+    f.apply(&f.repo(), &[]);
+    f.terraform(&f.repo(), &["workspace", "new", "-no-color", "prod"], &[]);
+    f.apply(&f.repo(), &[("TF_WORKSPACE", "prod")]);
+    let checkout = f.checkout("c1");
+    let typo = f.probe("workspace = \"prodd\"");
+    let expected = "workspace \"prodd\" does not exist; existing: default, prod";
+
+    // Cold.
+    let err = f.run(&typo, &checkout, "").await.unwrap_err();
+    assert_eq!(err.reason, ErrorReason::Input, "{err:?}");
+    assert_eq!(err.message, expected);
+
+    // Warm: the cache was initialized for `prod` (same root, same init inputs).
+    let prod = ok(f.run(&f.probe("workspace = \"prod\""), &checkout, "").await);
+    assert_eq!(prod.verdict(), Verdict::InSync);
+    assert_eq!(prod.details["workspace"], "prod");
+    let err = f.run(&typo, &checkout, "").await.unwrap_err();
+    assert_eq!(err.message, expected);
+
+    // The same with `workspaces`: each missing one is its own error.
+    let both = f.probe("workspaces = [\"prod\", \"prodd\"]");
+    assert_eq!(
+        ok(f.run(&both, &checkout, "@prod").await).verdict(),
+        Verdict::InSync
+    );
+    let err = f.run(&both, &checkout, "@prodd").await.unwrap_err();
+    assert_eq!(err.message, expected);
+    assert!(!states.join("workspaces/prodd").exists());
+}
+
+/// State in a local file that is not in driftwatch's clone is an error that
+/// says how to fix it, never a false "Plan: N to add". A `path` repo (the
+/// working tree itself, where the state file is) works.
+#[tokio::test]
+async fn local_state_missing_from_the_clone_is_an_error() {
+    if !have_terraform() {
+        return;
+    }
+    // (case, backend block, workspace, where the state lands in the work tree)
+    let cases = [
+        ("no backend block", "", None, "terraform.tfstate"),
+        (
+            "local backend without a path",
+            "terraform {\n  backend \"local\" {}\n}\n",
+            None,
+            "terraform.tfstate",
+        ),
+        (
+            "a relative path",
+            "terraform {\n  backend \"local\" {\n    path = \"state/app.tfstate\"\n  }\n}\n",
+            None,
+            "state/app.tfstate",
+        ),
+        (
+            "a workspace in the default workspace_dir",
+            "",
+            Some("blue"),
+            "terraform.tfstate.d/blue/terraform.tfstate",
+        ),
+    ];
+    for (case, backend_block, workspace, state_file) in cases {
+        let f = Fixture::new("terraform");
+        let main = backend_block.to_string() + &data_resource("x", "\"v1\"");
+        common::init_repo(&f.repo(), &[("main.tf", &main)]);
+        let mut env = Vec::new();
+        if let Some(workspace) = workspace {
+            f.terraform(&f.repo(), &["init", "-input=false", "-no-color"], &[]);
+            f.terraform(
+                &f.repo(),
+                &["workspace", "new", "-no-color", workspace],
+                &[],
+            );
+            env.push(("TF_WORKSPACE", workspace));
+        }
+        f.apply(&f.repo(), &env);
+        assert!(f.repo().join(state_file).is_file(), "{case}");
+        let probe = match workspace {
+            Some(w) => f.probe(&format!("workspace = {w:?}")),
+            None => f.probe(""),
+        };
+
+        let err = f.run(&probe, &f.checkout("c1"), "").await.unwrap_err();
+        assert_eq!(err.reason, ErrorReason::Checkout, "{case}: {err:?}");
+        assert!(
+            err.message.starts_with(&format!(
+                "the state is not where Terraform looks: {state_file} is not in driftwatch's clone"
+            )),
+            "{case}: {}",
+            err.message
+        );
+        assert!(
+            err.message.contains("configure a backend")
+                && err.message.contains("absolute `path`")
+                && err.message.contains("`path` repo"),
+            "{case}: {}",
+            err.message
+        );
+
+        // The work tree itself (a `path` repo) has the state: in sync.
+        let outcome = ok(f.run(&probe, &f.repo(), "").await);
+        assert_eq!(outcome.verdict(), Verdict::InSync, "{case}: {outcome:?}");
+    }
 }

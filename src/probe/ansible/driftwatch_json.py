@@ -4,6 +4,15 @@
 # and prints them at the end as one JSON line tagged with MARKER. It uses only
 # CallbackBase, so it works on ansible-core 2.14 through 2.19 without any
 # collection. ansible censors no_log results before callbacks see them.
+#
+# The document is strict UTF-8 JSON (ASCII on the wire): ansible reads a
+# host's undecodable bytes as lone surrogates (surrogateescape, \udcXX),
+# which json.dumps would pass on as escapes no strict parser accepts, so
+# every string is cleaned first and each undecodable byte becomes U+FFFD.
+#
+# Each play is listed with its host pattern and the hosts it matched (after
+# --limit), so driftwatch can tell a run that checked nothing from one that
+# found nothing to change.
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
@@ -16,12 +25,54 @@ description:
   - Prints per-host stats and per-task results as one JSON document.
 """
 
+import codecs
 import json
+import math
 
 from ansible import __version__ as ANSIBLE_VERSION
 from ansible.plugins.callback import CallbackBase
 
 MARKER = "driftwatch-ansible/v1"
+
+
+def _bytes_back(error):
+    # Encode error handler: a surrogateescape'd byte goes back to that byte,
+    # any other lone surrogate to U+FFFD's bytes; decoding with "replace"
+    # then shows each undecodable byte as one U+FFFD.
+    out = bytearray()
+    for char in error.object[error.start:error.end]:
+        code = ord(char)
+        out += bytes([code - 0xDC00]) if 0xDC80 <= code <= 0xDCFF else b"\xef\xbf\xbd"
+    return bytes(out), error.end
+
+
+codecs.register_error("driftwatch_bytes_back", _bytes_back)
+
+
+def _text(value):
+    """A str that is valid Unicode: lone surrogates become U+FFFD."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        value = str(value)
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "driftwatch_bytes_back").decode("utf-8", "replace")
+
+
+def _clean(value):
+    """The document with every string (keys included) made valid Unicode."""
+    if isinstance(value, dict):
+        return dict((_text(k), _clean(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return _text(value)
 
 
 def _part(result, name):
@@ -63,8 +114,9 @@ class CallbackModule(CallbackBase):
     def __init__(self, *args, **kwargs):
         super(CallbackModule, self).__init__(*args, **kwargs)
         self.results = []
-        self.notes = []
         self.play = ""
+        self.playbook = ""
+        self.plays = []
 
     def _record(self, result, status, ignored=False):
         host = _part(result, "host")
@@ -110,11 +162,32 @@ class CallbackModule(CallbackBase):
         except Exception as err:  # a module returning an odd diff must not lose the run
             return "(diff could not be rendered: %s)\n" % err
 
+    def v2_playbook_on_start(self, playbook):
+        self.playbook = getattr(playbook, "_file_name", None) or ""
+
     def v2_playbook_on_play_start(self, play):
         self.play = play.get_name().strip()
+        pattern = play.hosts if isinstance(play.hosts, list) else [play.hosts]
+        # With serial, play start comes once per batch: one entry per play.
+        key = (self.playbook, id(play))
+        if not self.plays or self.plays[-1]["key"] != key:
+            self.plays.append({"key": key, "playbook": self.playbook, "name": self.play,
+                               "pattern": ",".join(str(p) for p in pattern), "hosts": []})
+        entry = self.plays[-1]
+        try:
+            # The inventory as this batch sees it: --limit and serial applied.
+            inventory = play.get_variable_manager()._inventory
+            matched = [host.get_name() for host in inventory.get_hosts(play.hosts)]
+        except Exception as err:  # keep the run; matching then comes from results
+            entry["error"] = "cannot list the play's hosts: %s" % err
+            matched = []
+        for name in matched:
+            if name not in entry["hosts"]:
+                entry["hosts"].append(name)
 
     def v2_playbook_on_no_hosts_matched(self):
-        self.notes.append("play %r matched no hosts" % self.play)
+        if self.plays:
+            self.plays[-1]["no_hosts_matched"] = True
 
     def v2_runner_on_ok(self, result):
         data = _part(result, "result")
@@ -131,11 +204,13 @@ class CallbackModule(CallbackBase):
         hosts = {}
         for name in sorted(stats.processed.keys()):
             hosts[name] = stats.summarize(name)
+        plays = [dict((k, v) for k, v in play.items() if k != "key") for play in self.plays]
         document = {
             "marker": MARKER,
             "ansible_version": ANSIBLE_VERSION,
             "hosts": hosts,
+            "plays": plays,
             "results": self.results,
-            "notes": self.notes,
         }
-        self._display.display(json.dumps(document, default=str, sort_keys=True), screen_only=True)
+        text = json.dumps(_clean(document), sort_keys=True, ensure_ascii=True, allow_nan=False)
+        self._display.display(text, screen_only=True)

@@ -21,9 +21,11 @@ use super::{
     ResourceChange,
 };
 
-/// The callback plugin, embedded so the binary needs nothing installed beside ansible-core.
-const CALLBACK_SOURCE: &str = include_str!("driftwatch_json.py");
-const CALLBACK_NAME: &str = "driftwatch_json";
+/// The stdout callback plugin (Python), embedded so the binary needs nothing
+/// installed beside ansible-core; written as `<CALLBACK_NAME>.py` per run.
+pub const CALLBACK_SOURCE: &str = include_str!("driftwatch_json.py");
+/// The callback's name, for `ANSIBLE_STDOUT_CALLBACK`.
+pub const CALLBACK_NAME: &str = "driftwatch_json";
 /// Tags the callback's JSON line among whatever else lands on stdout.
 const CALLBACK_MARKER: &str = "driftwatch-ansible/v1";
 /// How many failed tasks an error message names before summarizing the rest.
@@ -273,12 +275,12 @@ impl Probe for AnsibleProbe {
             .await
             .ok();
         let output = output?;
-        let stdout = output.stdout_str();
         let stderr = output.stderr_str();
         let clean = |text: &str| relative_paths(text, cx);
-        let result = match find_document(&stdout) {
-            Some(doc) => verdict(doc, output.code, &stderr, self.config.unreachable, &clean),
-            None => Err(no_document_error(
+        let result = match find_document(&output.stdout) {
+            Ok(doc) => verdict(doc, output.code, &stderr, self.config.unreachable, &clean),
+            Err(problem) => Err(no_document_error(
+                problem,
                 output.code,
                 output.signal,
                 &stderr,
@@ -526,14 +528,87 @@ struct TaskResult {
     diff: Option<String>,
 }
 
+/// Why no result document could be read from stdout.
+#[derive(Debug, PartialEq)]
+enum DocumentError {
+    /// No line carries the callback's marker.
+    Missing,
+    /// The last marked line is not a valid document; `offset` (from 0) is
+    /// the byte of stdout where reading stopped.
+    Invalid { offset: usize, message: String },
+}
+
 /// The last stdout line carrying the callback's marker; other callbacks a
-/// repo enables may print around it.
-fn find_document(stdout: &str) -> Option<CallbackDocument> {
-    stdout
-        .lines()
-        .rev()
-        .filter(|line| line.starts_with('{') && line.contains(CALLBACK_MARKER))
-        .find_map(|line| serde_json::from_str(line).ok())
+/// repo enables may print around it. Bytes, not text, so the offset of a
+/// parse error is exact.
+fn find_document(stdout: &[u8]) -> Result<CallbackDocument, DocumentError> {
+    let mut start = 0;
+    let mut found = None;
+    for line in stdout.split(|b| *b == b'\n') {
+        let marked = line.first() == Some(&b'{')
+            && line
+                .windows(CALLBACK_MARKER.len())
+                .any(|w| w == CALLBACK_MARKER.as_bytes());
+        if marked {
+            found = Some((start, line));
+        }
+        start += line.len() + 1;
+    }
+    let (start, line) = found.ok_or(DocumentError::Missing)?;
+    serde_json::from_slice(&repair_lone_surrogates(line)).map_err(|error| {
+        // serde_json counts columns in bytes from 1; the line has no newline.
+        let offset = start + error.column().saturating_sub(1);
+        let message = error.to_string();
+        let message = match message.rfind(" at line ") {
+            Some(cut) => message[..cut].to_string(),
+            None => message,
+        };
+        DocumentError::Invalid { offset, message }
+    })
+}
+
+/// Replaces JSON escapes of lone UTF-16 surrogates (`\udcf6`, Python's
+/// escape for an undecodable byte) with `\ufffd`, which serde_json accepts.
+/// The callback already cleans its strings; this keeps a document from any
+/// other emitter readable. Same length, so error offsets stay exact.
+fn repair_lone_surrogates(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    fn escape_at(line: &[u8], i: usize) -> Option<u32> {
+        let hex = line.get(i..i + 6)?;
+        if hex[0] != b'\\' || hex[1] != b'u' {
+            return None;
+        }
+        u32::from_str_radix(std::str::from_utf8(&hex[2..]).ok()?, 16).ok()
+    }
+    let surrogate = |code: u32| (0xD800..=0xDFFF).contains(&code);
+    if !line
+        .windows(3)
+        .any(|w| w[0] == b'\\' && w[1] == b'u' && matches!(w[2], b'd' | b'D'))
+    {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = line.to_vec();
+    let mut i = 0;
+    while i < line.len() {
+        if line[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        match escape_at(line, i) {
+            Some(0xD800..=0xDBFF)
+                if escape_at(line, i + 6).is_some_and(|low| (0xDC00..=0xDFFF).contains(&low)) =>
+            {
+                i += 12
+            }
+            Some(code) if surrogate(code) => {
+                out[i..i + 6].copy_from_slice(b"\\ufffd");
+                i += 6;
+            }
+            Some(_) => i += 6,
+            // `\\`, `\"`, `\n`…: skip the escaped character too.
+            None => i += 2,
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Turns the callback's document into a verdict. Failures always make an
@@ -659,9 +734,12 @@ fn verdict(
     })
 }
 
-/// ansible stopped before running any play (syntax error, unknown module,
-/// missing playbook, bad option): an error carrying ansible's own message.
+/// No result document: ansible stopped before running any play (syntax
+/// error, unknown module, missing playbook, bad option), which makes an error
+/// carrying ansible's own message, or the document could not be read, which
+/// names the byte of stdout where reading stopped.
 fn no_document_error(
+    problem: DocumentError,
     code: Option<i32>,
     signal: Option<i32>,
     stderr: &str,
@@ -672,6 +750,19 @@ fn no_document_error(
         return ProbeError::new(
             ErrorReason::Parse,
             "ansible-playbook printed more output than driftwatch keeps; result lost",
+        );
+    }
+    if let DocumentError::Invalid { offset, message } = problem {
+        let exit = match (code, signal) {
+            (Some(code), _) => format!("exit code {code}"),
+            (None, Some(signal)) => format!("killed by signal {signal}"),
+            (None, None) => "no exit code".to_string(),
+        };
+        return ProbeError::new(
+            ErrorReason::Parse,
+            format!(
+                "cannot read ansible-playbook's result document ({exit}): {message} at byte {offset} of stdout"
+            ),
         );
     }
     let (reason, fallback) = match (code, signal) {
@@ -829,7 +920,103 @@ mod tests {
         let line = format!(
             "{{\"marker\": \"{CALLBACK_MARKER}\", \"ansible_version\": \"2.19.0\", \"hosts\": {hosts}, \"results\": {results}, \"notes\": []}}"
         );
-        find_document(&format!("some other callback output\n{line}\n")).expect("document found")
+        find_document(format!("some other callback output\n{line}\n").as_bytes())
+            .expect("document found")
+    }
+
+    /// A document line whose one result has `diff` written as `escaped`
+    /// (the JSON text between the quotes).
+    fn line_with_diff(escaped: &str) -> Vec<u8> {
+        format!(
+            "{{\"marker\": \"{CALLBACK_MARKER}\", \"hosts\": {{}}, \"results\": [{{\"host\": \"h\", \"task\": \"t\", \"status\": \"ok\", \"diff\": \"{escaped}\"}}]}}"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn documents_read_every_byte_escape_ansible_can_print() {
+        let mib = "x".repeat(1 << 20);
+        // (the diff as escaped in the JSON line, the text read back)
+        let cases: Vec<(String, String)> = vec![
+            // latin-1 bytes, as Python's surrogateescape prints them
+            (r"Gr\udcf6\udcdfe".into(), "Gr\u{FFFD}\u{FFFD}e".into()),
+            // lone UTF-8 continuation bytes
+            (r"a\udc80\udcbfb".into(), "a\u{FFFD}\u{FFFD}b".into()),
+            // valid multibyte, escaped (ensure_ascii) and raw, and an astral pair
+            (
+                r"Gr\u00f6\u00dfe \u20ac \ud834\udd1e".into(),
+                "Größe € 𝄞".into(),
+            ),
+            ("Größe €".into(), "Größe €".into()),
+            (r"a\u0000b".into(), "a\0b".into()),
+            // lone high and low surrogates, and a lone high right before a pair
+            (r"\ud800x\udc00".into(), "\u{FFFD}x\u{FFFD}".into()),
+            (r"\ud800\ud800\udc00".into(), "\u{FFFD}\u{10000}".into()),
+            // an escaped backslash: the text `\udcf6` itself, not an escape
+            (r"\\udcf6".into(), r"\udcf6".into()),
+            (format!(r"{mib}\udcff"), format!("{mib}\u{FFFD}")),
+        ];
+        for (escaped, expected) in cases {
+            let doc = find_document(&line_with_diff(&escaped))
+                .unwrap_or_else(|e| panic!("{escaped:.40}: {e:?}"));
+            assert_eq!(
+                doc.results[0].diff.as_deref(),
+                Some(expected.as_str()),
+                "{escaped:.40}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unreadable_document_names_the_byte_where_reading_stopped() {
+        let noise = b"PLAY [all] \xff\xfe\n".to_vec();
+        let cut = format!("{{\"marker\": \"{CALLBACK_MARKER}\", \"hosts\": {{");
+        let mut stdout = noise.clone();
+        stdout.extend_from_slice(cut.as_bytes());
+        match find_document(&stdout) {
+            Err(DocumentError::Invalid { offset, message }) => {
+                // serde_json stops on the last byte it read.
+                assert_eq!(offset, stdout.len() - 1, "{message}");
+                assert!(message.contains("EOF"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A raw byte that is not UTF-8 inside the document.
+        let mut line = line_with_diff("Gr_e");
+        let at = line.windows(4).position(|w| w == b"Gr_e").unwrap() + 2;
+        line[at] = 0xf6;
+        let mut stdout = noise.clone();
+        stdout.extend_from_slice(&line);
+        match find_document(&stdout) {
+            Err(DocumentError::Invalid { offset, message }) => {
+                assert!(
+                    (noise.len() + at..=noise.len() + at + 1).contains(&offset),
+                    "{offset} {message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            find_document(b"no document\n").unwrap_err(),
+            DocumentError::Missing
+        );
+
+        let err = no_document_error(
+            find_document(&stdout).unwrap_err(),
+            Some(0),
+            None,
+            "",
+            false,
+            &identity,
+        );
+        assert_eq!(err.reason, ErrorReason::Parse);
+        assert!(
+            err.message
+                .contains(&format!("at byte {}", noise.len() + at)),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("(exit code 0)"), "{}", err.message);
     }
 
     fn identity(text: &str) -> String {
@@ -909,9 +1096,14 @@ mod tests {
     #[test]
     fn early_failures_carry_ansibles_message() {
         let stderr = "[WARNING]: something\n[ERROR]: YAML parsing failed: did not find expected ','\nOrigin: /co/site.yml:5:15\n\n5  content: y\n";
-        let err = no_document_error(Some(4), None, stderr, false, &|t: &str| {
-            t.replace("/co/", "")
-        });
+        let err = no_document_error(
+            DocumentError::Missing,
+            Some(4),
+            None,
+            stderr,
+            false,
+            &|t: &str| t.replace("/co/", ""),
+        );
         assert_eq!(err.reason, ErrorReason::Input);
         assert!(
             err.message.starts_with("[ERROR]: YAML parsing failed"),
@@ -921,11 +1113,11 @@ mod tests {
         assert!(err.message.contains("Origin: site.yml:5:15"));
         let old = "ERROR! the playbook: missing.yml could not be found\n";
         assert_eq!(
-            no_document_error(Some(1), None, old, false, &identity).message,
+            no_document_error(DocumentError::Missing, Some(1), None, old, false, &identity).message,
             old.trim()
         );
         assert_eq!(
-            no_document_error(None, Some(9), "", false, &identity).reason,
+            no_document_error(DocumentError::Missing, None, Some(9), "", false, &identity).reason,
             ErrorReason::ExitCode
         );
     }

@@ -1,9 +1,10 @@
 //! Ignore rules in the style of Argo CD's `ignoreDifferences`: JSON-pointer
 //! paths, scoped by group, kind, namespace and name globs. A pointer ignores
 //! the field it names and everything below it. List elements matched by
-//! merge key are addressed by their key value or their index in the
-//! manifest (`/spec/template/spec/containers/web/image`,
-//! `/spec/template/spec/containers/0/image`); `*` matches any one step.
+//! key are addressed by their key values or their index in the manifest
+//! (`/spec/template/spec/containers/web/image`,
+//! `/spec/template/spec/containers/0/image`, `/spec/ports/53,UDP` or
+//! `/spec/ports/port=53,protocol=UDP`); `*` matches any one step.
 
 use serde::Deserialize;
 
@@ -121,7 +122,18 @@ fn step_matches(step: &str, segment: &Segment) -> bool {
     }
     match segment {
         Segment::Key(key) => key == step,
-        Segment::Keyed { value, index, .. } => value == step || index.to_string() == step,
+        Segment::Keyed { keys, index, .. } => {
+            let text = |v: &serde_json::Value| match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let values: Vec<String> = keys.iter().map(|(_, v)| text(v)).collect();
+            let pairs: Vec<String> = keys
+                .iter()
+                .map(|(k, v)| format!("{k}={}", text(v)))
+                .collect();
+            index.to_string() == step || values.join(",") == step || pairs.join(",") == step
+        }
         Segment::Index(index) => index.to_string() == step,
     }
 }
@@ -184,9 +196,9 @@ mod tests {
         }));
         assert!(r.ignores(&[key("spec"), key("replicas")]));
         let container = |value: &str, index| Segment::Keyed {
-            field: "name".into(),
-            value: value.into(),
+            keys: vec![("name".into(), serde_json::json!(value))],
             index,
+            duplicate: None,
         };
         let image = [
             key("spec"),

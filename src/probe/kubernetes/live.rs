@@ -19,6 +19,7 @@ use kube::Client;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
+use super::schema::{from_crd_schema, TypeDef};
 use crate::probe::{ErrorReason, ProbeError};
 
 /// Builds a client from a kubeconfig file (and optional context) exactly as
@@ -217,6 +218,31 @@ pub struct Reader {
 }
 
 impl Reader {
+    /// The list types a custom resource's CRD declares for `resource`'s
+    /// version (`x-kubernetes-list-type` in its `openAPIV3Schema`): one GET of
+    /// the CRD per type and run. `None` when the CRD cannot be read (no
+    /// permission, not a CRD): its lists are then atomic, the API's default.
+    pub async fn crd_schema(&self, resource: &ApiResource) -> Option<TypeDef> {
+        let name = format!("{}.{}", resource.plural, resource.group);
+        let request =
+            kube::core::Request::new("/apis/apiextensions.k8s.io/v1/customresourcedefinitions");
+        let http_request = request.get(&name, &GetParams::default()).ok()?;
+        self.counter.fetch_add(1, Ordering::Relaxed);
+        let crd: Value = match self.client.request::<Value>(http_request).await {
+            Ok(crd) => crd,
+            Err(err) => {
+                tracing::debug!(crd = %name, error = %err, "cannot read CRD; its lists count as atomic");
+                return None;
+            }
+        };
+        let version = crd
+            .pointer("/spec/versions")?
+            .as_array()?
+            .iter()
+            .find(|v| v.get("name").and_then(Value::as_str) == Some(resource.version.as_str()))?;
+        Some(from_crd_schema(version.pointer("/schema/openAPIV3Schema")?))
+    }
+
     /// Runs every plan with at most `concurrency` requests in flight.
     pub async fn read(&self, types: &[ResourceType], plans: Vec<ReadPlan>) -> ReadResult {
         let semaphore = Arc::new(Semaphore::new(self.concurrency.max(1)));

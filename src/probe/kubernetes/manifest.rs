@@ -9,6 +9,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use base64::Engine;
 use serde_json::Value;
 
 /// One object declared in git.
@@ -162,7 +163,7 @@ pub fn parse_source(source: &str, text: &str, json: bool) -> Loaded {
     let mut loaded = Loaded::default();
     if json {
         match serde_json::from_str::<Value>(text) {
-            Ok(value) => add_document(&mut loaded, source, 1, 1, value),
+            Ok(value) => add_document(&mut loaded, source, 1, 1, text, value),
             Err(err) => loaded.errors.push(ManifestError {
                 source: source.to_string(),
                 document: 1,
@@ -172,71 +173,41 @@ pub fn parse_source(source: &str, text: &str, json: bool) -> Loaded {
         }
         return loaded;
     }
-    for (index, (start_line, chunk)) in split_documents(text).into_iter().enumerate() {
-        let document = index + 1;
-        match serde_yaml::from_str::<Value>(&chunk) {
+    for document in kube_yaml::documents(text) {
+        match document.value {
             Ok(Value::Null) => {}
-            Ok(value) => add_document(&mut loaded, source, document, start_line, value),
-            Err(err) => {
-                let line = err.location().map(|l| start_line + l.line() - 1);
-                loaded.errors.push(ManifestError {
-                    source: source.to_string(),
-                    document,
-                    line,
-                    message: format!("invalid YAML: {}", yaml_message(&err)),
-                });
-            }
+            Ok(value) => add_document(
+                &mut loaded,
+                source,
+                document.index,
+                document.line,
+                &document.text,
+                value,
+            ),
+            Err(err) => loaded.errors.push(ManifestError {
+                source: source.to_string(),
+                document: document.index,
+                line: err.line,
+                message: if err.message.starts_with("invalid YAML") {
+                    err.message
+                } else {
+                    format!("invalid YAML: {}", err.message)
+                },
+            }),
         }
     }
     loaded
 }
 
-/// serde_yaml's message without its own "at line X column Y" suffix (we
-/// print the line relative to the whole file instead).
-fn yaml_message(err: &serde_yaml::Error) -> String {
-    let text = err.to_string();
-    match text.find(" at line ") {
-        Some(at) => text[..at].to_string(),
-        None => text,
-    }
-}
-
-/// Splits a YAML stream on document markers, returning each document with
-/// the 1-based line it starts on.
-fn split_documents(text: &str) -> Vec<(usize, String)> {
-    let mut documents = Vec::new();
-    let mut current = String::new();
-    let mut start = 1;
-    let mut seen_content = false;
-    for (number, line) in text.lines().enumerate() {
-        let number = number + 1;
-        let is_marker = line == "---" || line.starts_with("--- ") || line.starts_with("---\t");
-        if is_marker {
-            if seen_content || !current.trim().is_empty() {
-                documents.push((start, std::mem::take(&mut current)));
-            }
-            current.clear();
-            // Keep anything after the marker (`--- # comment` or `--- {a: 1}`).
-            current.push_str(&line[3..]);
-            current.push('\n');
-            start = number;
-            seen_content = true;
-            continue;
-        }
-        if line == "..." {
-            continue;
-        }
-        current.push_str(line);
-        current.push('\n');
-    }
-    if !current.trim().is_empty() {
-        documents.push((start, current));
-    }
-    documents
-}
-
-fn add_document(loaded: &mut Loaded, source: &str, document: usize, line: usize, value: Value) {
-    let error = |message: String| ManifestError {
+fn add_document(
+    loaded: &mut Loaded,
+    source: &str,
+    document: usize,
+    line: usize,
+    text: &str,
+    value: Value,
+) {
+    let error = |line: usize, message: String| ManifestError {
         source: source.to_string(),
         document,
         line: Some(line),
@@ -244,6 +215,7 @@ fn add_document(loaded: &mut Loaded, source: &str, document: usize, line: usize,
     };
     let Value::Object(map) = &value else {
         loaded.errors.push(error(
+            line,
             "expected a Kubernetes object (a mapping with apiVersion and kind)".to_string(),
         ));
         return;
@@ -251,27 +223,165 @@ fn add_document(loaded: &mut Loaded, source: &str, document: usize, line: usize,
     let kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
     if kind.ends_with("List") && map.get("items").is_some_and(Value::is_array) {
         for (index, item) in map["items"].as_array().into_iter().flatten().enumerate() {
-            match check_object(item) {
+            match check_object(item)
+                .map_err(Rejected::from)
+                .and_then(|()| check_accepted(item))
+            {
                 Ok(()) => loaded.objects.push(Manifest {
                     source: source.to_string(),
                     document,
                     object: item.clone(),
                 }),
-                Err(message) => loaded
+                Err(problem) => loaded
                     .errors
-                    .push(error(format!("items[{index}]: {message}"))),
+                    .push(error(line, format!("items[{index}].{problem}"))),
             }
         }
         return;
     }
-    match check_object(&value) {
-        Ok(()) => loaded.objects.push(Manifest {
-            source: source.to_string(),
-            document,
-            object: value,
-        }),
-        Err(message) => loaded.errors.push(error(message)),
+    if let Err(problem) = check_object(&value) {
+        loaded.errors.push(error(line, problem.to_string()));
+        return;
     }
+    if let Err(problem) = check_accepted(&value) {
+        // Point at the offending key when the text shows where it is.
+        let path: Vec<&str> = problem.path.iter().map(String::as_str).collect();
+        let at = kube_yaml::key_line(text, &path).map_or(line, |l| line + l - 1);
+        loaded.errors.push(error(at, problem.to_string()));
+        return;
+    }
+    loaded.objects.push(Manifest {
+        source: source.to_string(),
+        document,
+        object: value,
+    });
+}
+
+/// A field the API server would refuse, and why. The message never holds
+/// the field's value (it may be a Secret's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Keys from the object's root, e.g. `["stringData", "password"]`.
+    pub path: Vec<String>,
+    pub message: String,
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            return f.write_str(&self.message);
+        }
+        write!(f, "{}: {}", self.path.join("."), self.message)
+    }
+}
+
+impl From<String> for Rejected {
+    fn from(message: String) -> Rejected {
+        Rejected {
+            path: Vec::new(),
+            message,
+        }
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// Fields of type map-of-strings that the API server refuses to decode when
+/// a value is not a string (`version: 1.10` unquoted is the number 1.1),
+/// and `[]byte` fields (Secret `data`, ConfigMap `binaryData`) that must be
+/// base64. kubectl apply fails on these, so they are input errors, never drift.
+pub fn check_accepted(object: &Value) -> Result<(), Rejected> {
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    let mut string_maps: Vec<Vec<&str>> = vec![
+        vec!["metadata", "labels"],
+        vec!["metadata", "annotations"],
+        vec!["spec", "template", "metadata", "labels"],
+        vec!["spec", "template", "metadata", "annotations"],
+        vec!["spec", "selector", "matchLabels"],
+    ];
+    let mut byte_maps: Vec<Vec<&str>> = Vec::new();
+    match (api_version, kind) {
+        ("v1", "Secret") => {
+            string_maps.push(vec!["stringData"]);
+            byte_maps.push(vec!["data"]);
+        }
+        ("v1", "ConfigMap") => {
+            string_maps.push(vec!["data"]);
+            byte_maps.push(vec!["binaryData"]);
+        }
+        ("v1", "Service") => string_maps.push(vec!["spec", "selector"]),
+        _ => {}
+    }
+    let owned = |path: &[&str], key: &str| -> Vec<String> {
+        path.iter()
+            .map(|s| s.to_string())
+            .chain([key.to_string()])
+            .collect()
+    };
+    for path in &string_maps {
+        let Some(Value::Object(map)) = lookup(object, path) else {
+            continue;
+        };
+        for (key, value) in map {
+            if !matches!(value, Value::String(_) | Value::Null) {
+                return Err(Rejected {
+                    path: owned(path, key),
+                    message: format!(
+                        "must be a string, not {} (the API server rejects it; quote the value)",
+                        json_type(value)
+                    ),
+                });
+            }
+        }
+    }
+    for path in &byte_maps {
+        let Some(Value::Object(map)) = lookup(object, path) else {
+            continue;
+        };
+        for (key, value) in map {
+            let valid = match value {
+                Value::Null => true,
+                // Go's base64 decoder skips line breaks.
+                Value::String(text) => base64::engine::general_purpose::STANDARD
+                    .decode(text.replace(['\n', '\r'], ""))
+                    .is_ok(),
+                _ => false,
+            };
+            if !valid {
+                let what = match value {
+                    Value::String(_) => "is not valid base64".to_string(),
+                    other => format!("must be base64 text, not {}", json_type(other)),
+                };
+                let hint = if kind == "Secret" {
+                    "; plain text belongs under stringData"
+                } else {
+                    ""
+                };
+                return Err(Rejected {
+                    path: owned(path, key),
+                    message: format!("{what} (the API server rejects it{hint})"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn lookup<'a>(object: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(object, |value, key| value.get(*key))
 }
 
 /// The fields every object needs before it can be looked up in a cluster.
@@ -290,7 +400,17 @@ fn check_object(value: &Value) -> Result<(), String> {
         Some(Value::Object(meta)) => {
             match meta.get("name") {
                 Some(Value::String(s)) if !s.is_empty() => {}
-                Some(_) => return Err("metadata.name must be a non-empty string".to_string()),
+                Some(other) => {
+                    return Err(format!(
+                        "metadata.name must be a non-empty string, not {}{}",
+                        json_type(other),
+                        if other.is_boolean() {
+                            " (YAML reads unquoted y/n/yes/no/on/off as booleans: quote it)"
+                        } else {
+                            ""
+                        }
+                    ))
+                }
                 None if meta.contains_key("generateName") => {
                     return Err(
                         "metadata.generateName objects cannot be compared; give metadata.name"
@@ -371,7 +491,7 @@ mod tests {
         .unwrap();
         std::fs::write(
             dir.path().join("b.yml"),
-            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: y}\n",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: yml}\n",
         )
         .unwrap();
         std::fs::write(dir.path().join("sub/.hidden/c.yaml"), "nope: [").unwrap();
@@ -380,5 +500,81 @@ mod tests {
         assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
         let sources: Vec<_> = loaded.objects.iter().map(|m| m.source.clone()).collect();
         assert_eq!(sources, vec!["b.yml".to_string(), "sub/a.json".to_string()]);
+    }
+
+    /// Issue example: `defaultMode: 0755` unquoted is what kubectl sends: 493.
+    #[test]
+    fn yaml_is_read_as_kubectl_reads_it() {
+        let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    spec:\n\
+                    \x20     volumes:\n      - name: conf\n        configMap: {name: conf, defaultMode: 0755}\n\
+                    \x20     - name: quoted\n        configMap: {name: conf, defaultMode: \"0644\"}\n\
+                    \x20     hostNetwork: yes\n      enableServiceLinks: off\n";
+        let loaded = parse_source("deploy.yaml", text, false);
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let spec = &loaded.objects[0].object["spec"]["template"]["spec"];
+        assert_eq!(spec["volumes"][0]["configMap"]["defaultMode"], 493);
+        assert_eq!(spec["volumes"][1]["configMap"]["defaultMode"], "0644");
+        assert_eq!(spec["hostNetwork"], true);
+        assert_eq!(spec["enableServiceLinks"], false);
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors_naming_file_line_and_document() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: ConfigMap\n\
+                    metadata:\n  name: b\ndata:\n  mode: fast\n  mode: slow\n";
+        let loaded = parse_source("dir/x.yaml", text, false);
+        assert_eq!(loaded.objects.len(), 1);
+        assert_eq!(
+            loaded.errors[0].to_string(),
+            "dir/x.yaml:11: document 2: invalid YAML: mapping key \"mode\" already defined at line 10"
+        );
+    }
+
+    /// Issue example and siblings: values the API server refuses to decode
+    /// are input errors naming file, document and field, never the value.
+    #[test]
+    fn values_the_api_server_rejects_are_errors() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "kind: Secret\nmetadata: {name: s}\nstringData:\n  user: admin\n  port: 5432\n",
+                "x.yaml:7: document 1: stringData.port: must be a string, not a number (the API server rejects it; quote the value)",
+            ),
+            (
+                "kind: Secret\nmetadata: {name: s}\ndata:\n  password: not base64!\n",
+                "x.yaml:6: document 1: data.password: is not valid base64 (the API server rejects it; plain text belongs under stringData)",
+            ),
+            (
+                "kind: Secret\nmetadata: {name: s}\ndata:\n  token: 12345\n",
+                "x.yaml:6: document 1: data.token: must be base64 text, not a number (the API server rejects it; plain text belongs under stringData)",
+            ),
+            (
+                "kind: ConfigMap\nmetadata: {name: c}\ndata:\n  enabled: true\n",
+                "x.yaml:6: document 1: data.enabled: must be a string, not a boolean (the API server rejects it; quote the value)",
+            ),
+            (
+                "kind: ConfigMap\nmetadata: {name: c}\nbinaryData:\n  blob: \"%%%\"\n",
+                "x.yaml:6: document 1: binaryData.blob: is not valid base64 (the API server rejects it)",
+            ),
+            (
+                "kind: ConfigMap\nmetadata:\n  name: c\n  labels:\n    version: 1.10\n",
+                "x.yaml:7: document 1: metadata.labels.version: must be a string, not a number (the API server rejects it; quote the value)",
+            ),
+        ];
+        for (body, want) in cases {
+            let text = format!("apiVersion: v1\n{body}");
+            let loaded = parse_source("x.yaml", &format!("# header\n{text}"), false);
+            assert!(loaded.objects.is_empty(), "{body}");
+            assert_eq!(loaded.errors.len(), 1, "{body}");
+            let shown = loaded.errors[0].to_string();
+            assert_eq!(shown, *want);
+            for secret in ["5432", "admin", "not base64", "12345"] {
+                assert!(!shown.contains(secret), "{shown}");
+            }
+        }
+        // Valid forms pass: base64 with a line break, stringData strings, quoted labels.
+        let ok = "apiVersion: v1\nkind: Secret\nmetadata: {name: s, labels: {v: \"1.10\"}}\n\
+                  data: {a: \"aGVs\\nbG8=\"}\nstringData: {p: \"5432\"}\n";
+        let loaded = parse_source("x.yaml", ok, false);
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
     }
 }

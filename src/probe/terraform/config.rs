@@ -69,6 +69,9 @@ pub struct TerraformConfig {
     /// Share downloaded providers between roots through `TF_PLUGIN_CACHE_DIR`.
     #[serde(default = "default_true")]
     pub plugin_cache: bool,
+    /// `[[probe.ignore]]`: changes to leave out of the verdict (see `ignore`).
+    #[serde(default)]
+    pub ignore: Vec<super::ignore::IgnoreRuleConfig>,
 }
 
 fn default_binary() -> String {

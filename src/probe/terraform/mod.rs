@@ -1,15 +1,18 @@
 //! The Terraform / OpenTofu layer, terradiff's successor. Per root it runs
 //! `init` (only when what init depends on changed), then
 //! `plan -detailed-exitcode -input=false -lock=false -no-color -out=<scratch>`
-//! and, when the plan has changes, `show -json <plan>` for per-resource
-//! detail. Exit 0 is in sync, 2 drifted, anything else an error with the
-//! diagnostics' `file:line`. Nothing here applies, refreshes state, imports,
-//! takes the lock or writes state: the argument checks in `config` refuse
-//! flags that would, `init` always runs with `-reconfigure` (never migrates
-//! state), and plan files (which can hold secrets) are deleted right after use.
-
+//! and `show -json <plan>` for the plan's own actions. The verdict comes from
+//! those actions, never from the exit code alone: Terraform exits 2 for plans
+//! that only read data sources (a `check` block's scoped data source) or
+//! defer work, which apply would not change anything for. Exit 1 is an error
+//! with the diagnostics' `file:line`. Nothing here applies, refreshes state,
+//! imports, takes the lock or writes state: the argument checks in `config`
+//! refuse flags that would, `init` always runs with `-reconfigure` (never
+//! migrates state), and plan files (which can hold secrets) are deleted right
+//! after use.
 mod config;
 mod diagnostics;
+pub mod ignore;
 mod plan;
 mod redact;
 mod workdir;
@@ -26,6 +29,7 @@ use super::{
 use crate::process::Command;
 pub use config::TerraformConfig;
 use config::{resolve_file, Flavor};
+use ignore::IgnoreRule;
 use redact::Redactor;
 use workdir::{Fnv, RootCache};
 
@@ -48,11 +52,20 @@ pub struct TerraformProbe {
     /// Inits write into the shared plugin cache, which Terraform does not
     /// guarantee safe for concurrent use: one init per probe at a time.
     init_lock: tokio::sync::Mutex<()>,
+    /// `[[probe.ignore]]` rules, validated.
+    ignore: Vec<IgnoreRule>,
 }
 
 pub fn build(common: &ProbeCommon, fields: toml::Table) -> Result<Arc<dyn Probe>, Vec<FieldError>> {
     let config: TerraformConfig = parse_fields(fields)?;
-    let errors = config.check();
+    let mut errors = config.check();
+    let mut ignore = Vec::new();
+    for (index, rule) in config.ignore.iter().enumerate() {
+        match IgnoreRule::build(&format!("ignore[{index}]"), rule) {
+            Ok(rule) => ignore.push(rule),
+            Err(mut rule_errors) => errors.append(&mut rule_errors),
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -73,6 +86,7 @@ pub fn build(common: &ProbeCommon, fields: toml::Table) -> Result<Arc<dyn Probe>
         probe_path: common.path.clone(),
         cli_config_file,
         init_lock: tokio::sync::Mutex::new(()),
+        ignore,
     }))
 }
 
@@ -80,6 +94,8 @@ pub fn build(common: &ProbeCommon, fields: toml::Table) -> Result<Arc<dyn Probe>
 struct RunEnv {
     dir: PathBuf,
     workspace: Option<String>,
+    /// The workspace `init` runs in: the default one, unless the backend has none.
+    init_workspace: Option<String>,
     cache: RootCache,
     vars_file: Option<PathBuf>,
     /// Values of `env_files` variables, read for this run.
@@ -197,7 +213,7 @@ impl Probe for TerraformProbe {
     }
 
     async fn run(&self, cx: &ProbeContext) -> Result<Outcome, ProbeError> {
-        let env = self.run_env(cx)?;
+        let mut env = self.run_env(cx)?;
         let _vars_guard = env.vars_file.clone().map(RemoveOnDrop);
         let started = Instant::now();
         let checkout = cx
@@ -206,7 +222,33 @@ impl Probe for TerraformProbe {
             .unwrap_or_else(|_| cx.checkout.clone());
         let scan = workdir::scan(&env.dir, &checkout);
 
-        let mut init = self.ensure_init(cx, &env, &scan, false).await?;
+        // Init runs in the default workspace: with `TF_WORKSPACE` naming a
+        // missing workspace, init can create it (a local backend makes its
+        // directory). Only a backend without a default workspace gets it.
+        let mut init = match self.ensure_init(cx, &env, &scan, false).await {
+            Err(e)
+                if env.workspace.is_some()
+                    && e.message
+                        .contains("Currently selected workspace \"default\"") =>
+            {
+                env.init_workspace = env.workspace.clone();
+                self.ensure_init(cx, &env, &scan, true).await?
+            }
+            other => other?,
+        };
+        // Read-only promise: never let Terraform create or select a workspace,
+        // nor plan against state it cannot see, before planning.
+        if let Some(problem) = self.local_state_problem(&env, &checkout) {
+            return Err(problem);
+        }
+        if let Err(e) = self.check_workspace(cx, &env).await {
+            if init == InitWork::Skipped && diagnostics::needs_init(&e.stderr_tail) {
+                init = self.ensure_init(cx, &env, &scan, true).await?;
+                self.check_workspace(cx, &env).await?;
+            } else {
+                return Err(e);
+            }
+        }
         let init_seconds = started.elapsed().as_secs_f64();
 
         let plan_file = cx.scratch_dir.join("driftwatch.tfplan");
@@ -235,75 +277,89 @@ impl Probe for TerraformProbe {
             "init_seconds": round(init_seconds),
             "plan_seconds": round(plan_seconds),
         });
-        match output.code {
-            Some(0) => {
-                let _ = std::fs::remove_file(&plan_file);
-                if let Err(e) = env.cache.set_in_sync_config(&config_fingerprint) {
-                    tracing::warn!(root = %cx.root, error = %e, "cannot record in-sync fingerprint");
-                }
-                Ok(Outcome {
-                    exit_code: Some(0),
-                    details,
-                    ..Outcome::default()
-                })
-            }
-            Some(2) => {
-                let show_started = Instant::now();
-                let show = self
-                    .command(cx, &env)
-                    .args(["show", "-json", "-no-color"])
-                    .arg(&plan_file)
-                    .stdout_limit(SHOW_JSON_LIMIT);
-                let shown = self.exec(cx, show, &env).await;
-                let _ = std::fs::remove_file(&plan_file);
-                let shown = shown?;
-                if shown.code != Some(0) {
-                    return Err(self
-                        .failure("show -json", &shown, &env)
-                        .with_exit_code(Some(2)));
-                }
-                if shown.stdout_truncated {
-                    return Err(ProbeError::new(
-                        ErrorReason::Parse,
-                        format!("the plan JSON is larger than {SHOW_JSON_LIMIT} bytes; not read"),
-                    )
-                    .with_exit_code(Some(2)));
-                }
-                let plan_json: Value = serde_json::from_slice(&shown.stdout).map_err(|e| {
-                    ProbeError::new(
-                        ErrorReason::Parse,
-                        format!("cannot read `show -json` output: {e}"),
-                    )
-                    .with_exit_code(Some(2))
-                })?;
-                drop(shown);
-                let mut redactor = env.redactor.clone();
-                plan::collect_secrets(&plan_json, &mut redactor);
-                let outside =
-                    env.cache.in_sync_config().as_deref() == Some(config_fingerprint.as_str());
-                let summary = plan::summarize(&plan_json, &redactor, outside);
-                merge(&mut details, summary.details);
-                details["show_seconds"] = json!(round(show_started.elapsed().as_secs_f64()));
-                details["origin_inferred"] = json!(outside);
-                let mut warnings = Vec::new();
-                if summary.changes.is_empty() {
-                    warnings.push(
-                        "terraform plan exited 2 but its JSON lists no resource or output changes"
-                            .to_string(),
-                    );
-                }
-                Ok(Outcome {
-                    changes: summary.changes,
-                    exit_code: Some(2),
-                    warnings,
-                    details,
-                    drifted: true,
-                    message: summary.message,
-                })
-            }
-            _ => Err(self.failure("plan", &output, &env)),
+        if !matches!(output.code, Some(0) | Some(2)) {
+            return Err(self.failure("plan", &output, &env));
         }
+        // Exit 0 needs no plan JSON unless a check failed (a warning to
+        // report) or ignore rules want to know what they matched.
+        let needs_json = output.code == Some(2)
+            || !self.ignore.is_empty()
+            || output.stdout_truncated
+            || mentions_failed_check(&output.stdout_str())
+            || mentions_failed_check(&output.stderr_str());
+        if !needs_json {
+            let _ = std::fs::remove_file(&plan_file);
+            if let Err(e) = env.cache.set_in_sync_config(&config_fingerprint) {
+                tracing::warn!(root = %cx.root, error = %e, "cannot record in-sync fingerprint");
+            }
+            return Ok(Outcome {
+                exit_code: Some(0),
+                details,
+                ..Outcome::default()
+            });
+        }
+        let show_started = Instant::now();
+        let plan_json = self.show_json(cx, &env, &plan_file, output.code).await?;
+        let sensitivity = plan::Sensitivity::of(&plan_json);
+        let mut redactor = env.redactor.clone();
+        plan::collect_secrets(&plan_json, &sensitivity, &mut redactor);
+        let outside = env.cache.in_sync_config().as_deref() == Some(config_fingerprint.as_str());
+        let summary = plan::summarize(
+            &plan_json,
+            &plan::Options {
+                redactor: &redactor,
+                sensitivity: &sensitivity,
+                outside_by_default: outside,
+                ignore: &self.ignore,
+            },
+        );
+        drop(plan_json);
+        merge(&mut details, summary.details);
+        details["show_seconds"] = json!(round(show_started.elapsed().as_secs_f64()));
+        let mut warnings = summary.warnings;
+        for (rule, matched) in self.ignore.iter().zip(&summary.rules_matched) {
+            if !matched {
+                warnings.push(format!(
+                    "ignore rule {} (address {:?}) matched no resource in this plan",
+                    rule.key, rule.address
+                ));
+            }
+        }
+        if summary.changes.is_empty() {
+            // What Terraform would do changes nothing (reads, deferred work,
+            // ignored changes): in sync, whatever the exit code said.
+            if let Err(e) = env.cache.set_in_sync_config(&config_fingerprint) {
+                tracing::warn!(root = %cx.root, error = %e, "cannot record in-sync fingerprint");
+            }
+            if output.code == Some(2) {
+                details["note"] = json!(format!(
+                    "terraform plan exited 2, but no resource or output would change: {}",
+                    summary.message
+                ));
+            }
+            return Ok(Outcome {
+                exit_code: output.code,
+                warnings,
+                details,
+                message: summary.message,
+                ..Outcome::default()
+            });
+        }
+        details["origin_inferred"] = json!(outside);
+        Ok(Outcome {
+            changes: summary.changes,
+            exit_code: output.code,
+            warnings,
+            details,
+            drifted: true,
+            message: summary.message,
+        })
     }
+}
+
+/// Terraform's warning for a failed `check` block, in `-no-color` output.
+fn mentions_failed_check(text: &str) -> bool {
+    text.contains("Check block assertion failed")
 }
 
 impl TerraformProbe {
@@ -440,6 +496,7 @@ impl TerraformProbe {
         };
         Ok(RunEnv {
             dir,
+            init_workspace: None,
             workspace,
             cache: RootCache::new(&cx.cache_dir, &cx.root),
             vars_file,
@@ -451,6 +508,11 @@ impl TerraformProbe {
 
     /// A Terraform command with the contained environment every run uses.
     fn command(&self, cx: &ProbeContext, env: &RunEnv) -> Command {
+        self.command_in(cx, env, env.workspace.as_deref())
+    }
+
+    /// The same, in `workspace` (`TF_WORKSPACE`, which selects nothing on disk).
+    fn command_in(&self, cx: &ProbeContext, env: &RunEnv, workspace: Option<&str>) -> Command {
         let mut command = cx
             .command(&self.program)
             .current_dir(&env.dir)
@@ -474,10 +536,80 @@ impl TerraformProbe {
         if let Some(file) = &self.cli_config_file {
             command = command.env("TF_CLI_CONFIG_FILE", file);
         }
-        if let Some(workspace) = &env.workspace {
+        if let Some(workspace) = workspace {
             command = command.env("TF_WORKSPACE", workspace);
         }
         command
+    }
+
+    /// An error when the configured workspace does not exist in the backend.
+    /// `workspace list` reads the backend without a lock and writes nothing;
+    /// planning with a missing `TF_WORKSPACE` would create it (a new
+    /// directory in a local backend) and report everything as "create".
+    async fn check_workspace(&self, cx: &ProbeContext, env: &RunEnv) -> Result<(), ProbeError> {
+        let Some(wanted) = env.workspace.as_deref() else {
+            return Ok(());
+        };
+        let list = self.command_in(cx, env, None).args(["workspace", "list"]);
+        let output = self.exec(cx, list, env).await?;
+        if output.code != Some(0) {
+            return Err(self.failure("workspace list", &output, env));
+        }
+        let existing = parse_workspace_list(&output.stdout_str());
+        if existing.iter().any(|w| w == wanted) {
+            return Ok(());
+        }
+        Err(ProbeError::new(
+            ErrorReason::Input,
+            format!(
+                "workspace {wanted:?} does not exist; existing: {}",
+                existing.join(", ")
+            ),
+        ))
+    }
+
+    /// An error when the root keeps its state in a local file that is not in
+    /// driftwatch's clone: Terraform would plan against empty state and report
+    /// every resource as "create". A state file in the working tree is never
+    /// in a clone of the remote (it is not committed, or should not be).
+    fn local_state_problem(&self, env: &RunEnv, checkout: &Path) -> Option<ProbeError> {
+        if self.config.flavor() == Flavor::Terragrunt {
+            return None;
+        }
+        // `init` records the backend (with -backend-config merged in) in the
+        // data dir; no record means no backend block: the implicit local one.
+        let recorded: Value = match std::fs::read(env.cache.data_dir().join("terraform.tfstate")) {
+            Ok(bytes) => serde_json::from_slice(&bytes).ok()?,
+            Err(_) => Value::Null,
+        };
+        let backend = &recorded["backend"];
+        if backend["type"].as_str().unwrap_or("local") != "local" {
+            return None;
+        }
+        let setting = |key: &str, default: &str| {
+            backend["config"][key]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .unwrap_or(default)
+                .to_string()
+        };
+        let state = match env.workspace.as_deref() {
+            None | Some("default") => PathBuf::from(setting("path", "terraform.tfstate")),
+            Some(workspace) => PathBuf::from(setting("workspace_dir", "terraform.tfstate.d"))
+                .join(workspace)
+                .join("terraform.tfstate"),
+        };
+        let inside = env.dir.strip_prefix(checkout).ok()?.join(&state);
+        if state.is_absolute() || crate::paths::escapes(&inside) || env.dir.join(&state).exists() {
+            return None;
+        }
+        Some(ProbeError::new(
+            ErrorReason::Checkout,
+            format!(
+                "the state is not where Terraform looks: {} is not in driftwatch's clone (a state file in a working tree is never in a clone of the remote), so every resource would plan as \"create\". Keep the state where every clone finds it: configure a backend (s3, gcs, azurerm, http, …), give the local backend an absolute `path` outside the repo, or point the probe at a `path` repo (a directory kept in sync in place)",
+                inside.display()
+            ),
+        ))
     }
 
     fn plan_command(&self, cx: &ProbeContext, env: &RunEnv, plan_file: &Path) -> Command {
@@ -503,6 +635,43 @@ impl TerraformProbe {
             command = command.arg(format!("-var-file={}", file.display()));
         }
         command.args(self.config.plan_args.iter())
+    }
+
+    /// `show -json` of the saved plan, parsed; the plan file is deleted either way.
+    async fn show_json(
+        &self,
+        cx: &ProbeContext,
+        env: &RunEnv,
+        plan_file: &Path,
+        plan_code: Option<i32>,
+    ) -> Result<Value, ProbeError> {
+        let show = self
+            .command(cx, env)
+            .args(["show", "-json", "-no-color"])
+            .arg(plan_file)
+            .stdout_limit(SHOW_JSON_LIMIT);
+        let shown = self.exec(cx, show, env).await;
+        let _ = std::fs::remove_file(plan_file);
+        let shown = shown?;
+        if shown.code != Some(0) {
+            return Err(self
+                .failure("show -json", &shown, env)
+                .with_exit_code(plan_code));
+        }
+        if shown.stdout_truncated {
+            return Err(ProbeError::new(
+                ErrorReason::Parse,
+                format!("the plan JSON is larger than {SHOW_JSON_LIMIT} bytes; not read"),
+            )
+            .with_exit_code(plan_code));
+        }
+        serde_json::from_slice(&shown.stdout).map_err(|e| {
+            ProbeError::new(
+                ErrorReason::Parse,
+                format!("cannot read `show -json` output: {e}"),
+            )
+            .with_exit_code(plan_code)
+        })
     }
 
     /// Runs a command; a timeout or cancel error gets its output redacted.
@@ -558,9 +727,9 @@ impl TerraformProbe {
             std::fs::create_dir_all(cx.cache_dir.join("plugin-cache")).map_err(cache_error)?;
         }
         let had_lock = lock_file.exists();
-        let mut command =
-            self.command(cx, env)
-                .args(["init", "-input=false", "-no-color", "-reconfigure"]);
+        let mut command = self
+            .command_in(cx, env, env.init_workspace.as_deref())
+            .args(["init", "-input=false", "-no-color", "-reconfigure"]);
         for entry in &self.config.backend_config {
             let value = if entry.contains('=') {
                 entry.clone()
@@ -679,6 +848,16 @@ impl TerraformProbe {
     }
 }
 
+/// Names from `workspace list` output (`* default`, `  prod`).
+fn parse_workspace_list(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .map(|l| l.trim().trim_start_matches('*').trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -748,5 +927,17 @@ mod tests {
         assert_eq!(parse_version("1.6.0-beta1"), Some((1, 6, 0)));
         assert!(parse_version("0.15.3").unwrap() < MIN_VERSION);
         assert!(parse_version("1.0.3").unwrap() >= MIN_VERSION);
+    }
+
+    #[test]
+    fn workspace_list_output_parses() {
+        assert_eq!(
+            parse_workspace_list("* default\n  prod\n  blue-2\n\n"),
+            ["default", "prod", "blue-2"]
+        );
+        assert_eq!(
+            parse_workspace_list("  default\n* prod\n"),
+            ["default", "prod"]
+        );
     }
 }
