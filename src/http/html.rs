@@ -457,6 +457,12 @@ pub fn probe_page(page_data: &ProbePage<'_>) -> String {
             @if let Some(schedule) = page_data.schedule {
                 (field("Schedule", html! { (schedule) }))
             }
+            @if let Some(next) = status.and_then(|s| s.next_run) {
+                (field("Next run", html! {
+                    time datetime=(next.to_rfc3339()) { (timestamp(next)) }
+                    " (in " (span((next - now).num_seconds().max(0) as u64)) ")"
+                }))
+            }
             @if let Some(r) = report {
                 (field("Last check", when(now, r.started_at)))
                 (field("Duration", html! { (format!("{:.1}s", r.duration.as_secs_f64())) }))
