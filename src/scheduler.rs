@@ -731,14 +731,8 @@ fn new_report(
         started_at,
         duration: Duration::ZERO,
         verdict: Verdict::Error,
-        exit_code: None,
-        changes: Vec::new(),
-        warnings: Vec::new(),
-        details: serde_json::Value::Null,
-        error: None,
-        message: String::new(),
         labels: probe.labels.clone(),
-        commit_url: None,
+        ..RunReport::default()
     }
 }
 

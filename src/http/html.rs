@@ -632,7 +632,6 @@ mod tests {
     use crate::history::EventKind;
     use crate::probe::outcome::{ErrorReason, ProbeError};
     use crate::probe::{Outcome, RunReport};
-    use std::collections::BTreeMap;
     use std::time::Duration;
 
     const XSS: &str = "<script>alert(1)</script>";
@@ -650,14 +649,8 @@ mod tests {
             started_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             duration: Duration::from_secs(2),
             verdict: Verdict::InSync,
-            exit_code: None,
-            changes: vec![],
             warnings: vec![XSS.into()],
-            details: serde_json::Value::Null,
-            error: None,
-            message: String::new(),
-            labels: BTreeMap::new(),
-            commit_url: None,
+            ..RunReport::default()
         };
         report.apply_result(match verdict {
             Verdict::Drifted => Ok(Outcome::drifted(vec![ResourceChange::new(
