@@ -217,6 +217,16 @@ impl Scheduler {
                 .all(|p| p.probe.cache_stats().map_or(true, |stats| stats.settled))
     }
 
+    /// Records when this instance next runs on its schedule, for the API and page.
+    fn update_next_run(&self, probe: &ProbeSpec, root: &str) {
+        let Some(schedule) = &probe.schedule else {
+            return;
+        };
+        let id = InstanceId::new(&probe.name, root);
+        let next = schedule.next_run(&id.to_string(), Utc::now());
+        self.state.set_next_run(&id, next);
+    }
+
     /// Syncs one repo and, when it moved, starts the probes whose paths changed.
     pub async fn sync_repo(
         self: &Arc<Self>,
@@ -334,9 +344,10 @@ impl Scheduler {
         };
         loop {
             let now = Utc::now();
-            let Some(next) = schedule.next_after(now) else {
+            let Some(next) = schedule.next_cron_time(now) else {
                 return;
             };
+            self.update_next_runs(index);
             let wait = (next - now).to_std().unwrap_or_default();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -351,6 +362,14 @@ impl Scheduler {
             {
                 self.spawn_probe(index, Trigger::Schedule);
             }
+        }
+    }
+
+    /// Refreshes the next run of every known instance of one probe.
+    fn update_next_runs(&self, index: usize) {
+        let probe = &self.probes[index].config;
+        for id in self.state.instances_of(&probe.name) {
+            self.update_next_run(probe, &id.root);
         }
     }
 
@@ -472,27 +491,45 @@ impl Scheduler {
             }
         };
         self.set_instances(probe, &roots, &checkout);
+        self.update_next_runs(index);
         let mut handles = Vec::new();
         for root in roots {
             let id = InstanceId::new(&probe.name, root.as_str());
-            let Some(busy) = Busy::claim(self, id.clone()) else {
-                tracing::info!(probe = %id, trigger = trigger.as_str(), "previous run still going; skipping this one");
-                self.metrics.skipped_run(&id, &probe.layer);
-                continue;
+            // Scheduled runs start at the cron time plus the instance's own
+            // offset, so many probes on one expression do not start together.
+            let delay = match (&probe.schedule, trigger) {
+                (Some(schedule), Trigger::Schedule) => schedule.offset(&id.to_string()),
+                _ => Duration::ZERO,
             };
             let this = self.clone();
-            let checkout = checkout.clone();
+            let mut checkout = checkout.clone();
+            let repo = repo.clone();
             let parallelism = entry.parallelism.clone();
             handles.push(tokio::spawn(async move {
+                if !delay.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = this.stopping.cancelled() => return None,
+                    }
+                    // A commit may have arrived while waiting.
+                    checkout = repo.current().unwrap_or(checkout);
+                }
                 // Frees the instance however the run ends, a panic included.
-                let _busy = busy;
-                this.run_instance(index, root, checkout, trigger, parallelism)
-                    .await
+                let Some(_busy) = Busy::claim(&this, id.clone()) else {
+                    tracing::info!(probe = %id, trigger = trigger.as_str(), "previous run still going; skipping this one");
+                    let layer = &this.probes[index].config.layer;
+                    this.metrics.skipped_run(&id, layer);
+                    return None;
+                };
+                Some(
+                    this.run_instance(index, root, checkout, trigger, parallelism)
+                        .await,
+                )
             }));
         }
         let mut reports = Vec::new();
         for handle in handles {
-            if let Ok(report) = handle.await {
+            if let Ok(Some(report)) = handle.await {
                 reports.push(report);
             }
         }
@@ -532,6 +569,7 @@ impl Scheduler {
                 new_report(probe, &root, run_id, trigger, &checkout.commit, started_at);
             report.duration = clock.elapsed();
             report.apply_result(result);
+            self.update_next_run(probe, &root);
             self.publish(report)
         }
         .instrument(span)
@@ -732,14 +770,8 @@ fn new_report(
         started_at,
         duration: Duration::ZERO,
         verdict: Verdict::Error,
-        exit_code: None,
-        changes: Vec::new(),
-        warnings: Vec::new(),
-        details: serde_json::Value::Null,
-        error: None,
-        message: String::new(),
         labels: probe.labels.clone(),
-        commit_url: None,
+        ..RunReport::default()
     }
 }
 
@@ -811,9 +843,8 @@ fn panic_message(join: tokio::task::JoinError) -> String {
 
 /// Nominal seconds between two firings of a schedule.
 fn schedule_interval(schedule: &crate::config::Schedule) -> f64 {
-    let mut upcoming = schedule.cron.upcoming(Utc);
-    match (upcoming.next(), upcoming.next()) {
-        (Some(a), Some(b)) => (b - a).num_milliseconds() as f64 / 1000.0,
+    match schedule.upcoming(Utc::now(), 2).as_slice() {
+        [a, b] => (*b - *a).num_milliseconds() as f64 / 1000.0,
         _ => 0.0,
     }
 }

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -64,6 +65,10 @@ pub struct ProbeStatus {
     /// The drifted resources of the last run that reached a verdict (capped).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drifted_list: Vec<DriftedResource>,
+    /// When the next scheduled run starts (cron time plus this instance's
+    /// jitter offset); `None` without a schedule. Kept up to date by the scheduler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<DateTime<Utc>>,
 }
 
 impl ProbeStatus {
@@ -81,6 +86,7 @@ impl ProbeStatus {
             drifted_since_commit: None,
             drifted_resources: 0,
             drifted_list: Vec::new(),
+            next_run: None,
         }
     }
 
@@ -102,7 +108,7 @@ impl ProbeStatus {
                     self.drifted_since_commit = Some(report.commit.clone());
                 }
                 self.drifted = true;
-                self.drifted_resources = report.changes.len();
+                self.drifted_resources = report.change_count();
                 self.last_success = Some(report.started_at);
             }
             Verdict::InSync => {
@@ -153,6 +159,8 @@ pub struct State {
     write_lock: Mutex<()>,
     /// The background writer that coalesces bursts, started on first use.
     writer: Mutex<Option<Arc<Writer>>>,
+    /// Bumped by every change; keys the HTTP side's rendered views.
+    generation: AtomicU64,
 }
 
 /// Pending-write flag shared with the writer thread.
@@ -204,6 +212,7 @@ impl State {
             probe_failures: RwLock::new(BTreeMap::new()),
             write_lock: Mutex::new(()),
             writer: Mutex::new(None),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -226,6 +235,7 @@ impl State {
             probe_failures: RwLock::new(BTreeMap::new()),
             write_lock: Mutex::new(()),
             writer: Mutex::new(None),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -239,6 +249,17 @@ impl State {
             .write()
             .unwrap()
             .retain(|name, _| names.contains(name));
+        self.changed();
+    }
+
+    /// A number that changes whenever any status does (never for reads), so
+    /// readers can cache what they derive from the statuses.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Makes sure an instance exists (a single-root probe's only instance).
@@ -248,6 +269,7 @@ impl State {
             .unwrap()
             .entry(id.clone())
             .or_insert_with(|| ProbeStatus::new(id, layer));
+        self.changed();
     }
 
     /// Sets the instances of probe `name` to `roots` (its latest successful
@@ -269,6 +291,8 @@ impl State {
                 .entry(id.clone())
                 .or_insert_with(|| ProbeStatus::new(&id, layer));
         }
+        drop(probes);
+        self.changed();
         removed
     }
 
@@ -292,7 +316,10 @@ impl State {
             .entry(id.clone())
             .or_insert_with(|| ProbeStatus::new(&id, &report.layer));
         status.apply(report);
-        status.clone()
+        let status = status.clone();
+        drop(probes);
+        self.changed();
+        status
     }
 
     /// Records a finished run of an instance that still exists; `None` when
@@ -301,7 +328,18 @@ impl State {
         let mut probes = self.probes.write().unwrap();
         let status = probes.get_mut(&report.instance())?;
         status.apply(report);
-        Some(status.clone())
+        let status = status.clone();
+        drop(probes);
+        self.changed();
+        Some(status)
+    }
+
+    /// Sets when an instance next runs on its schedule. Only instances that
+    /// exist: a multi-root probe's roots come from its listing, never from here.
+    pub fn set_next_run(&self, id: &InstanceId, next_run: Option<DateTime<Utc>>) {
+        if let Some(status) = self.probes.write().unwrap().get_mut(id) {
+            status.next_run = next_run;
+        }
     }
 
     /// Records a failure that happened before any root of the probe was
@@ -311,6 +349,7 @@ impl State {
             .write()
             .unwrap()
             .insert(report.name.clone(), report.clone());
+        self.changed();
     }
 
     /// The probe's last listing failure, while none of its roots is known.

@@ -126,7 +126,7 @@ fn daemon_serves_metrics_api_and_follows_commits() {
     }
     let head = crate::common::git(&s.work, &["rev-parse", "HEAD"]);
     assert!(metrics.contains(&format!(
-        "driftwatch_repo_info{{repo=\"infra\",revision=\"{head}\"}} 1"
+        "driftwatch_repo_info{{commit_url=\"\",repo=\"infra\",revision=\"{head}\"}} 1"
     )));
     let since: f64 = daemon
         .metric("driftwatch_probe_drifted_since_timestamp_seconds{layer=\"command\",probe=\"app\",root=\"\",team=\"corp\"}")
@@ -208,7 +208,7 @@ fn vanished_remote_keeps_last_commit_and_reports_sync_failure() {
     });
     let (_, metrics) = daemon.get("/metrics").unwrap();
     assert!(metrics.contains(&format!(
-        "driftwatch_repo_info{{repo=\"infra\",revision=\"{head}\"}} 1"
+        "driftwatch_repo_info{{commit_url=\"\",repo=\"infra\",revision=\"{head}\"}} 1"
     )));
     assert_eq!(
         daemon.get("/readyz").unwrap().0,

@@ -173,10 +173,9 @@ fn a_manual_trigger_before_the_first_sync_creates_no_phantom_instance() {
     assert_eq!(probes.len(), 1, "{api}");
     assert_eq!(probes[0]["scope"], "probe", "{api}");
     assert_eq!(probes[0]["status"], "error", "{api}");
-    assert_eq!(
-        probes[0]["last_report"]["error"]["reason"], "checkout",
-        "{api}"
-    );
+    assert_eq!(probes[0]["error_reason"], "checkout", "{api}");
+    let detail = daemon.get("/api/v1/probes/tf").unwrap().1;
+    assert!(detail.contains("has not synced yet"), "{detail}");
     let (_, page) = daemon.get("/").unwrap();
     assert!(page.contains("has not synced yet"), "{page}");
 
