@@ -140,6 +140,17 @@ impl State {
         }
     }
 
+    /// The statuses in `state_dir`'s state file, read without touching it
+    /// (for `validate`); empty when it is missing or unusable.
+    pub fn peek(state_dir: &Path) -> Vec<ProbeStatus> {
+        std::fs::read(state_dir.join(STATE_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<StateFile>(&bytes).ok())
+            .filter(|file| file.version == STATE_VERSION)
+            .map(|file| file.probes)
+            .unwrap_or_default()
+    }
+
     /// A state that lives in memory only.
     pub fn ephemeral() -> State {
         State {
