@@ -210,9 +210,21 @@ impl Scheduler {
             .as_ref()
             .map(schedule_interval)
             .unwrap_or(0.0);
+        self.update_next_run(probe, root);
         let status = self.state.get(&id);
         self.metrics
             .register_instance(&key, &probe.labels, interval, status.as_ref());
+    }
+
+    /// Records when this instance next runs on its schedule, for the API and page.
+    fn update_next_run(&self, probe: &ProbeSpec, root: &str) {
+        let Some(schedule) = &probe.schedule else {
+            return;
+        };
+        let id = instance_id(&probe.name, root);
+        let next = schedule.next_run(&id, Utc::now());
+        self.state
+            .set_next_run(&id, &probe.name, root, &probe.layer, next);
     }
 
     /// Syncs one repo and, when it moved, starts the probes whose paths changed.
@@ -224,8 +236,20 @@ impl Scheduler {
         match repo.sync().await {
             Ok(outcome) => {
                 let checkout = &outcome.checkout;
-                self.metrics
-                    .repo_synced(repo.name(), &checkout.commit, checkout.commit_time);
+                let commit_url = self
+                    .config
+                    .repos
+                    .iter()
+                    .find(|r| r.name == repo.name())
+                    .and_then(|r| r.web.as_ref())
+                    .map(|web| web.commit_url(&checkout.commit))
+                    .unwrap_or_default();
+                self.metrics.repo_synced(
+                    repo.name(),
+                    &checkout.commit,
+                    &commit_url,
+                    checkout.commit_time,
+                );
                 self.synced.lock().unwrap().insert(repo.name().to_string());
                 if let Some(changed) = &outcome.changed {
                     if !first {
@@ -319,9 +343,10 @@ impl Scheduler {
         };
         loop {
             let now = Utc::now();
-            let Some(next) = schedule.next_after(now) else {
+            let Some(next) = schedule.next_cron_time(now) else {
                 return;
             };
+            self.update_next_runs(index);
             let wait = (next - now).to_std().unwrap_or_default();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -336,6 +361,28 @@ impl Scheduler {
             {
                 self.spawn_probe(index, Trigger::Schedule);
             }
+        }
+    }
+
+    /// Refreshes the next run of every known instance of one probe.
+    fn update_next_runs(&self, index: usize) {
+        let probe = &self.probes[index].config;
+        let prefix = format!("{}:", probe.name);
+        let roots: Vec<String> = self
+            .registered
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|id| {
+                if *id == probe.name {
+                    Some(String::new())
+                } else {
+                    id.strip_prefix(&prefix).map(str::to_string)
+                }
+            })
+            .collect();
+        for root in roots {
+            self.update_next_run(probe, &root);
         }
     }
 
@@ -466,29 +513,45 @@ impl Scheduler {
         for root in roots {
             self.register_instance(probe, &root);
             let id = instance_id(&probe.name, &root);
-            if !self.busy.lock().unwrap().insert(id.clone()) {
-                tracing::info!(probe = %id, trigger = trigger.as_str(), "previous run still going; skipping this one");
-                self.metrics.skipped_run(&InstanceKey {
-                    probe: probe.name.clone(),
-                    layer: probe.layer.clone(),
-                    root: root.clone(),
-                });
-                continue;
-            }
+            // Scheduled runs start at the cron time plus the instance's own
+            // offset, so many probes on one expression do not start together.
+            let delay = match (&probe.schedule, trigger) {
+                (Some(schedule), Trigger::Schedule) => schedule.offset(&id),
+                _ => Duration::ZERO,
+            };
             let this = self.clone();
-            let checkout = checkout.clone();
+            let mut checkout = checkout.clone();
+            let repo = repo.clone();
             let parallelism = entry.parallelism.clone();
             handles.push(tokio::spawn(async move {
+                if !delay.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = this.stopping.cancelled() => return None,
+                    }
+                    // A commit may have arrived while waiting.
+                    checkout = repo.current().unwrap_or(checkout);
+                }
+                if !this.busy.lock().unwrap().insert(id.clone()) {
+                    tracing::info!(probe = %id, trigger = trigger.as_str(), "previous run still going; skipping this one");
+                    let probe = &this.probes[index].config;
+                    this.metrics.skipped_run(&InstanceKey {
+                        probe: probe.name.clone(),
+                        layer: probe.layer.clone(),
+                        root,
+                    });
+                    return None;
+                }
                 let report = this
                     .run_instance(index, root, checkout, trigger, parallelism)
                     .await;
                 this.busy.lock().unwrap().remove(&id);
-                report
+                Some(report)
             }));
         }
         let mut reports = Vec::new();
         for handle in handles {
-            if let Ok(report) = handle.await {
+            if let Ok(Some(report)) = handle.await {
                 reports.push(report);
             }
         }
@@ -528,6 +591,7 @@ impl Scheduler {
                 new_report(probe, &root, run_id, trigger, &checkout.commit, started_at);
             report.duration = clock.elapsed();
             report.apply_result(result);
+            self.update_next_run(probe, &root);
             self.publish(report)
         }
         .instrument(span)
@@ -610,7 +674,16 @@ impl Scheduler {
     }
 
     /// Records a finished run everywhere: state, metrics, log, subscribers.
-    fn publish(&self, report: RunReport) -> Arc<RunReport> {
+    fn publish(&self, mut report: RunReport) -> Arc<RunReport> {
+        if let Some(web) = self
+            .config
+            .repos
+            .iter()
+            .find(|r| r.name == report.repo)
+            .and_then(|r| r.web.as_ref())
+        {
+            report.link(web);
+        }
         let status = self.state.record(&report);
         self.metrics.observe(&report, &status);
         if let Err(err) = self.state.persist() {
@@ -665,6 +738,7 @@ fn new_report(
         error: None,
         message: String::new(),
         labels: probe.labels.clone(),
+        commit_url: None,
     }
 }
 
@@ -679,9 +753,8 @@ pub fn instance_id(name: &str, root: &str) -> String {
 
 /// Nominal seconds between two firings of a schedule.
 fn schedule_interval(schedule: &crate::config::Schedule) -> f64 {
-    let mut upcoming = schedule.cron.upcoming(Utc);
-    match (upcoming.next(), upcoming.next()) {
-        (Some(a), Some(b)) => (b - a).num_milliseconds() as f64 / 1000.0,
+    match schedule.upcoming(Utc::now(), 2).as_slice() {
+        [a, b] => (*b - *a).num_milliseconds() as f64 / 1000.0,
         _ => 0.0,
     }
 }

@@ -39,6 +39,10 @@ pub struct ProbeStatus {
     /// Resources of the last run that reached a verdict (kept through errors).
     #[serde(default)]
     pub drifted_resources: usize,
+    /// When the next scheduled run starts (cron time plus this instance's
+    /// jitter offset); `None` without a schedule. Kept up to date by the scheduler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<DateTime<Utc>>,
 }
 
 impl ProbeStatus {
@@ -54,6 +58,7 @@ impl ProbeStatus {
             drifted_since: None,
             drifted_since_commit: None,
             drifted_resources: 0,
+            next_run: None,
         }
     }
 
@@ -140,6 +145,17 @@ impl State {
         }
     }
 
+    /// The statuses in `state_dir`'s state file, read without touching it
+    /// (for `validate`); empty when it is missing or unusable.
+    pub fn peek(state_dir: &Path) -> Vec<ProbeStatus> {
+        std::fs::read(state_dir.join(STATE_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<StateFile>(&bytes).ok())
+            .filter(|file| file.version == STATE_VERSION)
+            .map(|file| file.probes)
+            .unwrap_or_default()
+    }
+
     /// A state that lives in memory only.
     pub fn ephemeral() -> State {
         State {
@@ -165,6 +181,23 @@ impl State {
         });
         status.apply(report);
         status.clone()
+    }
+
+    /// Sets when an instance next runs on its schedule (creating its status
+    /// if it has none yet, as a first run would).
+    pub fn set_next_run(
+        &self,
+        probe: &str,
+        name: &str,
+        root: &str,
+        layer: &str,
+        next_run: Option<DateTime<Utc>>,
+    ) {
+        let mut probes = self.probes.write().unwrap();
+        probes
+            .entry(probe.to_string())
+            .or_insert_with(|| ProbeStatus::new(probe, name, root, layer))
+            .next_run = next_run;
     }
 
     pub fn get(&self, probe: &str) -> Option<ProbeStatus> {

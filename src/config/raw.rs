@@ -46,6 +46,8 @@ pub struct RawHistory {
 #[serde(deny_unknown_fields)]
 pub struct RawDefaults {
     pub schedule: Option<String>,
+    pub timezone: Option<String>,
+    pub jitter: Option<String>,
     pub timeout: Option<String>,
     pub max_concurrent_runs: Option<u64>,
     pub max_resource_series: Option<u64>,
@@ -69,6 +71,23 @@ pub struct RawRepo {
     pub ssh_known_hosts_file: Option<String>,
     pub ssh_passphrase: Option<String>,
     pub ssh_passphrase_file: Option<String>,
+    pub web_url: Option<RawWebUrl>,
+}
+
+/// `web_url = "https://host/owner/repo"`, or templates for other forges:
+/// `web_url = { commit = "…{commit}…", file = "…{commit}…{path}…{line}…" }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawWebUrl {
+    Base(String),
+    Templates(RawWebTemplates),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebTemplates {
+    pub commit: String,
+    pub file: String,
 }
 
 /// The keys every `[[probe]]` has; all other keys in the table belong to the
@@ -81,6 +100,8 @@ pub struct RawProbe {
     pub repo: Option<String>,
     pub path: Option<String>,
     pub schedule: Option<String>,
+    pub timezone: Option<String>,
+    pub jitter: Option<String>,
     pub timeout: Option<String>,
     pub run_on_change: Option<bool>,
     pub labels: Option<BTreeMap<String, String>>,
@@ -93,6 +114,8 @@ pub const PROBE_COMMON_KEYS: &[&str] = &[
     "repo",
     "path",
     "schedule",
+    "timezone",
+    "jitter",
     "timeout",
     "run_on_change",
     "labels",

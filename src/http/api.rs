@@ -27,6 +27,8 @@ pub struct ProbeView {
     pub repo: String,
     pub path: String,
     pub schedule: Option<String>,
+    /// When the next scheduled run starts (with this instance's jitter).
+    pub next_run: Option<chrono::DateTime<chrono::Utc>>,
     pub timeout_seconds: f64,
     pub run_on_change: bool,
     pub labels: std::collections::BTreeMap<String, String>,
@@ -58,6 +60,7 @@ impl ProbeView {
             repo: probe.repo.clone(),
             path: probe.path.clone(),
             schedule: probe.schedule.clone(),
+            next_run: status.next_run,
             timeout_seconds: probe.timeout.as_secs_f64(),
             run_on_change: probe.run_on_change,
             labels: probe.labels.clone(),

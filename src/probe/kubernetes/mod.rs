@@ -502,13 +502,24 @@ impl KubernetesProbe {
             }
             let kind = manifest.kind();
             let subject = subject(kind, namespace, name);
+            // A rendered object has no file of its own to link to.
+            let declared_at = match self.config.render {
+                Some(_) => None,
+                None => cx.repo_relative(&cx.workdir.join(&manifest.source)),
+            };
+            let declare = |change: ResourceChange| match &declared_at {
+                Some(path) => change.with_declared_at(path.clone()),
+                None => change,
+            };
             let key = (*index, namespace.clone(), name.clone());
             let lines = match (known.get(&key), live.objects.get(&key)) {
                 (Some(lines), _) => lines.clone(),
                 (None, None) => {
-                    changes.push(ResourceChange::new(subject, "missing").with_diff(format!(
-                        "{kind} {name:?} is declared in {} but does not exist in the cluster",
-                        manifest.origin()
+                    changes.push(declare(ResourceChange::new(subject, "missing").with_diff(
+                        format!(
+                            "{kind} {name:?} is declared in {} but does not exist in the cluster",
+                            manifest.origin()
+                        ),
                     )));
                     continue;
                 }
@@ -532,7 +543,9 @@ impl KubernetesProbe {
             if lines.is_empty() {
                 in_sync += 1;
             } else {
-                changes.push(ResourceChange::new(subject, "changed").with_diff(lines.join("\n")));
+                changes.push(declare(
+                    ResourceChange::new(subject, "changed").with_diff(lines.join("\n")),
+                ));
             }
         }
         if self.config.detect_extra {
