@@ -404,6 +404,33 @@ fn change_block(change: &ResourceChange) -> Markup {
     }
 }
 
+/// Changes an ignore rule matched, from `details.ignored_changes` (a layer's
+/// list of objects naming a `subject` or `address`, and the `rule`): shown
+/// so that ignoring never hides a change silently.
+fn ignored_block(details: &serde_json::Value) -> Markup {
+    let ignored = details["ignored_changes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    html! {
+        @if !ignored.is_empty() {
+            h2 { "Ignored changes (" (ignored.len()) ")" }
+            ul id="ignored" {
+                @for entry in ignored {
+                    li {
+                        span class="mono subject" {
+                            (entry["subject"].as_str().or_else(|| entry["address"].as_str()).unwrap_or("?"))
+                        }
+                        @if let Some(rule) = entry["rule"].as_str() {
+                            " " span class="muted" { "(by " (rule) ")" }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn history_missing() -> Markup {
     html! { p class="muted" { "History is not available." } }
 }
@@ -429,6 +456,12 @@ pub fn probe_page(page_data: &ProbePage<'_>) -> String {
             }
             @if let Some(schedule) = page_data.schedule {
                 (field("Schedule", html! { (schedule) }))
+            }
+            @if let Some(next) = status.and_then(|s| s.next_run) {
+                (field("Next run", html! {
+                    time datetime=(next.to_rfc3339()) { (timestamp(next)) }
+                    " (in " (span((next - now).num_seconds().max(0) as u64)) ")"
+                }))
             }
             @if let Some(r) = report {
                 (field("Last check", when(now, r.started_at)))
@@ -479,6 +512,7 @@ pub fn probe_page(page_data: &ProbePage<'_>) -> String {
                         @for change in &r.changes { (change_block(change)) }
                     }
                 }
+                (ignored_block(&r.details))
             }
         }
         h2 { "Drift episodes" }
@@ -598,7 +632,6 @@ mod tests {
     use crate::history::EventKind;
     use crate::probe::outcome::{ErrorReason, ProbeError};
     use crate::probe::{Outcome, RunReport};
-    use std::collections::BTreeMap;
     use std::time::Duration;
 
     const XSS: &str = "<script>alert(1)</script>";
@@ -616,14 +649,8 @@ mod tests {
             started_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             duration: Duration::from_secs(2),
             verdict: Verdict::InSync,
-            exit_code: None,
-            changes: vec![],
             warnings: vec![XSS.into()],
-            details: serde_json::Value::Null,
-            error: None,
-            message: String::new(),
-            labels: BTreeMap::new(),
-            commit_url: None,
+            ..RunReport::default()
         };
         report.apply_result(match verdict {
             Verdict::Drifted => Ok(Outcome::drifted(vec![ResourceChange::new(
@@ -740,6 +767,45 @@ mod tests {
             assert_no_raw_markup(&html);
             assert!(html.contains("/api/v1/probes/web%3Cscript%3Ealert%281%29%3C%2Fscript%3E%3Aenvs%2F%22prod%22/runs"));
         }
+    }
+
+    #[test]
+    fn the_probe_page_lists_ignored_changes() {
+        let page = |status: &ProbeStatus| {
+            probe_page(&ProbePage {
+                now: DateTime::from_timestamp(1_700_000_600, 0).unwrap(),
+                refresh_seconds: 30,
+                id: &status.probe,
+                layer: "ansible",
+                repo: None,
+                path: None,
+                schedule: None,
+                status: Some(status),
+                runs: None,
+                episodes: None,
+                events: None,
+            })
+        };
+        let mut status = status(Verdict::InSync);
+        status.last_report.as_mut().unwrap().details = serde_json::json!({
+            "ignored": 2,
+            "ignored_changes": [
+                {"subject": format!("web1: {XSS}"), "rule": "ignore[0]"},
+                {"address": "aws_autoscaling_group.web", "attributes": "all"},
+            ],
+        });
+        let html = page(&status);
+        assert_no_raw_markup(&html);
+        assert!(html.contains("<h2>Ignored changes (2)</h2>"), "{html}");
+        assert!(html.contains(
+            r#"web1: &lt;script&gt;alert(1)&lt;/script&gt;</span> <span class="muted">(by ignore[0])</span>"#
+        ), "{html}");
+        assert!(
+            html.contains(r#"<span class="mono subject">aws_autoscaling_group.web</span></li>"#),
+            "{html}"
+        );
+        status.last_report.as_mut().unwrap().details = serde_json::Value::Null;
+        assert!(!page(&status).contains("Ignored changes"));
     }
 
     #[test]
