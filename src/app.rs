@@ -296,6 +296,11 @@ pub async fn validate(config: &Config, checkout: Option<&std::path::Path>) -> Va
                     .warnings
                     .push(format!("probe.{}: {warning}", probe.name));
             }
+            for warning in runner.access_warnings(Some(&probe_dir)).await {
+                result
+                    .warnings
+                    .push(format!("probe.{}: {warning}", probe.name));
+            }
         }
     }
     result.warnings.extend(unmatched_ignore_rules(config));

@@ -476,6 +476,24 @@ impl RunReport {
     }
 }
 
+impl RunReport {
+    /// The summary without its verdict word, for a column beside the
+    /// verdict badge: `exit_code: …`, the probe's message, `3 resource(s)
+    /// differ`, or "" when there is nothing to add.
+    pub fn detail(&self) -> String {
+        match (&self.verdict, &self.error) {
+            (Verdict::Error, Some(e)) => {
+                format!("{}: {}", e.reason.as_str(), first_line(&e.message))
+            }
+            _ if !self.message.is_empty() => first_line(&self.message).to_string(),
+            (Verdict::Drifted, _) if !self.changes.is_empty() => {
+                format!("{} resource(s) differ", self.changes.len())
+            }
+            _ => String::new(),
+        }
+    }
+}
+
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or("")
 }

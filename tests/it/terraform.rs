@@ -695,6 +695,22 @@ fn read_only_violations_are_config_errors() {
     assert_eq!(keys, ["init_args[0]", "plan_args[0]"]);
 }
 
+#[test]
+fn bad_ignore_rules_are_config_errors_naming_the_rule() {
+    let build = |fields: &str| match common::build_probe("terraform", "tf", "", fields) {
+        Ok(_) => panic!("accepted: {fields}"),
+        Err(errors) => errors,
+    };
+    let errors = build(
+        "[[ignore]]\naddress = \"aws_instance.*\"\n\n[[ignore]]\naddress = \"\"\nattributes = [\"tags.\"]\n",
+    );
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["ignore[1].address", "ignore[1].attributes[0]"]);
+    let errors = build("[[ignore]]\naddres = \"x\"\n");
+    assert!(errors[0].key.starts_with("ignore[0]"), "{errors:?}");
+    assert!(errors[0].message.contains("unknown field"), "{errors:?}");
+}
+
 /// Applies another stack, outside the repo, whose `cidr` output the tests'
 /// roots read through `terraform_remote_state`. Returns its state file.
 fn apply_network(f: &Fixture, cidr: &str) -> PathBuf {
