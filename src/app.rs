@@ -42,6 +42,7 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
         .flat_map(|p| p.labels.keys().cloned())
         .collect();
     let metrics = Arc::new(Metrics::new(
+        state.clone(),
         &label_names,
         config.defaults.max_resource_series,
     ));
@@ -158,10 +159,12 @@ fn record_history(
 ) -> tokio::task::JoinHandle<()> {
     use tokio::sync::broadcast::error::{RecvError, TryRecvError};
     let mut reports = scheduler.subscribe();
+    let mut removals = scheduler.subscribe_removals();
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 biased;
+                Ok(removal) = removals.recv() => history.record_removal(&removal),
                 received = reports.recv() => match received {
                     Ok(report) => history.record(&report),
                     Err(RecvError::Lagged(missed)) => {
@@ -170,6 +173,9 @@ fn record_history(
                     Err(RecvError::Closed) => break,
                 },
                 _ = stop.cancelled() => {
+                    while let Ok(removal) = removals.try_recv() {
+                        history.record_removal(&removal);
+                    }
                     loop {
                         match reports.try_recv() {
                             Ok(report) => history.record(&report),
@@ -199,6 +205,45 @@ pub async fn check(config: Config, probes: &[String]) -> anyhow::Result<Vec<Arc<
 pub struct Validation {
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
+    /// One line per probe: its schedule and when it next runs.
+    pub schedules: Vec<String>,
+}
+
+/// `probe.web: "*/15 * * * *" in Europe/Berlin: next run 2026-03-27 13:15 CET
+/// (12:15:00 UTC), each instance up to 45s later`.
+pub fn schedule_line(
+    spec: &crate::config::ProbeSpec,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let Some(schedule) = &spec.schedule else {
+        return format!(
+            "probe.{}: no schedule (runs at start-up, on a new commit and when triggered)",
+            spec.name
+        );
+    };
+    let next = match schedule.next_cron_time(now) {
+        Some(next) => format!(
+            "next run {} ({})",
+            next.with_timezone(&schedule.timezone)
+                .format("%Y-%m-%d %H:%M:%S %Z"),
+            next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        None => "never fires".to_string(),
+    };
+    let jitter = if schedule.jitter.is_zero() {
+        String::new()
+    } else {
+        format!(
+            ", each instance up to {} later",
+            humantime::format_duration(schedule.jitter)
+        )
+    };
+    format!(
+        "probe.{}: {:?} in {}: {next}{jitter}",
+        spec.name,
+        schedule.text,
+        schedule.timezone.name()
+    )
 }
 
 /// Checks each probe's environment (binaries present and new enough), and
@@ -217,7 +262,9 @@ pub async fn validate(config: &Config, checkout: Option<&std::path::Path>) -> Va
             return result;
         }
     };
+    let now = chrono::Utc::now();
     for (probe, runner) in config.probes.iter().zip(&built) {
+        result.schedules.push(schedule_line(probe, now));
         for problem in runner.preflight().await {
             result.errors.push(format!(
                 "{}: probe.{}: {problem}",
@@ -248,6 +295,11 @@ pub async fn validate(config: &Config, checkout: Option<&std::path::Path>) -> Va
                 continue;
             }
             for warning in runner.inspect(&probe_dir) {
+                result
+                    .warnings
+                    .push(format!("probe.{}: {warning}", probe.name));
+            }
+            for warning in runner.access_warnings(Some(&probe_dir)).await {
                 result
                     .warnings
                     .push(format!("probe.{}: {warning}", probe.name));
