@@ -341,6 +341,11 @@ impl Default for ReportLimits {
 }
 
 impl RunReport {
+    /// The instance this run covered.
+    pub fn instance(&self) -> crate::instance::InstanceId {
+        crate::instance::InstanceId::new(&self.name, &self.root)
+    }
+
     /// Cuts the report down to `limits`: long texts get a marker, changes
     /// beyond the count or byte budget are dropped (in the order the probe
     /// gave them), and `truncated` says so. `total_changes` keeps the full
@@ -467,6 +472,24 @@ impl RunReport {
                 format!("drifted: {} resource(s) differ", self.change_count())
             }
             _ => "in sync".to_string(),
+        }
+    }
+}
+
+impl RunReport {
+    /// The summary without its verdict word, for a column beside the
+    /// verdict badge: `exit_code: …`, the probe's message, `3 resource(s)
+    /// differ`, or "" when there is nothing to add.
+    pub fn detail(&self) -> String {
+        match (&self.verdict, &self.error) {
+            (Verdict::Error, Some(e)) => {
+                format!("{}: {}", e.reason.as_str(), first_line(&e.message))
+            }
+            _ if !self.message.is_empty() => first_line(&self.message).to_string(),
+            (Verdict::Drifted, _) if !self.changes.is_empty() => {
+                format!("{} resource(s) differ", self.changes.len())
+            }
+            _ => String::new(),
         }
     }
 }

@@ -237,7 +237,7 @@ fn data_resource(name: &str, input: &str) -> String {
 /// The installer's fallback on a machine without Terraform is 1.0.3, which
 /// lacks it: those tests then skip (even under DRIFTWATCH_REQUIRE_TOOLS) and
 /// the 1.0.3 + null provider test covers the layer.
-fn have_terraform() -> bool {
+pub(crate) fn have_terraform() -> bool {
     if !common::have_tool("terraform") {
         return false;
     }

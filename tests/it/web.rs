@@ -89,7 +89,7 @@ impl Harness {
         let state = Arc::new(State::load(dir.path()));
         let history = Arc::new(History::open(dir.path(), HistoryConfig::default()));
         let triggers = Arc::new(RecordingTriggers::default());
-        let metrics = Arc::new(Metrics::new(&Default::default(), 100));
+        let metrics = Arc::new(Metrics::new(state.clone(), &Default::default(), 100));
         let registry = metrics.registry().clone();
         let catalog = Catalog {
             probes: vec![
@@ -321,8 +321,14 @@ async fn status_page_renders_in_chromium_with_everything_escaped() {
     assert!(dom.contains(&row("not-yet", "pending")));
     assert!(dom.contains(r#"<span class="badge s-drifted">DRIFTED</span>"#));
     assert!(dom.contains(r#"<span class="badge s-error">ERROR</span>"#));
-    assert!(dom.contains("drifted: 2 resource(s) differ"));
-    assert!(dom.contains("error (unreachable): host db1 unreachable"));
+    // The message column does not repeat the badge.
+    assert!(
+        dom.contains(
+            r#"<td class="msg"><span title="2 resource(s) differ">2 resource(s) differ</span></td>"#
+        ),
+        "{dom}"
+    );
+    assert!(dom.contains(r#"<td class="msg"><span title="unreachable: host db1 unreachable">unreachable: host db1 unreachable</span></td>"#), "{dom}");
     assert!(dom.contains(r#"id="count-drifted">2 drifted"#));
     assert!(dom.contains(r#"href="/probes/network%3Aenvs%2Fprod""#));
     // Events feed, newest first.
