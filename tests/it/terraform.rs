@@ -1096,9 +1096,11 @@ async fn a_check_block_read_is_in_sync_and_a_failed_assertion_is_a_warning() {
     );
     let report = report(Ok(outcome));
     assert_eq!(report.verdict, Verdict::InSync);
-    let metrics = driftwatch::metrics::Metrics::new(&Default::default(), 100);
-    let status = driftwatch::state::State::ephemeral().record(&report);
-    metrics.observe(&report, &status);
+    let state = Arc::new(driftwatch::state::State::ephemeral());
+    state.record(&report);
+    let metrics = driftwatch::metrics::Metrics::new(state, &Default::default(), 100);
+    metrics.register_probe("tf", "terraform", &Default::default(), 0.0);
+    metrics.observe(&report);
     let exposition = metrics.render();
     let series = |name: &str| {
         exposition
