@@ -290,7 +290,44 @@ pub async fn validate(config: &Config, checkout: Option<&std::path::Path>) -> Va
                     .warnings
                     .push(format!("probe.{}: {warning}", probe.name));
             }
+            for warning in runner.access_warnings(Some(&probe_dir)).await {
+                result
+                    .warnings
+                    .push(format!("probe.{}: {warning}", probe.name));
+            }
         }
     }
+    result.warnings.extend(unmatched_ignore_rules(config));
     result
+}
+
+/// Ignore rules that matched nothing in each instance's last run (as the
+/// probe recorded them in `details.ignore_rules_unmatched`): stale or
+/// mistyped rules, which would otherwise hide nothing silently.
+fn unmatched_ignore_rules(config: &Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for status in State::peek(&config.state_dir) {
+        if !config.probes.iter().any(|p| p.name == status.name) {
+            continue;
+        }
+        let Some(report) = &status.last_report else {
+            continue;
+        };
+        let Some(rules) = report.details["ignore_rules_unmatched"].as_array() else {
+            continue;
+        };
+        let instance = if status.root.is_empty() {
+            String::new()
+        } else {
+            format!(" (root {:?})", status.root)
+        };
+        for rule in rules.iter().filter_map(|r| r.as_str()) {
+            warnings.push(format!(
+                "probe.{}{instance}: ignore rule {rule} matched nothing in the last run ({})",
+                status.name,
+                report.started_at.format("%Y-%m-%d %H:%M UTC")
+            ));
+        }
+    }
+    warnings
 }

@@ -60,7 +60,7 @@ pub struct Metrics {
     /// Resource series currently exported per instance, to remove stale ones.
     resource_series: Mutex<HashMap<InstanceKey, BTreeSet<(String, String)>>>,
     /// Revision currently exported per repo.
-    repo_revisions: Mutex<HashMap<String, String>>,
+    repo_revisions: Mutex<HashMap<String, (String, String)>>,
     /// Bumped by every change to probe or repo series; keys the render cache.
     generation: std::sync::atomic::AtomicU64,
     /// The last exposition rendered: (generation, when, text).
@@ -151,7 +151,7 @@ impl Metrics {
             repo_success: int_gauge(r, "driftwatch_repo_sync_success", "1 if the last sync of the repository succeeded, 0 if it failed.", &["repo"]),
             repo_last_sync: gauge(r, "driftwatch_repo_last_sync_timestamp_seconds", "Time of the last successful sync, in seconds since the epoch; 0 if none yet.", &["repo"]),
             repo_commit_time: gauge(r, "driftwatch_repo_commit_timestamp_seconds", "Commit time of the checked-out revision, in seconds since the epoch; 0 if unknown.", &["repo"]),
-            repo_info: int_gauge(r, "driftwatch_repo_info", "Always 1; the revision label is the checked-out commit.", &["repo", "revision"]),
+            repo_info: int_gauge(r, "driftwatch_repo_info", "Always 1; the revision label is the checked-out commit, commit_url its page in the repository's web UI (empty when unknown).", &["repo", "revision", "commit_url"]),
             repo_errors: counter(r, "driftwatch_repo_sync_errors_total", "Failed syncs of the repository.", &["repo"]),
             registry,
             constant_labels,
@@ -351,7 +351,9 @@ impl Metrics {
         self.repo_errors.with_label_values(&[repo]);
     }
 
-    pub fn repo_synced(&self, repo: &str, revision: &str, commit_time: i64) {
+    /// A successful sync of `repo` at `revision`; `commit_url` is the
+    /// commit's web page, or "" when the repo has no web links.
+    pub fn repo_synced(&self, repo: &str, revision: &str, commit_url: &str, commit_time: i64) {
         self.changed();
         let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
         self.repo_success.with_label_values(&[repo]).set(1);
@@ -360,12 +362,15 @@ impl Metrics {
             .with_label_values(&[repo])
             .set(commit_time as f64);
         let mut revisions = self.repo_revisions.lock().unwrap();
-        if let Some(old) = revisions.insert(repo.to_string(), revision.to_string()) {
-            if old != revision {
-                let _ = self.repo_info.remove_label_values(&[repo, &old]);
+        let labels = (revision.to_string(), commit_url.to_string());
+        if let Some(old) = revisions.insert(repo.to_string(), labels.clone()) {
+            if old != labels {
+                let _ = self.repo_info.remove_label_values(&[repo, &old.0, &old.1]);
             }
         }
-        self.repo_info.with_label_values(&[repo, revision]).set(1);
+        self.repo_info
+            .with_label_values(&[repo, revision, commit_url])
+            .set(1);
     }
 
     pub fn repo_sync_failed(&self, repo: &str) {
@@ -541,7 +546,7 @@ mod tests {
         let metrics = Metrics::new(&BTreeSet::new(), 10);
         let before = metrics.render_cached();
         assert_eq!(before, metrics.render_cached());
-        metrics.repo_synced("infra", "aaa", 1);
+        metrics.repo_synced("infra", "aaa", "", 1);
         let after = metrics.render_cached();
         assert!(String::from_utf8_lossy(&after).contains("revision=\"aaa\""));
     }
@@ -549,10 +554,11 @@ mod tests {
     #[test]
     fn repo_info_keeps_one_series_per_repo() {
         let metrics = Metrics::new(&BTreeSet::new(), 10);
-        metrics.repo_synced("infra", "aaa", 1);
-        metrics.repo_synced("infra", "bbb", 2);
+        metrics.repo_synced("infra", "aaa", "", 1);
+        metrics.repo_synced("infra", "bbb", "https://github.com/a/infra/commit/bbb", 2);
         let text = metrics.render();
         assert_eq!(text.matches("driftwatch_repo_info{").count(), 1);
         assert!(text.contains("revision=\"bbb\""));
+        assert!(text.contains("commit_url=\"https://github.com/a/infra/commit/bbb\""));
     }
 }

@@ -236,8 +236,20 @@ impl Scheduler {
         match repo.sync().await {
             Ok(outcome) => {
                 let checkout = &outcome.checkout;
-                self.metrics
-                    .repo_synced(repo.name(), &checkout.commit, checkout.commit_time);
+                let commit_url = self
+                    .config
+                    .repos
+                    .iter()
+                    .find(|r| r.name == repo.name())
+                    .and_then(|r| r.web.as_ref())
+                    .map(|web| web.commit_url(&checkout.commit))
+                    .unwrap_or_default();
+                self.metrics.repo_synced(
+                    repo.name(),
+                    &checkout.commit,
+                    &commit_url,
+                    checkout.commit_time,
+                );
                 self.synced.lock().unwrap().insert(repo.name().to_string());
                 if let Some(changed) = &outcome.changed {
                     if !first {
@@ -662,7 +674,16 @@ impl Scheduler {
     }
 
     /// Records a finished run everywhere: state, metrics, log, subscribers.
-    fn publish(&self, report: RunReport) -> Arc<RunReport> {
+    fn publish(&self, mut report: RunReport) -> Arc<RunReport> {
+        if let Some(web) = self
+            .config
+            .repos
+            .iter()
+            .find(|r| r.name == report.repo)
+            .and_then(|r| r.web.as_ref())
+        {
+            report.link(web);
+        }
         let status = self.state.record(&report);
         self.metrics.observe(&report, &status);
         if let Err(err) = self.state.persist() {
@@ -710,13 +731,8 @@ fn new_report(
         started_at,
         duration: Duration::ZERO,
         verdict: Verdict::Error,
-        exit_code: None,
-        changes: Vec::new(),
-        warnings: Vec::new(),
-        details: serde_json::Value::Null,
-        error: None,
-        message: String::new(),
         labels: probe.labels.clone(),
+        ..RunReport::default()
     }
 }
 

@@ -67,6 +67,13 @@ pub trait Probe: Send + Sync + 'static {
         std::future::pending().await
     }
 
+    /// Warnings that need the live system (e.g. a Kubernetes account that may
+    /// list but not watch), for `validate`; `probe_dir` holds the probe's
+    /// files when a copy of its repo is at hand.
+    async fn access_warnings(&self, _probe_dir: Option<&Path>) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Health of the probe's live-state cache, for layers that keep one.
     fn cache_stats(&self) -> Option<CacheStats> {
         None
@@ -114,6 +121,26 @@ pub struct ProbeContext {
 }
 
 impl ProbeContext {
+    /// `path` (under the checkout) relative to the repository root with `/`
+    /// separators, for `ResourceChange::declared_at`; None outside the checkout.
+    pub fn repo_relative(&self, path: &std::path::Path) -> Option<String> {
+        let relative = path.strip_prefix(&self.checkout).ok().or_else(|| {
+            let checkout = self.checkout.canonicalize().ok()?;
+            path.strip_prefix(checkout).ok()
+        })?;
+        let mut parts: Vec<String> = Vec::new();
+        for component in relative.components() {
+            match component {
+                std::path::Component::Normal(part) => {
+                    parts.push(part.to_string_lossy().into_owned())
+                }
+                std::path::Component::CurDir => {}
+                _ => return None,
+            }
+        }
+        (!parts.is_empty()).then(|| parts.join("/"))
+    }
+
     /// A command that runs in the probe's workdir with the run's kill grace.
     pub fn command(&self, program: impl Into<std::ffi::OsString>) -> Command {
         Command::new(program)

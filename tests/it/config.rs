@@ -11,7 +11,7 @@ url = "https://example.com/infra.git"
 
 /// Writes `text` to a temp file and returns its problems with the file's own
 /// path replaced by `dw.toml`.
-fn problems(text: &str) -> Vec<String> {
+pub fn problems(text: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dw.toml");
     std::fs::write(&path, text).unwrap();
@@ -152,6 +152,16 @@ fn bad_configs_name_file_line_and_key() {
             "probe without repo among several",
             format!("{REPO}[[repo]]\nname = \"apps\"\nurl = \"https://h/apps.git\"\n[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\n"),
             "dw.toml:7:1: probe.p: missing key `repo`: with several repos configured, name one of: infra, apps",
+        ),
+        (
+            "web_url that is not an http(s) URL",
+            format!("{REPO}web_url = \"git@github.com:acme/infra\"\n[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\n"),
+            "dw.toml:4:11: repo.infra.web_url: \"git@github.com:acme/infra\" is not an http(s) URL",
+        ),
+        (
+            "web_url template without {commit}",
+            format!("{REPO}web_url = {{ commit = \"https://git.example.com/c/{{sha}}\", file = \"https://git.example.com/f/{{commit}}/{{path}}\" }}\n[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\n"),
+            "dw.toml:4:11: repo.infra.web_url: commit: \"https://git.example.com/c/{sha}\" lacks {commit}",
         ),
         (
             "misspelled common key gets a suggestion",

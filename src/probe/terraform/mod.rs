@@ -11,6 +11,7 @@
 //! migrates state), and plan files (which can hold secrets) are deleted right
 //! after use.
 mod config;
+mod declared;
 mod diagnostics;
 pub mod ignore;
 mod plan;
@@ -328,7 +329,7 @@ impl Probe for TerraformProbe {
         let mut redactor = env.redactor.clone();
         plan::collect_secrets(&plan_json, &sensitivity, &mut redactor);
         let outside = env.cache.in_sync_config().as_deref() == Some(config_fingerprint.as_str());
-        let summary = plan::summarize(
+        let mut summary = plan::summarize(
             &plan_json,
             &plan::Options {
                 redactor: &redactor,
@@ -337,6 +338,7 @@ impl Probe for TerraformProbe {
                 ignore: &self.ignore,
             },
         );
+        declared::annotate(&mut summary.changes, &plan_json, &env.dir, cx);
         drop(plan_json);
         merge(&mut details, summary.details);
         details["show_seconds"] = json!(round(show_started.elapsed().as_secs_f64()));
