@@ -928,7 +928,15 @@ vars = {{ db_password = "{new_secret}" }}
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+    // The list, then every instance in full (changes are per instance).
     let mut api = http_get(&format!("{base}/api/v1/probes")).await.unwrap();
+    let list: serde_json::Value = serde_json::from_str(&api).unwrap();
+    for probe in list["probes"].as_array().unwrap() {
+        let id = driftwatch::http::html::encode_segment(probe["id"].as_str().unwrap());
+        api += &http_get(&format!("{base}/api/v1/probes/{id}"))
+            .await
+            .unwrap();
+    }
     assert!(api.contains("terraform_data.db"), "{api}");
     assert!(api.contains("stacks/b"), "{api}");
     assert!(
