@@ -554,6 +554,9 @@ pub fn probe_page(page_data: &ProbePage<'_>) -> String {
                                         Some(ended) => { (when(now, ended)) }
                                         None => { span class="badge s-drifted" { "OPEN" } }
                                     }
+                                    @if episode.ended_reason.as_deref() == Some("removed") {
+                                        " (root removed)"
+                                    }
                                 }
                                 td { (span(lasted)) }
                                 td class="mono" { (short_commit(&episode.started_commit)) }
@@ -682,7 +685,7 @@ mod tests {
             }
             Verdict::InSync => Ok(Outcome::in_sync()),
         });
-        let mut status = ProbeStatus::new(&report.probe, &report.name, &report.root, "terraform");
+        let mut status = ProbeStatus::new(&report.instance(), "terraform");
         status.apply(&report);
         status
     }
@@ -843,6 +846,7 @@ mod tests {
                 ended_at: None,
                 ended_run: None,
                 ended_commit: Some(XSS.into()),
+                ended_reason: None,
                 resources: vec![crate::history::EpisodeResource {
                     subject: XSS.into(),
                     action: XSS.into(),
