@@ -703,7 +703,7 @@ mod tests {
     fn overview_counts_messages_and_links() {
         let now = DateTime::from_timestamp(1_700_000_600, 0).unwrap();
         let row = |report: &mut RunReport| {
-            let mut status = ProbeStatus::new(&report.probe, &report.name, &report.root, "command");
+            let mut status = ProbeStatus::new(&report.instance(), "command");
             status.apply(report);
             let rows = [OverviewRow {
                 id: report.probe.clone(),
