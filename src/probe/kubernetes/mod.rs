@@ -12,7 +12,8 @@ pub mod ignore;
 pub mod live;
 pub mod manifest;
 pub mod normalize;
-pub mod schema;
+pub mod owners;
+pub use kube_schema as schema;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -27,8 +28,8 @@ use self::ignore::{IgnoreRule, IgnoreRuleConfig, Target};
 use self::live::{DiscoveryCache, ReadPlan, Reader, Resolved, ResourceType};
 use self::manifest::{Loaded, Manifest};
 use super::{
-    parse_fields, ErrorReason, FieldError, Outcome, Probe, ProbeCommon, ProbeContext, ProbeError,
-    ResourceChange,
+    parse_fields, ErrorReason, FieldChange, FieldError, Outcome, Probe, ProbeCommon, ProbeContext,
+    ProbeError, ResourceChange,
 };
 
 /// Largest render output accepted.
@@ -402,12 +403,16 @@ impl KubernetesProbe {
                     let root = crd_roots
                         .get(index)
                         .or_else(|| schemas.root(manifest.api_version(), manifest.kind()));
-                    let lines = self.differences(manifest, namespace, live_object, root);
-                    if lines.is_empty() {
+                    let found = self.differences(manifest, namespace, live_object, root);
+                    if found.is_empty() {
                         in_sync += 1;
                     } else {
+                        let (lines, fields): (Vec<String>, Vec<FieldChange>) =
+                            found.into_iter().unzip();
                         changes.push(
-                            ResourceChange::new(subject, "changed").with_diff(lines.join("\n")),
+                            ResourceChange::new(subject, "changed")
+                                .with_diff(lines.join("\n"))
+                                .with_fields(fields),
                         );
                     }
                 }
@@ -526,7 +531,9 @@ impl KubernetesProbe {
         namespace: &str,
         live_object: &Value,
         root: Option<&schema::TypeDef>,
-    ) -> Vec<String> {
+    ) -> Vec<(String, FieldChange)> {
+        // Who wrote each live value: read before normalizing drops managedFields.
+        let managed_fields = live_object.pointer("/metadata/managedFields");
         let mut want = manifest.object.clone();
         let mut live = live_object.clone();
         normalize::normalize(&mut want);
@@ -552,7 +559,19 @@ impl KubernetesProbe {
         compare::compare(&want, &live, schema::builtin(), root)
             .iter()
             .filter(|d| !rules.iter().any(|r| r.ignores(&d.path)))
-            .map(|d| compare::render_line(d, secret))
+            .map(|d| {
+                let field = compare::path_string(&d.path);
+                // A field missing live has no owner to name.
+                let change = match d.live {
+                    Some(_) => owners::owner(managed_fields, &d.path, field),
+                    None => FieldChange {
+                        field,
+                        ..FieldChange::default()
+                    },
+                };
+                let line = compare::render_line(d, secret) + &owners::suffix(&change);
+                (line, change)
+            })
             .collect()
     }
 
