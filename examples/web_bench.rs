@@ -80,6 +80,7 @@ fn report(i: usize, seq: u64, at: DateTime<Utc>) -> RunReport {
         error: None,
         labels: BTreeMap::new(),
         message: String::new(),
+        commit_url: None,
     };
     // 1 in 8 probes drifted, 1 in 20 erroring; drift flaps now and then.
     let drifted = i % 8 == 3 && (seq / 200) % 5 != 0;

@@ -10,6 +10,7 @@
 //! - [`state`]: last report per probe, persisted atomically; readiness.
 //! - [`metrics`]: the only writer of Prometheus metrics.
 //! - [`http`]: `/metrics`, health, the JSON API, the status page and triggers.
+//! - [`weblinks`]: links to commits and files in the repository's web UI.
 //! - [`app`]: wires the above together for `run` and `check`.
 
 pub mod app;
@@ -25,3 +26,4 @@ pub mod repo;
 pub mod report;
 pub mod scheduler;
 pub mod state;
+pub mod weblinks;

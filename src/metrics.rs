@@ -5,7 +5,7 @@
 //! when a probe instance is first seen.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
@@ -13,7 +13,7 @@ use prometheus::{
 };
 
 use crate::probe::outcome::ErrorReason;
-use crate::probe::{RunReport, Verdict};
+use crate::probe::{Probe, RunReport, Verdict};
 use crate::state::ProbeStatus;
 
 /// Histogram buckets for run durations, from 100 ms up to 30 minutes.
@@ -60,7 +60,7 @@ pub struct Metrics {
     /// Resource series currently exported per instance, to remove stale ones.
     resource_series: Mutex<HashMap<InstanceKey, BTreeSet<(String, String)>>>,
     /// Revision currently exported per repo.
-    repo_revisions: Mutex<HashMap<String, String>>,
+    repo_revisions: Mutex<HashMap<String, (String, String)>>,
     /// Bumped by every change to probe or repo series; keys the render cache.
     generation: std::sync::atomic::AtomicU64,
     /// The last exposition rendered: (generation, when, text).
@@ -151,7 +151,7 @@ impl Metrics {
             repo_success: int_gauge(r, "driftwatch_repo_sync_success", "1 if the last sync of the repository succeeded, 0 if it failed.", &["repo"]),
             repo_last_sync: gauge(r, "driftwatch_repo_last_sync_timestamp_seconds", "Time of the last successful sync, in seconds since the epoch; 0 if none yet.", &["repo"]),
             repo_commit_time: gauge(r, "driftwatch_repo_commit_timestamp_seconds", "Commit time of the checked-out revision, in seconds since the epoch; 0 if unknown.", &["repo"]),
-            repo_info: int_gauge(r, "driftwatch_repo_info", "Always 1; the revision label is the checked-out commit.", &["repo", "revision"]),
+            repo_info: int_gauge(r, "driftwatch_repo_info", "Always 1; the revision label is the checked-out commit, commit_url its page in the repository's web UI (empty when unknown).", &["repo", "revision", "commit_url"]),
             repo_errors: counter(r, "driftwatch_repo_sync_errors_total", "Failed syncs of the repository.", &["repo"]),
             registry,
             constant_labels,
@@ -351,7 +351,9 @@ impl Metrics {
         self.repo_errors.with_label_values(&[repo]);
     }
 
-    pub fn repo_synced(&self, repo: &str, revision: &str, commit_time: i64) {
+    /// A successful sync of `repo` at `revision`; `commit_url` is the
+    /// commit's web page, or "" when the repo has no web links.
+    pub fn repo_synced(&self, repo: &str, revision: &str, commit_url: &str, commit_time: i64) {
         self.changed();
         let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
         self.repo_success.with_label_values(&[repo]).set(1);
@@ -360,12 +362,15 @@ impl Metrics {
             .with_label_values(&[repo])
             .set(commit_time as f64);
         let mut revisions = self.repo_revisions.lock().unwrap();
-        if let Some(old) = revisions.insert(repo.to_string(), revision.to_string()) {
-            if old != revision {
-                let _ = self.repo_info.remove_label_values(&[repo, &old]);
+        let labels = (revision.to_string(), commit_url.to_string());
+        if let Some(old) = revisions.insert(repo.to_string(), labels.clone()) {
+            if old != labels {
+                let _ = self.repo_info.remove_label_values(&[repo, &old.0, &old.1]);
             }
         }
-        self.repo_info.with_label_values(&[repo, revision]).set(1);
+        self.repo_info
+            .with_label_values(&[repo, revision, commit_url])
+            .set(1);
     }
 
     pub fn repo_sync_failed(&self, repo: &str) {
@@ -377,6 +382,22 @@ impl Metrics {
     fn changed(&self) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Exports the health of each probe's live-state cache (layers that keep
+    /// one), read from the probes at scrape time so the ages are current.
+    pub fn register_caches(&self, probes: Vec<(InstanceKey, Arc<dyn Probe>)>) {
+        let probes: Vec<_> = probes
+            .into_iter()
+            .filter(|(_, probe)| probe.cache_stats().is_some())
+            .collect();
+        if probes.is_empty() {
+            return;
+        }
+        let collector = CacheCollector::new(probes);
+        self.registry
+            .register(Box::new(collector))
+            .expect("unique metric");
     }
 
     /// The exposition for `/metrics`: re-rendered when a probe or repo series
@@ -401,6 +422,65 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buffer)
             .expect("text encoding cannot fail");
         String::from_utf8(buffer).expect("exposition is UTF-8")
+    }
+}
+
+/// Live-state cache series, computed from the probes on each gather.
+struct CacheCollector {
+    probes: Vec<(InstanceKey, Arc<dyn Probe>)>,
+    objects: IntGaugeVec,
+    restarts: IntCounterVec,
+    last_event_age: GaugeVec,
+    synced: IntGaugeVec,
+}
+
+impl CacheCollector {
+    fn new(probes: Vec<(InstanceKey, Arc<dyn Probe>)>) -> CacheCollector {
+        CacheCollector {
+            probes,
+            objects: IntGaugeVec::new(Opts::new("driftwatch_probe_cached_objects", "Live objects held in the probe's watch-fed cache (whole or metadata-only)."), INSTANCE).expect("valid metric"),
+            restarts: IntCounterVec::new(Opts::new("driftwatch_probe_watch_restarts_total", "Times a watch of the probe re-listed or reconnected after an error or an expired resourceVersion."), INSTANCE).expect("valid metric"),
+            last_event_age: GaugeVec::new(Opts::new("driftwatch_probe_last_watch_event_age_seconds", "Seconds since the newest watch event of the probe's cache; absent before the first."), INSTANCE).expect("valid metric"),
+            synced: IntGaugeVec::new(Opts::new("driftwatch_probe_cache_synced", "1 once every watch of the probe has finished its first sync attempt, 0 before."), INSTANCE).expect("valid metric"),
+        }
+    }
+}
+
+impl prometheus::core::Collector for CacheCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        let mut descs = self.objects.desc();
+        descs.extend(self.restarts.desc());
+        descs.extend(self.last_event_age.desc());
+        descs.extend(self.synced.desc());
+        descs
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.last_event_age.reset();
+        for (key, probe) in &self.probes {
+            let Some(stats) = probe.cache_stats() else {
+                continue;
+            };
+            let labels = [key.probe.as_str(), key.layer.as_str(), key.root.as_str()];
+            self.objects
+                .with_label_values(&labels)
+                .set(stats.objects as i64);
+            let restarts = self.restarts.with_label_values(&labels);
+            restarts.inc_by(stats.restarts.saturating_sub(restarts.get()));
+            if let Some(age) = stats.last_event_age {
+                self.last_event_age
+                    .with_label_values(&labels)
+                    .set(age.as_secs_f64());
+            }
+            self.synced
+                .with_label_values(&labels)
+                .set(i64::from(stats.settled));
+        }
+        let mut families = self.objects.collect();
+        families.extend(self.restarts.collect());
+        families.extend(self.last_event_age.collect());
+        families.extend(self.synced.collect());
+        families
     }
 }
 
@@ -466,7 +546,7 @@ mod tests {
         let metrics = Metrics::new(&BTreeSet::new(), 10);
         let before = metrics.render_cached();
         assert_eq!(before, metrics.render_cached());
-        metrics.repo_synced("infra", "aaa", 1);
+        metrics.repo_synced("infra", "aaa", "", 1);
         let after = metrics.render_cached();
         assert!(String::from_utf8_lossy(&after).contains("revision=\"aaa\""));
     }
@@ -474,10 +554,11 @@ mod tests {
     #[test]
     fn repo_info_keeps_one_series_per_repo() {
         let metrics = Metrics::new(&BTreeSet::new(), 10);
-        metrics.repo_synced("infra", "aaa", 1);
-        metrics.repo_synced("infra", "bbb", 2);
+        metrics.repo_synced("infra", "aaa", "", 1);
+        metrics.repo_synced("infra", "bbb", "https://github.com/a/infra/commit/bbb", 2);
         let text = metrics.render();
         assert_eq!(text.matches("driftwatch_repo_info{").count(), 1);
         assert!(text.contains("revision=\"bbb\""));
+        assert!(text.contains("commit_url=\"https://github.com/a/infra/commit/bbb\""));
     }
 }

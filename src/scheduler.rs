@@ -34,6 +34,8 @@ pub enum Trigger {
     Schedule,
     Change,
     Manual,
+    /// A watched live object changed (Kubernetes with `watch = true`).
+    LiveChange,
 }
 
 impl Trigger {
@@ -43,6 +45,7 @@ impl Trigger {
             Trigger::Schedule => "schedule",
             Trigger::Change => "change",
             Trigger::Manual => "manual",
+            Trigger::LiveChange => "live-change",
         }
     }
 }
@@ -131,6 +134,20 @@ impl Scheduler {
             stopping: CancellationToken::new(),
             tracker: TaskTracker::new(),
         });
+        scheduler.metrics.register_caches(
+            scheduler
+                .probes
+                .iter()
+                .map(|entry| {
+                    let key = InstanceKey {
+                        probe: entry.config.name.clone(),
+                        layer: entry.config.layer.clone(),
+                        root: String::new(),
+                    };
+                    (key, entry.probe.clone())
+                })
+                .collect(),
+        );
         // Single-root probes have known series from the start; multi-root
         // probes get theirs when their roots are first listed.
         let statuses = scheduler.state.snapshot();
@@ -167,10 +184,15 @@ impl Scheduler {
         self.probes.iter().map(|p| (&p.config, &p.probe))
     }
 
-    /// True once every repo has synced at least once.
+    /// True once every repo has synced at least once and every probe's
+    /// live-state cache has finished its first sync.
     pub fn is_ready(&self) -> bool {
         let synced = self.synced.lock().unwrap();
         self.repos.iter().all(|r| synced.contains(r.name()))
+            && self
+                .probes
+                .iter()
+                .all(|p| p.probe.cache_stats().map_or(true, |stats| stats.settled))
     }
 
     fn register_instance(&self, probe: &ProbeSpec, root: &str) {
@@ -202,8 +224,20 @@ impl Scheduler {
         match repo.sync().await {
             Ok(outcome) => {
                 let checkout = &outcome.checkout;
-                self.metrics
-                    .repo_synced(repo.name(), &checkout.commit, checkout.commit_time);
+                let commit_url = self
+                    .config
+                    .repos
+                    .iter()
+                    .find(|r| r.name == repo.name())
+                    .and_then(|r| r.web.as_ref())
+                    .map(|web| web.commit_url(&checkout.commit))
+                    .unwrap_or_default();
+                self.metrics.repo_synced(
+                    repo.name(),
+                    &checkout.commit,
+                    &commit_url,
+                    checkout.commit_time,
+                );
                 self.synced.lock().unwrap().insert(repo.name().to_string());
                 if let Some(changed) = &outcome.changed {
                     if !first {
@@ -241,6 +275,8 @@ impl Scheduler {
                 let this = self.clone();
                 tokio::spawn(async move { this.cron_loop(index).await });
             }
+            let this = self.clone();
+            tokio::spawn(async move { this.live_loop(index).await });
         }
         shutdown.cancelled().await;
         self.shutdown().await;
@@ -311,6 +347,33 @@ impl Scheduler {
                 .contains(&self.probes[index].config.repo)
             {
                 self.spawn_probe(index, Trigger::Schedule);
+            }
+        }
+    }
+
+    /// Runs a probe each time its live state changes (the probe debounces).
+    /// A change seen while another run of it is going is checked after that
+    /// run, which may have read the state before the change.
+    async fn live_loop(self: Arc<Self>, index: usize) {
+        let probe = self.probes[index].probe.clone();
+        loop {
+            tokio::select! {
+                _ = probe.live_change() => {}
+                _ = self.stopping.cancelled() => return,
+            }
+            loop {
+                let token = self.tracker.token();
+                if self.stopping.is_cancelled() {
+                    return;
+                }
+                if !self.run_probe(index, Trigger::LiveChange).await.is_empty() {
+                    break;
+                }
+                drop(token);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    _ = self.stopping.cancelled() => return,
+                }
             }
         }
     }
@@ -559,7 +622,16 @@ impl Scheduler {
     }
 
     /// Records a finished run everywhere: state, metrics, log, subscribers.
-    fn publish(&self, report: RunReport) -> Arc<RunReport> {
+    fn publish(&self, mut report: RunReport) -> Arc<RunReport> {
+        if let Some(web) = self
+            .config
+            .repos
+            .iter()
+            .find(|r| r.name == report.repo)
+            .and_then(|r| r.web.as_ref())
+        {
+            report.link(web);
+        }
         let status = self.state.record(&report);
         self.metrics.observe(&report, &status);
         if let Err(err) = self.state.persist() {
@@ -614,6 +686,7 @@ fn new_report(
         error: None,
         message: String::new(),
         labels: probe.labels.clone(),
+        commit_url: None,
     }
 }
 

@@ -48,6 +48,9 @@ pub struct RepoConfig {
     pub name: String,
     pub source: RepoSource,
     pub poll_interval: Duration,
+    /// Links to commits and files in the repository's web UI: `web_url`, or
+    /// derived from a GitHub/GitLab/Gitea clone URL; None when unknown.
+    pub web: Option<crate::weblinks::WebLinks>,
 }
 
 #[derive(Clone)]

@@ -69,6 +69,23 @@ pub struct RawRepo {
     pub ssh_known_hosts_file: Option<String>,
     pub ssh_passphrase: Option<String>,
     pub ssh_passphrase_file: Option<String>,
+    pub web_url: Option<RawWebUrl>,
+}
+
+/// `web_url = "https://host/owner/repo"`, or templates for other forges:
+/// `web_url = { commit = "…{commit}…", file = "…{commit}…{path}…{line}…" }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawWebUrl {
+    Base(String),
+    Templates(RawWebTemplates),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebTemplates {
+    pub commit: String,
+    pub file: String,
 }
 
 /// The keys every `[[probe]]` has; all other keys in the table belong to the

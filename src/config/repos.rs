@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 
 use super::loader::*;
-use super::raw::RawRepo;
+use super::raw::{RawRepo, RawWebUrl};
 use super::spans::{key, line_col, locate, path_plus, Seg, Target};
 use super::{RepoAuth, RepoConfig, RepoSource};
+use crate::weblinks::WebLinks;
 
 impl Loader<'_> {
     pub(super) fn repos(&mut self, value: Option<toml::Value>) -> Vec<RepoConfig> {
@@ -54,6 +55,7 @@ impl Loader<'_> {
             &at("poll_interval"),
             false,
         );
+        let web_url = raw.web_url.take();
         let source = match (raw.url.take(), raw.path.take()) {
             (Some(_), Some(_)) => {
                 self.error_at_key(&at("path"), "give either url (driftwatch clones it) or path (a directory kept in sync by someone else), not both");
@@ -101,6 +103,18 @@ impl Loader<'_> {
             }
             (Some(url), None) => self.remote(url, raw, path),
         };
+        let web = match web_url {
+            Some(RawWebUrl::Base(base)) => WebLinks::from_base(base.trim()).map(Some),
+            Some(RawWebUrl::Templates(t)) => WebLinks::from_templates(&t.commit, &t.file).map(Some),
+            None => Ok(match &source {
+                Some(RepoSource::Remote { url, .. }) => WebLinks::derive(url),
+                _ => None,
+            }),
+        };
+        let web = web.unwrap_or_else(|message| {
+            self.error(&at("web_url"), message);
+            None
+        });
         if self.problems.len() > errors_before {
             return None;
         }
@@ -108,6 +122,7 @@ impl Loader<'_> {
             name,
             source: source?,
             poll_interval,
+            web,
         })
     }
 

@@ -623,6 +623,7 @@ mod tests {
             error: None,
             message: String::new(),
             labels: BTreeMap::new(),
+            commit_url: None,
         };
         report.apply_result(match verdict {
             Verdict::Drifted => Ok(Outcome::drifted(vec![ResourceChange::new(

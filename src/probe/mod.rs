@@ -60,6 +60,34 @@ pub trait Probe: Send + Sync + 'static {
 
     /// One run against one checked-out revision.
     async fn run(&self, cx: &ProbeContext) -> Result<Outcome, ProbeError>;
+
+    /// Resolves when the live state this probe compares changed in a way that
+    /// may change its verdict (layers that watch, e.g. Kubernetes), already
+    /// debounced; the scheduler then runs the probe with trigger `live-change`.
+    /// Never resolves for layers that do not watch.
+    async fn live_change(&self) {
+        std::future::pending().await
+    }
+
+    /// Health of the probe's live-state cache, for layers that keep one.
+    fn cache_stats(&self) -> Option<CacheStats> {
+        None
+    }
+}
+
+/// Health of a probe's watch-fed live-state cache.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CacheStats {
+    /// Objects held (whole or metadata-only).
+    pub objects: usize,
+    /// Watched (resource type, namespace) scopes.
+    pub scopes: usize,
+    /// Re-lists and reconnects after watch errors or expiry, over the daemon's life.
+    pub restarts: u64,
+    /// Since the newest watch event of any scope; None before the first.
+    pub last_event_age: Option<Duration>,
+    /// A check has run and every scope has finished its first sync attempt.
+    pub settled: bool,
 }
 
 /// What a run may look at. Paths are absolute.
@@ -88,6 +116,26 @@ pub struct ProbeContext {
 }
 
 impl ProbeContext {
+    /// `path` (under the checkout) relative to the repository root with `/`
+    /// separators, for `ResourceChange::declared_at`; None outside the checkout.
+    pub fn repo_relative(&self, path: &std::path::Path) -> Option<String> {
+        let relative = path.strip_prefix(&self.checkout).ok().or_else(|| {
+            let checkout = self.checkout.canonicalize().ok()?;
+            path.strip_prefix(checkout).ok()
+        })?;
+        let mut parts: Vec<String> = Vec::new();
+        for component in relative.components() {
+            match component {
+                std::path::Component::Normal(part) => {
+                    parts.push(part.to_string_lossy().into_owned())
+                }
+                std::path::Component::CurDir => {}
+                _ => return None,
+            }
+        }
+        (!parts.is_empty()).then(|| parts.join("/"))
+    }
+
     /// A command that runs in the probe's workdir with the run's kill grace.
     pub fn command(&self, program: impl Into<std::ffi::OsString>) -> Command {
         Command::new(program)

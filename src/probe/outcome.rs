@@ -64,6 +64,14 @@ pub struct ResourceChange {
     /// (git changed, not applied) or `outside` (reality changed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// Where git declares the resource, relative to the repository root:
+    /// `path` or `path:line` (`terraform/app/main.tf:3`, `k8s/shop/deploy.yaml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declared_at: Option<String>,
+    /// `declared_at` as a link into the repository's web UI at the run's
+    /// commit; set by the scheduler when the repo has web links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// The fields that differ, one per diff line, with who last wrote the
     /// live value when the layer can tell (Kubernetes: from managedFields).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -97,6 +105,8 @@ impl ResourceChange {
             action: action.into(),
             diff: String::new(),
             origin: None,
+            declared_at: None,
+            url: None,
             fields: Vec::new(),
         }
     }
@@ -108,6 +118,12 @@ impl ResourceChange {
 
     pub fn with_diff(mut self, diff: impl Into<String>) -> Self {
         self.diff = cap_text(diff.into(), MAX_DIFF_BYTES);
+        self
+    }
+
+    /// Where git declares it: `path` or `path:line`, relative to the repository root.
+    pub fn with_declared_at(mut self, declared_at: impl Into<String>) -> Self {
+        self.declared_at = Some(declared_at.into());
         self
     }
 
@@ -315,9 +331,25 @@ pub struct RunReport {
     pub message: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The commit in the repository's web UI, when the repo has web links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_url: Option<String>,
 }
 
 impl RunReport {
+    /// Turns the commit and every declaration into links (`[[repo]] web_url`).
+    pub fn link(&mut self, web: &crate::weblinks::WebLinks) {
+        if self.commit.is_empty() {
+            return;
+        }
+        self.commit_url = Some(web.commit_url(&self.commit));
+        for change in &mut self.changes {
+            if let Some(declared_at) = &change.declared_at {
+                change.url = Some(web.declaration_url(&self.commit, declared_at));
+            }
+        }
+    }
+
     /// Fills verdict, changes and error from a probe's result.
     pub fn apply_result(&mut self, result: Result<Outcome, ProbeError>) {
         match result {

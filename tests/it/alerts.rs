@@ -768,6 +768,7 @@ timeout = "30s"
 name = "infra"
 url = "file://{repo}"
 poll_interval = "1s"
+web_url = "https://github.com/acme/infra"
 
 [[probe]]
 name = "corp-web"
@@ -903,8 +904,10 @@ scrape_configs:
         "drift start not shown:\n{text}"
     );
     assert!(
-        text.contains(&format!("infra@{commit}")),
-        "commit not shown:\n{text}"
+        text.contains(&format!(
+            "*Commit:* <https://github.com/acme/infra/commit/{commit}|infra@{commit}>"
+        )),
+        "commit not shown as a link (web_url):\n{text}"
     );
     assert!(
         text.contains(&format!("{driftwatch_url}/probes/corp-web")),
@@ -935,6 +938,11 @@ scrape_configs:
         .await
         .unwrap();
     assert!(api.to_string().contains("/etc/web/site.conf"), "{api}");
+    assert_eq!(
+        api["last_report"]["commit_url"],
+        format!("https://github.com/acme/infra/commit/{commit}"),
+        "{api}"
+    );
 
     // Every dashboard and rule metric exists in this real scrape, and every
     // dashboard expression evaluates in this Prometheus.

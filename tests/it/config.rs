@@ -154,6 +154,16 @@ fn bad_configs_name_file_line_and_key() {
             "dw.toml:7:1: probe.p: missing key `repo`: with several repos configured, name one of: infra, apps",
         ),
         (
+            "web_url that is not an http(s) URL",
+            format!("{REPO}web_url = \"git@github.com:acme/infra\"\n[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\n"),
+            "dw.toml:4:11: repo.infra.web_url: \"git@github.com:acme/infra\" is not an http(s) URL",
+        ),
+        (
+            "web_url template without {commit}",
+            format!("{REPO}web_url = {{ commit = \"https://git.example.com/c/{{sha}}\", file = \"https://git.example.com/f/{{commit}}/{{path}}\" }}\n[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\n"),
+            "dw.toml:4:11: repo.infra.web_url: commit: \"https://git.example.com/c/{sha}\" lacks {commit}",
+        ),
+        (
             "misspelled common key gets a suggestion",
             format!("{REPO}[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\nschedul = \"@daily\"\n"),
             "dw.toml:8:1: probe.p.schedul: unknown key `schedul`, did you mean `schedule`?",

@@ -201,6 +201,40 @@ fn demo_shows_all_layers_and_the_slack_message_firing_and_resolving() {
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
     assert_eq!(verdicts, expected, "{api:#}");
+    // Each drifted resource says where git declares it (links need a web_url).
+    let declared = |id: &str, subject: &str| -> String {
+        let probe = api["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .unwrap();
+        let change = probe["last_report"]["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["subject"] == subject)
+            .unwrap_or_else(|| panic!("{id}: no change {subject}"));
+        change["declared_at"].as_str().unwrap_or("").to_string()
+    };
+    assert_eq!(
+        declared("terraform:app", "terraform_data.shop"),
+        "terraform/app/main.tf:3"
+    );
+    assert_eq!(
+        declared("terraform:dns", "terraform_data.www"),
+        "terraform/dns/main.tf:9"
+    );
+    assert_eq!(
+        declared("k8s-shop", "Deployment/shop/shop"),
+        "kubernetes/shop/deployment.yaml"
+    );
+    assert_eq!(declared("k8s-shop", "ConfigMap/shop/shop-debug"), "");
+    assert_eq!(
+        declared("ansible-web", "localhost: application settings"),
+        "ansible/site.yml:22"
+    );
+
     let layers: std::collections::BTreeSet<&str> = api["probes"]
         .as_array()
         .unwrap()

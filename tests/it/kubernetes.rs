@@ -41,7 +41,7 @@ async fn setup(fixture: &str, seed: bool) -> Setup {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -54,7 +54,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn seed_dir(emulator: &KubeEmulator, dir: &Path) {
+pub(crate) fn seed_dir(emulator: &KubeEmulator, dir: &Path) {
     let loaded = driftwatch::probe::kubernetes::manifest::load_dir(dir).unwrap();
     assert!(
         loaded.errors.is_empty(),
@@ -533,7 +533,7 @@ async fn many_objects_are_listed_in_pages_and_few_are_fetched() {
     std::fs::write(s.checkout.join("deploy/bulk.yaml"), &text).unwrap();
     s.emulator.apply(&text);
     s.emulator.reset_requests();
-    assert_in_sync(s.run("page_size = 4").await);
+    assert_in_sync(s.run("page_size = 4\nwatch = false").await);
     let paths = s.emulator.paths();
     let bulk: Vec<&String> = paths
         .iter()

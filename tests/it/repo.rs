@@ -20,6 +20,7 @@ fn remote_config(name: &str, url: &str, reference: &str) -> RepoConfig {
             auth: RepoAuth::None,
         },
         poll_interval: Duration::from_secs(60),
+        web: None,
     }
 }
 
@@ -427,6 +428,7 @@ async fn path_source_plain_directory() {
         name: "plain".into(),
         source: RepoSource::Path(dir.clone()),
         poll_interval: Duration::from_secs(60),
+        web: None,
     };
     let repo = Repo::new(config, &tmp.path().join("state"));
     let outcome = repo.sync().await.unwrap();
@@ -448,6 +450,7 @@ async fn path_source_plain_directory() {
             name: "missing".into(),
             source: RepoSource::Path(tmp.path().join("nope")),
             poll_interval: Duration::from_secs(60),
+            web: None,
         },
         &tmp.path().join("state"),
     );
@@ -470,6 +473,7 @@ async fn path_source_git_work_tree_and_symlink_swap() {
         name: "sidecar".into(),
         source: RepoSource::Path(link.clone()),
         poll_interval: Duration::from_secs(60),
+        web: None,
     };
     let repo = Repo::new(config, &tmp.path().join("state"));
     let outcome = repo.sync().await.unwrap();
@@ -518,6 +522,7 @@ async fn path_source_git_work_tree_and_symlink_swap() {
             name: "sub".into(),
             source: RepoSource::Path(origin.join("b")),
             poll_interval: Duration::from_secs(60),
+            web: None,
         },
         &tmp.path().join("state"),
     );

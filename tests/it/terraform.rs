@@ -620,7 +620,8 @@ async fn a_timeout_kills_terraform_and_leaves_nothing_behind() {
         }
     });
     let f = Fixture::new("terraform");
-    let main = format!(
+    let main = backend(&f.path("state/terraform.tfstate"))
+        + &format!(
         "data \"terraform_remote_state\" \"net\" {{\n  backend = \"http\"\n  config = {{ address = \"http://127.0.0.1:{port}/state\" }}\n}}\n{}",
         data_resource("x", "data.terraform_remote_state.net.outputs")
     );
@@ -1037,4 +1038,125 @@ async fn a_check_block_read_is_in_sync_and_a_failed_assertion_is_a_warning() {
     assert_eq!(outcome.verdict(), Verdict::Drifted);
     let subjects: Vec<&str> = outcome.changes.iter().map(|c| c.subject.as_str()).collect();
     assert_eq!(subjects, ["terraform_data.app"]);
+}
+
+/// A workspace typo (`prodd` for `prod`) is an error naming the ones that
+/// exist, cold or with the cache already initialized, and the backend gains
+/// no `prodd/` directory (the watch in `Fixture::run` checks that).
+#[tokio::test]
+async fn a_missing_workspace_is_an_error_and_nothing_is_created() {
+    if !have_terraform() {
+        return;
+    }
+    let f = Fixture::new("terraform");
+    let states = f.path("state");
+    let main = format!(
+        "terraform {{\n  backend \"local\" {{\n    path          = {:?}\n    workspace_dir = {:?}\n  }}\n}}\n{}",
+        states.join("default.tfstate").to_str().unwrap(),
+        states.join("workspaces").to_str().unwrap(),
+        data_resource("x", "terraform.workspace")
+    );
+    common::init_repo(&f.repo(), &[("main.tf", &main)]);
+    f.apply(&f.repo(), &[]);
+    f.terraform(&f.repo(), &["workspace", "new", "-no-color", "prod"], &[]);
+    f.apply(&f.repo(), &[("TF_WORKSPACE", "prod")]);
+    let checkout = f.checkout("c1");
+    let typo = f.probe("workspace = \"prodd\"");
+    let expected = "workspace \"prodd\" does not exist; existing: default, prod";
+
+    // Cold.
+    let err = f.run(&typo, &checkout, "").await.unwrap_err();
+    assert_eq!(err.reason, ErrorReason::Input, "{err:?}");
+    assert_eq!(err.message, expected);
+
+    // Warm: the cache was initialized for `prod` (same root, same init inputs).
+    let prod = ok(f.run(&f.probe("workspace = \"prod\""), &checkout, "").await);
+    assert_eq!(prod.verdict(), Verdict::InSync);
+    assert_eq!(prod.details["workspace"], "prod");
+    let err = f.run(&typo, &checkout, "").await.unwrap_err();
+    assert_eq!(err.message, expected);
+
+    // The same with `workspaces`: each missing one is its own error.
+    let both = f.probe("workspaces = [\"prod\", \"prodd\"]");
+    assert_eq!(
+        ok(f.run(&both, &checkout, "@prod").await).verdict(),
+        Verdict::InSync
+    );
+    let err = f.run(&both, &checkout, "@prodd").await.unwrap_err();
+    assert_eq!(err.message, expected);
+    assert!(!states.join("workspaces/prodd").exists());
+}
+
+/// State in a local file that is not in driftwatch's clone is an error that
+/// says how to fix it, never a false "Plan: N to add". A `path` repo (the
+/// working tree itself, where the state file is) works.
+#[tokio::test]
+async fn local_state_missing_from_the_clone_is_an_error() {
+    if !have_terraform() {
+        return;
+    }
+    // (case, backend block, workspace, where the state lands in the work tree)
+    let cases = [
+        ("no backend block", "", None, "terraform.tfstate"),
+        (
+            "local backend without a path",
+            "terraform {\n  backend \"local\" {}\n}\n",
+            None,
+            "terraform.tfstate",
+        ),
+        (
+            "a relative path",
+            "terraform {\n  backend \"local\" {\n    path = \"state/app.tfstate\"\n  }\n}\n",
+            None,
+            "state/app.tfstate",
+        ),
+        (
+            "a workspace in the default workspace_dir",
+            "",
+            Some("blue"),
+            "terraform.tfstate.d/blue/terraform.tfstate",
+        ),
+    ];
+    for (case, backend_block, workspace, state_file) in cases {
+        let f = Fixture::new("terraform");
+        let main = backend_block.to_string() + &data_resource("x", "\"v1\"");
+        common::init_repo(&f.repo(), &[("main.tf", &main)]);
+        let mut env = Vec::new();
+        if let Some(workspace) = workspace {
+            f.terraform(&f.repo(), &["init", "-input=false", "-no-color"], &[]);
+            f.terraform(
+                &f.repo(),
+                &["workspace", "new", "-no-color", workspace],
+                &[],
+            );
+            env.push(("TF_WORKSPACE", workspace));
+        }
+        f.apply(&f.repo(), &env);
+        assert!(f.repo().join(state_file).is_file(), "{case}");
+        let probe = match workspace {
+            Some(w) => f.probe(&format!("workspace = {w:?}")),
+            None => f.probe(""),
+        };
+
+        let err = f.run(&probe, &f.checkout("c1"), "").await.unwrap_err();
+        assert_eq!(err.reason, ErrorReason::Checkout, "{case}: {err:?}");
+        assert!(
+            err.message.starts_with(&format!(
+                "the state is not where Terraform looks: {state_file} is not in driftwatch's clone"
+            )),
+            "{case}: {}",
+            err.message
+        );
+        assert!(
+            err.message.contains("configure a backend")
+                && err.message.contains("absolute `path`")
+                && err.message.contains("`path` repo"),
+            "{case}: {}",
+            err.message
+        );
+
+        // The work tree itself (a `path` repo) has the state: in sync.
+        let outcome = ok(f.run(&probe, &f.repo(), "").await);
+        assert_eq!(outcome.verdict(), Verdict::InSync, "{case}: {outcome:?}");
+    }
 }

@@ -7,6 +7,8 @@
 //! 403 (configurable per resource type), and writes as kubectl sends them
 //! (see `write`: create, replace, every patch type, delete, `scale`), each
 //! recording managedFields per field manager like a real server.
+//! WATCH (see `watch`) streams every change with resourceVersions, bookmarks,
+//! server-side timeouts and `410 Expired` for versions older than its log.
 //! Objects are seeded through a Rust API that applies the server-side
 //! defaults a real API server adds, so naive diffs fail against it the same
 //! way they fail against a cluster. A switch adds latency to every request,
@@ -26,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
+pub mod watch;
 mod write;
 
 pub struct ResourceDef {
@@ -38,7 +41,7 @@ pub struct ResourceDef {
 }
 
 impl ResourceDef {
-    fn api_version(&self) -> String {
+    pub fn api_version(&self) -> String {
         if self.group.is_empty() {
             self.version.to_string()
         } else {
@@ -157,6 +160,33 @@ struct Store {
     resource_version: u64,
     next_uid: u64,
     next_ip: u32,
+    /// Every change, for WATCH.
+    events: watch::EventLog,
+}
+
+impl Store {
+    /// Stores an object (carrying its new resourceVersion) and records the
+    /// watch event; every write goes through here or `remove`.
+    fn put(&mut self, key: (String, String, String), object: Value) {
+        let event = if self.objects.contains_key(&key) {
+            watch::EventType::Modified
+        } else {
+            watch::EventType::Added
+        };
+        self.events.record(event, &key.0, &key.1, &object);
+        self.objects.insert(key, object);
+    }
+
+    /// Deletes an object: a new resourceVersion, and a DELETED event carrying
+    /// the object's last state at that version.
+    fn remove(&mut self, key: &(String, String, String)) -> Option<Value> {
+        let mut object = self.objects.remove(key)?;
+        self.resource_version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        self.events
+            .record(watch::EventType::Deleted, &key.0, &key.1, &object);
+        Some(object)
+    }
 }
 
 #[derive(Default)]
@@ -167,6 +197,7 @@ struct Inner {
     writes: AtomicU64,
     forbidden: Mutex<HashSet<String>>,
     paths: Mutex<Vec<String>>,
+    watch: watch::WatchControl,
 }
 
 /// The CRD behind the `Widget` kind: its schema declares list types the way
@@ -214,6 +245,7 @@ pub struct KubeEmulator {
 
 impl Drop for KubeEmulator {
     fn drop(&mut self) {
+        self.inner.watch.cut_all();
         self.server.abort();
     }
 }
@@ -295,6 +327,47 @@ impl KubeEmulator {
             .insert(qualified.to_string());
     }
 
+    /// Makes WATCH on this resource type a 403 while GET and LIST still work
+    /// (an account with get/list but no watch).
+    pub fn forbid_watch(&self, qualified: &str) {
+        self.inner.watch.forbid(qualified);
+    }
+
+    pub fn allow_watch(&self, qualified: &str) {
+        self.inner.watch.allow(qualified);
+    }
+
+    /// Ends every open watch stream, as an API server restart or a load
+    /// balancer's idle cut would; clients resume from their last version.
+    pub fn cut_watches(&self) {
+        self.inner.watch.cut_all();
+    }
+
+    /// Keeps only the newest `events` changes for WATCH; older versions get 410.
+    pub fn set_watch_history(&self, events: usize) {
+        self.inner.store.lock().unwrap().events.set_limit(events);
+    }
+
+    /// How often open watches that allow bookmarks get one (60 s by default).
+    pub fn set_bookmark_interval(&self, interval: Duration) {
+        self.inner.watch.set_bookmark_interval(interval);
+    }
+
+    /// Watch streams open now.
+    pub fn open_watches(&self) -> u64 {
+        self.inner.watch.open()
+    }
+
+    /// Watch requests accepted since start (reconnects included).
+    pub fn watches_started(&self) -> u64 {
+        self.inner.watch.started()
+    }
+
+    /// The current (newest) resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.inner.store.lock().unwrap().resource_version
+    }
+
     /// Creates or replaces each object of a YAML stream, as `kubectl apply`
     /// would, with server-side defaults and controller side effects.
     pub fn apply(&self, yaml: &str) {
@@ -320,22 +393,22 @@ impl KubeEmulator {
         let key = key_for_kind(kind, namespace, name);
         store.resource_version += 1;
         let rv = store.resource_version.to_string();
-        let object = store
+        let mut object = store
             .objects
-            .get_mut(&key)
+            .get(&key)
+            .cloned()
             .unwrap_or_else(|| panic!("no {kind} {namespace}/{name} to patch"));
-        change(object);
+        change(&mut object);
         object["metadata"]["resourceVersion"] = json!(rv);
+        store.put(key, object);
     }
 
     pub fn delete(&self, kind: &str, namespace: &str, name: &str) {
         let mut store = self.inner.store.lock().unwrap();
         let key = key_for_kind(kind, namespace, name);
         store
-            .objects
             .remove(&key)
             .unwrap_or_else(|| panic!("no {kind} {namespace}/{name} to delete"));
-        store.resource_version += 1;
     }
 
     pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
@@ -453,7 +526,7 @@ fn apply_locked(store: &mut Store, mut object: Value) {
         },
     );
     object["metadata"]["managedFields"] = managed;
-    store.objects.insert(key, object.clone());
+    store.put(key, object.clone());
     side_effects(store, def, &object);
 }
 
@@ -480,7 +553,7 @@ fn side_effects(store: &mut Store, def: &ResourceDef, object: &Value) {
             value["metadata"]["uid"] =
                 json!(format!("00000000-0000-4000-8000-{:012}", store.next_uid));
             value["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
-            store.objects.insert(key, value);
+            store.put(key, value);
         }
     };
     match def.kind {
@@ -686,7 +759,7 @@ fn canonical_quantity(value: &Value) -> String {
     text
 }
 
-fn status(code: u16, reason: &str, message: String, details: Value) -> Response {
+pub(crate) fn status(code: u16, reason: &str, message: String, details: Value) -> Response {
     let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                       "message": message, "reason": reason, "details": details, "code": code});
     (StatusCode::from_u16(code).unwrap(), axum::Json(body)).into_response()
@@ -702,6 +775,11 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request<Body>) -> Resp
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
+    let as_metadata = request
+        .headers()
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("as=PartialObjectMetadata"));
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     inner.paths.lock().unwrap().push(if query.is_empty() {
@@ -785,8 +863,10 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request<Body>) -> Resp
                 .collect();
             ok(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
         }
-        ["api", version, rest @ ..] => serve_group(&inner, "", version, rest, &params),
-        ["apis", group, version, rest @ ..] => serve_group(&inner, group, version, rest, &params),
+        ["api", version, rest @ ..] => serve_group(&inner, "", version, rest, &params, as_metadata),
+        ["apis", group, version, rest @ ..] => {
+            serve_group(&inner, group, version, rest, &params, as_metadata)
+        }
         _ => status(
             404,
             "NotFound",
@@ -822,11 +902,12 @@ fn decode(text: &str) -> String {
 }
 
 fn serve_group(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     group: &str,
     version: &str,
     rest: &[&str],
     params: &BTreeMap<String, String>,
+    as_metadata: bool,
 ) -> Response {
     let served: Vec<&ResourceDef> = RESOURCES
         .iter()
@@ -884,7 +965,11 @@ fn serve_group(
             json!({}),
         );
     };
-    let verb = if name.is_some() { "get" } else { "list" };
+    let verb = match name {
+        Some(_) => "get",
+        None if watch::requested(params) => "watch",
+        None => "list",
+    };
     if inner.forbidden.lock().unwrap().contains(&def.qualified()) {
         let scope = match namespace {
             Some(ns) => format!(" in the namespace \"{ns}\""),
@@ -894,6 +979,9 @@ fn serve_group(
             format!("{} is forbidden: User \"system:serviceaccount:driftwatch:driftwatch\" cannot {verb} resource \"{}\" in API group \"{}\"{scope}",
                 def.qualified(), def.plural, def.group),
             json!({"group": def.group, "kind": def.plural}));
+    }
+    if verb == "watch" {
+        return watch::serve(inner, def, namespace, params, as_metadata);
     }
     let store = inner.store.lock().unwrap();
     let qualified = def.qualified();
@@ -908,6 +996,7 @@ fn serve_group(
             name.to_string(),
         );
         return match store.objects.get(&key) {
+            Some(object) if as_metadata => ok(watch::metadata_only(object)),
             Some(object) => ok(object.clone()),
             None => status(
                 404,
@@ -955,6 +1044,12 @@ fn serve_group(
         metadata["continue"] = json!(format!("{}-{next}", store.resource_version));
         metadata["remainingItemCount"] = json!(total - next);
     }
+    if as_metadata {
+        let items: Vec<Value> = items.into_iter().map(watch::metadata_only).collect();
+        return ok(
+            json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items}),
+        );
+    }
     // Like the real server, list items carry no apiVersion/kind.
     let items: Vec<Value> = items
         .into_iter()
@@ -973,7 +1068,7 @@ fn serve_group(
 }
 
 /// (key, value, equals): `a=b`, `a==b`, `a!=b`, `a`, `!a`.
-fn parse_selector(text: &str) -> Vec<(String, Option<String>, bool)> {
+pub(crate) fn parse_selector(text: &str) -> Vec<(String, Option<String>, bool)> {
     text.split(',')
         .filter(|t| !t.is_empty())
         .map(|term| {
@@ -990,7 +1085,10 @@ fn parse_selector(text: &str) -> Vec<(String, Option<String>, bool)> {
         .collect()
 }
 
-fn selector_matches(selector: &[(String, Option<String>, bool)], object: &Value) -> bool {
+pub(crate) fn selector_matches(
+    selector: &[(String, Option<String>, bool)],
+    object: &Value,
+) -> bool {
     selector.iter().all(|(key, value, positive)| {
         let actual = object["metadata"]["labels"]
             .get(key)

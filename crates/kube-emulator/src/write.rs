@@ -139,11 +139,10 @@ pub(crate) fn handle(inner: &Inner, request: WriteRequest<'_>) -> Response {
             let old = store.objects.get(&key(name)).cloned();
             match *method {
                 Method::DELETE => match old {
-                    Some(object) => {
-                        store.objects.remove(&key(name));
-                        store.resource_version += 1;
-                        super::ok(object)
-                    }
+                    Some(_) => match store.remove(&key(name)) {
+                        Some(object) => super::ok(object),
+                        None => not_found(format!("{} \"{name}\" not found", def.qualified())),
+                    },
                     None => not_found(format!("{} \"{name}\" not found", def.qualified())),
                 },
                 Method::PUT => {
@@ -392,7 +391,7 @@ impl Write<'_> {
             "resourceVersion".into(),
             json!(store.resource_version.to_string()),
         );
-        store.objects.insert(key, new.clone());
+        store.put(key, new.clone());
         side_effects(store, self.def, &new);
         new
     }

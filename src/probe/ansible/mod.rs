@@ -291,6 +291,12 @@ impl Probe for AnsibleProbe {
         match result {
             Ok(mut outcome) => {
                 outcome.exit_code = output.code;
+                for change in &mut outcome.changes {
+                    change.declared_at = change
+                        .declared_at
+                        .take()
+                        .and_then(|at| repo_relative_task_path(&at, cx));
+                }
                 outcome.warnings.splice(0..0, warnings);
                 Ok(outcome)
             }
@@ -641,7 +647,12 @@ fn verdict(
                     "module": result.action,
                     "path": clean(&result.path),
                 }));
-                changes.push(ResourceChange::new(subject, action).with_diff(diff));
+                let mut change = ResourceChange::new(subject, action).with_diff(diff);
+                if !result.path.is_empty() {
+                    // The task's absolute `file:line`; made repo-relative by the caller.
+                    change = change.with_declared_at(result.path.clone());
+                }
+                changes.push(change);
             }
             "unreachable" if policy == UnreachablePolicy::Drift => {
                 let msg = clean(result.msg.as_deref().unwrap_or("host unreachable"));
@@ -844,6 +855,22 @@ fn relative_paths(text: &str, cx: &ProbeContext) -> String {
         }
     }
     text
+}
+
+/// A task's `/abs/file.yml:12` as `dir/file.yml:12` relative to the
+/// repository root; None for tasks outside the checkout (a role from a
+/// system-wide roles_path).
+fn repo_relative_task_path(at: &str, cx: &ProbeContext) -> Option<String> {
+    let (file, line) = match at.rsplit_once(':') {
+        Some((file, line)) if line.parse::<u32>().is_ok() => (file, Some(line)),
+        _ => (at, None),
+    };
+    let path = cx.workdir.join(file);
+    let relative = cx.repo_relative(&path)?;
+    Some(match line {
+        Some(line) => format!("{relative}:{line}"),
+        None => relative,
+    })
 }
 
 /// `program` on PATH, or as given when it is a path.

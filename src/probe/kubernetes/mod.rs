@@ -5,8 +5,11 @@
 //! with extra detection on, `extra` (live but not declared).
 //!
 //! The parts: `manifest` loads objects, `normalize` and `compare` decide what
-//! differs, `ignore` applies Argo-CD-style rules, `live` talks to the API.
+//! differs, `ignore` applies Argo-CD-style rules, `live` talks to the API,
+//! `cache` keeps watch-fed copies of the live objects (`watch = true`, the
+//! default) so checks cost no API requests and live edits wake a check.
 
+pub mod cache;
 pub mod compare;
 pub mod ignore;
 pub mod live;
@@ -18,12 +21,13 @@ pub use kube_schema as schema;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
 
+use self::cache::{LiveCache, Phase, ScopeKey};
 use self::ignore::{IgnoreRule, IgnoreRuleConfig, Target};
 use self::live::{DiscoveryCache, ReadPlan, Reader, Resolved, ResourceType};
 use self::manifest::{Loaded, Manifest};
@@ -83,6 +87,22 @@ pub struct KubernetesConfig {
     /// Timeout of each API request.
     #[serde(default = "default_request_timeout")]
     pub request_timeout: String,
+    /// Keep a watch-fed cache of the compared objects: checks read it (no API
+    /// requests) and a live change triggers a check. Needs `watch` permission;
+    /// without it the probe LISTs on every check and warns.
+    #[serde(default = "default_watch")]
+    pub watch: bool,
+    /// How long after a live change the check starts, so a burst makes one check.
+    #[serde(default = "default_watch_debounce")]
+    pub watch_debounce: String,
+}
+
+fn default_watch() -> bool {
+    true
+}
+
+fn default_watch_debounce() -> String {
+    "2s".to_string()
 }
 
 fn default_concurrency() -> usize {
@@ -109,6 +129,18 @@ pub struct KubernetesProbe {
     ignore: Vec<IgnoreRule>,
     request_timeout: Duration,
     discovery: DiscoveryCache,
+    /// The watch-fed cache (`watch = true`), its long-lived client, and the
+    /// manifests of the last commit checked.
+    watching: Option<Watching>,
+}
+
+struct Watching {
+    cache: LiveCache,
+    client: tokio::sync::OnceCell<kube::Client>,
+    debounce: Duration,
+    manifests: Mutex<Option<(String, PathBuf, Arc<Loaded>)>>,
+    /// CRD schemas read for the manifests above (by apiVersion and kind).
+    crd_schemas: Mutex<HashMap<(String, String), Option<schema::TypeDef>>>,
 }
 
 pub fn build(common: &ProbeCommon, fields: toml::Table) -> Result<Arc<dyn Probe>, Vec<FieldError>> {
@@ -164,6 +196,13 @@ impl KubernetesProbe {
                 Duration::from_secs(30)
             }
         };
+        let debounce = match crate::config::parse_duration(&config.watch_debounce) {
+            Ok(d) => d,
+            Err(message) => {
+                errors.push(FieldError::new("watch_debounce", message));
+                Duration::from_secs(2)
+            }
+        };
         if !config.detect_extra
             && (!config.extra_namespaces.is_empty() || config.extra_label_selector.is_some())
         {
@@ -188,7 +227,15 @@ impl KubernetesProbe {
             .kubeconfig
             .as_ref()
             .map(|p| common.config_dir.join(p));
+        let watching = config.watch.then(|| Watching {
+            cache: LiveCache::new(config.page_size),
+            client: tokio::sync::OnceCell::new(),
+            debounce,
+            manifests: Mutex::new(None),
+            crd_schemas: Mutex::new(HashMap::new()),
+        });
         Ok(KubernetesProbe {
+            watching,
             config,
             kubeconfig,
             include,
@@ -265,13 +312,34 @@ impl KubernetesProbe {
         }
     }
 
+    /// The manifests of the checkout; with watching on, reused while the
+    /// commit stays the same (each commit has its own checkout, so its files
+    /// never change), which keeps a live-change check off the disk.
+    async fn load_cached(&self, cx: &ProbeContext) -> Result<Arc<Loaded>, ProbeError> {
+        let Some(watching) = self.watching.as_ref().filter(|_| !cx.commit.is_empty()) else {
+            return Ok(Arc::new(self.load(cx).await?));
+        };
+        if let Some((commit, workdir, loaded)) = &*watching.manifests.lock().unwrap() {
+            if *commit == cx.commit && *workdir == cx.workdir {
+                return Ok(loaded.clone());
+            }
+        }
+        let loaded = Arc::new(self.load(cx).await?);
+        // A new commit may come with new CRDs: read their schemas again.
+        watching.crd_schemas.lock().unwrap().clear();
+        *watching.manifests.lock().unwrap() =
+            Some((cx.commit.clone(), cx.workdir.clone(), loaded.clone()));
+        Ok(loaded)
+    }
+
     async fn run_inner(&self, cx: &ProbeContext) -> Result<Outcome, ProbeError> {
-        let loaded = self.load(cx).await?;
+        let loaded = self.load_cached(cx).await?;
         let mut input_errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
         let manifests: Vec<Manifest> = loaded
             .objects
-            .into_iter()
+            .iter()
             .filter(|m| self.kind_selected(m.kind(), m.group()))
+            .cloned()
             .collect();
 
         let client = live::connect(
@@ -362,12 +430,27 @@ impl KubernetesProbe {
         for index in wanted_types {
             let resource = &types[index].resource;
             if !schemas.knows(&resource.api_version, &resource.kind) {
-                if let Some(root) = reader.crd_schema(resource).await {
+                if let Some(root) = self.crd_schema(&reader, resource).await {
                     crd_roots.insert(index, root);
                 }
             }
         }
-        let live = reader.read(&types, plans).await;
+        let mut warnings = Vec::new();
+        let live = match &self.watching {
+            Some(watching) => {
+                self.read_cached(
+                    watching,
+                    cx,
+                    &types,
+                    &desired,
+                    plans,
+                    &reader,
+                    &mut warnings,
+                )
+                .await?
+            }
+            None => reader.read(&types, plans).await,
+        };
         let failed: BTreeSet<(usize, String)> = live
             .failures
             .iter()
@@ -394,10 +477,21 @@ impl KubernetesProbe {
             }
             let kind = manifest.kind();
             let subject = subject(kind, namespace, name);
+            // A rendered object has no file of its own to link to.
+            let declared_at = match self.config.render {
+                Some(_) => None,
+                None => cx.repo_relative(&cx.workdir.join(&manifest.source)),
+            };
+            let declare = |change: ResourceChange| match &declared_at {
+                Some(path) => change.with_declared_at(path.clone()),
+                None => change,
+            };
             match live.objects.get(&(*index, namespace.clone(), name.clone())) {
-                None => changes.push(ResourceChange::new(subject, "missing").with_diff(format!(
-                    "{kind} {name:?} is declared in {} but does not exist in the cluster",
-                    manifest.origin()
+                None => changes.push(declare(ResourceChange::new(subject, "missing").with_diff(
+                    format!(
+                        "{kind} {name:?} is declared in {} but does not exist in the cluster",
+                        manifest.origin()
+                    ),
                 ))),
                 Some(live_object) => {
                     let root = crd_roots
@@ -409,11 +503,11 @@ impl KubernetesProbe {
                     } else {
                         let (lines, fields): (Vec<String>, Vec<FieldChange>) =
                             found.into_iter().unzip();
-                        changes.push(
+                        changes.push(declare(
                             ResourceChange::new(subject, "changed")
                                 .with_diff(lines.join("\n"))
                                 .with_fields(fields),
-                        );
+                        ));
                     }
                 }
             }
@@ -449,31 +543,161 @@ impl KubernetesProbe {
             } else {
                 format!("{} problems:\n{}", lines.len(), lines.join("\n"))
             };
-            return Err(ProbeError::new(reason, message).with_partial_changes(changes));
+            return Err(ProbeError::new(reason, message)
+                .with_partial_changes(changes)
+                .with_warnings(warnings));
         }
         let message = summary(desired.len(), &changes);
         Ok(Outcome {
             changes,
             details,
             message,
+            warnings,
             ..Outcome::default()
         })
     }
 
-    /// LIST a (type, namespace) when many objects of it are wanted (or when
-    /// looking for extras there), GET each otherwise.
-    fn plan(
+    /// A custom resource's schema from its CRD; with watching on, read once
+    /// per commit so a check from the cache makes no request.
+    async fn crd_schema(
+        &self,
+        reader: &Reader,
+        resource: &kube::discovery::ApiResource,
+    ) -> Option<schema::TypeDef> {
+        let Some(watching) = &self.watching else {
+            return reader.crd_schema(resource).await;
+        };
+        let key = (resource.api_version.clone(), resource.kind.clone());
+        if let Some(cached) = watching.crd_schemas.lock().unwrap().get(&key) {
+            return cached.clone();
+        }
+        let root = reader.crd_schema(resource).await;
+        watching
+            .crd_schemas
+            .lock()
+            .unwrap()
+            .insert(key, root.clone());
+        root
+    }
+
+    /// Reads live state from the watch-fed cache, starting the watches this
+    /// check needs (and stopping those it no longer needs). Scopes that are
+    /// not synced — first sync failing, watch broken, or WATCH forbidden
+    /// (which adds a warning) — are read with the LIST/GET reader instead.
+    #[allow(clippy::too_many_arguments)]
+    async fn read_cached(
+        &self,
+        watching: &Watching,
+        cx: &ProbeContext,
+        types: &[ResourceType],
+        desired: &BTreeMap<(usize, String, String), Manifest>,
+        plans: Vec<ReadPlan>,
+        reader: &Reader,
+        warnings: &mut Vec<String>,
+    ) -> Result<live::ReadResult, ProbeError> {
+        let client = watching
+            .client
+            .get_or_try_init(|| {
+                // Watches idle for minutes between events: reads may wait past the
+                // request timeout (the watch itself ends server-side after 290 s).
+                live::connect(
+                    self.kubeconfig.as_deref(),
+                    self.config.context.as_deref(),
+                    self.request_timeout.max(Duration::from_secs(295)),
+                )
+            })
+            .await?;
+        let mut declared: BTreeMap<(usize, String), std::collections::HashSet<String>> =
+            BTreeMap::new();
+        for (index, namespace, name) in desired.keys() {
+            declared
+                .entry((*index, namespace.clone()))
+                .or_default()
+                .insert(name.clone());
+        }
+        let extra_pairs = self.extra_pairs(types, desired);
+        let mut pairs: BTreeSet<(usize, String)> = declared.keys().cloned().collect();
+        pairs.extend(extra_pairs.iter().cloned());
+        let mut wanted = Vec::new();
+        for (index, namespace) in &pairs {
+            let resource_type = &types[*index];
+            let names = declared
+                .get(&(*index, namespace.clone()))
+                .cloned()
+                .unwrap_or_default();
+            let metadata_only = names.is_empty();
+            let key = ScopeKey {
+                resource: resource_type.rbac_name(),
+                api_version: resource_type.resource.api_version.clone(),
+                namespace: resource_type.namespaced.then(|| namespace.clone()),
+                metadata_only,
+                label_selector: if metadata_only {
+                    self.config.extra_label_selector.clone()
+                } else {
+                    None
+                },
+            };
+            let extras = extra_pairs.contains(&(*index, namespace.clone()));
+            wanted.push((key, resource_type.clone(), names, extras));
+        }
+        let scopes = watching.cache.ensure(client, wanted);
+
+        let mut result = live::ReadResult::default();
+        let mut fallback: BTreeSet<(usize, String)> = BTreeSet::new();
+        for ((index, namespace), scope) in pairs.iter().zip(&scopes) {
+            match scope.settle(cx.deadline).await {
+                Phase::Synced => {}
+                Phase::WatchForbidden(message) => {
+                    if !warnings.contains(&message) {
+                        warnings.push(message);
+                    }
+                    fallback.insert((*index, namespace.clone()));
+                    continue;
+                }
+                Phase::Failing(_) | Phase::Syncing => {
+                    fallback.insert((*index, namespace.clone()));
+                    continue;
+                }
+            }
+            let names = declared.get(&(*index, namespace.clone()));
+            for name in names.into_iter().flatten() {
+                if let Some(object) = scope.get(namespace, name) {
+                    result
+                        .objects
+                        .insert((*index, namespace.clone(), name.clone()), object);
+                }
+            }
+            if extra_pairs.contains(&(*index, namespace.clone())) {
+                result.listed.insert((*index, namespace.clone()));
+                let skip = |ns: &str, name: &str| {
+                    names.is_some_and(|n| n.contains(name)) && ns == namespace
+                };
+                for (ns, name, object) in scope.others(&skip) {
+                    result.objects.insert((*index, ns, name), object);
+                }
+            }
+        }
+        if !fallback.is_empty() {
+            let plans: Vec<ReadPlan> = plans
+                .into_iter()
+                .filter(|p| {
+                    fallback.contains(&(p.type_index, p.namespace.clone().unwrap_or_default()))
+                })
+                .collect();
+            let read = reader.read(types, plans).await;
+            result.objects.extend(read.objects);
+            result.listed.extend(read.listed);
+            result.failures.extend(read.failures);
+        }
+        Ok(result)
+    }
+
+    /// (type, namespace) pairs searched for extra objects.
+    fn extra_pairs(
         &self,
         types: &[ResourceType],
         desired: &BTreeMap<(usize, String, String), Manifest>,
-    ) -> Vec<ReadPlan> {
-        let mut groups: BTreeMap<(usize, String), Vec<String>> = BTreeMap::new();
-        for (index, namespace, name) in desired.keys() {
-            groups
-                .entry((*index, namespace.clone()))
-                .or_default()
-                .push(name.clone());
-        }
+    ) -> BTreeSet<(usize, String)> {
         let mut list_all: BTreeSet<(usize, String)> = BTreeSet::new();
         if self.config.detect_extra {
             let mut namespaces: BTreeSet<String> = desired
@@ -492,6 +716,24 @@ impl KubernetesProbe {
                 }
             }
         }
+        list_all
+    }
+
+    /// LIST a (type, namespace) when many objects of it are wanted (or when
+    /// looking for extras there), GET each otherwise.
+    fn plan(
+        &self,
+        types: &[ResourceType],
+        desired: &BTreeMap<(usize, String, String), Manifest>,
+    ) -> Vec<ReadPlan> {
+        let mut groups: BTreeMap<(usize, String), Vec<String>> = BTreeMap::new();
+        for (index, namespace, name) in desired.keys() {
+            groups
+                .entry((*index, namespace.clone()))
+                .or_default()
+                .push(name.clone());
+        }
+        let list_all = self.extra_pairs(types, desired);
         let mut plans = Vec::new();
         for ((index, namespace), names) in &groups {
             let list = names.len() > self.config.list_threshold
@@ -656,9 +898,13 @@ fn is_well_known(resource_type: &ResourceType, object: &Value) -> bool {
     match (group, resource_type.resource.kind.as_str()) {
         ("", "ServiceAccount") => name == "default",
         ("", "ConfigMap") => name == "kube-root-ca.crt",
+        // A metadata-only copy has no `type`; the token controller's annotation tells too.
         ("", "Secret") => {
             object.get("type").and_then(Value::as_str)
                 == Some("kubernetes.io/service-account-token")
+                || object
+                    .pointer("/metadata/annotations/kubernetes.io~1service-account.name")
+                    .is_some()
         }
         ("", "Endpoints") | ("discovery.k8s.io", "EndpointSlice") => true,
         _ => false,
@@ -711,6 +957,17 @@ impl Probe for KubernetesProbe {
             }
         }
         problems
+    }
+
+    async fn live_change(&self) {
+        match &self.watching {
+            Some(watching) => watching.cache.changed(watching.debounce).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn cache_stats(&self) -> Option<super::CacheStats> {
+        self.watching.as_ref().map(|w| w.cache.stats())
     }
 
     async fn run(&self, cx: &ProbeContext) -> Result<Outcome, ProbeError> {

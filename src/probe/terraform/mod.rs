@@ -11,6 +11,7 @@
 //! migrates state), and plan files (which can hold secrets) are deleted right
 //! after use.
 mod config;
+mod declared;
 mod diagnostics;
 pub mod ignore;
 mod plan;
@@ -94,6 +95,8 @@ pub fn build(common: &ProbeCommon, fields: toml::Table) -> Result<Arc<dyn Probe>
 struct RunEnv {
     dir: PathBuf,
     workspace: Option<String>,
+    /// The workspace `init` runs in: the default one, unless the backend has none.
+    init_workspace: Option<String>,
     cache: RootCache,
     vars_file: Option<PathBuf>,
     /// Values of `env_files` variables, read for this run.
@@ -211,7 +214,7 @@ impl Probe for TerraformProbe {
     }
 
     async fn run(&self, cx: &ProbeContext) -> Result<Outcome, ProbeError> {
-        let env = self.run_env(cx)?;
+        let mut env = self.run_env(cx)?;
         let _vars_guard = env.vars_file.clone().map(RemoveOnDrop);
         let started = Instant::now();
         let checkout = cx
@@ -220,7 +223,33 @@ impl Probe for TerraformProbe {
             .unwrap_or_else(|_| cx.checkout.clone());
         let scan = workdir::scan(&env.dir, &checkout);
 
-        let mut init = self.ensure_init(cx, &env, &scan, false).await?;
+        // Init runs in the default workspace: with `TF_WORKSPACE` naming a
+        // missing workspace, init can create it (a local backend makes its
+        // directory). Only a backend without a default workspace gets it.
+        let mut init = match self.ensure_init(cx, &env, &scan, false).await {
+            Err(e)
+                if env.workspace.is_some()
+                    && e.message
+                        .contains("Currently selected workspace \"default\"") =>
+            {
+                env.init_workspace = env.workspace.clone();
+                self.ensure_init(cx, &env, &scan, true).await?
+            }
+            other => other?,
+        };
+        // Read-only promise: never let Terraform create or select a workspace,
+        // nor plan against state it cannot see, before planning.
+        if let Some(problem) = self.local_state_problem(&env, &checkout) {
+            return Err(problem);
+        }
+        if let Err(e) = self.check_workspace(cx, &env).await {
+            if init == InitWork::Skipped && diagnostics::needs_init(&e.stderr_tail) {
+                init = self.ensure_init(cx, &env, &scan, true).await?;
+                self.check_workspace(cx, &env).await?;
+            } else {
+                return Err(e);
+            }
+        }
         let init_seconds = started.elapsed().as_secs_f64();
 
         let plan_file = cx.scratch_dir.join("driftwatch.tfplan");
@@ -276,7 +305,7 @@ impl Probe for TerraformProbe {
         let mut redactor = env.redactor.clone();
         plan::collect_secrets(&plan_json, &sensitivity, &mut redactor);
         let outside = env.cache.in_sync_config().as_deref() == Some(config_fingerprint.as_str());
-        let summary = plan::summarize(
+        let mut summary = plan::summarize(
             &plan_json,
             &plan::Options {
                 redactor: &redactor,
@@ -285,6 +314,7 @@ impl Probe for TerraformProbe {
                 ignore: &self.ignore,
             },
         );
+        declared::annotate(&mut summary.changes, &plan_json, &env.dir, cx);
         drop(plan_json);
         merge(&mut details, summary.details);
         details["show_seconds"] = json!(round(show_started.elapsed().as_secs_f64()));
@@ -468,6 +498,7 @@ impl TerraformProbe {
         };
         Ok(RunEnv {
             dir,
+            init_workspace: None,
             workspace,
             cache: RootCache::new(&cx.cache_dir, &cx.root),
             vars_file,
@@ -479,6 +510,11 @@ impl TerraformProbe {
 
     /// A Terraform command with the contained environment every run uses.
     fn command(&self, cx: &ProbeContext, env: &RunEnv) -> Command {
+        self.command_in(cx, env, env.workspace.as_deref())
+    }
+
+    /// The same, in `workspace` (`TF_WORKSPACE`, which selects nothing on disk).
+    fn command_in(&self, cx: &ProbeContext, env: &RunEnv, workspace: Option<&str>) -> Command {
         let mut command = cx
             .command(&self.program)
             .current_dir(&env.dir)
@@ -502,10 +538,80 @@ impl TerraformProbe {
         if let Some(file) = &self.cli_config_file {
             command = command.env("TF_CLI_CONFIG_FILE", file);
         }
-        if let Some(workspace) = &env.workspace {
+        if let Some(workspace) = workspace {
             command = command.env("TF_WORKSPACE", workspace);
         }
         command
+    }
+
+    /// An error when the configured workspace does not exist in the backend.
+    /// `workspace list` reads the backend without a lock and writes nothing;
+    /// planning with a missing `TF_WORKSPACE` would create it (a new
+    /// directory in a local backend) and report everything as "create".
+    async fn check_workspace(&self, cx: &ProbeContext, env: &RunEnv) -> Result<(), ProbeError> {
+        let Some(wanted) = env.workspace.as_deref() else {
+            return Ok(());
+        };
+        let list = self.command_in(cx, env, None).args(["workspace", "list"]);
+        let output = self.exec(cx, list, env).await?;
+        if output.code != Some(0) {
+            return Err(self.failure("workspace list", &output, env));
+        }
+        let existing = parse_workspace_list(&output.stdout_str());
+        if existing.iter().any(|w| w == wanted) {
+            return Ok(());
+        }
+        Err(ProbeError::new(
+            ErrorReason::Input,
+            format!(
+                "workspace {wanted:?} does not exist; existing: {}",
+                existing.join(", ")
+            ),
+        ))
+    }
+
+    /// An error when the root keeps its state in a local file that is not in
+    /// driftwatch's clone: Terraform would plan against empty state and report
+    /// every resource as "create". A state file in the working tree is never
+    /// in a clone of the remote (it is not committed, or should not be).
+    fn local_state_problem(&self, env: &RunEnv, checkout: &Path) -> Option<ProbeError> {
+        if self.config.flavor() == Flavor::Terragrunt {
+            return None;
+        }
+        // `init` records the backend (with -backend-config merged in) in the
+        // data dir; no record means no backend block: the implicit local one.
+        let recorded: Value = match std::fs::read(env.cache.data_dir().join("terraform.tfstate")) {
+            Ok(bytes) => serde_json::from_slice(&bytes).ok()?,
+            Err(_) => Value::Null,
+        };
+        let backend = &recorded["backend"];
+        if backend["type"].as_str().unwrap_or("local") != "local" {
+            return None;
+        }
+        let setting = |key: &str, default: &str| {
+            backend["config"][key]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .unwrap_or(default)
+                .to_string()
+        };
+        let state = match env.workspace.as_deref() {
+            None | Some("default") => PathBuf::from(setting("path", "terraform.tfstate")),
+            Some(workspace) => PathBuf::from(setting("workspace_dir", "terraform.tfstate.d"))
+                .join(workspace)
+                .join("terraform.tfstate"),
+        };
+        let inside = env.dir.strip_prefix(checkout).ok()?.join(&state);
+        if state.is_absolute() || crate::paths::escapes(&inside) || env.dir.join(&state).exists() {
+            return None;
+        }
+        Some(ProbeError::new(
+            ErrorReason::Checkout,
+            format!(
+                "the state is not where Terraform looks: {} is not in driftwatch's clone (a state file in a working tree is never in a clone of the remote), so every resource would plan as \"create\". Keep the state where every clone finds it: configure a backend (s3, gcs, azurerm, http, …), give the local backend an absolute `path` outside the repo, or point the probe at a `path` repo (a directory kept in sync in place)",
+                inside.display()
+            ),
+        ))
     }
 
     fn plan_command(&self, cx: &ProbeContext, env: &RunEnv, plan_file: &Path) -> Command {
@@ -623,9 +729,9 @@ impl TerraformProbe {
             std::fs::create_dir_all(cx.cache_dir.join("plugin-cache")).map_err(cache_error)?;
         }
         let had_lock = lock_file.exists();
-        let mut command =
-            self.command(cx, env)
-                .args(["init", "-input=false", "-no-color", "-reconfigure"]);
+        let mut command = self
+            .command_in(cx, env, env.init_workspace.as_deref())
+            .args(["init", "-input=false", "-no-color", "-reconfigure"]);
         for entry in &self.config.backend_config {
             let value = if entry.contains('=') {
                 entry.clone()
@@ -744,6 +850,16 @@ impl TerraformProbe {
     }
 }
 
+/// Names from `workspace list` output (`* default`, `  prod`).
+fn parse_workspace_list(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .map(|l| l.trim().trim_start_matches('*').trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -813,5 +929,17 @@ mod tests {
         assert_eq!(parse_version("1.6.0-beta1"), Some((1, 6, 0)));
         assert!(parse_version("0.15.3").unwrap() < MIN_VERSION);
         assert!(parse_version("1.0.3").unwrap() >= MIN_VERSION);
+    }
+
+    #[test]
+    fn workspace_list_output_parses() {
+        assert_eq!(
+            parse_workspace_list("* default\n  prod\n  blue-2\n\n"),
+            ["default", "prod", "blue-2"]
+        );
+        assert_eq!(
+            parse_workspace_list("  default\n* prod\n"),
+            ["default", "prod"]
+        );
     }
 }
