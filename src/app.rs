@@ -196,6 +196,45 @@ pub async fn check(config: Config, probes: &[String]) -> anyhow::Result<Vec<Arc<
 pub struct Validation {
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
+    /// One line per probe: its schedule and when it next runs.
+    pub schedules: Vec<String>,
+}
+
+/// `probe.web: "*/15 * * * *" in Europe/Berlin: next run 2026-03-27 13:15 CET
+/// (12:15:00 UTC), each instance up to 45s later`.
+pub fn schedule_line(
+    spec: &crate::config::ProbeSpec,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let Some(schedule) = &spec.schedule else {
+        return format!(
+            "probe.{}: no schedule (runs at start-up, on a new commit and when triggered)",
+            spec.name
+        );
+    };
+    let next = match schedule.next_cron_time(now) {
+        Some(next) => format!(
+            "next run {} ({})",
+            next.with_timezone(&schedule.timezone)
+                .format("%Y-%m-%d %H:%M:%S %Z"),
+            next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        None => "never fires".to_string(),
+    };
+    let jitter = if schedule.jitter.is_zero() {
+        String::new()
+    } else {
+        format!(
+            ", each instance up to {} later",
+            humantime::format_duration(schedule.jitter)
+        )
+    };
+    format!(
+        "probe.{}: {:?} in {}: {next}{jitter}",
+        spec.name,
+        schedule.text,
+        schedule.timezone.name()
+    )
 }
 
 /// Checks each probe's environment (binaries present and new enough), and
@@ -214,7 +253,9 @@ pub async fn validate(config: &Config, checkout: Option<&std::path::Path>) -> Va
             return result;
         }
     };
+    let now = chrono::Utc::now();
     for (probe, runner) in config.probes.iter().zip(&built) {
+        result.schedules.push(schedule_line(probe, now));
         for problem in runner.preflight().await {
             result.errors.push(format!(
                 "{}: probe.{}: {problem}",
@@ -249,7 +290,44 @@ pub async fn validate(config: &Config, checkout: Option<&std::path::Path>) -> Va
                     .warnings
                     .push(format!("probe.{}: {warning}", probe.name));
             }
+            for warning in runner.access_warnings(Some(&probe_dir)).await {
+                result
+                    .warnings
+                    .push(format!("probe.{}: {warning}", probe.name));
+            }
         }
     }
+    result.warnings.extend(unmatched_ignore_rules(config));
     result
+}
+
+/// Ignore rules that matched nothing in each instance's last run (as the
+/// probe recorded them in `details.ignore_rules_unmatched`): stale or
+/// mistyped rules, which would otherwise hide nothing silently.
+fn unmatched_ignore_rules(config: &Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for status in State::peek(&config.state_dir) {
+        if !config.probes.iter().any(|p| p.name == status.name) {
+            continue;
+        }
+        let Some(report) = &status.last_report else {
+            continue;
+        };
+        let Some(rules) = report.details["ignore_rules_unmatched"].as_array() else {
+            continue;
+        };
+        let instance = if status.root.is_empty() {
+            String::new()
+        } else {
+            format!(" (root {:?})", status.root)
+        };
+        for rule in rules.iter().filter_map(|r| r.as_str()) {
+            warnings.push(format!(
+                "probe.{}{instance}: ignore rule {rule} matched nothing in the last run ({})",
+                status.name,
+                report.started_at.format("%Y-%m-%d %H:%M UTC")
+            ));
+        }
+    }
+    warnings
 }

@@ -261,7 +261,7 @@ impl RunRecord {
             duration_ms: report.duration.as_millis().min(i64::MAX as u128) as i64,
             verdict: report.verdict,
             resources,
-            changes: report.changes.len() as u64,
+            changes: report.change_count() as u64,
             error_reason: report.error.as_ref().map(|e| e.reason.as_str()),
             message,
         }

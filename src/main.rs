@@ -110,6 +110,9 @@ async fn dispatch(command: Command) -> ExitCode {
                 eprintln!("warning: {warning}");
             }
             if problems.errors.is_empty() {
+                for line in &problems.schedules {
+                    println!("{line}");
+                }
                 println!(
                     "{}: OK ({} repo(s), {} probe(s))",
                     config.display(),

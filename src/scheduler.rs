@@ -210,9 +210,21 @@ impl Scheduler {
             .as_ref()
             .map(schedule_interval)
             .unwrap_or(0.0);
+        self.update_next_run(probe, root);
         let status = self.state.get(&id);
         self.metrics
             .register_instance(&key, &probe.labels, interval, status.as_ref());
+    }
+
+    /// Records when this instance next runs on its schedule, for the API and page.
+    fn update_next_run(&self, probe: &ProbeSpec, root: &str) {
+        let Some(schedule) = &probe.schedule else {
+            return;
+        };
+        let id = instance_id(&probe.name, root);
+        let next = schedule.next_run(&id, Utc::now());
+        self.state
+            .set_next_run(&id, &probe.name, root, &probe.layer, next);
     }
 
     /// Syncs one repo and, when it moved, starts the probes whose paths changed.
@@ -331,9 +343,10 @@ impl Scheduler {
         };
         loop {
             let now = Utc::now();
-            let Some(next) = schedule.next_after(now) else {
+            let Some(next) = schedule.next_cron_time(now) else {
                 return;
             };
+            self.update_next_runs(index);
             let wait = (next - now).to_std().unwrap_or_default();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -348,6 +361,28 @@ impl Scheduler {
             {
                 self.spawn_probe(index, Trigger::Schedule);
             }
+        }
+    }
+
+    /// Refreshes the next run of every known instance of one probe.
+    fn update_next_runs(&self, index: usize) {
+        let probe = &self.probes[index].config;
+        let prefix = format!("{}:", probe.name);
+        let roots: Vec<String> = self
+            .registered
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|id| {
+                if *id == probe.name {
+                    Some(String::new())
+                } else {
+                    id.strip_prefix(&prefix).map(str::to_string)
+                }
+            })
+            .collect();
+        for root in roots {
+            self.update_next_run(probe, &root);
         }
     }
 
@@ -478,29 +513,45 @@ impl Scheduler {
         for root in roots {
             self.register_instance(probe, &root);
             let id = instance_id(&probe.name, &root);
-            if !self.busy.lock().unwrap().insert(id.clone()) {
-                tracing::info!(probe = %id, trigger = trigger.as_str(), "previous run still going; skipping this one");
-                self.metrics.skipped_run(&InstanceKey {
-                    probe: probe.name.clone(),
-                    layer: probe.layer.clone(),
-                    root: root.clone(),
-                });
-                continue;
-            }
+            // Scheduled runs start at the cron time plus the instance's own
+            // offset, so many probes on one expression do not start together.
+            let delay = match (&probe.schedule, trigger) {
+                (Some(schedule), Trigger::Schedule) => schedule.offset(&id),
+                _ => Duration::ZERO,
+            };
             let this = self.clone();
-            let checkout = checkout.clone();
+            let mut checkout = checkout.clone();
+            let repo = repo.clone();
             let parallelism = entry.parallelism.clone();
             handles.push(tokio::spawn(async move {
+                if !delay.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = this.stopping.cancelled() => return None,
+                    }
+                    // A commit may have arrived while waiting.
+                    checkout = repo.current().unwrap_or(checkout);
+                }
+                if !this.busy.lock().unwrap().insert(id.clone()) {
+                    tracing::info!(probe = %id, trigger = trigger.as_str(), "previous run still going; skipping this one");
+                    let probe = &this.probes[index].config;
+                    this.metrics.skipped_run(&InstanceKey {
+                        probe: probe.name.clone(),
+                        layer: probe.layer.clone(),
+                        root,
+                    });
+                    return None;
+                }
                 let report = this
                     .run_instance(index, root, checkout, trigger, parallelism)
                     .await;
                 this.busy.lock().unwrap().remove(&id);
-                report
+                Some(report)
             }));
         }
         let mut reports = Vec::new();
         for handle in handles {
-            if let Ok(report) = handle.await {
+            if let Ok(Some(report)) = handle.await {
                 reports.push(report);
             }
         }
@@ -540,6 +591,7 @@ impl Scheduler {
                 new_report(probe, &root, run_id, trigger, &checkout.commit, started_at);
             report.duration = clock.elapsed();
             report.apply_result(result);
+            self.update_next_run(probe, &root);
             self.publish(report)
         }
         .instrument(span)
@@ -679,14 +731,8 @@ fn new_report(
         started_at,
         duration: Duration::ZERO,
         verdict: Verdict::Error,
-        exit_code: None,
-        changes: Vec::new(),
-        warnings: Vec::new(),
-        details: serde_json::Value::Null,
-        error: None,
-        message: String::new(),
         labels: probe.labels.clone(),
-        commit_url: None,
+        ..RunReport::default()
     }
 }
 
@@ -701,9 +747,8 @@ pub fn instance_id(name: &str, root: &str) -> String {
 
 /// Nominal seconds between two firings of a schedule.
 fn schedule_interval(schedule: &crate::config::Schedule) -> f64 {
-    let mut upcoming = schedule.cron.upcoming(Utc);
-    match (upcoming.next(), upcoming.next()) {
-        (Some(a), Some(b)) => (b - a).num_milliseconds() as f64 / 1000.0,
+    match schedule.upcoming(Utc::now(), 2).as_slice() {
+        [a, b] => (*b - *a).num_milliseconds() as f64 / 1000.0,
         _ => 0.0,
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use chrono::{DateTime, Utc};
@@ -39,6 +40,10 @@ pub struct ProbeStatus {
     /// Resources of the last run that reached a verdict (kept through errors).
     #[serde(default)]
     pub drifted_resources: usize,
+    /// When the next scheduled run starts (cron time plus this instance's
+    /// jitter offset); `None` without a schedule. Kept up to date by the scheduler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<DateTime<Utc>>,
 }
 
 impl ProbeStatus {
@@ -54,6 +59,7 @@ impl ProbeStatus {
             drifted_since: None,
             drifted_since_commit: None,
             drifted_resources: 0,
+            next_run: None,
         }
     }
 
@@ -71,7 +77,7 @@ impl ProbeStatus {
                     self.drifted_since_commit = Some(report.commit.clone());
                 }
                 self.drifted = true;
-                self.drifted_resources = report.changes.len();
+                self.drifted_resources = report.change_count();
                 self.last_success = Some(report.started_at);
             }
             Verdict::InSync => {
@@ -103,6 +109,8 @@ pub struct State {
     probes: RwLock<BTreeMap<String, ProbeStatus>>,
     /// Serializes writers: runs finishing together must not share the temp file.
     write_lock: std::sync::Mutex<()>,
+    /// Bumped by every change; keys the HTTP side's rendered views.
+    generation: AtomicU64,
 }
 
 impl State {
@@ -137,7 +145,19 @@ impl State {
             path: Some(path),
             probes: RwLock::new(probes),
             write_lock: std::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// The statuses in `state_dir`'s state file, read without touching it
+    /// (for `validate`); empty when it is missing or unusable.
+    pub fn peek(state_dir: &Path) -> Vec<ProbeStatus> {
+        std::fs::read(state_dir.join(STATE_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<StateFile>(&bytes).ok())
+            .filter(|file| file.version == STATE_VERSION)
+            .map(|file| file.probes)
+            .unwrap_or_default()
     }
 
     /// A state that lives in memory only.
@@ -146,6 +166,7 @@ impl State {
             path: None,
             probes: RwLock::new(BTreeMap::new()),
             write_lock: std::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -155,6 +176,17 @@ impl State {
             .write()
             .unwrap()
             .retain(|_, status| names.contains(&status.name));
+        self.changed();
+    }
+
+    /// A number that changes whenever any status does (never for reads), so
+    /// readers can cache what they derive from the statuses.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Records a finished run and returns the updated status.
@@ -164,7 +196,27 @@ impl State {
             ProbeStatus::new(&report.probe, &report.name, &report.root, &report.layer)
         });
         status.apply(report);
-        status.clone()
+        let status = status.clone();
+        drop(probes);
+        self.changed();
+        status
+    }
+
+    /// Sets when an instance next runs on its schedule (creating its status
+    /// if it has none yet, as a first run would).
+    pub fn set_next_run(
+        &self,
+        probe: &str,
+        name: &str,
+        root: &str,
+        layer: &str,
+        next_run: Option<DateTime<Utc>>,
+    ) {
+        let mut probes = self.probes.write().unwrap();
+        probes
+            .entry(probe.to_string())
+            .or_insert_with(|| ProbeStatus::new(probe, name, root, layer))
+            .next_run = next_run;
     }
 
     pub fn get(&self, probe: &str) -> Option<ProbeStatus> {

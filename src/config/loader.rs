@@ -15,7 +15,7 @@ use toml_edit::ImDocument;
 
 use super::raw::RawTop;
 use super::spans::{key, line_col, path_plus, Problem, Seg};
-use super::{parse_duration, Config, ConfigErrors, LayerCatalog};
+use super::{parse_duration_up_to, Config, ConfigErrors, LayerCatalog};
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/driftwatch";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9808";
@@ -23,6 +23,8 @@ pub const DEFAULT_REQUEST_TIMEOUT: &str = "30s";
 pub const DEFAULT_SCHEDULE: &str = "*/15 * * * *";
 pub const DEFAULT_TIMEOUT: &str = "10m";
 pub const DEFAULT_MAX_CONCURRENT_RUNS: usize = 4;
+/// The most runs `max_concurrent_runs` may allow at once.
+pub const MAX_CONCURRENT_RUNS: usize = 1024;
 pub const DEFAULT_MAX_RESOURCE_SERIES: usize = 100;
 pub const DEFAULT_KILL_GRACE: &str = "10s";
 pub const DEFAULT_BRANCH: &str = "main";
@@ -115,6 +117,7 @@ pub(super) struct Loader<'a> {
 impl Loader<'_> {
     // ---- small validators ------------------------------------------------
 
+    /// A duration of at most [`MAX_DURATION`](super::MAX_DURATION).
     pub(super) fn duration(
         &mut self,
         text: Option<&str>,
@@ -122,9 +125,20 @@ impl Loader<'_> {
         path: &[Seg],
         allow_zero: bool,
     ) -> Duration {
-        let fallback = parse_duration(default).expect("defaults parse");
+        self.duration_up_to(text, default, path, allow_zero, super::MAX_DURATION)
+    }
+
+    pub(super) fn duration_up_to(
+        &mut self,
+        text: Option<&str>,
+        default: &str,
+        path: &[Seg],
+        allow_zero: bool,
+        max: Duration,
+    ) -> Duration {
+        let fallback = parse_duration_up_to(default, max).expect("defaults parse");
         let Some(text) = text else { return fallback };
-        match parse_duration(text) {
+        match parse_duration_up_to(text, max) {
             Ok(duration) if duration.is_zero() && !allow_zero => {
                 self.error(path, "must be greater than zero");
                 fallback
@@ -275,6 +289,11 @@ pub fn valid_name(name: &str) -> bool {
 
 pub(super) fn name_rule(name: &str) -> String {
     format!("invalid name {name:?}: use letters, digits, '-', '_' and '.', starting with a letter or digit")
+}
+
+/// `schedule = "none"` (or empty): no cron runs.
+pub(super) fn is_no_schedule(text: &str) -> bool {
+    text.trim().is_empty() || text.trim().eq_ignore_ascii_case("none")
 }
 
 /// Lexically cleans a relative path: drops `.` and resolves `a/..`.

@@ -34,7 +34,15 @@ pub struct ServerConfig {
 
 #[derive(Debug, Clone)]
 pub struct Defaults {
-    pub schedule: Schedule,
+    /// `None` for `schedule = "none"`: probes then run on start-up, on a new
+    /// commit and when triggered, unless they set their own schedule.
+    /// Read in UTC here; each probe reads it in its own `timezone`.
+    pub schedule: Option<Schedule>,
+    /// The zone schedules are read in unless a probe sets its own (IANA name).
+    pub timezone: chrono_tz::Tz,
+    /// The largest start offset per instance; `None`: a few percent of each
+    /// probe's interval (see [`schedule::default_jitter`]).
+    pub jitter: Option<Duration>,
     pub timeout: Duration,
     pub max_concurrent_runs: usize,
     /// Per-probe cap on `driftwatch_probe_resource_drifted` series.
@@ -206,87 +214,31 @@ pub trait LayerCatalog {
     fn check(&self, spec: &ProbeSpec) -> Result<(), Vec<FieldError>>;
 }
 
-/// A cron schedule with the text it was written as.
-#[derive(Debug, Clone)]
-pub struct Schedule {
-    pub text: String,
-    pub cron: cron::Schedule,
-}
+pub use schedule::{parse_timezone, Schedule};
 
-impl Schedule {
-    /// Accepts 5-field crontab, 6-field with seconds, and `@hourly`-style macros.
-    pub fn parse(text: &str) -> Result<Schedule, String> {
-        use std::str::FromStr;
-        let trimmed = text.trim();
-        let fields = trimmed.split_whitespace().count();
-        const MACROS: &[&str] = &[
-            "@yearly",
-            "@annually",
-            "@monthly",
-            "@weekly",
-            "@daily",
-            "@midnight",
-            "@hourly",
-        ];
-        let expr = if trimmed.starts_with('@') {
-            if !MACROS.contains(&trimmed) {
-                return Err(format!(
-                    "invalid cron expression {trimmed:?}: unknown macro; use one of {}",
-                    MACROS.join(", ")
-                ));
-            }
-            trimmed.to_string()
-        } else if fields == 5 {
-            format!("0 {trimmed}")
-        } else if fields == 6 {
-            trimmed.to_string()
-        } else {
-            return Err(format!(
-                "invalid cron expression {trimmed:?}: expected 5 or 6 fields, or @hourly/@daily, found {fields}"
-            ));
-        };
-        cron::Schedule::from_str(&expr)
-            .map(|cron| Schedule {
-                text: trimmed.to_string(),
-                cron,
-            })
-            .map_err(|e| {
-                format!(
-                    "invalid cron expression {trimmed:?}: {}",
-                    cron_reason(&expr, &e.to_string())
-                )
-            })
-    }
+/// The longest timeout, interval or grace period accepted: longer ones are
+/// typing mistakes, and would overflow a deadline.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
-    /// The next firing strictly after `after`.
-    pub fn next_after(
-        &self,
-        after: chrono::DateTime<chrono::Utc>,
-    ) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.cron.after(&after).next()
-    }
-}
+/// The longest retention accepted (`[history]`): 100 years.
+pub const MAX_RETENTION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-/// The cron crate's error is the expression, a caret line and a message;
-/// keep one line: the message, or the text the caret points at.
-fn cron_reason(expr: &str, error: &str) -> String {
-    let mut lines = error.lines();
-    let _expression = lines.next();
-    let caret = lines.next().and_then(|line| line.find('^'));
-    let message = lines.collect::<Vec<_>>().join(" ");
-    if !message.trim().is_empty() {
-        return message.trim().to_string();
-    }
-    match caret.and_then(|at| expr.get(at..)) {
-        Some(rest) if !rest.is_empty() => format!("syntax error at {:?}", rest),
-        _ => "syntax error".to_string(),
-    }
-}
-
-/// Parses `90s`, `10m`, `1h30m`.
+/// Parses `90s`, `10m`, `1h30m`, at most [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("invalid duration {text:?}: {e} (write e.g. 90s, 10m, 1h)"))
+    parse_duration_up_to(text, MAX_DURATION)
+}
+
+/// Parses a duration of at most `max`.
+pub fn parse_duration_up_to(text: &str, max: Duration) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("invalid duration {text:?}: {e} (write e.g. 90s, 10m, 1h)"))?;
+    if duration > max {
+        return Err(format!(
+            "duration {text:?} is longer than the maximum of {}",
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(duration)
 }
 
 /// Removes credentials from a URL so it can be logged or shown.
@@ -319,31 +271,13 @@ mod loader;
 mod probes;
 mod raw;
 mod repos;
+pub mod schedule;
 mod server;
 mod spans;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn schedules_accept_five_six_fields_and_macros() {
-        assert!(Schedule::parse("*/5 * * * *").is_ok());
-        assert!(Schedule::parse("0 */5 * * * *").is_ok());
-        assert!(Schedule::parse("@hourly").is_ok());
-        let err = Schedule::parse("* * *").unwrap_err();
-        assert!(err.contains("expected 5 or 6 fields"), "{err}");
-        let err = Schedule::parse("61 * * * *").unwrap_err();
-        assert!(
-            err.starts_with("invalid cron expression \"61 * * * *\": Minutes"),
-            "{err}"
-        );
-        assert!(!err.contains('\n'), "{err}");
-        let err = Schedule::parse("@sometimes").unwrap_err();
-        assert!(err.contains("unknown macro"), "{err}");
-        let err = Schedule::parse("*/0 * * * *").unwrap_err();
-        assert!(!err.contains('\n'), "{err}");
-    }
 
     #[test]
     fn credentials_are_redacted_from_urls() {

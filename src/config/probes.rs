@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 
 use super::loader::*;
 use super::raw::{RawProbe, PROBE_COMMON_KEYS};
+use super::schedule::default_jitter;
 use super::spans::{
     key, parse_key_path, path_plus, unknown_field, unknown_key_message, Seg, Target,
 };
-use super::{Defaults, FieldError, ProbeSpec, RepoConfig, RepoSource, Schedule};
+use super::{parse_timezone, Defaults, FieldError, ProbeSpec, RepoConfig, RepoSource, Schedule};
 
 impl Loader<'_> {
     pub(super) fn probes(
@@ -138,17 +139,15 @@ impl Loader<'_> {
                 }
             };
 
-            let schedule = match raw.schedule.as_deref() {
-                None => Some(defaults.schedule.clone()),
-                Some(text) if text.trim().is_empty() || text.trim() == "none" => None,
-                Some(text) => match Schedule::parse(text) {
-                    Ok(schedule) => Some(schedule),
-                    Err(message) => {
-                        self.error(&at("schedule"), message);
-                        None
-                    }
-                },
-            };
+            let schedule = self.probe_schedule(
+                [
+                    raw.schedule.as_deref(),
+                    raw.timezone.as_deref(),
+                    raw.jitter.as_deref(),
+                ],
+                &path,
+                defaults,
+            );
 
             let timeout = match raw.timeout.as_deref() {
                 None => defaults.timeout,
@@ -216,6 +215,61 @@ impl Loader<'_> {
             probes.push(spec);
         }
         probes
+    }
+}
+
+impl Loader<'_> {
+    /// The probe's schedule in its zone with its jitter: each from the probe,
+    /// else from `[defaults]`.
+    fn probe_schedule(
+        &mut self,
+        [schedule, timezone, jitter]: [Option<&str>; 3],
+        path: &[Seg],
+        defaults: &Defaults,
+    ) -> Option<Schedule> {
+        let at = |name: &str| path_plus(path, &[key(name)]);
+        let timezone = match timezone {
+            None => Some(defaults.timezone),
+            Some(text) => parse_timezone(text)
+                .map_err(|message| self.error(&at("timezone"), message))
+                .ok(),
+        };
+        let jitter = match jitter {
+            None => defaults
+                .jitter
+                .map(|jitter| (jitter, vec![key("defaults"), key("jitter")])),
+            Some(text) => Some((
+                self.duration(Some(text), "0s", &at("jitter"), true),
+                at("jitter"),
+            )),
+        };
+        let schedule = match schedule {
+            None => defaults.schedule.clone(),
+            Some(text) if is_no_schedule(text) => None,
+            Some(text) => Schedule::parse(text)
+                .map_err(|message| self.error(&at("schedule"), message))
+                .ok(),
+        }?
+        .in_zone(timezone?);
+        let interval = schedule.shortest_interval(chrono::Utc::now());
+        let jitter = match jitter {
+            None => default_jitter(interval),
+            Some((jitter, jitter_path)) => {
+                if let Some(interval) = interval.filter(|interval| jitter >= *interval) {
+                    self.error(
+                        &jitter_path,
+                        format!(
+                            "jitter {} is not shorter than the interval of {:?} ({}); runs would overlap",
+                            humantime::format_duration(jitter),
+                            schedule.text,
+                            humantime::format_duration(interval)
+                        ),
+                    );
+                }
+                jitter
+            }
+        };
+        Some(schedule.with_jitter(jitter))
     }
 }
 

@@ -46,6 +46,8 @@ pub struct RawHistory {
 #[serde(deny_unknown_fields)]
 pub struct RawDefaults {
     pub schedule: Option<String>,
+    pub timezone: Option<String>,
+    pub jitter: Option<String>,
     pub timeout: Option<String>,
     pub max_concurrent_runs: Option<u64>,
     pub max_resource_series: Option<u64>,
@@ -98,6 +100,8 @@ pub struct RawProbe {
     pub repo: Option<String>,
     pub path: Option<String>,
     pub schedule: Option<String>,
+    pub timezone: Option<String>,
+    pub jitter: Option<String>,
     pub timeout: Option<String>,
     pub run_on_change: Option<bool>,
     pub labels: Option<BTreeMap<String, String>>,
@@ -110,6 +114,8 @@ pub const PROBE_COMMON_KEYS: &[&str] = &[
     "repo",
     "path",
     "schedule",
+    "timezone",
+    "jitter",
     "timeout",
     "run_on_change",
     "labels",

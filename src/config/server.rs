@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use super::loader::*;
 use super::raw::{RawDefaults, RawHistory, RawServer};
 use super::spans::key;
-use super::{Defaults, Schedule, ServerConfig};
+use super::{parse_timezone, Defaults, Schedule, ServerConfig, MAX_RETENTION};
 
 impl Loader<'_> {
     pub(super) fn history(&mut self, value: Option<toml::Value>) -> crate::history::HistoryConfig {
@@ -14,12 +14,19 @@ impl Loader<'_> {
         let defaults = crate::history::HistoryConfig::default();
         let retention = match raw.retention.as_deref() {
             None => defaults.retention,
-            Some(text) => self.duration(Some(text), "30d", &at("retention"), false),
+            Some(text) => {
+                self.duration_up_to(Some(text), "30d", &at("retention"), false, MAX_RETENTION)
+            }
         };
-        let episode_retention = raw
-            .episode_retention
-            .as_deref()
-            .map(|text| self.duration(Some(text), "3650d", &at("episode_retention"), false));
+        let episode_retention = raw.episode_retention.as_deref().map(|text| {
+            self.duration_up_to(
+                Some(text),
+                "3650d",
+                &at("episode_retention"),
+                false,
+                MAX_RETENTION,
+            )
+        });
         crate::history::HistoryConfig {
             retention,
             episode_retention,
@@ -70,12 +77,23 @@ impl Loader<'_> {
         let raw: RawDefaults = self.section(value, "defaults");
         let at = |name: &str| [key("defaults"), key(name)];
         let schedule = match raw.schedule.as_deref() {
-            None => Schedule::parse(DEFAULT_SCHEDULE).expect("default schedule parses"),
-            Some(text) => Schedule::parse(text).unwrap_or_else(|message| {
-                self.error(&at("schedule"), message);
-                Schedule::parse(DEFAULT_SCHEDULE).expect("default schedule parses")
+            None => Some(Schedule::parse(DEFAULT_SCHEDULE).expect("default schedule parses")),
+            Some(text) if is_no_schedule(text) => None,
+            Some(text) => Schedule::parse(text)
+                .map_err(|message| self.error(&at("schedule"), message))
+                .ok(),
+        };
+        let timezone = match raw.timezone.as_deref() {
+            None => chrono_tz::Tz::UTC,
+            Some(text) => parse_timezone(text).unwrap_or_else(|message| {
+                self.error(&at("timezone"), message);
+                chrono_tz::Tz::UTC
             }),
         };
+        let jitter = raw
+            .jitter
+            .as_deref()
+            .map(|text| self.duration(Some(text), "0s", &at("jitter"), true));
         let timeout = self.duration(
             raw.timeout.as_deref(),
             DEFAULT_TIMEOUT,
@@ -86,6 +104,13 @@ impl Loader<'_> {
             None => DEFAULT_MAX_CONCURRENT_RUNS,
             Some(0) => {
                 self.error(&at("max_concurrent_runs"), "must be at least 1");
+                DEFAULT_MAX_CONCURRENT_RUNS
+            }
+            Some(n) if n > MAX_CONCURRENT_RUNS as u64 => {
+                self.error(
+                    &at("max_concurrent_runs"),
+                    format!("{n} is more than the maximum of {MAX_CONCURRENT_RUNS}"),
+                );
                 DEFAULT_MAX_CONCURRENT_RUNS
             }
             Some(n) => n as usize,
@@ -101,6 +126,8 @@ impl Loader<'_> {
         );
         Defaults {
             schedule,
+            timezone,
+            jitter,
             timeout,
             max_concurrent_runs,
             max_resource_series,
@@ -183,5 +210,69 @@ mod tests {
             errors[0].contains(":6:14: repo.r.token_file: cannot read"),
             "{errors:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use super::super::loader::{load_text, TEST_REPO};
+    use std::time::Duration;
+
+    const PROBE: &str = "[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\n";
+
+    #[test]
+    fn schedules_take_zone_and_jitter_from_probe_or_defaults() {
+        let config = load_text(&format!(
+            "[defaults]\ntimezone = \"Europe/Berlin\"\njitter = \"10s\"\n{TEST_REPO}{PROBE}\
+             [[probe]]\nname = \"q\"\nlayer = \"command\"\ncommand = [\"true\"]\n\
+             schedule = \"0 9 * * 1-5\"\ntimezone = \"America/New_York\"\njitter = \"0s\"\n"
+        ))
+        .unwrap();
+        let p = config.probes[0].schedule.as_ref().unwrap();
+        assert_eq!(p.timezone.name(), "Europe/Berlin");
+        assert_eq!(p.jitter, Duration::from_secs(10));
+        let q = config.probes[1].schedule.as_ref().unwrap();
+        assert_eq!(q.timezone.name(), "America/New_York");
+        assert_eq!(q.jitter, Duration::ZERO);
+        // Unset: UTC, and 5% of the interval (15 minutes → 45s).
+        let config = load_text(&format!("{TEST_REPO}{PROBE}")).unwrap();
+        let p = config.probes[0].schedule.as_ref().unwrap();
+        assert_eq!(p.timezone.name(), "UTC");
+        assert_eq!(p.jitter, Duration::from_secs(45));
+    }
+
+    #[test]
+    fn defaults_schedule_none_leaves_probes_unscheduled() {
+        let config = load_text(&format!(
+            "[defaults]\nschedule = \"none\"\n{TEST_REPO}{PROBE}\
+             [[probe]]\nname = \"q\"\nlayer = \"command\"\ncommand = [\"true\"]\nschedule = \"@hourly\"\n"
+        ))
+        .unwrap();
+        assert!(config.probes[0].schedule.is_none());
+        assert_eq!(config.probes[1].schedule.as_ref().unwrap().text, "@hourly");
+    }
+
+    #[test]
+    fn zones_jitter_durations_and_concurrency_are_checked_at_their_spot() {
+        let errors = load_text(&format!(
+            "[defaults]\ntimezone = \"Europe/Berln\"\ntimeout = \"100000000d\"\nmax_concurrent_runs = 1000000000\n\
+             {TEST_REPO}{PROBE}jitter = \"20m\"\ntimeout = \"8d\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "dw.toml:2:12: defaults.timezone: unknown time zone \"Europe/Berln\"; did you mean \"Europe/Berlin\"?",
+                "dw.toml:3:11: defaults.timeout: duration \"100000000d\" is longer than the maximum of 7days",
+                "dw.toml:4:23: defaults.max_concurrent_runs: 1000000000 is more than the maximum of 1024",
+                "dw.toml:12:10: probe.p.jitter: jitter 20m is not shorter than the interval of \"*/15 * * * *\" (15m); runs would overlap",
+                "dw.toml:13:11: probe.p.timeout: duration \"8d\" is longer than the maximum of 7days",
+            ],
+            "{errors:#?}"
+        );
+        assert!(load_text(&format!(
+            "[defaults]\nmax_concurrent_runs = 1024\ntimeout = \"7d\"\n{TEST_REPO}{PROBE}"
+        ))
+        .is_ok());
     }
 }

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -15,7 +16,7 @@ use crate::history::{EpisodeQuery, History};
 use crate::scheduler::instance_id;
 use crate::state::ProbeStatus;
 
-/// A probe instance as the API shows it.
+/// A probe instance in full, as `/api/v1/probes/{id}` shows it.
 #[derive(Debug, Serialize)]
 pub struct ProbeView {
     /// Instance id (name, or `name:root`).
@@ -27,6 +28,8 @@ pub struct ProbeView {
     pub repo: String,
     pub path: String,
     pub schedule: Option<String>,
+    /// When the next scheduled run starts (with this instance's jitter).
+    pub next_run: Option<chrono::DateTime<chrono::Utc>>,
     pub timeout_seconds: f64,
     pub run_on_change: bool,
     pub labels: std::collections::BTreeMap<String, String>,
@@ -58,6 +61,7 @@ impl ProbeView {
             repo: probe.repo.clone(),
             path: probe.path.clone(),
             schedule: probe.schedule.clone(),
+            next_run: status.next_run,
             timeout_seconds: probe.timeout.as_secs_f64(),
             run_on_change: probe.run_on_change,
             labels: probe.labels.clone(),
@@ -72,40 +76,120 @@ impl ProbeView {
     }
 }
 
-/// Every configured probe instance: those with a known status, plus
-/// configured probes that have not run yet.
-pub fn probe_views(cx: &Context) -> Vec<ProbeView> {
-    let statuses = cx.state.snapshot();
-    let mut views = Vec::new();
-    for probe in &cx.catalog.probes {
-        let mine: Vec<ProbeStatus> = statuses
-            .iter()
-            .filter(|s| s.name == probe.name)
-            .cloned()
-            .collect();
-        if mine.is_empty() {
-            views.push(ProbeView::new(probe, "", None));
-        }
-        for status in mine {
-            let root = status.root.clone();
-            views.push(ProbeView::new(probe, &root, Some(status)));
+/// A probe instance in the list: enough to see what needs attention and
+/// to follow `/api/v1/probes/{id}` for the changes and errors.
+#[derive(Debug, Serialize)]
+pub struct ProbeSummary {
+    /// Instance id (name, or `name:root`).
+    pub id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub root: String,
+    pub layer: String,
+    /// `in_sync`, `drifted`, `error`, or `pending` before the first run.
+    pub status: &'static str,
+    pub drifted: bool,
+    /// Resources drifted at the last run that reached a verdict.
+    pub drifted_resources: usize,
+    /// Changes the last report holds (after the report caps).
+    pub changes: usize,
+    /// True when the last report was cut at the report caps.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    pub drifted_since: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_run: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_success: Option<chrono::DateTime<chrono::Utc>>,
+    /// Commit checked by the last run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// Error reason of the last run, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_reason: Option<&'static str>,
+    pub schedule: Option<String>,
+}
+
+impl ProbeSummary {
+    fn new(probe: &CatalogProbe, id: String, status: Option<&ProbeStatus>) -> ProbeSummary {
+        let report = status.and_then(|s| s.last_report.as_ref());
+        ProbeSummary {
+            name: probe.name.clone(),
+            root: status.map(|s| s.root.clone()).unwrap_or_default(),
+            layer: probe.layer.clone(),
+            status: report.map(|r| r.verdict.as_str()).unwrap_or("pending"),
+            drifted: status.is_some_and(|s| s.drifted),
+            drifted_resources: status.map_or(0, |s| s.drifted_resources),
+            changes: report.map_or(0, |r| r.change_count()),
+            truncated: report.is_some_and(|r| r.truncated),
+            drifted_since: status.and_then(|s| s.drifted_since),
+            last_run: report.map(|r| r.started_at),
+            last_success: status.and_then(|s| s.last_success),
+            commit: report.map(|r| r.commit.clone()).filter(|c| !c.is_empty()),
+            error_reason: report
+                .and_then(|r| r.error.as_ref())
+                .map(|e| e.reason.as_str()),
+            schedule: probe.schedule.clone(),
+            id,
         }
     }
-    views
 }
 
-pub(super) async fn list_probes(State(cx): State<Context>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "probes": probe_views(&cx) }))
+/// `{"counts": {"in_sync", "drifted", "error", "pending"}, "probes": [summary…]}`
+/// for every configured probe instance: those with a known status, plus
+/// configured probes that have not run yet.
+pub fn probe_list(cx: &Context) -> serde_json::Value {
+    let statuses = cx.state.snapshot();
+    let mut probes = Vec::new();
+    for probe in &cx.catalog.probes {
+        let mut mine = statuses.iter().filter(|s| s.name == probe.name).peekable();
+        if mine.peek().is_none() {
+            probes.push(ProbeSummary::new(probe, probe.name.clone(), None));
+        }
+        for status in mine {
+            probes.push(ProbeSummary::new(probe, status.probe.clone(), Some(status)));
+        }
+    }
+    let mut counts = serde_json::Map::new();
+    for status in ["in_sync", "drifted", "error", "pending"] {
+        let count = probes.iter().filter(|p| p.status == status).count();
+        counts.insert(status.to_string(), count.into());
+    }
+    json!({ "counts": counts, "probes": probes })
 }
 
-pub(super) async fn get_probe(State(cx): State<Context>, Path(name): Path<String>) -> Response {
-    match probe_views(&cx).into_iter().find(|v| v.id == name) {
+/// One probe instance in full, or `None` when no configured probe has this id.
+pub fn probe_detail(cx: &Context, id: &str) -> Option<ProbeView> {
+    let status = cx.state.get(id);
+    let name = status.as_ref().map_or(id, |s| s.name.as_str());
+    let probe = cx.catalog.probes.iter().find(|p| p.name == name)?;
+    let root = status.as_ref().map(|s| s.root.clone()).unwrap_or_default();
+    if status.is_none() && id != probe.name {
+        return None;
+    }
+    Some(ProbeView::new(probe, &root, status))
+}
+
+pub(super) async fn list_probes(State(cx): State<Context>) -> Response {
+    let generation = cx.state.generation();
+    let views = cx.views.clone();
+    let result = views
+        .probes
+        .get(generation, move || {
+            Bytes::from(serde_json::to_vec(&probe_list(&cx)).expect("summaries serialize"))
+        })
+        .await;
+    match result {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(response) => response,
+    }
+}
+
+pub(super) async fn get_probe(State(cx): State<Context>, Path(id): Path<String>) -> Response {
+    match probe_detail(&cx, &id) {
         Some(view) => Json(view).into_response(),
-        None => (
+        None => json_error(
             StatusCode::NOT_FOUND,
-            Json(serde_json::json!({ "error": format!("no probe named {name:?}; list them at /api/v1/probes") })),
-        )
-            .into_response(),
+            &format!("no probe named {id:?}; list them at /api/v1/probes"),
+        ),
     }
 }
 

@@ -26,6 +26,7 @@ pub mod hooks;
 pub mod html;
 pub mod pages;
 pub mod triggers;
+pub mod views;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -247,6 +248,8 @@ pub struct Context {
     pub http_metrics: HttpMetrics,
     pub refresh_seconds: u64,
     pub request_timeout: Duration,
+    /// Rendered views, shared by every clone of the context.
+    pub views: Arc<views::Views>,
 }
 
 impl Context {
@@ -269,6 +272,7 @@ impl Context {
             http_metrics,
             refresh_seconds: REFRESH_SECONDS,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            views: Arc::default(),
         })
     }
 }
@@ -363,7 +367,7 @@ pub(crate) fn json_error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-pub(crate) fn html_response(status: StatusCode, body: String) -> Response {
+pub(crate) fn html_response<B: IntoResponse>(status: StatusCode, body: B) -> Response {
     let mut response = (status, Html(body)).into_response();
     response
         .headers_mut()

@@ -3,6 +3,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use bytes::Bytes;
 use chrono::Utc;
 
 use super::api::PageParams;
@@ -52,21 +53,25 @@ fn overview_rows(ctx: &Context) -> Vec<html::OverviewRow> {
 }
 
 pub(super) async fn overview(State(ctx): State<Context>) -> Response {
-    let result = blocking(move || {
-        let rows = overview_rows(&ctx);
-        let events = ctx
-            .history
-            .as_ref()
-            .and_then(|h| h.events(None, 15, None).ok())
-            .map(|page| page.items);
-        html::overview(&html::Overview {
-            now: Utc::now(),
-            refresh_seconds: ctx.refresh_seconds,
-            rows: &rows,
-            events: events.as_deref(),
+    let generation = ctx.state.generation();
+    let views = ctx.views.clone();
+    let result = views
+        .overview
+        .get(generation, move || {
+            let rows = overview_rows(&ctx);
+            let events = ctx
+                .history
+                .as_ref()
+                .and_then(|h| h.events(None, 15, None).ok())
+                .map(|page| page.items);
+            Bytes::from(html::overview(&html::Overview {
+                now: Utc::now(),
+                refresh_seconds: ctx.refresh_seconds,
+                rows: &rows,
+                events: events.as_deref(),
+            }))
         })
-    })
-    .await;
+        .await;
     match result {
         Ok(body) => html_response(StatusCode::OK, body),
         Err(response) => response,

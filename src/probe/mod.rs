@@ -69,6 +69,13 @@ pub trait Probe: Send + Sync + 'static {
         std::future::pending().await
     }
 
+    /// Warnings that need the live system (e.g. a Kubernetes account that may
+    /// list but not watch), for `validate`; `probe_dir` holds the probe's
+    /// files when a copy of its repo is at hand.
+    async fn access_warnings(&self, _probe_dir: Option<&Path>) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Health of the probe's live-state cache, for layers that keep one.
     fn cache_stats(&self) -> Option<CacheStats> {
         None

@@ -745,3 +745,170 @@ async fn any_bytes_a_host_holds_reach_the_report_as_text() {
         err.message
     );
 }
+
+/// The play and host patterns the "checked nothing" tests use.
+const WEB_PLAY: &str = "- name: web servers\n  hosts: web\n  gather_facts: false\n  tasks:\n    - name: copy motd\n      ansible.builtin.copy:\n        dest: \"{{ state_dir }}/motd\"\n        content: \"web\\n\"\n";
+
+#[tokio::test]
+async fn a_run_that_checked_nothing_is_an_error_never_in_sync() {
+    if !common::have_tool("ansible-playbook") {
+        return;
+    }
+    let lab = Lab::new(&["localhost"]);
+    lab.write("web.yml", WEB_PLAY);
+    lab.write(
+        "all.yml",
+        "- name: everyone\n  hosts: all\n  gather_facts: false\n  tasks:\n    - name: copy motd\n      ansible.builtin.copy:\n        dest: \"{{ state_dir }}/motd\"\n        content: \"all\\n\"\n",
+    );
+    lab.write(
+        "empty-list.yml",
+        "- name: nobody\n  hosts: []\n  gather_facts: false\n  tasks: []\n",
+    );
+    lab.write("empty.ini", "# no host yet\n");
+    // (case, probe fields, the start of the error message and what it must name)
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        (
+            "the only play's group is not in the inventory",
+            "playbooks = [\"web.yml\"]\ninventory = \"hosts.ini\"\n",
+            "checked nothing: no play matched a host\n",
+            &["play \"web servers\" (web.yml): hosts \"web\""],
+        ),
+        (
+            "an empty inventory",
+            "playbooks = [\"all.yml\"]\ninventory = \"empty.ini\"\n",
+            "checked nothing: no play matched a host\n",
+            &["play \"everyone\" (all.yml): hosts \"all\""],
+        ),
+        (
+            "--limit matching no host",
+            "playbooks = [\"all.yml\"]\ninventory = \"hosts.ini\"\nlimit = \"nomatch\"\n",
+            "checked nothing: --limit \"nomatch\" leaves no host of the inventory to target",
+            &["no hosts to target"],
+        ),
+        (
+            "--limit and the play's pattern leave no host in common",
+            "playbooks = [\"web.yml\"]\ninventory = \"hosts.ini\"\nlimit = \"localhost\"\n",
+            "checked nothing: no play matched a host with --limit \"localhost\"\n",
+            &["hosts \"web\""],
+        ),
+        (
+            "a play with hosts: []",
+            "playbooks = [\"empty-list.yml\"]\ninventory = \"hosts.ini\"\n",
+            // ansible names neither play nor file here.
+            "[ERROR]: Hosts list cannot be empty",
+            &[],
+        ),
+    ];
+    for (case, fields, start, named) in cases {
+        let result = lab.check(fields).await;
+        let (report, json) = report_json(result.clone());
+        assert_eq!(report.verdict, Verdict::Error, "{case}: {json}");
+        let err = result.unwrap_err();
+        assert_eq!(err.reason, ErrorReason::Input, "{case}: {err:?}");
+        assert!(err.message.starts_with(start), "{case}: {}", err.message);
+        for name in *named {
+            assert!(err.message.contains(name), "{case}: {}", err.message);
+        }
+    }
+}
+
+#[tokio::test]
+async fn plays_that_matched_no_host_warn_beside_a_verdict() {
+    if !common::have_tool("ansible-playbook") {
+        return;
+    }
+    let lab = Lab::new(&["h1", "h2"]);
+    lab.write(
+        "mixed.yml",
+        &format!(
+            "{WEB_PLAY}- name: one at a time\n  hosts: all\n  serial: 1\n  gather_facts: false\n  tasks:\n    - name: copy motd\n      ansible.builtin.copy:\n        dest: \"{{{{ state_dir }}}}/motd\"\n        content: \"hi\\n\"\n"
+        ),
+    );
+    std::fs::write(lab.state("h1").join("motd"), "hi\n").unwrap();
+    std::fs::write(lab.state("h2").join("motd"), "hi\n").unwrap();
+    let fields = "playbooks = [\"mixed.yml\"]\ninventory = \"hosts.ini\"\n";
+    let expected = "play \"web servers\" (mixed.yml): hosts \"web\" matched no host";
+    let outcome = lab.check(fields).await.expect("a verdict");
+    assert_eq!(outcome.verdict(), Verdict::InSync, "{outcome:?}");
+    assert_eq!(outcome.warnings, [expected]);
+    // Both serial batches count as matched.
+    assert_eq!(
+        outcome.details["plays"][1]["hosts"], 2,
+        "{}",
+        outcome.details
+    );
+    assert_eq!(outcome.details["plays"][0]["hosts"], 0);
+
+    std::fs::write(lab.state("h2").join("motd"), "edited\n").unwrap();
+    let outcome = lab
+        .check(&format!("{fields}limit = \"h2\"\n"))
+        .await
+        .expect("a verdict");
+    assert_eq!(outcome.verdict(), Verdict::Drifted);
+    assert_eq!(outcome.changes[0].subject, "h2: copy motd");
+    assert_eq!(
+        outcome.warnings,
+        [format!("{expected} with --limit \"h2\"")]
+    );
+    assert_eq!(outcome.details["plays"][1]["hosts"], 1);
+}
+
+#[tokio::test]
+async fn ignore_rules_match_host_and_task_globs_and_list_what_they_ignored() {
+    if !common::have_tool("ansible-playbook") {
+        return;
+    }
+    let lab = Lab::new(&["localhost"]);
+    lab.apply("site.yml");
+    let state = lab.state("localhost");
+    std::fs::write(state.join("motd"), "edited by hand\n").unwrap();
+    std::fs::write(state.join("sysctl.conf"), "").unwrap();
+
+    let role_rule = "[[ignore]]\ntask = \"tuning : kernel*\"\n";
+    let outcome = lab
+        .check(&format!("{FIELDS}{role_rule}"))
+        .await
+        .expect("a verdict");
+    assert_eq!(outcome.verdict(), Verdict::Drifted);
+    let subjects: Vec<&str> = outcome.changes.iter().map(|c| c.subject.as_str()).collect();
+    assert_eq!(subjects, ["localhost: copy motd"]);
+    assert_eq!(outcome.details["ignored"], 1);
+    let ignored = &outcome.details["ignored_changes"][0];
+    assert_eq!(ignored["subject"], "localhost: tuning : kernel setting");
+    assert_eq!(ignored["rule"], "ignore[0]");
+    assert_eq!(ignored["path"], "extra_roles/tuning/tasks/main.yml:1");
+
+    // Every change ignored: in sync, and the report still lists them.
+    let host_rule = "[[ignore]]\nhost = \"local*\"\ntask = \"copy *\"\n";
+    let result = lab.check(&format!("{FIELDS}{role_rule}{host_rule}")).await;
+    let (report, json) = report_json(result);
+    assert_eq!(report.verdict, Verdict::InSync, "{json}");
+    assert_eq!(report.details["ignored"], 2, "{json}");
+    assert_eq!(report.details["ignored_changes"][1]["rule"], "ignore[1]");
+    assert!(report.message.ends_with("2 ignored change(s)"), "{json}");
+
+    // A rule for other hosts ignores nothing.
+    let other = "[[ignore]]\nhost = \"db*\"\n";
+    let outcome = lab.check(&format!("{FIELDS}{other}")).await.unwrap();
+    assert_eq!(outcome.changes.len(), 2);
+    assert_eq!(outcome.details["ignored"], 0);
+}
+
+#[test]
+fn ignore_rules_in_the_config_file_point_at_their_line() {
+    let config = "[[repo]]\nname = \"infra\"\nurl = \"https://example.com/infra.git\"\n\n[[probe]]\nname = \"web\"\nlayer = \"ansible\"\nrepo = \"infra\"\nplaybooks = [\"site.yml\"]\ninventory = \"hosts.ini\"\n[[probe.ignore]]\ntask = \"common : restart*\"\n[[probe.ignore]]\nhost = \"web-[1\"\n[[probe.ignore]]\nhots = \"web\"\n";
+    let problems = crate::config::problems(config);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with(
+            "dw.toml:16:1: probe.web.ignore[2].hots: unknown key `hots`, did you mean `host`?"
+        ),
+        "{problems:?}"
+    );
+    let problems = crate::config::problems(&config.replace("hots = \"web\"", "task = \"x\""));
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("dw.toml:14:8: probe.web.ignore[1].host: invalid glob \"web-[1\""),
+        "{problems:?}"
+    );
+}

@@ -11,7 +11,7 @@ url = "https://example.com/infra.git"
 
 /// Writes `text` to a temp file and returns its problems with the file's own
 /// path replaced by `dw.toml`.
-fn problems(text: &str) -> Vec<String> {
+pub fn problems(text: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dw.toml");
     std::fs::write(&path, text).unwrap();

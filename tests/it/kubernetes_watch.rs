@@ -90,6 +90,8 @@ fn subjects(outcome: &Outcome) -> Vec<(String, String)> {
 #[tokio::test]
 async fn checks_after_the_first_read_the_cache_and_live_edits_wake_a_check() {
     let s = setup("").await;
+    // /readyz waits for this: nothing is settled before the first check.
+    assert!(!s.probe.cache_stats().unwrap().settled);
     let first = s.check().await;
     assert_eq!(first.verdict(), Verdict::InSync, "{:#?}", first.changes);
     let stats = s.probe.cache_stats().expect("a watching probe has a cache");
@@ -257,7 +259,20 @@ async fn a_change_reverted_within_the_debounce_stays_in_sync() {
 #[tokio::test]
 async fn forbidden_watch_falls_back_to_list_with_a_warning() {
     let s = setup("").await;
+    // validate's view, before any check: nothing to say while watch is allowed.
+    let dir = s.cx.workdir.clone();
+    assert_eq!(
+        s.probe.access_warnings(Some(&dir)).await,
+        Vec::<String>::new()
+    );
     s.emulator.forbid_watch("deployments.apps");
+    let warnings = s.probe.access_warnings(Some(&dir)).await;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("cannot watch deployments.apps in namespace \"shop\""),
+        "{}",
+        warnings[0]
+    );
     let outcome = s.check().await;
     assert_eq!(outcome.verdict(), Verdict::InSync, "{:#?}", outcome.changes);
     assert_eq!(outcome.warnings.len(), 1, "{:?}", outcome.warnings);
@@ -296,6 +311,75 @@ async fn forbidden_watch_falls_back_to_list_with_a_warning() {
     let _ = &s.tmp;
 }
 
+/// An in-process daemon over a git repo holding `manifests` (a directory
+/// of files) under `deploy/`, with one kubernetes probe (no schedule) on the
+/// emulator; `fields` adds to the probe's table.
+struct Daemon {
+    daemon: driftwatch::app::Daemon,
+    reports: tokio::sync::broadcast::Receiver<Arc<driftwatch::probe::RunReport>>,
+    shutdown: tokio_util::sync::CancellationToken,
+    running: tokio::task::JoinHandle<()>,
+}
+
+impl Daemon {
+    fn start(emulator: &KubeEmulator, dir: &Path, manifests: &Path, fields: &str) -> Daemon {
+        let work = dir.join("work");
+        let files: Vec<(String, String)> = std::fs::read_dir(manifests)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .map(|p| {
+                (
+                    format!("deploy/{}", p.file_name().unwrap().to_string_lossy()),
+                    std::fs::read_to_string(&p).unwrap(),
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        common::init_repo(&work, &refs);
+        let kubeconfig: PathBuf = emulator.write_kubeconfig(dir);
+        let config_path = dir.join("driftwatch.toml");
+        std::fs::write(
+            &config_path,
+            format!(
+                "state_dir = \"{state}\"\n\n[[repo]]\nname = \"infra\"\nurl = \"file://{work}\"\n\n\
+                 [[probe]]\nname = \"k8s\"\nlayer = \"kubernetes\"\npath = \"deploy\"\nschedule = \"\"\n\
+                 kubeconfig = \"{kubeconfig}\"\n{fields}\n",
+                state = dir.join("state").display(),
+                work = work.display(),
+                kubeconfig = kubeconfig.display()
+            ),
+        )
+        .unwrap();
+        let config = driftwatch::app::load_config(&config_path).unwrap();
+        let daemon = driftwatch::app::build(config, false).unwrap();
+        let reports = daemon.scheduler.subscribe();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let running = tokio::spawn(daemon.scheduler.clone().run(shutdown.clone()));
+        Daemon {
+            daemon,
+            reports,
+            shutdown,
+            running,
+        }
+    }
+
+    async fn next_report(&mut self, within: Duration) -> Arc<driftwatch::probe::RunReport> {
+        tokio::time::timeout(within, self.reports.recv())
+            .await
+            .expect("a report in time")
+            .unwrap()
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.running.await.unwrap();
+    }
+}
+
 /// The daemon end to end: after the startup run, a live edit becomes a run
 /// with trigger `live-change` (no schedule), and the metrics say drifted and
 /// show the cache.
@@ -303,64 +387,17 @@ async fn forbidden_watch_falls_back_to_list_with_a_warning() {
 async fn daemon_runs_a_live_change_check_and_exports_cache_health() {
     let emulator = KubeEmulator::start().await;
     let tmp = tempfile::tempdir().unwrap();
-    let work = tmp.path().join("work");
-    let deploy = work.join("deploy");
-    copy_dir(&Path::new(FIXTURES).join("app"), &deploy);
-    seed_dir(&emulator, &deploy);
-    let files: Vec<(String, String)> = std::fs::read_dir(&deploy)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .map(|p| {
-            (
-                format!("deploy/{}", p.file_name().unwrap().to_string_lossy()),
-                std::fs::read_to_string(&p).unwrap(),
-            )
-        })
-        .collect();
-    std::fs::remove_dir_all(&deploy).unwrap();
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    common::init_repo(&work, &refs);
-    let kubeconfig: PathBuf = emulator.write_kubeconfig(tmp.path());
-    let config_path = tmp.path().join("driftwatch.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "state_dir = \"{state}\"\n\n[[repo]]\nname = \"infra\"\nurl = \"file://{work}\"\n\n\
-             [[probe]]\nname = \"k8s\"\nlayer = \"kubernetes\"\npath = \"deploy\"\nschedule = \"\"\n\
-             kubeconfig = \"{kubeconfig}\"\nwatch_debounce = \"200ms\"\n",
-            state = tmp.path().join("state").display(),
-            work = work.display(),
-            kubeconfig = kubeconfig.display()
-        ),
-    )
-    .unwrap();
-    let config = driftwatch::app::load_config(&config_path).unwrap();
-    let daemon = driftwatch::app::build(config, false).unwrap();
-    let scheduler = daemon.scheduler.clone();
-    let mut reports = scheduler.subscribe();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let running = tokio::spawn(scheduler.clone().run(shutdown.clone()));
-    macro_rules! next_report {
-        () => {
-            tokio::time::timeout(Duration::from_secs(20), reports.recv())
-                .await
-                .expect("a report within 20 s")
-                .unwrap()
-        };
-    }
-    assert!(
-        !scheduler.is_ready()
-            || daemon
-                .context
-                .metrics
-                .render()
-                .contains("driftwatch_probe_cache_synced")
+    let manifests = tmp.path().join("manifests");
+    copy_dir(&Path::new(FIXTURES).join("app"), &manifests);
+    seed_dir(&emulator, &manifests);
+    let mut d = Daemon::start(
+        &emulator,
+        tmp.path(),
+        &manifests,
+        "watch_debounce = \"200ms\"",
     );
-    let startup = next_report!();
+    let scheduler = d.daemon.scheduler.clone();
+    let startup = d.next_report(Duration::from_secs(20)).await;
     assert_eq!(startup.trigger, "startup");
     assert_eq!(startup.verdict, Verdict::InSync, "{:?}", startup.error);
     assert!(scheduler.is_ready());
@@ -368,12 +405,12 @@ async fn daemon_runs_a_live_change_check_and_exports_cache_health() {
     emulator.patch("Deployment", "shop", "web", |d| {
         d["spec"]["replicas"] = json!(6)
     });
-    let live = next_report!();
+    let live = d.next_report(Duration::from_secs(20)).await;
     assert_eq!(live.trigger, "live-change");
     assert_eq!(live.verdict, Verdict::Drifted);
     assert_eq!(live.changes[0].subject, "Deployment/shop/web");
 
-    let metrics = daemon.context.metrics.render();
+    let metrics = d.daemon.context.metrics.render();
     let line = |prefix: &str| {
         metrics
             .lines()
@@ -398,7 +435,170 @@ async fn daemon_runs_a_live_change_check_and_exports_cache_health() {
         .parse()
         .unwrap();
     assert!(age < 60.0, "{age}");
-    shutdown.cancel();
-    running.await.unwrap();
+    d.stop().await;
     assert_eq!(emulator.writes(), 0);
+}
+
+/// Mean and max of durations, in milliseconds.
+fn mean_max_ms(samples: &[Duration]) -> (f64, f64) {
+    let ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    let mean = ms.iter().sum::<f64>() / ms.len() as f64;
+    (mean, ms.iter().cloned().fold(0.0, f64::max))
+}
+
+/// A watching probe over `namespaces` × `per_kind` generated objects, seeded
+/// into an emulator at 20 ms per request: the first check (initial sync),
+/// then checks from the cache (time, API requests), RSS growth against the
+/// JSON size of what is cached.
+async fn bench_cache(namespaces: usize, per_kind: [usize; 3]) {
+    let emulator = KubeEmulator::start().await;
+    emulator.set_watch_history(1_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let checkout = tmp.path().join("checkout");
+    let deploy = checkout.join("deploy");
+    crate::kubernetes::write_bench_manifests(&deploy, namespaces, per_kind);
+    seed_dir(&emulator, &deploy);
+    let kubeconfig = emulator.write_kubeconfig(tmp.path());
+    emulator.set_latency(Duration::from_millis(20));
+    let objects = namespaces * per_kind.iter().sum::<usize>();
+    let fields = format!("kubeconfig = {:?}", kubeconfig.display().to_string());
+    let probe = common::build_probe("kubernetes", "bench", "deploy", &fields).unwrap();
+    let cx = common::probe_context(
+        "bench",
+        &checkout,
+        "deploy",
+        tmp.path(),
+        Duration::from_secs(600),
+    );
+
+    let (_, rss_before) = crate::kubernetes::rss_kib();
+    emulator.reset_requests();
+    let started = std::time::Instant::now();
+    let first = probe.run(&cx).await.expect("first check succeeds");
+    let sync = started.elapsed();
+    let sync_requests = emulator.requests();
+    assert_eq!(
+        first.verdict(),
+        Verdict::InSync,
+        "{:?}",
+        first.changes.first()
+    );
+    assert_eq!(first.details["objects"], objects);
+    let scopes = probe.cache_stats().unwrap().scopes as u64;
+    while emulator.watches_started() < 2 * scopes {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    emulator.reset_requests();
+    let mut checks = Vec::new();
+    for _ in 0..10 {
+        let started = std::time::Instant::now();
+        let outcome = probe.run(&cx).await.unwrap();
+        checks.push(started.elapsed());
+        assert_eq!(outcome.verdict(), Verdict::InSync);
+    }
+    let check_requests = emulator.requests();
+    let (_, rss_after) = crate::kubernetes::rss_kib();
+    let stats = probe.cache_stats().unwrap();
+    let json_bytes: usize = ["Deployment", "Service", "ConfigMap"]
+        .iter()
+        .flat_map(|kind| {
+            (0..namespaces).flat_map(move |n| {
+                let per = match *kind {
+                    "Deployment" => per_kind[0],
+                    "Service" => per_kind[1],
+                    _ => per_kind[2],
+                };
+                (0..per).map(move |i| (*kind, n, i))
+            })
+        })
+        .map(|(kind, n, i)| {
+            let name = match kind {
+                "Deployment" => format!("app-{i}"),
+                "Service" => format!("svc-{i}"),
+                _ => format!("cfg-{i}"),
+            };
+            let object = emulator.get(kind, &format!("team-{n:02}"), &name).unwrap();
+            serde_json::to_vec(&object).unwrap().len()
+        })
+        .sum();
+    let (mean, max) = mean_max_ms(&checks);
+    println!("kubernetes watch cache: {objects} objects in {namespaces} namespaces, 20 ms per API request");
+    println!("  initial sync (first check): {:.2} s, {sync_requests} API requests ({scopes} watched scopes)", sync.as_secs_f64());
+    println!("  check from the cache: mean {mean:.1} ms, max {max:.1} ms over 10, {check_requests} API requests in all");
+    println!("  cached: {} objects, their JSON {:.1} MiB; RSS grew {:.1} MiB over the sync and checks ({:.2}x the JSON; the emulator shares the process)",
+        stats.objects, json_bytes as f64 / 1048576.0, (rss_after.saturating_sub(rss_before)) as f64 / 1024.0,
+        (rss_after.saturating_sub(rss_before)) as f64 * 1024.0 / json_bytes as f64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run scripts/bench-kubernetes"]
+async fn bench_watch_cache_5000_objects() {
+    bench_cache(50, [34, 33, 33]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run scripts/bench-kubernetes"]
+async fn bench_watch_cache_50000_objects_in_100_namespaces() {
+    bench_cache(100, [167, 167, 166]).await;
+}
+
+/// Edit to verdict through the daemon: 5,000 objects, a replica count changed
+/// live (as `kubectl scale` does), until `driftwatch_probe_drifted` is 1 in
+/// the metrics exposition; then reverted, until it is 0. 20 edits, default
+/// debounce (2 s), 20 ms per API request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run scripts/bench-kubernetes"]
+async fn bench_watch_edit_to_verdict() {
+    let emulator = KubeEmulator::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let generated = tmp.path().join("generated");
+    crate::kubernetes::write_bench_manifests(&generated, 50, [34, 33, 33]);
+    seed_dir(&emulator, &generated);
+    emulator.set_latency(Duration::from_millis(20));
+    let mut d = Daemon::start(&emulator, tmp.path(), &generated, "");
+    let startup = d.next_report(Duration::from_secs(120)).await;
+    assert_eq!(startup.verdict, Verdict::InSync, "{:?}", startup.error);
+    let metrics = d.daemon.context.metrics.clone();
+    let drifted = move || {
+        let text = metrics.render_cached();
+        let text = String::from_utf8_lossy(&text).to_string();
+        text.lines()
+            .find(|l| l.starts_with("driftwatch_probe_drifted{"))
+            .map(|l| l.ends_with(" 1"))
+            .unwrap_or(false)
+    };
+    let wait_for = |want: bool| {
+        let drifted = drifted.clone();
+        async move {
+            let started = std::time::Instant::now();
+            while drifted() != want {
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "no verdict within 30 s"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            started.elapsed()
+        }
+    };
+    let mut samples = Vec::new();
+    for edit in 0..20 {
+        let namespace = format!("team-{:02}", edit % 50);
+        emulator.patch("Deployment", &namespace, "app-0", |d| {
+            d["spec"]["replicas"] = json!(5)
+        });
+        samples.push(wait_for(true).await);
+        emulator.patch("Deployment", &namespace, "app-0", |d| {
+            d["spec"]["replicas"] = json!(2)
+        });
+        wait_for(false).await;
+    }
+    samples.sort();
+    let (mean, max) = mean_max_ms(&samples);
+    println!(
+        "kubernetes edit to verdict: 5,000 objects, 20 edits, debounce 2 s, 20 ms per API request"
+    );
+    println!("  edit -> driftwatch_probe_drifted = 1: mean {:.2} s, p50 {:.2} s, p99 (max of 20) {:.2} s",
+        mean / 1000.0, samples[9].as_secs_f64(), max / 1000.0);
+    d.stop().await;
 }

@@ -447,6 +447,19 @@ async fn a_failing_init_is_an_error() {
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
+impl Captured {
+    /// Captures this thread's logs until the guard drops.
+    fn start() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+}
+
 impl std::io::Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(buf);
@@ -466,13 +479,7 @@ async fn sensitive_values_never_reach_the_report_or_logs() {
     if !have_terraform() {
         return;
     }
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::start();
 
     let f = Fixture::new("terraform");
     let state = f.path("state/terraform.tfstate");
@@ -777,6 +784,19 @@ async fn terraform_1_0_3_with_the_null_provider_and_remote_state() {
     assert_eq!(outcome.details["init"], "skipped");
 }
 
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 /// Stops the daemon when the test ends, however it ends.
 struct Daemon(std::process::Child);
 
@@ -800,19 +820,20 @@ async fn the_daemon_and_check_report_roots_separately_and_never_leak_secrets() {
     let f = Fixture::new("terraform");
     let old_secret = "old-Daemon-s3cret-1234";
     let new_secret = "new-Daemon-s3cret-5678";
-    let stack = |name: &str, uses_secret: bool| {
+    let stack = |name: &str, uses_secret: bool, sensitive: bool| {
         let mut text = backend(&f.path(&format!("state/{name}.tfstate")))
-            + "variable \"db_password\" {\n  type      = string\n  sensitive = true\n}\n";
+            + &format!("variable \"db_password\" {{\n  type      = string\n  sensitive = {sensitive}\n}}\n");
         if uses_secret {
             text += &data_resource("db", "var.db_password");
         }
         text + &data_resource("web", "\"static\"")
     };
+    // Stack b's password was applied in clear; the repo now marks it sensitive.
     common::init_repo(
         &f.repo(),
         &[
-            ("stacks/a/main.tf", &stack("a", false)),
-            ("stacks/b/main.tf", &stack("b", true)),
+            ("stacks/a/main.tf", &stack("a", false, true)),
+            ("stacks/b/main.tf", &stack("b", true, false)),
         ],
     );
     f.apply(
@@ -822,6 +843,11 @@ async fn the_daemon_and_check_report_roots_separately_and_never_leak_secrets() {
     f.apply(
         &f.repo().join("stacks/b"),
         &[("TF_VAR_db_password", old_secret)],
+    );
+    common::commit_files(
+        &f.repo(),
+        &[("stacks/b/main.tf", &stack("b", true, true))],
+        "db_password is sensitive",
     );
 
     let port = common::free_port();
@@ -902,9 +928,29 @@ vars = {{ db_password = "{new_secret}" }}
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let api = http_get(&format!("{base}/api/v1/probes")).await.unwrap();
+    // The list, then every instance in full (changes are per instance).
+    let mut api = http_get(&format!("{base}/api/v1/probes")).await.unwrap();
+    let list: serde_json::Value = serde_json::from_str(&api).unwrap();
+    for probe in list["probes"].as_array().unwrap() {
+        let id = driftwatch::http::html::encode_segment(probe["id"].as_str().unwrap());
+        api += &http_get(&format!("{base}/api/v1/probes/{id}"))
+            .await
+            .unwrap();
+    }
     assert!(api.contains("terraform_data.db"), "{api}");
     assert!(api.contains("stacks/b"), "{api}");
+    assert!(
+        api.contains("~ input: (sensitive value)"),
+        "masked on both sides: {api}"
+    );
+    for path in [
+        "/api/v1/probes/tf/runs",
+        "/probes/tf",
+        "/api/v1/events",
+        "/",
+    ] {
+        api += &http_get(&format!("{base}{path}")).await.unwrap_or_default();
+    }
     drop(daemon);
     let logs = std::fs::read_to_string(&log).unwrap();
 
@@ -931,6 +977,14 @@ vars = {{ db_password = "{new_secret}" }}
     ] {
         for secret in [old_secret, new_secret] {
             assert!(!text.contains(secret), "secret in {what}: {text}");
+        }
+    }
+    // Nothing driftwatch keeps on disk (state, history, caches, checkouts) holds them.
+    for file in walk_files(&f.path("state-dir")) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        for secret in [old_secret, new_secret] {
+            assert!(!text.contains(secret), "secret in {}", file.display());
         }
     }
 }
@@ -1159,4 +1213,166 @@ async fn local_state_missing_from_the_clone_is_an_error() {
         let outcome = ok(f.run(&probe, &f.repo(), "").await);
         assert_eq!(outcome.verdict(), Verdict::InSync, "{case}: {outcome:?}");
     }
+}
+
+/// A variable applied in clear and later marked sensitive, with a new value:
+/// Terraform's own plan shows "(sensitive value)" on both sides, and so must
+/// every report (the old value is in state unmarked).
+#[tokio::test]
+async fn a_value_applied_in_clear_then_marked_sensitive_is_masked_on_both_sides() {
+    if !have_terraform() {
+        return;
+    }
+    let (captured, _guard) = Captured::start();
+
+    let f = Fixture::new("terraform");
+    let old = "OLDPASS-applied-in-clear-42";
+    let new = "NEWPASS-now-sensitive-43";
+    let main = |sensitive: bool| {
+        backend(&f.path("state/terraform.tfstate"))
+            + &format!("variable \"password\" {{\n  type      = string\n  sensitive = {sensitive}\n}}\n")
+            + &data_resource("input", "var.password")
+            + &format!("output \"password\" {{\n  value     = var.password\n  sensitive = {sensitive}\n}}\n")
+    };
+    common::init_repo(&f.repo(), &[("main.tf", &main(false))]);
+    f.apply(&f.repo(), &[("TF_VAR_password", old)]);
+    common::commit_files(
+        &f.repo(),
+        &[("main.tf", &main(true))],
+        "password is sensitive",
+    );
+
+    let probe = f.probe(&format!("vars = {{ password = {new:?} }}"));
+    let outcome = ok(f.run(&probe, &f.checkout("c1"), "").await);
+    assert_eq!(outcome.verdict(), Verdict::Drifted);
+    let diffs: Vec<(&str, &str)> = outcome
+        .changes
+        .iter()
+        .map(|c| (c.subject.as_str(), c.diff.as_str()))
+        .collect();
+    assert_eq!(
+        diffs,
+        [
+            (
+                "terraform_data.input",
+                "~ input: (sensitive value)\n~ output: (sensitive value) → (known after apply)"
+            ),
+            ("output.password", "(sensitive value) → (sensitive value)"),
+        ]
+    );
+    let report = serde_json::to_string(&report(Ok(outcome))).unwrap();
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    for secret in [old, new] {
+        assert!(!report.contains(secret), "{report}");
+        assert!(!logs.contains(secret), "{logs}");
+    }
+}
+
+/// `[[probe.ignore]]`: a change whose every differing attribute is ignored
+/// is not drift, a partly ignored one shows only the rest, both are counted
+/// in `details.ignored`, and a rule that matched nothing is a warning on the
+/// run (the probe page) and in `validate`.
+#[tokio::test]
+async fn ignore_rules_leave_out_changes_and_report_what_they_matched() {
+    if !have_terraform() {
+        return;
+    }
+    let f = Fixture::new("terraform");
+    // Reality: the capacity an autoscaler sets, read from outside the repo.
+    let capacity = f.path("external/capacity");
+    std::fs::create_dir_all(capacity.parent().unwrap()).unwrap();
+    std::fs::write(&capacity, "2").unwrap();
+    let module = |name: &str| {
+        format!(
+            "resource \"terraform_data\" \"asg\" {{\n  input = {{\n    desired_capacity = tonumber(file({:?}))\n    name             = {name:?}\n  }}\n}}\n",
+            capacity.to_str().unwrap()
+        )
+    };
+    let main = backend(&f.path("state/terraform.tfstate"))
+        + "module \"web\" {\n  source = \"./modules/asg\"\n}\n"
+        + &data_resource("static", "\"x\"");
+    common::init_repo(
+        &f.repo(),
+        &[("main.tf", &main), ("modules/asg/main.tf", &module("web"))],
+    );
+    f.apply(&f.repo(), &[]);
+    let rules = "[[ignore]]\naddress = \"module.*.terraform_data.asg\"\nattributes = [\"input.desired_capacity\"]\n\n[[ignore]]\naddress = \"terraform_data.gone*\"\n";
+    let probe = f.probe(rules);
+    let checkout = f.checkout("c1");
+    let unmatched =
+        "ignore rule ignore[1] (address \"terraform_data.gone*\") matched no resource in this plan";
+
+    let outcome = ok(f.run(&probe, &checkout, "").await);
+    assert_eq!(outcome.verdict(), Verdict::InSync);
+    assert_eq!(outcome.details["ignored"], 0);
+    assert_eq!(outcome.warnings, [unmatched]);
+
+    // The autoscaler scales out: the only difference is ignored.
+    std::fs::write(&capacity, "5").unwrap();
+    let outcome = ok(f.run(&probe, &checkout, "").await);
+    assert_eq!(outcome.exit_code, Some(2));
+    assert_eq!(outcome.verdict(), Verdict::InSync, "{outcome:?}");
+    assert_eq!(outcome.details["ignored"], 1);
+    assert_eq!(
+        outcome.details["ignored_changes"][0]["address"],
+        "module.web.terraform_data.asg"
+    );
+    assert_eq!(outcome.details["ignored_changes"][0]["attributes"], "all");
+    // Without the rule it is drift: the rule is what made the difference.
+    let plain = ok(f.run(&f.probe(""), &checkout, "").await);
+    assert_eq!(plain.verdict(), Verdict::Drifted);
+
+    // A commit renames it too: drift, showing only the name.
+    common::commit_files(
+        &f.repo(),
+        &[("modules/asg/main.tf", &module("web-2"))],
+        "rename",
+    );
+    let outcome = ok(f.run(&probe, &f.checkout("c2"), "").await);
+    assert_eq!(outcome.verdict(), Verdict::Drifted);
+    assert_eq!(outcome.changes.len(), 1);
+    let change = &outcome.changes[0];
+    assert_eq!(change.subject, "module.web.terraform_data.asg");
+    assert_eq!(
+        change.diff,
+        "~ input.name: \"web\" → \"web-2\"\n~ output: {…} → (known after apply)"
+    );
+    assert!(!change.diff.contains("desired_capacity"), "{}", change.diff);
+    assert_eq!(outcome.details["ignored"], 1);
+    assert_eq!(
+        outcome.details["ignored_changes"][0]["attributes"],
+        serde_json::json!(["input.desired_capacity"])
+    );
+    assert_eq!(outcome.warnings, [unmatched]);
+
+    // `validate` lists the rule that matched nothing in the last run.
+    let state_dir = f.path("state-dir");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let state = driftwatch::state::State::load(&state_dir);
+    state.record(&report(Ok(outcome)));
+    state.persist().unwrap();
+    let config = f.path("driftwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\n\n[[repo]]\nname = \"infra\"\nurl = \"file://{}\"\n\n[[probe]]\nname = \"tf\"\nlayer = \"terraform\"\nrepo = \"infra\"\ncli_config_file = {:?}\n\n{}",
+            state_dir.to_str().unwrap(),
+            f.repo().display(),
+            f.cli_config.to_str().unwrap(),
+            rules.replace("[[ignore]]", "[[probe.ignore]]")
+        ),
+    )
+    .unwrap();
+    let validate = std::process::Command::new(common::driftwatch_bin())
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&validate.stderr);
+    assert_eq!(validate.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: probe.tf: ignore rule ignore[1] (address \"terraform_data.gone*\") matched nothing in the last run"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("ignore[0]"), "{stderr}");
 }

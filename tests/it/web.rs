@@ -321,8 +321,14 @@ async fn status_page_renders_in_chromium_with_everything_escaped() {
     assert!(dom.contains(&row("not-yet", "pending")));
     assert!(dom.contains(r#"<span class="badge s-drifted">DRIFTED</span>"#));
     assert!(dom.contains(r#"<span class="badge s-error">ERROR</span>"#));
-    assert!(dom.contains("drifted: 2 resource(s) differ"));
-    assert!(dom.contains("error (unreachable): host db1 unreachable"));
+    // The message column does not repeat the badge.
+    assert!(
+        dom.contains(
+            r#"<td class="msg"><span title="2 resource(s) differ">2 resource(s) differ</span></td>"#
+        ),
+        "{dom}"
+    );
+    assert!(dom.contains(r#"<td class="msg"><span title="unreachable: host db1 unreachable">unreachable: host db1 unreachable</span></td>"#), "{dom}");
     assert!(dom.contains(r#"id="count-drifted">2 drifted"#));
     assert!(dom.contains(r#"href="/probes/network%3Aenvs%2Fprod""#));
     // Events feed, newest first.
@@ -1010,4 +1016,116 @@ fn history_and_webhook_config() {
     );
     assert!(joined.contains("history.episode_retention"), "{joined}");
     assert!(joined.contains("keep"), "{joined}");
+}
+
+async fn get_text(url: String) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
+async fn get_json(url: String) -> (u16, serde_json::Value) {
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_list_is_a_summary_that_follows_every_change() {
+    let harness = Harness::start(Secrets::default()).await;
+    harness.populate();
+    let base = &harness.base;
+
+    let (code, list) = get_json(format!("{base}/api/v1/probes")).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        list["counts"],
+        serde_json::json!({"in_sync": 1, "drifted": 2, "error": 1, "pending": 1})
+    );
+    let probes = list["probes"].as_array().unwrap();
+    let ids: Vec<&str> = probes.iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "web-deploy",
+            "network:envs/dev",
+            "network:envs/prod",
+            "hosts",
+            "not-yet"
+        ]
+    );
+    let web = &probes[0];
+    assert_eq!(web["status"], "drifted");
+    assert_eq!(web["changes"], 2);
+    assert_eq!(web["drifted_resources"], 2);
+    assert!(web["drifted_since"].is_string() && web["last_run"].is_string());
+    assert_eq!(web["schedule"], "*/5 * * * *");
+    assert_eq!(probes[3]["error_reason"], "unreachable");
+    assert_eq!(probes[4]["status"], "pending");
+    // No diffs, subjects or error texts in the list: those are per instance.
+    let text = list.to_string();
+    assert!(
+        !text.contains("last_report") && !text.contains("Deployment/prod/web"),
+        "{text}"
+    );
+    assert!(!text.contains("host db1"), "{text}");
+
+    let (code, detail) = get_json(format!("{base}/api/v1/probes/network%3Aenvs%2Fprod")).await;
+    assert_eq!(code, 200);
+    assert_eq!(detail["status"], "drifted");
+    assert_eq!(
+        detail["last_report"]["changes"][0]["subject"],
+        "terraform_data.dns"
+    );
+    assert_eq!(detail["last_report"]["total_changes"], 1);
+    assert_eq!(get_json(format!("{base}/api/v1/probes/nope")).await.0, 404);
+    assert_eq!(
+        get_json(format!("{base}/api/v1/probes/network%3Anope"))
+            .await
+            .0,
+        404
+    );
+
+    // The cached list changes with the state at once, not a second later.
+    for (result, status) in [
+        (Ok(Outcome::in_sync()), "in_sync"),
+        (Err(ProbeError::new(ErrorReason::Timeout, "slow")), "error"),
+    ] {
+        harness
+            .state
+            .record(&report("web-deploy", "", "kubernetes", Utc::now(), result));
+        let (_, list) = get_json(format!("{base}/api/v1/probes")).await;
+        assert_eq!(list["probes"][0]["status"], status);
+        let page = get_text(format!("{base}/")).await;
+        assert!(
+            page.contains(&format!(
+                r#"data-probe="web-deploy" data-status="{status}""#
+            )),
+            "{page}"
+        );
+    }
+
+    // A report cut at the caps says so in the list and in full.
+    let many: Vec<ResourceChange> = (0..5000)
+        .map(|i| ResourceChange::new(format!("ConfigMap/prod/cm-{i}"), "configured"))
+        .collect();
+    harness.state.record(&report(
+        "hosts",
+        "",
+        "ansible",
+        Utc::now(),
+        Ok(Outcome::drifted(many)),
+    ));
+    let (_, list) = get_json(format!("{base}/api/v1/probes")).await;
+    let hosts = &list["probes"][3];
+    assert_eq!(hosts["id"], "hosts");
+    assert_eq!(hosts["truncated"], true);
+    assert_eq!(hosts["changes"], 5000);
+    assert_eq!(hosts["drifted_resources"], 5000);
+    let (_, detail) = get_json(format!("{base}/api/v1/probes/hosts")).await;
+    let report = &detail["last_report"];
+    assert_eq!(report["truncated"], true);
+    assert_eq!(report["total_changes"], 5000);
+    assert_eq!(
+        report["changes"].as_array().unwrap().len(),
+        driftwatch::probe::outcome::MAX_CHANGES_PER_REPORT
+    );
 }

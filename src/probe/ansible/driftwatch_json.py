@@ -168,8 +168,9 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_play_start(self, play):
         self.play = play.get_name().strip()
         pattern = play.hosts if isinstance(play.hosts, list) else [play.hosts]
-        # With serial, play start comes once per batch: one entry per play.
-        key = (self.playbook, id(play))
+        # With serial, play start comes once per batch, each with a copy of
+        # the play that keeps its _uuid: one entry per play.
+        key = (self.playbook, getattr(play, "_uuid", None) or id(play))
         if not self.plays or self.plays[-1]["key"] != key:
             self.plays.append({"key": key, "playbook": self.playbook, "name": self.play,
                                "pattern": ",".join(str(p) for p in pattern), "hosts": []})

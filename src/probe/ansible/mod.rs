@@ -8,6 +8,7 @@
 //! in check mode, so they are found before running (see `scan`) and listed
 //! as warnings, or refused under `strict_check_mode`.
 
+pub mod ignore;
 pub mod scan;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use self::ignore::{IgnoreRule, IgnoreRuleConfig};
 use super::{
     parse_fields, ErrorReason, FieldError, Outcome, Probe, ProbeCommon, ProbeContext, ProbeError,
     ResourceChange,
@@ -70,6 +72,9 @@ pub struct AnsibleConfig {
     /// Refuse to run playbooks with tasks that run for real in check mode.
     #[serde(default)]
     pub strict_check_mode: bool,
+    /// `[[probe.ignore]]`: changed tasks that are not drift.
+    #[serde(default)]
+    pub ignore: Vec<IgnoreRuleConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -105,6 +110,7 @@ pub struct AnsibleProbe {
     /// Host paths made absolute against the config file's directory.
     vault_password_file: Option<PathBuf>,
     private_key_file: Option<PathBuf>,
+    ignore: Vec<IgnoreRule>,
 }
 
 pub fn build(common: &ProbeCommon, fields: toml::Table) -> Result<Arc<dyn Probe>, Vec<FieldError>> {
@@ -187,6 +193,13 @@ pub fn build(common: &ProbeCommon, fields: toml::Table) -> Result<Arc<dyn Probe>
             ));
         }
     }
+    let mut ignore = Vec::new();
+    for (index, rule) in config.ignore.iter().enumerate() {
+        match IgnoreRule::build(&format!("ignore[{index}]"), rule) {
+            Ok(rule) => ignore.push(rule),
+            Err(rule_errors) => errors.extend(rule_errors),
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -194,6 +207,7 @@ pub fn build(common: &ProbeCommon, fields: toml::Table) -> Result<Arc<dyn Probe>
     Ok(Arc::new(AnsibleProbe {
         vault_password_file: host_path(&config.vault_password_file),
         private_key_file: host_path(&config.private_key_file),
+        ignore,
         config,
     }))
 }
@@ -277,14 +291,20 @@ impl Probe for AnsibleProbe {
         let output = output?;
         let stderr = output.stderr_str();
         let clean = |text: &str| relative_paths(text, cx);
+        let rules = VerdictRules {
+            unreachable: self.config.unreachable,
+            limit: self.config.limit.as_deref(),
+            ignore: &self.ignore,
+        };
         let result = match find_document(&output.stdout) {
-            Ok(doc) => verdict(doc, output.code, &stderr, self.config.unreachable, &clean),
+            Ok(doc) => verdict(doc, output.code, &stderr, &rules, &clean),
             Err(problem) => Err(no_document_error(
                 problem,
                 output.code,
                 output.signal,
                 &stderr,
                 output.stdout_truncated,
+                &rules,
                 &clean,
             )),
         };
@@ -495,8 +515,50 @@ struct CallbackDocument {
     hosts: BTreeMap<String, HostStats>,
     #[serde(default)]
     results: Vec<TaskResult>,
+    /// Every play that started, in order.
     #[serde(default)]
-    notes: Vec<String>,
+    plays: Vec<PlayMatch>,
+}
+
+/// One play and the hosts its pattern matched (after `--limit`; with
+/// `serial`, across all batches).
+#[derive(Debug, Deserialize)]
+struct PlayMatch {
+    #[serde(default)]
+    playbook: String,
+    name: String,
+    pattern: String,
+    #[serde(default)]
+    hosts: Vec<String>,
+    /// Set when the callback could not list the play's hosts.
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// What decides a verdict beside the callback's document: the probe's config.
+struct VerdictRules<'a> {
+    unreachable: UnreachablePolicy,
+    limit: Option<&'a str>,
+    ignore: &'a [IgnoreRule],
+}
+
+impl VerdictRules<'_> {
+    /// ` with --limit "…"`, or nothing.
+    fn limit_note(&self) -> String {
+        self.limit
+            .map(|limit| format!(" with --limit {limit:?}"))
+            .unwrap_or_default()
+    }
+}
+
+/// `play "web" (site.yml): hosts "web"` for messages.
+fn describe_play(play: &PlayMatch, clean: &dyn Fn(&str) -> String) -> String {
+    let place = if play.playbook.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", clean(&play.playbook))
+    };
+    format!("play {:?}{place}: hosts {:?}", play.name, play.pattern)
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -618,23 +680,43 @@ fn repair_lone_surrogates(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 }
 
 /// Turns the callback's document into a verdict. Failures always make an
-/// error; unreachable hosts do unless the policy counts them as drift.
+/// error; unreachable hosts do unless the policy counts them as drift. A
+/// run in which no play matched a host checked nothing: an error, never in
+/// sync. Changed tasks that an ignore rule matches are listed as ignored.
 fn verdict(
     doc: CallbackDocument,
     code: Option<i32>,
     stderr: &str,
-    policy: UnreachablePolicy,
+    rules: &VerdictRules<'_>,
     clean: &dyn Fn(&str) -> String,
 ) -> Result<Outcome, ProbeError> {
+    let policy = rules.unreachable;
     let failures: u64 = doc.hosts.values().map(|s| s.failures).sum();
     let unreachable: u64 = doc.hosts.values().map(|s| s.unreachable).sum();
     let mut changes = Vec::new();
     let mut changed_tasks = Vec::new();
+    let mut ignored = Vec::new();
+    let mut drifted_hosts = std::collections::BTreeSet::new();
     let mut failed = Vec::new();
     for result in &doc.results {
         let subject = format!("{}: {}", result.host, result.task);
+        let rule = rules
+            .ignore
+            .iter()
+            .find(|rule| rule.matches(&result.host, &result.task));
         match result.status.as_str() {
+            "ok" if result.changed && rule.is_some() => {
+                ignored.push(serde_json::json!({
+                    "subject": subject,
+                    "host": result.host,
+                    "task": result.task,
+                    "module": result.action,
+                    "path": clean(&result.path),
+                    "rule": rule.map(|r| r.key.as_str()),
+                }));
+            }
             "ok" if result.changed => {
+                drifted_hosts.insert(result.host.as_str());
                 let diff = if result.censored {
                     "(no_log: the result is hidden)".to_string()
                 } else {
@@ -655,6 +737,7 @@ fn verdict(
                 changes.push(change);
             }
             "unreachable" if policy == UnreachablePolicy::Drift => {
+                drifted_hosts.insert(result.host.as_str());
                 let msg = clean(result.msg.as_deref().unwrap_or("host unreachable"));
                 changes.push(ResourceChange::new(subject, "unreachable").with_diff(msg));
             }
@@ -662,7 +745,31 @@ fn verdict(
             _ => {}
         }
     }
-    let warnings: Vec<String> = doc.notes.clone();
+    // Which plays checked something, decided from the hosts each matched.
+    let limit = rules.limit_note();
+    let play_errors: Vec<String> = doc
+        .plays
+        .iter()
+        .filter_map(|play| {
+            let error = play.error.as_ref()?;
+            Some(format!("{}: {}", describe_play(play, clean), clean(error)))
+        })
+        .collect();
+    let unmatched: Vec<&PlayMatch> = doc
+        .plays
+        .iter()
+        .filter(|play| play.hosts.is_empty() && play.error.is_none())
+        .collect();
+    // A play whose hosts the callback could not list counts as checked
+    // when ansible ran on any host.
+    let checked_nothing = doc.plays.iter().all(|play| play.hosts.is_empty())
+        && (doc.hosts.is_empty() || doc.plays.iter().all(|play| play.error.is_none()));
+    let mut warnings = play_errors.clone();
+    warnings.extend(
+        unmatched
+            .iter()
+            .map(|play| format!("{} matched no host{limit}", describe_play(play, clean))),
+    );
     let counts_error = failures > 0 || (unreachable > 0 && policy == UnreachablePolicy::Error);
     if counts_error {
         let reason = if failures == 0 {
@@ -704,6 +811,22 @@ fn verdict(
             .with_partial_changes(changes)
             .with_warnings(warnings));
     }
+    if checked_nothing && code == Some(0) {
+        let message = if doc.plays.is_empty() {
+            "checked nothing: the playbooks hold no play".to_string()
+        } else {
+            let listed: Vec<String> = doc
+                .plays
+                .iter()
+                .map(|play| format!("  {}", describe_play(play, clean)))
+                .collect();
+            format!(
+                "checked nothing: no play matched a host{limit}\n{}",
+                listed.join("\n")
+            )
+        };
+        return Err(ProbeError::new(ErrorReason::Input, message).with_warnings(play_errors));
+    }
     if code != Some(0) && !(unreachable > 0 && code == Some(4)) {
         let message = ansible_error(stderr)
             .map(|m| clean(&m))
@@ -715,25 +838,31 @@ fn verdict(
             });
         return Err(ProbeError::new(ErrorReason::ExitCode, message).with_warnings(warnings));
     }
-    let drifted_hosts = doc
-        .hosts
-        .values()
-        .filter(|s| s.changed > 0 || s.unreachable > 0)
-        .count();
-    let message = if changes.is_empty() {
+    let mut message = if changes.is_empty() {
         format!("{} host(s) in sync", doc.hosts.len())
     } else {
         format!(
             "{} change(s) on {} of {} host(s)",
             changes.len(),
-            drifted_hosts,
+            drifted_hosts.len(),
             doc.hosts.len()
         )
     };
+    if !ignored.is_empty() {
+        message.push_str(&format!("; {} ignored change(s)", ignored.len()));
+    }
     let details = serde_json::json!({
         "ansible_version": doc.ansible_version,
         "hosts": doc.hosts,
+        "plays": doc.plays.iter().map(|play| serde_json::json!({
+            "playbook": clean(&play.playbook),
+            "name": play.name,
+            "pattern": play.pattern,
+            "hosts": play.hosts.len(),
+        })).collect::<Vec<_>>(),
         "changed_tasks": changed_tasks,
+        "ignored": ignored.len(),
+        "ignored_changes": ignored,
     });
     Ok(Outcome {
         drifted: !changes.is_empty(),
@@ -755,6 +884,7 @@ fn no_document_error(
     signal: Option<i32>,
     stderr: &str,
     truncated: bool,
+    rules: &VerdictRules<'_>,
     clean: &dyn Fn(&str) -> String,
 ) -> ProbeError {
     if truncated {
@@ -802,6 +932,18 @@ fn no_document_error(
         ),
     };
     let message = ansible_error(stderr).map(|m| clean(&m)).unwrap_or(fallback);
+    // ansible refuses to start when the inventory has hosts but --limit
+    // leaves none: no play ran, so the run checked nothing.
+    if let Some(limit) = rules.limit {
+        if code == Some(1) && message.contains("leaves us with no hosts to target") {
+            return ProbeError::new(
+                ErrorReason::Input,
+                format!(
+                    "checked nothing: --limit {limit:?} leaves no host of the inventory to target\n{message}"
+                ),
+            );
+        }
+    }
     ProbeError::new(reason, message)
 }
 
@@ -887,6 +1029,7 @@ fn find_program(program: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::Verdict;
 
     fn common() -> ProbeCommon {
         ProbeCommon {
@@ -942,10 +1085,22 @@ mod tests {
         assert!(build_err("inventory = \"i\"")[0].contains("missing field `playbooks`"));
     }
 
+    /// A document whose one play matched every host in `hosts`.
     fn doc(hosts: &str, results: &str) -> CallbackDocument {
+        let names: Vec<String> =
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(hosts)
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+        let plays = serde_json::json!([{"playbook": "site.yml", "name": "site", "pattern": "all", "hosts": names}]);
+        doc_with_plays(hosts, results, &plays.to_string())
+    }
+
+    fn doc_with_plays(hosts: &str, results: &str, plays: &str) -> CallbackDocument {
         let results = results.replace('\n', " ");
         let line = format!(
-            "{{\"marker\": \"{CALLBACK_MARKER}\", \"ansible_version\": \"2.19.0\", \"hosts\": {hosts}, \"results\": {results}, \"notes\": []}}"
+            "{{\"marker\": \"{CALLBACK_MARKER}\", \"ansible_version\": \"2.19.0\", \"hosts\": {hosts}, \"results\": {results}, \"plays\": {plays}}}"
         );
         find_document(format!("some other callback output\n{line}\n").as_bytes())
             .expect("document found")
@@ -1034,6 +1189,7 @@ mod tests {
             None,
             "",
             false,
+            &rules(UnreachablePolicy::Error),
             &identity,
         );
         assert_eq!(err.reason, ErrorReason::Parse);
@@ -1046,6 +1202,14 @@ mod tests {
         assert!(err.message.contains("(exit code 0)"), "{}", err.message);
     }
 
+    fn rules(unreachable: UnreachablePolicy) -> VerdictRules<'static> {
+        VerdictRules {
+            unreachable,
+            limit: None,
+            ignore: &[],
+        }
+    }
+
     fn identity(text: &str) -> String {
         text.to_string()
     }
@@ -1053,7 +1217,14 @@ mod tests {
     #[test]
     fn stats_decide_the_verdict_not_the_exit_code() {
         let in_sync = doc(r#"{"h1": {"ok": 3, "changed": 0}}"#, "[]");
-        let outcome = verdict(in_sync, Some(0), "", UnreachablePolicy::Error, &identity).unwrap();
+        let outcome = verdict(
+            in_sync,
+            Some(0),
+            "",
+            &rules(UnreachablePolicy::Error),
+            &identity,
+        )
+        .unwrap();
         assert!(!outcome.drifted);
         assert_eq!(outcome.details["hosts"]["h1"]["ok"], 3);
 
@@ -1061,7 +1232,14 @@ mod tests {
             r#"{"h1": {"ok": 3, "changed": 1}}"#,
             r#"[{"host": "h1", "task": "copy motd", "status": "ok", "changed": true, "diff": "--- before\n+++ after: /root/.ansible/tmp/ansible-local-1abc/tmpx/motd.j2\n@@ -1 +1 @@\n-a\n+b\n\n"}]"#,
         );
-        let outcome = verdict(drift, Some(0), "", UnreachablePolicy::Error, &identity).unwrap();
+        let outcome = verdict(
+            drift,
+            Some(0),
+            "",
+            &rules(UnreachablePolicy::Error),
+            &identity,
+        )
+        .unwrap();
         assert!(outcome.drifted);
         assert_eq!(outcome.changes[0].subject, "h1: copy motd");
         assert_eq!(
@@ -1077,7 +1255,14 @@ mod tests {
             r#"{"h1": {"failures": 1}}"#,
             r#"[{"host": "h1", "task": "boom", "path": "site.yml:4", "status": "failed", "msg": "it broke"}]"#,
         );
-        let err = verdict(failed, Some(2), "", UnreachablePolicy::Drift, &identity).unwrap_err();
+        let err = verdict(
+            failed,
+            Some(2),
+            "",
+            &rules(UnreachablePolicy::Drift),
+            &identity,
+        )
+        .unwrap_err();
         assert_eq!(err.reason, ErrorReason::ExitCode);
         assert!(
             err.message
@@ -1091,7 +1276,7 @@ mod tests {
             doc(r#"{"far": {"unreachable": 1}}"#, unreachable),
             Some(4),
             "",
-            UnreachablePolicy::Error,
+            &rules(UnreachablePolicy::Error),
             &identity,
         )
         .unwrap_err();
@@ -1100,7 +1285,7 @@ mod tests {
             doc(r#"{"far": {"unreachable": 1}}"#, unreachable),
             Some(4),
             "",
-            UnreachablePolicy::Drift,
+            &rules(UnreachablePolicy::Drift),
             &identity,
         )
         .unwrap();
@@ -1115,7 +1300,7 @@ mod tests {
             r#"[{"host": "h1", "task": "secret", "status": "ok", "changed": true, "censored": true},
                 {"host": "h1", "task": "optional", "status": "failed", "ignored": true, "msg": "nope"}]"#,
         );
-        let outcome = verdict(d, Some(0), "", UnreachablePolicy::Error, &identity).unwrap();
+        let outcome = verdict(d, Some(0), "", &rules(UnreachablePolicy::Error), &identity).unwrap();
         assert_eq!(outcome.changes.len(), 1);
         assert_eq!(outcome.changes[0].diff, "(no_log: the result is hidden)");
     }
@@ -1129,6 +1314,7 @@ mod tests {
             None,
             stderr,
             false,
+            &rules(UnreachablePolicy::Error),
             &|t: &str| t.replace("/co/", ""),
         );
         assert_eq!(err.reason, ErrorReason::Input);
@@ -1140,13 +1326,201 @@ mod tests {
         assert!(err.message.contains("Origin: site.yml:5:15"));
         let old = "ERROR! the playbook: missing.yml could not be found\n";
         assert_eq!(
-            no_document_error(DocumentError::Missing, Some(1), None, old, false, &identity).message,
+            no_document_error(
+                DocumentError::Missing,
+                Some(1),
+                None,
+                old,
+                false,
+                &rules(UnreachablePolicy::Error),
+                &identity
+            )
+            .message,
             old.trim()
         );
         assert_eq!(
-            no_document_error(DocumentError::Missing, None, Some(9), "", false, &identity).reason,
+            no_document_error(
+                DocumentError::Missing,
+                None,
+                Some(9),
+                "",
+                false,
+                &rules(UnreachablePolicy::Error),
+                &identity
+            )
+            .reason,
             ErrorReason::ExitCode
         );
+    }
+
+    #[test]
+    fn a_run_that_checked_nothing_is_an_error_and_unmatched_plays_warn() {
+        let web =
+            r#"{"playbook": "site.yml", "name": "web servers", "pattern": "web", "hosts": []}"#;
+        let db = r#"{"playbook": "site.yml", "name": "db", "pattern": "db:&prod", "hosts": []}"#;
+        let all = r#"{"playbook": "site.yml", "name": "base", "pattern": "all", "hosts": ["h1"]}"#;
+        let plain = rules(UnreachablePolicy::Error);
+        let limited = VerdictRules {
+            limit: Some("nomatch"),
+            ..rules(UnreachablePolicy::Error)
+        };
+        // (plays, host stats, rules, error message or warnings)
+        type Case<'a> = (
+            String,
+            &'a str,
+            &'a VerdictRules<'a>,
+            Result<Vec<&'a str>, &'a str>,
+        );
+        let table: Vec<Case> = vec![
+            (
+                format!("[{web}]"),
+                "{}",
+                &plain,
+                Err("checked nothing: no play matched a host\n  play \"web servers\" (site.yml): hosts \"web\""),
+            ),
+            (
+                format!("[{web}, {db}]"),
+                "{}",
+                &limited,
+                Err("checked nothing: no play matched a host with --limit \"nomatch\"\n  play \"web servers\" (site.yml): hosts \"web\"\n  play \"db\" (site.yml): hosts \"db:&prod\""),
+            ),
+            ("[]".to_string(), "{}", &plain, Err("checked nothing: the playbooks hold no play")),
+            (
+                format!("[{web}, {all}]"),
+                r#"{"h1": {"ok": 1}}"#,
+                &plain,
+                Ok(vec!["play \"web servers\" (site.yml): hosts \"web\" matched no host"]),
+            ),
+            (format!("[{all}]"), r#"{"h1": {"ok": 1}}"#, &plain, Ok(vec![])),
+        ];
+        for (plays, hosts, rules, expected) in table {
+            let result = verdict(
+                doc_with_plays(hosts, "[]", &plays),
+                Some(0),
+                "",
+                rules,
+                &identity,
+            );
+            match (result, expected) {
+                (Err(err), Err(message)) => {
+                    assert_eq!(err.reason, ErrorReason::Input);
+                    assert_eq!(err.message, message);
+                }
+                (Ok(outcome), Ok(warnings)) => {
+                    assert_eq!(outcome.verdict(), Verdict::InSync);
+                    assert_eq!(outcome.warnings, warnings);
+                }
+                (got, want) => panic!("{plays}: got {got:?}, want {want:?}"),
+            }
+        }
+        // A play whose hosts the callback could not list: checked, if ansible ran on a host.
+        let unlisted = r#"[{"name": "p", "pattern": "all", "hosts": [], "error": "boom"}]"#;
+        let outcome = verdict(
+            doc_with_plays(r#"{"h1": {"ok": 1}}"#, "[]", unlisted),
+            Some(0),
+            "",
+            &rules(UnreachablePolicy::Error),
+            &identity,
+        )
+        .unwrap();
+        assert_eq!(outcome.warnings, ["play \"p\": hosts \"all\": boom"]);
+        assert!(verdict(
+            doc_with_plays("{}", "[]", unlisted),
+            Some(0),
+            "",
+            &rules(UnreachablePolicy::Error),
+            &identity
+        )
+        .is_err());
+
+        // --limit leaving no host stops ansible before any play.
+        let stderr = "[WARNING]: Could not match supplied host pattern, ignoring: nomatch\n[ERROR]: Specified inventory, host pattern and/or --limit leaves us with no hosts to target.\n";
+        let err = no_document_error(
+            DocumentError::Missing,
+            Some(1),
+            None,
+            stderr,
+            false,
+            &limited,
+            &identity,
+        );
+        assert_eq!(err.reason, ErrorReason::Input);
+        assert!(err.message.starts_with("checked nothing: --limit \"nomatch\" leaves no host of the inventory to target\n[ERROR]: Specified"), "{}", err.message);
+    }
+
+    #[test]
+    fn changed_tasks_matching_an_ignore_rule_are_listed_not_drift() {
+        let rule = |index: usize, host: Option<&str>, task: Option<&str>| {
+            IgnoreRule::build(
+                &format!("ignore[{index}]"),
+                &IgnoreRuleConfig {
+                    host: host.map(String::from),
+                    task: task.map(String::from),
+                },
+            )
+            .unwrap()
+        };
+        let results = r#"[{"host": "web1", "task": "common : restart nginx", "action": "service", "status": "ok", "changed": true, "handler": true},
+            {"host": "web1", "task": "copy motd", "status": "ok", "changed": true, "diff": "-a\n+b"},
+            {"host": "db1", "task": "common : restart nginx", "status": "ok", "changed": true}]"#;
+        let hosts = r#"{"web1": {"changed": 2}, "db1": {"changed": 1}}"#;
+        let ignore = [rule(0, Some("web*"), Some("common : restart*"))];
+        let with = |ignore: &[IgnoreRule]| {
+            let rules = VerdictRules {
+                ignore,
+                ..rules(UnreachablePolicy::Error)
+            };
+            verdict(doc(hosts, results), Some(0), "", &rules, &identity).unwrap()
+        };
+        let outcome = with(&ignore);
+        assert_eq!(outcome.verdict(), Verdict::Drifted);
+        let subjects: Vec<&str> = outcome.changes.iter().map(|c| c.subject.as_str()).collect();
+        assert_eq!(subjects, ["web1: copy motd", "db1: common : restart nginx"]);
+        assert_eq!(
+            outcome.message,
+            "2 change(s) on 2 of 2 host(s); 1 ignored change(s)"
+        );
+        assert_eq!(outcome.details["ignored"], 1);
+        assert_eq!(
+            outcome.details["ignored_changes"][0]["subject"],
+            "web1: common : restart nginx"
+        );
+        assert_eq!(outcome.details["ignored_changes"][0]["rule"], "ignore[0]");
+
+        let everything = [
+            rule(0, Some("web1"), None),
+            rule(1, None, Some("*restart*")),
+        ];
+        let outcome = with(&everything);
+        assert_eq!(outcome.verdict(), Verdict::InSync);
+        assert_eq!(outcome.message, "2 host(s) in sync; 3 ignored change(s)");
+        let rules_used: Vec<&str> = outcome.details["ignored_changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["rule"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            rules_used,
+            ["ignore[0]", "ignore[0]", "ignore[1]"],
+            "the first matching rule"
+        );
+
+        // Failures are never ignored.
+        let failed = r#"[{"host": "web1", "task": "common : restart nginx", "status": "failed", "msg": "no"}]"#;
+        let rules = VerdictRules {
+            ignore: &everything,
+            ..rules(UnreachablePolicy::Error)
+        };
+        let err = verdict(
+            doc(r#"{"web1": {"failures": 1}}"#, failed),
+            Some(2),
+            "",
+            &rules,
+            &identity,
+        )
+        .unwrap_err();
+        assert_eq!(err.reason, ErrorReason::ExitCode);
     }
 
     #[test]
@@ -1156,7 +1530,7 @@ mod tests {
             d,
             Some(1),
             "ERROR! something else\n",
-            UnreachablePolicy::Error,
+            &rules(UnreachablePolicy::Error),
             &identity,
         )
         .unwrap_err();

@@ -239,8 +239,8 @@ impl Scope {
         }
     }
 
-    /// One object as plain JSON, as a GET would return it.
-    pub fn get(&self, namespace: &str, name: &str) -> Option<Value> {
+    /// One cached object (see `to_json` for its JSON).
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<DynamicObject>> {
         let Cached::Full(store) = &self.store else {
             return None;
         };
@@ -248,7 +248,7 @@ impl Scope {
         if !namespace.is_empty() {
             reference = reference.within(namespace);
         }
-        store.get(&reference).map(|object| to_json(&object))
+        store.get(&reference)
     }
 
     /// Every cached object's identity and what extra detection looks at
@@ -288,8 +288,9 @@ impl Scope {
     }
 }
 
-/// A cached object back to the JSON the API served (metadata re-serialized).
-fn to_json(object: &DynamicObject) -> Value {
+/// A cached object back to the JSON the API served (metadata re-serialized;
+/// what `Content::trim` dropped is gone).
+pub fn to_json(object: &DynamicObject) -> Value {
     let mut value = match &object.data {
         Value::Object(map) => Value::Object(map.clone()),
         _ => json!({}),
@@ -326,9 +327,28 @@ impl<K> CachedObject for K where
 /// What in an object can change a verdict: not status, not bookkeeping.
 trait Content {
     fn content(&self) -> Value;
+
+    /// Drops, before caching, what the comparison drops anyway (see
+    /// `normalize`): `status` and kubectl's last-applied-configuration
+    /// annotation (a second copy of the object). `managedFields` stays: it
+    /// names who changed each drifted field (see `owners`).
+    fn trim(&mut self);
+}
+
+fn trim_metadata(meta: &mut kube::core::ObjectMeta) {
+    if let Some(annotations) = &mut meta.annotations {
+        annotations.remove(super::normalize::LAST_APPLIED);
+    }
 }
 
 impl Content for DynamicObject {
+    fn trim(&mut self) {
+        trim_metadata(&mut self.metadata);
+        if let Some(map) = self.data.as_object_mut() {
+            map.remove("status");
+        }
+    }
+
     fn content(&self) -> Value {
         let mut data = self.data.clone();
         if let Some(map) = data.as_object_mut() {
@@ -344,6 +364,10 @@ impl Content for DynamicObject {
 }
 
 impl Content for PartialObjectMeta<DynamicObject> {
+    fn trim(&mut self) {
+        trim_metadata(&mut self.metadata);
+    }
+
     fn content(&self) -> Value {
         json!([self.metadata.labels, self.metadata.annotations])
     }
@@ -393,7 +417,7 @@ fn start(
     scope
 }
 
-fn scoped_api<K>(client: &Client, namespace: Option<&str>, resource: &ApiResource) -> Api<K>
+pub fn scoped_api<K>(client: &Client, namespace: Option<&str>, resource: &ApiResource) -> Api<K>
 where
     K: kube::Resource<DynamicType = ApiResource, Scope = kube::core::DynamicResourceScope>,
 {
@@ -440,6 +464,20 @@ impl Informer {
 /// (200 or 403) and which returns nothing. A 403 settles the scope as
 /// `WatchForbidden` so the first check already falls back and warns.
 async fn may_watch(scope: &Scope, api: &Api<DynamicObject>) -> bool {
+    match watch_forbidden(api, &scope.key).await {
+        Some(message) => {
+            tracing::warn!(scope = %scope.key.describe(), "{message}");
+            scope.phase.send_replace(Phase::WatchForbidden(message));
+            false
+        }
+        // Anything else is the informer's to meet and report.
+        None => true,
+    }
+}
+
+/// The warning when this account may not WATCH `api` (HTTP 403), None when
+/// it may (or when the server did not answer: that is for the informer).
+pub async fn watch_forbidden(api: &Api<DynamicObject>, key: &ScopeKey) -> Option<String> {
     let params = kube::api::WatchParams::default()
         .fields("metadata.name=driftwatch.watch-permission-check")
         .timeout(1)
@@ -447,13 +485,9 @@ async fn may_watch(scope: &Scope, api: &Api<DynamicObject>) -> bool {
     match api.watch(&params, "0").await {
         Err(kube::Error::Api(status)) if status.code == 403 => {
             let err = watcher::Error::WatchStartFailed(kube::Error::Api(status));
-            let message = describe(&err, &scope.key);
-            tracing::warn!(scope = %scope.key.describe(), "{message}");
-            scope.phase.send_replace(Phase::WatchForbidden(message));
-            false
+            Some(describe(&err, key))
         }
-        // Anything else is the informer's to meet and report.
-        _ => true,
+        _ => None,
     }
 }
 
@@ -478,6 +512,7 @@ async fn inform<K>(
             let Some(scope) = scope.upgrade() else { return };
             match item {
                 Ok(event) => {
+                    let event = event.modify(K::trim);
                     *scope.last_event.lock().unwrap() = Some(Instant::now());
                     let relevant = relevant(&scope, &writer, &event);
                     writer.apply_watcher_event(&event);

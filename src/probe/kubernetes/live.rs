@@ -415,7 +415,7 @@ pub fn api_error(err: &kube::Error, verb: &str, what: &str) -> ProbeError {
         kube::Error::Api(status) if status.code == 403 => ProbeError::new(
             ErrorReason::Api,
             format!(
-                "forbidden: cannot {verb} {what} (HTTP 403; the account needs get and list on it)"
+                "forbidden: cannot {verb} {what} (HTTP 403; the account needs get, list and watch on it)"
             ),
         ),
         kube::Error::Api(status) if status.code == 401 => ProbeError::new(

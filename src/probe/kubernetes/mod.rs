@@ -1,6 +1,6 @@
 //! The Kubernetes layer, kubediff's successor: compare the objects declared
 //! in git (a manifest directory, or the output of a render command such as
-//! `kubectl kustomize`) with the live objects, read-only (get and list only).
+//! `kubectl kustomize`) with the live objects, read-only (get, list and watch only).
 //! Each object is in sync, `changed` (with field-level lines), `missing`, or,
 //! with extra detection on, `extra` (live but not declared).
 //!
@@ -141,6 +141,28 @@ struct Watching {
     manifests: Mutex<Option<(String, PathBuf, Arc<Loaded>)>>,
     /// CRD schemas read for the manifests above (by apiVersion and kind).
     crd_schemas: Mutex<HashMap<(String, String), Option<schema::TypeDef>>>,
+    /// The difference lines of each declared object against the manifests
+    /// above, with the live resourceVersion they were computed for: a check
+    /// compares again only objects that changed since.
+    compared: Mutex<HashMap<ObjectKey, (String, Lines)>>,
+}
+
+/// A declared object's difference lines, each with who wrote the live value (empty: in sync).
+type Lines = Arc<Vec<(String, FieldChange)>>;
+
+/// Declared objects (type index, namespace, name) unchanged since they were last compared.
+type Known = HashMap<(usize, String, String), Lines>;
+
+/// apiVersion, kind, namespace, name.
+type ObjectKey = (String, String, String, String);
+
+fn object_key(resource_type: &ResourceType, namespace: &str, name: &str) -> ObjectKey {
+    (
+        resource_type.resource.api_version.clone(),
+        resource_type.resource.kind.clone(),
+        namespace.to_string(),
+        name.to_string(),
+    )
 }
 
 pub fn build(common: &ProbeCommon, fields: toml::Table) -> Result<Arc<dyn Probe>, Vec<FieldError>> {
@@ -233,6 +255,7 @@ impl KubernetesProbe {
             debounce,
             manifests: Mutex::new(None),
             crd_schemas: Mutex::new(HashMap::new()),
+            compared: Mutex::new(HashMap::new()),
         });
         Ok(KubernetesProbe {
             watching,
@@ -327,6 +350,7 @@ impl KubernetesProbe {
         let loaded = Arc::new(self.load(cx).await?);
         // A new commit may come with new CRDs: read their schemas again.
         watching.crd_schemas.lock().unwrap().clear();
+        watching.compared.lock().unwrap().clear();
         *watching.manifests.lock().unwrap() =
             Some((cx.commit.clone(), cx.workdir.clone(), loaded.clone()));
         Ok(loaded)
@@ -436,6 +460,8 @@ impl KubernetesProbe {
             }
         }
         let mut warnings = Vec::new();
+        // Declared objects unchanged since the last check, with their lines.
+        let mut known = Known::new();
         let live = match &self.watching {
             Some(watching) => {
                 self.read_cached(
@@ -445,7 +471,7 @@ impl KubernetesProbe {
                     &desired,
                     plans,
                     &reader,
-                    &mut warnings,
+                    (&mut warnings, &mut known),
                 )
                 .await?
             }
@@ -486,30 +512,47 @@ impl KubernetesProbe {
                 Some(path) => change.with_declared_at(path.clone()),
                 None => change,
             };
-            match live.objects.get(&(*index, namespace.clone(), name.clone())) {
-                None => changes.push(declare(ResourceChange::new(subject, "missing").with_diff(
-                    format!(
-                        "{kind} {name:?} is declared in {} but does not exist in the cluster",
-                        manifest.origin()
-                    ),
-                ))),
-                Some(live_object) => {
+            let key = (*index, namespace.clone(), name.clone());
+            let lines = match (known.get(&key), live.objects.get(&key)) {
+                (Some(lines), _) => lines.clone(),
+                (None, None) => {
+                    changes.push(declare(ResourceChange::new(subject, "missing").with_diff(
+                        format!(
+                            "{kind} {name:?} is declared in {} but does not exist in the cluster",
+                            manifest.origin()
+                        ),
+                    )));
+                    continue;
+                }
+                (None, Some(live_object)) => {
                     let root = crd_roots
                         .get(index)
                         .or_else(|| schemas.root(manifest.api_version(), manifest.kind()));
-                    let found = self.differences(manifest, namespace, live_object, root);
-                    if found.is_empty() {
-                        in_sync += 1;
-                    } else {
-                        let (lines, fields): (Vec<String>, Vec<FieldChange>) =
-                            found.into_iter().unzip();
-                        changes.push(declare(
-                            ResourceChange::new(subject, "changed")
-                                .with_diff(lines.join("\n"))
-                                .with_fields(fields),
-                        ));
+                    let lines = Arc::new(self.differences(manifest, namespace, live_object, root));
+                    let version = live_object.pointer("/metadata/resourceVersion");
+                    if let (Some(watching), Some(Value::String(version))) =
+                        (&self.watching, version)
+                    {
+                        watching.compared.lock().unwrap().insert(
+                            object_key(&types[*index], namespace, name),
+                            (version.clone(), lines.clone()),
+                        );
                     }
+                    lines
                 }
+            };
+            if lines.is_empty() {
+                in_sync += 1;
+            } else {
+                let (text, fields): (Vec<&str>, Vec<FieldChange>) = lines
+                    .iter()
+                    .map(|(line, field)| (line.as_str(), field.clone()))
+                    .unzip();
+                changes.push(declare(
+                    ResourceChange::new(subject, "changed")
+                        .with_diff(text.join("\n"))
+                        .with_fields(fields),
+                ));
             }
         }
         if self.config.detect_extra {
@@ -593,7 +636,7 @@ impl KubernetesProbe {
         desired: &BTreeMap<(usize, String, String), Manifest>,
         plans: Vec<ReadPlan>,
         reader: &Reader,
-        warnings: &mut Vec<String>,
+        (warnings, known): (&mut Vec<String>, &mut Known),
     ) -> Result<live::ReadResult, ProbeError> {
         let client = watching
             .client
@@ -660,13 +703,23 @@ impl KubernetesProbe {
                 }
             }
             let names = declared.get(&(*index, namespace.clone()));
+            let compared = watching.compared.lock().unwrap();
             for name in names.into_iter().flatten() {
-                if let Some(object) = scope.get(namespace, name) {
-                    result
-                        .objects
-                        .insert((*index, namespace.clone(), name.clone()), object);
+                let Some(object) = scope.get(namespace, name) else {
+                    continue;
+                };
+                let key = (*index, namespace.clone(), name.clone());
+                let version = object.metadata.resource_version.as_deref().unwrap_or("");
+                match compared.get(&object_key(&types[*index], namespace, name)) {
+                    Some((seen, lines)) if seen == version && !version.is_empty() => {
+                        known.insert(key, lines.clone());
+                    }
+                    _ => {
+                        result.objects.insert(key, cache::to_json(&object));
+                    }
                 }
             }
+            drop(compared);
             if extra_pairs.contains(&(*index, namespace.clone())) {
                 result.listed.insert((*index, namespace.clone()));
                 let skip = |ns: &str, name: &str| {
@@ -964,6 +1017,74 @@ impl Probe for KubernetesProbe {
             Some(watching) => watching.cache.changed(watching.debounce).await,
             None => std::future::pending().await,
         }
+    }
+
+    /// With watching on: each (type, namespace) of the manifests in
+    /// `probe_dir` (a manifest directory; render commands are not run here)
+    /// where the account may not WATCH.
+    async fn access_warnings(&self, probe_dir: Option<&std::path::Path>) -> Vec<String> {
+        let (Some(_), Some(dir), None) = (&self.watching, probe_dir, &self.config.render) else {
+            return Vec::new();
+        };
+        let Ok(loaded) = manifest::load_dir(dir) else {
+            return Vec::new();
+        };
+        let Ok(client) = live::connect(
+            self.kubeconfig.as_deref(),
+            self.config.context.as_deref(),
+            self.request_timeout,
+        )
+        .await
+        else {
+            return Vec::new();
+        };
+        let default_namespace = self
+            .config
+            .default_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        let wanted: BTreeSet<(String, String)> = loaded
+            .objects
+            .iter()
+            .filter(|m| self.kind_selected(m.kind(), m.group()))
+            .map(|m| (m.api_version().to_string(), m.kind().to_string()))
+            .collect();
+        let counter = AtomicUsize::new(0);
+        let Ok(resolved) = self.discovery.resolve(&client, &wanted, &counter).await else {
+            return Vec::new();
+        };
+        let mut scopes: BTreeSet<(String, String, Option<String>)> = BTreeSet::new();
+        for m in loaded
+            .objects
+            .iter()
+            .filter(|m| self.kind_selected(m.kind(), m.group()))
+        {
+            let key = (m.api_version().to_string(), m.kind().to_string());
+            if let Some(Resolved::Served(resource_type)) = resolved.get(&key) {
+                let namespace = resource_type
+                    .namespaced
+                    .then(|| m.namespace().unwrap_or(&default_namespace).to_string());
+                scopes.insert((key.0, key.1, namespace));
+            }
+        }
+        let mut warnings = Vec::new();
+        for (api_version, kind, namespace) in scopes {
+            let Some(Resolved::Served(resource_type)) = resolved.get(&(api_version, kind)) else {
+                continue;
+            };
+            let key = ScopeKey {
+                resource: resource_type.rbac_name(),
+                api_version: resource_type.resource.api_version.clone(),
+                namespace: namespace.clone(),
+                metadata_only: false,
+                label_selector: None,
+            };
+            let api = cache::scoped_api(&client, namespace.as_deref(), &resource_type.resource);
+            if let Some(message) = cache::watch_forbidden(&api, &key).await {
+                warnings.push(message);
+            }
+        }
+        warnings
     }
 
     fn cache_stats(&self) -> Option<super::CacheStats> {

@@ -532,10 +532,26 @@ pub fn attribute_lines(change: &Value, mask: &Value, redactor: &Redactor) -> Vec
         &mut after,
     );
     let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    // An object that becomes unknown is one line, not one removal per leaf.
+    let unknown: Vec<&String> = after
+        .iter()
+        .filter(|(_, v)| v.as_str() == UNKNOWN)
+        .map(|(k, _)| k)
+        .collect();
+    let below = |key: &str, ancestor: &str| {
+        key.len() > ancestor.len()
+            && key.starts_with(ancestor)
+            && matches!(key.as_bytes()[ancestor.len()], b'.' | b'[')
+    };
     let mut lines = Vec::new();
     for key in keys {
         let (b, a) = (before.get(key), after.get(key));
+        if a.is_none() && unknown.iter().any(|u| below(key, u)) {
+            continue;
+        }
+        let had_children = || before.keys().any(|k| below(k, key));
         let line = match (b, a) {
+            (None, Some(a)) if a == UNKNOWN && had_children() => format!("~ {key}: {{…}} → {a}"),
             (Some(b), Some(a)) if b == a && b != MASK => continue,
             // Both masked: show it only when the values differ.
             (Some(b), Some(a)) if b == a => {
@@ -550,9 +566,11 @@ pub fn attribute_lines(change: &Value, mask: &Value, redactor: &Redactor) -> Vec
             (Some(b), None) => format!("- {key}: {b}"),
             (None, None) => continue,
         };
+        // A whole value masked by text search reads as Terraform prints it.
+        let line = redactor.redact(&line).replace(&format!("\"{MASK}\""), MASK);
         lines.push(AttributeLine {
             path: key.clone(),
-            line: redactor.redact(&line),
+            line,
             unknown_after: a.map(String::as_str) == Some(UNKNOWN),
         });
     }
