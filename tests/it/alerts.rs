@@ -943,6 +943,23 @@ scrape_configs:
         format!("https://github.com/acme/infra/commit/{commit}"),
         "{api}"
     );
+    let list: serde_json::Value = http
+        .get(format!("{driftwatch_url}/api/v1/probes"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        list["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["commit_url"]
+                == format!("https://github.com/acme/infra/commit/{commit}").as_str()),
+        "{list}"
+    );
 
     // Every dashboard and rule metric exists in this real scrape, and every
     // dashboard expression evaluates in this Prometheus.
