@@ -341,6 +341,11 @@ impl Default for ReportLimits {
 }
 
 impl RunReport {
+    /// The instance this run covered.
+    pub fn instance(&self) -> crate::instance::InstanceId {
+        crate::instance::InstanceId::new(&self.name, &self.root)
+    }
+
     /// Cuts the report down to `limits`: long texts get a marker, changes
     /// beyond the count or byte budget are dropped (in the order the probe
     /// gave them), and `truncated` says so. `total_changes` keeps the full

@@ -237,7 +237,7 @@ fn data_resource(name: &str, input: &str) -> String {
 /// The installer's fallback on a machine without Terraform is 1.0.3, which
 /// lacks it: those tests then skip (even under DRIFTWATCH_REQUIRE_TOOLS) and
 /// the 1.0.3 + null provider test covers the layer.
-fn have_terraform() -> bool {
+pub(crate) fn have_terraform() -> bool {
     if !common::have_tool("terraform") {
         return false;
     }
@@ -693,6 +693,22 @@ fn read_only_violations_are_config_errors() {
     };
     let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(keys, ["init_args[0]", "plan_args[0]"]);
+}
+
+#[test]
+fn bad_ignore_rules_are_config_errors_naming_the_rule() {
+    let build = |fields: &str| match common::build_probe("terraform", "tf", "", fields) {
+        Ok(_) => panic!("accepted: {fields}"),
+        Err(errors) => errors,
+    };
+    let errors = build(
+        "[[ignore]]\naddress = \"aws_instance.*\"\n\n[[ignore]]\naddress = \"\"\nattributes = [\"tags.\"]\n",
+    );
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["ignore[1].address", "ignore[1].attributes[0]"]);
+    let errors = build("[[ignore]]\naddres = \"x\"\n");
+    assert!(errors[0].key.starts_with("ignore[0]"), "{errors:?}");
+    assert!(errors[0].message.contains("unknown field"), "{errors:?}");
 }
 
 /// Applies another stack, outside the repo, whose `cidr` output the tests'

@@ -89,7 +89,7 @@ impl Harness {
         let state = Arc::new(State::load(dir.path()));
         let history = Arc::new(History::open(dir.path(), HistoryConfig::default()));
         let triggers = Arc::new(RecordingTriggers::default());
-        let metrics = Arc::new(Metrics::new(&Default::default(), 100));
+        let metrics = Arc::new(Metrics::new(state.clone(), &Default::default(), 100));
         let registry = metrics.registry().clone();
         let catalog = Catalog {
             probes: vec![
