@@ -11,7 +11,6 @@
 //! `--serve SECONDS` keeps the populated server up (for screenshots) and
 //! prints its address.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -74,13 +73,7 @@ fn report(i: usize, seq: u64, at: DateTime<Utc>) -> RunReport {
         duration: Duration::from_millis(800 + (seq % 2000)),
         verdict: driftwatch::probe::Verdict::InSync,
         exit_code: Some(0),
-        changes: vec![],
-        warnings: vec![],
-        details: serde_json::Value::Null,
-        error: None,
-        labels: BTreeMap::new(),
-        message: String::new(),
-        commit_url: None,
+        ..RunReport::default()
     };
     // 1 in 8 probes drifted, 1 in 20 erroring; drift flaps now and then.
     let drifted = i % 8 == 3 && (seq / 200) % 5 != 0;
@@ -183,7 +176,7 @@ async fn main() {
             .collect(),
         repos: vec![],
     };
-    let metrics = Arc::new(Metrics::new(&Default::default(), 100));
+    let metrics = Arc::new(Metrics::new(state.clone(), &Default::default(), 100));
     let mut ctx = Context::new(state, metrics, catalog, Arc::new(NoTriggers)).unwrap();
     ctx.history = Some(history.clone());
     let app = web::router(ctx);

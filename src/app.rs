@@ -42,6 +42,7 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
         .flat_map(|p| p.labels.keys().cloned())
         .collect();
     let metrics = Arc::new(Metrics::new(
+        state.clone(),
         &label_names,
         config.defaults.max_resource_series,
     ));
@@ -60,6 +61,9 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
     context.secrets = Arc::new(Secrets {
         api_token: config.server.api_token.clone(),
         webhook_secret: config.server.webhook_secret.clone(),
+        read_token: config.server.read_token.clone(),
+        read_users: config.server.read_users.clone(),
+        metrics_token: config.server.metrics_token.clone(),
     });
     context.request_timeout = config.server.request_timeout;
     Ok(Daemon {
@@ -155,10 +159,12 @@ fn record_history(
 ) -> tokio::task::JoinHandle<()> {
     use tokio::sync::broadcast::error::{RecvError, TryRecvError};
     let mut reports = scheduler.subscribe();
+    let mut removals = scheduler.subscribe_removals();
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 biased;
+                Ok(removal) = removals.recv() => history.record_removal(&removal),
                 received = reports.recv() => match received {
                     Ok(report) => history.record(&report),
                     Err(RecvError::Lagged(missed)) => {
@@ -167,6 +173,9 @@ fn record_history(
                     Err(RecvError::Closed) => break,
                 },
                 _ = stop.cancelled() => {
+                    while let Ok(removal) = removals.try_recv() {
+                        history.record_removal(&removal);
+                    }
                     loop {
                         match reports.try_recv() {
                             Ok(report) => history.record(&report),

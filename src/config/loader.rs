@@ -39,7 +39,7 @@ pub const RESERVED_LABELS: &[&str] = &[
 ];
 
 pub fn load(path: &Path, layers: &dyn LayerCatalog) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|err| {
+    let bytes = std::fs::read(path).map_err(|err| {
         let hint = if err.kind() == std::io::ErrorKind::NotFound {
             "; create it or pass --config"
         } else {
@@ -52,7 +52,23 @@ pub fn load(path: &Path, layers: &dyn LayerCatalog) -> Result<Config, ConfigErro
             )],
         }
     })?;
-    load_str(path, &text, layers)
+    let text = decode_utf8(path, &bytes)?;
+    load_str(path, text, layers)
+}
+
+/// The file as UTF-8, or an error at the line and column of the first bad byte.
+fn decode_utf8<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str, ConfigErrors> {
+    std::str::from_utf8(bytes).map_err(|err| {
+        let good = std::str::from_utf8(&bytes[..err.valid_up_to()]).expect("valid prefix");
+        let (line, col) = line_col(good, good.len());
+        ConfigErrors {
+            problems: vec![format!(
+                "{}:{line}:{col}: not valid UTF-8 (byte 0x{:02x}); save the file as UTF-8",
+                path.display(),
+                bytes[err.valid_up_to()]
+            )],
+        }
+    })
 }
 
 /// Parses and validates `text` as if read from `path` (relative paths in it
@@ -63,6 +79,13 @@ pub fn load_str(
     layers: &dyn LayerCatalog,
 ) -> Result<Config, ConfigErrors> {
     let file = path.display().to_string();
+    if text.trim().is_empty() {
+        return Err(ConfigErrors {
+            problems: vec![format!(
+                "{file}:1:1: the config is empty; it needs at least one [[repo]] and one [[probe]] (see config/driftwatch.example.toml)"
+            )],
+        });
+    }
     let document = match ImDocument::parse(text) {
         Ok(document) => document,
         Err(err) => {
@@ -335,6 +358,77 @@ pub(super) const TEST_REPO: &str =
 mod tests {
     use super::*;
     use crate::config::{RepoAuth, RepoSource};
+
+    #[test]
+    fn empty_and_non_utf8_files_are_located() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dw.toml");
+        for empty in ["", "\n  \n"] {
+            std::fs::write(&path, empty).unwrap();
+            let errors = load(&path, &crate::probe::Layers).unwrap_err().problems;
+            assert_eq!(errors.len(), 1);
+            assert!(
+                errors[0].starts_with(&format!("{}:1:1: the config is empty", path.display())),
+                "{errors:?}"
+            );
+        }
+        std::fs::write(&path, b"[server]\nlisten = \"caf\xe9\"\n").unwrap();
+        let errors = load(&path, &crate::probe::Layers).unwrap_err().problems;
+        assert_eq!(
+            errors,
+            [format!(
+                "{}:2:14: not valid UTF-8 (byte 0xe9); save the file as UTF-8",
+                path.display()
+            )]
+        );
+        // Columns count characters, not bytes.
+        std::fs::write(
+            &path,
+            "# é\n# ü \u{fffe}x"
+                .as_bytes()
+                .iter()
+                .copied()
+                .chain([0xff])
+                .collect::<Vec<u8>>(),
+        )
+        .unwrap();
+        let errors = load(&path, &crate::probe::Layers).unwrap_err().problems;
+        assert!(
+            errors[0].contains("dw.toml:2:7: not valid UTF-8 (byte 0xff)"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn files_a_probe_names_are_checked_at_their_spot() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(repo.join("stack")).unwrap();
+        std::fs::write(repo.join("stack/present.tfvars"), "").unwrap();
+        std::fs::write(dir.path().join("token"), "t").unwrap();
+        let path = dir.path().join("dw.toml");
+        let text = "[[repo]]\nname = \"r\"\npath = \"repo\"\n\
+            [[probe]]\nname = \"script\"\nlayer = \"command\"\ncommand = [\"./does-not-exist.sh\"]\n\
+            env_files = { TOKEN = \"token\", OTHER = \"missing-token\" }\n\
+            [[probe]]\nname = \"bare\"\nlayer = \"command\"\ncommand = [\"no-such-program-here\", \"x\"]\n\
+            [[probe]]\nname = \"tf\"\nlayer = \"terraform\"\npath = \"stack\"\n\
+            var_files = [\"present.tfvars\", \"missing.tfvars\"]\ncli_config_file = \"missing.tfrc\"\n";
+        std::fs::write(&path, text).unwrap();
+        let errors: Vec<String> = load(&path, &crate::probe::Layers)
+            .unwrap_err()
+            .problems
+            .iter()
+            .map(|p| p.replace(&format!("{}/", dir.path().display()), "DIR/"))
+            .collect();
+        let expected = [
+            "DIR/dw.toml:7:12: probe.script.command[0]: DIR/repo/does-not-exist.sh does not exist in repo \"r\"",
+            "DIR/dw.toml:8:40: probe.script.env_files.OTHER: cannot read DIR/missing-token: No such file or directory (os error 2)",
+            "DIR/dw.toml:12:12: probe.bare.command[0]: program \"no-such-program-here\" is not on PATH; give its full path, or ./name for a script in the repo",
+            "DIR/dw.toml:17:32: probe.tf.var_files[1]: DIR/repo/stack/missing.tfvars does not exist in repo \"r\"",
+            "DIR/dw.toml:18:19: probe.tf.cli_config_file: cannot read DIR/missing.tfrc: No such file or directory (os error 2)",
+        ];
+        assert_eq!(errors, expected, "{errors:#?}");
+    }
 
     #[test]
     fn paths_are_normalized() {

@@ -4,18 +4,19 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{blocking, json_error, CatalogProbe, Context, DEFAULT_PAGE};
 use crate::history::{EpisodeQuery, History};
-use crate::scheduler::instance_id;
+use crate::instance::InstanceId;
 use crate::state::ProbeStatus;
 
-/// A probe instance as the API shows it.
+/// A probe instance in full, as `/api/v1/probes/{id}` shows it.
 #[derive(Debug, Serialize)]
 pub struct ProbeView {
     /// Instance id (name, or `name:root`).
@@ -24,6 +25,9 @@ pub struct ProbeView {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub root: String,
     pub layer: String,
+    /// `instance` for a probe instance; `probe` for a probe none of whose
+    /// roots is known yet (its status and last report are about listing them).
+    pub scope: &'static str,
     pub repo: String,
     pub path: String,
     pub schedule: Option<String>,
@@ -43,20 +47,24 @@ pub struct ProbeView {
 }
 
 impl ProbeView {
-    pub fn new(probe: &CatalogProbe, root: &str, status: Option<ProbeStatus>) -> ProbeView {
-        let status = status.unwrap_or_else(|| {
-            ProbeStatus::new(
-                &instance_id(&probe.name, root),
-                &probe.name,
-                root,
-                &probe.layer,
-            )
-        });
+    /// The view of one instance.
+    pub fn new(probe: &CatalogProbe, status: ProbeStatus) -> ProbeView {
+        Self::build(probe, "instance", status)
+    }
+
+    /// The view of a probe with no known instance: pending, or the failure
+    /// that kept its roots from being listed.
+    pub fn probe_only(probe: &CatalogProbe, failure: Option<crate::probe::RunReport>) -> ProbeView {
+        Self::build(probe, "probe", probe_status(probe, failure))
+    }
+
+    fn build(probe: &CatalogProbe, scope: &'static str, status: ProbeStatus) -> ProbeView {
         ProbeView {
-            id: instance_id(&probe.name, root),
+            id: status.probe.clone(),
             name: probe.name.clone(),
-            root: root.to_string(),
+            root: status.root.clone(),
             layer: probe.layer.clone(),
+            scope,
             repo: probe.repo.clone(),
             path: probe.path.clone(),
             schedule: probe.schedule.clone(),
@@ -75,40 +83,151 @@ impl ProbeView {
     }
 }
 
-/// Every configured probe instance: those with a known status, plus
-/// configured probes that have not run yet.
-pub fn probe_views(cx: &Context) -> Vec<ProbeView> {
-    let statuses = cx.state.snapshot();
-    let mut views = Vec::new();
-    for probe in &cx.catalog.probes {
-        let mine: Vec<ProbeStatus> = statuses
-            .iter()
-            .filter(|s| s.name == probe.name)
-            .cloned()
-            .collect();
-        if mine.is_empty() {
-            views.push(ProbeView::new(probe, "", None));
-        }
-        for status in mine {
-            let root = status.root.clone();
-            views.push(ProbeView::new(probe, &root, Some(status)));
+/// A probe instance in the list: enough to see what needs attention and
+/// to follow `/api/v1/probes/{id}` for the changes and errors.
+#[derive(Debug, Serialize)]
+pub struct ProbeSummary {
+    /// Instance id (name, or `name:root`).
+    pub id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub root: String,
+    pub layer: String,
+    /// `instance`, or `probe` for a probe none of whose roots is known yet.
+    pub scope: &'static str,
+    /// `in_sync`, `drifted`, `error`, or `pending` before the first run.
+    pub status: &'static str,
+    pub drifted: bool,
+    /// Resources drifted at the last run that reached a verdict.
+    pub drifted_resources: usize,
+    /// Changes the last report holds (after the report caps).
+    pub changes: usize,
+    /// True when the last report was cut at the report caps.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    pub drifted_since: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_run: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_success: Option<chrono::DateTime<chrono::Utc>>,
+    /// Commit checked by the last run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// Error reason of the last run, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_reason: Option<&'static str>,
+    pub schedule: Option<String>,
+}
+
+impl ProbeSummary {
+    fn new(
+        probe: &CatalogProbe,
+        id: String,
+        scope: &'static str,
+        status: Option<&ProbeStatus>,
+    ) -> ProbeSummary {
+        let report = status.and_then(|s| s.last_report.as_ref());
+        ProbeSummary {
+            scope,
+            name: probe.name.clone(),
+            root: status.map(|s| s.root.clone()).unwrap_or_default(),
+            layer: probe.layer.clone(),
+            status: report.map(|r| r.verdict.as_str()).unwrap_or("pending"),
+            drifted: status.is_some_and(|s| s.drifted),
+            drifted_resources: status.map_or(0, |s| s.drifted_resources),
+            changes: report.map_or(0, |r| r.change_count()),
+            truncated: report.is_some_and(|r| r.truncated),
+            drifted_since: status.and_then(|s| s.drifted_since),
+            last_run: report.map(|r| r.started_at),
+            last_success: status.and_then(|s| s.last_success),
+            commit: report.map(|r| r.commit.clone()).filter(|c| !c.is_empty()),
+            error_reason: report
+                .and_then(|r| r.error.as_ref())
+                .map(|e| e.reason.as_str()),
+            schedule: probe.schedule.clone(),
+            id,
         }
     }
-    views
 }
 
-pub(super) async fn list_probes(State(cx): State<Context>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "probes": probe_views(&cx) }))
+/// `{"counts": {"in_sync", "drifted", "error", "pending"}, "probes": [summary…]}`
+/// for every configured probe instance: those with a known status, plus
+/// configured probes that have not run yet.
+pub fn probe_list(cx: &Context) -> serde_json::Value {
+    let statuses = cx.state.snapshot();
+    let mut probes = Vec::new();
+    for probe in &cx.catalog.probes {
+        let mut mine = statuses.iter().filter(|s| s.name == probe.name).peekable();
+        if mine.peek().is_none() {
+            let status = probe_status(probe, cx.state.probe_failure(&probe.name));
+            probes.push(ProbeSummary::new(
+                probe,
+                probe.name.clone(),
+                "probe",
+                Some(&status),
+            ));
+        }
+        for status in mine {
+            probes.push(ProbeSummary::new(
+                probe,
+                status.probe.clone(),
+                "instance",
+                Some(status),
+            ));
+        }
+    }
+    let mut counts = serde_json::Map::new();
+    for status in ["in_sync", "drifted", "error", "pending"] {
+        let count = probes.iter().filter(|p| p.status == status).count();
+        counts.insert(status.to_string(), count.into());
+    }
+    json!({ "counts": counts, "probes": probes })
 }
 
-pub(super) async fn get_probe(State(cx): State<Context>, Path(name): Path<String>) -> Response {
-    match probe_views(&cx).into_iter().find(|v| v.id == name) {
+/// One probe instance in full, or `None` when no configured probe has this id.
+pub fn probe_detail(cx: &Context, id: &str) -> Option<ProbeView> {
+    let instance = InstanceId::parse(id);
+    let probe = cx
+        .catalog
+        .probes
+        .iter()
+        .find(|p| p.name == instance.probe)?;
+    match cx.state.get(&instance) {
+        Some(status) => Some(ProbeView::new(probe, status)),
+        None if id == probe.name && cx.state.instances_of(&probe.name).is_empty() => Some(
+            ProbeView::probe_only(probe, cx.state.probe_failure(&probe.name)),
+        ),
+        None => None,
+    }
+}
+
+/// The status shown for a probe with no known instance: its listing failure, if any.
+fn probe_status(probe: &CatalogProbe, failure: Option<crate::probe::RunReport>) -> ProbeStatus {
+    let mut status = ProbeStatus::new(&InstanceId::new(&probe.name, ""), &probe.layer);
+    status.last_report = failure;
+    status
+}
+
+pub(super) async fn list_probes(State(cx): State<Context>) -> Response {
+    let generation = cx.state.generation();
+    let views = cx.views.clone();
+    let result = views
+        .probes
+        .get(generation, move || {
+            Bytes::from(serde_json::to_vec(&probe_list(&cx)).expect("summaries serialize"))
+        })
+        .await;
+    match result {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(response) => response,
+    }
+}
+
+pub(super) async fn get_probe(State(cx): State<Context>, Path(id): Path<String>) -> Response {
+    match probe_detail(&cx, &id) {
         Some(view) => Json(view).into_response(),
-        None => (
+        None => json_error(
             StatusCode::NOT_FOUND,
-            Json(serde_json::json!({ "error": format!("no probe named {name:?}; list them at /api/v1/probes") })),
-        )
-            .into_response(),
+            &format!("no probe named {id:?}; list them at /api/v1/probes"),
+        ),
     }
 }
 
@@ -128,7 +247,7 @@ fn history_or_503(ctx: &Context) -> Result<Arc<History>, Response> {
 }
 
 fn known_instance(ctx: &Context, id: &str) -> bool {
-    ctx.state.get(id).is_some() || ctx.catalog.probe(id).is_some()
+    ctx.state.get(&InstanceId::parse(id)).is_some() || ctx.catalog.probe(id).is_some()
 }
 
 pub(super) async fn api_runs(

@@ -141,6 +141,16 @@ fn short_commit(commit: &str) -> &str {
     &commit[..end]
 }
 
+/// A short commit id, linked to its page in the repository's web UI when known.
+fn commit_link(commit: &str, url: Option<&str>) -> Markup {
+    html! {
+        @match url {
+            Some(url) => { a href=(url) title=(commit) { (short_commit(commit)) } }
+            None => { span title=(commit) { (short_commit(commit)) } }
+        }
+    }
+}
+
 fn muted(text: &str) -> Markup {
     html! { span class="muted" { (text) } }
 }
@@ -271,6 +281,8 @@ fn overview_row(now: DateTime<Utc>, row: &OverviewRow) -> Markup {
             td { (badge(verdict)) }
             td class="res" {
                 @match (status, report) {
+                    // A probe that lists no resources (a plain exit-code command) has no count.
+                    (Some(s), Some(_)) if s.drifted && s.drifted_resources == 0 => { (muted("–")) }
                     (Some(s), Some(r)) if s.drifted => {
                         b { (s.drifted_resources) }
                         // After an error the report has no changes; the count is kept.
@@ -302,14 +314,12 @@ fn overview_row(now: DateTime<Utc>, row: &OverviewRow) -> Markup {
                 }
             }
             td class="mono" {
-                @if let Some(r) = report {
-                    span title=(r.commit) { (short_commit(&r.commit)) }
-                }
+                @if let Some(r) = report { (commit_link(&r.commit, r.commit_url.as_deref())) }
             }
             td class="msg" {
                 @if let Some(r) = report {
-                    @let summary = r.summary();
-                    span title=(summary) { (summary) }
+                    @let detail = r.detail();
+                    span title=(detail) { (detail) }
                 }
             }
         }
@@ -398,6 +408,13 @@ fn change_block(change: &ResourceChange) -> Markup {
                 @if let Some(origin) = &change.origin {
                     " " span class="muted" { "(origin: " (origin) ")" }
                 }
+                @if let Some(declared_at) = &change.declared_at {
+                    " · "
+                    @match &change.url {
+                        Some(url) => { a class="mono declared" href=(url) title="where git declares it" { (declared_at) } }
+                        None => { span class="mono muted declared" title="where git declares it" { (declared_at) } }
+                    }
+                }
             }
             @if !change.diff.is_empty() { (diff_block(&change.diff)) }
         }
@@ -444,7 +461,8 @@ pub fn probe_page(page_data: &ProbePage<'_>) -> String {
     let content = html! {
         h1 { span id="probe-id" { (page_data.id) } " " (badge(report.map(|r| r.verdict))) }
         @if let Some(r) = report {
-            p id="summary" { (r.summary()) }
+            @let detail = r.detail();
+            @if !detail.is_empty() { p id="summary" { (detail) } }
         }
         div class="grid" {
             (field("Layer", html! { (page_data.layer) }))
@@ -467,7 +485,7 @@ pub fn probe_page(page_data: &ProbePage<'_>) -> String {
                 (field("Last check", when(now, r.started_at)))
                 (field("Duration", html! { (format!("{:.1}s", r.duration.as_secs_f64())) }))
                 (field("Trigger", html! { (r.trigger) }))
-                (field("Commit", html! { span class="mono" title=(r.commit) { (short_commit(&r.commit)) } }))
+                (field("Commit", html! { span class="mono" { (commit_link(&r.commit, r.commit_url.as_deref())) } }))
             }
             @if let Some(status) = status {
                 @if let Some(since) = status.drifted_since {
@@ -535,6 +553,9 @@ pub fn probe_page(page_data: &ProbePage<'_>) -> String {
                                     @match episode.ended_at {
                                         Some(ended) => { (when(now, ended)) }
                                         None => { span class="badge s-drifted" { "OPEN" } }
+                                    }
+                                    @if episode.ended_reason.as_deref() == Some("removed") {
+                                        " (root removed)"
                                     }
                                 }
                                 td { (span(lasted)) }
@@ -632,7 +653,6 @@ mod tests {
     use crate::history::EventKind;
     use crate::probe::outcome::{ErrorReason, ProbeError};
     use crate::probe::{Outcome, RunReport};
-    use std::collections::BTreeMap;
     use std::time::Duration;
 
     const XSS: &str = "<script>alert(1)</script>";
@@ -650,14 +670,8 @@ mod tests {
             started_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             duration: Duration::from_secs(2),
             verdict: Verdict::InSync,
-            exit_code: None,
-            changes: vec![],
             warnings: vec![XSS.into()],
-            details: serde_json::Value::Null,
-            error: None,
-            message: String::new(),
-            labels: BTreeMap::new(),
-            commit_url: None,
+            ..RunReport::default()
         };
         report.apply_result(match verdict {
             Verdict::Drifted => Ok(Outcome::drifted(vec![ResourceChange::new(
@@ -671,7 +685,7 @@ mod tests {
             }
             Verdict::InSync => Ok(Outcome::in_sync()),
         });
-        let mut status = ProbeStatus::new(&report.probe, &report.name, &report.root, "terraform");
+        let mut status = ProbeStatus::new(&report.instance(), "terraform");
         status.apply(&report);
         status
     }
@@ -680,6 +694,87 @@ mod tests {
         assert!(!html.contains("<script"), "raw script tag in:\n{html}");
         assert!(!html.contains("\"prod\""), "raw quote in attribute");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    }
+
+    /// A drifted command probe without resources shows "–", not a bold 0;
+    /// the message column never repeats the badge; commits and declarations
+    /// link into the repository's web UI when the report carries links.
+    #[test]
+    fn overview_counts_messages_and_links() {
+        let now = DateTime::from_timestamp(1_700_000_600, 0).unwrap();
+        let row = |report: &mut RunReport| {
+            let mut status = ProbeStatus::new(&report.instance(), "command");
+            status.apply(report);
+            let rows = [OverviewRow {
+                id: report.probe.clone(),
+                layer: "command".into(),
+                status: Some(status),
+            }];
+            let html = overview(&Overview {
+                now,
+                refresh_seconds: 30,
+                rows: &rows,
+                events: None,
+            });
+            let start = html.find("<td class=\"res\">").unwrap();
+            html[start..].to_string()
+        };
+        let mut plain = RunReport {
+            probe: "berlin-ai-nodes".into(),
+            name: "berlin-ai-nodes".into(),
+            layer: "command".into(),
+            commit: "0123456789abcdef".into(),
+            started_at: now,
+            ..RunReport::default()
+        };
+        plain.apply_result(Ok(Outcome {
+            exit_code: Some(2),
+            drifted: true,
+            message: "The definition is 6 nodes but berlin-ai is running with 5".into(),
+            ..Outcome::default()
+        }));
+        let html = row(&mut plain);
+        assert!(
+            html.starts_with("<td class=\"res\"><span class=\"muted\">–</span></td>"),
+            "{html}"
+        );
+        assert!(
+            html.contains(">The definition is 6 nodes but berlin-ai is running with 5<"),
+            "{html}"
+        );
+        assert!(!html.contains("drifted:"), "{html}");
+        assert!(
+            html.contains("<span title=\"0123456789abcdef\">01234567</span>"),
+            "{html}"
+        );
+
+        let web = crate::weblinks::WebLinks::derive("https://github.com/acme/infra.git").unwrap();
+        let mut listed = plain.clone();
+        listed.message.clear();
+        listed.apply_result(Ok(Outcome::drifted(vec![
+            ResourceChange::new("terraform_data.shop", "update")
+                .with_declared_at("terraform/app/main.tf:3"),
+            ResourceChange::new("terraform_data.queue", "update"),
+        ])));
+        listed.link(&web);
+        let html = row(&mut listed);
+        assert!(html.starts_with("<td class=\"res\"><b>2</b>"), "{html}");
+        assert!(
+            html.contains(">2 resource(s) differ<") && !html.contains("drifted:"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<a href=\"https://github.com/acme/infra/commit/0123456789abcdef\" title=\"0123456789abcdef\">01234567</a>"),
+            "{html}"
+        );
+        let block = change_block(&listed.changes[0]).into_string();
+        assert!(
+            block.contains("<a class=\"mono declared\" href=\"https://github.com/acme/infra/blob/0123456789abcdef/terraform/app/main.tf#L3\""),
+            "{block}"
+        );
+        assert!(!change_block(&listed.changes[1])
+            .into_string()
+            .contains("declared"));
     }
 
     #[test]
@@ -751,6 +846,7 @@ mod tests {
                 ended_at: None,
                 ended_run: None,
                 ended_commit: Some(XSS.into()),
+                ended_reason: None,
                 resources: vec![crate::history::EpisodeResource {
                     subject: XSS.into(),
                     action: XSS.into(),

@@ -3,11 +3,13 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use bytes::Bytes;
 use chrono::Utc;
 
 use super::api::PageParams;
 use super::{blocking, html, html_response, Context};
 use crate::history::EpisodeQuery;
+use crate::instance::InstanceId;
 use crate::probe::Verdict;
 
 /// The rows of the overview: every known instance, plus configured probes
@@ -28,10 +30,17 @@ fn overview_rows(ctx: &Context) -> Vec<html::OverviewRow> {
             .iter()
             .any(|r| r.status.as_ref().is_some_and(|s| s.name == probe.name))
         {
+            // No instance known: show why (the failure to list its roots), if any.
+            let status = ctx.state.probe_failure(&probe.name).map(|failure| {
+                let mut status =
+                    crate::state::ProbeStatus::new(&InstanceId::new(&probe.name, ""), &probe.layer);
+                status.last_report = Some(failure);
+                status
+            });
             rows.push(html::OverviewRow {
                 id: probe.name.clone(),
                 layer: probe.layer.clone(),
-                status: None,
+                status,
             });
         }
     }
@@ -52,21 +61,25 @@ fn overview_rows(ctx: &Context) -> Vec<html::OverviewRow> {
 }
 
 pub(super) async fn overview(State(ctx): State<Context>) -> Response {
-    let result = blocking(move || {
-        let rows = overview_rows(&ctx);
-        let events = ctx
-            .history
-            .as_ref()
-            .and_then(|h| h.events(None, 15, None).ok())
-            .map(|page| page.items);
-        html::overview(&html::Overview {
-            now: Utc::now(),
-            refresh_seconds: ctx.refresh_seconds,
-            rows: &rows,
-            events: events.as_deref(),
+    let generation = ctx.state.generation();
+    let views = ctx.views.clone();
+    let result = views
+        .overview
+        .get(generation, move || {
+            let rows = overview_rows(&ctx);
+            let events = ctx
+                .history
+                .as_ref()
+                .and_then(|h| h.events(None, 15, None).ok())
+                .map(|page| page.items);
+            Bytes::from(html::overview(&html::Overview {
+                now: Utc::now(),
+                refresh_seconds: ctx.refresh_seconds,
+                rows: &rows,
+                events: events.as_deref(),
+            }))
         })
-    })
-    .await;
+        .await;
     match result {
         Ok(body) => html_response(StatusCode::OK, body),
         Err(response) => response,
@@ -103,7 +116,7 @@ pub(super) async fn events_page(
 pub(super) async fn probe_page(State(ctx): State<Context>, Path(id): Path<String>) -> Response {
     let result = blocking(move || {
         let now = Utc::now();
-        let status = ctx.state.get(&id);
+        let status = ctx.state.get(&InstanceId::parse(&id));
         if status.is_none() {
             // A probe name with several roots: list its instances.
             let rows: Vec<_> = overview_rows(&ctx)

@@ -103,15 +103,35 @@ pub struct CommandProbe {
 
 pub fn build(common: &ProbeCommon, fields: toml::Table) -> Result<Arc<dyn Probe>, Vec<FieldError>> {
     let config: CommandConfig = parse_fields(fields)?;
-    let errors = validate(&config);
+    let mut errors = validate(&config);
     if !errors.is_empty() {
         return Err(errors);
     }
-    let env_files = config
+    let env_files: BTreeMap<String, PathBuf> = config
         .env_files
         .iter()
         .map(|(key, path)| (key.clone(), common.config_dir.join(path)))
         .collect();
+    for (key, path) in &env_files {
+        errors.extend(super::check_host_file(format!("env_files.{key}"), path));
+    }
+    if !config.shell {
+        let program = &config.command[0];
+        if program.contains('/') && Path::new(program).is_relative() {
+            let workdir = config.workdir.clone().unwrap_or_default();
+            errors.extend(super::check_repo_file(
+                common,
+                &workdir,
+                "command[0]",
+                program,
+            ));
+        } else {
+            errors.extend(super::check_on_path("command[0]", program));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     Ok(Arc::new(CommandProbe { config, env_files }))
 }
 
@@ -273,26 +293,17 @@ impl Probe for CommandProbe {
     }
 
     async fn preflight(&self) -> Vec<String> {
+        // A bare name not on PATH and a missing env file are config errors
+        // (reported at their line when the config loads).
         let mut problems = Vec::new();
         let program = &self.config.command[0];
-        if !self.config.shell {
-            if !program.contains('/') {
-                if find_on_path(program).is_none() {
-                    problems.push(format!("command: program {program:?} is not on PATH"));
-                }
-            } else if Path::new(program).is_absolute() && !is_executable(Path::new(program)) {
-                problems.push(format!(
-                    "command: {program} does not exist or is not executable"
-                ));
-            }
-        }
-        for (key, path) in &self.env_files {
-            if let Err(e) = std::fs::metadata(path) {
-                problems.push(format!(
-                    "env_files.{key}: cannot read {}: {e}",
-                    path.display()
-                ));
-            }
+        if !self.config.shell
+            && Path::new(program).is_absolute()
+            && !is_executable(Path::new(program))
+        {
+            problems.push(format!(
+                "command: {program} does not exist or is not executable"
+            ));
         }
         problems
     }
@@ -424,7 +435,7 @@ impl Probe for CommandProbe {
     }
 }
 
-fn find_on_path(program: &str) -> Option<PathBuf> {
+pub(super) fn find_on_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))

@@ -206,6 +206,63 @@ impl crate::config::LayerCatalog for Layers {
     }
 }
 
+/// A file on this host that a probe names (`env_files`, `cli_config_file`),
+/// checked when the config loads so a missing one is reported at its line.
+pub fn check_host_file(key: impl Into<String>, path: &Path) -> Option<FieldError> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Some(FieldError::new(
+            key,
+            format!("{} is a directory, not a file", path.display()),
+        )),
+        Ok(_) => None,
+        Err(err) => Some(FieldError::new(
+            key,
+            format!("cannot read {}: {err}", path.display()),
+        )),
+    }
+}
+
+/// A file a probe names inside its repo, relative to `dir` (a directory
+/// relative to the probe's path). Only a `path` repo can be checked at load
+/// time; a remote repo's files are checked when they are checked out.
+pub fn check_repo_file(
+    spec: &ProbeSpec,
+    dir: &Path,
+    key: impl Into<String>,
+    file: &str,
+) -> Option<FieldError> {
+    let repo_dir = spec.repo_dir.as_ref()?;
+    let path = Path::new(file);
+    let full = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        let relative: PathBuf = dir
+            .join(path)
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
+        repo_dir.join(&spec.path).join(relative)
+    };
+    if full.is_file() {
+        return None;
+    }
+    Some(FieldError::new(
+        key,
+        format!("{} does not exist in repo {:?}", full.display(), spec.repo),
+    ))
+}
+
+/// A bare program name (no `/`) must be found on PATH.
+pub fn check_on_path(key: impl Into<String>, program: &str) -> Option<FieldError> {
+    if program.contains('/') || command::find_on_path(program).is_some() {
+        return None;
+    }
+    Some(FieldError::new(
+        key,
+        format!("program {program:?} is not on PATH; give its full path, or ./name for a script in the repo"),
+    ))
+}
+
 /// Deserializes a layer's own fields into its config struct (which should use
 /// `deny_unknown_fields`), reporting the failing key path.
 pub fn parse_fields<T: DeserializeOwned>(fields: toml::Table) -> Result<T, Vec<FieldError>> {

@@ -12,6 +12,14 @@ use serde::{Deserialize, Serialize};
 pub const MAX_DIFF_BYTES: usize = 8 * 1024;
 /// Largest stderr tail kept in an error report.
 pub const MAX_STDERR_TAIL_BYTES: usize = 4 * 1024;
+/// Most resource changes one report keeps; `total_changes` counts them all.
+pub const MAX_CHANGES_PER_REPORT: usize = 1_000;
+/// Most bytes of text (changes, warnings, messages) one report keeps.
+pub const MAX_REPORT_BYTES: usize = 1024 * 1024;
+/// Longest subject, action, origin or warning kept.
+const MAX_NAME_BYTES: usize = 1024;
+/// Most warnings one report keeps.
+const MAX_WARNINGS: usize = 100;
 
 /// The three verdicts, numbered like `terraform plan -detailed-exitcode`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, Hash)]
@@ -289,7 +297,14 @@ pub struct RunReport {
     pub verdict: Verdict,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// The changes kept, at most [`ReportLimits`] worth of them.
     pub changes: Vec<ResourceChange>,
+    /// How many changes the probe reported, kept or not.
+    #[serde(default)]
+    pub total_changes: usize,
+    /// True when changes or warnings were cut at [`ReportLimits`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
@@ -306,7 +321,100 @@ pub struct RunReport {
     pub commit_url: Option<String>,
 }
 
+/// What one report may hold, so that a huge plan or cluster cannot blow up
+/// memory, `state.json`, the history or a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportLimits {
+    /// Changes kept (subjects, actions, diffs).
+    pub max_changes: usize,
+    /// Bytes of text kept over changes, warnings, message and error.
+    pub max_bytes: usize,
+}
+
+impl Default for ReportLimits {
+    fn default() -> Self {
+        ReportLimits {
+            max_changes: MAX_CHANGES_PER_REPORT,
+            max_bytes: MAX_REPORT_BYTES,
+        }
+    }
+}
+
 impl RunReport {
+    /// The instance this run covered.
+    pub fn instance(&self) -> crate::instance::InstanceId {
+        crate::instance::InstanceId::new(&self.name, &self.root)
+    }
+
+    /// Cuts the report down to `limits`: long texts get a marker, changes
+    /// beyond the count or byte budget are dropped (in the order the probe
+    /// gave them), and `truncated` says so. `total_changes` keeps the full
+    /// count, and the verdict is never changed.
+    pub fn cap(&mut self, limits: ReportLimits) {
+        self.total_changes = self.total_changes.max(self.changes.len());
+        let mut budget = limits.max_bytes;
+        let mut take = |bytes: usize| -> bool {
+            let fits = bytes <= budget;
+            if fits {
+                budget -= bytes;
+            }
+            fits
+        };
+        // What went wrong comes first: it is small and says the most.
+        self.message = cap_text(std::mem::take(&mut self.message), MAX_DIFF_BYTES);
+        if let Some(error) = &mut self.error {
+            error.message = cap_text(std::mem::take(&mut error.message), MAX_DIFF_BYTES);
+            error.stderr_tail = cap_tail(
+                std::mem::take(&mut error.stderr_tail),
+                MAX_STDERR_TAIL_BYTES,
+            );
+            take(error.message.len() + error.stderr_tail.len());
+        }
+        take(self.message.len());
+        let warnings = self.warnings.len();
+        let mut kept = 0;
+        for warning in &mut self.warnings {
+            *warning = cap_text(std::mem::take(warning), MAX_NAME_BYTES);
+            if kept == MAX_WARNINGS || !take(warning.len()) {
+                break;
+            }
+            kept += 1;
+        }
+        self.warnings.truncate(kept);
+        let mut kept = 0;
+        for change in &mut self.changes {
+            change.subject = cap_text(std::mem::take(&mut change.subject), MAX_NAME_BYTES);
+            change.action = cap_text(std::mem::take(&mut change.action), MAX_NAME_BYTES);
+            change.diff = cap_text(std::mem::take(&mut change.diff), MAX_DIFF_BYTES);
+            if let Some(origin) = change.origin.take() {
+                change.origin = Some(cap_text(origin, MAX_NAME_BYTES));
+            }
+            let bytes = change.subject.len()
+                + change.action.len()
+                + change.diff.len()
+                + change.origin.as_ref().map_or(0, String::len);
+            if kept == limits.max_changes || !take(bytes) {
+                break;
+            }
+            kept += 1;
+        }
+        self.changes.truncate(kept);
+        if self.changes.len() < self.total_changes || self.warnings.len() < warnings {
+            self.truncated = true;
+        }
+        if self.warnings.len() < warnings {
+            self.warnings.push(format!(
+                "{} more warning(s) cut",
+                warnings - self.warnings.len()
+            ));
+        }
+    }
+
+    /// Changes the probe reported, including those cut from the report.
+    pub fn change_count(&self) -> usize {
+        self.total_changes.max(self.changes.len())
+    }
+
     /// Turns the commit and every declaration into links (`[[repo]] web_url`).
     pub fn link(&mut self, web: &crate::weblinks::WebLinks) {
         if self.commit.is_empty() {
@@ -331,6 +439,7 @@ impl RunReport {
                 self.details = outcome.details;
                 self.message = outcome.message;
                 self.error = None;
+                self.total_changes = self.changes.len();
             }
             Err(error) => {
                 self.verdict = Verdict::Error;
@@ -342,8 +451,11 @@ impl RunReport {
                     message: error.message,
                     stderr_tail: error.stderr_tail,
                 });
+                self.total_changes = self.changes.len();
             }
         }
+        self.truncated = false;
+        self.cap(ReportLimits::default());
     }
 
     /// A one-line summary for logs and the status page.
@@ -356,8 +468,28 @@ impl RunReport {
                 format!("drifted: {}", first_line(&self.message))
             }
             (Verdict::Drifted, _) if self.changes.is_empty() => "drifted".to_string(),
-            (Verdict::Drifted, _) => format!("drifted: {} resource(s) differ", self.changes.len()),
+            (Verdict::Drifted, _) => {
+                format!("drifted: {} resource(s) differ", self.change_count())
+            }
             _ => "in sync".to_string(),
+        }
+    }
+}
+
+impl RunReport {
+    /// The summary without its verdict word, for a column beside the
+    /// verdict badge: `exit_code: …`, the probe's message, `3 resource(s)
+    /// differ`, or "" when there is nothing to add.
+    pub fn detail(&self) -> String {
+        match (&self.verdict, &self.error) {
+            (Verdict::Error, Some(e)) => {
+                format!("{}: {}", e.reason.as_str(), first_line(&e.message))
+            }
+            _ if !self.message.is_empty() => first_line(&self.message).to_string(),
+            (Verdict::Drifted, _) if !self.changes.is_empty() => {
+                format!("{} resource(s) differ", self.changes.len())
+            }
+            _ => String::new(),
         }
     }
 }
@@ -425,6 +557,104 @@ mod tests {
             ..Outcome::default()
         };
         assert_eq!(flagged.verdict(), Verdict::Drifted);
+    }
+
+    fn drifted_report(changes: usize, diff_bytes: usize) -> RunReport {
+        let mut report = RunReport::default();
+        report.apply_result(Ok(Outcome::drifted(
+            (0..changes)
+                .map(|i| {
+                    ResourceChange::new(format!("r/{i}"), "update")
+                        .with_diff("x".repeat(diff_bytes))
+                })
+                .collect(),
+        )));
+        report
+    }
+
+    #[test]
+    fn reports_are_capped_by_count_and_bytes() {
+        // (changes, diff bytes each, limits) -> (kept, truncated)
+        let limits = |max_changes, max_bytes| ReportLimits {
+            max_changes,
+            max_bytes,
+        };
+        let table = [
+            (3, 10, limits(5, 1000), 3, false),
+            (5, 10, limits(5, 1000), 5, false),
+            (6, 10, limits(5, 1000), 5, true),
+            // Each change holds "r/i" + "update" + 10 bytes of diff = 19 bytes.
+            (10, 10, limits(100, 19 * 4), 4, true),
+            (10, 10, limits(100, 19 * 4 - 1), 3, true),
+            (1, 10, limits(100, 5), 0, true),
+            (0, 0, limits(0, 0), 0, false),
+        ];
+        for (changes, diff, limits, kept, truncated) in table {
+            let mut report = drifted_report(changes, diff);
+            report.cap(limits);
+            assert_eq!(report.changes.len(), kept, "{changes} changes, {limits:?}");
+            assert_eq!(report.truncated, truncated, "{changes} changes, {limits:?}");
+            assert_eq!(report.total_changes, changes);
+            assert_eq!(report.change_count(), changes);
+            assert_eq!(
+                report.verdict,
+                Verdict::Drifted,
+                "caps never change the verdict"
+            );
+        }
+    }
+
+    #[test]
+    fn default_caps_bound_a_huge_plan() {
+        let report = drifted_report(50_000, 100);
+        assert_eq!(report.changes.len(), MAX_CHANGES_PER_REPORT);
+        assert!(report.truncated);
+        assert_eq!(report.total_changes, 50_000);
+        assert_eq!(report.summary(), "drifted: 50000 resource(s) differ");
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(json.contains(r#""total_changes":50000"#) && json.contains(r#""truncated":true"#));
+        // Diffs at their own cap: the byte budget stops the list first.
+        let report = drifted_report(5_000, MAX_DIFF_BYTES);
+        let bytes: usize = report.changes.iter().map(|c| c.diff.len()).sum();
+        assert!(bytes <= MAX_REPORT_BYTES, "{bytes}");
+        assert!(report.truncated && report.changes.len() < 200);
+        let size = serde_json::to_vec(&report).unwrap().len();
+        assert!(
+            size < MAX_REPORT_BYTES + 64 * 1024,
+            "{size} bytes serialized"
+        );
+    }
+
+    #[test]
+    fn long_texts_and_many_warnings_are_cut() {
+        let mut report = RunReport::default();
+        let mut change = ResourceChange::new("s".repeat(5000), "a".repeat(5000));
+        change.diff = "d".repeat(MAX_DIFF_BYTES * 4); // set without with_diff
+        report.apply_result(Err(ProbeError::new(
+            ErrorReason::Parse,
+            "m".repeat(100_000),
+        )
+        .with_warnings((0..500).map(|i| format!("w{i}")).collect())
+        .with_partial_changes(vec![change])));
+        assert_eq!(report.verdict, Verdict::Error);
+        let change = &report.changes[0];
+        assert!(change.subject.len() < MAX_NAME_BYTES + 64);
+        assert!(change.action.len() < MAX_NAME_BYTES + 64);
+        assert!(change.diff.len() < MAX_DIFF_BYTES + 64);
+        assert!(report.error.as_ref().unwrap().message.len() < MAX_DIFF_BYTES + 64);
+        assert_eq!(report.warnings.len(), MAX_WARNINGS + 1);
+        assert_eq!(report.warnings.last().unwrap(), "400 more warning(s) cut");
+        assert!(report.truncated);
+        assert_eq!(report.total_changes, 1);
+    }
+
+    #[test]
+    fn a_small_report_is_left_alone() {
+        let mut report = drifted_report(2, 10);
+        let before = report.clone();
+        report.cap(ReportLimits::default());
+        assert_eq!(report, before);
+        assert!(!report.truncated);
     }
 
     #[test]

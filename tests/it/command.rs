@@ -133,8 +133,11 @@ async fn killed_by_a_signal_is_an_error() {
 #[tokio::test]
 async fn missing_program_is_a_spawn_error() {
     let fx = Fixture::new();
+    // A bare name not on PATH is a config error (see
+    // preflight_reports_missing_programs_and_secret_files); a program that
+    // disappears after the config loaded fails at spawn.
     let err = fx
-        .run(r#"command = ["driftwatch-no-such-program"]"#)
+        .run(r#"command = ["/opt/nowhere/driftwatch-no-such-program"]"#)
         .await
         .unwrap_err();
     assert_eq!(err.reason, ErrorReason::Spawn);
@@ -1134,21 +1137,25 @@ async fn preflight_reports_missing_programs_and_secret_files() {
         "command",
         "x",
         "probe",
-        "command = [\"/opt/nowhere/files-drift\"]\nenv_files = { TOKEN = \"/nonexistent/driftwatch-token\" }",
+        "command = [\"/opt/nowhere/files-drift\"]",
     )
     .unwrap();
     let problems = missing.preflight().await;
-    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].contains("/opt/nowhere/files-drift"));
-    assert!(problems[1].starts_with("env_files.TOKEN"));
-    let not_on_path = common::build_probe(
+    // A missing secret file and a bare name not on PATH are config errors,
+    // with the key to point at.
+    let errors = common::build_probe(
         "command",
         "x",
         "probe",
-        "command = [\"driftwatch-no-such-tool\"]",
+        "command = [\"driftwatch-no-such-tool\"]\nenv_files = { TOKEN = \"/nonexistent/driftwatch-token\" }",
     )
-    .unwrap();
-    assert!(not_on_path.preflight().await[0].contains("not on PATH"));
+    .err()
+    .expect("rejected");
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["env_files.TOKEN", "command[0]"], "{errors:?}");
+    assert!(errors[1].message.contains("not on PATH"), "{errors:?}");
 }
 
 /// files-drift masks a changed line by what its key means (password, secret,

@@ -178,10 +178,7 @@ fn demo_shows_all_layers_and_the_slack_message_firing_and_resolving() {
         .map(|p| {
             (
                 p["id"].as_str().unwrap().to_string(),
-                p["last_report"]["verdict"]
-                    .as_str()
-                    .unwrap_or("pending")
-                    .to_string(),
+                p["status"].as_str().unwrap().to_string(),
             )
         })
         .collect();

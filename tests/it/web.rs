@@ -89,7 +89,7 @@ impl Harness {
         let state = Arc::new(State::load(dir.path()));
         let history = Arc::new(History::open(dir.path(), HistoryConfig::default()));
         let triggers = Arc::new(RecordingTriggers::default());
-        let metrics = Arc::new(Metrics::new(&Default::default(), 100));
+        let metrics = Arc::new(Metrics::new(state.clone(), &Default::default(), 100));
         let registry = metrics.registry().clone();
         let catalog = Catalog {
             probes: vec![
@@ -321,8 +321,14 @@ async fn status_page_renders_in_chromium_with_everything_escaped() {
     assert!(dom.contains(&row("not-yet", "pending")));
     assert!(dom.contains(r#"<span class="badge s-drifted">DRIFTED</span>"#));
     assert!(dom.contains(r#"<span class="badge s-error">ERROR</span>"#));
-    assert!(dom.contains("drifted: 2 resource(s) differ"));
-    assert!(dom.contains("error (unreachable): host db1 unreachable"));
+    // The message column does not repeat the badge.
+    assert!(
+        dom.contains(
+            r#"<td class="msg"><span title="2 resource(s) differ">2 resource(s) differ</span></td>"#
+        ),
+        "{dom}"
+    );
+    assert!(dom.contains(r#"<td class="msg"><span title="unreachable: host db1 unreachable">unreachable: host db1 unreachable</span></td>"#), "{dom}");
     assert!(dom.contains(r#"id="count-drifted">2 drifted"#));
     assert!(dom.contains(r#"href="/probes/network%3Aenvs%2Fprod""#));
     // Events feed, newest first.
@@ -507,6 +513,7 @@ async fn triggers_need_the_bearer_token() {
     let harness = Harness::start(Secrets {
         api_token: Some(API_TOKEN.into()),
         webhook_secret: None,
+        ..Secrets::default()
     })
     .await;
     let base = &harness.base;
@@ -613,6 +620,7 @@ async fn github_webhook_needs_a_valid_signature() {
     let harness = Harness::start(Secrets {
         api_token: None,
         webhook_secret: Some(HOOK_SECRET.into()),
+        ..Secrets::default()
     })
     .await;
     let url = format!("{}/api/v1/hooks/github", harness.base);
@@ -716,6 +724,7 @@ async fn gitlab_webhook_needs_the_token() {
     let harness = Harness::start(Secrets {
         api_token: None,
         webhook_secret: Some(HOOK_SECRET.into()),
+        ..Secrets::default()
     })
     .await;
     let url = format!("{}/api/v1/hooks/gitlab", harness.base);
@@ -1010,4 +1019,255 @@ fn history_and_webhook_config() {
     );
     assert!(joined.contains("history.episode_retention"), "{joined}");
     assert!(joined.contains("keep"), "{joined}");
+}
+
+async fn get_text(url: String) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
+async fn get_json(url: String) -> (u16, serde_json::Value) {
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_list_is_a_summary_that_follows_every_change() {
+    let harness = Harness::start(Secrets::default()).await;
+    harness.populate();
+    let base = &harness.base;
+
+    let (code, list) = get_json(format!("{base}/api/v1/probes")).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        list["counts"],
+        serde_json::json!({"in_sync": 1, "drifted": 2, "error": 1, "pending": 1})
+    );
+    let probes = list["probes"].as_array().unwrap();
+    let ids: Vec<&str> = probes.iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "web-deploy",
+            "network:envs/dev",
+            "network:envs/prod",
+            "hosts",
+            "not-yet"
+        ]
+    );
+    let web = &probes[0];
+    assert_eq!(web["status"], "drifted");
+    assert_eq!(web["changes"], 2);
+    assert_eq!(web["drifted_resources"], 2);
+    assert!(web["drifted_since"].is_string() && web["last_run"].is_string());
+    assert_eq!(web["schedule"], "*/5 * * * *");
+    assert_eq!(probes[3]["error_reason"], "unreachable");
+    assert_eq!(probes[4]["status"], "pending");
+    // No diffs, subjects or error texts in the list: those are per instance.
+    let text = list.to_string();
+    assert!(
+        !text.contains("last_report") && !text.contains("Deployment/prod/web"),
+        "{text}"
+    );
+    assert!(!text.contains("host db1"), "{text}");
+
+    let (code, detail) = get_json(format!("{base}/api/v1/probes/network%3Aenvs%2Fprod")).await;
+    assert_eq!(code, 200);
+    assert_eq!(detail["status"], "drifted");
+    assert_eq!(
+        detail["last_report"]["changes"][0]["subject"],
+        "terraform_data.dns"
+    );
+    assert_eq!(detail["last_report"]["total_changes"], 1);
+    assert_eq!(get_json(format!("{base}/api/v1/probes/nope")).await.0, 404);
+    assert_eq!(
+        get_json(format!("{base}/api/v1/probes/network%3Anope"))
+            .await
+            .0,
+        404
+    );
+
+    // The cached list changes with the state at once, not a second later.
+    for (result, status) in [
+        (Ok(Outcome::in_sync()), "in_sync"),
+        (Err(ProbeError::new(ErrorReason::Timeout, "slow")), "error"),
+    ] {
+        harness
+            .state
+            .record(&report("web-deploy", "", "kubernetes", Utc::now(), result));
+        let (_, list) = get_json(format!("{base}/api/v1/probes")).await;
+        assert_eq!(list["probes"][0]["status"], status);
+        let page = get_text(format!("{base}/")).await;
+        assert!(
+            page.contains(&format!(
+                r#"data-probe="web-deploy" data-status="{status}""#
+            )),
+            "{page}"
+        );
+    }
+
+    // A report cut at the caps says so in the list and in full.
+    let many: Vec<ResourceChange> = (0..5000)
+        .map(|i| ResourceChange::new(format!("ConfigMap/prod/cm-{i}"), "configured"))
+        .collect();
+    harness.state.record(&report(
+        "hosts",
+        "",
+        "ansible",
+        Utc::now(),
+        Ok(Outcome::drifted(many)),
+    ));
+    let (_, list) = get_json(format!("{base}/api/v1/probes")).await;
+    let hosts = &list["probes"][3];
+    assert_eq!(hosts["id"], "hosts");
+    assert_eq!(hosts["truncated"], true);
+    assert_eq!(hosts["changes"], 5000);
+    assert_eq!(hosts["drifted_resources"], 5000);
+    let (_, detail) = get_json(format!("{base}/api/v1/probes/hosts")).await;
+    let report = &detail["last_report"];
+    assert_eq!(report["truncated"], true);
+    assert_eq!(report["total_changes"], 5000);
+    assert_eq!(
+        report["changes"].as_array().unwrap().len(),
+        driftwatch::probe::outcome::MAX_CHANGES_PER_REPORT
+    );
+}
+
+async fn status_with(url: String, authorization: Option<&str>) -> (u16, Vec<String>) {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    let response = request.send().await.unwrap();
+    let challenges = response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    (response.status().as_u16(), challenges)
+}
+
+const READ_TOKEN: &str = "test-read-token-77d0";
+const METRICS_TOKEN: &str = "test-metrics-token-1b3c";
+
+fn basic(user_password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(user_password)
+    )
+}
+
+const READ_PATHS: [&str; 8] = [
+    "/",
+    "/events",
+    "/probes/web-deploy",
+    "/api/v1/probes",
+    "/api/v1/probes/web-deploy",
+    "/api/v1/probes/web-deploy/runs",
+    "/api/v1/events",
+    "/api/v1/episodes",
+];
+const OPERATIONS_PATHS: [&str; 3] = ["/metrics", "/healthz", "/readyz"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_token_and_users_protect_the_page_and_api_only() {
+    let harness = Harness::start(Secrets {
+        read_token: Some(READ_TOKEN.into()),
+        read_users: vec![("alice".into(), "wonder:land".into())],
+        api_token: Some(API_TOKEN.into()),
+        ..Secrets::default()
+    })
+    .await;
+    harness.populate();
+    let base = &harness.base;
+    let bearer = format!("Bearer {READ_TOKEN}");
+    let alice = basic("alice:wonder:land");
+    for path in READ_PATHS {
+        let url = || format!("{base}{path}");
+        let (code, challenges) = status_with(url(), None).await;
+        assert_eq!(code, 401, "{path} without credentials");
+        assert!(
+            challenges.iter().any(|c| c.starts_with("Basic realm=")),
+            "{path}: {challenges:?}"
+        );
+        assert!(
+            challenges.iter().any(|c| c == "Bearer"),
+            "{path}: {challenges:?}"
+        );
+        for wrong in [
+            "Bearer wrong".to_string(),
+            format!("Bearer {API_TOKEN}"),
+            basic("alice:wonder"),
+            basic("bob:wonder:land"),
+            format!("Basic {READ_TOKEN}"),
+        ] {
+            assert_eq!(
+                status_with(url(), Some(&wrong)).await.0,
+                401,
+                "{path} with {wrong}"
+            );
+        }
+        assert_eq!(
+            status_with(url(), Some(&bearer)).await.0,
+            200,
+            "{path} with the token"
+        );
+        assert_eq!(
+            status_with(url(), Some(&alice)).await.0,
+            200,
+            "{path} as alice"
+        );
+    }
+    // Without metrics_token the operations endpoints stay open.
+    for path in OPERATIONS_PATHS {
+        assert_eq!(
+            status_with(format!("{base}{path}"), None).await.0,
+            200,
+            "{path}"
+        );
+    }
+    // Triggers keep their own token; the read token does not run probes.
+    let run = format!("{base}/api/v1/probes/hosts/run");
+    assert_eq!(
+        post(run.clone(), &[("authorization", &bearer)], vec![]).await,
+        401
+    );
+    let trigger = format!("Bearer {API_TOKEN}");
+    assert_eq!(post(run, &[("authorization", &trigger)], vec![]).await, 202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_token_protects_metrics_and_health_only() {
+    let harness = Harness::start(Secrets {
+        metrics_token: Some(METRICS_TOKEN.into()),
+        ..Secrets::default()
+    })
+    .await;
+    let base = &harness.base;
+    let bearer = format!("Bearer {METRICS_TOKEN}");
+    for path in OPERATIONS_PATHS {
+        let url = || format!("{base}{path}");
+        let (code, challenges) = status_with(url(), None).await;
+        assert_eq!(
+            (code, challenges),
+            (401, vec!["Bearer".to_string()]),
+            "{path}"
+        );
+        assert_eq!(
+            status_with(url(), Some("Bearer nope")).await.0,
+            401,
+            "{path}"
+        );
+        assert_eq!(status_with(url(), Some(&bearer)).await.0, 200, "{path}");
+    }
+    // Without read_token or read_users the page and API stay open.
+    for path in READ_PATHS {
+        assert_eq!(
+            status_with(format!("{base}{path}"), None).await.0,
+            200,
+            "{path}"
+        );
+    }
 }

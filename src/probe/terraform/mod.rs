@@ -75,11 +75,35 @@ pub fn build(common: &ProbeCommon, fields: toml::Table) -> Result<Arc<dyn Probe>
         .cli_config_file
         .as_ref()
         .map(|p| common.config_dir.join(p));
-    let env_files = config
+    let env_files: Vec<(String, PathBuf)> = config
         .env_files
         .iter()
         .map(|(k, p)| (k.clone(), common.config_dir.join(p)))
         .collect();
+    // Files named in the config are checked now, so a missing one is
+    // reported at its line rather than at the first run.
+    if let Some(file) = &cli_config_file {
+        errors.extend(crate::probe::check_host_file("cli_config_file", file));
+    }
+    for (key, path) in &env_files {
+        errors.extend(crate::probe::check_host_file(
+            format!("env_files.{key}"),
+            path,
+        ));
+    }
+    if config.roots.is_empty() {
+        for (index, file) in config.var_files.iter().enumerate() {
+            errors.extend(crate::probe::check_repo_file(
+                common,
+                Path::new(""),
+                format!("var_files[{index}]"),
+                file,
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     Ok(Arc::new(TerraformProbe {
         config,
         env_files,
@@ -549,7 +573,8 @@ impl TerraformProbe {
     /// planning with a missing `TF_WORKSPACE` would create it (a new
     /// directory in a local backend) and report everything as "create".
     async fn check_workspace(&self, cx: &ProbeContext, env: &RunEnv) -> Result<(), ProbeError> {
-        let Some(wanted) = env.workspace.as_deref() else {
+        // `default` always exists where workspaces do; skip the extra command.
+        let Some(wanted) = env.workspace.as_deref().filter(|w| *w != "default") else {
             return Ok(());
         };
         let list = self.command_in(cx, env, None).args(["workspace", "list"]);
