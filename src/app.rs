@@ -61,6 +61,9 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
     context.secrets = Arc::new(Secrets {
         api_token: config.server.api_token.clone(),
         webhook_secret: config.server.webhook_secret.clone(),
+        read_token: config.server.read_token.clone(),
+        read_users: config.server.read_users.clone(),
+        metrics_token: config.server.metrics_token.clone(),
     });
     context.request_timeout = config.server.request_timeout;
     Ok(Daemon {

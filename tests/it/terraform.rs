@@ -1096,7 +1096,24 @@ async fn a_check_block_read_is_in_sync_and_a_failed_assertion_is_a_warning() {
     );
     let report = report(Ok(outcome));
     assert_eq!(report.verdict, Verdict::InSync);
-    assert_eq!(report.warnings.len(), 1);
+    let state = Arc::new(driftwatch::state::State::ephemeral());
+    state.record(&report);
+    let metrics = driftwatch::metrics::Metrics::new(state, &Default::default(), 100);
+    metrics.register_probe("tf", "terraform", &Default::default(), 0.0);
+    metrics.observe(&report);
+    let exposition = metrics.render();
+    let series = |name: &str| {
+        exposition
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{")))
+            .unwrap_or_else(|| panic!("no {name} in {exposition}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(series("driftwatch_probe_warnings"), "1");
+    assert_eq!(series("driftwatch_probe_result"), "0");
 
     // A real change next to the read is still drift, and only it is listed.
     common::commit_files(
