@@ -176,7 +176,7 @@ async fn main() {
             .collect(),
         repos: vec![],
     };
-    let metrics = Arc::new(Metrics::new(&Default::default(), 100));
+    let metrics = Arc::new(Metrics::new(state.clone(), &Default::default(), 100));
     let mut ctx = Context::new(state, metrics, catalog, Arc::new(NoTriggers)).unwrap();
     ctx.history = Some(history.clone());
     let app = web::router(ctx);

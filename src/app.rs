@@ -42,6 +42,7 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
         .flat_map(|p| p.labels.keys().cloned())
         .collect();
     let metrics = Arc::new(Metrics::new(
+        state.clone(),
         &label_names,
         config.defaults.max_resource_series,
     ));
@@ -60,6 +61,9 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
     context.secrets = Arc::new(Secrets {
         api_token: config.server.api_token.clone(),
         webhook_secret: config.server.webhook_secret.clone(),
+        read_token: config.server.read_token.clone(),
+        read_users: config.server.read_users.clone(),
+        metrics_token: config.server.metrics_token.clone(),
     });
     context.request_timeout = config.server.request_timeout;
     Ok(Daemon {
@@ -96,17 +100,44 @@ pub fn build_probes(config: &Config) -> anyhow::Result<Vec<Arc<dyn Probe>>> {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let listen = config.server.listen;
     let daemon = build(config, true)?;
-    for (spec, probe) in daemon.scheduler.probes() {
-        for problem in probe.preflight().await {
-            tracing::warn!(probe = %spec.name, "{problem}");
-        }
-    }
+    // Bind first: health checks answer while the preflights still run.
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| {
             format!("cannot listen on {listen}; change [server] listen in the config")
         })?;
     run_with_listener(daemon, listener, shutdown).await
+}
+
+/// Runs every probe's preflight at once in the background and logs what
+/// they find; a shutdown abandons them (dropping a run kills its process
+/// group), so a slow `terraform version` delays neither serving nor exit.
+fn preflights(daemon: &Daemon, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    let mut checks = tokio::task::JoinSet::new();
+    for (spec, probe) in daemon.scheduler.probes() {
+        let name = spec.name.clone();
+        let probe = probe.clone();
+        checks.spawn(async move { (name, probe.preflight().await) });
+    }
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    checks.abort_all();
+                    break;
+                }
+                done = checks.join_next() => match done {
+                    Some(Ok((name, problems))) => {
+                        for problem in problems {
+                            tracing::warn!(probe = %name, "{problem}");
+                        }
+                    }
+                    Some(Err(err)) => tracing::warn!(error = %err, "a preflight check failed"),
+                    None => break,
+                },
+            }
+        }
+    })
 }
 
 /// Runs a built daemon on an already bound listener (tests bind port 0).
@@ -122,6 +153,7 @@ pub async fn run_with_listener(
         probes = daemon.config.probes.len(),
         "driftwatch started: status page at http://{address}/, metrics at http://{address}/metrics, API at http://{address}/api/v1/probes"
     );
+    let preflights = preflights(&daemon, shutdown.clone());
     let http_stop = CancellationToken::new();
     let history = daemon
         .context
@@ -135,6 +167,7 @@ pub async fn run_with_listener(
     ));
     daemon.scheduler.clone().run(shutdown).await;
     http_stop.cancel();
+    let _ = preflights.await;
     if let Some(history) = history {
         let _ = history.await;
     }
@@ -155,10 +188,12 @@ fn record_history(
 ) -> tokio::task::JoinHandle<()> {
     use tokio::sync::broadcast::error::{RecvError, TryRecvError};
     let mut reports = scheduler.subscribe();
+    let mut removals = scheduler.subscribe_removals();
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 biased;
+                Ok(removal) = removals.recv() => history.record_removal(&removal),
                 received = reports.recv() => match received {
                     Ok(report) => history.record(&report),
                     Err(RecvError::Lagged(missed)) => {
@@ -167,6 +202,9 @@ fn record_history(
                     Err(RecvError::Closed) => break,
                 },
                 _ = stop.cancelled() => {
+                    while let Ok(removal) = removals.try_recv() {
+                        history.record_removal(&removal);
+                    }
                     loop {
                         match reports.try_recv() {
                             Ok(report) => history.record(&report),

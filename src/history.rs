@@ -8,9 +8,11 @@
 //! Reads use their own connection (WAL mode lets them run beside the writer).
 //!
 //! An episode opens on the first drifted run, stays open through error runs
-//! (an error says nothing about drift), and closes on the first in-sync run.
-//! Events are the transitions: `drift_detected`, `drift_resolved`,
-//! `probe_failing` (into error) and `probe_recovered` (out of error).
+//! (an error says nothing about drift), and closes on the first in-sync run
+//! (`ended_reason: in_sync`) or when the instance itself goes away, its root
+//! no longer listed (`ended_reason: removed`). Events are the transitions:
+//! `drift_detected`, `drift_resolved`, `probe_failing` (into error),
+//! `probe_recovered` (out of error) and `instance_removed`.
 //!
 //! A corrupt or unreadable database is moved aside
 //! (`history.db.corrupt-<unix seconds>`), logged, and a new one started; if
@@ -30,7 +32,7 @@ use serde::Serialize;
 use crate::probe::{RunReport, Verdict};
 
 pub const DB_FILE: &str = "history.db";
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// Records waiting for the writer; beyond this, records are dropped (and counted).
 const QUEUE_CAPACITY: usize = 10_000;
 /// Resources kept per episode (the union over its drifted runs).
@@ -117,6 +119,10 @@ pub struct EpisodeRow {
     pub ended_run: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ended_commit: Option<String>,
+    /// Why the episode ended: `in_sync`, or `removed` when the instance went
+    /// away (its root no longer listed) while drifted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_reason: Option<String>,
     /// Every resource seen drifted during the episode (capped), with its last action.
     pub resources: Vec<EpisodeResource>,
     /// The most resources drifted at once during the episode.
@@ -138,6 +144,7 @@ pub enum EventKind {
     DriftResolved,
     ProbeFailing,
     ProbeRecovered,
+    InstanceRemoved,
 }
 
 impl EventKind {
@@ -147,6 +154,7 @@ impl EventKind {
             EventKind::DriftResolved => "drift_resolved",
             EventKind::ProbeFailing => "probe_failing",
             EventKind::ProbeRecovered => "probe_recovered",
+            EventKind::InstanceRemoved => "instance_removed",
         }
     }
 
@@ -156,6 +164,7 @@ impl EventKind {
             EventKind::DriftResolved => "Drift resolved",
             EventKind::ProbeFailing => "Probe failing",
             EventKind::ProbeRecovered => "Probe recovered",
+            EventKind::InstanceRemoved => "Instance removed",
         }
     }
 
@@ -165,6 +174,7 @@ impl EventKind {
             EventKind::DriftResolved,
             EventKind::ProbeFailing,
             EventKind::ProbeRecovered,
+            EventKind::InstanceRemoved,
         ]
         .into_iter()
         .find(|k| k.as_str() == text)
@@ -268,8 +278,23 @@ impl RunRecord {
     }
 }
 
+/// An instance that went away (its root no longer listed).
+#[derive(Debug, Clone)]
+struct RemovalRecord {
+    probe: String,
+    commit: String,
+    at_ms: i64,
+}
+
+/// One write for the writer's batch, in arrival order.
+#[derive(Debug, Clone)]
+enum Write {
+    Run(Box<RunRecord>),
+    Removed(RemovalRecord),
+}
+
 enum Command {
-    Record(Box<RunRecord>),
+    Record(Write),
     /// Answer once everything sent before has been written.
     Flush(SyncSender<()>),
     /// Prune now with this "now" (tests and benchmarks).
@@ -351,7 +376,21 @@ impl History {
     /// Queues a finished run. Never blocks: when the queue is full the
     /// record is dropped and counted.
     pub fn record(&self, report: &RunReport) {
-        let record = Box::new(RunRecord::from_report(report));
+        self.queue(Write::Run(Box::new(RunRecord::from_report(report))));
+    }
+
+    /// Queues the removal of an instance: its open drift episode ends with
+    /// reason `removed`. Never blocks, like [`History::record`].
+    pub fn record_removal(&self, removal: &crate::scheduler::Removal) {
+        self.queue(Write::Removed(RemovalRecord {
+            probe: removal.instance.to_string(),
+            commit: removal.commit.clone(),
+            at_ms: removal.at.timestamp_millis(),
+        }));
+    }
+
+    fn queue(&self, write: Write) {
+        let record = write;
         let sender = self.sender.lock().unwrap();
         let Some(sender) = sender.as_ref() else {
             return;
@@ -503,7 +542,8 @@ impl History {
         self.with_reader(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT e.id, p.probe, p.name, p.root, p.layer, e.started_at, e.started_run, e.started_commit,
-                        e.ended_at, e.ended_run, e.ended_commit, e.resources, e.max_resources, e.drifted_runs
+                        e.ended_at, e.ended_run, e.ended_commit, e.resources, e.max_resources, e.drifted_runs,
+                        e.ended_reason
                  FROM episodes e JOIN probes p ON p.id = e.probe_id
                  WHERE (?1 IS NULL OR p.probe = ?1) AND (?2 = 0 OR e.ended_at IS NULL) AND e.id < ?3
                  ORDER BY e.id DESC LIMIT ?4",
@@ -533,6 +573,7 @@ impl History {
                             resources: serde_json::from_str(&resources).unwrap_or_default(),
                             max_resources: row.get::<_, i64>(12)? as u64,
                             drifted_runs: row.get::<_, i64>(13)? as u64,
+                            ended_reason: row.get(14)?,
                         })
                     },
                 )?
@@ -644,6 +685,7 @@ CREATE TABLE IF NOT EXISTS episodes (
     ended_at INTEGER,
     ended_run INTEGER,
     ended_commit TEXT,
+    ended_reason TEXT,
     resources TEXT NOT NULL,
     max_resources INTEGER NOT NULL,
     drifted_runs INTEGER NOT NULL
@@ -696,6 +738,13 @@ fn open_db(path: &Path) -> rusqlite::Result<Connection> {
         0 => {
             conn.execute_batch(SCHEMA)?;
             conn.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION};"))?;
+        }
+        1 => {
+            conn.execute_batch(&format!(
+                "ALTER TABLE episodes ADD COLUMN ended_reason TEXT;
+                 UPDATE episodes SET ended_reason = 'in_sync' WHERE ended_at IS NOT NULL;
+                 PRAGMA user_version={SCHEMA_VERSION};"
+            ))?;
         }
         SCHEMA_VERSION => {}
         other => {
@@ -781,8 +830,8 @@ impl Writer {
             };
             let mut batch = Vec::new();
             let mut replies = Vec::new();
-            let mut push = |command: Command, batch: &mut Vec<RunRecord>| match command {
-                Command::Record(record) => batch.push(*record),
+            let mut push = |command: Command, batch: &mut Vec<Write>| match command {
+                Command::Record(record) => batch.push(record),
                 other => replies.push(other),
             };
             if let Some(command) = first {
@@ -816,15 +865,18 @@ impl Writer {
         }
     }
 
-    fn write_batch(&mut self, batch: &[RunRecord]) {
+    fn write_batch(&mut self, batch: &[Write]) {
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
         let memo_before = self.memo.clone();
         let result = (|| -> rusqlite::Result<()> {
             let tx = conn.transaction()?;
-            for record in batch {
-                write_one(&tx, &mut self.memo, record)?;
+            for write in batch {
+                match write {
+                    Write::Run(record) => write_one(&tx, &mut self.memo, record)?,
+                    Write::Removed(removal) => write_removal(&tx, &mut self.memo, removal)?,
+                }
             }
             tx.commit()
         })();
@@ -887,7 +939,7 @@ impl Writer {
                     [cutoff],
                 )?;
                 conn.execute(
-                    "DELETE FROM events WHERE at < ?1 AND kind IN ('drift_detected', 'drift_resolved')
+                    "DELETE FROM events WHERE at < ?1 AND kind IN ('drift_detected', 'drift_resolved', 'instance_removed')
                      AND (episode IS NULL OR episode NOT IN (SELECT id FROM episodes))",
                     [cutoff],
                 )?;
@@ -974,6 +1026,59 @@ fn resources_json(resources: &BTreeMap<String, String>) -> String {
         })
         .collect();
     serde_json::to_string(&list).unwrap_or_else(|_| "[]".into())
+}
+
+/// Ends the instance's open drift episode (reason `removed`) and notes the
+/// removal; the instance's memo is forgotten, so a root that comes back
+/// starts afresh.
+fn write_removal(
+    tx: &rusqlite::Transaction<'_>,
+    memos: &mut HashMap<String, Memo>,
+    removal: &RemovalRecord,
+) -> rusqlite::Result<()> {
+    memos.remove(&removal.probe);
+    let Some(probe_id) = tx
+        .query_row(
+            "SELECT id FROM probes WHERE probe = ?1",
+            [&removal.probe],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()?
+    else {
+        return Ok(());
+    };
+    let open: Option<(i64, i64)> = tx
+        .query_row(
+            "SELECT id, drifted_runs FROM episodes WHERE probe_id = ?1 AND ended_at IS NULL ORDER BY id DESC LIMIT 1",
+            [probe_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    if let Some((episode, _)) = open {
+        tx.execute(
+            "UPDATE episodes SET ended_at = ?2, ended_commit = ?3, ended_reason = 'removed' WHERE id = ?1",
+            params![episode, removal.at_ms, removal.commit],
+        )?;
+    }
+    let message = match open {
+        Some((_, runs)) => {
+            format!("root no longer listed; drift episode of {runs} drifted run(s) ended")
+        }
+        None => "root no longer listed".to_string(),
+    };
+    tx.execute(
+        "INSERT INTO events (at, kind, probe_id, commit_id, run, episode, message)
+         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
+        params![
+            removal.at_ms,
+            EventKind::InstanceRemoved.as_str(),
+            probe_id,
+            removal.commit,
+            open.map(|(id, _)| id),
+            message
+        ],
+    )?;
+    Ok(())
 }
 
 fn write_one(
@@ -1072,7 +1177,7 @@ fn write_one(
         Verdict::InSync => {
             if let Some(open) = memo.open_episode.take() {
                 tx.execute(
-                    "UPDATE episodes SET ended_at = ?2, ended_run = ?3, ended_commit = ?4 WHERE id = ?1",
+                    "UPDATE episodes SET ended_at = ?2, ended_run = ?3, ended_commit = ?4, ended_reason = 'in_sync' WHERE id = ?1",
                     params![open.id, record.started_at_ms, run, record.commit],
                 )?;
                 event(

@@ -3,6 +3,7 @@
 //! Data flows config → repo sync → scheduler → probe → outcome → metrics/state → HTTP:
 //!
 //! - [`config`]: TOML → validated [`config::Config`], errors as `file:line:col`.
+//! - [`instance`]: [`instance::InstanceId`], the one key of a probe instance.
 //! - [`repo`]: git2 fetch, one checkout directory per commit.
 //! - [`scheduler`]: cron, run-on-change and manual triggers; concurrency and skip-if-busy.
 //! - [`process`]: contained child processes (process groups, timeouts, capped output).
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod history;
 pub mod http;
+pub mod instance;
 pub mod metrics;
 pub mod paths;
 pub mod probe;

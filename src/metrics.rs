@@ -1,40 +1,78 @@
 //! The only writer of Prometheus metrics. The daemon owns the registry (not
-//! the global one). Probe series carry bounded labels only: probe, layer,
-//! root, the configured constant labels, and (behind a per-probe cap)
-//! resource and action. Series that should exist from the start are created
-//! when a probe instance is first seen.
+//! the global one). Probe series are built at scrape time from the state by
+//! a custom collector (as node_exporter builds its collectors per scrape):
+//! one set of series per instance the state holds, so a series exists
+//! exactly while its instance does. A root dropped from a probe's listing,
+//! or a probe dropped from the config, takes its series with it.
+//!
+//! Labels are bounded: probe, layer, root, the configured constant labels,
+//! and (behind a per-probe cap) resource and action. Counters and the
+//! duration histogram accumulate between scrapes; they are exported only for
+//! live instances and forgotten with them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 
+use prometheus::core::{Collector, Desc};
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
+use crate::instance::InstanceId;
 use crate::probe::outcome::ErrorReason;
 use crate::probe::{Probe, RunReport, Verdict};
-use crate::state::ProbeStatus;
+use crate::state::State;
 
 /// Histogram buckets for run durations, from 100 ms up to 30 minutes.
 const DURATION_BUCKETS: &[f64] = &[
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0,
 ];
 
-/// Identifies one probe instance for series bookkeeping.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct InstanceKey {
-    pub probe: String,
-    pub layer: String,
-    pub root: String,
+/// How old a cached exposition may be when no probe or repo series changed
+/// (only counters such as HTTP requests moved). Scrapes are seconds apart;
+/// this keeps a burst of scrapes from re-encoding the whole registry each time.
+const RENDER_CACHE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
+const INSTANCE: &[&str] = &["probe", "layer", "root"];
+
+/// What the collector needs to know about a configured probe.
+#[derive(Debug, Clone)]
+struct ProbeMeta {
+    layer: String,
+    labels: BTreeMap<String, String>,
+    schedule_interval: f64,
 }
 
 pub struct Metrics {
     registry: Registry,
+    probes: Arc<ProbeCollector>,
+
+    repo_success: IntGaugeVec,
+    repo_last_sync: GaugeVec,
+    repo_commit_time: GaugeVec,
+    repo_info: IntGaugeVec,
+    repo_errors: IntCounterVec,
+
+    /// Revision currently exported per repo.
+    repo_revisions: Mutex<BTreeMap<String, (String, String)>>,
+    /// Bumped by every change to probe or repo series; keys the render cache.
+    generation: std::sync::atomic::AtomicU64,
+    /// The last exposition rendered: (generation, when, text).
+    cache: Mutex<Option<(u64, std::time::Instant, bytes::Bytes)>>,
+}
+
+/// Builds every probe series from the state on each scrape.
+struct ProbeCollector {
+    state: Arc<State>,
     /// Names of the constant labels, the union over all configured probes.
     constant_labels: Vec<String>,
     max_resource_series: usize,
+    probes: RwLock<BTreeMap<String, ProbeMeta>>,
+    /// One scrape at a time: the gauges below are refilled on each.
+    collecting: Mutex<()>,
 
+    // Gauges: reset and refilled from the state on every scrape.
     result: IntGaugeVec,
     drifted: IntGaugeVec,
     drifted_resources: IntGaugeVec,
@@ -44,43 +82,305 @@ pub struct Metrics {
     warnings: IntGaugeVec,
     schedule_interval: GaugeVec,
     resource_drifted: IntGaugeVec,
+    terradiff: IntGaugeVec,
+    instances: IntGaugeVec,
+    roots_error: IntGaugeVec,
+
+    // Accumulated between scrapes; exported for live instances only.
     resource_dropped: IntCounterVec,
     duration: HistogramVec,
     runs: IntCounterVec,
     errors: IntCounterVec,
     skipped: IntCounterVec,
-    terradiff: IntGaugeVec,
-
-    repo_success: IntGaugeVec,
-    repo_last_sync: GaugeVec,
-    repo_commit_time: GaugeVec,
-    repo_info: IntGaugeVec,
-    repo_errors: IntCounterVec,
-
-    /// Resource series currently exported per instance, to remove stale ones.
-    resource_series: Mutex<HashMap<InstanceKey, BTreeSet<(String, String)>>>,
-    /// Revision currently exported per repo.
-    repo_revisions: Mutex<HashMap<String, (String, String)>>,
-    /// Bumped by every change to probe or repo series; keys the render cache.
-    generation: std::sync::atomic::AtomicU64,
-    /// The last exposition rendered: (generation, when, text).
-    cache: Mutex<Option<(u64, std::time::Instant, bytes::Bytes)>>,
 }
 
-/// How old a cached exposition may be when no probe or repo series changed
-/// (only counters such as HTTP requests moved). Scrapes are seconds apart;
-/// this keeps a burst of scrapes from re-encoding the whole registry each time.
-const RENDER_CACHE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
-
-const INSTANCE: &[&str] = &["probe", "layer", "root"];
-
-impl Metrics {
-    /// `constant_labels` are the label names probes may set (e.g. `team`).
-    pub fn new(constant_labels: &BTreeSet<String>, max_resource_series: usize) -> Metrics {
-        let registry = Registry::new();
-        let constant_labels: Vec<String> = constant_labels.iter().cloned().collect();
+impl ProbeCollector {
+    fn new(state: Arc<State>, constant_labels: Vec<String>, max_resource_series: usize) -> Self {
         let mut probe_labels: Vec<&str> = INSTANCE.to_vec();
         probe_labels.extend(constant_labels.iter().map(String::as_str));
+        let pl = &probe_labels;
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            GaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        let int_gauge = |name: &str, help: &str, labels: &[&str]| {
+            IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        let result_labels = ["probe", "layer", "root", "result"];
+        let reason_labels = ["probe", "layer", "root", "reason"];
+        let resource_labels = ["probe", "layer", "root", "resource", "action"];
+        ProbeCollector {
+            result: int_gauge("driftwatch_probe_result", "Result of the last completed run: 0 in sync, 1 error, 2 drifted (as terraform plan -detailed-exitcode).", pl),
+            drifted: int_gauge("driftwatch_probe_drifted", "1 if the last run that reached a verdict found drift, 0 if it found none; errors keep the previous value.", pl),
+            drifted_resources: int_gauge("driftwatch_probe_drifted_resources", "Number of drifted resources found by the last run that reached a verdict.", pl),
+            last_run: gauge("driftwatch_probe_last_run_timestamp_seconds", "Start time of the last completed run, in seconds since the epoch; 0 before the first run.", pl),
+            last_success: gauge("driftwatch_probe_last_success_timestamp_seconds", "Start time of the last run that reached a verdict (in sync or drifted); 0 if none yet.", pl),
+            drifted_since: gauge("driftwatch_probe_drifted_since_timestamp_seconds", "Start of the current drift episode in seconds since the epoch; 0 when in sync.", pl),
+            warnings: int_gauge("driftwatch_probe_warnings", "Number of warnings in the last run (e.g. tasks that run for real in check mode); 0 when none.", INSTANCE),
+            schedule_interval: gauge("driftwatch_probe_schedule_interval_seconds", "Nominal seconds between scheduled runs of the probe; 0 when it has no schedule.", INSTANCE),
+            resource_drifted: int_gauge("driftwatch_probe_resource_drifted", "1 for each drifted resource of the last run that reached a verdict; capped per probe.", &resource_labels),
+            terradiff: int_gauge("terradiff_plan_exit_code", "Compatibility alias for terradiff: 0 no changes, 1 error, 2 changes present.", &["probe", "root"]),
+            instances: int_gauge("driftwatch_probe_instances", "Number of instances (roots) of the probe, as its last successful root listing found them; 0 before the first listing.", &["probe", "layer"]),
+            roots_error: int_gauge("driftwatch_probe_roots_error", "1 if the probe has no known instance and its last attempt to list roots failed (repo not synced, path missing, no root matches); 0 otherwise.", &["probe", "layer"]),
+            resource_dropped: counter("driftwatch_probe_resource_series_dropped_total", "Drifted resources not exported as series because the per-probe cap was reached.", INSTANCE),
+            duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "driftwatch_probe_run_duration_seconds",
+                    "How long probe runs took, in seconds.",
+                )
+                .buckets(DURATION_BUCKETS.to_vec()),
+                INSTANCE,
+            )
+            .expect("valid metric"),
+            runs: counter("driftwatch_probe_runs_total", "Completed probe runs by result (in_sync, drifted, error).", &result_labels),
+            errors: counter("driftwatch_probe_errors_total", "Probe runs that ended in error, by reason.", &reason_labels),
+            skipped: counter("driftwatch_probe_skipped_runs_total", "Runs skipped because the previous run of the same probe was still going.", INSTANCE),
+            state,
+            constant_labels,
+            max_resource_series,
+            probes: RwLock::new(BTreeMap::new()),
+            collecting: Mutex::new(()),
+        }
+    }
+
+    fn gauges(&self) -> [&dyn Collector; 12] {
+        [
+            &self.result,
+            &self.drifted,
+            &self.drifted_resources,
+            &self.last_run,
+            &self.last_success,
+            &self.drifted_since,
+            &self.warnings,
+            &self.schedule_interval,
+            &self.resource_drifted,
+            &self.terradiff,
+            &self.instances,
+            &self.roots_error,
+        ]
+    }
+
+    fn counters(&self) -> [&dyn Collector; 5] {
+        [
+            &self.resource_dropped,
+            &self.duration,
+            &self.runs,
+            &self.errors,
+            &self.skipped,
+        ]
+    }
+
+    /// Drops the accumulated counters of an instance that no longer exists.
+    fn forget(&self, id: &InstanceId, layer: &str) {
+        let instance = [id.probe.as_str(), layer, id.root.as_str()];
+        let _ = self.resource_dropped.remove_label_values(&instance);
+        let _ = self.duration.remove_label_values(&instance);
+        let _ = self.skipped.remove_label_values(&instance);
+        for result in [Verdict::InSync, Verdict::Drifted, Verdict::Error] {
+            let _ = self.runs.remove_label_values(&[
+                instance[0],
+                instance[1],
+                instance[2],
+                result.as_str(),
+            ]);
+        }
+        for reason in ErrorReason::ALL {
+            let _ = self.errors.remove_label_values(&[
+                instance[0],
+                instance[1],
+                instance[2],
+                reason.as_str(),
+            ]);
+        }
+    }
+
+    /// Refills the gauges from the state; returns the live instances.
+    fn fill(&self) -> HashSet<(String, String)> {
+        for gauge in [&self.result, &self.drifted, &self.drifted_resources] {
+            gauge.reset();
+        }
+        for gauge in [
+            &self.last_run,
+            &self.last_success,
+            &self.drifted_since,
+            &self.schedule_interval,
+        ] {
+            gauge.reset();
+        }
+        for gauge in [
+            &self.warnings,
+            &self.resource_drifted,
+            &self.terradiff,
+            &self.instances,
+            &self.roots_error,
+        ] {
+            gauge.reset();
+        }
+        let probes = self.probes.read().unwrap();
+        let mut live = HashSet::new();
+        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        let ts = |t: Option<chrono::DateTime<chrono::Utc>>| {
+            t.map(|t| t.timestamp_millis() as f64 / 1000.0)
+                .unwrap_or(0.0)
+        };
+        for status in self.state.snapshot() {
+            let Some(meta) = probes.get(&status.name) else {
+                continue;
+            };
+            *counts.entry(status.name.clone()).or_default() += 1;
+            let instance = [
+                status.name.as_str(),
+                meta.layer.as_str(),
+                status.root.as_str(),
+            ];
+            let mut values = instance.to_vec();
+            for name in &self.constant_labels {
+                values.push(meta.labels.get(name).map(String::as_str).unwrap_or(""));
+            }
+            self.drifted
+                .with_label_values(&values)
+                .set(status.drifted as i64);
+            self.drifted_resources
+                .with_label_values(&values)
+                .set(status.drifted_resources as i64);
+            self.last_run
+                .with_label_values(&values)
+                .set(ts(status.last_report.as_ref().map(|r| r.started_at)));
+            self.last_success
+                .with_label_values(&values)
+                .set(ts(status.last_success));
+            self.drifted_since
+                .with_label_values(&values)
+                .set(ts(status.drifted_since));
+            self.schedule_interval
+                .with_label_values(&instance)
+                .set(meta.schedule_interval);
+            self.warnings.with_label_values(&instance).set(
+                status
+                    .last_report
+                    .as_ref()
+                    .map(|r| r.warnings.len() as i64)
+                    .unwrap_or(0),
+            );
+            if let Some(report) = &status.last_report {
+                self.result
+                    .with_label_values(&values)
+                    .set(report.verdict.code());
+                if meta.layer == "terraform" {
+                    self.terradiff
+                        .with_label_values(&[instance[0], instance[2]])
+                        .set(report.verdict.code());
+                }
+            }
+            for drifted in status.drifted_list.iter().take(self.max_resource_series) {
+                self.resource_drifted
+                    .with_label_values(&[
+                        instance[0],
+                        instance[1],
+                        instance[2],
+                        &drifted.resource,
+                        &drifted.action,
+                    ])
+                    .set(1);
+            }
+            // Counters exist at zero from the instance's first scrape.
+            self.resource_dropped.with_label_values(&instance);
+            self.duration.with_label_values(&instance);
+            self.skipped.with_label_values(&instance);
+            for result in [Verdict::InSync, Verdict::Drifted, Verdict::Error] {
+                self.runs.with_label_values(&[
+                    instance[0],
+                    instance[1],
+                    instance[2],
+                    result.as_str(),
+                ]);
+            }
+            for reason in ErrorReason::ALL {
+                self.errors.with_label_values(&[
+                    instance[0],
+                    instance[1],
+                    instance[2],
+                    reason.as_str(),
+                ]);
+            }
+            live.insert((status.name.clone(), status.root.clone()));
+        }
+        for (name, meta) in probes.iter() {
+            let count = counts.get(name).copied().unwrap_or(0);
+            let labels = [name.as_str(), meta.layer.as_str()];
+            self.instances.with_label_values(&labels).set(count);
+            let failing = count == 0 && self.state.probe_failure(name).is_some();
+            self.roots_error
+                .with_label_values(&labels)
+                .set(failing as i64);
+        }
+        live
+    }
+}
+
+impl Collector for ProbeCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.gauges()
+            .into_iter()
+            .chain(self.counters())
+            .flat_map(|c| c.desc())
+            .collect()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let _one = self.collecting.lock().unwrap_or_else(|e| e.into_inner());
+        let live = self.fill();
+        let mut families: Vec<_> = self.gauges().iter().flat_map(|c| c.collect()).collect();
+        for mut family in self.counters().iter().flat_map(|c| c.collect()) {
+            family.mut_metric().retain(|metric| {
+                let label = |name: &str| {
+                    metric
+                        .get_label()
+                        .iter()
+                        .find(|l| l.name() == name)
+                        .map(|l| l.value().to_string())
+                        .unwrap_or_default()
+                };
+                live.contains(&(label("probe"), label("root")))
+            });
+            families.push(family);
+        }
+        families
+    }
+}
+
+/// Lets the registry own a collector the metrics keep a handle on.
+struct Shared(Arc<ProbeCollector>);
+
+impl Collector for Shared {
+    fn desc(&self) -> Vec<&Desc> {
+        self.0.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.0.collect()
+    }
+}
+
+impl Metrics {
+    /// `constant_labels` are the label names probes may set (e.g. `team`);
+    /// probe series come from `state` at each scrape.
+    pub fn new(
+        state: Arc<State>,
+        constant_labels: &BTreeSet<String>,
+        max_resource_series: usize,
+    ) -> Metrics {
+        let registry = Registry::new();
+        let probes = Arc::new(ProbeCollector::new(
+            state,
+            constant_labels.iter().cloned().collect(),
+            max_resource_series,
+        ));
+        registry
+            .register(Box::new(Shared(probes.clone())))
+            .expect("unique metrics");
 
         fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
             let metric = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
@@ -104,24 +404,6 @@ impl Metrics {
             metric
         }
         let r = &registry;
-        let pl = &probe_labels;
-        let result_labels = ["probe", "layer", "root", "result"];
-        let reason_labels = ["probe", "layer", "root", "reason"];
-        let resource_labels = ["probe", "layer", "root", "resource", "action"];
-
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "driftwatch_probe_run_duration_seconds",
-                "How long probe runs took, in seconds.",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            INSTANCE,
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(duration.clone()))
-            .expect("unique metric");
-
         let build_info = int_gauge(
             r,
             "driftwatch_build_info",
@@ -133,31 +415,14 @@ impl Metrics {
             .set(1);
 
         Metrics {
-            result: int_gauge(r, "driftwatch_probe_result", "Result of the last completed run: 0 in sync, 1 error, 2 drifted (as terraform plan -detailed-exitcode).", pl),
-            drifted: int_gauge(r, "driftwatch_probe_drifted", "1 if the last run that reached a verdict found drift, 0 if it found none; errors keep the previous value.", pl),
-            drifted_resources: int_gauge(r, "driftwatch_probe_drifted_resources", "Number of drifted resources found by the last run that reached a verdict.", pl),
-            last_run: gauge(r, "driftwatch_probe_last_run_timestamp_seconds", "Start time of the last completed run, in seconds since the epoch; 0 before the first run.", pl),
-            last_success: gauge(r, "driftwatch_probe_last_success_timestamp_seconds", "Start time of the last run that reached a verdict (in sync or drifted); 0 if none yet.", pl),
-            drifted_since: gauge(r, "driftwatch_probe_drifted_since_timestamp_seconds", "Start of the current drift episode in seconds since the epoch; 0 when in sync.", pl),
-            warnings: int_gauge(r, "driftwatch_probe_warnings", "Number of warnings in the last run (e.g. tasks that run for real in check mode); 0 when none.", INSTANCE),
-            schedule_interval: gauge(r, "driftwatch_probe_schedule_interval_seconds", "Nominal seconds between scheduled runs of the probe; 0 when it has no schedule.", INSTANCE),
-            resource_drifted: int_gauge(r, "driftwatch_probe_resource_drifted", "1 for each drifted resource of the last run that reached a verdict; capped per probe.", &resource_labels),
-            resource_dropped: counter(r, "driftwatch_probe_resource_series_dropped_total", "Drifted resources not exported as series because the per-probe cap was reached.", INSTANCE),
-            duration,
-            runs: counter(r, "driftwatch_probe_runs_total", "Completed probe runs by result (in_sync, drifted, error).", &result_labels),
-            errors: counter(r, "driftwatch_probe_errors_total", "Probe runs that ended in error, by reason.", &reason_labels),
-            skipped: counter(r, "driftwatch_probe_skipped_runs_total", "Runs skipped because the previous run of the same probe was still going.", INSTANCE),
-            terradiff: int_gauge(r, "terradiff_plan_exit_code", "Compatibility alias for terradiff: 0 no changes, 1 error, 2 changes present.", &["probe", "root"]),
-            repo_success: int_gauge(r, "driftwatch_repo_sync_success", "1 if the last sync of the repository succeeded, 0 if it failed.", &["repo"]),
+            repo_success: int_gauge(r, "driftwatch_repo_sync_success", "1 if the last sync of the repository succeeded, 0 if it failed (or timed out).", &["repo"]),
             repo_last_sync: gauge(r, "driftwatch_repo_last_sync_timestamp_seconds", "Time of the last successful sync, in seconds since the epoch; 0 if none yet.", &["repo"]),
             repo_commit_time: gauge(r, "driftwatch_repo_commit_timestamp_seconds", "Commit time of the checked-out revision, in seconds since the epoch; 0 if unknown.", &["repo"]),
             repo_info: int_gauge(r, "driftwatch_repo_info", "Always 1; the revision label is the checked-out commit, commit_url its page in the repository's web UI (empty when unknown).", &["repo", "revision", "commit_url"]),
-            repo_errors: counter(r, "driftwatch_repo_sync_errors_total", "Failed syncs of the repository.", &["repo"]),
+            repo_errors: counter(r, "driftwatch_repo_sync_errors_total", "Failed syncs of the repository, timeouts included.", &["repo"]),
             registry,
-            constant_labels,
-            max_resource_series,
-            resource_series: Mutex::new(HashMap::new()),
-            repo_revisions: Mutex::new(HashMap::new()),
+            probes,
+            repo_revisions: Mutex::new(BTreeMap::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
             cache: Mutex::new(None),
         }
@@ -167,72 +432,40 @@ impl Metrics {
         &self.registry
     }
 
-    fn probe_values<'a>(
-        &'a self,
-        key: &'a InstanceKey,
-        labels: &'a BTreeMap<String, String>,
-    ) -> Vec<&'a str> {
-        let mut values = vec![key.probe.as_str(), key.layer.as_str(), key.root.as_str()];
-        for name in &self.constant_labels {
-            values.push(labels.get(name).map(String::as_str).unwrap_or(""));
-        }
-        values
-    }
-
-    /// Creates an instance's series at zero so dashboards and absent() rules see it
-    /// before its first run, then restores any persisted status.
-    pub fn register_instance(
+    /// Tells the collector about a configured probe: its layer, constant
+    /// labels and nominal schedule interval. Instances of probes it does not
+    /// know get no series.
+    pub fn register_probe(
         &self,
-        key: &InstanceKey,
+        name: &str,
+        layer: &str,
         labels: &BTreeMap<String, String>,
         schedule_interval: f64,
-        status: Option<&ProbeStatus>,
     ) {
         self.changed();
-        let values = self.probe_values(key, labels);
-        let instance = [key.probe.as_str(), key.layer.as_str(), key.root.as_str()];
-        self.drifted.with_label_values(&values);
-        self.drifted_resources.with_label_values(&values);
-        self.last_run.with_label_values(&values);
-        self.last_success.with_label_values(&values);
-        self.drifted_since.with_label_values(&values);
-        self.warnings.with_label_values(&instance);
-        self.schedule_interval
-            .with_label_values(&instance)
-            .set(schedule_interval);
-        self.resource_dropped.with_label_values(&instance);
-        self.duration.with_label_values(&instance);
-        self.skipped.with_label_values(&instance);
-        for result in [Verdict::InSync, Verdict::Drifted, Verdict::Error] {
-            self.runs
-                .with_label_values(&[instance[0], instance[1], instance[2], result.as_str()]);
-        }
-        for reason in ErrorReason::ALL {
-            self.errors.with_label_values(&[
-                instance[0],
-                instance[1],
-                instance[2],
-                reason.as_str(),
-            ]);
-        }
-        if let Some(status) = status {
-            self.set_status(key, labels, status);
-        }
+        self.probes.probes.write().unwrap().insert(
+            name.to_string(),
+            ProbeMeta {
+                layer: layer.to_string(),
+                labels: labels.clone(),
+                schedule_interval,
+            },
+        );
     }
 
-    /// Records a finished run and the status it produced.
-    pub fn observe(&self, report: &RunReport, status: &ProbeStatus) {
+    /// Counts a finished run (the gauges follow the state by themselves).
+    pub fn observe(&self, report: &RunReport) {
         self.changed();
-        let key = InstanceKey {
-            probe: report.name.clone(),
-            layer: report.layer.clone(),
-            root: report.root.clone(),
-        };
-        let instance = [key.probe.as_str(), key.layer.as_str(), key.root.as_str()];
-        self.duration
+        let p = &self.probes;
+        let instance = [
+            report.name.as_str(),
+            report.layer.as_str(),
+            report.root.as_str(),
+        ];
+        p.duration
             .with_label_values(&instance)
             .observe(report.duration.as_secs_f64());
-        self.runs
+        p.runs
             .with_label_values(&[
                 instance[0],
                 instance[1],
@@ -241,104 +474,41 @@ impl Metrics {
             ])
             .inc();
         if let Some(error) = &report.error {
-            self.errors
+            p.errors
                 .with_label_values(&[instance[0], instance[1], instance[2], error.reason.as_str()])
                 .inc();
         }
-        self.set_status(&key, &report.labels, status);
-    }
-
-    fn set_status(
-        &self,
-        key: &InstanceKey,
-        labels: &BTreeMap<String, String>,
-        status: &ProbeStatus,
-    ) {
-        let values = self.probe_values(key, labels);
-        let instance = [key.probe.as_str(), key.layer.as_str(), key.root.as_str()];
-        let ts = |t: Option<chrono::DateTime<chrono::Utc>>| {
-            t.map(|t| t.timestamp_millis() as f64 / 1000.0)
-                .unwrap_or(0.0)
-        };
-        let Some(report) = &status.last_report else {
-            return;
-        };
-        self.result
-            .with_label_values(&values)
-            .set(report.verdict.code());
-        if report.layer == "terraform" {
-            self.terradiff
-                .with_label_values(&[key.probe.as_str(), key.root.as_str()])
-                .set(report.verdict.code());
-        }
-        self.drifted
-            .with_label_values(&values)
-            .set(status.drifted as i64);
-        self.drifted_resources
-            .with_label_values(&values)
-            .set(status.drifted_resources as i64);
-        self.last_run
-            .with_label_values(&values)
-            .set(ts(Some(report.started_at)));
-        self.last_success
-            .with_label_values(&values)
-            .set(ts(status.last_success));
-        self.drifted_since
-            .with_label_values(&values)
-            .set(ts(status.drifted_since));
-        self.warnings
-            .with_label_values(&instance)
-            .set(report.warnings.len() as i64);
-        // Errors keep the last known per-resource series, like `drifted`.
         if report.verdict != Verdict::Error {
-            let changes: Vec<(String, String)> = report
+            let distinct: BTreeSet<(&str, &str)> = report
                 .changes
                 .iter()
-                .map(|c| (c.subject.clone(), c.action.clone()))
+                .map(|c| (c.subject.as_str(), c.action.as_str()))
                 .collect();
-            self.set_resources(key, &changes);
-        }
-    }
-
-    fn set_resources(&self, key: &InstanceKey, changes: &[(String, String)]) {
-        let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
-        let mut dropped = 0u64;
-        for change in changes {
-            if wanted.len() < self.max_resource_series {
-                wanted.insert(change.clone());
-            } else if !wanted.contains(change) {
-                dropped += 1;
+            let dropped = distinct.len().saturating_sub(p.max_resource_series) as u64;
+            if dropped > 0 {
+                p.resource_dropped
+                    .with_label_values(&instance)
+                    .inc_by(dropped);
             }
         }
-        let instance = [key.probe.as_str(), key.layer.as_str(), key.root.as_str()];
-        if dropped > 0 {
-            self.resource_dropped
-                .with_label_values(&instance)
-                .inc_by(dropped);
-        }
-        let mut series = self.resource_series.lock().unwrap();
-        let current = series.entry(key.clone()).or_default();
-        for (resource, action) in current.difference(&wanted) {
-            let _ = self.resource_drifted.remove_label_values(&[
-                instance[0],
-                instance[1],
-                instance[2],
-                resource,
-                action,
-            ]);
-        }
-        for (resource, action) in &wanted {
-            self.resource_drifted
-                .with_label_values(&[instance[0], instance[1], instance[2], resource, action])
-                .set(1);
-        }
-        *current = wanted;
     }
 
-    pub fn skipped_run(&self, key: &InstanceKey) {
+    /// Drops what is kept for an instance that no longer exists.
+    pub fn forget(&self, id: &InstanceId, layer: &str) {
         self.changed();
-        self.skipped
-            .with_label_values(&[key.probe.as_str(), key.layer.as_str(), key.root.as_str()])
+        self.probes.forget(id, layer);
+    }
+
+    /// Marks the probe series as changed (instances added or a failure recorded).
+    pub fn state_changed(&self) {
+        self.changed();
+    }
+
+    pub fn skipped_run(&self, id: &InstanceId, layer: &str) {
+        self.changed();
+        self.probes
+            .skipped
+            .with_label_values(&[id.probe.as_str(), layer, id.root.as_str()])
             .inc();
     }
 
@@ -386,10 +556,10 @@ impl Metrics {
 
     /// Exports the health of each probe's live-state cache (layers that keep
     /// one), read from the probes at scrape time so the ages are current.
-    pub fn register_caches(&self, probes: Vec<(InstanceKey, Arc<dyn Probe>)>) {
+    pub fn register_caches(&self, probes: Vec<(InstanceId, String, Arc<dyn Probe>)>) {
         let probes: Vec<_> = probes
             .into_iter()
-            .filter(|(_, probe)| probe.cache_stats().is_some())
+            .filter(|(_, _, probe)| probe.cache_stats().is_some())
             .collect();
         if probes.is_empty() {
             return;
@@ -427,7 +597,7 @@ impl Metrics {
 
 /// Live-state cache series, computed from the probes on each gather.
 struct CacheCollector {
-    probes: Vec<(InstanceKey, Arc<dyn Probe>)>,
+    probes: Vec<(InstanceId, String, Arc<dyn Probe>)>,
     objects: IntGaugeVec,
     restarts: IntCounterVec,
     last_event_age: GaugeVec,
@@ -435,7 +605,7 @@ struct CacheCollector {
 }
 
 impl CacheCollector {
-    fn new(probes: Vec<(InstanceKey, Arc<dyn Probe>)>) -> CacheCollector {
+    fn new(probes: Vec<(InstanceId, String, Arc<dyn Probe>)>) -> CacheCollector {
         CacheCollector {
             probes,
             objects: IntGaugeVec::new(Opts::new("driftwatch_probe_cached_objects", "Live objects held in the probe's watch-fed cache (whole or metadata-only)."), INSTANCE).expect("valid metric"),
@@ -457,11 +627,11 @@ impl prometheus::core::Collector for CacheCollector {
 
     fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
         self.last_event_age.reset();
-        for (key, probe) in &self.probes {
+        for (id, layer, probe) in &self.probes {
             let Some(stats) = probe.cache_stats() else {
                 continue;
             };
-            let labels = [key.probe.as_str(), key.layer.as_str(), key.root.as_str()];
+            let labels = [id.probe.as_str(), layer.as_str(), id.root.as_str()];
             self.objects
                 .with_label_values(&labels)
                 .set(stats.objects as i64);
@@ -491,11 +661,11 @@ mod tests {
     use crate::probe::{Outcome, RunReport};
     use std::time::Duration;
 
-    fn report(changes: usize) -> RunReport {
+    fn report(root: &str, changes: usize) -> RunReport {
         let mut report = RunReport {
-            probe: "web".into(),
+            probe: InstanceId::new("web", root).to_string(),
             name: "web".into(),
-            root: String::new(),
+            root: root.into(),
             layer: "command".into(),
             run_id: 1,
             trigger: "manual".into(),
@@ -514,13 +684,27 @@ mod tests {
         report
     }
 
+    fn setup(cap: usize) -> (Arc<State>, Metrics) {
+        let state = Arc::new(State::ephemeral());
+        let metrics = Metrics::new(state.clone(), &["team".to_string()].into(), cap);
+        metrics.register_probe(
+            "web",
+            "command",
+            &[("team".to_string(), "corp".to_string())].into(),
+            0.0,
+        );
+        (state, metrics)
+    }
+
+    fn record(state: &State, metrics: &Metrics, report: &RunReport) {
+        state.record(report);
+        metrics.observe(report);
+    }
+
     #[test]
     fn resource_series_are_capped_and_replaced() {
-        let metrics = Metrics::new(&["team".to_string()].into(), 3);
-        let mut status = ProbeStatus::new("web", "web", "", "command");
-        let first = report(5);
-        status.apply(&first);
-        metrics.observe(&first, &status);
+        let (state, metrics) = setup(3);
+        record(&state, &metrics, &report("", 5));
         let text = metrics.render();
         assert_eq!(
             text.matches("driftwatch_probe_resource_drifted{").count(),
@@ -531,9 +715,7 @@ mod tests {
             "driftwatch_probe_result{layer=\"command\",probe=\"web\",root=\"\",team=\"corp\"} 2"
         ));
 
-        let second = report(1);
-        status.apply(&second);
-        metrics.observe(&second, &status);
+        record(&state, &metrics, &report("", 1));
         let text = metrics.render();
         assert_eq!(
             text.matches("driftwatch_probe_resource_drifted{").count(),
@@ -542,8 +724,54 @@ mod tests {
     }
 
     #[test]
+    fn series_exist_exactly_while_the_instance_does() {
+        let (state, metrics) = setup(10);
+        state.set_instances("web", "command", &["a".into(), "b".into()]);
+        let text = metrics.render();
+        // Pending instances: their series at zero, no result yet.
+        assert!(text.contains(
+            "driftwatch_probe_drifted{layer=\"command\",probe=\"web\",root=\"b\",team=\"corp\"} 0"
+        ));
+        assert!(!text.contains("driftwatch_probe_result{"));
+        assert!(text.contains("driftwatch_probe_instances{layer=\"command\",probe=\"web\"} 2"));
+        record(&state, &metrics, &report("b", 2));
+        assert!(metrics.render().contains(
+            "driftwatch_probe_result{layer=\"command\",probe=\"web\",root=\"b\",team=\"corp\"} 2"
+        ));
+
+        let removed = state.set_instances("web", "command", &["a".into()]);
+        assert_eq!(removed.len(), 1);
+        for status in &removed {
+            metrics.forget(&status.instance(), &status.layer);
+        }
+        let text = metrics.render();
+        let left: Vec<&str> = text.lines().filter(|l| l.contains("root=\"b\"")).collect();
+        assert!(left.is_empty(), "series of a removed root: {left:#?}");
+        assert!(text.contains("driftwatch_probe_instances{layer=\"command\",probe=\"web\"} 1"));
+        assert!(text.contains("driftwatch_probe_runs_total{layer=\"command\",probe=\"web\",result=\"in_sync\",root=\"a\"} 0"));
+    }
+
+    #[test]
+    fn a_failure_before_any_root_is_known_stays_on_the_probe() {
+        let (state, metrics) = setup(10);
+        let mut failure = report("", 0);
+        failure.apply_result(Err(crate::probe::ProbeError::new(
+            ErrorReason::Checkout,
+            "repo infra has not synced yet",
+        )));
+        state.record_probe_failure(&failure);
+        let text = metrics.render();
+        assert!(text.contains("driftwatch_probe_roots_error{layer=\"command\",probe=\"web\"} 1"));
+        assert!(!text.contains("root=\"\""), "phantom instance:\n{text}");
+        state.set_instances("web", "command", &["a".into()]);
+        let text = metrics.render();
+        assert!(text.contains("driftwatch_probe_roots_error{layer=\"command\",probe=\"web\"} 0"));
+        assert!(state.probe_failure("web").is_none());
+    }
+
+    #[test]
     fn cached_render_follows_every_change() {
-        let metrics = Metrics::new(&BTreeSet::new(), 10);
+        let (_, metrics) = setup(10);
         let before = metrics.render_cached();
         assert_eq!(before, metrics.render_cached());
         metrics.repo_synced("infra", "aaa", "", 1);
@@ -553,7 +781,7 @@ mod tests {
 
     #[test]
     fn repo_info_keeps_one_series_per_repo() {
-        let metrics = Metrics::new(&BTreeSet::new(), 10);
+        let (_, metrics) = setup(10);
         metrics.repo_synced("infra", "aaa", "", 1);
         metrics.repo_synced("infra", "bbb", "https://github.com/a/infra/commit/bbb", 2);
         let text = metrics.render();

@@ -17,7 +17,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::{Config, ProbeSpec};
-use crate::metrics::{InstanceKey, Metrics};
+use crate::instance::InstanceId;
+use crate::metrics::Metrics;
 use crate::probe::outcome::{ErrorReason, ProbeError};
 use crate::probe::{Probe, ProbeContext, RunReport, Verdict};
 use crate::repo::{Checkout, Repo, SyncOutcome};
@@ -26,6 +27,19 @@ use crate::state::State;
 /// Extra time past a run's deadline before the scheduler stops waiting for a
 /// probe that ignores its deadline (children are killed by then anyway).
 const DEADLINE_SLACK: Duration = Duration::from_secs(5);
+
+/// An instance dropped because its probe's latest root listing no longer
+/// has its root (e.g. a Terraform root deleted in a new commit).
+#[derive(Debug, Clone)]
+pub struct Removal {
+    pub instance: InstanceId,
+    pub layer: String,
+    /// The commit whose listing no longer has the root.
+    pub commit: String,
+    pub at: chrono::DateTime<Utc>,
+    /// Whether a drift episode was open when the instance went away.
+    pub was_drifted: bool,
+}
 
 /// Why a run started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,13 +89,12 @@ pub struct Scheduler {
     state: Arc<State>,
     metrics: Arc<Metrics>,
     reports: broadcast::Sender<Arc<RunReport>>,
+    removals: broadcast::Sender<Arc<Removal>>,
     global: Arc<Semaphore>,
-    /// Instance ids with a run in progress.
-    busy: Mutex<HashSet<String>>,
+    /// Instances with a run in progress.
+    busy: Mutex<HashSet<InstanceId>>,
     /// Repos that have synced at least once.
     synced: Mutex<HashSet<String>>,
-    /// Instances already given their series in metrics.
-    registered: Mutex<HashSet<String>>,
     next_run_id: AtomicU64,
     /// Cancels in-flight runs (their children get SIGTERM, then SIGKILL).
     runs_cancel: CancellationToken,
@@ -118,6 +131,7 @@ impl Scheduler {
             })
             .collect();
         let (reports, _) = broadcast::channel(256);
+        let (removals, _) = broadcast::channel(256);
         let scheduler = Arc::new(Scheduler {
             global: Arc::new(Semaphore::new(config.defaults.max_concurrent_runs.max(1))),
             config,
@@ -126,9 +140,9 @@ impl Scheduler {
             state,
             metrics,
             reports,
+            removals,
             busy: Mutex::new(HashSet::new()),
             synced: Mutex::new(HashSet::new()),
-            registered: Mutex::new(HashSet::new()),
             next_run_id: AtomicU64::new(initial_run_id()),
             runs_cancel: CancellationToken::new(),
             stopping: CancellationToken::new(),
@@ -139,31 +153,39 @@ impl Scheduler {
                 .probes
                 .iter()
                 .map(|entry| {
-                    let key = InstanceKey {
-                        probe: entry.config.name.clone(),
-                        layer: entry.config.layer.clone(),
-                        root: String::new(),
-                    };
-                    (key, entry.probe.clone())
+                    (
+                        InstanceId::new(&entry.config.name, ""),
+                        entry.config.layer.clone(),
+                        entry.probe.clone(),
+                    )
                 })
                 .collect(),
         );
-        // Single-root probes have known series from the start; multi-root
-        // probes get theirs when their roots are first listed.
-        let statuses = scheduler.state.snapshot();
+        // Single-root probes have their one instance from the start;
+        // multi-root probes keep the instances persisted from their last
+        // listing until the next listing says otherwise.
         for entry in &scheduler.probes {
-            let persisted: Vec<_> = statuses
-                .iter()
-                .filter(|s| s.name == entry.config.name)
-                .collect();
-            if persisted.is_empty() && entry.probe.single_root() {
-                scheduler.register_instance(&entry.config, "");
-            }
-            for status in persisted {
-                scheduler.register_instance(&entry.config, &status.root);
+            let probe = &entry.config;
+            let interval = probe
+                .schedule
+                .as_ref()
+                .map(schedule_interval)
+                .unwrap_or(0.0);
+            scheduler
+                .metrics
+                .register_probe(&probe.name, &probe.layer, &probe.labels, interval);
+            if entry.probe.single_root() {
+                scheduler
+                    .state
+                    .ensure_instance(&InstanceId::new(&probe.name, ""), &probe.layer);
             }
         }
         scheduler
+    }
+
+    /// Receives every instance dropped from its probe's root listing.
+    pub fn subscribe_removals(&self) -> broadcast::Receiver<Arc<Removal>> {
+        self.removals.subscribe()
     }
 
     /// Receives every finished run.
@@ -195,36 +217,14 @@ impl Scheduler {
                 .all(|p| p.probe.cache_stats().map_or(true, |stats| stats.settled))
     }
 
-    fn register_instance(&self, probe: &ProbeSpec, root: &str) {
-        let id = instance_id(&probe.name, root);
-        if !self.registered.lock().unwrap().insert(id.clone()) {
-            return;
-        }
-        let key = InstanceKey {
-            probe: probe.name.clone(),
-            layer: probe.layer.clone(),
-            root: root.to_string(),
-        };
-        let interval = probe
-            .schedule
-            .as_ref()
-            .map(schedule_interval)
-            .unwrap_or(0.0);
-        self.update_next_run(probe, root);
-        let status = self.state.get(&id);
-        self.metrics
-            .register_instance(&key, &probe.labels, interval, status.as_ref());
-    }
-
     /// Records when this instance next runs on its schedule, for the API and page.
     fn update_next_run(&self, probe: &ProbeSpec, root: &str) {
         let Some(schedule) = &probe.schedule else {
             return;
         };
-        let id = instance_id(&probe.name, root);
-        let next = schedule.next_run(&id, Utc::now());
-        self.state
-            .set_next_run(&id, &probe.name, root, &probe.layer, next);
+        let id = InstanceId::new(&probe.name, root);
+        let next = schedule.next_run(&id.to_string(), Utc::now());
+        self.state.set_next_run(&id, next);
     }
 
     /// Syncs one repo and, when it moved, starts the probes whose paths changed.
@@ -310,6 +310,7 @@ impl Scheduler {
         if let Err(err) = self.state.persist() {
             tracing::warn!(error = %err, "cannot write state file");
         }
+        self.state.flush();
     }
 
     /// Cancels every in-flight run at once (second signal).
@@ -367,22 +368,8 @@ impl Scheduler {
     /// Refreshes the next run of every known instance of one probe.
     fn update_next_runs(&self, index: usize) {
         let probe = &self.probes[index].config;
-        let prefix = format!("{}:", probe.name);
-        let roots: Vec<String> = self
-            .registered
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|id| {
-                if *id == probe.name {
-                    Some(String::new())
-                } else {
-                    id.strip_prefix(&prefix).map(str::to_string)
-                }
-            })
-            .collect();
-        for root in roots {
-            self.update_next_run(probe, &root);
+        for id in self.state.instances_of(&probe.name) {
+            self.update_next_run(probe, &id.root);
         }
     }
 
@@ -418,7 +405,7 @@ impl Scheduler {
         if self.stopping.is_cancelled() {
             return Err(TriggerError::ShuttingDown);
         }
-        let name = id.split(':').next().unwrap_or(id);
+        let name = InstanceId::parse(id).probe;
         let index = self
             .probes
             .iter()
@@ -481,10 +468,7 @@ impl Scheduler {
                     probe.repo
                 ),
             );
-            return self
-                .finish_without_run(probe, "", None, trigger, error)
-                .into_iter()
-                .collect();
+            return self.finish_without_roots(probe, None, trigger, error);
         };
         let probe_dir = checkout.dir.join(&probe.path);
         let roots = if probe_dir.is_dir() {
@@ -512,20 +496,18 @@ impl Scheduler {
         let roots = match roots {
             Ok(roots) => roots,
             Err(error) => {
-                return self
-                    .finish_without_run(probe, "", Some(&checkout), trigger, error)
-                    .into_iter()
-                    .collect()
+                return self.finish_without_roots(probe, Some(&checkout), trigger, error);
             }
         };
+        self.set_instances(probe, &roots, &checkout);
+        self.update_next_runs(index);
         let mut handles = Vec::new();
         for root in roots {
-            self.register_instance(probe, &root);
-            let id = instance_id(&probe.name, &root);
+            let id = InstanceId::new(&probe.name, root.as_str());
             // Scheduled runs start at the cron time plus the instance's own
             // offset, so many probes on one expression do not start together.
             let delay = match (&probe.schedule, trigger) {
-                (Some(schedule), Trigger::Schedule) => schedule.offset(&id),
+                (Some(schedule), Trigger::Schedule) => schedule.offset(&id.to_string()),
                 _ => Duration::ZERO,
             };
             let this = self.clone();
@@ -541,21 +523,17 @@ impl Scheduler {
                     // A commit may have arrived while waiting.
                     checkout = repo.current().unwrap_or(checkout);
                 }
-                if !this.busy.lock().unwrap().insert(id.clone()) {
+                // Frees the instance however the run ends, a panic included.
+                let Some(_busy) = Busy::claim(&this, id.clone()) else {
                     tracing::info!(probe = %id, trigger = trigger.as_str(), "previous run still going; skipping this one");
-                    let probe = &this.probes[index].config;
-                    this.metrics.skipped_run(&InstanceKey {
-                        probe: probe.name.clone(),
-                        layer: probe.layer.clone(),
-                        root,
-                    });
+                    let layer = &this.probes[index].config.layer;
+                    this.metrics.skipped_run(&id, layer);
                     return None;
-                }
-                let report = this
-                    .run_instance(index, root, checkout, trigger, parallelism)
-                    .await;
-                this.busy.lock().unwrap().remove(&id);
-                Some(report)
+                };
+                Some(
+                    this.run_instance(index, root, checkout, trigger, parallelism)
+                        .await,
+                )
             }));
         }
         let mut reports = Vec::new();
@@ -587,7 +565,7 @@ impl Scheduler {
         let run_id = self.next_run_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!(
             "probe_run",
-            probe = %instance_id(&probe.name, &root),
+            probe = %InstanceId::new(&probe.name, root.as_str()),
             layer = %probe.layer,
             commit = short(&checkout.commit),
             run_id
@@ -654,8 +632,21 @@ impl Scheduler {
             kill_grace: self.config.defaults.kill_grace,
         };
         let limit = probe.timeout + self.config.defaults.kill_grace + DEADLINE_SLACK;
-        match tokio::time::timeout(limit, runner.run(&cx)).await {
-            Ok(result) => result,
+        // Its own task, so a panicking probe becomes an error report.
+        let task = AbortOnDrop(tokio::spawn({
+            let probe = runner.clone();
+            async move { probe.run(&cx).await }
+        }));
+        match tokio::time::timeout(limit, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => {
+                let message = panic_message(join);
+                tracing::error!(panic = %message, "probe panicked");
+                Err(ProbeError::new(
+                    ErrorReason::Internal,
+                    format!("the probe panicked: {message}"),
+                ))
+            }
             Err(_) => Err(ProbeError::new(
                 ErrorReason::Timeout,
                 format!(
@@ -666,20 +657,66 @@ impl Scheduler {
         }
     }
 
-    fn finish_without_run(
+    /// Records a failure that came before any root could be run (no sync
+    /// yet, path missing, roots cannot be listed). It goes to every instance
+    /// the probe is known to have; with none known, to the probe itself, so
+    /// no instance is invented for it.
+    fn finish_without_roots(
         &self,
         probe: &ProbeSpec,
-        root: &str,
         checkout: Option<&Checkout>,
         trigger: Trigger,
         error: ProbeError,
-    ) -> Option<Arc<RunReport>> {
-        self.register_instance(probe, root);
-        let run_id = self.next_run_id.fetch_add(1, Ordering::Relaxed);
+    ) -> Vec<Arc<RunReport>> {
         let commit = checkout.map(|c| c.commit.as_str()).unwrap_or("");
-        let mut report = new_report(probe, root, run_id, trigger, commit, Utc::now());
-        report.apply_result(Err(error));
-        Some(self.publish(report))
+        let known = self.state.instances_of(&probe.name);
+        if known.is_empty() {
+            let run_id = self.next_run_id.fetch_add(1, Ordering::Relaxed);
+            let mut report = new_report(probe, "", run_id, trigger, commit, Utc::now());
+            report.apply_result(Err(error));
+            tracing::warn!(
+                probe = %probe.name,
+                reason = report.error.as_ref().map(|e| e.reason.as_str()).unwrap_or(""),
+                "no instance of the probe is known yet: {}",
+                report.summary()
+            );
+            self.state.record_probe_failure(&report);
+            self.metrics.state_changed();
+            return vec![Arc::new(report)];
+        }
+        known
+            .into_iter()
+            .map(|id| {
+                let run_id = self.next_run_id.fetch_add(1, Ordering::Relaxed);
+                let mut report = new_report(probe, &id.root, run_id, trigger, commit, Utc::now());
+                report.apply_result(Err(error.clone()));
+                self.publish(report)
+            })
+            .collect()
+    }
+
+    /// Makes the probe's instances what its latest root listing found;
+    /// dropped instances lose their state and series, and their open drift
+    /// episode ends in history.
+    fn set_instances(&self, probe: &ProbeSpec, roots: &[String], checkout: &Checkout) {
+        let removed = self.state.set_instances(&probe.name, &probe.layer, roots);
+        self.metrics.state_changed();
+        for status in removed {
+            let instance = status.instance();
+            tracing::info!(
+                probe = %instance,
+                commit = short(&checkout.commit),
+                "root no longer listed; instance removed"
+            );
+            self.metrics.forget(&instance, &status.layer);
+            let _ = self.removals.send(Arc::new(Removal {
+                instance,
+                layer: status.layer.clone(),
+                commit: checkout.commit.clone(),
+                at: Utc::now(),
+                was_drifted: status.drifted,
+            }));
+        }
     }
 
     /// Records a finished run everywhere: state, metrics, log, subscribers.
@@ -693,11 +730,13 @@ impl Scheduler {
         {
             report.link(web);
         }
-        let status = self.state.record(&report);
-        self.metrics.observe(&report, &status);
-        if let Err(err) = self.state.persist() {
-            tracing::warn!(error = %err, "cannot write state file; drift-since will not survive a restart");
+        if self.state.record_if_known(&report).is_none() {
+            // A newer listing dropped the instance while it ran.
+            tracing::info!(probe = %report.instance(), "run of a removed instance finished; not recorded");
+            return Arc::new(report);
         }
+        self.metrics.observe(&report);
+        self.state.persist_soon();
         match &report.error {
             Some(error) => tracing::info!(
                 verdict = report.verdict.as_str(),
@@ -729,7 +768,7 @@ fn new_report(
     started_at: chrono::DateTime<Utc>,
 ) -> RunReport {
     RunReport {
-        probe: instance_id(&probe.name, root),
+        probe: InstanceId::new(&probe.name, root).to_string(),
         name: probe.name.clone(),
         root: root.to_string(),
         layer: probe.layer.clone(),
@@ -745,12 +784,69 @@ fn new_report(
     }
 }
 
-/// The id of a probe instance: its name, or `name:root` for multi-root layers.
-pub fn instance_id(name: &str, root: &str) -> String {
-    if root.is_empty() {
-        name.to_string()
+/// Holds an instance in the busy set; dropping it frees the instance,
+/// however the run ended (a panic or a dropped future included).
+struct Busy {
+    scheduler: Arc<Scheduler>,
+    id: InstanceId,
+}
+
+impl Busy {
+    fn claim(scheduler: &Arc<Scheduler>, id: InstanceId) -> Option<Busy> {
+        scheduler
+            .busy
+            .lock()
+            .unwrap()
+            .insert(id.clone())
+            .then(|| Busy {
+                scheduler: scheduler.clone(),
+                id,
+            })
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.scheduler
+            .busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
+}
+
+/// Aborts the task when dropped (a timed-out or cancelled run).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The text a panic carried, or what ended the task.
+fn panic_message(join: tokio::task::JoinError) -> String {
+    if !join.is_panic() {
+        return join.to_string();
+    }
+    let payload = join.into_panic();
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        text.to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
     } else {
-        format!("{name}:{root}")
+        "(no message)".to_string()
     }
 }
 

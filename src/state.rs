@@ -1,26 +1,48 @@
 //! The last known status of every probe instance: its last report, last
 //! success, and the current drift episode. Persisted in the state directory
-//! (write, then rename) and reloaded at start-up, so drift-since, last-success
-//! and the API survive a restart. A corrupt file gives a warning and a clean
-//! start, never a crash.
+//! and reloaded at start-up, so drift-since, last-success and the API survive
+//! a restart. A corrupt file gives a warning and a clean start, never a crash.
+//!
+//! The state also holds which instances exist: a single-root probe has its
+//! one instance from the start, a multi-root probe has whatever its last
+//! successful root listing found ([`State::set_instances`]). Metrics are built
+//! from this set at scrape time, so a series exists exactly while its
+//! instance does. A failure before any root of a probe is known is kept on
+//! the probe ([`State::probe_failure`]), never on an invented instance.
+//!
+//! Writes are durable (temp file, fsync, rename, fsync of the directory) and
+//! run on a thread of their own; a burst of runs finishing together becomes
+//! one write ([`State::persist_soon`]).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::instance::InstanceId;
 use crate::probe::{RunReport, Verdict};
 
 const STATE_FILE: &str = "state.json";
 const STATE_VERSION: u32 = 1;
+/// Drifted resources remembered per instance for the per-resource series
+/// (the metrics cap them further).
+const MAX_REMEMBERED_RESOURCES: usize = 1000;
+
+/// One drifted resource and the action that would reconcile it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DriftedResource {
+    pub resource: String,
+    pub action: String,
+}
 
 /// What driftwatch knows about one probe instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeStatus {
-    /// Instance id: the probe name, or `name:root`.
+    /// Instance id in its text form: the probe name, or `name:root`.
     pub probe: String,
     pub name: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -40,6 +62,9 @@ pub struct ProbeStatus {
     /// Resources of the last run that reached a verdict (kept through errors).
     #[serde(default)]
     pub drifted_resources: usize,
+    /// The drifted resources of the last run that reached a verdict (capped).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drifted_list: Vec<DriftedResource>,
     /// When the next scheduled run starts (cron time plus this instance's
     /// jitter offset); `None` without a schedule. Kept up to date by the scheduler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,11 +72,12 @@ pub struct ProbeStatus {
 }
 
 impl ProbeStatus {
-    pub fn new(probe: &str, name: &str, root: &str, layer: &str) -> Self {
+    /// A status with no run yet.
+    pub fn new(id: &InstanceId, layer: &str) -> Self {
         ProbeStatus {
-            probe: probe.to_string(),
-            name: name.to_string(),
-            root: root.to_string(),
+            probe: id.to_string(),
+            name: id.probe.clone(),
+            root: id.root.clone(),
             layer: layer.to_string(),
             last_report: None,
             last_success: None,
@@ -59,8 +85,13 @@ impl ProbeStatus {
             drifted_since: None,
             drifted_since_commit: None,
             drifted_resources: 0,
+            drifted_list: Vec::new(),
             next_run: None,
         }
+    }
+
+    pub fn instance(&self) -> InstanceId {
+        InstanceId::new(&self.name, &self.root)
     }
 
     /// The verdict of the last completed run, if any.
@@ -91,6 +122,20 @@ impl ProbeStatus {
             // a flaky tool never resolves a drift alert.
             Verdict::Error => {}
         }
+        if report.verdict != Verdict::Error {
+            let mut list: Vec<DriftedResource> = report
+                .changes
+                .iter()
+                .map(|c| DriftedResource {
+                    resource: c.subject.clone(),
+                    action: c.action.clone(),
+                })
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            list.truncate(MAX_REMEMBERED_RESOURCES);
+            self.drifted_list = list;
+        }
         self.last_report = Some(report.clone());
     }
 }
@@ -106,11 +151,33 @@ struct StateFile {
 pub struct State {
     /// `None` for a state that is never written (one-shot `check`).
     path: Option<PathBuf>,
-    probes: RwLock<BTreeMap<String, ProbeStatus>>,
+    probes: RwLock<BTreeMap<InstanceId, ProbeStatus>>,
+    /// Per probe name: the last failure that happened before any root of the
+    /// probe was known. Not persisted: it says why there is nothing to show.
+    probe_failures: RwLock<BTreeMap<String, RunReport>>,
     /// Serializes writers: runs finishing together must not share the temp file.
-    write_lock: std::sync::Mutex<()>,
+    write_lock: Mutex<()>,
+    /// The background writer that coalesces bursts, started on first use.
+    writer: Mutex<Option<Arc<Writer>>>,
     /// Bumped by every change; keys the HTTP side's rendered views.
     generation: AtomicU64,
+}
+
+/// Pending-write flag shared with the writer thread.
+#[derive(Debug, Default)]
+struct Writer {
+    pending: Mutex<WriterState>,
+    wake: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct WriterState {
+    /// A write was asked for and has not started yet.
+    dirty: bool,
+    /// Writes completed so far (tests and `flush` wait on it).
+    completed: u64,
+    /// Writes asked for so far.
+    requested: u64,
 }
 
 impl State {
@@ -120,11 +187,9 @@ impl State {
         let path = state_dir.join(STATE_FILE);
         let probes = match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<StateFile>(&bytes) {
-                Ok(file) if file.version == STATE_VERSION => file
-                    .probes
-                    .into_iter()
-                    .map(|p| (p.probe.clone(), p))
-                    .collect(),
+                Ok(file) if file.version == STATE_VERSION => {
+                    file.probes.into_iter().map(|p| (p.instance(), p)).collect()
+                }
                 Ok(file) => {
                     tracing::warn!(path = %path.display(), version = file.version, "state file has an unknown version; starting clean");
                     BTreeMap::new()
@@ -144,7 +209,9 @@ impl State {
         State {
             path: Some(path),
             probes: RwLock::new(probes),
-            write_lock: std::sync::Mutex::new(()),
+            probe_failures: RwLock::new(BTreeMap::new()),
+            write_lock: Mutex::new(()),
+            writer: Mutex::new(None),
             generation: AtomicU64::new(0),
         }
     }
@@ -165,7 +232,9 @@ impl State {
         State {
             path: None,
             probes: RwLock::new(BTreeMap::new()),
-            write_lock: std::sync::Mutex::new(()),
+            probe_failures: RwLock::new(BTreeMap::new()),
+            write_lock: Mutex::new(()),
+            writer: Mutex::new(None),
             generation: AtomicU64::new(0),
         }
     }
@@ -175,7 +244,11 @@ impl State {
         self.probes
             .write()
             .unwrap()
-            .retain(|_, status| names.contains(&status.name));
+            .retain(|id, _| names.contains(&id.probe));
+        self.probe_failures
+            .write()
+            .unwrap()
+            .retain(|name, _| names.contains(name));
         self.changed();
     }
 
@@ -189,12 +262,59 @@ impl State {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Records a finished run and returns the updated status.
-    pub fn record(&self, report: &RunReport) -> ProbeStatus {
+    /// Makes sure an instance exists (a single-root probe's only instance).
+    pub fn ensure_instance(&self, id: &InstanceId, layer: &str) {
+        self.probes
+            .write()
+            .unwrap()
+            .entry(id.clone())
+            .or_insert_with(|| ProbeStatus::new(id, layer));
+        self.changed();
+    }
+
+    /// Sets the instances of probe `name` to `roots` (its latest successful
+    /// root listing): new roots get a pending status, roots no longer listed
+    /// are dropped and returned. Clears the probe's listing failure.
+    pub fn set_instances(&self, name: &str, layer: &str, roots: &[String]) -> Vec<ProbeStatus> {
+        self.probe_failures.write().unwrap().remove(name);
+        let wanted: BTreeSet<&str> = roots.iter().map(String::as_str).collect();
         let mut probes = self.probes.write().unwrap();
-        let status = probes.entry(report.probe.clone()).or_insert_with(|| {
-            ProbeStatus::new(&report.probe, &report.name, &report.root, &report.layer)
-        });
+        let gone: Vec<InstanceId> = probes
+            .keys()
+            .filter(|id| id.probe == name && !wanted.contains(id.root.as_str()))
+            .cloned()
+            .collect();
+        let removed = gone.iter().filter_map(|id| probes.remove(id)).collect();
+        for root in roots {
+            let id = InstanceId::new(name, root.as_str());
+            probes
+                .entry(id.clone())
+                .or_insert_with(|| ProbeStatus::new(&id, layer));
+        }
+        drop(probes);
+        self.changed();
+        removed
+    }
+
+    /// The instances of probe `name` currently known.
+    pub fn instances_of(&self, name: &str) -> Vec<InstanceId> {
+        self.probes
+            .read()
+            .unwrap()
+            .keys()
+            .filter(|id| id.probe == name)
+            .cloned()
+            .collect()
+    }
+
+    /// Records a finished run and returns the updated status, creating the
+    /// instance when it is new.
+    pub fn record(&self, report: &RunReport) -> ProbeStatus {
+        let id = report.instance();
+        let mut probes = self.probes.write().unwrap();
+        let status = probes
+            .entry(id.clone())
+            .or_insert_with(|| ProbeStatus::new(&id, &report.layer));
         status.apply(report);
         let status = status.clone();
         drop(probes);
@@ -202,32 +322,52 @@ impl State {
         status
     }
 
-    /// Sets when an instance next runs on its schedule (creating its status
-    /// if it has none yet, as a first run would).
-    pub fn set_next_run(
-        &self,
-        probe: &str,
-        name: &str,
-        root: &str,
-        layer: &str,
-        next_run: Option<DateTime<Utc>>,
-    ) {
+    /// Records a finished run of an instance that still exists; `None` when
+    /// a newer root listing dropped the instance while it ran.
+    pub fn record_if_known(&self, report: &RunReport) -> Option<ProbeStatus> {
         let mut probes = self.probes.write().unwrap();
-        probes
-            .entry(probe.to_string())
-            .or_insert_with(|| ProbeStatus::new(probe, name, root, layer))
-            .next_run = next_run;
+        let status = probes.get_mut(&report.instance())?;
+        status.apply(report);
+        let status = status.clone();
+        drop(probes);
+        self.changed();
+        Some(status)
     }
 
-    pub fn get(&self, probe: &str) -> Option<ProbeStatus> {
-        self.probes.read().unwrap().get(probe).cloned()
+    /// Sets when an instance next runs on its schedule. Only instances that
+    /// exist: a multi-root probe's roots come from its listing, never from here.
+    pub fn set_next_run(&self, id: &InstanceId, next_run: Option<DateTime<Utc>>) {
+        if let Some(status) = self.probes.write().unwrap().get_mut(id) {
+            status.next_run = next_run;
+        }
+    }
+
+    /// Records a failure that happened before any root of the probe was
+    /// known (no sync yet, the roots cannot be listed).
+    pub fn record_probe_failure(&self, report: &RunReport) {
+        self.probe_failures
+            .write()
+            .unwrap()
+            .insert(report.name.clone(), report.clone());
+        self.changed();
+    }
+
+    /// The probe's last listing failure, while none of its roots is known.
+    pub fn probe_failure(&self, name: &str) -> Option<RunReport> {
+        self.probe_failures.read().unwrap().get(name).cloned()
+    }
+
+    pub fn get(&self, id: &InstanceId) -> Option<ProbeStatus> {
+        self.probes.read().unwrap().get(id).cloned()
     }
 
     pub fn snapshot(&self) -> Vec<ProbeStatus> {
         self.probes.read().unwrap().values().cloned().collect()
     }
 
-    /// Writes the state file atomically: a temp file in the same directory, then rename.
+    /// Writes the state file durably now: a temp file in the same directory,
+    /// fsync, rename over the old file, fsync of the directory (without the
+    /// last step a crash can bring back the old file).
     pub fn persist(&self) -> std::io::Result<()> {
         let Some(path) = &self.path else {
             return Ok(());
@@ -238,12 +378,84 @@ impl State {
             probes: self.snapshot(),
         };
         let bytes = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, path)
+        let mut out = std::fs::File::create(&tmp)?;
+        out.write_all(&bytes)?;
+        out.sync_all()?;
+        drop(out);
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    }
+
+    /// Asks for a write without waiting for it. A thread of its own writes;
+    /// requests that arrive while it writes become one more write, so a burst
+    /// of finished runs costs two writes at most and no async worker blocks.
+    pub fn persist_soon(self: &Arc<Self>) {
+        if self.path.is_none() {
+            return;
+        }
+        let writer = self.writer();
+        let mut pending = writer.pending.lock().unwrap();
+        pending.dirty = true;
+        pending.requested += 1;
+        writer.wake.notify_all();
+    }
+
+    /// Waits until every write asked for so far is done (shutdown, tests).
+    pub fn flush(self: &Arc<Self>) {
+        let Some(writer) = self.writer.lock().unwrap().clone() else {
+            return;
+        };
+        let mut pending = writer.pending.lock().unwrap();
+        let target = pending.requested;
+        while pending.completed < target {
+            pending = writer.wake.wait(pending).unwrap();
+        }
+    }
+
+    fn writer(self: &Arc<Self>) -> Arc<Writer> {
+        let mut slot = self.writer.lock().unwrap();
+        if let Some(writer) = slot.as_ref() {
+            return writer.clone();
+        }
+        let writer = Arc::new(Writer::default());
+        *slot = Some(writer.clone());
+        // The thread holds the state weakly and ends with it.
+        let state = Arc::downgrade(self);
+        let shared = writer.clone();
+        std::thread::Builder::new()
+            .name("state-writer".into())
+            .spawn(move || loop {
+                let requested = {
+                    let mut pending = shared.pending.lock().unwrap();
+                    while !pending.dirty {
+                        let (guard, timeout) = shared
+                            .wake
+                            .wait_timeout(pending, std::time::Duration::from_secs(1))
+                            .unwrap();
+                        pending = guard;
+                        if timeout.timed_out() && state.strong_count() == 0 {
+                            return;
+                        }
+                    }
+                    pending.dirty = false;
+                    pending.requested
+                };
+                let Some(state) = state.upgrade() else {
+                    return;
+                };
+                if let Err(err) = state.persist() {
+                    tracing::warn!(error = %err, "cannot write state file; drift-since will not survive a restart");
+                }
+                drop(state);
+                let mut pending = shared.pending.lock().unwrap();
+                pending.completed = pending.completed.max(requested);
+                shared.wake.notify_all();
+            })
+            .expect("can start the state writer thread");
+        writer
     }
 }
 
@@ -278,7 +490,7 @@ mod tests {
 
     #[test]
     fn drift_episode_survives_errors_and_ends_in_sync() {
-        let mut status = ProbeStatus::new("p", "p", "", "command");
+        let mut status = ProbeStatus::new(&InstanceId::new("p", ""), "command");
         status.apply(&report(Verdict::Drifted, 100));
         status.apply(&report(Verdict::Drifted, 200));
         status.apply(&report(Verdict::Error, 300));
@@ -300,7 +512,12 @@ mod tests {
         state.persist().unwrap();
         let again = State::load(dir.path());
         assert_eq!(
-            again.get("p").unwrap().drifted_since.unwrap().timestamp(),
+            again
+                .get(&InstanceId::new("p", ""))
+                .unwrap()
+                .drifted_since
+                .unwrap()
+                .timestamp(),
             100
         );
     }

@@ -30,6 +30,14 @@ pub struct ServerConfig {
     pub api_token: Option<String>,
     /// Shared secret for `/api/v1/hooks/{github,gitlab}`; `None` turns them off.
     pub webhook_secret: Option<String>,
+    /// Bearer token for reading the status page and the API; with no
+    /// token and no users, they are open.
+    pub read_token: Option<String>,
+    /// `(user, password)` pairs for basic auth on the page and the API,
+    /// from `read_users_file` (`user:password` lines).
+    pub read_users: Vec<(String, String)>,
+    /// Bearer token for `/metrics`, `/healthz` and `/readyz`; `None` leaves them open.
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +109,16 @@ impl std::fmt::Debug for ServerConfig {
                 "webhook_secret",
                 &self.webhook_secret.as_ref().map(|_| "***"),
             )
+            .field("read_token", &self.read_token.as_ref().map(|_| "***"))
+            .field(
+                "read_users",
+                &self
+                    .read_users
+                    .iter()
+                    .map(|(user, _)| user)
+                    .collect::<Vec<_>>(),
+            )
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "***"))
             .finish()
     }
 }

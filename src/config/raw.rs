@@ -33,6 +33,11 @@ pub struct RawServer {
     pub api_token_file: Option<String>,
     pub webhook_secret: Option<String>,
     pub webhook_secret_file: Option<String>,
+    pub read_token: Option<String>,
+    pub read_token_file: Option<String>,
+    pub read_users_file: Option<String>,
+    pub metrics_token: Option<String>,
+    pub metrics_token_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -65,11 +65,34 @@ impl Loader<'_> {
             raw.webhook_secret,
             raw.webhook_secret_file,
         );
+        let read_token = self.secret(
+            &[key("server")],
+            "read_token",
+            raw.read_token,
+            raw.read_token_file,
+        );
+        let metrics_token = self.secret(
+            &[key("server")],
+            "metrics_token",
+            raw.metrics_token,
+            raw.metrics_token_file,
+        );
+        let read_users =
+            match self.secret(&[key("server")], "read_users", None, raw.read_users_file) {
+                None => Vec::new(),
+                Some(text) => parse_users(&text).unwrap_or_else(|message| {
+                    self.error(&at("read_users_file"), message);
+                    Vec::new()
+                }),
+            };
         ServerConfig {
             listen,
             request_timeout,
             api_token,
             webhook_secret,
+            read_token,
+            read_users,
+            metrics_token,
         }
     }
 
@@ -136,6 +159,32 @@ impl Loader<'_> {
     }
 }
 
+/// `user:password` lines (blank lines and `#` comments skipped); the
+/// password may hold colons, the user may not.
+pub(super) fn parse_users(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut users: Vec<(String, String)> = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.split_once(':') {
+            Some((user, password)) if !user.is_empty() && !password.is_empty() => {
+                if users.iter().any(|(known, _)| known == user) {
+                    return Err(format!("line {}: user {user:?} is listed twice", index + 1));
+                }
+                users.push((user.to_string(), password.to_string()));
+            }
+            // Never echo the line: it may hold a password.
+            _ => return Err(format!("line {}: expected user:password", index + 1)),
+        }
+    }
+    if users.is_empty() {
+        return Err("lists no user:password line".into());
+    }
+    Ok(users)
+}
+
 /// `host:port`, `[v6]:port`, or `:port` for all interfaces.
 pub(super) fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     let text = text.trim();
@@ -161,6 +210,63 @@ pub(super) fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 mod tests {
     use super::*;
     use crate::config::{RepoAuth, RepoSource};
+
+    #[test]
+    fn user_lists_parse_and_never_echo_passwords() {
+        assert_eq!(
+            parse_users("# readers\nalice:s3cret\n\nbob:a:b\n").unwrap(),
+            [
+                ("alice".into(), "s3cret".into()),
+                ("bob".into(), "a:b".into())
+            ]
+        );
+        for (text, error) in [
+            ("alice", "line 1: expected user:password"),
+            ("ok:1\n:hunter2", "line 2: expected user:password"),
+            ("alice:\n", "line 1: expected user:password"),
+            ("a:1\na:2", "line 2: user \"a\" is listed twice"),
+            ("# none\n", "lists no user:password line"),
+        ] {
+            let got = parse_users(text).unwrap_err();
+            assert_eq!(got, error, "{text:?}");
+            assert!(!got.contains("hunter2"));
+        }
+    }
+
+    #[test]
+    fn read_and_metrics_protection_load() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("read"), "r34d\n").unwrap();
+        std::fs::write(dir.path().join("users"), "alice:pw1\nbob:pw:2\n").unwrap();
+        std::fs::write(dir.path().join("bad-users"), "alice:pw1\nhunter2\n").unwrap();
+        let path = dir.path().join("dw.toml");
+        let probe = "[[repo]]\nname = \"r\"\npath = \".\"\n[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\n";
+        let text = format!("[server]\nread_token_file = \"read\"\nread_users_file = \"users\"\nmetrics_token = \"m3tr1cs\"\n{probe}");
+        let config = load_str(&path, &text, &crate::probe::Layers).unwrap();
+        assert_eq!(config.server.read_token.as_deref(), Some("r34d"));
+        assert_eq!(
+            config.server.read_users,
+            [
+                ("alice".into(), "pw1".into()),
+                ("bob".into(), "pw:2".into())
+            ]
+        );
+        assert_eq!(config.server.metrics_token.as_deref(), Some("m3tr1cs"));
+        let shown = format!("{:?}", config.server);
+        assert!(!shown.contains("r34d") && !shown.contains("pw1") && !shown.contains("m3tr1cs"));
+        let open = load_str(&path, probe, &crate::probe::Layers).unwrap();
+        assert!(open.server.read_token.is_none() && open.server.read_users.is_empty());
+        assert!(open.server.metrics_token.is_none());
+        let bad = format!("[server]\nread_users_file = \"bad-users\"\n{probe}");
+        let errors = load_str(&path, &bad, &crate::probe::Layers)
+            .unwrap_err()
+            .problems;
+        assert!(
+            errors[0].contains(":2:19: server.read_users_file: line 2: expected user:password"),
+            "{errors:?}"
+        );
+        assert!(!errors[0].contains("hunter2"));
+    }
 
     #[test]
     fn listen_addresses_parse() {

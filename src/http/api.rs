@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::{blocking, json_error, CatalogProbe, Context, DEFAULT_PAGE};
 use crate::history::{EpisodeQuery, History};
-use crate::scheduler::instance_id;
+use crate::instance::InstanceId;
 use crate::state::ProbeStatus;
 
 /// A probe instance in full, as `/api/v1/probes/{id}` shows it.
@@ -25,6 +25,9 @@ pub struct ProbeView {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub root: String,
     pub layer: String,
+    /// `instance` for a probe instance; `probe` for a probe none of whose
+    /// roots is known yet (its status and last report are about listing them).
+    pub scope: &'static str,
     pub repo: String,
     pub path: String,
     pub schedule: Option<String>,
@@ -44,20 +47,24 @@ pub struct ProbeView {
 }
 
 impl ProbeView {
-    pub fn new(probe: &CatalogProbe, root: &str, status: Option<ProbeStatus>) -> ProbeView {
-        let status = status.unwrap_or_else(|| {
-            ProbeStatus::new(
-                &instance_id(&probe.name, root),
-                &probe.name,
-                root,
-                &probe.layer,
-            )
-        });
+    /// The view of one instance.
+    pub fn new(probe: &CatalogProbe, status: ProbeStatus) -> ProbeView {
+        Self::build(probe, "instance", status)
+    }
+
+    /// The view of a probe with no known instance: pending, or the failure
+    /// that kept its roots from being listed.
+    pub fn probe_only(probe: &CatalogProbe, failure: Option<crate::probe::RunReport>) -> ProbeView {
+        Self::build(probe, "probe", probe_status(probe, failure))
+    }
+
+    fn build(probe: &CatalogProbe, scope: &'static str, status: ProbeStatus) -> ProbeView {
         ProbeView {
-            id: instance_id(&probe.name, root),
+            id: status.probe.clone(),
             name: probe.name.clone(),
-            root: root.to_string(),
+            root: status.root.clone(),
             layer: probe.layer.clone(),
+            scope,
             repo: probe.repo.clone(),
             path: probe.path.clone(),
             schedule: probe.schedule.clone(),
@@ -86,6 +93,8 @@ pub struct ProbeSummary {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub root: String,
     pub layer: String,
+    /// `instance`, or `probe` for a probe none of whose roots is known yet.
+    pub scope: &'static str,
     /// `in_sync`, `drifted`, `error`, or `pending` before the first run.
     pub status: &'static str,
     pub drifted: bool,
@@ -102,6 +111,9 @@ pub struct ProbeSummary {
     /// Commit checked by the last run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// That commit in the repository's web UI (`[[repo]] web_url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_url: Option<String>,
     /// Error reason of the last run, when it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_reason: Option<&'static str>,
@@ -109,9 +121,15 @@ pub struct ProbeSummary {
 }
 
 impl ProbeSummary {
-    fn new(probe: &CatalogProbe, id: String, status: Option<&ProbeStatus>) -> ProbeSummary {
+    fn new(
+        probe: &CatalogProbe,
+        id: String,
+        scope: &'static str,
+        status: Option<&ProbeStatus>,
+    ) -> ProbeSummary {
         let report = status.and_then(|s| s.last_report.as_ref());
         ProbeSummary {
+            scope,
             name: probe.name.clone(),
             root: status.map(|s| s.root.clone()).unwrap_or_default(),
             layer: probe.layer.clone(),
@@ -124,6 +142,7 @@ impl ProbeSummary {
             last_run: report.map(|r| r.started_at),
             last_success: status.and_then(|s| s.last_success),
             commit: report.map(|r| r.commit.clone()).filter(|c| !c.is_empty()),
+            commit_url: report.and_then(|r| r.commit_url.clone()),
             error_reason: report
                 .and_then(|r| r.error.as_ref())
                 .map(|e| e.reason.as_str()),
@@ -142,10 +161,21 @@ pub fn probe_list(cx: &Context) -> serde_json::Value {
     for probe in &cx.catalog.probes {
         let mut mine = statuses.iter().filter(|s| s.name == probe.name).peekable();
         if mine.peek().is_none() {
-            probes.push(ProbeSummary::new(probe, probe.name.clone(), None));
+            let status = probe_status(probe, cx.state.probe_failure(&probe.name));
+            probes.push(ProbeSummary::new(
+                probe,
+                probe.name.clone(),
+                "probe",
+                Some(&status),
+            ));
         }
         for status in mine {
-            probes.push(ProbeSummary::new(probe, status.probe.clone(), Some(status)));
+            probes.push(ProbeSummary::new(
+                probe,
+                status.probe.clone(),
+                "instance",
+                Some(status),
+            ));
         }
     }
     let mut counts = serde_json::Map::new();
@@ -158,14 +188,26 @@ pub fn probe_list(cx: &Context) -> serde_json::Value {
 
 /// One probe instance in full, or `None` when no configured probe has this id.
 pub fn probe_detail(cx: &Context, id: &str) -> Option<ProbeView> {
-    let status = cx.state.get(id);
-    let name = status.as_ref().map_or(id, |s| s.name.as_str());
-    let probe = cx.catalog.probes.iter().find(|p| p.name == name)?;
-    let root = status.as_ref().map(|s| s.root.clone()).unwrap_or_default();
-    if status.is_none() && id != probe.name {
-        return None;
+    let instance = InstanceId::parse(id);
+    let probe = cx
+        .catalog
+        .probes
+        .iter()
+        .find(|p| p.name == instance.probe)?;
+    match cx.state.get(&instance) {
+        Some(status) => Some(ProbeView::new(probe, status)),
+        None if id == probe.name && cx.state.instances_of(&probe.name).is_empty() => Some(
+            ProbeView::probe_only(probe, cx.state.probe_failure(&probe.name)),
+        ),
+        None => None,
     }
-    Some(ProbeView::new(probe, &root, status))
+}
+
+/// The status shown for a probe with no known instance: its listing failure, if any.
+fn probe_status(probe: &CatalogProbe, failure: Option<crate::probe::RunReport>) -> ProbeStatus {
+    let mut status = ProbeStatus::new(&InstanceId::new(&probe.name, ""), &probe.layer);
+    status.last_report = failure;
+    status
 }
 
 pub(super) async fn list_probes(State(cx): State<Context>) -> Response {
@@ -209,7 +251,7 @@ fn history_or_503(ctx: &Context) -> Result<Arc<History>, Response> {
 }
 
 fn known_instance(ctx: &Context, id: &str) -> bool {
-    ctx.state.get(id).is_some() || ctx.catalog.probe(id).is_some()
+    ctx.state.get(&InstanceId::parse(id)).is_some() || ctx.catalog.probe(id).is_some()
 }
 
 pub(super) async fn api_runs(

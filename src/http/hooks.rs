@@ -25,6 +25,36 @@ pub fn bearer_matches(expected: &str, header: Option<&str>) -> bool {
     scheme.eq_ignore_ascii_case("bearer") && token_matches(expected, token.trim())
 }
 
+/// Checks an `Authorization: Basic <base64 user:password>` header value
+/// against `users`. Every user is compared, so the time taken does not say
+/// which user exists either.
+pub fn basic_matches(users: &[(String, String)], header: Option<&str>) -> bool {
+    use base64::Engine;
+    let Some((scheme, encoded)) = header.and_then(|h| h.trim().split_once(' ')) else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return false;
+    }
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+        return false;
+    };
+    let Some((user, password)) = std::str::from_utf8(&decoded)
+        .ok()
+        .and_then(|text| text.split_once(':'))
+    else {
+        return false;
+    };
+    users
+        .iter()
+        .fold(false, |found, (known_user, known_password)| {
+            // Both compared always: no short-circuit on the user name.
+            let user_ok = token_matches(known_user, user);
+            let password_ok = token_matches(known_password, password);
+            found | (user_ok & password_ok)
+        })
+}
+
 /// Checks GitHub's `X-Hub-Signature-256: sha256=<hex HMAC of the body>`.
 pub fn github_signature_matches(secret: &str, body: &[u8], header: Option<&str>) -> bool {
     let Some(hex_signature) = header.and_then(|h| h.trim().strip_prefix("sha256=")) else {
@@ -150,6 +180,42 @@ mod tests {
         assert!(!bearer_matches("tok", Some("Bearer tok2")));
         assert!(!bearer_matches("tok", Some("tok")));
         assert!(!bearer_matches("tok", None));
+    }
+
+    #[test]
+    fn basic_auth_headers() {
+        use base64::Engine;
+        let basic = |text: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(text)
+            )
+        };
+        let users = [
+            ("alice".to_string(), "s3cret".to_string()),
+            ("bob".to_string(), "pa:ss".to_string()),
+        ];
+        let table = [
+            (Some(basic("alice:s3cret")), true),
+            (Some(basic("bob:pa:ss")), true),
+            (Some(basic("alice:pa:ss")), false),
+            (Some(basic("alice:s3cre")), false),
+            (Some(basic("carol:s3cret")), false),
+            (Some(basic("alice")), false),
+            (Some(basic(":")), false),
+            (Some("Basic !!notbase64".to_string()), false),
+            (Some("Bearer s3cret".to_string()), false),
+            (Some(basic("alice:s3cret").replace("Basic", "basic")), true),
+            (None, false),
+        ];
+        for (header, expected) in table {
+            assert_eq!(
+                basic_matches(&users, header.as_deref()),
+                expected,
+                "{header:?}"
+            );
+        }
+        assert!(!basic_matches(&[], Some(&basic("alice:s3cret"))));
     }
 
     #[test]

@@ -554,6 +554,9 @@ pub fn probe_page(page_data: &ProbePage<'_>) -> String {
                                         Some(ended) => { (when(now, ended)) }
                                         None => { span class="badge s-drifted" { "OPEN" } }
                                     }
+                                    @if episode.ended_reason.as_deref() == Some("removed") {
+                                        " (root removed)"
+                                    }
                                 }
                                 td { (span(lasted)) }
                                 td class="mono" { (short_commit(&episode.started_commit)) }
@@ -682,7 +685,7 @@ mod tests {
             }
             Verdict::InSync => Ok(Outcome::in_sync()),
         });
-        let mut status = ProbeStatus::new(&report.probe, &report.name, &report.root, "terraform");
+        let mut status = ProbeStatus::new(&report.instance(), "terraform");
         status.apply(&report);
         status
     }
@@ -700,7 +703,7 @@ mod tests {
     fn overview_counts_messages_and_links() {
         let now = DateTime::from_timestamp(1_700_000_600, 0).unwrap();
         let row = |report: &mut RunReport| {
-            let mut status = ProbeStatus::new(&report.probe, &report.name, &report.root, "command");
+            let mut status = ProbeStatus::new(&report.instance(), "command");
             status.apply(report);
             let rows = [OverviewRow {
                 id: report.probe.clone(),
@@ -843,6 +846,7 @@ mod tests {
                 ended_at: None,
                 ended_run: None,
                 ended_commit: Some(XSS.into()),
+                ended_reason: None,
                 resources: vec![crate::history::EpisodeResource {
                     subject: XSS.into(),
                     action: XSS.into(),

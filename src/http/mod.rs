@@ -173,21 +173,43 @@ impl Catalog {
     }
 }
 
-/// Secrets for the trigger endpoints; `None` switches an endpoint off.
+/// Secrets for the endpoints; `None` switches a trigger endpoint off, and
+/// leaves a read endpoint open.
 #[derive(Clone, Default)]
 pub struct Secrets {
     pub api_token: Option<String>,
     pub webhook_secret: Option<String>,
+    /// Bearer token for the page and the read API.
+    pub read_token: Option<String>,
+    /// Basic-auth `(user, password)` pairs for the page and the read API.
+    pub read_users: Vec<(String, String)>,
+    /// Bearer token for `/metrics`, `/healthz` and `/readyz`.
+    pub metrics_token: Option<String>,
+}
+
+impl Secrets {
+    /// True when reading the page and the API needs credentials.
+    pub fn read_protected(&self) -> bool {
+        self.read_token.is_some() || !self.read_users.is_empty()
+    }
 }
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |secret: &Option<String>| secret.as_ref().map(|_| "***");
         f.debug_struct("Secrets")
-            .field("api_token", &self.api_token.as_ref().map(|_| "***"))
+            .field("api_token", &hidden(&self.api_token))
+            .field("webhook_secret", &hidden(&self.webhook_secret))
+            .field("read_token", &hidden(&self.read_token))
             .field(
-                "webhook_secret",
-                &self.webhook_secret.as_ref().map(|_| "***"),
+                "read_users",
+                &self
+                    .read_users
+                    .iter()
+                    .map(|(user, _)| user)
+                    .collect::<Vec<_>>(),
             )
+            .field("metrics_token", &hidden(&self.metrics_token))
             .finish()
     }
 }
@@ -277,14 +299,22 @@ impl Context {
     }
 }
 
-/// Every route, counted by [`count_requests`] and cut off after the request timeout.
+/// Every route, counted by [`count_requests`] and cut off after the request
+/// timeout. Three access classes: operations endpoints (open unless
+/// `metrics_token`), reading (open unless `read_token` or `read_users`),
+/// and triggers with their own token or signature.
 pub fn router(cx: Context) -> Router {
     let timeout = cx.request_timeout;
     let request_metrics = cx.http_metrics.clone();
-    Router::new()
+    let operations = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route_layer(axum::middleware::from_fn_with_state(
+            cx.clone(),
+            require_metrics_token,
+        ));
+    let reading = Router::new()
         .route("/api/v1/probes", get(api::list_probes))
         .route("/api/v1/probes/{name}", get(api::get_probe))
         .route("/api/v1/probes/{name}/runs", get(api::api_runs))
@@ -293,10 +323,18 @@ pub fn router(cx: Context) -> Router {
         .route("/", get(pages::overview))
         .route("/events", get(pages::events_page))
         .route("/probes/{name}", get(pages::probe_page))
+        .route_layer(axum::middleware::from_fn_with_state(
+            cx.clone(),
+            require_reader,
+        ));
+    let writing = Router::new()
         .route("/api/v1/probes/{name}/run", post(triggers::trigger_run))
         .route("/api/v1/sync", post(triggers::trigger_sync))
         .route("/api/v1/hooks/github", post(triggers::hook_github))
-        .route("/api/v1/hooks/gitlab", post(triggers::hook_gitlab))
+        .route("/api/v1/hooks/gitlab", post(triggers::hook_gitlab));
+    operations
+        .merge(reading)
+        .merge(writing)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -307,6 +345,64 @@ pub fn router(cx: Context) -> Router {
             count_requests,
         ))
         .with_state(cx)
+}
+
+fn authorization(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+fn unauthorized(challenges: &[&'static str]) -> Response {
+    let mut response = json_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    for challenge in challenges {
+        response.headers_mut().append(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+    }
+    response
+}
+
+/// Lets a request through to the page or the read API when reading is open,
+/// or it carries the read token or a listed user's password.
+async fn require_reader(State(cx): State<Context>, request: Request, next: Next) -> Response {
+    let secrets = &cx.secrets;
+    if !secrets.read_protected() {
+        return next.run(request).await;
+    }
+    let given = authorization(&request);
+    let token_ok = secrets
+        .read_token
+        .as_deref()
+        .is_some_and(|token| hooks::bearer_matches(token, given));
+    if token_ok || hooks::basic_matches(&secrets.read_users, given) {
+        return next.run(request).await;
+    }
+    let mut challenges = Vec::new();
+    if !secrets.read_users.is_empty() {
+        challenges.push(r#"Basic realm="driftwatch", charset="UTF-8""#);
+    }
+    if secrets.read_token.is_some() {
+        challenges.push("Bearer");
+    }
+    unauthorized(&challenges)
+}
+
+/// Lets a request through to `/metrics` and the health checks unless
+/// `metrics_token` is set and the request lacks it.
+async fn require_metrics_token(
+    State(cx): State<Context>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match cx.secrets.metrics_token.as_deref() {
+        Some(token) if !hooks::bearer_matches(token, authorization(&request)) => {
+            unauthorized(&["Bearer"])
+        }
+        _ => next.run(request).await,
+    }
 }
 
 /// Serves until `shutdown` fires, then finishes in-flight requests.

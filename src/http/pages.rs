@@ -9,6 +9,7 @@ use chrono::Utc;
 use super::api::PageParams;
 use super::{blocking, html, html_response, Context};
 use crate::history::EpisodeQuery;
+use crate::instance::InstanceId;
 use crate::probe::Verdict;
 
 /// The rows of the overview: every known instance, plus configured probes
@@ -29,10 +30,17 @@ fn overview_rows(ctx: &Context) -> Vec<html::OverviewRow> {
             .iter()
             .any(|r| r.status.as_ref().is_some_and(|s| s.name == probe.name))
         {
+            // No instance known: show why (the failure to list its roots), if any.
+            let status = ctx.state.probe_failure(&probe.name).map(|failure| {
+                let mut status =
+                    crate::state::ProbeStatus::new(&InstanceId::new(&probe.name, ""), &probe.layer);
+                status.last_report = Some(failure);
+                status
+            });
             rows.push(html::OverviewRow {
                 id: probe.name.clone(),
                 layer: probe.layer.clone(),
-                status: None,
+                status,
             });
         }
     }
@@ -108,7 +116,7 @@ pub(super) async fn events_page(
 pub(super) async fn probe_page(State(ctx): State<Context>, Path(id): Path<String>) -> Response {
     let result = blocking(move || {
         let now = Utc::now();
-        let status = ctx.state.get(&id);
+        let status = ctx.state.get(&InstanceId::parse(&id));
         if status.is_none() {
             // A probe name with several roots: list its instances.
             let rows: Vec<_> = overview_rows(&ctx)

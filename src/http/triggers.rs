@@ -3,21 +3,13 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{hooks, json_error, CatalogRepo, Context, TriggerRefusal};
-
-fn unauthorized() -> Response {
-    let mut response = json_error(StatusCode::UNAUTHORIZED, "unauthorized");
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response
-}
 
 fn not_found() -> Response {
     json_error(StatusCode::NOT_FOUND, "not found")
@@ -36,7 +28,7 @@ fn authorize(ctx: &Context, headers: &HeaderMap, kind: &str) -> Result<(), Respo
         Ok(())
     } else {
         ctx.http_metrics.trigger(kind, "unauthorized");
-        Err(unauthorized())
+        Err(super::unauthorized(&["Bearer"]))
     }
 }
 

@@ -18,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ProbeSpec;
 use crate::process::{self, Command};
-pub use outcome::{ErrorReason, Outcome, ProbeError, ResourceChange, RunReport, Verdict};
+pub use outcome::{
+    ErrorReason, FieldChange, Outcome, ProbeError, ResourceChange, RunReport, Verdict,
+};
 
 /// One layer's drift check. A probe never touches metrics or state: it
 /// returns an outcome and the scheduler records it.

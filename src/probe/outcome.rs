@@ -80,6 +80,30 @@ pub struct ResourceChange {
     /// commit; set by the scheduler when the repo has web links.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The fields that differ, one per diff line, with who last wrote the
+    /// live value when the layer can tell (Kubernetes: from managedFields).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldChange>,
+}
+
+/// One drifted field of a resource, and who wrote its live value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    /// The field as the diff line names it, e.g. `spec.replicas` or
+    /// `spec.ports[port=53,protocol=UDP]` (key names only, never values).
+    pub field: String,
+    /// The field manager that owns the live value (`kubectl-scale`,
+    /// `kube-controller-manager`, …); absent when no managedFields entry
+    /// covers the field (nobody is guessed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<String>,
+    /// That manager's operation: `Update` or `Apply`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// When that manager last wrote the object (RFC 3339, UTC, from the
+    /// managedFields entry; the API records one time per manager, not per field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
 }
 
 impl ResourceChange {
@@ -91,7 +115,13 @@ impl ResourceChange {
             origin: None,
             declared_at: None,
             url: None,
+            fields: Vec::new(),
         }
+    }
+
+    pub fn with_fields(mut self, fields: Vec<FieldChange>) -> Self {
+        self.fields = fields;
+        self
     }
 
     pub fn with_diff(mut self, diff: impl Into<String>) -> Self {
@@ -341,6 +371,11 @@ impl Default for ReportLimits {
 }
 
 impl RunReport {
+    /// The instance this run covered.
+    pub fn instance(&self) -> crate::instance::InstanceId {
+        crate::instance::InstanceId::new(&self.name, &self.root)
+    }
+
     /// Cuts the report down to `limits`: long texts get a marker, changes
     /// beyond the count or byte budget are dropped (in the order the probe
     /// gave them), and `truncated` says so. `total_changes` keeps the full

@@ -794,9 +794,9 @@ async fn a_run_that_checked_nothing_is_an_error_never_in_sync() {
         (
             "a play with hosts: []",
             "playbooks = [\"empty-list.yml\"]\ninventory = \"hosts.ini\"\n",
-            // ansible names neither play nor file here.
+            // ansible names no play here; driftwatch does.
             "[ERROR]: Hosts list cannot be empty",
-            &[],
+            &["checked nothing for:\n  play \"nobody\" (empty-list.yml): hosts []"],
         ),
     ];
     for (case, fields, start, named) in cases {

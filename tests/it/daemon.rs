@@ -1,9 +1,10 @@
 //! The daemon end to end: the real binary, real git repos, real HTTP.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::daemon::Daemon;
 use crate::common::{commit_files, driftwatch_bin, free_port, have_tool, init_repo};
 
 /// A drift check script: drifted while `marker` exists, in sync otherwise.
@@ -12,144 +13,6 @@ fn marker_script(marker: &Path) -> String {
         "#!/bin/sh\nif [ -e '{}' ]; then echo drift >&2; exit 2; fi\nexit 0\n",
         marker.display()
     )
-}
-
-struct Daemon {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(config: &Path, log: &Path) -> Daemon {
-        let text = std::fs::read_to_string(config).unwrap();
-        let port: u16 = text
-            .split("127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .and_then(|p| p.parse().ok())
-            .expect("config names a listen port");
-        let child = Command::new(driftwatch_bin())
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap();
-        Daemon {
-            child,
-            port,
-            log: log.to_path_buf(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
-    }
-
-    fn get(&self, path: &str) -> Option<(u16, String)> {
-        let response = reqwest::blocking_get(&self.url(path))?;
-        Some(response)
-    }
-
-    /// Polls until `check` returns true on a GET of `path`, or panics after a generous timeout.
-    fn wait_for(&self, path: &str, what: &str, check: impl Fn(u16, &str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            if let Some((code, body)) = self.get(path) {
-                if check(code, &body) {
-                    return body;
-                }
-            }
-            if start.elapsed() > Duration::from_secs(60) {
-                panic!(
-                    "timed out waiting for {what} at {path}; daemon log:\n{}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn metric(&self, line_prefix: &str) -> Option<String> {
-        let (_, body) = self.get("/metrics")?;
-        body.lines()
-            .find(|l| l.starts_with(line_prefix))
-            .map(|l| l[line_prefix.len()..].trim().to_string())
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                let _ = self.child.kill();
-                panic!("daemon did not exit after SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Minimal blocking HTTP GET over std, so tests need no async runtime here.
-mod reqwest {
-    use std::io::{Read, Write};
-
-    pub fn blocking_get(url: &str) -> Option<(u16, String)> {
-        let rest = url.strip_prefix("http://")?;
-        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        let mut stream = std::net::TcpStream::connect(host).ok()?;
-        stream
-            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-            .ok()?;
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).ok()?;
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let code = text.split_whitespace().nth(1)?.parse().ok()?;
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let body = if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            dechunk(body)
-        } else {
-            body.to_string()
-        };
-        Some((code, body))
-    }
-
-    fn dechunk(mut body: &str) -> String {
-        let mut out = String::new();
-        while let Some((size, rest)) = body.split_once("\r\n") {
-            let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-                break;
-            };
-            if size == 0 || rest.len() < size {
-                break;
-            }
-            out.push_str(&rest[..size]);
-            body = rest[size..].trim_start_matches("\r\n");
-        }
-        out
-    }
 }
 
 struct Setup {
@@ -263,7 +126,7 @@ fn daemon_serves_metrics_api_and_follows_commits() {
     }
     let head = crate::common::git(&s.work, &["rev-parse", "HEAD"]);
     assert!(metrics.contains(&format!(
-        "driftwatch_repo_info{{repo=\"infra\",revision=\"{head}\"}} 1"
+        "driftwatch_repo_info{{commit_url=\"\",repo=\"infra\",revision=\"{head}\"}} 1"
     )));
     let since: f64 = daemon
         .metric("driftwatch_probe_drifted_since_timestamp_seconds{layer=\"command\",probe=\"app\",root=\"\",team=\"corp\"}")
@@ -345,7 +208,7 @@ fn vanished_remote_keeps_last_commit_and_reports_sync_failure() {
     });
     let (_, metrics) = daemon.get("/metrics").unwrap();
     assert!(metrics.contains(&format!(
-        "driftwatch_repo_info{{repo=\"infra\",revision=\"{head}\"}} 1"
+        "driftwatch_repo_info{{commit_url=\"\",repo=\"infra\",revision=\"{head}\"}} 1"
     )));
     assert_eq!(
         daemon.get("/readyz").unwrap().0,
@@ -438,6 +301,68 @@ command = ["sh", "-c", "{marker} & {marker} & wait"]
     assert!(
         !crate::common::process_running(&marker),
         "a probe process outlived the daemon"
+    );
+}
+
+/// A Terraform whose `version` takes minutes: the daemon serves health
+/// checks meanwhile, exits at once on SIGTERM, kills the check, and its
+/// log file (not a terminal) holds no colour codes.
+#[test]
+fn a_slow_preflight_delays_neither_health_nor_shutdown() {
+    let marker = format!("sleep 7{}.75", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("preflight-started");
+    let script = dir.path().join("slow-terraform");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = version ]; then\n  : > {started}\n  exec {marker}\nfi\necho 'not a real terraform' >&2\nexit 1\n",
+            started = started.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let s = setup(&format!(
+        r#"
+[[probe]]
+name = "slow-tf"
+layer = "terraform"
+repo = "infra"
+path = "app"
+schedule = ""
+binary = "{}"
+"#,
+        script.display()
+    ));
+    let log = s.root.join("daemon.log");
+    let mut daemon = Daemon::start(&s.config, &log);
+    let start = Instant::now();
+    while !started.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "preflight never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The preflight is still running, and the daemon answers anyway.
+    daemon.wait_for("/healthz", "health while the preflight runs", |code, _| {
+        code == 200
+    });
+    assert!(
+        crate::common::process_running(&marker),
+        "the preflight ended early"
+    );
+    let status = daemon.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        !crate::common::process_running(&marker),
+        "the preflight's terraform outlived the daemon"
+    );
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("driftwatch started"), "{logs}");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "colour codes in a log file:\n{logs}"
     );
 }
 

@@ -97,6 +97,20 @@ fn change<'a>(outcome: &'a Outcome, subject: &str) -> &'a ResourceChange {
         .unwrap_or_else(|| panic!("no change for {subject} in {:#?}", outcome.changes))
 }
 
+/// The seeding writes are recorded as `kubectl apply`; the `patch` test
+/// helper edits storage directly, like a client that bypasses field
+/// management, so lines changed through it still name the seeding manager.
+/// Tests about the diff itself drop that suffix; tests about owners write
+/// through kubectl instead.
+const SEED_OWNER: &str = " (kubectl-client-side-apply, Update, 2026-01-01T00:00:00Z)";
+
+fn plain(diff: &str) -> String {
+    diff.lines()
+        .map(|l| l.strip_suffix(SEED_OWNER).unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn assert_in_sync(result: Result<Outcome, ProbeError>) -> Outcome {
     let outcome = result.unwrap_or_else(|e| panic!("probe failed: {e:?}"));
     assert_eq!(
@@ -148,9 +162,9 @@ async fn replicas_changed_live_gives_a_readable_line() {
     assert_eq!(outcome.changes.len(), 1, "{:#?}", outcome.changes);
     let web = change(&outcome, "Deployment/shop/web");
     assert_eq!(web.action, "changed");
-    assert_eq!(web.diff, "spec.replicas: want 3, live 5");
+    assert_eq!(plain(&web.diff), "spec.replicas: want 3, live 5");
     assert_eq!(
-        outcome.message,
+        plain(&outcome.message),
         "1 of 6 objects differ (1 changed, 0 missing, 0 extra); Deployment/shop/web: spec.replicas: want 3, live 5"
     );
 }
@@ -168,7 +182,7 @@ async fn one_image_changed_is_reported_by_container_name() {
     let outcome = s.run("").await.unwrap();
     let web = change(&outcome, "Deployment/shop/web");
     assert_eq!(
-        web.diff,
+        plain(&web.diff),
         r#"spec.template.spec.containers[name=sidecar].image: "busybox:1.36" → "busybox:1.37""#
     );
 }
@@ -194,7 +208,7 @@ async fn env_var_added_live_is_not_drift_but_changed_is() {
     let outcome = s.run("").await.unwrap();
     let web = change(&outcome, "Deployment/shop/web");
     assert_eq!(
-        web.diff,
+        plain(&web.diff),
         r#"spec.template.spec.containers[name=web].env[name=WORKERS].value: "4" → "8""#
     );
 }
@@ -307,7 +321,7 @@ async fn secret_drift_names_the_key_and_the_value_appears_nowhere() {
     let outcome = result.unwrap();
     assert_eq!(outcome.changes.len(), 1);
     let secret = change(&outcome, "Secret/shop/credentials");
-    assert_eq!(secret.diff, "data.password: value differs (hidden)");
+    assert_eq!(plain(&secret.diff), "data.password: value differs (hidden)");
     let error = error_result.unwrap_err();
     assert_eq!(error.partial_changes.len(), 1, "{error:?}");
 
@@ -345,7 +359,7 @@ async fn ignore_rules_suppress_known_differences() {
     let outcome = s.run(rules).await.unwrap();
     let web = change(&outcome, "Deployment/shop/web");
     assert_eq!(
-        web.diff,
+        plain(&web.diff),
         r#"spec.template.spec.containers[name=sidecar].image: "busybox:1.36" → "busybox:1.37""#
     );
 
@@ -449,11 +463,11 @@ async fn kustomize_overlay_through_render() {
     });
     let outcome = s.run(render).await.unwrap();
     assert_eq!(
-        change(&outcome, "Deployment/prod/api").diff,
+        plain(&change(&outcome, "Deployment/prod/api").diff),
         r#"spec.template.spec.containers[name=api].image: "example/api:1.2" → "example/api:1.0""#
     );
     assert_eq!(
-        change(&outcome, "ConfigMap/prod/api-settings").diff,
+        plain(&change(&outcome, "ConfigMap/prod/api-settings").diff),
         r#"data.level: "info" → "debug""#
     );
 
@@ -478,7 +492,7 @@ async fn custom_resource_kind_comes_from_discovery() {
     let outcome = s.run("include_kinds = [\"*.example.com\"]").await.unwrap();
     assert_eq!(outcome.details["objects"], 1);
     assert_eq!(
-        change(&outcome, "Widget/shop/gizmo").diff,
+        plain(&change(&outcome, "Widget/shop/gizmo").diff),
         "spec.size: want 3, live 4"
     );
     assert!(
@@ -752,7 +766,7 @@ async fn yaml_1_1_octal_is_read_as_kubectl_reads_it() {
     });
     let outcome = s.run("").await.unwrap();
     assert_eq!(
-        change(&outcome, "Deployment/shop/web").diff,
+        plain(&change(&outcome, "Deployment/shop/web").diff),
         "spec.template.spec.volumes[name=conf].configMap.defaultMode: want 493, live 420"
     );
 }
@@ -850,7 +864,7 @@ async fn a_toleration_appended_live_is_drift() {
     });
     let outcome = s.run("").await.unwrap();
     assert_eq!(
-        change(&outcome, "Deployment/shop/web").diff,
+        plain(&change(&outcome, "Deployment/shop/web").diff),
         r#"spec.template.spec.tolerations: want [{"effect":"NoSchedule","key":"dedicated","operator":"Equal","value":"web"}], live [{"effect":"NoSchedule","key":"dedicated","operator":"Equal","value":"web"},{"operator":"Exists"}]"#
     );
 }
@@ -878,7 +892,7 @@ async fn custom_resource_lists_follow_the_crd_schema() {
     });
     let outcome = s.run("").await.unwrap();
     assert_eq!(
-        change(&outcome, "Widget/shop/gizmo").diff,
+        plain(&change(&outcome, "Widget/shop/gizmo").diff),
         "spec.parts[name=a].size: want 1, live 2\nspec.steps: want [\"cut\",\"glue\"], live [\"cut\",\"glue\",\"paint\"]"
     );
     // Without the CRD, parts is atomic: the extra live part is drift too.
@@ -897,4 +911,203 @@ async fn custom_resource_lists_follow_the_crd_schema() {
         "{:#?}",
         outcome.changes
     );
+}
+
+impl Setup {
+    /// Runs kubectl against the emulator (a private HOME keeps its cache
+    /// here). Blocking: call from a multi-threaded test so the emulator serves.
+    fn kubectl(&self, args: &[&str]) -> String {
+        let output = std::process::Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.tmp.path())
+            .output()
+            .expect("kubectl runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "kubectl {args:?}: {text}");
+        text
+    }
+}
+
+/// "Who changed it": writes made with kubectl (scale, an edit-style patch,
+/// client-side and server-side apply) are recorded by the emulator in
+/// managedFields as a real API server records them, and each drifted field
+/// names the manager, operation and time that own its live value. The
+/// probe itself writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_drifted_field_names_who_changed_it() {
+    if !common::have_tool("kubectl") {
+        return;
+    }
+    let s = setup("app", true).await;
+    assert_in_sync(s.run("").await);
+    s.kubectl(&["-n", "shop", "scale", "deployment", "web", "--replicas=5"]);
+    s.kubectl(&[
+        "-n", "shop", "patch", "deployment", "web", "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:1.37"}]}}}}"#,
+    ]);
+    s.kubectl(&[
+        "-n",
+        "shop",
+        "patch",
+        "deployment",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/template/spec/containers/0/env/1"}]"#,
+    ]);
+    let live = s.emulator.get("Deployment", "shop", "web").unwrap();
+    let managers: Vec<&str> = live["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect();
+    assert!(managers.contains(&"kubectl-patch"), "{managers:?}");
+
+    let writes = s.emulator.writes();
+    let outcome = s.run("").await.unwrap();
+    assert_eq!(s.emulator.writes(), writes, "the probe only reads");
+    let web = change(&outcome, "Deployment/shop/web");
+    let time = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z";
+    let expected = [
+        format!(r"^spec\.replicas: want 3, live 5 \(kubectl, Update, {time}\)$"),
+        format!(
+            r#"^spec\.template\.spec\.containers\[name=sidecar\]\.image: "busybox:1\.36" → "busybox:1\.37" \(kubectl-patch, Update, {time}\)$"#
+        ),
+        // A value gone live has no owner to name: nothing is guessed.
+        r#"^spec\.template\.spec\.containers\[name=web\]\.env\[name=WORKERS\]: want \{"name":"WORKERS","value":"4"\}, live absent$"#.to_string(),
+    ];
+    let lines: Vec<&str> = web.diff.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", web.diff);
+    for pattern in &expected {
+        let re = regex::Regex::new(pattern).unwrap();
+        assert!(
+            lines.iter().any(|l| re.is_match(l)),
+            "{pattern} in\n{}",
+            web.diff
+        );
+    }
+    // The JSON report carries the same per field.
+    let report = common::report("k8s", "kubernetes", Ok(outcome.clone()));
+    let json = serde_json::to_value(&report).unwrap();
+    let fields = json
+        .pointer("/changes/0/fields")
+        .and_then(|f| f.as_array())
+        .unwrap_or_else(|| panic!("{json:#}"));
+    let replicas = fields
+        .iter()
+        .find(|f| f["field"] == "spec.replicas")
+        .unwrap();
+    assert_eq!(replicas["manager"], "kubectl");
+    assert_eq!(replicas["operation"], "Update");
+    assert!(regex::Regex::new(&format!("^{time}$"))
+        .unwrap()
+        .is_match(replicas["time"].as_str().unwrap()));
+    let env = fields
+        .iter()
+        .find(|f| f["field"] == "spec.template.spec.containers[name=web].env[name=WORKERS]")
+        .unwrap();
+    assert!(env.get("manager").is_none(), "{env}");
+
+    // kubectl apply of the git manifest (client-side) puts replicas and the
+    // image back and takes them over; a server-side apply by another manager
+    // then owns what it sets.
+    s.kubectl(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        s.checkout.join("deploy/deployment.yaml").to_str().unwrap(),
+    ]);
+    let outcome = s.run("").await.unwrap();
+    assert_eq!(outcome.changes.len(), 0, "{:#?}", outcome.changes);
+    let hotfix = s.tmp.path().join("hotfix.yaml");
+    std::fs::write(
+        &hotfix,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec:\n  replicas: 9\n",
+    )
+    .unwrap();
+    s.kubectl(&[
+        "apply",
+        "--validate=false",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=hotfix",
+        "-f",
+        hotfix.to_str().unwrap(),
+    ]);
+    let outcome = s.run("").await.unwrap();
+    let re = regex::Regex::new(&format!(
+        r"^spec\.replicas: want 3, live 9 \(hotfix, Apply, {time}\)$"
+    ))
+    .unwrap();
+    let diff = &change(&outcome, "Deployment/shop/web").diff;
+    assert!(re.is_match(diff), "{diff}");
+}
+
+/// The emulator's write side behaves like an API server for kubectl: every
+/// write takes the next resourceVersion from one global counter, a stale
+/// resourceVersion is a 409, and `kubectl scale` reads and writes the scale
+/// subresource.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulator_accepts_kubectl_writes_like_an_api_server() {
+    if !common::have_tool("kubectl") {
+        return;
+    }
+    let s = setup("app", true).await;
+    let seeded = s.emulator.get("ConfigMap", "shop", "settings").unwrap();
+    let before: u64 = seeded["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    s.kubectl(&["-n", "shop", "scale", "deployment", "web", "--replicas=2"]);
+    let after = s.emulator.get("Deployment", "shop", "web").unwrap();
+    let rv: u64 = after["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rv > before, "{rv} > {before}");
+    assert_eq!(after["spec"]["replicas"], 2);
+    let scale = s.kubectl(&[
+        "-n",
+        "shop",
+        "get",
+        "--raw",
+        "/apis/apps/v1/namespaces/shop/deployments/web/scale",
+    ]);
+    assert!(scale.contains("\"replicas\":2"), "{scale}");
+    // A replace with an old resourceVersion is refused.
+    let mut stale = after.clone();
+    stale["metadata"]["resourceVersion"] = json!("1");
+    let file = s.tmp.path().join("stale.json");
+    std::fs::write(&file, stale.to_string()).unwrap();
+    let output = std::process::Command::new("kubectl")
+        .args(["replace", "--validate=false", "-f", file.to_str().unwrap()])
+        .env("KUBECONFIG", &s.kubeconfig)
+        .env("HOME", s.tmp.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("the object has been modified"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Create and delete.
+    let config = s.tmp.path().join("new.yaml");
+    std::fs::write(&config, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh, namespace: shop}\ndata: {a: \"1\"}\n").unwrap();
+    s.kubectl(&["create", "--validate=false", "-f", config.to_str().unwrap()]);
+    let fresh = s.emulator.get("ConfigMap", "shop", "fresh").unwrap();
+    assert_eq!(
+        fresh["metadata"]["managedFields"][0]["manager"],
+        "kubectl-create"
+    );
+    s.kubectl(&["-n", "shop", "delete", "configmap", "fresh"]);
+    assert!(s.emulator.get("ConfigMap", "shop", "fresh").is_none());
 }

@@ -7,6 +7,7 @@ mod common;
 mod config;
 mod daemon;
 mod demo;
+mod instances;
 mod kube_watch;
 mod kubernetes;
 mod kubernetes_watch;

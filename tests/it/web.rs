@@ -89,7 +89,7 @@ impl Harness {
         let state = Arc::new(State::load(dir.path()));
         let history = Arc::new(History::open(dir.path(), HistoryConfig::default()));
         let triggers = Arc::new(RecordingTriggers::default());
-        let metrics = Arc::new(Metrics::new(&Default::default(), 100));
+        let metrics = Arc::new(Metrics::new(state.clone(), &Default::default(), 100));
         let registry = metrics.registry().clone();
         let catalog = Catalog {
             probes: vec![
@@ -513,6 +513,7 @@ async fn triggers_need_the_bearer_token() {
     let harness = Harness::start(Secrets {
         api_token: Some(API_TOKEN.into()),
         webhook_secret: None,
+        ..Secrets::default()
     })
     .await;
     let base = &harness.base;
@@ -619,6 +620,7 @@ async fn github_webhook_needs_a_valid_signature() {
     let harness = Harness::start(Secrets {
         api_token: None,
         webhook_secret: Some(HOOK_SECRET.into()),
+        ..Secrets::default()
     })
     .await;
     let url = format!("{}/api/v1/hooks/github", harness.base);
@@ -722,6 +724,7 @@ async fn gitlab_webhook_needs_the_token() {
     let harness = Harness::start(Secrets {
         api_token: None,
         webhook_secret: Some(HOOK_SECRET.into()),
+        ..Secrets::default()
     })
     .await;
     let url = format!("{}/api/v1/hooks/gitlab", harness.base);
@@ -1128,4 +1131,143 @@ async fn probe_list_is_a_summary_that_follows_every_change() {
         report["changes"].as_array().unwrap().len(),
         driftwatch::probe::outcome::MAX_CHANGES_PER_REPORT
     );
+}
+
+async fn status_with(url: String, authorization: Option<&str>) -> (u16, Vec<String>) {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    let response = request.send().await.unwrap();
+    let challenges = response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    (response.status().as_u16(), challenges)
+}
+
+const READ_TOKEN: &str = "test-read-token-77d0";
+const METRICS_TOKEN: &str = "test-metrics-token-1b3c";
+
+fn basic(user_password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(user_password)
+    )
+}
+
+const READ_PATHS: [&str; 8] = [
+    "/",
+    "/events",
+    "/probes/web-deploy",
+    "/api/v1/probes",
+    "/api/v1/probes/web-deploy",
+    "/api/v1/probes/web-deploy/runs",
+    "/api/v1/events",
+    "/api/v1/episodes",
+];
+const OPERATIONS_PATHS: [&str; 3] = ["/metrics", "/healthz", "/readyz"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_token_and_users_protect_the_page_and_api_only() {
+    let harness = Harness::start(Secrets {
+        read_token: Some(READ_TOKEN.into()),
+        read_users: vec![("alice".into(), "wonder:land".into())],
+        api_token: Some(API_TOKEN.into()),
+        ..Secrets::default()
+    })
+    .await;
+    harness.populate();
+    let base = &harness.base;
+    let bearer = format!("Bearer {READ_TOKEN}");
+    let alice = basic("alice:wonder:land");
+    for path in READ_PATHS {
+        let url = || format!("{base}{path}");
+        let (code, challenges) = status_with(url(), None).await;
+        assert_eq!(code, 401, "{path} without credentials");
+        assert!(
+            challenges.iter().any(|c| c.starts_with("Basic realm=")),
+            "{path}: {challenges:?}"
+        );
+        assert!(
+            challenges.iter().any(|c| c == "Bearer"),
+            "{path}: {challenges:?}"
+        );
+        for wrong in [
+            "Bearer wrong".to_string(),
+            format!("Bearer {API_TOKEN}"),
+            basic("alice:wonder"),
+            basic("bob:wonder:land"),
+            format!("Basic {READ_TOKEN}"),
+        ] {
+            assert_eq!(
+                status_with(url(), Some(&wrong)).await.0,
+                401,
+                "{path} with {wrong}"
+            );
+        }
+        assert_eq!(
+            status_with(url(), Some(&bearer)).await.0,
+            200,
+            "{path} with the token"
+        );
+        assert_eq!(
+            status_with(url(), Some(&alice)).await.0,
+            200,
+            "{path} as alice"
+        );
+    }
+    // Without metrics_token the operations endpoints stay open.
+    for path in OPERATIONS_PATHS {
+        assert_eq!(
+            status_with(format!("{base}{path}"), None).await.0,
+            200,
+            "{path}"
+        );
+    }
+    // Triggers keep their own token; the read token does not run probes.
+    let run = format!("{base}/api/v1/probes/hosts/run");
+    assert_eq!(
+        post(run.clone(), &[("authorization", &bearer)], vec![]).await,
+        401
+    );
+    let trigger = format!("Bearer {API_TOKEN}");
+    assert_eq!(post(run, &[("authorization", &trigger)], vec![]).await, 202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_token_protects_metrics_and_health_only() {
+    let harness = Harness::start(Secrets {
+        metrics_token: Some(METRICS_TOKEN.into()),
+        ..Secrets::default()
+    })
+    .await;
+    let base = &harness.base;
+    let bearer = format!("Bearer {METRICS_TOKEN}");
+    for path in OPERATIONS_PATHS {
+        let url = || format!("{base}{path}");
+        let (code, challenges) = status_with(url(), None).await;
+        assert_eq!(
+            (code, challenges),
+            (401, vec!["Bearer".to_string()]),
+            "{path}"
+        );
+        assert_eq!(
+            status_with(url(), Some("Bearer nope")).await.0,
+            401,
+            "{path}"
+        );
+        assert_eq!(status_with(url(), Some(&bearer)).await.0, 200, "{path}");
+    }
+    // Without read_token or read_users the page and API stay open.
+    for path in READ_PATHS {
+        assert_eq!(
+            status_with(format!("{base}{path}"), None).await.0,
+            200,
+            "{path}"
+        );
+    }
 }

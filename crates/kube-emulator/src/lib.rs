@@ -4,7 +4,9 @@
 //! `/apis`, group-version resource lists including one CRD group), GET and
 //! LIST (namespaced and across namespaces) with resourceVersion, equality
 //! label selectors and limit/continue pagination, and Status objects for 404,
-//! 403 (configurable per resource type) and 405 (it is read-only over HTTP).
+//! 403 (configurable per resource type), and writes as kubectl sends them
+//! (see `write`: create, replace, every patch type, delete, `scale`), each
+//! recording managedFields per field manager like a real server.
 //! WATCH (see `watch`) streams every change with resourceVersions, bookmarks,
 //! server-side timeouts and `410 Expired` for versions older than its log.
 //! Objects are seeded through a Rust API that applies the server-side
@@ -27,6 +29,7 @@ use base64::Engine;
 use serde_json::{json, Map, Value};
 
 pub mod watch;
+mod write;
 
 pub struct ResourceDef {
     pub group: &'static str,
@@ -505,14 +508,24 @@ fn apply_locked(store: &mut Store, mut object: Value) {
     }
     let meta = object["metadata"].as_object_mut().unwrap();
     meta.insert("resourceVersion".into(), json!(rv.to_string()));
-    meta.insert(
-        "managedFields".into(),
-        json!([{"manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": api_version,
-                "time": "2026-01-01T00:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {}}}]),
-    );
     // kubectl apply keeps the whole applied object in an annotation, Secrets included.
     let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
     annotations["kubectl.kubernetes.io/last-applied-configuration"] = json!(original.to_string());
+    // Seeding is `kubectl apply` (client-side): recorded as that manager's Update.
+    let managed = write::managed_fields(
+        previous.as_ref(),
+        &object,
+        None,
+        kube_schema::builtin().root(&api_version, &kind),
+        write::Entry {
+            manager: "kubectl-client-side-apply".into(),
+            operation: "Update".into(),
+            subresource: None,
+            api_version: api_version.clone(),
+            time: "2026-01-01T00:00:00Z".into(),
+        },
+    );
+    object["metadata"]["managedFields"] = managed;
     store.put(key, object.clone());
     side_effects(store, def, &object);
 }
@@ -774,15 +787,6 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request<Body>) -> Resp
     } else {
         format!("{path}?{query}")
     });
-    if request.method() != Method::GET {
-        inner.writes.fetch_add(1, Ordering::SeqCst);
-        return status(
-            405,
-            "MethodNotAllowed",
-            "the emulator is read-only over HTTP".into(),
-            json!({}),
-        );
-    }
     let params: BTreeMap<String, String> = query
         .split('&')
         .filter(|p| !p.is_empty())
@@ -791,6 +795,45 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request<Body>) -> Resp
             (decode(k), decode(v))
         })
         .collect();
+    if request.method() != Method::GET || path.ends_with("/scale") {
+        if request.method() != Method::GET {
+            inner.writes.fetch_add(1, Ordering::SeqCst);
+        }
+        let method = request.method().clone();
+        let (content_type, user_agent) = {
+            let header = |name: &str| {
+                request
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            (header("content-type"), header("user-agent"))
+        };
+        let body = axum::body::to_bytes(request.into_body(), 64 << 20)
+            .await
+            .unwrap_or_default();
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let (group, version, rest) = match segments.as_slice() {
+            ["api", version, rest @ ..] => ("", *version, rest),
+            ["apis", group, version, rest @ ..] => (*group, *version, rest),
+            _ => return status(404, "NotFound", format!("no such path {path}"), json!({})),
+        };
+        return write::handle(
+            &inner,
+            write::WriteRequest {
+                method,
+                group,
+                version,
+                rest,
+                params: &params,
+                content_type,
+                user_agent,
+                body: &body,
+            },
+        );
+    }
     let segments: Vec<&str> = path
         .trim_matches('/')
         .split('/')

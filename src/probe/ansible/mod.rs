@@ -295,6 +295,8 @@ impl Probe for AnsibleProbe {
             unreachable: self.config.unreachable,
             limit: self.config.limit.as_deref(),
             ignore: &self.ignore,
+            workdir: &cx.workdir,
+            playbooks: &self.config.playbooks,
         };
         let result = match find_document(&output.stdout) {
             Ok(doc) => verdict(doc, output.code, &stderr, &rules, &clean),
@@ -540,6 +542,9 @@ struct VerdictRules<'a> {
     unreachable: UnreachablePolicy,
     limit: Option<&'a str>,
     ignore: &'a [IgnoreRule],
+    /// Where the playbooks are, to name plays ansible's own errors do not.
+    workdir: &'a Path,
+    playbooks: &'a [PathBuf],
 }
 
 impl VerdictRules<'_> {
@@ -944,6 +949,17 @@ fn no_document_error(
             );
         }
     }
+    // `hosts: []` stops ansible with a message that names no play.
+    if message.contains("Hosts list cannot be empty") {
+        let plays = scan::plays_without_hosts(rules.workdir, rules.playbooks);
+        if !plays.is_empty() {
+            let listed: Vec<String> = plays.iter().map(|play| format!("  {play}")).collect();
+            return ProbeError::new(
+                reason,
+                format!("{message}\nchecked nothing for:\n{}", listed.join("\n")),
+            );
+        }
+    }
     ProbeError::new(reason, message)
 }
 
@@ -1207,6 +1223,8 @@ mod tests {
             unreachable,
             limit: None,
             ignore: &[],
+            workdir: Path::new("/nonexistent"),
+            playbooks: &[],
         }
     }
 

@@ -68,6 +68,22 @@ pub fn scan(base: &Path, playbooks: &[PathBuf]) -> Vec<Finding> {
     scanner.findings
 }
 
+/// Plays whose `hosts` is empty (`[]`, `""` or null), which ansible refuses
+/// without naming them: `play "name" (file): hosts []`, for its error.
+pub fn plays_without_hosts(base: &Path, playbooks: &[PathBuf]) -> Vec<String> {
+    let mut scanner = Scanner {
+        base: base.to_path_buf(),
+        role_paths: Vec::new(),
+        visited: HashSet::new(),
+        findings: Vec::new(),
+    };
+    let mut found = Vec::new();
+    for playbook in playbooks {
+        scanner.hostless_plays(&base.join(playbook), &mut found);
+    }
+    found
+}
+
 const TASK_LISTS: &[&str] = &["pre_tasks", "tasks", "post_tasks", "handlers"];
 const BLOCK_LISTS: &[&str] = &["block", "rescue", "always"];
 const IMPORT_PLAYBOOK: &[&str] = &["import_playbook", "ansible.builtin.import_playbook"];
@@ -147,6 +163,30 @@ impl Scanner {
         let text = std::fs::read_to_string(path).ok()?;
         let value = serde_yaml::from_str(&text).ok()?;
         Some((text, value))
+    }
+
+    fn hostless_plays(&mut self, path: &Path, found: &mut Vec<String>) {
+        let Some((_, doc)) = self.load(path) else {
+            return;
+        };
+        let plays = doc.as_sequence().into_iter().flatten();
+        for play in plays.filter_map(Value::as_mapping) {
+            if let Some(target) = IMPORT_PLAYBOOK.iter().find_map(|k| get_str(play, k)) {
+                if !is_templated(target) {
+                    self.hostless_plays(&parent(path).join(target), found);
+                }
+                continue;
+            }
+            let hosts = match play.get("hosts") {
+                Some(Value::Null) => "null",
+                Some(Value::String(text)) if text.trim().is_empty() => "\"\"",
+                Some(Value::Sequence(items)) if items.is_empty() => "[]",
+                _ => continue,
+            };
+            let file = path.strip_prefix(&self.base).unwrap_or(path);
+            let name = get_str(play, "name").unwrap_or("");
+            found.push(format!("play {name:?} ({}): hosts {hosts}", file.display()));
+        }
     }
 
     fn playbook(&mut self, path: &Path) {
@@ -716,6 +756,29 @@ mod tests {
             ],
         );
         assert_eq!(brief(&found), ["task command b.yml:3"]);
+    }
+
+    #[test]
+    fn plays_with_empty_hosts_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "site.yml",
+            "- name: web\n  hosts: web\n- name: nobody\n  hosts: []\n- import_playbook: plays/more.yml\n- import_playbook: site.yml\n",
+        );
+        write(
+            dir.path(),
+            "plays/more.yml",
+            "- hosts: \"\"\n- name: null hosts\n  hosts:\n- name: all\n  hosts: [all]\n",
+        );
+        assert_eq!(
+            plays_without_hosts(dir.path(), &[PathBuf::from("site.yml")]),
+            [
+                "play \"nobody\" (site.yml): hosts []",
+                "play \"\" (plays/more.yml): hosts \"\"",
+                "play \"null hosts\" (plays/more.yml): hosts null",
+            ]
+        );
     }
 
     #[test]

@@ -329,14 +329,13 @@ trait Content {
     fn content(&self) -> Value;
 
     /// Drops, before caching, what the comparison drops anyway (see
-    /// `normalize`): `status`, `managedFields` and kubectl's
-    /// last-applied-configuration annotation (a second copy of the object).
-    /// Together they are most of a typical object's size.
+    /// `normalize`): `status` and kubectl's last-applied-configuration
+    /// annotation (a second copy of the object). `managedFields` stays: it
+    /// names who changed each drifted field (see `owners`).
     fn trim(&mut self);
 }
 
 fn trim_metadata(meta: &mut kube::core::ObjectMeta) {
-    meta.managed_fields = None;
     if let Some(annotations) = &mut meta.annotations {
         annotations.remove(super::normalize::LAST_APPLIED);
     }

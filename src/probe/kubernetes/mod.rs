@@ -15,7 +15,8 @@ pub mod ignore;
 pub mod live;
 pub mod manifest;
 pub mod normalize;
-pub mod schema;
+pub mod owners;
+pub use kube_schema as schema;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -31,8 +32,8 @@ use self::ignore::{IgnoreRule, IgnoreRuleConfig, Target};
 use self::live::{DiscoveryCache, ReadPlan, Reader, Resolved, ResourceType};
 use self::manifest::{Loaded, Manifest};
 use super::{
-    parse_fields, ErrorReason, FieldError, Outcome, Probe, ProbeCommon, ProbeContext, ProbeError,
-    ResourceChange,
+    parse_fields, ErrorReason, FieldChange, FieldError, Outcome, Probe, ProbeCommon, ProbeContext,
+    ProbeError, ResourceChange,
 };
 
 /// Largest render output accepted.
@@ -146,8 +147,8 @@ struct Watching {
     compared: Mutex<HashMap<ObjectKey, (String, Lines)>>,
 }
 
-/// A declared object's difference lines (empty: in sync).
-type Lines = Arc<Vec<String>>;
+/// A declared object's difference lines, each with who wrote the live value (empty: in sync).
+type Lines = Arc<Vec<(String, FieldChange)>>;
 
 /// Declared objects (type index, namespace, name) unchanged since they were last compared.
 type Known = HashMap<(usize, String, String), Lines>;
@@ -555,8 +556,14 @@ impl KubernetesProbe {
             if lines.is_empty() {
                 in_sync += 1;
             } else {
+                let (text, fields): (Vec<&str>, Vec<FieldChange>) = lines
+                    .iter()
+                    .map(|(line, field)| (line.as_str(), field.clone()))
+                    .unzip();
                 changes.push(declare(
-                    ResourceChange::new(subject, "changed").with_diff(lines.join("\n")),
+                    ResourceChange::new(subject, "changed")
+                        .with_diff(text.join("\n"))
+                        .with_fields(fields),
                 ));
             }
         }
@@ -831,7 +838,9 @@ impl KubernetesProbe {
         namespace: &str,
         live_object: &Value,
         root: Option<&schema::TypeDef>,
-    ) -> Vec<String> {
+    ) -> Vec<(String, FieldChange)> {
+        // Who wrote each live value: read before normalizing drops managedFields.
+        let managed_fields = live_object.pointer("/metadata/managedFields");
         let mut want = manifest.object.clone();
         let mut live = live_object.clone();
         normalize::normalize(&mut want);
@@ -857,7 +866,19 @@ impl KubernetesProbe {
         compare::compare(&want, &live, schema::builtin(), root)
             .iter()
             .filter(|d| !rules.iter().any(|r| r.ignores(&d.path)))
-            .map(|d| compare::render_line(d, secret))
+            .map(|d| {
+                let field = compare::path_string(&d.path);
+                // A field missing live has no owner to name.
+                let change = match d.live {
+                    Some(_) => owners::owner(managed_fields, &d.path, field),
+                    None => FieldChange {
+                        field,
+                        ..FieldChange::default()
+                    },
+                };
+                let line = compare::render_line(d, secret) + &owners::suffix(&change);
+                (line, change)
+            })
             .collect()
     }
 

@@ -581,7 +581,8 @@ impl TerraformProbe {
     /// planning with a missing `TF_WORKSPACE` would create it (a new
     /// directory in a local backend) and report everything as "create".
     async fn check_workspace(&self, cx: &ProbeContext, env: &RunEnv) -> Result<(), ProbeError> {
-        let Some(wanted) = env.workspace.as_deref() else {
+        // `default` always exists where workspaces do; skip the extra command.
+        let Some(wanted) = env.workspace.as_deref().filter(|w| *w != "default") else {
             return Ok(());
         };
         let list = self.command_in(cx, env, None).args(["workspace", "list"]);

@@ -8,6 +8,8 @@ use std::process::Command;
 /// True when `tool` is on PATH. When it is missing, the test should return
 /// early (skip) on a laptop, but under `DRIFTWATCH_REQUIRE_TOOLS=1` (set by
 /// scripts/test, so in CI) a missing tool fails the test.
+pub mod daemon;
+
 pub fn have_tool(tool: &str) -> bool {
     let found = which(tool).is_some();
     if !found {
