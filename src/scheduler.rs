@@ -483,7 +483,16 @@ impl Scheduler {
         };
         let probe_dir = checkout.dir.join(&probe.path);
         let roots = if probe_dir.is_dir() {
-            entry.probe.roots(&probe_dir)
+            // Layers walk the checkout to find their roots: blocking file I/O.
+            let (runner, dir) = (entry.probe.clone(), probe_dir.clone());
+            tokio::task::spawn_blocking(move || runner.roots(&dir))
+                .await
+                .unwrap_or_else(|err| {
+                    Err(ProbeError::new(
+                        ErrorReason::Internal,
+                        format!("listing roots failed: {err}"),
+                    ))
+                })
         } else {
             Err(ProbeError::new(
                 ErrorReason::Checkout,

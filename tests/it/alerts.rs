@@ -339,7 +339,7 @@ fn systemd_unit_is_hardened() {
 /// directory), read by the Kubernetes layer's own manifest loader.
 fn kubernetes_documents() -> Vec<(String, serde_json::Value)> {
     use driftwatch::probe::kubernetes::manifest;
-    let loaded = manifest::load_dir(&repo_root().join("config/kubernetes")).unwrap();
+    let loaded = manifest::load_dir(&repo_root().join("config/kubernetes"), &repo_root()).unwrap();
     // kustomization.yaml files are kustomize's input, not objects for a cluster.
     let errors: Vec<String> = loaded
         .errors
