@@ -100,17 +100,44 @@ pub fn build_probes(config: &Config) -> anyhow::Result<Vec<Arc<dyn Probe>>> {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let listen = config.server.listen;
     let daemon = build(config, true)?;
-    for (spec, probe) in daemon.scheduler.probes() {
-        for problem in probe.preflight().await {
-            tracing::warn!(probe = %spec.name, "{problem}");
-        }
-    }
+    // Bind first: health checks answer while the preflights still run.
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| {
             format!("cannot listen on {listen}; change [server] listen in the config")
         })?;
     run_with_listener(daemon, listener, shutdown).await
+}
+
+/// Runs every probe's preflight at once in the background and logs what
+/// they find; a shutdown abandons them (dropping a run kills its process
+/// group), so a slow `terraform version` delays neither serving nor exit.
+fn preflights(daemon: &Daemon, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    let mut checks = tokio::task::JoinSet::new();
+    for (spec, probe) in daemon.scheduler.probes() {
+        let name = spec.name.clone();
+        let probe = probe.clone();
+        checks.spawn(async move { (name, probe.preflight().await) });
+    }
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    checks.abort_all();
+                    break;
+                }
+                done = checks.join_next() => match done {
+                    Some(Ok((name, problems))) => {
+                        for problem in problems {
+                            tracing::warn!(probe = %name, "{problem}");
+                        }
+                    }
+                    Some(Err(err)) => tracing::warn!(error = %err, "a preflight check failed"),
+                    None => break,
+                },
+            }
+        }
+    })
 }
 
 /// Runs a built daemon on an already bound listener (tests bind port 0).
@@ -126,6 +153,7 @@ pub async fn run_with_listener(
         probes = daemon.config.probes.len(),
         "driftwatch started: status page at http://{address}/, metrics at http://{address}/metrics, API at http://{address}/api/v1/probes"
     );
+    let preflights = preflights(&daemon, shutdown.clone());
     let http_stop = CancellationToken::new();
     let history = daemon
         .context
@@ -139,6 +167,7 @@ pub async fn run_with_listener(
     ));
     daemon.scheduler.clone().run(shutdown).await;
     http_stop.cancel();
+    let _ = preflights.await;
     if let Some(history) = history {
         let _ = history.await;
     }

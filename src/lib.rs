@@ -12,6 +12,7 @@
 //! - [`metrics`]: the only writer of Prometheus metrics.
 //! - [`http`]: `/metrics`, health, the JSON API, the status page and triggers.
 //! - [`weblinks`]: links to commits and files in the repository's web UI.
+//! - [`walk`]: the one directory walker layers read checkouts with (stays inside the checkout).
 //! - [`app`]: wires the above together for `run` and `check`.
 
 pub mod app;
@@ -28,4 +29,5 @@ pub mod repo;
 pub mod report;
 pub mod scheduler;
 pub mod state;
+pub mod walk;
 pub mod weblinks;

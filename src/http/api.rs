@@ -111,6 +111,9 @@ pub struct ProbeSummary {
     /// Commit checked by the last run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// That commit in the repository's web UI (`[[repo]] web_url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_url: Option<String>,
     /// Error reason of the last run, when it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_reason: Option<&'static str>,
@@ -139,6 +142,7 @@ impl ProbeSummary {
             last_run: report.map(|r| r.started_at),
             last_success: status.and_then(|s| s.last_success),
             commit: report.map(|r| r.commit.clone()).filter(|c| !c.is_empty()),
+            commit_url: report.and_then(|r| r.commit_url.clone()),
             error_reason: report
                 .and_then(|r| r.error.as_ref())
                 .map(|e| e.reason.as_str()),

@@ -339,7 +339,7 @@ fn systemd_unit_is_hardened() {
 /// directory), read by the Kubernetes layer's own manifest loader.
 fn kubernetes_documents() -> Vec<(String, serde_json::Value)> {
     use driftwatch::probe::kubernetes::manifest;
-    let loaded = manifest::load_dir(&repo_root().join("config/kubernetes")).unwrap();
+    let loaded = manifest::load_dir(&repo_root().join("config/kubernetes"), &repo_root()).unwrap();
     // kustomization.yaml files are kustomize's input, not objects for a cluster.
     let errors: Vec<String> = loaded
         .errors
@@ -929,19 +929,22 @@ scrape_configs:
         page.text().await.unwrap().contains("corp-web"),
         "{status_url}"
     );
-    let api: serde_json::Value = http
-        .get(format!("{driftwatch_url}/api/v1/probes/corp-web"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let api = get_json(http, &format!("{driftwatch_url}/api/v1/probes/corp-web")).await;
     assert!(api.to_string().contains("/etc/web/site.conf"), "{api}");
     assert_eq!(
         api["last_report"]["commit_url"],
         format!("https://github.com/acme/infra/commit/{commit}"),
         "{api}"
+    );
+    let list = get_json(http, &format!("{driftwatch_url}/api/v1/probes")).await;
+    assert!(
+        list["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["commit_url"]
+                == format!("https://github.com/acme/infra/commit/{commit}").as_str()),
+        "{list}"
     );
 
     // Every dashboard and rule metric exists in this real scrape, and every
@@ -989,6 +992,11 @@ scrape_configs:
             "unexpected alert to {receiver}:\n{text}"
         );
     }
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
+    let response = http.get(url).send().await.unwrap();
+    response.json().await.unwrap()
 }
 
 /// Runs every dashboard expression (Grafana variables set to "all") against

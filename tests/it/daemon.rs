@@ -304,6 +304,68 @@ command = ["sh", "-c", "{marker} & {marker} & wait"]
     );
 }
 
+/// A Terraform whose `version` takes minutes: the daemon serves health
+/// checks meanwhile, exits at once on SIGTERM, kills the check, and its
+/// log file (not a terminal) holds no colour codes.
+#[test]
+fn a_slow_preflight_delays_neither_health_nor_shutdown() {
+    let marker = format!("sleep 7{}.75", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("preflight-started");
+    let script = dir.path().join("slow-terraform");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = version ]; then\n  : > {started}\n  exec {marker}\nfi\necho 'not a real terraform' >&2\nexit 1\n",
+            started = started.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let s = setup(&format!(
+        r#"
+[[probe]]
+name = "slow-tf"
+layer = "terraform"
+repo = "infra"
+path = "app"
+schedule = ""
+binary = "{}"
+"#,
+        script.display()
+    ));
+    let log = s.root.join("daemon.log");
+    let mut daemon = Daemon::start(&s.config, &log);
+    let start = Instant::now();
+    while !started.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "preflight never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The preflight is still running, and the daemon answers anyway.
+    daemon.wait_for("/healthz", "health while the preflight runs", |code, _| {
+        code == 200
+    });
+    assert!(
+        crate::common::process_running(&marker),
+        "the preflight ended early"
+    );
+    let status = daemon.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        !crate::common::process_running(&marker),
+        "the preflight's terraform outlived the daemon"
+    );
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("driftwatch started"), "{logs}");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "colour codes in a log file:\n{logs}"
+    );
+}
+
 fn check(config: &Path, probes: &[&str]) -> (i32, String) {
     let mut cmd = Command::new(driftwatch_bin());
     cmd.args(["check", "--config"]).arg(config);

@@ -55,7 +55,7 @@ pub(crate) fn copy_dir(from: &Path, to: &Path) {
 }
 
 pub(crate) fn seed_dir(emulator: &KubeEmulator, dir: &Path) {
-    let loaded = driftwatch::probe::kubernetes::manifest::load_dir(dir).unwrap();
+    let loaded = driftwatch::probe::kubernetes::manifest::load_dir(dir, dir).unwrap();
     assert!(
         loaded.errors.is_empty(),
         "fixtures are valid: {:?}",

@@ -440,25 +440,16 @@ fn task_name(task: &Mapping) -> String {
         })
 }
 
-/// `*.yml`/`*.yaml` files under `dir`, sorted, recursing into subdirectories.
+/// `*.yml`/`*.yaml` files under `dir`, sorted, recursing into subdirectories
+/// with the shared walker, which never leaves `dir` (a role's own tree). A
+/// tree the walker refuses (a link out, a loop) gives nothing to scan.
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return files;
-    };
-    let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            files.extend(yaml_files(&path));
-        } else if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yml" | "yaml")
-        ) {
-            files.push(path);
-        }
+    if !dir.is_dir() {
+        return Vec::new();
     }
-    files
+    crate::walk::files_with_suffix(dir, dir, &[".yml", ".yaml"])
+        .map(|files| files.into_iter().map(|file| file.path).collect())
+        .unwrap_or_default()
 }
 
 /// `roles_path` from an `ansible.cfg` in the probe directory, made absolute.

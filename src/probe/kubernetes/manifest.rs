@@ -7,7 +7,7 @@
 //! manifests the same way the probe reads them.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine;
 use serde_json::Value;
@@ -105,21 +105,17 @@ impl Loaded {
 }
 
 /// Reads every `*.yaml`, `*.yml` and `*.json` file under `dir`, recursively,
-/// in path order. Hidden files and directories (`.git`, …) are skipped.
-/// Sources are named relative to `dir`.
-pub fn load_dir(dir: &Path) -> Result<Loaded, std::io::Error> {
-    let mut files = Vec::new();
-    collect_files(dir, &mut files)?;
-    files.sort();
+/// in path order, with the shared walker: hidden files and directories
+/// (`.git`, …) are skipped, and a symlink leading outside `boundary` (the
+/// checkout), a symlink loop or an oversized tree is an error. Sources are
+/// named relative to `dir`. Blocking: call it on a blocking thread.
+pub fn load_dir(dir: &Path, boundary: &Path) -> Result<Loaded, crate::walk::WalkError> {
+    let files = crate::walk::files_with_suffix(dir, boundary, &[".yaml", ".yml", ".json"])?;
     let mut loaded = Loaded::default();
     for file in files {
-        let source = file
-            .strip_prefix(dir)
-            .unwrap_or(&file)
-            .to_string_lossy()
-            .into_owned();
-        match std::fs::read_to_string(&file) {
-            Ok(text) => loaded.extend(parse_source(&source, &text, is_json(&file))),
+        let source = file.relative.to_string_lossy().into_owned();
+        match std::fs::read_to_string(&file.path) {
+            Ok(text) => loaded.extend(parse_source(&source, &text, is_json(&file.path))),
             Err(err) => loaded.errors.push(ManifestError {
                 source,
                 document: 0,
@@ -133,27 +129,6 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, std::io::Error> {
 
 fn is_json(path: &Path) -> bool {
     path.extension().is_some_and(|ext| ext == "json")
-}
-
-fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), std::io::Error> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let kind = entry.file_type()?;
-        if kind.is_dir() || (kind.is_symlink() && path.is_dir()) {
-            collect_files(&path, files)?;
-        } else if path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
-        {
-            files.push(path);
-        }
-    }
-    Ok(())
 }
 
 /// Parses one source: a JSON document, or a stream of YAML documents
@@ -496,7 +471,7 @@ mod tests {
         .unwrap();
         std::fs::write(dir.path().join("sub/.hidden/c.yaml"), "nope: [").unwrap();
         std::fs::write(dir.path().join("README.md"), "# not a manifest").unwrap();
-        let loaded = load_dir(dir.path()).unwrap();
+        let loaded = load_dir(dir.path(), dir.path()).unwrap();
         assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
         let sources: Vec<_> = loaded.objects.iter().map(|m| m.source.clone()).collect();
         assert_eq!(sources, vec!["b.yml".to_string(), "sub/a.json".to_string()]);
@@ -576,5 +551,60 @@ mod tests {
                   data: {a: \"aGVs\\nbG8=\"}\nstringData: {p: \"5432\"}\n";
         let loaded = parse_source("x.yaml", ok, false);
         assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    }
+
+    /// The manifest walk used to follow `loop -> .` ~40 levels deep, walk
+    /// into the host through `root -> /`, and compare manifests read through
+    /// a link to a directory outside the checkout.
+    #[test]
+    fn symlinks_out_of_the_checkout_or_in_a_loop_are_errors() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
+        let checkout = tmp.path().join("checkout");
+        let manifests = checkout.join("deploy");
+        std::fs::create_dir_all(&manifests).unwrap();
+        std::fs::write(
+            manifests.join("cm.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
+        )
+        .unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(
+            outside.join("secret.yaml"),
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n",
+        )
+        .unwrap();
+        let cases: [(&str, &Path, &str); 3] = [
+            ("loop", Path::new("."), "symlink loop: loop leads back to ."),
+            (
+                "root",
+                Path::new("/"),
+                "symlink root leads outside the checkout (to /)",
+            ),
+            (
+                "elsewhere",
+                &outside,
+                "symlink elsewhere leads outside the checkout",
+            ),
+        ];
+        for (name, target, message) in cases {
+            let link = manifests.join(name);
+            symlink(target, &link).unwrap();
+            let err = load_dir(&manifests, &checkout).unwrap_err();
+            assert!(err.to_string().starts_with(message), "{name}: {err}");
+            std::fs::remove_file(&link).unwrap();
+        }
+        // A link to a directory inside the checkout is read.
+        std::fs::create_dir_all(checkout.join("shared")).unwrap();
+        std::fs::write(
+            checkout.join("shared/b.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n",
+        )
+        .unwrap();
+        symlink("../shared", manifests.join("shared")).unwrap();
+        let loaded = load_dir(&manifests, &checkout).unwrap();
+        assert_eq!(loaded.objects.len(), 2);
+        assert!(loaded.errors.is_empty());
     }
 }

@@ -325,12 +325,24 @@ impl KubernetesProbe {
                         ),
                     ));
                 }
-                manifest::load_dir(&cx.workdir).map_err(|err| {
-                    ProbeError::new(
-                        ErrorReason::Checkout,
-                        format!("cannot read {}: {err}", cx.workdir.display()),
-                    )
-                })
+                let (dir, checkout) = (cx.workdir.clone(), cx.checkout.clone());
+                tokio::task::spawn_blocking(move || manifest::load_dir(&dir, &checkout))
+                    .await
+                    .map_err(|err| {
+                        ProbeError::new(
+                            ErrorReason::Internal,
+                            format!("manifest reader failed: {err}"),
+                        )
+                    })?
+                    .map_err(|err| {
+                        ProbeError::new(
+                            ErrorReason::Checkout,
+                            format!(
+                                "cannot read the manifests in {}: {err}",
+                                cx.workdir.display()
+                            ),
+                        )
+                    })
             }
         }
     }
@@ -1026,7 +1038,7 @@ impl Probe for KubernetesProbe {
         let (Some(_), Some(dir), None) = (&self.watching, probe_dir, &self.config.render) else {
             return Vec::new();
         };
-        let Ok(loaded) = manifest::load_dir(dir) else {
+        let Ok(loaded) = manifest::load_dir(dir, dir) else {
             return Vec::new();
         };
         let Ok(client) = live::connect(

@@ -400,34 +400,42 @@ impl TerraformProbe {
                 format!("probe path {} is missing: {e}", probe_dir.display()),
             )
         })?;
+        // The shared walker lists the directories (never leaving the
+        // checkout's probe dir, failing on a link out or a loop); the root
+        // patterns are matched against their relative paths.
+        let directories = crate::walk::entries(&base, &base).map_err(|err| {
+            ProbeError::new(
+                ErrorReason::Checkout,
+                format!("cannot list roots under {}: {err}", probe_dir.display()),
+            )
+        })?;
+        let options = glob::MatchOptions {
+            require_literal_separator: true,
+            ..glob::MatchOptions::new()
+        };
         let mut found = Vec::new();
         for pattern in &self.config.roots {
-            let full = format!(
-                "{}/{}",
-                glob::Pattern::escape(&base.to_string_lossy()),
-                pattern.trim_end_matches('/')
-            );
-            let Ok(paths) = glob::glob(&full) else {
+            let pattern = pattern.trim_end_matches('/').trim_start_matches("./");
+            let Ok(matcher) = glob::Pattern::new(pattern) else {
                 continue;
             };
-            for path in paths.flatten() {
-                let Ok(canonical) = path.canonicalize() else {
-                    continue;
-                };
-                if !canonical.starts_with(&base)
-                    || !canonical.is_dir()
-                    || !self.has_config(&canonical)
+            for entry in directories.iter().filter(|e| e.is_dir) {
+                if !matcher.matches_path_with(&entry.relative, options)
+                    || !self.has_config(&entry.path)
                 {
                     continue;
                 }
-                let relative = canonical
-                    .strip_prefix(&base)
-                    .unwrap_or(&canonical)
-                    .to_string_lossy()
-                    .into_owned();
+                let relative = entry.relative.to_string_lossy().into_owned();
                 if !found.contains(&relative) {
                     found.push(relative);
                 }
+            }
+            // `.` (or an empty pattern) is the probe dir itself.
+            if (pattern.is_empty() || pattern == ".")
+                && self.has_config(&base)
+                && !found.contains(&String::new())
+            {
+                found.push(String::new());
             }
         }
         if found.is_empty() {
