@@ -38,6 +38,7 @@ async fn measure(label: &str, url: &str, tmp: &Path, polls: usize) -> Repo {
             auth: RepoAuth::None,
         },
         poll_interval: Duration::from_secs(60),
+        sync_timeout: Duration::from_secs(120),
         web: None,
     };
     let repo = Repo::new(config, &tmp.join("state"));

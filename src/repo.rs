@@ -23,11 +23,41 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::config::{redacted_url, RepoAuth, RepoConfig, RepoSource};
 
 /// The local ref the configured branch/ref is fetched into.
 const TARGET_REF: &str = "refs/driftwatch/target";
+
+/// libgit2's connect timeout, for every transport (git://, http(s), ssh).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// libgit2's timeout on each read or write of a connection: a remote that
+/// accepts and then never answers fails here, not never.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// A fetch whose transfer has not moved for this long is given up.
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sets libgit2's connect and I/O timeouts (process-wide, once).
+pub fn set_transport_timeouts() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: libgit2 reads these options when a connection opens; they
+        // are set once, before this process's first fetch.
+        unsafe {
+            if let Err(err) = git2::opts::set_server_connect_timeout_in_milliseconds(
+                CONNECT_TIMEOUT.as_millis() as libc::c_int,
+            ) {
+                tracing::warn!(error = %err, "cannot set the git connect timeout");
+            }
+            if let Err(err) = git2::opts::set_server_timeout_in_milliseconds(
+                IO_TIMEOUT.as_millis() as libc::c_int
+            ) {
+                tracing::warn!(error = %err, "cannot set the git I/O timeout");
+            }
+        }
+    });
+}
 
 /// One checked-out commit.
 #[derive(Debug)]
@@ -112,6 +142,20 @@ pub enum RepoError {
     Fetch { repo: String, message: String },
     #[error("repo {repo}: {message}")]
     Checkout { repo: String, message: String },
+    /// The whole sync took longer than `sync_timeout` and was abandoned.
+    #[error("repo {repo}: sync of {url} did not finish within {after:?}; abandoned (will retry)")]
+    Timeout {
+        repo: String,
+        /// Redacted.
+        url: String,
+        after: Duration,
+    },
+    /// A sync abandoned earlier is still stuck in the network; no new one starts beside it.
+    #[error("repo {repo}: an earlier sync of {url} is still hanging; not starting another")]
+    StillHanging { repo: String, url: String },
+    /// Shutdown came first.
+    #[error("repo {repo}: sync abandoned at shutdown")]
+    Abandoned { repo: String },
 }
 
 impl RepoError {
@@ -119,6 +163,8 @@ impl RepoError {
         match self {
             RepoError::Fetch { .. } => "fetch",
             RepoError::Checkout { .. } => "checkout",
+            RepoError::Timeout { .. } | RepoError::StillHanging { .. } => "timeout",
+            RepoError::Abandoned { .. } => "shutdown",
         }
     }
 }
@@ -130,6 +176,9 @@ pub struct Repo {
     current: Mutex<Option<Arc<Checkout>>>,
     /// Serializes syncs of this repo (the scheduler's poll and a manual sync).
     sync_lock: tokio::sync::Mutex<()>,
+    /// True while a blocking sync thread runs, even one whose sync was
+    /// abandoned at its deadline (a thread cannot be killed).
+    in_flight: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Repo {
@@ -139,6 +188,7 @@ impl Repo {
             state_dir: state_dir.to_path_buf(),
             current: Mutex::new(None),
             sync_lock: tokio::sync::Mutex::new(()),
+            in_flight: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -168,26 +218,53 @@ impl Repo {
         let state_dir = self.state_dir.clone();
         let name = self.config.name.clone();
         let prev = previous.clone();
-        let result = tokio::task::spawn_blocking(move || match &config.source {
-            RepoSource::Remote {
-                url,
-                reference,
-                auth,
-            } => sync_remote(
-                &config.name,
-                url,
-                reference,
-                auth,
-                &state_dir,
-                prev.as_deref(),
-            ),
-            RepoSource::Path(dir) => sync_path(&config.name, dir, prev.as_deref()),
-        })
-        .await
-        .map_err(|join| RepoError::Checkout {
-            repo: name.clone(),
-            message: format!("sync task failed: {join}"),
-        })?;
+        set_transport_timeouts();
+        let timeout = self.config.sync_timeout;
+        let deadline = Instant::now() + timeout;
+        if self
+            .in_flight
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return Err(RepoError::StillHanging {
+                repo: name,
+                url: self.display_source(),
+            });
+        }
+        let in_flight = InFlight(self.in_flight.clone());
+        let task = tokio::task::spawn_blocking(move || {
+            let _in_flight = in_flight;
+            match &config.source {
+                RepoSource::Remote {
+                    url,
+                    reference,
+                    auth,
+                } => sync_remote(
+                    &config.name,
+                    url,
+                    reference,
+                    auth,
+                    &state_dir,
+                    prev.as_deref(),
+                    deadline,
+                ),
+                RepoSource::Path(dir) => sync_path(&config.name, dir, prev.as_deref()),
+            }
+        });
+        // Past the deadline the thread is left to libgit2's own timeouts;
+        // the sync counts as failed now.
+        let result = match tokio::time::timeout(timeout, task).await {
+            Ok(joined) => joined.map_err(|join| RepoError::Checkout {
+                repo: name.clone(),
+                message: format!("sync task failed: {join}"),
+            })?,
+            Err(_) => {
+                return Err(RepoError::Timeout {
+                    repo: name,
+                    url: self.display_source(),
+                    after: timeout,
+                })
+            }
+        };
         match result? {
             Step::Unchanged => {
                 let checkout = previous.expect("unchanged implies a previous checkout");
@@ -215,6 +292,15 @@ impl Repo {
     }
 }
 
+/// Clears the repo's in-flight flag when its blocking sync thread ends.
+struct InFlight(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// What a blocking sync found.
 enum Step {
     Unchanged,
@@ -234,6 +320,7 @@ fn sync_remote(
     auth: &RepoAuth,
     state_dir: &Path,
     previous: Option<&Checkout>,
+    deadline: Instant,
 ) -> Result<Step, RepoError> {
     let scrub = Scrubber::new(url, auth);
     let fetch_error = |message: String| RepoError::Fetch {
@@ -249,7 +336,8 @@ fn sync_remote(
     let repo = open_or_init_bare(&git_dir)
         .map_err(|e| checkout_error(format!("{}: {e}", git_dir.display())))?;
 
-    fetch(&repo, url, reference, auth).map_err(|e| fetch_error(e.message().to_string()))?;
+    fetch(&repo, url, reference, auth, deadline)
+        .map_err(|e| fetch_error(e.message().to_string()))?;
 
     let target = repo
         .find_reference(TARGET_REF)
@@ -319,11 +407,44 @@ fn fetch(
     url: &str,
     reference: &str,
     auth: &RepoAuth,
+    deadline: Instant,
 ) -> Result<(), git2::Error> {
     // Anonymous: the URL (which may hold credentials) is not saved in the mirror's config.
     let mut remote = repo.remote_anonymous(url)?;
     let mut callbacks = git2::RemoteCallbacks::new();
     let rejection = install_auth(&mut callbacks, url, auth);
+    // Give up when the transfer stalls or the sync's deadline passes
+    // (returning false makes libgit2 abort the fetch).
+    let stopped = std::rc::Rc::new(std::cell::Cell::new(None::<&'static str>));
+    let mut last = (0usize, Instant::now());
+    let progress_stop = stopped.clone();
+    callbacks.transfer_progress(move |progress| {
+        let now = Instant::now();
+        let moved =
+            progress.received_bytes() + progress.indexed_objects() + progress.indexed_deltas();
+        if moved != last.0 {
+            last = (moved, now);
+        }
+        let verdict = if now >= deadline {
+            Some("the sync deadline (sync_timeout) passed during the transfer")
+        } else if now.duration_since(last.1) >= STALL_TIMEOUT {
+            Some("the transfer stalled")
+        } else {
+            None
+        };
+        progress_stop.set(verdict);
+        verdict.is_none()
+    });
+    let sideband_stop = stopped.clone();
+    callbacks.sideband_progress(move |_| {
+        let late = Instant::now() >= deadline;
+        if late {
+            sideband_stop.set(Some(
+                "the sync deadline (sync_timeout) passed during the transfer",
+            ));
+        }
+        !late
+    });
     let mut options = git2::FetchOptions::new();
     options
         .remote_callbacks(callbacks)
@@ -334,9 +455,10 @@ fn fetch(
     options.proxy_options(proxy);
     if let Err(error) = remote.fetch(&[refspec(reference)], Some(&mut options), None) {
         // libgit2 replaces a callback's message with a generic one; ours says what to do.
-        return Err(match rejection.take() {
-            Some(message) => git2::Error::from_str(&message),
-            None => error,
+        return Err(match (rejection.take(), stopped.get()) {
+            (Some(message), _) => git2::Error::from_str(&message),
+            (None, Some(reason)) => git2::Error::from_str(reason),
+            (None, None) => error,
         });
     }
     // The ref may have vanished upstream; fetch then leaves our old ref, so

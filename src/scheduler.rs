@@ -233,7 +233,16 @@ impl Scheduler {
         repo: &Arc<Repo>,
     ) -> Result<SyncOutcome, crate::repo::RepoError> {
         let first = !self.synced.lock().unwrap().contains(repo.name());
-        match repo.sync().await {
+        // Shutdown does not wait for a fetch hung in the network.
+        let synced = tokio::select! {
+            result = repo.sync() => result,
+            _ = self.stopping.cancelled() => {
+                return Err(crate::repo::RepoError::Abandoned {
+                    repo: repo.name().to_string(),
+                })
+            }
+        };
+        match synced {
             Ok(outcome) => {
                 let checkout = &outcome.checkout;
                 let commit_url = self
@@ -321,8 +330,10 @@ impl Scheduler {
 
     async fn poll_loop(self: Arc<Self>, repo: Arc<Repo>) {
         let mut started = false;
+        let mut failures = 0u32;
         loop {
             let synced = self.sync_repo(&repo).await.is_ok();
+            failures = if synced { 0 } else { failures + 1 };
             if synced && !started {
                 started = true;
                 for index in 0..self.probes.len() {
@@ -332,7 +343,7 @@ impl Scheduler {
                 }
             }
             tokio::select! {
-                _ = tokio::time::sleep(repo.config.poll_interval) => {}
+                _ = tokio::time::sleep(retry_delay(repo.config.poll_interval, failures)) => {}
                 _ = self.stopping.cancelled() => return,
             }
         }
@@ -784,6 +795,18 @@ fn new_report(
     }
 }
 
+/// How long to wait before the next sync after `failures` failed ones in a
+/// row: the poll interval, doubling per failure up to 8 times it, and never
+/// more than 5 minutes beyond the poll interval, so the sync-age alert
+/// (a multiple of the poll interval) still sees retries.
+pub fn retry_delay(poll_interval: Duration, failures: u32) -> Duration {
+    if failures <= 1 {
+        return poll_interval;
+    }
+    let backoff = poll_interval.saturating_mul(1 << (failures - 1).min(3));
+    backoff.min(poll_interval.max(Duration::from_secs(300)))
+}
+
 /// Holds an instance in the busy set; dropping it frees the instance,
 /// however the run ended (a panic or a dropped future included).
 struct Busy {
@@ -933,4 +956,21 @@ pub async fn run_once(
         }
     }
     Ok(reports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_syncs_back_off_within_bounds() {
+        let minute = Duration::from_secs(60);
+        let delays: Vec<u64> = (0..7).map(|n| retry_delay(minute, n).as_secs()).collect();
+        assert_eq!(delays, [60, 60, 120, 240, 300, 300, 300]);
+        let second = Duration::from_secs(1);
+        let delays: Vec<u64> = (0..6).map(|n| retry_delay(second, n).as_secs()).collect();
+        assert_eq!(delays, [1, 1, 2, 4, 8, 8]);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(retry_delay(hour, 5), hour);
+    }
 }

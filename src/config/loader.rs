@@ -29,6 +29,7 @@ pub const DEFAULT_MAX_RESOURCE_SERIES: usize = 100;
 pub const DEFAULT_KILL_GRACE: &str = "10s";
 pub const DEFAULT_BRANCH: &str = "main";
 pub const DEFAULT_POLL_INTERVAL: &str = "1m";
+pub const DEFAULT_SYNC_TIMEOUT: &str = "2m";
 pub const DEFAULT_TOKEN_USERNAME: &str = "x-access-token";
 pub const DEFAULT_SSH_USERNAME: &str = "git";
 

@@ -64,6 +64,9 @@ pub struct RepoConfig {
     pub name: String,
     pub source: RepoSource,
     pub poll_interval: Duration,
+    /// Longest a whole sync (connect, fetch, checkout) may take; past it the
+    /// sync is abandoned and counts as failed. `sync_timeout`, default 2m.
+    pub sync_timeout: Duration,
     /// Links to commits and files in the repository's web UI: `web_url`, or
     /// derived from a GitHub/GitLab/Gitea clone URL; None when unknown.
     pub web: Option<crate::weblinks::WebLinks>,

@@ -69,6 +69,7 @@ pub struct RawRepo {
     #[serde(rename = "ref")]
     pub reference: Option<String>,
     pub poll_interval: Option<String>,
+    pub sync_timeout: Option<String>,
     pub username: Option<String>,
     pub token: Option<String>,
     pub token_file: Option<String>,

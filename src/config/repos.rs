@@ -55,6 +55,12 @@ impl Loader<'_> {
             &at("poll_interval"),
             false,
         );
+        let sync_timeout = self.duration(
+            raw.sync_timeout.as_deref(),
+            super::loader::DEFAULT_SYNC_TIMEOUT,
+            &at("sync_timeout"),
+            false,
+        );
         let web_url = raw.web_url.take();
         let source = match (raw.url.take(), raw.path.take()) {
             (Some(_), Some(_)) => {
@@ -122,6 +128,7 @@ impl Loader<'_> {
             name,
             source: source?,
             poll_interval,
+            sync_timeout,
             web,
         })
     }

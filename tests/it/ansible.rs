@@ -780,6 +780,12 @@ async fn a_run_that_checked_nothing_is_an_error_never_in_sync() {
             &["play \"everyone\" (all.yml): hosts \"all\""],
         ),
         (
+            "an inventory path that does not exist (ansible only warns)",
+            "playbooks = [\"all.yml\"]\ninventory = \"hots.ini\"\n",
+            "checked nothing: no play matched a host\n",
+            &["play \"everyone\" (all.yml): hosts \"all\""],
+        ),
+        (
             "--limit matching no host",
             "playbooks = [\"all.yml\"]\ninventory = \"hosts.ini\"\nlimit = \"nomatch\"\n",
             "checked nothing: --limit \"nomatch\" leaves no host of the inventory to target",

@@ -71,6 +71,7 @@ fn demo_shows_all_layers_and_the_slack_message_firing_and_resolving() {
         "ansible-playbook",
         "prometheus",
         "prometheus-alertmanager",
+        "kubectl",
     ] {
         if !common::have_tool(tool) {
             return;

@@ -20,6 +20,7 @@ fn remote_config(name: &str, url: &str, reference: &str) -> RepoConfig {
             auth: RepoAuth::None,
         },
         poll_interval: Duration::from_secs(60),
+        sync_timeout: Duration::from_secs(120),
         web: None,
     }
 }
@@ -299,13 +300,13 @@ async fn branch_and_tag_references() {
 }
 
 /// `git daemon` serving `base` on a free loopback port; killed on drop.
-struct GitDaemon {
+pub(crate) struct GitDaemon {
     child: std::process::Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl GitDaemon {
-    fn start(base: &Path) -> GitDaemon {
+    pub(crate) fn start(base: &Path) -> GitDaemon {
         let port = free_port();
         let child = std::process::Command::new("git")
             .arg("daemon")
@@ -428,6 +429,7 @@ async fn path_source_plain_directory() {
         name: "plain".into(),
         source: RepoSource::Path(dir.clone()),
         poll_interval: Duration::from_secs(60),
+        sync_timeout: Duration::from_secs(120),
         web: None,
     };
     let repo = Repo::new(config, &tmp.path().join("state"));
@@ -450,6 +452,7 @@ async fn path_source_plain_directory() {
             name: "missing".into(),
             source: RepoSource::Path(tmp.path().join("nope")),
             poll_interval: Duration::from_secs(60),
+            sync_timeout: Duration::from_secs(120),
             web: None,
         },
         &tmp.path().join("state"),
@@ -473,6 +476,7 @@ async fn path_source_git_work_tree_and_symlink_swap() {
         name: "sidecar".into(),
         source: RepoSource::Path(link.clone()),
         poll_interval: Duration::from_secs(60),
+        sync_timeout: Duration::from_secs(120),
         web: None,
     };
     let repo = Repo::new(config, &tmp.path().join("state"));
@@ -522,6 +526,7 @@ async fn path_source_git_work_tree_and_symlink_swap() {
             name: "sub".into(),
             source: RepoSource::Path(origin.join("b")),
             poll_interval: Duration::from_secs(60),
+            sync_timeout: Duration::from_secs(120),
             web: None,
         },
         &tmp.path().join("state"),

@@ -1125,6 +1125,21 @@ async fn a_check_block_read_is_in_sync_and_a_failed_assertion_is_a_warning() {
     assert_eq!(outcome.verdict(), Verdict::Drifted);
     let subjects: Vec<&str> = outcome.changes.iter().map(|c| c.subject.as_str()).collect();
     assert_eq!(subjects, ["terraform_data.app"]);
+
+    // A check without a data source that fails: Terraform exits 0 and only
+    // prints a warning; the probe still reports it.
+    let plain_check = backend(&f.path("state/app.tfstate"))
+        + &data_resource("app", "\"v1\"")
+        + "output \"name\" {\n  value = \"app\"\n}\n"
+        + "check \"version\" {\n  assert {\n    condition     = terraform_data.app.output == \"v9\"\n    error_message = \"app is not at v9\"\n  }\n}\n";
+    common::commit_files(&f.repo(), &[("main.tf", &plain_check)], "plain check");
+    let outcome = ok(f.run(&probe, &f.checkout("c3"), "").await);
+    assert_eq!(outcome.exit_code, Some(0));
+    assert_eq!(outcome.verdict(), Verdict::InSync, "{outcome:?}");
+    assert_eq!(
+        outcome.warnings,
+        ["check.version: assertion failed: app is not at v9"]
+    );
 }
 
 /// A workspace typo (`prodd` for `prod`) is an error naming the ones that
