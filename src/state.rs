@@ -337,8 +337,15 @@ impl State {
     /// Sets when an instance next runs on its schedule. Only instances that
     /// exist: a multi-root probe's roots come from its listing, never from here.
     pub fn set_next_run(&self, id: &InstanceId, next_run: Option<DateTime<Utc>>) {
-        if let Some(status) = self.probes.write().unwrap().get_mut(id) {
-            status.next_run = next_run;
+        let changed = match self.probes.write().unwrap().get_mut(id) {
+            Some(status) if status.next_run != next_run => {
+                status.next_run = next_run;
+                true
+            }
+            _ => false,
+        };
+        if changed {
+            self.changed();
         }
     }
 

@@ -118,6 +118,8 @@ pub struct ProbeSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_reason: Option<&'static str>,
     pub schedule: Option<String>,
+    /// When the next scheduled run starts (with this instance's jitter).
+    pub next_run: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl ProbeSummary {
@@ -147,6 +149,7 @@ impl ProbeSummary {
                 .and_then(|r| r.error.as_ref())
                 .map(|e| e.reason.as_str()),
             schedule: probe.schedule.clone(),
+            next_run: status.and_then(|s| s.next_run),
             id,
         }
     }

@@ -1061,6 +1061,7 @@ async fn probe_list_is_a_summary_that_follows_every_change() {
     assert_eq!(web["drifted_resources"], 2);
     assert!(web["drifted_since"].is_string() && web["last_run"].is_string());
     assert_eq!(web["schedule"], "*/5 * * * *");
+    assert!(web.get("next_run").is_some(), "{web}");
     assert_eq!(probes[3]["error_reason"], "unreachable");
     assert_eq!(probes[4]["status"], "pending");
     // No diffs, subjects or error texts in the list: those are per instance.
