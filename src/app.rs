@@ -29,6 +29,7 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
             config.state_dir.display()
         )
     })?;
+    remove_stale_run_dirs(&config.state_dir.join("tmp"));
     let config = Arc::new(config);
     let state = Arc::new(if persistent {
         State::load(&config.state_dir)
@@ -94,6 +95,23 @@ pub fn build_probes(config: &Config) -> anyhow::Result<Vec<Arc<dyn Probe>>> {
             })
         })
         .collect()
+}
+
+/// Removes the empty `run-*` scratch directories a killed process left in
+/// `tmp` (a run's own directory is removed when it ends). Only empty ones:
+/// a `driftwatch check` sharing the state directory may be running.
+fn remove_stale_run_dirs(tmp: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with("run-")
+            && entry.file_type().is_ok_and(|t| t.is_dir())
+            && std::fs::remove_dir(entry.path()).is_ok()
+        {
+            tracing::debug!(dir = %entry.path().display(), "removed a stale run directory");
+        }
+    }
 }
 
 /// Runs the daemon until `shutdown` fires: HTTP server plus scheduler.

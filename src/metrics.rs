@@ -53,6 +53,7 @@ pub struct Metrics {
     repo_commit_time: GaugeVec,
     repo_info: IntGaugeVec,
     repo_errors: IntCounterVec,
+    repo_poll_interval: GaugeVec,
 
     /// Revision currently exported per repo.
     repo_revisions: Mutex<BTreeMap<String, (String, String)>>,
@@ -420,6 +421,7 @@ impl Metrics {
             repo_commit_time: gauge(r, "driftwatch_repo_commit_timestamp_seconds", "Commit time of the checked-out revision, in seconds since the epoch; 0 if unknown.", &["repo"]),
             repo_info: int_gauge(r, "driftwatch_repo_info", "Always 1; the revision label is the checked-out commit, commit_url its page in the repository's web UI (empty when unknown).", &["repo", "revision", "commit_url"]),
             repo_errors: counter(r, "driftwatch_repo_sync_errors_total", "Failed syncs of the repository, timeouts included.", &["repo"]),
+            repo_poll_interval: gauge(r, "driftwatch_repo_poll_interval_seconds", "Configured seconds between syncs of the repository (poll_interval); the sync-age alert is a multiple of it.", &["repo"]),
             registry,
             probes,
             repo_revisions: Mutex::new(BTreeMap::new()),
@@ -513,8 +515,11 @@ impl Metrics {
     }
 
     /// Creates a repo's series before its first sync.
-    pub fn register_repo(&self, repo: &str) {
+    pub fn register_repo(&self, repo: &str, poll_interval: std::time::Duration) {
         self.changed();
+        self.repo_poll_interval
+            .with_label_values(&[repo])
+            .set(poll_interval.as_secs_f64());
         self.repo_success.with_label_values(&[repo]);
         self.repo_last_sync.with_label_values(&[repo]);
         self.repo_commit_time.with_label_values(&[repo]);

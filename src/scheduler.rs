@@ -118,7 +118,7 @@ impl Scheduler {
             .map(|repo| Arc::new(Repo::new(repo.clone(), &config.state_dir)))
             .collect::<Vec<_>>();
         for repo in &repos {
-            metrics.register_repo(repo.name());
+            metrics.register_repo(repo.name(), repo.config.poll_interval);
         }
         let probes = config
             .probes

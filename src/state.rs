@@ -546,6 +546,36 @@ mod tests {
     }
 
     #[test]
+    fn bursts_of_writes_coalesce_and_land_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Arc::new(State::load(dir.path()));
+        for at in 0..200 {
+            state.record(&report(Verdict::Drifted, 100 + at));
+            state.persist_soon();
+        }
+        state.flush();
+        let again = State::load(dir.path());
+        let status = again.get(&InstanceId::new("p", "")).unwrap();
+        assert_eq!(status.last_report.unwrap().started_at.timestamp(), 299);
+        assert!(!dir.path().join("state.json.tmp").exists());
+    }
+
+    #[test]
+    fn a_new_listing_drops_roots_it_no_longer_has() {
+        let state = State::ephemeral();
+        state.set_instances("tf", "terraform", &["a".into(), "b".into()]);
+        let removed = state.set_instances("tf", "terraform", &["a".into()]);
+        assert_eq!(removed.len(), 1);
+        assert_eq!(removed[0].root, "b");
+        assert_eq!(state.instances_of("tf"), [InstanceId::new("tf", "a")]);
+        let mut late = report(Verdict::Drifted, 100);
+        late.name = "tf".into();
+        late.root = "b".into();
+        assert!(state.record_if_known(&late).is_none());
+        assert_eq!(state.instances_of("tf").len(), 1);
+    }
+
+    #[test]
     fn corrupt_file_starts_clean() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(STATE_FILE), b"{not json").unwrap();

@@ -355,14 +355,16 @@ pub(super) fn url_kind(url: &str) -> Result<UrlKind, String> {
                 ))
             }
         };
-        let host = rest.split('/').next().unwrap_or("");
-        if kind != UrlKind::File && host.rsplit('@').next().unwrap_or("").is_empty() {
+        // The url crate's errors never repeat the input, so no credential leaks.
+        let parsed = url::Url::parse(url).map_err(|err| format!("invalid URL {shown:?}: {err}"))?;
+        if kind == UrlKind::File {
+            if parsed.host_str().is_some_and(|host| !host.is_empty()) || !rest.starts_with('/') {
+                return Err(format!(
+                    "file URL {shown:?} needs an absolute path: file:///path/to/repo"
+                ));
+            }
+        } else if !parsed.host_str().is_some_and(|host| !host.is_empty()) {
             return Err(format!("URL {shown:?} has no host"));
-        }
-        if kind == UrlKind::File && !rest.starts_with('/') {
-            return Err(format!(
-                "file URL {shown:?} needs an absolute path: file:///path/to/repo"
-            ));
         }
         return Ok(kind);
     }
@@ -410,6 +412,9 @@ mod tests {
             ("github.com/a/b", false),
             ("/srv/r.git", false),
             ("file://relative", false),
+            ("https://exa mple.com/a.git", false),
+            ("https://user:pw@git hub.com/a.git", false),
+            ("ssh://git@ho st/x", false),
         ] {
             assert_eq!(url_kind(url).is_ok(), ok, "{url}");
         }
@@ -422,5 +427,11 @@ mod tests {
             "{errors:?}"
         );
         assert!(!errors[0].contains("pw"), "{errors:?}");
+        let errors = load_text("[[repo]]\nname = \"r\"\nurl = \"https://u:pw@exa mple.com/x.git\"\n[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\n").unwrap_err();
+        assert_eq!(
+            errors,
+            ["dw.toml:3:7: repo.r.url: invalid URL \"https://***@exa mple.com/x.git\": invalid international domain name"],
+            "{errors:?}"
+        );
     }
 }

@@ -69,15 +69,28 @@ fn rule_unit_tests_catch_a_weakened_drift_alert() {
     // The promtool tests must fail when DriftDetected fires too early, or is
     // based on the last result (which errors reset) instead of `_drifted`.
     let rules = read("alerts/driftwatch.rules.yml");
+    let gap_tolerant = "expr: |\n          driftwatch_probe_drifted == 1\n          or (\n              last_over_time(driftwatch_probe_drifted[10m]) == 1\n            unless on (job, instance, probe, layer, root)\n              driftwatch_probe_drifted\n          )";
     let mutations = [
-        ("for: 1h\n", "for: 58m\n", "fires before an hour of drift"),
         (
-            "expr: driftwatch_probe_drifted == 1",
-            "expr: driftwatch_probe_result == 2",
+            "for: 1h\n",
+            "for: 58m\n",
+            "fires before an hour of drift",
+            "drift_detected.yml",
+        ),
+        (
+            "          driftwatch_probe_drifted == 1\n          or (",
+            "          driftwatch_probe_result == 2\n          or (",
             "resolved by an error",
+            "drift_detected.yml",
+        ),
+        (
+            gap_tolerant,
+            "expr: driftwatch_probe_drifted == 1",
+            "resolved by a restart of driftwatch",
+            "restart_and_sync_age.yml",
         ),
     ];
-    for (from, to, what) in mutations {
+    for (from, to, what, test_file) in mutations {
         let tmp = tempfile::tempdir().unwrap();
         copy_monitoring_tree(tmp.path());
         assert!(rules.contains(from), "rules no longer contain {from:?}");
@@ -89,7 +102,7 @@ fn rule_unit_tests_catch_a_weakened_drift_alert() {
         let out = Command::new("promtool")
             .arg("test")
             .arg("rules")
-            .arg(tmp.path().join("alerts/tests/drift_detected.yml"))
+            .arg(tmp.path().join("alerts/tests").join(test_file))
             .output()
             .unwrap();
         assert!(

@@ -491,3 +491,16 @@ fn validate_lists_tasks_that_run_for_real_in_check_mode() {
         "the warning names file and line: {stderr}"
     );
 }
+
+#[test]
+fn stale_empty_run_directories_are_removed_at_start_up() {
+    let s = setup("");
+    let tmp = s.root.join("state/tmp");
+    std::fs::create_dir_all(tmp.join("run-left-by-a-kill")).unwrap();
+    std::fs::create_dir_all(tmp.join("run-in-use-by-check")).unwrap();
+    std::fs::write(tmp.join("run-in-use-by-check/file"), "x").unwrap();
+    let daemon = Daemon::start(&s.config, &s.root.join("daemon.log"));
+    daemon.wait_for("/readyz", "readiness", |code, _| code == 200);
+    assert!(!tmp.join("run-left-by-a-kill").exists());
+    assert!(tmp.join("run-in-use-by-check/file").exists());
+}

@@ -602,3 +602,35 @@ async fn bench_watch_edit_to_verdict() {
         mean / 1000.0, samples[9].as_secs_f64(), max / 1000.0);
     d.stop().await;
 }
+
+/// A `kubectl scale` against the emulator (which takes kubectl's writes) is
+/// seen from the cache, and the drifted field still names who changed it
+/// (managedFields are kept in the cache).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_scale_is_seen_live_and_names_its_manager() {
+    if !common::have_tool("kubectl") {
+        return;
+    }
+    let s = setup("").await;
+    assert_eq!(s.check().await.verdict(), Verdict::InSync);
+    let kubeconfig = s.emulator.write_kubeconfig(s.tmp.path());
+    let output = std::process::Command::new("kubectl")
+        .args(["-n", "shop", "scale", "deployment", "web", "--replicas=5"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("HOME", s.tmp.path())
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    s.live_change().await;
+    let outcome = s.check().await;
+    assert_eq!(outcome.verdict(), Verdict::Drifted);
+    let diff = &outcome.changes[0].diff;
+    assert!(
+        diff.contains("spec.replicas") && diff.contains("kubectl"),
+        "{diff}"
+    );
+}
