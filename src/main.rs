@@ -28,7 +28,7 @@ fn init_tracing(cli: &Cli) {
     // Colour codes only where a person reads them: a log file or journald
     // gets plain text (NO_COLOR turns colour off on a terminal too).
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)

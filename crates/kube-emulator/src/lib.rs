@@ -1013,7 +1013,7 @@ fn serve_group(
     let mut items: Vec<&Value> = store
         .objects
         .iter()
-        .filter(|((q, ns, _), _)| *q == qualified && namespace.map_or(true, |wanted| ns == wanted))
+        .filter(|((q, ns, _), _)| *q == qualified && namespace.is_none_or(|wanted| ns == wanted))
         .map(|(_, v)| v)
         .filter(|v| selector_matches(&selector, v))
         .collect();
