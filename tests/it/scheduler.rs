@@ -109,3 +109,64 @@ async fn a_probe_never_runs_twice_at_once() {
     let log = std::fs::read_to_string(&log).unwrap();
     assert_eq!(log.lines().count(), 2, "exactly one run of p0:\n{log}");
 }
+
+/// A probe whose run panics: it counts its runs so the test can see that a
+/// second run happens (the instance was freed, not left busy).
+struct PanickingProbe(std::sync::atomic::AtomicUsize);
+
+#[async_trait::async_trait]
+impl driftwatch::probe::Probe for PanickingProbe {
+    fn layer(&self) -> &'static str {
+        "command"
+    }
+
+    async fn run(
+        &self,
+        _cx: &driftwatch::probe::ProbeContext,
+    ) -> Result<driftwatch::probe::Outcome, driftwatch::probe::ProbeError> {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        panic!("probe bug number {n}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_probe_is_an_internal_error_and_frees_its_instance() {
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("runs.log");
+    let mut config = driftwatch::app::load_config(&config(tmp.path(), &log)).unwrap();
+    config.probes.truncate(1);
+    let config = Arc::new(config);
+    let state = Arc::new(driftwatch::state::State::ephemeral());
+    let metrics = Arc::new(driftwatch::metrics::Metrics::new(
+        state.clone(),
+        &Default::default(),
+        config.defaults.max_resource_series,
+    ));
+    let probe = Arc::new(PanickingProbe(Default::default()));
+    let scheduler = driftwatch::scheduler::Scheduler::new(
+        config,
+        vec![probe.clone() as Arc<dyn driftwatch::probe::Probe>],
+        state,
+        metrics,
+    );
+    for attempt in 1..=2 {
+        let reports = driftwatch::scheduler::run_once(&scheduler, &[])
+            .await
+            .unwrap();
+        assert_eq!(reports.len(), 1, "attempt {attempt}");
+        let report = &reports[0];
+        assert_eq!(report.verdict, driftwatch::probe::Verdict::Error);
+        let error = report.error.as_ref().expect("an error on the report");
+        assert_eq!(error.reason, driftwatch::probe::ErrorReason::Internal);
+        assert!(
+            error
+                .message
+                .contains(&format!("probe bug number {attempt}")),
+            "{}",
+            error.message
+        );
+    }
+    // Both runs reached the probe: the first panic did not leave it busy.
+    assert_eq!(probe.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
