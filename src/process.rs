@@ -266,6 +266,20 @@ impl Command {
     }
 }
 
+/// How long [`collect`] waits for each pipe once the child is gone.
+pub const PIPE_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reaping a SIGKILLed child: the kernel's part, with room for a busy machine.
+const REAP_ALLOWANCE: Duration = Duration::from_secs(1);
+
+/// The longest a contained child can outlive its deadline: SIGTERM, `grace`,
+/// SIGKILL and reaping, then draining stdout and stderr one after the other.
+/// The scheduler derives its outer deadline from this, so it never gives up
+/// on a run that this module is still bound to finish.
+pub fn overrun_after_deadline(grace: Duration) -> Duration {
+    grace + REAP_ALLOWANCE + 2 * PIPE_DRAIN_TIMEOUT
+}
+
 async fn collect(
     status: Option<std::process::ExitStatus>,
     stdout: tokio::task::JoinHandle<(Vec<u8>, bool)>,
@@ -275,12 +289,12 @@ async fn collect(
     use std::os::unix::process::ExitStatusExt;
     // Pipes close once every process in the group is gone; bound the wait in
     // case a process escaped the group and still holds them open.
-    let (stdout, stdout_truncated) = tokio::time::timeout(Duration::from_secs(5), stdout)
+    let (stdout, stdout_truncated) = tokio::time::timeout(PIPE_DRAIN_TIMEOUT, stdout)
         .await
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-    let (stderr, stderr_truncated) = tokio::time::timeout(Duration::from_secs(5), stderr)
+    let (stderr, stderr_truncated) = tokio::time::timeout(PIPE_DRAIN_TIMEOUT, stderr)
         .await
         .ok()
         .and_then(Result::ok)

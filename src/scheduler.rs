@@ -24,10 +24,6 @@ use crate::probe::{Probe, ProbeContext, RunReport, Verdict};
 use crate::repo::{Checkout, Repo, SyncOutcome};
 use crate::state::State;
 
-/// Extra time past a run's deadline before the scheduler stops waiting for a
-/// probe that ignores its deadline (children are killed by then anyway).
-const DEADLINE_SLACK: Duration = Duration::from_secs(5);
-
 /// An instance dropped because its probe's latest root listing no longer
 /// has its root (e.g. a Terraform root deleted in a new commit).
 #[derive(Debug, Clone)]
@@ -642,7 +638,10 @@ impl Scheduler {
             scratch_dir: scratch.path().to_path_buf(),
             kill_grace: self.config.defaults.kill_grace,
         };
-        let limit = probe.timeout + self.config.defaults.kill_grace + DEADLINE_SLACK;
+        // Past this, even a child that ignored SIGTERM has been killed and its
+        // pipes drained: only a probe ignoring its own deadline is still waiting.
+        let limit =
+            probe.timeout + crate::process::overrun_after_deadline(self.config.defaults.kill_grace);
         // Its own task, so a panicking probe becomes an error report.
         let task = AbortOnDrop(tokio::spawn({
             let probe = runner.clone();
