@@ -4,7 +4,6 @@
 //! manifests, kustomize rendering and custom resources.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use driftwatch::probe::{ErrorReason, Outcome, ProbeError, ResourceChange, Verdict};
@@ -279,20 +278,6 @@ async fn unmanaged_objects_are_extra_but_owned_and_default_ones_are_not() {
     );
 }
 
-/// Collects everything tracing writes while a future runs on this thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn secret_drift_names_the_key_and_the_value_appears_nowhere() {
     use base64::Engine;
@@ -304,13 +289,7 @@ async fn secret_drift_names_the_key_and_the_value_appears_nowhere() {
         secret["data"]["added-live"] =
             json!(base64::engine::general_purpose::STANDARD.encode("another-live-value"));
     });
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
+    let (captured, guard) = crate::common::Captured::start();
     let result = s.run("").await;
     let error_result = {
         s.emulator.forbid("configmaps");

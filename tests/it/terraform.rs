@@ -3,7 +3,7 @@
 //! with the null provider from scripts/install.d/20-terraform.sh.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use driftwatch::probe::{
@@ -443,33 +443,6 @@ async fn a_failing_init_is_an_error() {
     assert!(err.partial_changes.is_empty());
 }
 
-/// Captures everything `tracing` emits on this thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    /// Captures this thread's logs until the guard drops.
-    fn start() -> (Captured, tracing::subscriber::DefaultGuard) {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .finish();
-        (captured, tracing::subscriber::set_default(subscriber))
-    }
-}
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn report(result: Result<Outcome, ProbeError>) -> RunReport {
     crate::common::report("tf", "terraform", result)
 }
@@ -479,7 +452,7 @@ async fn sensitive_values_never_reach_the_report_or_logs() {
     if !have_terraform() {
         return;
     }
-    let (captured, _guard) = Captured::start();
+    let (captured, _guard) = common::Captured::start();
 
     let f = Fixture::new("terraform");
     let state = f.path("state/terraform.tfstate");
@@ -1271,7 +1244,7 @@ async fn a_value_applied_in_clear_then_marked_sensitive_is_masked_on_both_sides(
     if !have_terraform() {
         return;
     }
-    let (captured, _guard) = Captured::start();
+    let (captured, _guard) = common::Captured::start();
 
     let f = Fixture::new("terraform");
     let old = "OLDPASS-applied-in-clear-42";
