@@ -2,6 +2,7 @@
 //!
 //! Data flows config → repo sync → scheduler → probe → outcome → metrics/state → HTTP:
 //!
+//! - [`cluster`]: scale-out membership (Kubernetes Leases) and rendezvous ownership of instances.
 //! - [`config`]: TOML → validated [`config::Config`], errors as `file:line:col`.
 //! - [`instance`]: [`instance::InstanceId`], the one key of a probe instance.
 //! - [`repo`]: git2 fetch, one checkout directory per commit.
@@ -17,6 +18,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod history;
 pub mod http;
