@@ -6,6 +6,7 @@
 //! - [`config`]: TOML → validated [`config::Config`], errors as `file:line:col`.
 //! - [`instance`]: [`instance::InstanceId`], the one key of a probe instance.
 //! - [`repo`]: git2 fetch, one checkout directory per commit.
+//! - [`repo_url`]: git remote URLs (and the scp-like form), parsed once; redaction and hook matching.
 //! - [`scheduler`]: cron, run-on-change and manual triggers; concurrency and skip-if-busy.
 //! - [`process`]: contained child processes (process groups, timeouts, capped output).
 //! - [`probe`]: the [`probe::Probe`] trait, one file per layer, and the run outcome types.
@@ -30,6 +31,7 @@ pub mod paths;
 pub mod probe;
 pub mod process;
 pub mod repo;
+pub mod repo_url;
 pub mod report;
 pub mod scheduler;
 pub mod state;

@@ -30,8 +30,11 @@ pub struct ProbeView {
     pub scope: &'static str,
     pub repo: String,
     pub path: String,
+    /// The crontab expression as configured; null without a schedule.
     pub schedule: Option<String>,
-    /// When the next scheduled run starts (with this instance's jitter).
+    /// The IANA zone `schedule` is read in (`Europe/Berlin`, `UTC`).
+    pub timezone: Option<&'static str>,
+    /// When the next scheduled run starts (with this instance's jitter), in UTC.
     pub next_run: Option<chrono::DateTime<chrono::Utc>>,
     pub timeout_seconds: f64,
     pub run_on_change: bool,
@@ -68,6 +71,7 @@ impl ProbeView {
             repo: probe.repo.clone(),
             path: probe.path.clone(),
             schedule: probe.schedule.clone(),
+            timezone: probe.timezone.map(|zone| zone.name()),
             next_run: status.next_run,
             timeout_seconds: probe.timeout.as_secs_f64(),
             run_on_change: probe.run_on_change,
@@ -117,8 +121,11 @@ pub struct ProbeSummary {
     /// Error reason of the last run, when it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_reason: Option<&'static str>,
+    /// The crontab expression as configured; null without a schedule.
     pub schedule: Option<String>,
-    /// When the next scheduled run starts (with this instance's jitter).
+    /// The IANA zone `schedule` is read in (`Europe/Berlin`, `UTC`).
+    pub timezone: Option<&'static str>,
+    /// When the next scheduled run starts (with this instance's jitter), in UTC.
     pub next_run: Option<chrono::DateTime<chrono::Utc>>,
     /// The cluster member that owns and runs the instance (`kubernetes`
     /// mode only).
@@ -153,6 +160,7 @@ impl ProbeSummary {
                 .and_then(|r| r.error.as_ref())
                 .map(|e| e.reason.as_str()),
             schedule: probe.schedule.clone(),
+            timezone: probe.timezone.map(|zone| zone.name()),
             next_run: status.and_then(|s| s.next_run),
             owner: None,
             id,

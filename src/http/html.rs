@@ -53,6 +53,8 @@ pub struct ProbePage<'a> {
     pub repo: Option<&'a str>,
     pub path: Option<&'a str>,
     pub schedule: Option<&'a str>,
+    /// The zone `schedule` is read in.
+    pub timezone: Option<chrono_tz::Tz>,
     pub status: Option<&'a ProbeStatus>,
     pub runs: Option<&'a [RunRow]>,
     pub episodes: Option<&'a [EpisodeRow]>,
@@ -500,11 +502,17 @@ pub fn probe_page(page_data: &ProbePage<'_>) -> String {
                 (field("Path", html! { span class="mono" { (if path.is_empty() { "." } else { path }) } }))
             }
             @if let Some(schedule) = page_data.schedule {
-                (field("Schedule", html! { (schedule) }))
+                (field("Schedule", html! {
+                    span class="mono" { (schedule) }
+                    @if let Some(zone) = page_data.timezone { " " span class="muted" { "(" (zone.name()) ")" } }
+                }))
             }
             @if let Some(next) = status.and_then(|s| s.next_run) {
                 (field("Next run", html! {
                     time datetime=(next.to_rfc3339()) { (timestamp(next)) }
+                    @if let Some(zone) = page_data.timezone.filter(|zone| *zone != chrono_tz::UTC) {
+                        " = " (next.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S %Z")) " " (zone.name())
+                    }
                     " (in " (span((next - now).num_seconds().max(0) as u64)) ")"
                 }))
             }
@@ -905,6 +913,7 @@ mod tests {
                 repo: Some(XSS),
                 path: Some(XSS),
                 schedule: Some(XSS),
+                timezone: Some(chrono_tz::UTC),
                 status: Some(&status),
                 runs: Some(&runs),
                 episodes: Some(&episodes),
@@ -926,6 +935,7 @@ mod tests {
                 repo: None,
                 path: None,
                 schedule: None,
+                timezone: None,
                 status: Some(status),
                 runs: None,
                 episodes: None,
@@ -952,6 +962,41 @@ mod tests {
         );
         status.last_report.as_mut().unwrap().details = serde_json::Value::Null;
         assert!(!page(&status).contains("Ignored changes"));
+    }
+
+    #[test]
+    fn the_schedule_shows_its_zone_and_the_next_run_in_it() {
+        let mut status = status(Verdict::InSync);
+        // 2023-11-14 22:15 UTC is 23:15 in Berlin (CET, UTC+1).
+        status.next_run = DateTime::from_timestamp(1_700_000_100, 0);
+        let page = |timezone| {
+            probe_page(&ProbePage {
+                now: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+                refresh_seconds: 30,
+                id: &status.probe,
+                layer: "command",
+                repo: None,
+                path: None,
+                schedule: Some("15 23 * * *"),
+                timezone,
+                status: Some(&status),
+                runs: None,
+                episodes: None,
+                events: None,
+            })
+        };
+        let berlin = page(Some(chrono_tz::Europe::Berlin));
+        assert!(
+            berlin.contains(r#"<span class="muted">(Europe/Berlin)</span>"#),
+            "{berlin}"
+        );
+        assert!(
+            berlin
+                .contains("2023-11-14 22:15:00 UTC</time> = 2023-11-14 23:15:00 CET Europe/Berlin"),
+            "{berlin}"
+        );
+        let utc = page(Some(chrono_tz::UTC));
+        assert!(utc.contains("(UTC)") && !utc.contains(" = "), "{utc}");
     }
 
     #[test]

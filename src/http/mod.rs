@@ -124,6 +124,8 @@ pub struct CatalogProbe {
     pub repo: String,
     pub path: String,
     pub schedule: Option<String>,
+    /// The IANA zone the schedule is read in; None without a schedule.
+    pub timezone: Option<chrono_tz::Tz>,
     pub timeout: Duration,
     pub run_on_change: bool,
     pub labels: BTreeMap<String, String>,
@@ -156,6 +158,7 @@ impl Catalog {
                     repo: p.repo.clone(),
                     path: p.path.to_string_lossy().into_owned(),
                     schedule: p.schedule.as_ref().map(|s| s.text.clone()),
+                    timezone: p.schedule.as_ref().map(|s| s.timezone),
                     timeout: p.timeout,
                     run_on_change: p.run_on_change,
                     labels: p.labels.clone(),

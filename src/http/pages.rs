@@ -194,6 +194,7 @@ pub(super) async fn probe_page(State(ctx): State<Context>, Path(id): Path<String
             repo: configured.map(|c| c.repo.as_str()),
             path: configured.map(|c| c.path.as_str()),
             schedule: configured.and_then(|c| c.schedule.as_deref()),
+            timezone: configured.and_then(|c| c.timezone),
             status: status.as_ref(),
             runs: runs.as_deref(),
             episodes: episodes.as_deref(),
