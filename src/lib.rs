@@ -11,6 +11,7 @@
 //! - [`process`]: contained child processes (process groups, timeouts, capped output).
 //! - [`probe`]: the [`probe::Probe`] trait, one file per layer, and the run outcome types.
 //! - [`state`]: last report per probe, persisted atomically; readiness.
+//! - [`handover`]: a gained instance takes over its previous owner's status (peers over HTTP, ConfigMaps).
 //! - [`metrics`]: the only writer of Prometheus metrics.
 //! - [`http`]: `/metrics`, health, the JSON API, the status page and triggers.
 //! - [`weblinks`]: links to commits and files in the repository's web UI.
@@ -21,6 +22,7 @@ pub mod app;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod handover;
 pub mod history;
 pub mod http;
 pub mod instance;

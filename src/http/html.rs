@@ -32,6 +32,8 @@ pub struct OverviewRow {
     pub id: String,
     pub layer: String,
     pub status: Option<ProbeStatus>,
+    /// The cluster member that owns the instance (`kubernetes` mode).
+    pub owner: Option<String>,
 }
 
 pub struct Overview<'a> {
@@ -39,6 +41,8 @@ pub struct Overview<'a> {
     pub refresh_seconds: u64,
     pub rows: &'a [OverviewRow],
     pub events: Option<&'a [EventRow]>,
+    /// The members when the rows come from the whole cluster.
+    pub cluster: Option<&'a super::cluster::ClusterInfo>,
 }
 
 pub struct ProbePage<'a> {
@@ -78,7 +82,7 @@ code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"DejaVu Sa
 .badge{display:inline-block;min-width:72px;text-align:center;padding:2px 8px;border-radius:12px;font-size:11.5px;font-weight:700;color:#fff;white-space:nowrap}
 .s-in_sync{background:var(--ok)}.s-drifted{background:var(--drift)}.s-error{background:var(--err)}.s-pending{background:#8c959f}
 .pill{padding:2px 9px;border-radius:10px;background:#ffffff22}
-.muted{color:var(--muted)}
+.muted{color:var(--muted)}.warn{color:var(--err)}
 .msg{max-width:520px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .res{max-width:340px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(230px,1fr));gap:6px 24px;margin:6px 0 10px}
@@ -251,6 +255,24 @@ pub fn overview(page_data: &Overview<'_>) -> String {
     layers.dedup();
     let now = page_data.now;
     let content = html! {
+        @if let Some(cluster) = page_data.cluster {
+            p class="muted" id="cluster" {
+                "Cluster of " (cluster.members.len()) " members, seen from " (cluster.identity) ": "
+                @for (n, member) in cluster.members.iter().enumerate() {
+                    @if n > 0 { ", " }
+                    (member.identity)
+                }
+            }
+            @if !cluster.unreachable.is_empty() {
+                p class="warn" id="unreachable" {
+                    "Not answering, their instances are missing below: "
+                    @for (n, member) in cluster.unreachable.iter().enumerate() {
+                        @if n > 0 { ", " }
+                        b { (member.identity) } " (" (member.reason) ")"
+                    }
+                }
+            }
+        }
         @if page_data.rows.is_empty() {
             p class="muted" { "No probes are configured." }
         }
@@ -278,8 +300,13 @@ fn overview_row(now: DateTime<Utc>, row: &OverviewRow) -> Markup {
     let report = status.and_then(|s| s.last_report.as_ref());
     let verdict = report.map(|r| r.verdict);
     html! {
-        tr data-probe=(row.id) data-status=(verdict_class(verdict).0) {
-            td { (probe_link(&row.id)) }
+        tr data-probe=(row.id) data-status=(verdict_class(verdict).0) data-owner=[row.owner.as_deref()] {
+            td {
+                (probe_link(&row.id))
+                @if let Some(owner) = &row.owner {
+                    " " span class="muted" title="owned by this cluster member" { "on " (owner) }
+                }
+            }
             td { (badge(verdict)) }
             td class="res" {
                 @match (status, report) {
@@ -723,12 +750,14 @@ mod tests {
                 id: report.probe.clone(),
                 layer: "command".into(),
                 status: Some(status),
+                owner: None,
             }];
             let html = overview(&Overview {
                 now,
                 refresh_seconds: 30,
                 rows: &rows,
                 events: None,
+                cluster: None,
             });
             let start = html.find("<td class=\"res\">").unwrap();
             html[start..].to_string()
@@ -809,6 +838,7 @@ mod tests {
                 id: status.probe.clone(),
                 layer: format!("terraform{XSS}"),
                 status: Some(status.clone()),
+                owner: Some(format!("pod{XSS}")),
             }];
             let events = [EventRow {
                 id: 1,
@@ -823,11 +853,24 @@ mod tests {
                 episode: Some(1),
                 message: XSS.into(),
             }];
+            let cluster = super::super::cluster::ClusterInfo {
+                identity: format!("me{XSS}"),
+                members: vec![crate::cluster::Member {
+                    identity: format!("pod{XSS}"),
+                    url: format!("http://x/{XSS}"),
+                }],
+                unreachable: vec![super::super::cluster::Unreachable {
+                    identity: format!("gone{XSS}"),
+                    url: format!("http://y/{XSS}"),
+                    reason: "timeout",
+                }],
+            };
             let html = overview(&Overview {
                 now,
                 refresh_seconds: 30,
                 rows: &rows,
                 events: Some(&events),
+                cluster: Some(&cluster),
             });
             assert_no_raw_markup(&html);
             assert!(html.contains(r#"<meta http-equiv="refresh" content="30">"#));
