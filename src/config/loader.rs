@@ -514,9 +514,17 @@ mod tests {
             "{REPO}[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\nshell = \"yes\"\n"
         ))
         .unwrap_err();
-        assert!(
-            errors[0].starts_with("dw.toml:8:9: probe.p.shell: invalid type"),
-            "{errors:?}"
+        assert_eq!(
+            errors,
+            ["dw.toml:8:9: probe.p.shell: invalid type: string \"yes\", expected a boolean"]
+        );
+        let errors = load_text(&format!(
+            "{REPO}[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\nenv_files = [\"a.env\"]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            errors,
+            ["dw.toml:8:13: probe.p.env_files: invalid type: sequence, expected a map"]
         );
     }
 
