@@ -19,6 +19,9 @@ pub struct Daemon {
     pub config: Arc<Config>,
     pub context: http::Context,
     pub scheduler: Arc<Scheduler>,
+    /// This replica's status ConfigMap (`kubernetes` mode), the handover's
+    /// fallback when a previous owner is gone.
+    pub status_store: Option<Arc<crate::handover::StatusStore>>,
 }
 
 /// Builds the daemon's parts without starting anything.
@@ -67,10 +70,30 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
         metrics_token: config.server.metrics_token.clone(),
     });
     context.request_timeout = config.server.request_timeout;
+    context.peers = crate::handover::Peers::new(
+        crate::handover::peers::DEFAULT_TIMEOUT,
+        peer_authorization(&context.secrets),
+    );
     Ok(Daemon {
         config,
         context,
         scheduler,
+        status_store: None,
+    })
+}
+
+/// The credential replicas present to each other's read API: the read
+/// token, else the first read user (they share one config).
+fn peer_authorization(secrets: &Secrets) -> Option<String> {
+    use base64::Engine;
+    if let Some(token) = &secrets.read_token {
+        return Some(format!("Bearer {token}"));
+    }
+    secrets.read_users.first().map(|(user, password)| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
     })
 }
 
@@ -183,8 +206,12 @@ pub async fn run_with_listener(
         daemon.context.clone(),
         http_stop.clone(),
     ));
+    let cluster_tasks = spawn_cluster_tasks(&daemon, http_stop.clone());
     daemon.scheduler.clone().run(shutdown).await;
     http_stop.cancel();
+    for task in cluster_tasks {
+        let _ = task.await;
+    }
     let _ = preflights.await;
     if let Some(history) = history {
         let _ = history.await;
@@ -195,6 +222,36 @@ pub async fn run_with_listener(
     }
     tracing::info!("driftwatch stopped");
     Ok(())
+}
+
+/// In `kubernetes` mode: the handover (gained instances take over their
+/// previous owner's status) and the writer of this replica's status
+/// ConfigMap. Nothing in single mode.
+fn spawn_cluster_tasks(
+    daemon: &Daemon,
+    stop: CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let cx = &daemon.context;
+    if cx.cluster.is_single() {
+        return Vec::new();
+    }
+    let mut tasks = vec![crate::handover::Handover {
+        cluster: cx.cluster.clone(),
+        state: cx.state.clone(),
+        history: cx.history.clone(),
+        peers: cx.peers.clone(),
+        store: daemon.status_store.clone(),
+    }
+    .spawn(stop.clone())];
+    if let Some(store) = &daemon.status_store {
+        tasks.push(store.clone().spawn_writer(
+            cx.state.clone(),
+            cx.cluster.clone(),
+            crate::handover::store::WRITE_EVERY,
+            stop,
+        ));
+    }
+    tasks
 }
 
 /// Feeds every published report into the history (which only queues it),
