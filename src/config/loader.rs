@@ -26,6 +26,10 @@ pub const DEFAULT_MAX_CONCURRENT_RUNS: usize = 4;
 /// The most runs `max_concurrent_runs` may allow at once.
 pub const MAX_CONCURRENT_RUNS: usize = 1024;
 pub const DEFAULT_MAX_RESOURCE_SERIES: usize = 100;
+/// Bounds of `max_changes_per_report`.
+pub const CHANGES_PER_REPORT_RANGE: std::ops::RangeInclusive<u64> = 1..=100_000;
+/// Bounds of `max_report_bytes`, in bytes.
+pub const REPORT_BYTES_RANGE: std::ops::RangeInclusive<u64> = 16 * 1024..=64 * 1024 * 1024;
 pub const DEFAULT_KILL_GRACE: &str = "10s";
 pub const DEFAULT_BRANCH: &str = "main";
 pub const DEFAULT_POLL_INTERVAL: &str = "1m";
