@@ -992,3 +992,34 @@ fn ignore_rules_in_the_config_file_point_at_their_line() {
         "{problems:?}"
     );
 }
+
+/// A task that leaves children behind outside ansible's process group (as
+/// ansible's own workers and SSH masters do): they are gone when the run
+/// ends, because everything ansible starts carries the run's marker.
+#[tokio::test]
+async fn children_a_task_leaves_behind_are_gone_when_the_run_ends() {
+    if !common::have_tool("ansible-playbook") {
+        return;
+    }
+    let lab = Lab::new(&["localhost"]);
+    let escapees = common::Escapees::new(&lab.tmp.path().join("pids"));
+    let script = lab.tmp.path().join("escape.sh");
+    std::fs::write(&script, escapees.script("exit 0")).unwrap();
+    lab.write(
+        "escape.yml",
+        &format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: leave children behind\n      ansible.builtin.shell: sh {} > /dev/null 2>&1\n      check_mode: false\n      changed_when: false\n",
+            script.display()
+        ),
+    );
+    let result = lab
+        .check("playbooks = [\"escape.yml\"]\ninventory = \"hosts.ini\"\n")
+        .await;
+    let started = escapees.started();
+    let survivors = escapees.survivors();
+    escapees.cleanup();
+    let outcome = result.expect("the run succeeds");
+    assert_eq!(outcome.verdict(), Verdict::InSync, "{outcome:?}");
+    assert!(started, "the task never started its children");
+    assert!(survivors.is_empty(), "outlived the run: {survivors:?}");
+}

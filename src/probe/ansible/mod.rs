@@ -283,11 +283,6 @@ impl Probe for AnsibleProbe {
             .exec(command)
             .await
             .map_err(|e| e.with_warnings(warnings.clone()));
-        stop_ssh_masters(cx).await;
-        let marker = run_marker(cx);
-        tokio::task::spawn_blocking(move || sweep_leftovers(&marker))
-            .await
-            .ok();
         let output = output?;
         let stderr = output.stderr_str();
         let clean = |text: &str| relative_paths(text, cx);
@@ -376,8 +371,7 @@ impl AnsibleProbe {
                 "ANSIBLE_PERSISTENT_CONTROL_PATH_DIR",
                 ansible_home.join("pc"),
             )
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env(RUN_MARKER_VAR, run_marker(cx));
+            .env("PYTHONDONTWRITEBYTECODE", "1");
         // An ansible.cfg in the repo is found by ansible itself (cwd is the
         // probe directory). Without one, an empty config keeps the host's
         // ~/.ansible.cfg and /etc/ansible/ansible.cfg out of the verdict,
@@ -433,80 +427,6 @@ impl AnsibleProbe {
             command = command.arg(playbook);
         }
         Ok(command)
-    }
-}
-
-/// Set on ansible-playbook and inherited by everything it starts, so the
-/// run's leftovers can be found after it ends.
-const RUN_MARKER_VAR: &str = "DRIFTWATCH_ANSIBLE_RUN";
-
-fn run_marker(cx: &ProbeContext) -> String {
-    cx.scratch_dir.display().to_string()
-}
-
-/// Kills what this run left behind. ansible's workers call `setsid()`, so
-/// they and the modules they run (and SSH masters) leave ansible's process
-/// group; the group kill on timeout reaches only the main process, which
-/// forwards SIGTERM to workers that may not act on it before it dies.
-/// Everything ansible started still carries the run's marker variable.
-fn sweep_leftovers(marker: &str) {
-    use nix::sys::signal::{kill, Signal};
-    use nix::unistd::Pid;
-    let needle = format!("{RUN_MARKER_VAR}={marker}");
-    let me = std::process::id();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    let leftovers: Vec<i32> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|env| env.split(|b| *b == 0).any(|var| var == needle.as_bytes()))
-                .unwrap_or(false)
-        })
-        .map(|pid| pid as i32)
-        .collect();
-    for pid in &leftovers {
-        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
-    }
-    // Wait (briefly) until they are really gone or zombies awaiting their parent.
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while std::time::Instant::now() < until {
-        let alive = leftovers.iter().any(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|stat| {
-                    stat.rsplit(") ")
-                        .next()
-                        .is_some_and(|rest| !rest.starts_with('Z'))
-                })
-                .unwrap_or(false)
-        });
-        if !alive {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
-/// Asks any SSH ControlPersist master this run started to exit: they
-/// daemonize out of ansible's process group, so the group kill misses them.
-async fn stop_ssh_masters(cx: &ProbeContext) {
-    let Ok(entries) = std::fs::read_dir(cx.scratch_dir.join("ansible-home").join("cp")) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let socket = entry.path();
-        let command = crate::process::Command::new("ssh")
-            .arg("-o")
-            .arg(format!("ControlPath={}", socket.display()))
-            .args(["-O", "exit", "driftwatch-control-master"])
-            .grace(std::time::Duration::from_secs(1));
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-        let _ = command
-            .run(&tokio_util::sync::CancellationToken::new(), deadline)
-            .await;
     }
 }
 
