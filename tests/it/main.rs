@@ -2,6 +2,7 @@
 
 mod alerts;
 mod ansible;
+mod cluster;
 mod command;
 mod common;
 mod config;
