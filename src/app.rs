@@ -22,6 +22,9 @@ pub struct Daemon {
     pub scheduler: Arc<Scheduler>,
     /// Which instances this process runs and exports.
     pub cluster: Cluster,
+    /// This replica's status ConfigMap (`kubernetes` mode), the handover's
+    /// fallback when a previous owner is gone.
+    pub status_store: Option<Arc<crate::handover::StatusStore>>,
 }
 
 /// Builds the daemon's parts without starting anything.
@@ -83,11 +86,31 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
     });
     context.request_timeout = config.server.request_timeout;
     context.cluster = cluster.clone();
+    context.peers = crate::handover::Peers::new(
+        crate::handover::peers::DEFAULT_TIMEOUT,
+        peer_authorization(&context.secrets),
+    );
     Ok(Daemon {
         config,
         context,
         scheduler,
         cluster,
+        status_store: None,
+    })
+}
+
+/// The credential replicas present to each other's read API: the read
+/// token, else the first read user (they share one config).
+fn peer_authorization(secrets: &Secrets) -> Option<String> {
+    use base64::Engine;
+    if let Some(token) = &secrets.read_token {
+        return Some(format!("Bearer {token}"));
+    }
+    secrets.read_users.first().map(|(user, password)| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
     })
 }
 
@@ -177,7 +200,7 @@ fn preflights(daemon: &Daemon, shutdown: CancellationToken) -> tokio::task::Join
 
 /// Runs a built daemon on an already bound listener (tests bind port 0).
 pub async fn run_with_listener(
-    daemon: Daemon,
+    mut daemon: Daemon,
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -188,7 +211,7 @@ pub async fn run_with_listener(
         probes = daemon.config.probes.len(),
         "driftwatch started: status page at http://{address}/, metrics at http://{address}/metrics, API at http://{address}/api/v1/probes"
     );
-    let membership = start_membership(&daemon, shutdown.clone()).await?;
+    let membership = start_membership(&mut daemon, shutdown.clone()).await?;
     let preflights = preflights(&daemon, shutdown.clone());
     let http_stop = CancellationToken::new();
     let history = daemon
@@ -201,11 +224,15 @@ pub async fn run_with_listener(
         daemon.context.clone(),
         http_stop.clone(),
     ));
+    let cluster_tasks = spawn_cluster_tasks(&daemon, http_stop.clone());
     daemon.scheduler.clone().run(shutdown).await;
     if let Some(membership) = membership {
         let _ = membership.await;
     }
     http_stop.cancel();
+    for task in cluster_tasks {
+        let _ = task.await;
+    }
     let _ = preflights.await;
     if let Some(history) = history {
         let _ = history.await;
@@ -220,9 +247,10 @@ pub async fn run_with_listener(
 
 /// Starts the membership task of a sharded replica (`[cluster] mode =
 /// "kubernetes"`); `None` in single mode. It stops, releasing its Lease,
-/// when `shutdown` fires.
+/// when `shutdown` fires. Also gives the daemon its status ConfigMap store
+/// (the handover's fallback), on the same client.
 async fn start_membership(
-    daemon: &Daemon,
+    daemon: &mut Daemon,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let ClusterConfig::Kubernetes(k) = &daemon.config.cluster else {
@@ -238,6 +266,11 @@ async fn start_membership(
         k.renew_interval,
     )
     .await?;
+    daemon.status_store = Some(Arc::new(crate::handover::StatusStore::new(
+        client.clone(),
+        &k.namespace,
+        &k.identity,
+    )));
     let settings = crate::cluster::membership::Settings {
         identity: k.identity.clone(),
         namespace: k.namespace.clone(),
@@ -258,6 +291,36 @@ async fn start_membership(
         settings,
         shutdown,
     ))))
+}
+
+/// In `kubernetes` mode: the handover (gained instances take over their
+/// previous owner's status) and the writer of this replica's status
+/// ConfigMap. Nothing in single mode.
+fn spawn_cluster_tasks(
+    daemon: &Daemon,
+    stop: CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let cx = &daemon.context;
+    if cx.cluster.is_single() {
+        return Vec::new();
+    }
+    let mut tasks = vec![crate::handover::Handover {
+        cluster: cx.cluster.clone(),
+        state: cx.state.clone(),
+        history: cx.history.clone(),
+        peers: cx.peers.clone(),
+        store: daemon.status_store.clone(),
+    }
+    .spawn(stop.clone())];
+    if let Some(store) = &daemon.status_store {
+        tasks.push(store.clone().spawn_writer(
+            cx.state.clone(),
+            cx.cluster.clone(),
+            crate::handover::store::WRITE_EVERY,
+            stop,
+        ));
+    }
+    tasks
 }
 
 /// Feeds every published report into the history (which only queues it),

@@ -539,14 +539,7 @@ fn install_auth<'a>(
 
 /// The port of an `ssh://host:port/` URL, when one is given.
 fn url_port(url: &str) -> Option<u16> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split('/').next()?;
-    let host_port = authority.rsplit('@').next()?;
-    if host_port.starts_with('[') {
-        host_port.rsplit_once("]:")?.1.parse().ok()
-    } else {
-        host_port.rsplit_once(':')?.1.parse().ok()
-    }
+    crate::repo_url::RepoUrl::parse(url).ok()?.port()
 }
 
 /// Writes `commit`'s tree into a fresh directory under `checkouts`, atomically
@@ -693,14 +686,8 @@ struct Scrubber {
 impl Scrubber {
     fn new(url: &str, auth: &RepoAuth) -> Scrubber {
         let mut secrets = Vec::new();
-        if let Some(rest) = url.split_once("://").map(|(_, rest)| rest) {
-            let authority = rest.split('/').next().unwrap_or_default();
-            if let Some((userinfo, _)) = authority.rsplit_once('@') {
-                secrets.push(userinfo.to_string());
-                if let Some((_, password)) = userinfo.split_once(':') {
-                    secrets.push(password.to_string());
-                }
-            }
+        if let Ok(parsed) = crate::repo_url::RepoUrl::parse(url) {
+            secrets.extend(parsed.secret_spellings());
         }
         match auth {
             RepoAuth::Token { token, .. } => secrets.push(token.clone()),

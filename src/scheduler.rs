@@ -496,11 +496,17 @@ impl Scheduler {
         }
     }
 
-    /// Whether the last verdict this replica holds for `id` is fresh enough
-    /// that taking it over needs no run: checked at the current commit and,
-    /// for a scheduled probe, within one schedule interval.
+    /// Whether the last verdict this replica holds for `id` (its own, or
+    /// one the handover took from the previous owner) makes a run on
+    /// takeover unneeded: a scheduled probe's verdict at the current commit
+    /// that is younger than one schedule interval. An unscheduled probe
+    /// always runs: without a schedule nothing else would notice drift in
+    /// reality that happened while the owner changed.
     fn is_fresh(&self, index: usize, id: &InstanceId) -> bool {
         let entry = &self.probes[index];
+        let Some(schedule) = &entry.config.schedule else {
+            return false;
+        };
         let Some(report) = self.state.get(id).and_then(|status| status.last_report) else {
             return false;
         };
@@ -513,14 +519,8 @@ impl Scheduler {
             Some(checkout) if checkout.commit == report.commit => {}
             _ => return false,
         }
-        match &entry.config.schedule {
-            None => true,
-            Some(schedule) => {
-                let interval = schedule_interval(schedule);
-                let age = (Utc::now() - report.started_at).num_milliseconds() as f64 / 1000.0;
-                age < interval
-            }
-        }
+        let age = (Utc::now() - report.started_at).num_milliseconds() as f64 / 1000.0;
+        age < schedule_interval(schedule)
     }
 
     /// Refreshes the next run of every known instance of one probe.

@@ -265,18 +265,7 @@ pub fn parse_duration_up_to(text: &str, max: Duration) -> Result<Duration, Strin
     Ok(duration)
 }
 
-/// Removes credentials from a URL so it can be logged or shown.
-pub fn redacted_url(url: &str) -> String {
-    // scheme://user:pass@host/... → scheme://***@host/...
-    if let Some(scheme_end) = url.find("://") {
-        let rest = &url[scheme_end + 3..];
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            return format!("{}://***@{}", &url[..scheme_end], &rest[at + 1..]);
-        }
-    }
-    url.to_string()
-}
+pub use crate::repo_url::redacted_url;
 
 /// Every config problem found, each already formatted as `file:line:col: key: message`.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -299,21 +288,3 @@ mod repos;
 pub mod schedule;
 mod server;
 mod spans;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credentials_are_redacted_from_urls() {
-        assert_eq!(
-            redacted_url("https://user:tok@github.com/a/b.git"),
-            "https://***@github.com/a/b.git"
-        );
-        assert_eq!(
-            redacted_url("git://127.0.0.1:9418/r.git"),
-            "git://127.0.0.1:9418/r.git"
-        );
-        assert_eq!(redacted_url("ssh://git@host/x"), "ssh://***@host/x");
-    }
-}
