@@ -763,12 +763,20 @@ impl Scheduler {
             let mut report =
                 new_report(probe, &root, run_id, trigger, &checkout.commit, started_at);
             report.duration = clock.elapsed();
-            report.apply_result(result);
+            report.apply_result_within(result, self.report_limits());
             self.update_next_run(probe, &root);
             self.publish(report)
         }
         .instrument(span)
         .await
+    }
+
+    /// What one report may hold, from `[defaults]`.
+    fn report_limits(&self) -> crate::probe::outcome::ReportLimits {
+        crate::probe::outcome::ReportLimits {
+            max_changes: self.config.defaults.max_changes_per_report,
+            max_bytes: self.config.defaults.max_report_bytes,
+        }
     }
 
     async fn execute(
@@ -862,7 +870,7 @@ impl Scheduler {
         if known.is_empty() {
             let run_id = self.next_run_id.fetch_add(1, Ordering::Relaxed);
             let mut report = new_report(probe, "", run_id, trigger, commit, Utc::now());
-            report.apply_result(Err(error));
+            report.apply_result_within(Err(error), self.report_limits());
             tracing::warn!(
                 probe = %probe.name,
                 reason = report.error.as_ref().map(|e| e.reason.as_str()).unwrap_or(""),
@@ -879,7 +887,7 @@ impl Scheduler {
             .map(|id| {
                 let run_id = self.next_run_id.fetch_add(1, Ordering::Relaxed);
                 let mut report = new_report(probe, &id.root, run_id, trigger, commit, Utc::now());
-                report.apply_result(Err(error.clone()));
+                report.apply_result_within(Err(error.clone()), self.report_limits());
                 self.publish(report)
             })
             .collect()

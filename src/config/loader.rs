@@ -26,6 +26,10 @@ pub const DEFAULT_MAX_CONCURRENT_RUNS: usize = 4;
 /// The most runs `max_concurrent_runs` may allow at once.
 pub const MAX_CONCURRENT_RUNS: usize = 1024;
 pub const DEFAULT_MAX_RESOURCE_SERIES: usize = 100;
+/// Bounds of `max_changes_per_report`.
+pub const CHANGES_PER_REPORT_RANGE: std::ops::RangeInclusive<u64> = 1..=100_000;
+/// Bounds of `max_report_bytes`, in bytes.
+pub const REPORT_BYTES_RANGE: std::ops::RangeInclusive<u64> = 16 * 1024..=64 * 1024 * 1024;
 pub const DEFAULT_KILL_GRACE: &str = "10s";
 pub const DEFAULT_BRANCH: &str = "main";
 pub const DEFAULT_POLL_INTERVAL: &str = "1m";
@@ -528,9 +532,17 @@ mod tests {
             "{REPO}[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\nshell = \"yes\"\n"
         ))
         .unwrap_err();
-        assert!(
-            errors[0].starts_with("dw.toml:8:9: probe.p.shell: invalid type"),
-            "{errors:?}"
+        assert_eq!(
+            errors,
+            ["dw.toml:8:9: probe.p.shell: invalid type: string \"yes\", expected a boolean"]
+        );
+        let errors = load_text(&format!(
+            "{REPO}[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\nenv_files = [\"a.env\"]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            errors,
+            ["dw.toml:8:13: probe.p.env_files: invalid type: sequence, expected a map"]
         );
     }
 

@@ -59,7 +59,16 @@ pub struct Defaults {
     pub max_resource_series: usize,
     /// Between SIGTERM and SIGKILL, for children and for shutdown.
     pub kill_grace: Duration,
+    /// Most changes one run report keeps (`max_changes_per_report`).
+    pub max_changes_per_report: usize,
+    /// Most bytes of text one run report keeps (`max_report_bytes`).
+    pub max_report_bytes: usize,
 }
+
+/// Default of `[defaults] max_changes_per_report`.
+pub const DEFAULT_MAX_CHANGES_PER_REPORT: usize = 1_000;
+/// Default of `[defaults] max_report_bytes` (1 MiB).
+pub const DEFAULT_MAX_REPORT_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct RepoConfig {

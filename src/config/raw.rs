@@ -71,6 +71,8 @@ pub struct RawDefaults {
     pub timeout: Option<String>,
     pub max_concurrent_runs: Option<u64>,
     pub max_resource_series: Option<u64>,
+    pub max_changes_per_report: Option<u64>,
+    pub max_report_bytes: Option<u64>,
     pub kill_grace: Option<String>,
 }
 

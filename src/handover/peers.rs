@@ -10,6 +10,18 @@ use crate::instance::InstanceId;
 
 use super::{StatusSet, STATUS_PATH};
 
+/// Marks a request one replica relays to another; such a request is
+/// answered locally, never relayed again (no loops while two replicas
+/// briefly disagree on the owner).
+pub const RELAYED_HEADER: &str = "x-driftwatch-relayed";
+/// The response headers a relay passes on.
+pub const RELAYED_RESPONSE_HEADERS: &[&str] = &[
+    "content-type",
+    "cache-control",
+    "content-security-policy",
+    "x-content-type-options",
+];
+
 /// Default time a peer gets to answer.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -93,6 +105,33 @@ impl Peers {
         let mut url = status_url(member)?;
         url.query_pairs_mut().append_pair("owned", "true");
         self.get(url).await
+    }
+
+    /// `member`'s answer to `GET path_and_query`, sent with the
+    /// [`RELAYED_HEADER`] so that it is never relayed again: its status,
+    /// the headers in [`RELAYED_RESPONSE_HEADERS`] and its body.
+    pub async fn relay(
+        &self,
+        member: &Member,
+        path_and_query: &str,
+    ) -> Result<(u16, Vec<(String, String)>, bytes::Bytes), PeerError> {
+        let url = url::Url::parse(&member.url)
+            .and_then(|base| base.join(path_and_query))
+            .map_err(|_| PeerError::Url(member.url.clone()))?;
+        let mut request = self.client.get(url).header(RELAYED_HEADER, "1");
+        if let Some(authorization) = &self.authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, authorization);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let headers = RELAYED_RESPONSE_HEADERS
+            .iter()
+            .filter_map(|name| {
+                let value = response.headers().get(*name)?.to_str().ok()?;
+                Some((name.to_string(), value.to_string()))
+            })
+            .collect();
+        Ok((status, headers, response.bytes().await?))
     }
 
     async fn get(&self, url: url::Url) -> Result<StatusSet, PeerError> {

@@ -238,3 +238,59 @@ pub fn local_statuses(cx: &Context) -> Vec<(Option<String>, ProbeStatus)> {
         .map(|s| (Some(me.clone()), s))
         .collect()
 }
+
+/// In front of an instance's own routes (`/probes/{id}`,
+/// `/api/v1/probes/{id}`, `…/runs`): when another live member owns the
+/// instance, its answer is relayed, since the owner has the fresh status
+/// and the history of the runs it made. Answers locally in single mode, for
+/// a relayed request, for an instance this replica owns or does not know,
+/// and when the owner does not answer.
+pub(super) async fn relay_to_owner(
+    State(cx): State<Context>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use crate::handover::peers::RELAYED_HEADER;
+    if cx.cluster.is_single() || request.headers().contains_key(RELAYED_HEADER) {
+        return next.run(request).await;
+    }
+    let instance = InstanceId::parse(&id);
+    if cx.state.get(&instance).is_none() || cx.cluster.owns(&instance) {
+        return next.run(request).await;
+    }
+    let Some(owner) = cx.cluster.owner(&instance) else {
+        return next.run(request).await;
+    };
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    match cx.peers.relay(&owner, &path).await {
+        Ok((status, headers, body)) => {
+            let mut response = (
+                axum::http::StatusCode::from_u16(status)
+                    .unwrap_or(axum::http::StatusCode::BAD_GATEWAY),
+                body,
+            )
+                .into_response();
+            for (name, value) in headers {
+                if let (Ok(name), Ok(value)) = (
+                    axum::http::HeaderName::try_from(name),
+                    axum::http::HeaderValue::try_from(value),
+                ) {
+                    response.headers_mut().insert(name, value);
+                }
+            }
+            if let Ok(value) = axum::http::HeaderValue::try_from(owner.identity.as_str()) {
+                response.headers_mut().insert("x-driftwatch-owner", value);
+            }
+            response
+        }
+        Err(err) => {
+            tracing::debug!(owner = %owner.identity, error = %err, "owner did not answer; serving this replica's view");
+            next.run(request).await
+        }
+    }
+}

@@ -345,16 +345,23 @@ pub fn router(cx: Context) -> Router {
             cx.clone(),
             require_metrics_token,
         ));
-    let reading = Router::new()
-        .route("/api/v1/probes", get(api::list_probes))
+    // An instance's own routes answer from its owner in kubernetes mode.
+    let instance = Router::new()
         .route("/api/v1/probes/{name}", get(api::get_probe))
         .route("/api/v1/probes/{name}/runs", get(api::api_runs))
+        .route("/probes/{name}", get(pages::probe_page))
+        .route_layer(axum::middleware::from_fn_with_state(
+            cx.clone(),
+            cluster::relay_to_owner,
+        ));
+    let reading = Router::new()
+        .route("/api/v1/probes", get(api::list_probes))
+        .merge(instance)
         .route("/api/v1/events", get(api::api_events))
         .route("/api/v1/episodes", get(api::api_episodes))
         .route(crate::handover::STATUS_PATH, get(cluster::status))
         .route("/", get(pages::overview))
         .route("/events", get(pages::events_page))
-        .route("/probes/{name}", get(pages::probe_page))
         .route_layer(axum::middleware::from_fn_with_state(
             cx.clone(),
             require_reader,

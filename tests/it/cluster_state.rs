@@ -152,6 +152,26 @@ impl Drop for Replica {
     }
 }
 
+/// The status line and headers of a GET, lower-cased.
+fn head_of(replica: &Replica, path: &str) -> String {
+    use std::io::{Read, Write};
+    let address = replica.base.strip_prefix("http://").unwrap();
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, _) = text.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().to_string();
+    let rest: Vec<String> = lines.map(str::to_ascii_lowercase).collect();
+    format!("{status}\n{}", rest.join("\n"))
+}
+
 fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
@@ -294,6 +314,25 @@ fn a_drifted_instance_moves_while_its_owner_is_up_and_keeps_its_episode() {
         let local = replica.get_json("/api/v1/probes?scope=local").unwrap();
         assert!(local.get("cluster").is_none());
     }
+
+    // An instance's own routes answer from its owner, wherever asked.
+    let id = &moved[0];
+    for path in [
+        format!("/api/v1/probes/{id}"),
+        format!("/api/v1/probes/{id}/runs"),
+        format!("/probes/{id}"),
+    ] {
+        let head = head_of(&a, &path);
+        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+        assert!(head.contains("x-driftwatch-owner: b"), "{path}: {head}");
+        assert!(!head_of(&b, &path).contains("x-driftwatch-owner"), "{path}");
+    }
+    let head = head_of(&a, &format!("/probes/{id}"));
+    assert!(
+        head.contains("content-security-policy: default-src 'none'"),
+        "{head}"
+    );
+    assert!(head.contains("content-type: text/html"), "{head}");
 
     // A member that does not answer is named, on the page and in the API.
     let gone = Member {
