@@ -83,6 +83,17 @@ pub fn load_str(
     text: &str,
     layers: &dyn LayerCatalog,
 ) -> Result<Config, ConfigErrors> {
+    load_str_with_env(path, text, layers, &|name| std::env::var(name).ok())
+}
+
+/// [`load_str`] reading environment variables (the `[cluster]` defaults)
+/// through `env`.
+pub fn load_str_with_env(
+    path: &Path,
+    text: &str,
+    layers: &dyn LayerCatalog,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
     let file = path.display().to_string();
     if text.trim().is_empty() {
         return Err(ConfigErrors {
@@ -119,7 +130,7 @@ pub fn load_str(
         layers,
         problems: Vec::new(),
     };
-    let config = loader.config(path, table.clone());
+    let config = loader.config(path, table.clone(), env);
     if loader.problems.is_empty() {
         if let Some(config) = config {
             return Ok(config);
@@ -257,7 +268,12 @@ impl Loader<'_> {
 
     // ---- sections ----------------------------------------------------------
 
-    pub(super) fn config(&mut self, source: &Path, table: toml::Table) -> Option<Config> {
+    pub(super) fn config(
+        &mut self,
+        source: &Path,
+        table: toml::Table,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<Config> {
         let top: RawTop = self
             .decode(toml::Value::Table(table), &[])
             .unwrap_or_default();
@@ -283,6 +299,7 @@ impl Loader<'_> {
         let defaults = self.defaults(top.defaults);
         let repos = self.repos(top.repo);
         let probes = self.probes(top.probe, &repos, &defaults);
+        let cluster = self.cluster(top.cluster, server.listen.port(), env);
 
         if repos.is_empty() && self.root.get("repo").is_none() {
             self.error_in_file("no [[repo]] configured; add one with a url or a path");
@@ -301,6 +318,7 @@ impl Loader<'_> {
             repos,
             probes,
             history,
+            cluster,
         })
     }
 }

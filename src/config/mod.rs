@@ -20,6 +20,8 @@ pub struct Config {
     pub probes: Vec<ProbeSpec>,
     /// `[history]`: how long runs and drift episodes are kept.
     pub history: crate::history::HistoryConfig,
+    /// `[cluster]`: one process, or one replica of several.
+    pub cluster: ClusterConfig,
 }
 
 #[derive(Clone)]
@@ -244,6 +246,7 @@ pub trait LayerCatalog {
     fn check(&self, spec: &ProbeSpec) -> Result<(), Vec<FieldError>>;
 }
 
+pub use cluster::{ClusterConfig, KubernetesCluster};
 pub use schedule::{parse_timezone, Schedule};
 
 /// The longest timeout, interval or grace period accepted: longer ones are
@@ -286,6 +289,7 @@ pub fn load(path: &Path, layers: &dyn LayerCatalog) -> Result<Config, ConfigErro
     loader::load(path, layers)
 }
 
+mod cluster;
 mod loader;
 mod probes;
 mod raw;

@@ -22,6 +22,7 @@ pub struct RawTop {
     pub defaults: Option<toml::Value>,
     pub repo: Option<toml::Value>,
     pub probe: Option<toml::Value>,
+    pub cluster: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -38,6 +39,20 @@ pub struct RawServer {
     pub read_users_file: Option<String>,
     pub metrics_token: Option<String>,
     pub metrics_token_file: Option<String>,
+}
+
+/// `[cluster]`; see `cluster.rs` for the defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub mode: Option<String>,
+    pub identity: Option<String>,
+    pub namespace: Option<String>,
+    pub advertise_url: Option<String>,
+    pub lease_duration: Option<String>,
+    pub renew_interval: Option<String>,
+    pub kubeconfig: Option<String>,
+    pub context: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

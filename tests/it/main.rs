@@ -2,6 +2,7 @@
 
 mod alerts;
 mod ansible;
+mod cluster;
 mod cluster_state;
 mod command;
 mod common;
