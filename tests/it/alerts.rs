@@ -69,7 +69,14 @@ fn rule_unit_tests_catch_a_weakened_drift_alert() {
     // The promtool tests must fail when DriftDetected fires too early, or is
     // based on the last result (which errors reset) instead of `_drifted`.
     let rules = read("alerts/driftwatch.rules.yml");
-    let gap_tolerant = "expr: |\n          driftwatch_probe_drifted == 1\n          or (\n              last_over_time(driftwatch_probe_drifted[10m]) == 1\n            unless on (job, instance, probe, layer, root)\n              driftwatch_probe_drifted\n          )";
+    let drift_expr = "expr: |\n          max without (instance, pod) (driftwatch_probe_drifted) == 1\n          or (\n              max without (instance, pod) (last_over_time(driftwatch_probe_drifted[10m])) == 1\n            unless\n              max without (instance, pod) (\n                driftwatch_probe_drifted\n                and on (job, instance, probe, layer, root)\n                  driftwatch_probe_last_success_timestamp_seconds > 0\n              )\n          )";
+    // The same rule on the last result, which an error changes.
+    let result_based = drift_expr
+        .replace("driftwatch_probe_drifted", "driftwatch_probe_result")
+        .replace("== 1", "== 2");
+    // The rule before scale-out: gap-tolerant, but per replica.
+    let per_replica = "expr: |\n          driftwatch_probe_drifted == 1\n          or (\n              last_over_time(driftwatch_probe_drifted[10m]) == 1\n            unless on (job, instance, probe, layer, root)\n              driftwatch_probe_drifted\n          )";
+    let failing_expr = "expr: |\n          max without (instance, pod) (driftwatch_probe_result == 1)\n          or (\n              max without (instance, pod) (last_over_time(driftwatch_probe_result[10m]) == 1)\n            unless\n              max without (instance, pod) (\n                driftwatch_probe_result\n                and on (job, instance, probe, layer, root)\n                  driftwatch_probe_last_run_timestamp_seconds > 0\n              )\n          )";
     let mutations = [
         (
             "for: 1h\n",
@@ -78,16 +85,40 @@ fn rule_unit_tests_catch_a_weakened_drift_alert() {
             "drift_detected.yml",
         ),
         (
-            "          driftwatch_probe_drifted == 1\n          or (",
-            "          driftwatch_probe_result == 2\n          or (",
+            drift_expr,
+            result_based.as_str(),
             "resolved by an error",
             "drift_detected.yml",
         ),
         (
-            gap_tolerant,
-            "expr: driftwatch_probe_drifted == 1",
+            drift_expr,
+            "expr: max without (instance, pod) (driftwatch_probe_drifted) == 1",
             "resolved by a restart of driftwatch",
             "restart_and_sync_age.yml",
+        ),
+        (
+            drift_expr,
+            per_replica,
+            "resolved or fired again when its instance moves to another replica",
+            "scale_out.yml",
+        ),
+        (
+            "                driftwatch_probe_drifted\n                and on (job, instance, probe, layer, root)\n                  driftwatch_probe_last_success_timestamp_seconds > 0\n",
+            "                driftwatch_probe_drifted\n",
+            "resolved by a new owner that has not reached a verdict yet",
+            "scale_out.yml",
+        ),
+        (
+            drift_expr,
+            "expr: max without (instance, pod) (driftwatch_probe_drifted) == 1",
+            "is resolved by the gap of a move to another replica",
+            "scale_out.yml",
+        ),
+        (
+            failing_expr,
+            "expr: max without (instance, pod) (driftwatch_probe_result == 1)",
+            "(DriftProbeFailing) is resolved by the gap of a move to another replica",
+            "scale_out.yml",
         ),
     ];
     for (from, to, what, test_file) in mutations {
@@ -175,9 +206,11 @@ fn broken_dashboard_or_rule_fails_naming_file_and_expression() {
     );
 
     copy_monitoring_tree(tmp.path());
-    let rules = read("alerts/driftwatch.rules.yml").replacen(
-        "driftwatch_probe_drifted == 1",
-        "driftwatch_probe_drifted == ",
+    let rules = read("alerts/driftwatch.rules.yml");
+    assert!(rules.contains("(driftwatch_probe_drifted) == 1"));
+    let rules = rules.replacen(
+        "(driftwatch_probe_drifted) == 1",
+        "(driftwatch_probe_drifted) == ",
         1,
     );
     std::fs::write(tmp.path().join("alerts/driftwatch.rules.yml"), rules).unwrap();
