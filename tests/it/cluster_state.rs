@@ -477,3 +477,175 @@ fn the_status_configmap_is_capped_written_on_change_and_conflicts_are_real() {
         other.write(&statuses[..5]).await.unwrap().expect("written");
     });
 }
+
+/// The rolling restart of the issue, with real processes and real Leases in
+/// the emulator: three replicas, then each replaced in turn as a Deployment
+/// does it (the new pod, with a new name and an empty state directory,
+/// starts and joins first; then the old one shuts down cleanly). Every
+/// instance drifts throughout. Polled all along: no instance goes unowned
+/// for longer than the Lease duration; at the end every owner shows the
+/// original drifted-since and its history holds one episode per instance,
+/// started then.
+#[test]
+fn a_rolling_restart_keeps_drifted_since_and_every_episode_whole() {
+    use crate::common::daemon::Daemon;
+    const LEASE: Duration = Duration::from_secs(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let config = repo_and_config(tmp.path());
+    let kube_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let emulator = kube_runtime.block_on(KubeEmulator::start());
+    let kubeconfig = emulator.write_kubeconfig(tmp.path());
+    let base = std::fs::read_to_string(&config).unwrap();
+    let start = |identity: &str| -> Daemon {
+        let port = crate::common::free_port();
+        let dir = tmp.path().join(identity);
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = base
+            .replace(
+                "state_dir = \"state\"",
+                &format!("state_dir = \"{}\"", dir.join("state").display()),
+            )
+            .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
+            + &format!(
+                "\n[cluster]\nmode = \"kubernetes\"\nidentity = \"{identity}\"\nnamespace = \"{NAMESPACE}\"\n\
+                 advertise_url = \"http://127.0.0.1:{port}\"\nlease_duration = \"{}s\"\nrenew_interval = \"500ms\"\n\
+                 kubeconfig = \"{}\"\n",
+                LEASE.as_secs(),
+                kubeconfig.display()
+            );
+        let path = dir.join("driftwatch.toml");
+        std::fs::write(&path, text).unwrap();
+        Daemon::start(&path, &dir.join("log"))
+    };
+    // Instance → drifted_since as its owner shows it (local views only).
+    let owned_now = |replicas: &[&Daemon]| -> BTreeMap<String, (u16, String)> {
+        let mut owned = BTreeMap::new();
+        for replica in replicas {
+            let Some((200, body)) = replica.get("/api/v1/probes?scope=local") else {
+                continue;
+            };
+            let list: Value = serde_json::from_str(&body).unwrap();
+            for probe in list["probes"].as_array().unwrap() {
+                if probe["scope"] == "instance" && probe["owner"].is_string() {
+                    let since = probe["drifted_since"].as_str().unwrap_or("").to_string();
+                    owned.insert(
+                        probe["id"].as_str().unwrap().to_string(),
+                        (replica.port, since),
+                    );
+                }
+            }
+        }
+        owned
+    };
+    let logs = |replicas: &[&Daemon]| -> String {
+        replicas
+            .iter()
+            .map(|r| std::fs::read_to_string(&r.log).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n-----\n")
+    };
+
+    let mut replicas = vec![start("a"), start("b"), start("c")];
+    let before = wait_until("three replicas to cover every drifted instance", || {
+        let refs: Vec<&Daemon> = replicas.iter().collect();
+        let owned = owned_now(&refs);
+        (owned.len() == PROBES && owned.values().all(|(_, since)| !since.is_empty())).then(|| {
+            owned
+                .into_iter()
+                .map(|(id, (_, since))| (id, since))
+                .collect::<BTreeMap<_, _>>()
+        })
+    });
+
+    let mut longest_gap = Duration::ZERO;
+    let mut unowned_since: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut watch = |replicas: &[&Daemon]| {
+        let owned = owned_now(replicas);
+        let now = Instant::now();
+        for n in 0..PROBES {
+            let id = format!("p{n}");
+            if owned.contains_key(&id) {
+                if let Some(since) = unowned_since.remove(&id) {
+                    longest_gap = longest_gap.max(now.duration_since(since));
+                }
+            } else {
+                let since = *unowned_since.entry(id).or_insert(now);
+                longest_gap = longest_gap.max(now.duration_since(since));
+            }
+        }
+        owned
+    };
+    for (old, new) in [("a", "a2"), ("b", "b2"), ("c", "c2")] {
+        replicas.push(start(new));
+        // The new pod is up and owns its share before the old one goes.
+        let joined = Instant::now();
+        loop {
+            let refs: Vec<&Daemon> = replicas.iter().collect();
+            let owned = watch(&refs);
+            let newcomer = replicas.last().unwrap().port;
+            if owned.values().any(|(port, _)| *port == newcomer) {
+                break;
+            }
+            assert!(
+                joined.elapsed() < Duration::from_secs(60),
+                "{new} never owned anything:\n{}",
+                logs(&refs)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let index = replicas
+            .iter()
+            .position(|r| r.log.parent().unwrap().ends_with(old))
+            .unwrap();
+        let mut leaving = replicas.remove(index);
+        assert!(leaving.terminate().success(), "{old} shuts down cleanly");
+        // Until the survivors cover everything again.
+        let left = Instant::now();
+        loop {
+            let refs: Vec<&Daemon> = replicas.iter().collect();
+            if watch(&refs).len() == PROBES {
+                break;
+            }
+            assert!(
+                left.elapsed() < Duration::from_secs(60),
+                "not covered after {old} left:\n{}",
+                logs(&refs)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert!(
+        longest_gap <= LEASE,
+        "an instance went unowned for {longest_gap:?} (Lease duration {LEASE:?})"
+    );
+
+    // Every instance, on its new owner: the original drifted-since, one episode.
+    let refs: Vec<&Daemon> = replicas.iter().collect();
+    let after = wait_until("the new owners to show the original drifted-since", || {
+        let owned = owned_now(&refs);
+        (owned.len() == PROBES
+            && owned
+                .iter()
+                .all(|(id, (_, since))| millis_of(since) == millis_of(&before[id])))
+        .then_some(owned)
+    });
+    for (id, (port, _)) in &after {
+        let owner = refs.iter().find(|r| r.port == *port).unwrap();
+        let (_, body) = owner.get(&format!("/api/v1/episodes?probe={id}")).unwrap();
+        let found: Value = serde_json::from_str(&body).unwrap();
+        let found = found["episodes"].as_array().unwrap();
+        assert_eq!(found.len(), 1, "{id}: {found:?}\n{}", logs(&refs));
+        assert_eq!(
+            millis(&found[0]["started_at"]),
+            millis_of(&before[id]),
+            "{id}"
+        );
+        assert!(found[0].get("ended_at").is_none(), "{id}");
+    }
+    drop(replicas);
+    drop(emulator);
+}
