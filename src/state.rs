@@ -335,6 +335,11 @@ impl State {
         removed
     }
 
+    /// Every instance currently known.
+    pub fn instances(&self) -> Vec<InstanceId> {
+        self.probes.read().unwrap().keys().cloned().collect()
+    }
+
     /// The instances of probe `name` currently known.
     pub fn instances_of(&self, name: &str) -> Vec<InstanceId> {
         self.probes

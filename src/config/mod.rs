@@ -20,6 +20,8 @@ pub struct Config {
     pub probes: Vec<ProbeSpec>,
     /// `[history]`: how long runs and drift episodes are kept.
     pub history: crate::history::HistoryConfig,
+    /// `[cluster]`: one process, or one replica of several.
+    pub cluster: ClusterConfig,
 }
 
 #[derive(Clone)]
@@ -57,7 +59,16 @@ pub struct Defaults {
     pub max_resource_series: usize,
     /// Between SIGTERM and SIGKILL, for children and for shutdown.
     pub kill_grace: Duration,
+    /// Most changes one run report keeps (`max_changes_per_report`).
+    pub max_changes_per_report: usize,
+    /// Most bytes of text one run report keeps (`max_report_bytes`).
+    pub max_report_bytes: usize,
 }
+
+/// Default of `[defaults] max_changes_per_report`.
+pub const DEFAULT_MAX_CHANGES_PER_REPORT: usize = 1_000;
+/// Default of `[defaults] max_report_bytes` (1 MiB).
+pub const DEFAULT_MAX_REPORT_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct RepoConfig {
@@ -235,6 +246,7 @@ pub trait LayerCatalog {
     fn check(&self, spec: &ProbeSpec) -> Result<(), Vec<FieldError>>;
 }
 
+pub use cluster::{ClusterConfig, KubernetesCluster};
 pub use schedule::{parse_timezone, Schedule};
 
 /// The longest timeout, interval or grace period accepted: longer ones are
@@ -277,6 +289,7 @@ pub fn load(path: &Path, layers: &dyn LayerCatalog) -> Result<Config, ConfigErro
     loader::load(path, layers)
 }
 
+mod cluster;
 mod loader;
 mod probes;
 mod raw;

@@ -556,11 +556,17 @@ pub fn probe_page(page_data: &ProbePage<'_>) -> String {
                 @if !r.changes.is_empty() || r.verdict != Verdict::Error {
                     h2 {
                         @if r.verdict == Verdict::Error { "Differences found before the error" } @else { "Resource changes" }
-                        " (" (r.changes.len()) ")"
+                        " (" (r.change_count()) ")"
                     }
                     div id="changes" {
-                        @if r.changes.is_empty() {
+                        @if r.changes.is_empty() && r.change_count() == 0 {
                             p class="muted" { "None: git and reality agree." }
+                        }
+                        @if r.truncated {
+                            p class="muted" id="truncated" {
+                                "Truncated at the report caps: showing " (r.changes.len()) " of "
+                                (r.change_count()) " changes (the verdict and the count are complete)."
+                            }
                         }
                         @for change in &r.changes { (change_block(change)) }
                     }
@@ -962,6 +968,34 @@ mod tests {
         );
         status.last_report.as_mut().unwrap().details = serde_json::Value::Null;
         assert!(!page(&status).contains("Ignored changes"));
+    }
+
+    #[test]
+    fn a_truncated_report_says_so_with_the_full_count() {
+        let mut status = status(Verdict::Drifted);
+        let changes = (0..1500)
+            .map(|i| ResourceChange::new(format!("null_resource.r{i}"), "update"))
+            .collect();
+        let report = status.last_report.as_mut().unwrap();
+        report.apply_result(Ok(Outcome::drifted(changes)));
+        assert!(report.truncated && report.changes.len() == 1000);
+        let html = probe_page(&ProbePage {
+            now: DateTime::from_timestamp(1_700_000_600, 0).unwrap(),
+            refresh_seconds: 30,
+            id: &status.probe,
+            layer: "terraform",
+            repo: None,
+            path: None,
+            schedule: None,
+            timezone: None,
+            status: Some(&status),
+            runs: None,
+            episodes: None,
+            events: None,
+        });
+        assert!(html.contains("<h2>Resource changes (1500)</h2>"), "{html}");
+        assert!(html.contains("showing 1000 of 1500 changes"), "{html}");
+        assert_eq!(html.matches("null_resource.r").count(), 1000);
     }
 
     #[test]

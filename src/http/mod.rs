@@ -72,6 +72,13 @@ pub enum TriggerRefusal {
     Busy,
     #[error("not accepting triggers (starting or shutting down)")]
     Unavailable,
+    /// Another cluster member owns the instance: send the trigger to it.
+    #[error("{instance} is run by {}; send the trigger there", match owner { Some((identity, url)) => format!("cluster member {identity} ({url})"), None => "no live cluster member right now".to_string() })]
+    NotOwned {
+        instance: String,
+        /// The owner's identity and advertised URL, when a member is live.
+        owner: Option<(String, String)>,
+    },
 }
 
 /// What the scheduler offers the HTTP side: a manual run and a sync now.
@@ -94,6 +101,10 @@ impl From<crate::scheduler::TriggerError> for TriggerRefusal {
                 TriggerRefusal::NotFound
             }
             TriggerError::ShuttingDown => TriggerRefusal::Unavailable,
+            TriggerError::NotOwned { instance, owner } => TriggerRefusal::NotOwned {
+                instance,
+                owner: owner.map(|m| (m.identity, m.url)),
+            },
         }
     }
 }
@@ -243,7 +254,7 @@ impl HttpMetrics {
         let triggers = IntCounterVec::new(
             Opts::new(
                 "driftwatch_triggers_total",
-                "Manual triggers and webhook deliveries, by kind (run, sync, github, gitlab) and result (accepted, ignored, unauthorized, not_found, busy, unavailable, bad_request, disabled).",
+                "Manual triggers and webhook deliveries, by kind (run, sync, github, gitlab) and result (accepted, ignored, unauthorized, not_found, busy, unavailable, not_owned, bad_request, disabled).",
             ),
             &["kind", "result"],
         )?;
