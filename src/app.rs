@@ -224,7 +224,7 @@ pub async fn run_with_listener(
         daemon.context.clone(),
         http_stop.clone(),
     ));
-    let cluster_tasks = spawn_cluster_tasks(&daemon, http_stop.clone());
+    let cluster_tasks = spawn_cluster_tasks(&daemon, http_stop.clone(), shutdown.clone());
     daemon.scheduler.clone().run(shutdown).await;
     if let Some(membership) = membership {
         let _ = membership.await;
@@ -295,10 +295,13 @@ async fn start_membership(
 
 /// In `kubernetes` mode: the handover (gained instances take over their
 /// previous owner's status) and the writer of this replica's status
-/// ConfigMap. Nothing in single mode.
+/// ConfigMap. Nothing in single mode. The handover runs until `stop` (with
+/// the HTTP server); the writer writes a last time as soon as `shutdown`
+/// fires, while this replica still owns what it owned.
 fn spawn_cluster_tasks(
     daemon: &Daemon,
     stop: CancellationToken,
+    shutdown: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let cx = &daemon.context;
     if cx.cluster.is_single() {
@@ -317,7 +320,7 @@ fn spawn_cluster_tasks(
             cx.state.clone(),
             cx.cluster.clone(),
             crate::handover::store::WRITE_EVERY,
-            stop,
+            shutdown,
         ));
     }
     tasks

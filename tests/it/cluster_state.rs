@@ -541,6 +541,39 @@ fn a_rolling_restart_keeps_drifted_since_and_every_episode_whole() {
         }
         owned
     };
+    // What `owned` should be: every instance on the owner rendezvous
+    // hashing gives it over the running replicas (identity = directory name).
+    let owned_as_expected = |replicas: &[&Daemon],
+                             owned: &BTreeMap<String, (u16, String)>|
+     -> BTreeMap<String, (u16, String)> {
+        let members: Vec<Member> = replicas
+            .iter()
+            .map(|r| Member {
+                identity: r
+                    .log
+                    .parent()
+                    .unwrap()
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+                url: r.port.to_string(),
+            })
+            .collect();
+        (0..PROBES)
+            .map(|n| {
+                let id = format!("p{n}");
+                let owner =
+                    driftwatch::cluster::rendezvous::owner(&members, &InstanceId::parse(&id))
+                        .unwrap();
+                let since = owned
+                    .get(&id)
+                    .map(|(_, since)| since.clone())
+                    .unwrap_or_default();
+                (id, (owner.url.parse().unwrap(), since))
+            })
+            .collect()
+    };
     let logs = |replicas: &[&Daemon]| -> String {
         replicas
             .iter()
@@ -579,20 +612,21 @@ fn a_rolling_restart_keeps_drifted_since_and_every_episode_whole() {
         }
         owned
     };
+    let mut departed = Vec::new();
     for (old, new) in [("a", "a2"), ("b", "b2"), ("c", "c2")] {
         replicas.push(start(new));
-        // The new pod is up and owns its share before the old one goes.
+        // The new pod is up and owns its share (rendezvous over all four,
+        // maybe nothing) before the old one goes.
         let joined = Instant::now();
         loop {
             let refs: Vec<&Daemon> = replicas.iter().collect();
             let owned = watch(&refs);
-            let newcomer = replicas.last().unwrap().port;
-            if owned.values().any(|(port, _)| *port == newcomer) {
+            if owned == owned_as_expected(&refs, &owned) {
                 break;
             }
             assert!(
                 joined.elapsed() < Duration::from_secs(60),
-                "{new} never owned anything:\n{}",
+                "{new} never took its share:\n{}",
                 logs(&refs)
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -603,11 +637,13 @@ fn a_rolling_restart_keeps_drifted_since_and_every_episode_whole() {
             .unwrap();
         let mut leaving = replicas.remove(index);
         assert!(leaving.terminate().success(), "{old} shuts down cleanly");
+        departed.push(leaving);
         // Until the survivors cover everything again.
         let left = Instant::now();
         loop {
             let refs: Vec<&Daemon> = replicas.iter().collect();
-            if watch(&refs).len() == PROBES {
+            let owned = watch(&refs);
+            if owned == owned_as_expected(&refs, &owned) {
                 break;
             }
             assert!(
@@ -625,14 +661,24 @@ fn a_rolling_restart_keeps_drifted_since_and_every_episode_whole() {
 
     // Every instance, on its new owner: the original drifted-since, one episode.
     let refs: Vec<&Daemon> = replicas.iter().collect();
-    let after = wait_until("the new owners to show the original drifted-since", || {
+    let waited = Instant::now();
+    let after = loop {
         let owned = owned_now(&refs);
-        (owned.len() == PROBES
-            && owned
-                .iter()
-                .all(|(id, (_, since))| millis_of(since) == millis_of(&before[id])))
-        .then_some(owned)
-    });
+        if owned.len() == PROBES
+            && owned.iter().all(|(id, (_, since))| {
+                !since.is_empty() && millis_of(since) == millis_of(&before[id])
+            })
+        {
+            break owned;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(30),
+            "drifted-since changed: before {before:?}, now {owned:?}\n{}\n===== departed:\n{}",
+            logs(&refs),
+            logs(&departed.iter().collect::<Vec<_>>())
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
     for (id, (port, _)) in &after {
         let owner = refs.iter().find(|r| r.port == *port).unwrap();
         let (_, body) = owner.get(&format!("/api/v1/episodes?probe={id}")).unwrap();
