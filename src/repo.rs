@@ -1076,5 +1076,9 @@ mod tests {
         assert_eq!(url_port("ssh://git@host:2222/x.git"), Some(2222));
         assert_eq!(url_port("ssh://git@host/x.git"), None);
         assert_eq!(url_port("ssh://[::1]:22/x"), Some(22));
+        assert_eq!(url_port("ssh://git@[2001:db8::1]:2222/x"), Some(2222));
+        assert_eq!(url_port("git@host:x.git"), None);
+        assert_eq!(url_port("git@[2001:db8::1]:x.git"), None);
+        assert_eq!(url_port("ssh://u:p%3A1@host:2200/x"), Some(2200));
     }
 }

@@ -615,3 +615,75 @@ fn the_emulator_serves_leases_like_an_api_server() {
         );
     }
 }
+
+/// `config/kubernetes/sharded`: three replicas whose `[cluster]` defaults
+/// come from the downward API, a Role that writes Leases and ConfigMaps in
+/// the own namespace only, bound to the ServiceAccount the pods run as, and
+/// a PodDisruptionBudget over those pods.
+#[test]
+fn the_sharded_manifests_wire_identity_rbac_and_disruption_budget() {
+    use driftwatch::probe::kubernetes::manifest;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let loaded = manifest::load_dir(&root.join("config/kubernetes/sharded"), &root).unwrap();
+    let find = |kind: &str| {
+        loaded
+            .objects
+            .iter()
+            .find(|m| m.kind() == kind)
+            .unwrap_or_else(|| panic!("no {kind} in config/kubernetes/sharded"))
+            .object
+            .clone()
+    };
+    let set = find("StatefulSet");
+    assert_eq!(set["spec"]["replicas"], 3);
+    let pod = &set["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "driftwatch");
+    let env: BTreeMap<String, String> = pod["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_string(),
+                e["valueFrom"]["fieldRef"]["fieldPath"]
+                    .as_str()?
+                    .to_string(),
+            ))
+        })
+        .collect();
+    assert_eq!(env["POD_NAME"], "metadata.name");
+    assert_eq!(env["POD_NAMESPACE"], "metadata.namespace");
+    assert_eq!(env["POD_IP"], "status.podIP");
+    let labels = &set["spec"]["template"]["metadata"]["labels"];
+    let budget = find("PodDisruptionBudget");
+    assert_eq!(budget["spec"]["maxUnavailable"], 1);
+    for (key, value) in budget["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(&labels[key], value, "the budget selects the pods");
+    }
+    let role = find("Role");
+    assert_eq!(role["metadata"]["namespace"], "driftwatch");
+    let resources: Vec<&str> = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["resources"].as_array().unwrap())
+        .filter_map(|r| r.as_str())
+        .collect();
+    assert_eq!(resources, ["leases", "configmaps"]);
+    let binding = find("RoleBinding");
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(binding["subjects"][0]["name"], pod["serviceAccountName"]);
+    // The config the replicas read is sharded and leaves the rest to the
+    // downward API.
+    let config = find("ConfigMap")["data"]["driftwatch.toml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let table: toml::Table = toml::from_str(&config).unwrap();
+    assert_eq!(table["cluster"]["mode"].as_str(), Some("kubernetes"));
+    assert!(table["cluster"].get("identity").is_none(), "{config}");
+}
