@@ -1215,3 +1215,6 @@ mod tests {
         assert!(!labels_match(&selector, &other));
     }
 }
+
+#[cfg(test)]
+mod peer_cases;
