@@ -90,8 +90,13 @@ pub fn scalars_equal(parent: Option<&str>, key: Option<&str>, want: &Value, live
     if want == live {
         return true;
     }
-    if let (Some(a), Some(b)) = (want.as_f64(), live.as_f64()) {
-        return a == b;
+    if let (Value::Number(a), Value::Number(b)) = (want, live) {
+        // Integers exactly (a float cannot tell 2^53 + 1 from 2^53); `1.0`
+        // and `1` are one number to the API's decoder.
+        return match (a.as_i128(), b.as_i128()) {
+            (Some(a), Some(b)) => a == b,
+            _ => a.as_f64() == b.as_f64(),
+        };
     }
     if super::schema::is_quantity(parent, key) {
         if let (Some(a), Some(b)) = (quantity(want), quantity(live)) {

@@ -207,3 +207,124 @@ fn quantities_compare_by_value_where_the_api_types_them() {
         },
     ]);
 }
+
+/// Nulls and empty values in git, and fields the server fills in: apply
+/// leaves alone whatever git does not set, so none of it is drift.
+#[test]
+fn nulls_empties_and_server_filled_fields_are_not_drift() {
+    check(vec![
+        Case {
+            source: "kubectl create deployment web --image=nginx:1.27 --dry-run=client -o yaml (creationTimestamp: null, strategy: {}, resources: {}, status: {})",
+            manifest: "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  creationTimestamp: null\n  labels:\n    app: web\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: web\n  strategy: {}\n  template:\n    metadata:\n      creationTimestamp: null\n      labels:\n        app: web\n    spec:\n      containers:\n      - image: nginx:1.27\n        name: nginx\n        resources: {}\nstatus: {}\n",
+            live: {
+                let mut live = deployment_live(pod_spec_live(json!({"name": "nginx"})), json!({}));
+                live["metadata"]["labels"] = json!({"app": "web"});
+                live["metadata"]["annotations"] = json!({"deployment.kubernetes.io/revision": "1"});
+                live
+            },
+            drift: &[],
+        },
+        Case {
+            source: "kubectl create service clusterip web --tcp=80:8080 --dry-run=client -o yaml (server fills clusterIP(s), ipFamilies, sessionAffinity)",
+            manifest: "apiVersion: v1\nkind: Service\nmetadata:\n  creationTimestamp: null\n  labels:\n    app: web\n  name: web\nspec:\n  ports:\n  - name: 80-8080\n    port: 80\n    protocol: TCP\n    targetPort: 8080\n  selector:\n    app: web\n  type: ClusterIP\nstatus:\n  loadBalancer: {}\n",
+            live: json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": meta("web", json!({"labels": {"app": "web"}})),
+                "spec": {"clusterIP": "10.96.12.7", "clusterIPs": ["10.96.12.7"],
+                    "internalTrafficPolicy": "Cluster", "ipFamilies": ["IPv4"],
+                    "ipFamilyPolicy": "SingleStack",
+                    "ports": [{"name": "80-8080", "port": 80, "protocol": "TCP", "targetPort": 8080}],
+                    "selector": {"app": "web"}, "sessionAffinity": "None", "type": "ClusterIP"},
+                "status": {"loadBalancer": {}}}),
+            drift: &[],
+        },
+        Case {
+            source: "sibling: the same Service switched to NodePort live is drift",
+            manifest: "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - {name: 80-8080, port: 80, protocol: TCP, targetPort: 8080}\n  selector: {app: web}\n  type: ClusterIP\n",
+            live: json!({"apiVersion": "v1", "kind": "Service", "metadata": meta("web", json!({})),
+                "spec": {"clusterIP": "10.96.12.7", "clusterIPs": ["10.96.12.7"],
+                    "ports": [{"name": "80-8080", "nodePort": 31234, "port": 80, "protocol": "TCP", "targetPort": 8080}],
+                    "selector": {"app": "web"}, "type": "NodePort"}}),
+            drift: &[r#"spec.type: "ClusterIP" → "NodePort""#],
+        },
+        Case {
+            source: "https://github.com/traefik/traefik-helm-chart/issues/1019 (annotations: null in an IngressRoute)",
+            manifest: "apiVersion: traefik.io/v1alpha1\nkind: IngressRoute\nmetadata:\n  name: dashboard\n  annotations: null\nspec:\n  entryPoints: [traefik]\n  routes:\n  - match: PathPrefix(`/dashboard`)\n    kind: Rule\n    services:\n    - {name: api@internal, kind: TraefikService}\n",
+            live: json!({"apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
+                "metadata": meta("dashboard", json!({})),
+                "spec": {"entryPoints": ["traefik"], "routes": [{"match": "PathPrefix(`/dashboard`)",
+                    "kind": "Rule", "services": [{"name": "api@internal", "kind": "TraefikService"}]}]}}),
+            drift: &[],
+        },
+        Case {
+            source: "https://github.com/argoproj/argo-cd/issues/12033 (groupNames: null in git, [] live)",
+            manifest: "apiVersion: authorization.openshift.io/v1\nkind: RoleBinding\nmetadata:\n  name: view\ngroupNames: null\nroleRef: {name: view}\nsubjects:\n- {kind: Group, name: A}\n- {kind: User, name: B}\n",
+            live: json!({"apiVersion": "authorization.openshift.io/v1", "kind": "RoleBinding",
+                "metadata": meta("view", json!({})), "groupNames": [], "userNames": ["B"],
+                "roleRef": {"name": "view"},
+                "subjects": [{"kind": "Group", "name": "A"}, {"kind": "User", "name": "B"}]}),
+            drift: &[],
+        },
+        Case {
+            source: "https://github.com/argoproj/argo-cd/issues/12033 (subjects reordered live: an atomic list, apply puts git's order back)",
+            manifest: "apiVersion: authorization.openshift.io/v1\nkind: RoleBinding\nmetadata:\n  name: view\nroleRef: {name: view}\nsubjects:\n- {kind: Group, name: A}\n- {kind: User, name: B}\n",
+            live: json!({"apiVersion": "authorization.openshift.io/v1", "kind": "RoleBinding",
+                "metadata": meta("view", json!({})), "roleRef": {"name": "view"},
+                "subjects": [{"kind": "User", "name": "B"}, {"kind": "Group", "name": "A"}]}),
+            drift: &[r#"subjects: want [{"kind":"Group","name":"A"},{"kind":"User","name":"B"}], live [{"kind":"User","name":"B"},{"kind":"Group","name":"A"}]"#],
+        },
+        Case {
+            source: "https://github.com/GreptimeTeam/helm-charts/pull/362 (resources: {requests: {}, limits: {}})",
+            manifest: "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: web\n    image: nginx:1.27\n    resources:\n      requests: {}\n      limits: {}\n",
+            live: json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta("web", json!({})),
+                "spec": pod_spec_live(json!({}))}),
+            drift: &[],
+        },
+        Case {
+            source: "https://github.com/fluxcd/helm-controller/issues/643 (a webhook adds prometheus-operator-validated to PrometheusRule)",
+            manifest: "apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\nmetadata:\n  name: etcd\nspec:\n  groups:\n  - name: etcd\n    rules:\n    - alert: etcdDown\n      expr: up{job=\"etcd\"} == 0\n",
+            live: json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+                "metadata": meta("etcd", json!({"annotations": {"prometheus-operator-validated": "true"}})),
+                "spec": {"groups": [{"name": "etcd", "rules": [{"alert": "etcdDown", "expr": "up{job=\"etcd\"} == 0"}]}]}}),
+            drift: &[],
+        },
+        Case {
+            source: "https://github.com/fluxcd/kustomize-controller/pull/1627 test 1 (HPA owns replicas; git leaves it out)",
+            manifest: "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - {name: web, image: nginx:1.27}\n",
+            live: deployment_live(pod_spec_live(json!({})), json!({"replicas": 5})),
+            drift: &[],
+        },
+        Case {
+            source: "sibling: with hostNetwork the server sets hostPort from containerPort",
+            manifest: "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  hostNetwork: true\n  containers:\n  - name: web\n    image: nginx:1.27\n    ports:\n    - containerPort: 8080\n",
+            live: {
+                let mut live = json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta("web", json!({})),
+                    "spec": pod_spec_live(json!({"ports": [{"containerPort": 8080, "hostPort": 8080, "protocol": "TCP"}]}))});
+                live["spec"]["hostNetwork"] = json!(true);
+                live
+            },
+            drift: &[],
+        },
+    ]);
+}
+
+/// Numbers: the API's integers are 64-bit; two that differ must never
+/// compare equal through a float.
+#[test]
+fn big_integers_compare_exactly() {
+    check(vec![
+        Case {
+            source: "sibling of the YAML-reading kind (issue 10): int64 fields past 2^53",
+            manifest: "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  activeDeadlineSeconds: 9007199254740993\n  containers:\n  - {name: web, image: nginx:1.27}\n",
+            live: json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta("web", json!({})),
+                "spec": {"activeDeadlineSeconds": 9007199254740992_i64,
+                    "containers": [{"name": "web", "image": "nginx:1.27"}]}}),
+            drift: &["spec.activeDeadlineSeconds: want 9007199254740993, live 9007199254740992"],
+        },
+        Case {
+            source: "sibling: 1.0 in git is the integer 1 the server stores",
+            manifest: "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1.0\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - {name: web, image: nginx:1.27}\n",
+            live: deployment_live(pod_spec_live(json!({})), json!({})),
+            drift: &[],
+        },
+    ]);
+}
