@@ -6,7 +6,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::cluster::Cluster;
+use crate::config::{ClusterConfig, Config};
 use crate::history::History;
 use crate::http::{self, Catalog, SchedulerTriggers, Secrets};
 use crate::metrics::Metrics;
@@ -19,6 +20,11 @@ pub struct Daemon {
     pub config: Arc<Config>,
     pub context: http::Context,
     pub scheduler: Arc<Scheduler>,
+    /// Which instances this process runs and exports.
+    pub cluster: Cluster,
+    /// This replica's status ConfigMap (`kubernetes` mode), the handover's
+    /// fallback when a previous owner is gone.
+    pub status_store: Option<Arc<crate::handover::StatusStore>>,
 }
 
 /// Builds the daemon's parts without starting anything.
@@ -47,8 +53,20 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
         &label_names,
         config.defaults.max_resource_series,
     ));
+    // `check` runs what it is asked to, wherever; only the daemon shards.
+    let cluster = match (&config.cluster, persistent) {
+        (ClusterConfig::Kubernetes(k), true) => Cluster::sharded(&k.identity),
+        _ => Cluster::single(),
+    };
+    metrics.set_cluster(&cluster);
     let probes = build_probes(&config)?;
-    let scheduler = Scheduler::new(config.clone(), probes, state.clone(), metrics.clone());
+    let scheduler = Scheduler::with_cluster(
+        config.clone(),
+        probes,
+        state.clone(),
+        metrics.clone(),
+        cluster.clone(),
+    );
     let history =
         persistent.then(|| Arc::new(History::open(&config.state_dir, config.history.clone())));
     let mut context = http::Context::new(
@@ -67,10 +85,32 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
         metrics_token: config.server.metrics_token.clone(),
     });
     context.request_timeout = config.server.request_timeout;
+    context.cluster = cluster.clone();
+    context.peers = crate::handover::Peers::new(
+        crate::handover::peers::DEFAULT_TIMEOUT,
+        peer_authorization(&context.secrets),
+    );
     Ok(Daemon {
         config,
         context,
         scheduler,
+        cluster,
+        status_store: None,
+    })
+}
+
+/// The credential replicas present to each other's read API: the read
+/// token, else the first read user (they share one config).
+fn peer_authorization(secrets: &Secrets) -> Option<String> {
+    use base64::Engine;
+    if let Some(token) = &secrets.read_token {
+        return Some(format!("Bearer {token}"));
+    }
+    secrets.read_users.first().map(|(user, password)| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
     })
 }
 
@@ -160,7 +200,7 @@ fn preflights(daemon: &Daemon, shutdown: CancellationToken) -> tokio::task::Join
 
 /// Runs a built daemon on an already bound listener (tests bind port 0).
 pub async fn run_with_listener(
-    daemon: Daemon,
+    mut daemon: Daemon,
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -171,6 +211,7 @@ pub async fn run_with_listener(
         probes = daemon.config.probes.len(),
         "driftwatch started: status page at http://{address}/, metrics at http://{address}/metrics, API at http://{address}/api/v1/probes"
     );
+    let membership = start_membership(&mut daemon, shutdown.clone()).await?;
     let preflights = preflights(&daemon, shutdown.clone());
     let http_stop = CancellationToken::new();
     let history = daemon
@@ -183,8 +224,15 @@ pub async fn run_with_listener(
         daemon.context.clone(),
         http_stop.clone(),
     ));
+    let cluster_tasks = spawn_cluster_tasks(&daemon, http_stop.clone(), shutdown.clone());
     daemon.scheduler.clone().run(shutdown).await;
+    if let Some(membership) = membership {
+        let _ = membership.await;
+    }
     http_stop.cancel();
+    for task in cluster_tasks {
+        let _ = task.await;
+    }
     let _ = preflights.await;
     if let Some(history) = history {
         let _ = history.await;
@@ -195,6 +243,87 @@ pub async fn run_with_listener(
     }
     tracing::info!("driftwatch stopped");
     Ok(())
+}
+
+/// Starts the membership task of a sharded replica (`[cluster] mode =
+/// "kubernetes"`); `None` in single mode. It stops, releasing its Lease,
+/// when `shutdown` fires. Also gives the daemon its status ConfigMap store
+/// (the handover's fallback), on the same client.
+async fn start_membership(
+    daemon: &mut Daemon,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let ClusterConfig::Kubernetes(k) = &daemon.config.cluster else {
+        return Ok(None);
+    };
+    if daemon.cluster.is_single() {
+        return Ok(None);
+    }
+    // Requests time out within a renewal, so a hung API cannot stall one.
+    let client = crate::cluster::membership::client(
+        k.kubeconfig.as_deref(),
+        k.context.as_deref(),
+        k.renew_interval,
+    )
+    .await?;
+    daemon.status_store = Some(Arc::new(crate::handover::StatusStore::new(
+        client.clone(),
+        &k.namespace,
+        &k.identity,
+    )));
+    let settings = crate::cluster::membership::Settings {
+        identity: k.identity.clone(),
+        namespace: k.namespace.clone(),
+        advertise_url: k.advertise_url.clone(),
+        lease_duration: k.lease_duration,
+        renew_interval: k.renew_interval,
+    };
+    tracing::info!(
+        identity = %k.identity,
+        namespace = %k.namespace,
+        url = %k.advertise_url,
+        "sharded mode: joining the cluster through Lease {}",
+        settings.lease_name()
+    );
+    Ok(Some(tokio::spawn(crate::cluster::membership::run(
+        daemon.cluster.clone(),
+        client,
+        settings,
+        shutdown,
+    ))))
+}
+
+/// In `kubernetes` mode: the handover (gained instances take over their
+/// previous owner's status) and the writer of this replica's status
+/// ConfigMap. Nothing in single mode. The handover runs until `stop` (with
+/// the HTTP server); the writer writes a last time as soon as `shutdown`
+/// fires, while this replica still owns what it owned.
+fn spawn_cluster_tasks(
+    daemon: &Daemon,
+    stop: CancellationToken,
+    shutdown: CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let cx = &daemon.context;
+    if cx.cluster.is_single() {
+        return Vec::new();
+    }
+    let mut tasks = vec![crate::handover::Handover {
+        cluster: cx.cluster.clone(),
+        state: cx.state.clone(),
+        history: cx.history.clone(),
+        peers: cx.peers.clone(),
+        store: daemon.status_store.clone(),
+    }
+    .spawn(stop.clone())];
+    if let Some(store) = &daemon.status_store {
+        tasks.push(store.clone().spawn_writer(
+            cx.state.clone(),
+            cx.cluster.clone(),
+            crate::handover::store::WRITE_EVERY,
+            shutdown,
+        ));
+    }
+    tasks
 }
 
 /// Feeds every published report into the history (which only queues it),

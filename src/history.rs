@@ -286,11 +286,26 @@ struct RemovalRecord {
     at_ms: i64,
 }
 
+/// What another replica knew about an instance this one took over.
+#[derive(Debug, Clone)]
+struct AdoptionRecord {
+    probe: String,
+    name: String,
+    root: String,
+    layer: String,
+    /// Start of the drift episode in progress, with its commit; `None` when in sync.
+    drifted_since: Option<(i64, String)>,
+    /// When the instance was last seen in sync or drifted, with that run's commit.
+    last_success: Option<(i64, String)>,
+    drifted_resources: u64,
+}
+
 /// One write for the writer's batch, in arrival order.
 #[derive(Debug, Clone)]
 enum Write {
     Run(Box<RunRecord>),
     Removed(RemovalRecord),
+    Adopted(Box<AdoptionRecord>),
 }
 
 enum Command {
@@ -387,6 +402,38 @@ impl History {
             commit: removal.commit.clone(),
             at_ms: removal.at.timestamp_millis(),
         }));
+    }
+
+    /// Queues what another replica knew about an instance this one took
+    /// over (scale-out handover), so the drift episode carries on here
+    /// instead of starting again: an open episode is opened (or moved back)
+    /// to `status.drifted_since`; when `status` is in sync, an episode left
+    /// open here is closed at its last success. Never blocks.
+    pub fn record_adoption(&self, status: &crate::state::ProbeStatus) {
+        let report = status.last_report.as_ref();
+        self.queue(Write::Adopted(Box::new(AdoptionRecord {
+            probe: status.probe.clone(),
+            name: status.name.clone(),
+            root: status.root.clone(),
+            layer: status.layer.clone(),
+            drifted_since: status
+                .drifted
+                .then_some(status.drifted_since)
+                .flatten()
+                .map(|at| {
+                    (
+                        at.timestamp_millis(),
+                        status.drifted_since_commit.clone().unwrap_or_default(),
+                    )
+                }),
+            last_success: status.last_success.map(|at| {
+                (
+                    at.timestamp_millis(),
+                    report.map(|r| r.commit.clone()).unwrap_or_default(),
+                )
+            }),
+            drifted_resources: status.drifted_resources as u64,
+        })));
     }
 
     fn queue(&self, write: Write) {
@@ -876,6 +923,7 @@ impl Writer {
                 match write {
                     Write::Run(record) => write_one(&tx, &mut self.memo, record)?,
                     Write::Removed(removal) => write_removal(&tx, &mut self.memo, removal)?,
+                    Write::Adopted(adoption) => write_adoption(&tx, &mut self.memo, adoption)?,
                 }
             }
             tx.commit()
@@ -960,11 +1008,19 @@ impl Writer {
     }
 }
 
-fn load_memo(tx: &rusqlite::Transaction<'_>, record: &RunRecord) -> rusqlite::Result<Memo> {
+/// The instance an episode belongs to: id text, probe name, root, layer.
+struct Instance<'a> {
+    probe: &'a str,
+    name: &'a str,
+    root: &'a str,
+    layer: &'a str,
+}
+
+fn load_memo(tx: &rusqlite::Transaction<'_>, record: &Instance<'_>) -> rusqlite::Result<Memo> {
     let existing: Option<i64> = tx
         .query_row(
             "SELECT id FROM probes WHERE probe = ?1",
-            [&record.probe],
+            [record.probe],
             |r| r.get(0),
         )
         .optional()?;
@@ -1081,6 +1137,84 @@ fn write_removal(
     Ok(())
 }
 
+/// Makes the instance's open episode agree with what the previous owner
+/// knew: drifted since S means one open episode starting at S (an episode
+/// opened here later is moved back to S: it is the same drift; one opened
+/// earlier ended before S); in sync means no open episode left from before.
+fn write_adoption(
+    tx: &rusqlite::Transaction<'_>,
+    memos: &mut HashMap<String, Memo>,
+    adoption: &AdoptionRecord,
+) -> rusqlite::Result<()> {
+    let mut memo = match memos.get(&adoption.probe) {
+        Some(memo) => memo.clone(),
+        None => load_memo(
+            tx,
+            &Instance {
+                probe: &adoption.probe,
+                name: &adoption.name,
+                root: &adoption.root,
+                layer: &adoption.layer,
+            },
+        )?,
+    };
+    let open_start = match &memo.open_episode {
+        Some(open) => tx
+            .query_row(
+                "SELECT started_at FROM episodes WHERE id = ?1",
+                [open.id],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?,
+        None => None,
+    };
+    let close = |id: i64, at: i64, commit: &str| {
+        tx.execute(
+            "UPDATE episodes SET ended_at = ?2, ended_commit = ?3, ended_reason = 'in_sync' WHERE id = ?1",
+            params![id, at, commit],
+        )
+    };
+    match (
+        &adoption.drifted_since,
+        memo.open_episode.as_ref(),
+        open_start,
+    ) {
+        (Some((since, commit)), Some(open), Some(start)) if start > *since => {
+            tx.execute(
+                "UPDATE episodes SET started_at = ?2, started_commit = ?3 WHERE id = ?1",
+                params![open.id, since, commit],
+            )?;
+        }
+        (Some((since, _)), Some(_), Some(start)) if start == *since => {}
+        (Some((since, commit)), open, _) => {
+            if let Some(open) = open {
+                close(open.id, *since, commit)?;
+            }
+            tx.execute(
+                "INSERT INTO episodes (probe_id, started_at, started_run, started_commit, resources, max_resources, drifted_runs)
+                 VALUES (?1, ?2, 0, ?3, '[]', ?4, 0)",
+                params![memo.probe_id, since, commit, adoption.drifted_resources as i64],
+            )?;
+            memo.open_episode = Some(OpenEpisode {
+                id: tx.last_insert_rowid(),
+                resources: BTreeMap::new(),
+                max_resources: adoption.drifted_resources,
+                drifted_runs: 0,
+            });
+        }
+        (None, Some(open), start) => match &adoption.last_success {
+            Some((at, commit)) if start.map_or(true, |start| start <= *at) => {
+                close(open.id, *at, commit)?;
+                memo.open_episode = None;
+            }
+            _ => {}
+        },
+        (None, None, _) => {}
+    }
+    memos.insert(adoption.probe.clone(), memo);
+    Ok(())
+}
+
 fn write_one(
     tx: &rusqlite::Transaction<'_>,
     memos: &mut HashMap<String, Memo>,
@@ -1088,7 +1222,15 @@ fn write_one(
 ) -> rusqlite::Result<()> {
     let memo = match memos.get(&record.probe) {
         Some(memo) => memo.clone(),
-        None => load_memo(tx, record)?,
+        None => load_memo(
+            tx,
+            &Instance {
+                probe: &record.probe,
+                name: &record.name,
+                root: &record.root,
+                layer: &record.layer,
+            },
+        )?,
     };
     let mut memo = memo;
     tx.prepare_cached(
@@ -1413,6 +1555,105 @@ mod tests {
         assert_eq!(offset(episodes.items[0].started_at), 100);
         assert_eq!(offset(episodes.items[0].ended_at.unwrap()), 300);
         assert_eq!(history.events(None, 10, None).unwrap().items.len(), 2);
+    }
+
+    fn status_of(reports: &[RunReport]) -> crate::state::ProbeStatus {
+        let id = reports[0].instance();
+        let mut status = crate::state::ProbeStatus::new(&id, "command");
+        for report in reports {
+            status.apply(report);
+        }
+        status
+    }
+
+    fn all_episodes(history: &History) -> Vec<EpisodeRow> {
+        history
+            .episodes(&EpisodeQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .items
+    }
+
+    #[test]
+    fn an_adopted_drift_episode_carries_on_without_a_second_start() {
+        // Another replica saw drift from 100; this one takes over and runs.
+        let dir = tempfile::tempdir().unwrap();
+        let history = History::open(dir.path(), HistoryConfig::default());
+        let previous = status_of(&[
+            report("p", Verdict::Drifted, 100),
+            report("p", Verdict::Drifted, 200),
+        ]);
+        history.record_adoption(&previous);
+        history.record(&report("p", Verdict::Drifted, 300));
+        history.record(&report("p", Verdict::InSync, 400));
+        flush(&history);
+        let episodes = all_episodes(&history);
+        assert_eq!(episodes.len(), 1, "{episodes:?}");
+        assert_eq!(offset(episodes[0].started_at), 100);
+        assert_eq!(episodes[0].started_commit, "c100");
+        assert_eq!(offset(episodes[0].ended_at.unwrap()), 400);
+        assert_eq!(episodes[0].drifted_runs, 1, "only the runs made here");
+        // Detected elsewhere: no second drift_detected here, one resolved.
+        let kinds: Vec<EventKind> = history
+            .events(None, 10, None)
+            .unwrap()
+            .items
+            .iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, [EventKind::DriftResolved]);
+    }
+
+    #[test]
+    fn an_adoption_after_a_local_drifted_run_moves_the_episode_start_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = History::open(dir.path(), HistoryConfig::default());
+        history.record(&report("p", Verdict::Drifted, 300));
+        history.record_adoption(&status_of(&[report("p", Verdict::Drifted, 100)]));
+        history.record_adoption(&status_of(&[report("p", Verdict::Drifted, 100)]));
+        history.record(&report("p", Verdict::Drifted, 400));
+        flush(&history);
+        let episodes = all_episodes(&history);
+        assert_eq!(episodes.len(), 1, "{episodes:?}");
+        assert_eq!(offset(episodes[0].started_at), 100);
+        assert!(episodes[0].is_open());
+        assert_eq!(episodes[0].drifted_runs, 2);
+    }
+
+    #[test]
+    fn an_adoption_closes_or_replaces_an_episode_left_open_here() {
+        // This replica owned the instance before, saw drift from 100, lost
+        // it; meanwhile it was resolved elsewhere (case p) or resolved and
+        // drifted again from 500 (case q).
+        let dir = tempfile::tempdir().unwrap();
+        let history = History::open(dir.path(), HistoryConfig::default());
+        history.record(&report("p", Verdict::Drifted, 100));
+        history.record(&report("q", Verdict::Drifted, 100));
+        history.record_adoption(&status_of(&[
+            report("p", Verdict::Drifted, 100),
+            report("p", Verdict::InSync, 450),
+        ]));
+        history.record_adoption(&status_of(&[
+            report("q", Verdict::InSync, 450),
+            report("q", Verdict::Drifted, 500),
+        ]));
+        flush(&history);
+        let episodes = all_episodes(&history);
+        let of = |probe: &str| -> Vec<&EpisodeRow> {
+            episodes.iter().filter(|e| e.probe == probe).collect()
+        };
+        let p = of("p");
+        assert_eq!(p.len(), 1);
+        assert_eq!(offset(p[0].ended_at.unwrap()), 450);
+        assert_eq!(p[0].ended_reason.as_deref(), Some("in_sync"));
+        let q = of("q");
+        assert_eq!(q.len(), 2, "{q:?}");
+        assert!(q.iter().any(|e| e.is_open() && offset(e.started_at) == 500));
+        assert!(q
+            .iter()
+            .any(|e| !e.is_open() && offset(e.started_at) == 100));
     }
 
     #[test]

@@ -6,10 +6,12 @@
 //! - [`config`]: TOML → validated [`config::Config`], errors as `file:line:col`.
 //! - [`instance`]: [`instance::InstanceId`], the one key of a probe instance.
 //! - [`repo`]: git2 fetch, one checkout directory per commit.
+//! - [`repo_url`]: git remote URLs (and the scp-like form), parsed once; redaction and hook matching.
 //! - [`scheduler`]: cron, run-on-change and manual triggers; concurrency and skip-if-busy.
 //! - [`process`]: contained child processes (process groups, timeouts, capped output).
 //! - [`probe`]: the [`probe::Probe`] trait, one file per layer, and the run outcome types.
 //! - [`state`]: last report per probe, persisted atomically; readiness.
+//! - [`handover`]: a gained instance takes over its previous owner's status (peers over HTTP, ConfigMaps).
 //! - [`metrics`]: the only writer of Prometheus metrics.
 //! - [`http`]: `/metrics`, health, the JSON API, the status page and triggers.
 //! - [`weblinks`]: links to commits and files in the repository's web UI.
@@ -20,6 +22,7 @@ pub mod app;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod handover;
 pub mod history;
 pub mod http;
 pub mod instance;
@@ -28,6 +31,7 @@ pub mod paths;
 pub mod probe;
 pub mod process;
 pub mod repo;
+pub mod repo_url;
 pub mod report;
 pub mod scheduler;
 pub mod state;

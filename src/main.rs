@@ -19,6 +19,9 @@ fn main() -> ExitCode {
     // A git fetch hung in the network holds a blocking thread that cannot
     // be interrupted; dropping the runtime would wait for it forever.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    // Every run sweeps what it started; this catches whatever a run torn
+    // down with the runtime could not, before the daemon is gone.
+    driftwatch::process::sweep_all();
     code
 }
 

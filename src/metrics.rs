@@ -5,6 +5,11 @@
 //! exactly while its instance does. A root dropped from a probe's listing,
 //! or a probe dropped from the config, takes its series with it.
 //!
+//! In a sharded cluster each replica exports only the instances it owns
+//! (`Cluster::owns`, read at each scrape), so the union over the replicas
+//! holds each instance's series exactly once, plus the `driftwatch_cluster_*`
+//! series of its membership view.
+//!
 //! Labels are bounded: probe, layer, root, the configured constant labels,
 //! and (behind a per-probe cap) resource and action. Counters and the
 //! duration histogram accumulate between scrapes; they are exported only for
@@ -19,6 +24,7 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::cluster::Cluster;
 use crate::instance::InstanceId;
 use crate::probe::outcome::ErrorReason;
 use crate::probe::{Probe, RunReport, Verdict};
@@ -72,6 +78,8 @@ struct ProbeCollector {
     probes: RwLock<BTreeMap<String, ProbeMeta>>,
     /// One scrape at a time: the gauges below are refilled on each.
     collecting: Mutex<()>,
+    /// Which instances this process exports (all of them in single mode).
+    cluster: RwLock<Cluster>,
 
     // Gauges: reset and refilled from the state on every scrape.
     result: IntGaugeVec,
@@ -143,6 +151,7 @@ impl ProbeCollector {
             max_resource_series,
             probes: RwLock::new(BTreeMap::new()),
             collecting: Mutex::new(()),
+            cluster: RwLock::new(Cluster::single()),
         }
     }
 
@@ -226,11 +235,17 @@ impl ProbeCollector {
             t.map(|t| t.timestamp_millis() as f64 / 1000.0)
                 .unwrap_or(0.0)
         };
+        let cluster = self.cluster.read().unwrap().clone();
         for status in self.state.snapshot() {
             let Some(meta) = probes.get(&status.name) else {
                 continue;
             };
+            // The probe's instance count is its whole listing, the same on
+            // every replica; the instance's own series only on its owner.
             *counts.entry(status.name.clone()).or_default() += 1;
+            if !cluster.owns(&status.instance()) {
+                continue;
+            }
             let instance = [
                 status.name.as_str(),
                 meta.layer.as_str(),
@@ -455,6 +470,23 @@ impl Metrics {
         );
     }
 
+    /// Exports only the instances `cluster` says this replica owns, and the
+    /// cluster's own series (`driftwatch_cluster_*`) when it is sharded.
+    /// Single mode (the default) exports every instance and no cluster series.
+    pub fn set_cluster(&self, cluster: &Cluster) {
+        self.changed();
+        *self.probes.cluster.write().unwrap() = cluster.clone();
+        if cluster.is_single() {
+            return;
+        }
+        self.registry
+            .register(Box::new(ClusterCollector::new(
+                cluster.clone(),
+                self.probes.state.clone(),
+            )))
+            .expect("unique cluster metrics");
+    }
+
     /// Counts a finished run (the gauges follow the state by themselves).
     pub fn observe(&self, report: &RunReport) {
         self.changed();
@@ -597,6 +629,70 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buffer)
             .expect("text encoding cannot fail");
         String::from_utf8(buffer).expect("exposition is UTF-8")
+    }
+}
+
+/// The replica's view of the cluster, computed on each gather.
+struct ClusterCollector {
+    cluster: Cluster,
+    state: Arc<State>,
+    members: IntGaugeVec,
+    owned: IntGaugeVec,
+    member_info: IntGaugeVec,
+    renew_errors: IntCounterVec,
+}
+
+impl ClusterCollector {
+    fn new(cluster: Cluster, state: Arc<State>) -> ClusterCollector {
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        ClusterCollector {
+            members: gauge("driftwatch_cluster_members", "Number of live replicas (renewed Leases) this replica sees, itself included; 0 while it holds no Lease and so owns nothing.", &[]),
+            owned: gauge("driftwatch_cluster_owned_instances", "Number of probe instances this replica owns, runs and exports; summed over the replicas it is the number of instances.", &[]),
+            member_info: gauge("driftwatch_cluster_member_info", "Always 1, one series per live replica this replica sees; identity is the replica's name (its Lease is driftwatch-<identity>).", &["identity"]),
+            renew_errors: IntCounterVec::new(Opts::new("driftwatch_cluster_lease_renew_errors_total", "Failed or timed-out renewals of this replica's Lease; after a lease duration of failures it owns nothing."), &[]).expect("valid metric"),
+            cluster,
+            state,
+        }
+    }
+}
+
+impl Collector for ClusterCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        let mut descs = self.members.desc();
+        descs.extend(self.owned.desc());
+        descs.extend(self.member_info.desc());
+        descs.extend(self.renew_errors.desc());
+        descs
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        const NONE: &[&str] = &[];
+        let members = self.cluster.members();
+        self.members
+            .with_label_values(NONE)
+            .set(members.len() as i64);
+        let owned = self
+            .state
+            .instances()
+            .iter()
+            .filter(|id| self.cluster.owns(id))
+            .count();
+        self.owned.with_label_values(NONE).set(owned as i64);
+        self.member_info.reset();
+        for member in &members {
+            self.member_info
+                .with_label_values(&[member.identity.as_str()])
+                .set(1);
+        }
+        let errors = self.renew_errors.with_label_values(NONE);
+        errors.inc_by(self.cluster.renew_errors().saturating_sub(errors.get()));
+        let mut families = self.members.collect();
+        families.extend(self.owned.collect());
+        families.extend(self.member_info.collect());
+        families.extend(self.renew_errors.collect());
+        families
     }
 }
 

@@ -3,10 +3,19 @@
 //! own process group, capped output, and on timeout or cancel SIGTERM to the
 //! whole group, a grace period, then SIGKILL. A drop guard kills the group if
 //! the future is dropped, so no tool outlives its run.
+//!
+//! A process group is not enough: a child may call `setsid` (ansible's
+//! workers do, and so do daemonizing tools and SSH masters) or move to a
+//! group of its own, and then a group kill misses it. So every child also
+//! gets a marker variable unique to its run ([`RUN_MARKER_VAR`]), inherited by
+//! everything it starts, and when the run ends (or its future is dropped)
+//! every process of our uid whose environment carries that marker is killed.
+//! Only a process that clears its own environment escapes the marker.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
@@ -207,6 +216,9 @@ impl Command {
         for (key, value) in &self.env {
             cmd.env(key, value);
         }
+        // Last, so neither an allowlist nor a probe can override it.
+        let marker = RunMarker::next();
+        cmd.env(RUN_MARKER_VAR, &marker.0);
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
@@ -216,7 +228,7 @@ impl Command {
             program: program.clone(),
             source,
         })?;
-        let guard = GroupGuard::new(child.id().map(|id| id as i32));
+        let mut guard = RunGuard::new(child.id().map(|id| id as i32), marker);
         let stdout = tokio::spawn(read_capped(child.stdout.take(), self.stdout_limit));
         let stderr = tokio::spawn(read_capped_tail(child.stderr.take(), self.stderr_limit));
 
@@ -233,17 +245,21 @@ impl Command {
 
         let status = match end {
             End::Exited(status) => {
-                // The leader exited; stragglers in its group must not outlive the run.
+                // The leader exited; stragglers, in its group or escaped
+                // from it, must not outlive the run (nor hold its pipes).
                 guard.signal(Signal::SIGKILL);
+                guard.sweep().await;
                 Some(status)
             }
             End::Timeout | End::Cancelled => {
                 guard.signal(Signal::SIGTERM);
+                guard.marker.signal_blocking(Signal::SIGTERM).await;
                 let waited = tokio::time::timeout(self.grace, child.wait()).await;
                 guard.signal(Signal::SIGKILL);
                 if waited.is_err() {
                     let _ = child.wait().await;
                 }
+                guard.sweep().await;
                 let output = Box::new(collect(None, stdout, stderr, started).await);
                 return Err(match end {
                     End::Timeout => ProcessError::Timeout {
@@ -277,7 +293,7 @@ const REAP_ALLOWANCE: Duration = Duration::from_secs(1);
 /// The scheduler derives its outer deadline from this, so it never gives up
 /// on a run that this module is still bound to finish.
 pub fn overrun_after_deadline(grace: Duration) -> Duration {
-    grace + REAP_ALLOWANCE + 2 * PIPE_DRAIN_TIMEOUT
+    grace + REAP_ALLOWANCE + SWEEP_PATIENCE + 2 * PIPE_DRAIN_TIMEOUT
 }
 
 async fn collect(
@@ -367,28 +383,203 @@ async fn read_capped_tail<R: AsyncRead + Unpin>(
     (kept, truncated)
 }
 
+/// The environment variable every child gets, holding its run's marker:
+/// this daemon's pid and start time plus a counter, so no two runs (of this
+/// or another driftwatch) share one. Exported for tests and for people
+/// looking at `ps e`.
+pub const RUN_MARKER_VAR: &str = "DRIFTWATCH_RUN";
+
+/// How long a sweep keeps killing marked processes (some may still be
+/// forking when the first SIGKILL lands) before giving up on stragglers
+/// stuck in the kernel.
+pub const SWEEP_PATIENCE: Duration = Duration::from_secs(2);
+
+/// One run's marker value.
+#[derive(Debug, Clone)]
+struct RunMarker(String);
+
+impl RunMarker {
+    fn next() -> RunMarker {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        RunMarker(format!(
+            "{}{}",
+            daemon_marker_prefix(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    /// `DRIFTWATCH_RUN=<marker>` exactly, as it appears in `/proc/<pid>/environ`.
+    fn matches(&self, variable: &[u8]) -> bool {
+        variable
+            .strip_prefix(RUN_MARKER_VAR.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b"="))
+            .is_some_and(|value| value == self.0.as_bytes())
+    }
+
+    /// Sends `signal` once to every live process carrying the marker.
+    async fn signal_blocking(&self, signal: Signal) {
+        let marker = self.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || signal_marked(&|var| marker.matches(var), signal))
+                .await;
+    }
+}
+
+/// What every marker of this daemon starts with (ends in a dot, so one
+/// daemon's prefix is never a prefix of another's).
+fn daemon_marker_prefix() -> &'static str {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        format!("{}.{started}.", std::process::id())
+    })
+}
+
+/// Sends `signal` to every process of our own uid (other than us) whose
+/// environment carries a variable `wanted` accepts; returns how many.
+/// Exited processes (zombies included) have an empty environment and are
+/// never counted, so a SIGKILL sweep repeats this until it returns 0.
+fn signal_marked(wanted: &dyn Fn(&[u8]) -> bool, signal: Signal) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::process::id();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut signalled = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // As root, /proc shows every user's environment: look at our own only.
+        if pid == me || !entry.metadata().is_ok_and(|m| m.uid() == uid) {
+            continue;
+        }
+        let environ = format!("/proc/{pid}/environ");
+        let marked = || std::fs::read(&environ).is_ok_and(|env| env.split(|b| *b == 0).any(wanted));
+        if !marked() {
+            continue;
+        }
+        // Held while the environment is read again, so the signal reaches
+        // the process we looked at even if its pid was reused in between.
+        let Some(process) = ProcessHandle::open(pid as i32) else {
+            continue;
+        };
+        if marked() && process.signal(signal) {
+            signalled += 1;
+        }
+    }
+    signalled
+}
+
+/// SIGKILLs every marked process until none is left, or `patience` runs out.
+fn kill_marked(wanted: &dyn Fn(&[u8]) -> bool, patience: Duration) {
+    let until = std::time::Instant::now() + patience;
+    while signal_marked(wanted, Signal::SIGKILL) > 0 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A process to signal: a pidfd where the kernel has them (immune to pid
+/// reuse), else the pid.
+enum ProcessHandle {
+    #[cfg(target_os = "linux")]
+    Fd(std::os::fd::OwnedFd),
+    Pid(i32),
+}
+
+impl ProcessHandle {
+    /// None when the process is already gone.
+    fn open(pid: i32) -> Option<ProcessHandle> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::FromRawFd;
+            // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+            if fd >= 0 {
+                // SAFETY: the fd was just returned to us and is owned by nobody else.
+                return Some(ProcessHandle::Fd(unsafe {
+                    std::os::fd::OwnedFd::from_raw_fd(fd as i32)
+                }));
+            }
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+                return None;
+            }
+        }
+        Some(ProcessHandle::Pid(pid))
+    }
+
+    /// True when the signal was delivered.
+    fn signal(&self, signal: Signal) -> bool {
+        match self {
+            #[cfg(target_os = "linux")]
+            ProcessHandle::Fd(fd) => {
+                use std::os::fd::AsRawFd;
+                // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
+                let sent = unsafe {
+                    libc::syscall(
+                        libc::SYS_pidfd_send_signal,
+                        fd.as_raw_fd(),
+                        signal as libc::c_int,
+                        std::ptr::null::<libc::siginfo_t>(),
+                        0,
+                    )
+                };
+                sent == 0
+            }
+            ProcessHandle::Pid(pid) => nix::sys::signal::kill(Pid::from_raw(*pid), signal).is_ok(),
+        }
+    }
+}
+
 /// Process groups of children still running, so a second shutdown signal
 /// can kill them all before exiting at once.
 static LIVE_GROUPS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
 
-/// Sends SIGKILL to every child process group still running.
+/// Sends SIGKILL to every child process group still running, and to every
+/// process any of this daemon's runs started, wherever it moved.
 pub fn kill_all() {
     for pgid in LIVE_GROUPS.lock().unwrap().iter() {
         let _ = killpg(Pid::from_raw(*pgid), Signal::SIGKILL);
     }
+    sweep_all();
 }
 
-/// Kills the child's whole process group when dropped.
-struct GroupGuard {
+/// SIGKILLs every process carrying any marker of this daemon: the last
+/// thing the daemon does before it exits, for anything a run's own sweep
+/// could not reach (a run still being torn down when the runtime stopped).
+pub fn sweep_all() {
+    let mut prefix = format!("{RUN_MARKER_VAR}=").into_bytes();
+    prefix.extend_from_slice(daemon_marker_prefix().as_bytes());
+    kill_marked(&|var| var.starts_with(&prefix), SWEEP_PATIENCE);
+}
+
+/// Kills the child's whole process group, and every process carrying the
+/// run's marker, when dropped: a dropped future still cleans up.
+struct RunGuard {
     pgid: Option<i32>,
+    marker: RunMarker,
+    swept: bool,
 }
 
-impl GroupGuard {
-    fn new(pgid: Option<i32>) -> GroupGuard {
+impl RunGuard {
+    fn new(pgid: Option<i32>, marker: RunMarker) -> RunGuard {
         if let Some(pgid) = pgid {
             LIVE_GROUPS.lock().unwrap().push(pgid);
         }
-        GroupGuard { pgid }
+        RunGuard {
+            pgid,
+            marker,
+            swept: false,
+        }
     }
 
     fn signal(&self, signal: Signal) {
@@ -396,11 +587,26 @@ impl GroupGuard {
             let _ = killpg(Pid::from_raw(pgid), signal);
         }
     }
+
+    /// Kills every marked process, off the async threads.
+    async fn sweep(&mut self) {
+        let marker = self.marker.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            kill_marked(&|var| marker.matches(var), SWEEP_PATIENCE)
+        })
+        .await;
+        self.swept = swept.is_ok();
+    }
 }
 
-impl Drop for GroupGuard {
+impl Drop for RunGuard {
     fn drop(&mut self) {
         self.signal(Signal::SIGKILL);
+        if !self.swept {
+            // A dropped future has no await left: sweep right here (a scan of
+            // /proc, milliseconds).
+            kill_marked(&|var| self.marker.matches(var), SWEEP_PATIENCE);
+        }
         if let Some(pgid) = self.pgid {
             LIVE_GROUPS.lock().unwrap().retain(|g| *g != pgid);
         }
@@ -516,5 +722,76 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.reason(), ErrorReason::Cancelled);
+    }
+
+    #[tokio::test]
+    async fn every_child_gets_a_marker_of_its_own_that_nothing_overrides() {
+        std::env::set_var(RUN_MARKER_VAR, "from-the-daemon");
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let out = Command::new("sh")
+                .args(["-c", "echo \"$DRIFTWATCH_RUN\""])
+                .pass_env([RUN_MARKER_VAR])
+                .env(RUN_MARKER_VAR, "from-a-probe")
+                .run(&CancellationToken::new(), far())
+                .await
+                .unwrap();
+            let value = out.stdout_str().trim().to_string();
+            assert!(value.starts_with(daemon_marker_prefix()), "{value}");
+            seen.push(value);
+        }
+        assert_ne!(seen[0], seen[1]);
+    }
+
+    #[test]
+    fn a_marker_matches_exactly_its_own_variable() {
+        let marker = RunMarker("12.34.5".to_string());
+        for (variable, expected) in [
+            ("DRIFTWATCH_RUN=12.34.5", true),
+            ("DRIFTWATCH_RUN=12.34.50", false),
+            ("DRIFTWATCH_RUN=12.34.", false),
+            ("DRIFTWATCH_RUN=112.34.5", false),
+            ("XDRIFTWATCH_RUN=12.34.5", false),
+            ("DRIFTWATCH_RUNX=12.34.5", false),
+            ("OTHER=DRIFTWATCH_RUN=12.34.5", false),
+        ] {
+            assert_eq!(marker.matches(variable.as_bytes()), expected, "{variable}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sweep_spares_processes_of_other_runs() {
+        // Markers of runs of this daemon that no test reaches, and of
+        // another daemon, on processes started outside this run (tests in
+        // parallel own the low counter values).
+        let others: Vec<String> = ["999999", "9999990"]
+            .iter()
+            .map(|n| format!("{}{n}", daemon_marker_prefix()))
+            .chain(["1.2.0".to_string(), "1.2.3".to_string()])
+            .collect();
+        let mut bystanders: Vec<std::process::Child> = others
+            .iter()
+            .map(|marker| {
+                std::process::Command::new("sleep")
+                    .arg("30")
+                    .env(RUN_MARKER_VAR, marker)
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let out = Command::new("sh")
+            .args(["-c", "setsid sleep 30 & exit 0"])
+            .run(&CancellationToken::new(), far())
+            .await
+            .unwrap();
+        assert_eq!(out.code, Some(0));
+        for bystander in &mut bystanders {
+            assert!(
+                bystander.try_wait().unwrap().is_none(),
+                "a sweep killed a process of another run"
+            );
+            bystander.kill().unwrap();
+            bystander.wait().unwrap();
+        }
     }
 }

@@ -539,14 +539,7 @@ fn install_auth<'a>(
 
 /// The port of an `ssh://host:port/` URL, when one is given.
 fn url_port(url: &str) -> Option<u16> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split('/').next()?;
-    let host_port = authority.rsplit('@').next()?;
-    if host_port.starts_with('[') {
-        host_port.rsplit_once("]:")?.1.parse().ok()
-    } else {
-        host_port.rsplit_once(':')?.1.parse().ok()
-    }
+    crate::repo_url::RepoUrl::parse(url).ok()?.port()
 }
 
 /// Writes `commit`'s tree into a fresh directory under `checkouts`, atomically
@@ -693,14 +686,8 @@ struct Scrubber {
 impl Scrubber {
     fn new(url: &str, auth: &RepoAuth) -> Scrubber {
         let mut secrets = Vec::new();
-        if let Some(rest) = url.split_once("://").map(|(_, rest)| rest) {
-            let authority = rest.split('/').next().unwrap_or_default();
-            if let Some((userinfo, _)) = authority.rsplit_once('@') {
-                secrets.push(userinfo.to_string());
-                if let Some((_, password)) = userinfo.split_once(':') {
-                    secrets.push(password.to_string());
-                }
-            }
+        if let Ok(parsed) = crate::repo_url::RepoUrl::parse(url) {
+            secrets.extend(parsed.secret_spellings());
         }
         match auth {
             RepoAuth::Token { token, .. } => secrets.push(token.clone()),
@@ -797,7 +784,9 @@ fn relative_to(changed: ChangedPaths, repo: &git2::Repository, dir: &Path) -> Ch
 mod known_hosts {
     //! Host key checking against a configured known_hosts file (OpenSSH
     //! format: plain, `[host]:port`, wildcard and hashed `|1|salt|hash` host
-    //! patterns, and `@revoked` markers).
+    //! patterns, and `@revoked` markers). Decoding and hashing come from the
+    //! `base64`, `hmac` and `sha1` crates; the line format and pattern rules
+    //! are OpenSSH's and small enough to keep here.
 
     use std::path::Path;
 
@@ -936,90 +925,23 @@ mod known_hosts {
         matches(pattern.as_bytes(), text.as_bytes())
     }
 
+    /// Standard base64, padded or not (the `base64` crate).
     pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-        let mut out = Vec::with_capacity(text.len() * 3 / 4);
-        let mut buffer = 0u32;
-        let mut bits = 0;
-        for byte in text.bytes() {
-            let value = match byte {
-                b'A'..=b'Z' => byte - b'A',
-                b'a'..=b'z' => byte - b'a' + 26,
-                b'0'..=b'9' => byte - b'0' + 52,
-                b'+' => 62,
-                b'/' => 63,
-                b'=' => break,
-                _ => return None,
-            };
-            buffer = (buffer << 6) | u32::from(value);
-            bits += 6;
-            if bits >= 8 {
-                bits -= 8;
-                out.push((buffer >> bits) as u8);
-                buffer &= (1 << bits) - 1;
-            }
-        }
-        Some(out)
+        use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+        use base64::Engine;
+        const ENGINE: GeneralPurpose = GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+        );
+        ENGINE.decode(text).ok()
     }
 
-    fn sha1(data: &[u8]) -> [u8; 20] {
-        let mut h: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
-        let mut message = data.to_vec();
-        message.push(0x80);
-        while message.len() % 64 != 56 {
-            message.push(0);
-        }
-        message.extend_from_slice(&((data.len() as u64) * 8).to_be_bytes());
-        for chunk in message.chunks(64) {
-            let mut w = [0u32; 80];
-            for (i, word) in chunk.chunks(4).enumerate() {
-                w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-            }
-            for i in 16..80 {
-                w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
-            }
-            let [mut a, mut b, mut c, mut d, mut e] = h;
-            for (i, word) in w.iter().enumerate() {
-                let (f, k) = match i {
-                    0..=19 => ((b & c) | (!b & d), 0x5A827999),
-                    20..=39 => (b ^ c ^ d, 0x6ED9EBA1),
-                    40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
-                    _ => (b ^ c ^ d, 0xCA62C1D6),
-                };
-                let temp = a
-                    .rotate_left(5)
-                    .wrapping_add(f)
-                    .wrapping_add(e)
-                    .wrapping_add(k)
-                    .wrapping_add(*word);
-                e = d;
-                d = c;
-                c = b.rotate_left(30);
-                b = a;
-                a = temp;
-            }
-            for (state, value) in h.iter_mut().zip([a, b, c, d, e]) {
-                *state = state.wrapping_add(value);
-            }
-        }
-        let mut out = [0u8; 20];
-        for (i, word) in h.iter().enumerate() {
-            out[i * 4..i * 4 + 4].copy_from_slice(&word.to_be_bytes());
-        }
-        out
-    }
-
+    /// HMAC-SHA1, as OpenSSH hashes host names (`hmac` and `sha1` crates).
     pub fn hmac_sha1(key: &[u8], message: &[u8]) -> [u8; 20] {
-        let mut block = [0u8; 64];
-        if key.len() > 64 {
-            block[..20].copy_from_slice(&sha1(key));
-        } else {
-            block[..key.len()].copy_from_slice(key);
-        }
-        let mut inner: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
-        inner.extend_from_slice(message);
-        let mut outer: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
-        outer.extend_from_slice(&sha1(&inner));
-        sha1(&outer)
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC takes any key");
+        mac.update(message);
+        mac.finalize().into_bytes().into()
     }
 
     #[cfg(test)]
@@ -1033,10 +955,7 @@ mod known_hosts {
             assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
             assert_eq!(base64_decode("aGk").unwrap(), b"hi");
             let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
-            assert_eq!(
-                hex(&sha1(b"abc")),
-                "a9993e364706816aba3e25717850c26c9cd0d89d"
-            );
+            assert_eq!(base64_decode("aGk*"), None);
             // RFC 2202 test case 2.
             assert_eq!(
                 hex(&hmac_sha1(b"Jefe", b"what do ya want for nothing?")),
@@ -1157,5 +1076,9 @@ mod tests {
         assert_eq!(url_port("ssh://git@host:2222/x.git"), Some(2222));
         assert_eq!(url_port("ssh://git@host/x.git"), None);
         assert_eq!(url_port("ssh://[::1]:22/x"), Some(22));
+        assert_eq!(url_port("ssh://git@[2001:db8::1]:2222/x"), Some(2222));
+        assert_eq!(url_port("git@host:x.git"), None);
+        assert_eq!(url_port("git@[2001:db8::1]:x.git"), None);
+        assert_eq!(url_port("ssh://u:p%3A1@host:2200/x"), Some(2200));
     }
 }

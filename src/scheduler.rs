@@ -4,6 +4,13 @@
 //! runs; a probe instance never runs twice at once (the second is skipped and
 //! counted). Every run becomes a `RunReport` that goes to state, metrics, the
 //! log and any subscriber, in that order.
+//!
+//! In a sharded cluster every replica syncs the repos and lists every
+//! probe's roots (cheap), but runs only the instances it owns. When the
+//! member set changes, instances it newly owns and has no fresh verdict for
+//! run at once instead of waiting for their next schedule; instances it no
+//! longer owns keep their state (a handover source) but lose their counters
+//! and leave `/metrics`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::cluster::{Cluster, Member};
 use crate::config::{Config, ProbeSpec};
 use crate::instance::InstanceId;
 use crate::metrics::Metrics;
@@ -46,6 +54,8 @@ pub enum Trigger {
     Manual,
     /// A watched live object changed (Kubernetes with `watch = true`).
     LiveChange,
+    /// The replica took the instance over from another cluster member.
+    Ownership,
 }
 
 impl Trigger {
@@ -56,6 +66,7 @@ impl Trigger {
             Trigger::Change => "change",
             Trigger::Manual => "manual",
             Trigger::LiveChange => "live-change",
+            Trigger::Ownership => "ownership",
         }
     }
 }
@@ -68,6 +79,12 @@ pub enum TriggerError {
     UnknownRepo(String),
     #[error("driftwatch is shutting down")]
     ShuttingDown,
+    /// Another cluster member owns the instance (`None`: no member is live).
+    #[error("{instance} is owned by {}", owner.as_ref().map_or("no live cluster member".to_string(), |m| format!("cluster member {} ({})", m.identity, m.url)))]
+    NotOwned {
+        instance: String,
+        owner: Option<Member>,
+    },
 }
 
 struct ProbeEntry {
@@ -84,6 +101,11 @@ pub struct Scheduler {
     probes: Vec<ProbeEntry>,
     state: Arc<State>,
     metrics: Arc<Metrics>,
+    /// Which instances this replica runs (all of them in single mode).
+    cluster: Cluster,
+    /// The instances owned at the last membership change, to tell which
+    /// ones a change hands over.
+    owned: Mutex<HashSet<InstanceId>>,
     reports: broadcast::Sender<Arc<RunReport>>,
     removals: broadcast::Sender<Arc<Removal>>,
     global: Arc<Semaphore>,
@@ -100,12 +122,25 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// `probes` are built from `config.probes`, in the same order.
+    /// `probes` are built from `config.probes`, in the same order. The
+    /// scheduler runs every instance (single mode).
     pub fn new(
         config: Arc<Config>,
         probes: Vec<Arc<dyn Probe>>,
         state: Arc<State>,
         metrics: Arc<Metrics>,
+    ) -> Arc<Scheduler> {
+        Scheduler::with_cluster(config, probes, state, metrics, Cluster::single())
+    }
+
+    /// As [`Scheduler::new`], running only the instances `cluster` says this
+    /// replica owns.
+    pub fn with_cluster(
+        config: Arc<Config>,
+        probes: Vec<Arc<dyn Probe>>,
+        state: Arc<State>,
+        metrics: Arc<Metrics>,
+        cluster: Cluster,
     ) -> Arc<Scheduler> {
         assert_eq!(probes.len(), config.probes.len(), "one probe per spec");
         let repos = config
@@ -135,6 +170,8 @@ impl Scheduler {
             probes,
             state,
             metrics,
+            cluster,
+            owned: Mutex::new(HashSet::new()),
             reports,
             removals,
             busy: Mutex::new(HashSet::new()),
@@ -295,6 +332,10 @@ impl Scheduler {
             let this = self.clone();
             tokio::spawn(async move { this.live_loop(index).await });
         }
+        if !self.cluster.is_single() {
+            let this = self.clone();
+            tokio::spawn(async move { this.ownership_loop().await });
+        }
         shutdown.cancelled().await;
         self.shutdown().await;
     }
@@ -372,6 +413,116 @@ impl Scheduler {
         }
     }
 
+    /// Whether this replica owns at least one known instance of the probe.
+    fn owns_any(&self, index: usize) -> bool {
+        self.cluster.is_single()
+            || self
+                .state
+                .instances_of(&self.probes[index].config.name)
+                .iter()
+                .any(|id| self.cluster.owns(id))
+    }
+
+    /// Follows the member set: runs the instances this replica newly owns
+    /// that have no fresh verdict, and forgets the counters of those it
+    /// lost (their series leave `/metrics` with the ownership itself).
+    async fn ownership_loop(self: Arc<Self>) {
+        let mut members = self.cluster.subscribe();
+        loop {
+            self.ownership_changed();
+            tokio::select! {
+                changed = members.changed() => if changed.is_err() { return },
+                _ = self.stopping.cancelled() => return,
+            }
+        }
+    }
+
+    fn ownership_changed(self: &Arc<Self>) {
+        let now_owned: HashSet<InstanceId> = self
+            .state
+            .instances()
+            .into_iter()
+            .filter(|id| self.cluster.owns(id))
+            .collect();
+        let (gained, lost) = {
+            let mut owned = self.owned.lock().unwrap();
+            let gained: Vec<InstanceId> = now_owned.difference(&owned).cloned().collect();
+            let lost: Vec<InstanceId> = owned.difference(&now_owned).cloned().collect();
+            *owned = now_owned;
+            (gained, lost)
+        };
+        self.metrics.state_changed();
+        if !gained.is_empty() || !lost.is_empty() {
+            tracing::info!(
+                members = self.cluster.members().len(),
+                gained = gained.len(),
+                lost = lost.len(),
+                "cluster membership changed"
+            );
+        }
+        for id in &lost {
+            if let Some(entry) = self.probes.iter().find(|p| p.config.name == id.probe) {
+                self.metrics.forget(id, &entry.config.layer);
+            }
+        }
+        let mut due: HashMap<usize, HashSet<String>> = HashMap::new();
+        for id in gained {
+            let Some(index) = self.probes.iter().position(|p| p.config.name == id.probe) else {
+                continue;
+            };
+            if self.is_fresh(index, &id) {
+                continue;
+            }
+            due.entry(index).or_default().insert(id.root);
+        }
+        for (index, roots) in due {
+            // Before its repo's first sync the start-up run covers it.
+            if !self
+                .synced
+                .lock()
+                .unwrap()
+                .contains(&self.probes[index].config.repo)
+            {
+                continue;
+            }
+            let this = self.clone();
+            if self.stopping.is_cancelled() {
+                return;
+            }
+            self.tracker.spawn(async move {
+                this.run_probe_roots(index, Trigger::Ownership, Some(roots))
+                    .await;
+            });
+        }
+    }
+
+    /// Whether the last verdict this replica holds for `id` (its own, or
+    /// one the handover took from the previous owner) makes a run on
+    /// takeover unneeded: a scheduled probe's verdict at the current commit
+    /// that is younger than one schedule interval. An unscheduled probe
+    /// always runs: without a schedule nothing else would notice drift in
+    /// reality that happened while the owner changed.
+    fn is_fresh(&self, index: usize, id: &InstanceId) -> bool {
+        let entry = &self.probes[index];
+        let Some(schedule) = &entry.config.schedule else {
+            return false;
+        };
+        let Some(report) = self.state.get(id).and_then(|status| status.last_report) else {
+            return false;
+        };
+        let current = self
+            .repos
+            .iter()
+            .find(|r| r.name() == entry.config.repo)
+            .and_then(|repo| repo.current());
+        match current {
+            Some(checkout) if checkout.commit == report.commit => {}
+            _ => return false,
+        }
+        let age = (Utc::now() - report.started_at).num_milliseconds() as f64 / 1000.0;
+        age < schedule_interval(schedule)
+    }
+
     /// Refreshes the next run of every known instance of one probe.
     fn update_next_runs(&self, index: usize) {
         let probe = &self.probes[index].config;
@@ -395,6 +546,10 @@ impl Scheduler {
                 if self.stopping.is_cancelled() {
                     return;
                 }
+                // Another replica runs it (an empty run here is no skip).
+                if !self.owns_any(index) {
+                    break;
+                }
                 if !self.run_probe(index, Trigger::LiveChange).await.is_empty() {
                     break;
                 }
@@ -412,12 +567,23 @@ impl Scheduler {
         if self.stopping.is_cancelled() {
             return Err(TriggerError::ShuttingDown);
         }
-        let name = InstanceId::parse(id).probe;
+        let instance = InstanceId::parse(id);
         let index = self
             .probes
             .iter()
-            .position(|p| p.config.name == name)
+            .position(|p| p.config.name == instance.probe)
             .ok_or_else(|| TriggerError::UnknownProbe(id.to_string()))?;
+        // A named instance (or a single-root probe's only one) runs on its
+        // owner; the caller is told which member that is. A multi-root probe
+        // by name runs the roots this replica owns.
+        if (self.probes[index].probe.single_root() || !instance.root.is_empty())
+            && !self.cluster.owns(&instance)
+        {
+            return Err(TriggerError::NotOwned {
+                instance: instance.to_string(),
+                owner: self.cluster.owner(&instance),
+            });
+        }
         self.spawn_probe(index, Trigger::Manual);
         Ok(())
     }
@@ -461,6 +627,16 @@ impl Scheduler {
         self: &Arc<Self>,
         index: usize,
         trigger: Trigger,
+    ) -> Vec<Arc<RunReport>> {
+        self.run_probe_roots(index, trigger, None).await
+    }
+
+    /// Runs the owned roots of one probe, or only those of them in `only`.
+    async fn run_probe_roots(
+        self: &Arc<Self>,
+        index: usize,
+        trigger: Trigger,
+        only: Option<HashSet<String>>,
     ) -> Vec<Arc<RunReport>> {
         let entry = &self.probes[index];
         let probe = &entry.config;
@@ -511,6 +687,9 @@ impl Scheduler {
         let mut handles = Vec::new();
         for root in roots {
             let id = InstanceId::new(&probe.name, root.as_str());
+            if !self.cluster.owns(&id) || only.as_ref().is_some_and(|only| !only.contains(&root)) {
+                continue;
+            }
             // Scheduled runs start at the cron time plus the instance's own
             // offset, so many probes on one expression do not start together.
             let delay = match (&probe.schedule, trigger) {
@@ -584,12 +763,20 @@ impl Scheduler {
             let mut report =
                 new_report(probe, &root, run_id, trigger, &checkout.commit, started_at);
             report.duration = clock.elapsed();
-            report.apply_result(result);
+            report.apply_result_within(result, self.report_limits());
             self.update_next_run(probe, &root);
             self.publish(report)
         }
         .instrument(span)
         .await
+    }
+
+    /// What one report may hold, from `[defaults]`.
+    fn report_limits(&self) -> crate::probe::outcome::ReportLimits {
+        crate::probe::outcome::ReportLimits {
+            max_changes: self.config.defaults.max_changes_per_report,
+            max_bytes: self.config.defaults.max_report_bytes,
+        }
     }
 
     async fn execute(
@@ -683,7 +870,7 @@ impl Scheduler {
         if known.is_empty() {
             let run_id = self.next_run_id.fetch_add(1, Ordering::Relaxed);
             let mut report = new_report(probe, "", run_id, trigger, commit, Utc::now());
-            report.apply_result(Err(error));
+            report.apply_result_within(Err(error), self.report_limits());
             tracing::warn!(
                 probe = %probe.name,
                 reason = report.error.as_ref().map(|e| e.reason.as_str()).unwrap_or(""),
@@ -696,10 +883,11 @@ impl Scheduler {
         }
         known
             .into_iter()
+            .filter(|id| self.cluster.owns(id))
             .map(|id| {
                 let run_id = self.next_run_id.fetch_add(1, Ordering::Relaxed);
                 let mut report = new_report(probe, &id.root, run_id, trigger, commit, Utc::now());
-                report.apply_result(Err(error.clone()));
+                report.apply_result_within(Err(error.clone()), self.report_limits());
                 self.publish(report)
             })
             .collect()

@@ -99,6 +99,45 @@ impl ProbeStatus {
         self.last_report.as_ref().map(|r| r.verdict)
     }
 
+    /// When the last completed run started, if any.
+    pub fn last_run(&self) -> Option<DateTime<Utc>> {
+        self.last_report.as_ref().map(|r| r.started_at)
+    }
+
+    /// Takes over what another replica knew about this instance (scale-out
+    /// handover). Newest knowledge wins: when `other` ran later, it replaces
+    /// this status (the schedule's `next_run` stays ours). When this status
+    /// ran later, its drift episode is the continuation of `other`'s if both
+    /// saw drift and ours only began after `other`'s last run: the episode
+    /// then keeps `other`'s start, so a handover never splits it. Returns
+    /// whether anything changed.
+    pub fn adopt(&mut self, other: &ProbeStatus) -> bool {
+        let Some(theirs) = other.last_run() else {
+            return false;
+        };
+        match self.last_run() {
+            Some(mine) if mine >= theirs => {
+                let continues = self.drifted
+                    && other.drifted
+                    && match (self.drifted_since, other.drifted_since) {
+                        (Some(mine), Some(since)) => since < mine && mine >= theirs,
+                        _ => false,
+                    };
+                if continues {
+                    self.drifted_since = other.drifted_since;
+                    self.drifted_since_commit = other.drifted_since_commit.clone();
+                }
+                continues
+            }
+            _ => {
+                let next_run = self.next_run;
+                *self = other.clone();
+                self.next_run = next_run;
+                true
+            }
+        }
+    }
+
     /// Folds a finished run into the status.
     pub fn apply(&mut self, report: &RunReport) {
         match report.verdict {
@@ -296,6 +335,11 @@ impl State {
         removed
     }
 
+    /// Every instance currently known.
+    pub fn instances(&self) -> Vec<InstanceId> {
+        self.probes.read().unwrap().keys().cloned().collect()
+    }
+
     /// The instances of probe `name` currently known.
     pub fn instances_of(&self, name: &str) -> Vec<InstanceId> {
         self.probes
@@ -362,6 +406,22 @@ impl State {
     /// The probe's last listing failure, while none of its roots is known.
     pub fn probe_failure(&self, name: &str) -> Option<RunReport> {
         self.probe_failures.read().unwrap().get(name).cloned()
+    }
+
+    /// Seeds a known instance with another replica's status (see
+    /// [`ProbeStatus::adopt`]); returns the merged status when it changed.
+    /// Unknown instances are left alone: which instances exist comes from
+    /// the root listing, never from a peer.
+    pub fn adopt(&self, other: &ProbeStatus) -> Option<ProbeStatus> {
+        let mut probes = self.probes.write().unwrap();
+        let status = probes.get_mut(&other.instance())?;
+        if !status.adopt(other) {
+            return None;
+        }
+        let status = status.clone();
+        drop(probes);
+        self.changed();
+        Some(status)
     }
 
     pub fn get(&self, id: &InstanceId) -> Option<ProbeStatus> {
@@ -573,6 +633,63 @@ mod tests {
         late.root = "b".into();
         assert!(state.record_if_known(&late).is_none());
         assert_eq!(state.instances_of("tf").len(), 1);
+    }
+
+    #[test]
+    fn adopting_takes_the_newer_status_and_keeps_the_episode_whole() {
+        let id = InstanceId::new("p", "");
+        // The previous owner saw drift from 100 to 200.
+        let mut previous = ProbeStatus::new(&id, "command");
+        previous.apply(&report(Verdict::Drifted, 100));
+        previous.apply(&report(Verdict::Drifted, 200));
+
+        // Nothing known here: take it all, keep our schedule.
+        let mut fresh = ProbeStatus::new(&id, "command");
+        fresh.next_run = DateTime::from_timestamp(900, 0);
+        assert!(fresh.adopt(&previous));
+        assert_eq!(fresh.drifted_since.unwrap().timestamp(), 100);
+        assert_eq!(fresh.verdict(), Some(Verdict::Drifted));
+        assert_eq!(fresh.next_run.unwrap().timestamp(), 900);
+
+        // A stale status of our own (an old ownership) loses to newer news.
+        let mut stale = ProbeStatus::new(&id, "command");
+        stale.apply(&report(Verdict::InSync, 50));
+        assert!(stale.adopt(&previous));
+        assert!(stale.drifted);
+
+        // We ran first after the handover and saw drift: same episode.
+        let mut raced = ProbeStatus::new(&id, "command");
+        raced.apply(&report(Verdict::Drifted, 300));
+        assert!(raced.adopt(&previous));
+        assert_eq!(raced.drifted_since.unwrap().timestamp(), 100);
+        assert_eq!(raced.drifted_since_commit.as_deref(), Some("c100"));
+        assert_eq!(raced.last_run().unwrap().timestamp(), 300);
+
+        // We saw it in sync after their last run: their episode is over.
+        let mut resolved = ProbeStatus::new(&id, "command");
+        resolved.apply(&report(Verdict::InSync, 300));
+        assert!(!resolved.adopt(&previous));
+        assert!(!resolved.drifted);
+
+        // Nothing to learn from a status without a run, or an older one.
+        let mut newer = previous.clone();
+        newer.apply(&report(Verdict::Drifted, 400));
+        assert!(!newer.adopt(&ProbeStatus::new(&id, "command")));
+        assert!(!newer.adopt(&previous), "same episode start: no change");
+    }
+
+    #[test]
+    fn adopting_leaves_unknown_instances_alone() {
+        let state = State::ephemeral();
+        let mut other = ProbeStatus::new(&InstanceId::new("p", ""), "command");
+        other.apply(&report(Verdict::Drifted, 100));
+        assert!(state.adopt(&other).is_none());
+        assert!(state.get(&other.instance()).is_none());
+        state.ensure_instance(&other.instance(), "command");
+        let generation = state.generation();
+        assert!(state.adopt(&other).unwrap().drifted);
+        assert!(state.generation() > generation);
+        assert!(state.adopt(&other).is_none(), "already known");
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! the page, in the API and in the Slack message, and every drifted
 //! resource's declaration, can be opened in one click.
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use crate::repo_url::{redacted_url, RepoUrl, Scheme};
+
 /// URL templates for one repository: `{commit}` in both, `{path}` and
 /// `{line}` in `file`. Never holds credentials (derived links use only the
 /// clone URL's host and path).
@@ -58,32 +62,30 @@ impl WebLinks {
     /// `git@gitlab.com:group/sub/repo.git`, `ssh://git@gitea.example.com:2222/org/repo`)
     /// when its host names GitHub, GitLab, Gitea, Forgejo or Codeberg; None otherwise.
     pub fn derive(clone_url: &str) -> Option<WebLinks> {
-        let (host, path) = host_and_path(clone_url)?;
+        let (base, host) = web_base(clone_url)?;
         let forge = Forge::from_host(&host)?;
-        Some(WebLinks::for_forge(
-            &format!("https://{host}/{path}"),
-            forge,
-        ))
+        Some(WebLinks::for_forge(&base, forge))
     }
 
     /// Links from a configured base URL (`https://git.example.com/org/repo`):
     /// the host's forge layout, GitHub's when the host names none.
     pub fn from_base(base: &str) -> Result<WebLinks, String> {
-        let rest = base
-            .strip_prefix("https://")
-            .or_else(|| base.strip_prefix("http://"))
-            .ok_or_else(|| format!("{base:?} is not an http(s) URL"))?;
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        if authority.contains('@') {
+        let url = url::Url::parse(base)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "https" | "http"))
+            .ok_or_else(|| format!("{:?} is not an http(s) URL", redacted_url(base)))?;
+        if !url.username().is_empty() || url.password().is_some() {
             return Err("must not hold credentials".into());
         }
-        if path.trim_matches('/').is_empty() {
+        if url.path().trim_matches('/').is_empty() {
             return Err(format!(
                 "{base:?} names no repository (expected https://host/owner/repo)"
             ));
         }
-        let host = authority.split(':').next().unwrap_or(authority);
-        let forge = Forge::from_host(host).unwrap_or(Forge::GitHub);
+        let forge = url
+            .host_str()
+            .and_then(Forge::from_host)
+            .unwrap_or(Forge::GitHub);
         Ok(WebLinks::for_forge(base, forge))
     }
 
@@ -142,45 +144,46 @@ impl WebLinks {
     }
 }
 
-/// `host` and `owner/repo` (no `.git`, no credentials, no port) of an https,
-/// ssh or scp-like clone URL.
-fn host_and_path(url: &str) -> Option<(String, String)> {
-    let url = url.trim();
-    let (authority, path) = if let Some((scheme, rest)) = url.split_once("://") {
-        if !matches!(scheme, "https" | "http" | "ssh" | "git+ssh" | "ssh+git") {
-            return None;
-        }
-        rest.split_once('/')?
-    } else {
-        // scp-like: git@github.com:org/repo.git
-        let (authority, path) = url.split_once(':')?;
-        if authority.contains('/') {
-            return None;
-        }
-        (authority, path)
-    };
-    let host = authority.rsplit('@').next().unwrap_or(authority);
-    let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
-    let path = path.trim_matches('/');
-    let path = path.strip_suffix(".git").unwrap_or(path).trim_matches('/');
-    if host.is_empty() || path.is_empty() {
+/// The web UI's base (`https://host[:port]/owner/repo`, no `.git`, no
+/// credentials) and host of an https, http, ssh or scp-like clone URL; an
+/// https URL keeps its scheme and port, an ssh one becomes https on the
+/// default port. None for git://, file:// and anything else.
+fn web_base(url: &str) -> Option<(String, String)> {
+    let url = RepoUrl::parse(url).ok()?;
+    let (host, path) = (url.host()?, url.repo_path());
+    if path.is_empty() {
         return None;
     }
-    Some((host, path.to_string()))
+    let base = match url.scheme() {
+        Scheme::Https | Scheme::Http => {
+            let scheme = if url.scheme() == Scheme::Http {
+                "http"
+            } else {
+                "https"
+            };
+            let port = url
+                .port()
+                .map(|port| format!(":{port}"))
+                .unwrap_or_default();
+            format!("{scheme}://{host}{port}/{path}")
+        }
+        Scheme::Ssh => format!("https://{host}/{path}"),
+        Scheme::Git | Scheme::File => return None,
+    };
+    Some((base, host))
 }
 
-/// Percent-encodes what would break a URL path; `/` stays.
+/// What a path segment in a link must escape; `/` stays (paths keep their directories).
+const PATH_ESCAPES: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+/// Percent-encodes what would break a URL path.
 fn encode_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for byte in path.trim_start_matches("./").bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
+    utf8_percent_encode(path.trim_start_matches("./"), PATH_ESCAPES).to_string()
 }
 
 #[cfg(test)]
@@ -226,6 +229,22 @@ mod tests {
                 "https://gitea.example.com/ops/infra/src/commit/abc/tf/main.tf#L3",
             ),
             (
+                // An https clone URL's port is the web UI's too; an ssh port is not.
+                "https://gitlab.example.com:8443/ops/infra/",
+                "https://gitlab.example.com:8443/ops/infra/-/commit/abc",
+                "https://gitlab.example.com:8443/ops/infra/-/blob/abc/tf/main.tf#L3",
+            ),
+            (
+                "http://gitea.lan/ops/infra.git",
+                "http://gitea.lan/ops/infra/commit/abc",
+                "http://gitea.lan/ops/infra/src/commit/abc/tf/main.tf#L3",
+            ),
+            (
+                "https://oauth2:s3cret%40x@gitlab.com/ops/infra.git",
+                "https://gitlab.com/ops/infra/-/commit/abc",
+                "https://gitlab.com/ops/infra/-/blob/abc/tf/main.tf#L3",
+            ),
+            (
                 "https://codeberg.org/ops/infra",
                 "https://codeberg.org/ops/infra/commit/abc",
                 "https://codeberg.org/ops/infra/src/commit/abc/tf/main.tf#L3",
@@ -247,6 +266,8 @@ mod tests {
             "/srv/git/infra",
             "git://github.com/acme/infra.git",
             "https://github.com/",
+            "ssh://git@[2001:db8::1]:2222/ops/infra.git",
+            "ftp://github.com/acme/infra",
             "",
         ] {
             assert_eq!(WebLinks::derive(url), None, "{url}");
@@ -269,9 +290,25 @@ mod tests {
             "git@github.com:a/b",
             "https://github.com",
             "https://u:p@github.com/a/b",
+            "https://tok@github.com/a/b",
+            "https://git hub.com/a/b",
+            "ssh://github.com/a/b",
         ] {
-            assert!(WebLinks::from_base(bad).is_err(), "{bad}");
+            let err = WebLinks::from_base(bad).unwrap_err();
+            assert!(
+                !err.contains(":p@") && !err.contains("tok@"),
+                "{bad}: {err}"
+            );
         }
+        let ipv6 = WebLinks::from_base("https://[2001:db8::1]:8443/ops/infra").unwrap();
+        assert_eq!(
+            ipv6.commit_url("abc"),
+            "https://[2001:db8::1]:8443/ops/infra/commit/abc"
+        );
+        assert_eq!(
+            ipv6.file_url("abc", "./k8s/ü app#1.yaml", Some(2)),
+            "https://[2001:db8::1]:8443/ops/infra/blob/abc/k8s/%C3%BC%20app%231.yaml#L2"
+        );
 
         let custom = WebLinks::from_templates(
             "https://cgit.example.com/infra/commit/?id={commit}",

@@ -12,8 +12,10 @@
 //! so two replicas briefly running one instance during a handover is
 //! harmless: no fencing is needed.
 
+pub mod membership;
 pub mod rendezvous;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -42,6 +44,8 @@ struct Inner {
     /// Live members, sorted by identity. Always includes this replica once
     /// its own Lease is held; empty before that in `kubernetes` mode.
     members: watch::Sender<Vec<Member>>,
+    /// Failed or timed-out renewals of this replica's Lease.
+    renew_errors: AtomicU64,
 }
 
 impl Cluster {
@@ -63,6 +67,7 @@ impl Cluster {
                 identity: identity.into(),
                 single,
                 members,
+                renew_errors: AtomicU64::new(0),
             }),
         }
     }
@@ -105,6 +110,16 @@ impl Cluster {
     /// The member that owns `id`, or `None` while no member is live.
     pub fn owner(&self, id: &InstanceId) -> Option<Member> {
         rendezvous::owner(&self.inner.members.borrow(), id).cloned()
+    }
+
+    /// Counts a failed renewal of this replica's Lease (membership task).
+    pub fn count_renew_error(&self) {
+        self.inner.renew_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Failed renewals of this replica's Lease since start.
+    pub fn renew_errors(&self) -> u64 {
+        self.inner.renew_errors.load(Ordering::Relaxed)
     }
 
     /// Whether this replica should run and export `id`.

@@ -26,6 +26,10 @@ pub const DEFAULT_MAX_CONCURRENT_RUNS: usize = 4;
 /// The most runs `max_concurrent_runs` may allow at once.
 pub const MAX_CONCURRENT_RUNS: usize = 1024;
 pub const DEFAULT_MAX_RESOURCE_SERIES: usize = 100;
+/// Bounds of `max_changes_per_report`.
+pub const CHANGES_PER_REPORT_RANGE: std::ops::RangeInclusive<u64> = 1..=100_000;
+/// Bounds of `max_report_bytes`, in bytes.
+pub const REPORT_BYTES_RANGE: std::ops::RangeInclusive<u64> = 16 * 1024..=64 * 1024 * 1024;
 pub const DEFAULT_KILL_GRACE: &str = "10s";
 pub const DEFAULT_BRANCH: &str = "main";
 pub const DEFAULT_POLL_INTERVAL: &str = "1m";
@@ -79,6 +83,17 @@ pub fn load_str(
     text: &str,
     layers: &dyn LayerCatalog,
 ) -> Result<Config, ConfigErrors> {
+    load_str_with_env(path, text, layers, &|name| std::env::var(name).ok())
+}
+
+/// [`load_str`] reading environment variables (the `[cluster]` defaults)
+/// through `env`.
+pub fn load_str_with_env(
+    path: &Path,
+    text: &str,
+    layers: &dyn LayerCatalog,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
     let file = path.display().to_string();
     if text.trim().is_empty() {
         return Err(ConfigErrors {
@@ -115,7 +130,7 @@ pub fn load_str(
         layers,
         problems: Vec::new(),
     };
-    let config = loader.config(path, table.clone());
+    let config = loader.config(path, table.clone(), env);
     if loader.problems.is_empty() {
         if let Some(config) = config {
             return Ok(config);
@@ -253,7 +268,12 @@ impl Loader<'_> {
 
     // ---- sections ----------------------------------------------------------
 
-    pub(super) fn config(&mut self, source: &Path, table: toml::Table) -> Option<Config> {
+    pub(super) fn config(
+        &mut self,
+        source: &Path,
+        table: toml::Table,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<Config> {
         let top: RawTop = self
             .decode(toml::Value::Table(table), &[])
             .unwrap_or_default();
@@ -279,6 +299,7 @@ impl Loader<'_> {
         let defaults = self.defaults(top.defaults);
         let repos = self.repos(top.repo);
         let probes = self.probes(top.probe, &repos, &defaults);
+        let cluster = self.cluster(top.cluster, server.listen.port(), env);
 
         if repos.is_empty() && self.root.get("repo").is_none() {
             self.error_in_file("no [[repo]] configured; add one with a url or a path");
@@ -297,6 +318,7 @@ impl Loader<'_> {
             repos,
             probes,
             history,
+            cluster,
         })
     }
 }
@@ -510,9 +532,17 @@ mod tests {
             "{REPO}[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\nshell = \"yes\"\n"
         ))
         .unwrap_err();
-        assert!(
-            errors[0].starts_with("dw.toml:8:9: probe.p.shell: invalid type"),
-            "{errors:?}"
+        assert_eq!(
+            errors,
+            ["dw.toml:8:9: probe.p.shell: invalid type: string \"yes\", expected a boolean"]
+        );
+        let errors = load_text(&format!(
+            "{REPO}[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\nenv_files = [\"a.env\"]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            errors,
+            ["dw.toml:8:13: probe.p.env_files: invalid type: sequence, expected a map"]
         );
     }
 

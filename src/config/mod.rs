@@ -20,6 +20,8 @@ pub struct Config {
     pub probes: Vec<ProbeSpec>,
     /// `[history]`: how long runs and drift episodes are kept.
     pub history: crate::history::HistoryConfig,
+    /// `[cluster]`: one process, or one replica of several.
+    pub cluster: ClusterConfig,
 }
 
 #[derive(Clone)]
@@ -57,7 +59,16 @@ pub struct Defaults {
     pub max_resource_series: usize,
     /// Between SIGTERM and SIGKILL, for children and for shutdown.
     pub kill_grace: Duration,
+    /// Most changes one run report keeps (`max_changes_per_report`).
+    pub max_changes_per_report: usize,
+    /// Most bytes of text one run report keeps (`max_report_bytes`).
+    pub max_report_bytes: usize,
 }
+
+/// Default of `[defaults] max_changes_per_report`.
+pub const DEFAULT_MAX_CHANGES_PER_REPORT: usize = 1_000;
+/// Default of `[defaults] max_report_bytes` (1 MiB).
+pub const DEFAULT_MAX_REPORT_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct RepoConfig {
@@ -238,6 +249,7 @@ pub trait LayerCatalog {
     fn check(&self, spec: &ProbeSpec) -> Result<(), Vec<FieldError>>;
 }
 
+pub use cluster::{ClusterConfig, KubernetesCluster};
 pub use schedule::{parse_timezone, Schedule};
 
 /// The longest timeout, interval or grace period accepted: longer ones are
@@ -265,18 +277,7 @@ pub fn parse_duration_up_to(text: &str, max: Duration) -> Result<Duration, Strin
     Ok(duration)
 }
 
-/// Removes credentials from a URL so it can be logged or shown.
-pub fn redacted_url(url: &str) -> String {
-    // scheme://user:pass@host/... → scheme://***@host/...
-    if let Some(scheme_end) = url.find("://") {
-        let rest = &url[scheme_end + 3..];
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            return format!("{}://***@{}", &url[..scheme_end], &rest[at + 1..]);
-        }
-    }
-    url.to_string()
-}
+pub use crate::repo_url::redacted_url;
 
 /// Every config problem found, each already formatted as `file:line:col: key: message`.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -291,6 +292,7 @@ pub fn load(path: &Path, layers: &dyn LayerCatalog) -> Result<Config, ConfigErro
     loader::load(path, layers)
 }
 
+mod cluster;
 mod loader;
 mod probes;
 mod raw;
@@ -298,21 +300,3 @@ mod repos;
 pub mod schedule;
 mod server;
 mod spans;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credentials_are_redacted_from_urls() {
-        assert_eq!(
-            redacted_url("https://user:tok@github.com/a/b.git"),
-            "https://***@github.com/a/b.git"
-        );
-        assert_eq!(
-            redacted_url("git://127.0.0.1:9418/r.git"),
-            "git://127.0.0.1:9418/r.git"
-        );
-        assert_eq!(redacted_url("ssh://git@host/x"), "ssh://***@host/x");
-    }
-}

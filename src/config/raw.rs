@@ -22,6 +22,7 @@ pub struct RawTop {
     pub defaults: Option<toml::Value>,
     pub repo: Option<toml::Value>,
     pub probe: Option<toml::Value>,
+    pub cluster: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -40,6 +41,20 @@ pub struct RawServer {
     pub metrics_token_file: Option<String>,
 }
 
+/// `[cluster]`; see `cluster.rs` for the defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub mode: Option<String>,
+    pub identity: Option<String>,
+    pub namespace: Option<String>,
+    pub advertise_url: Option<String>,
+    pub lease_duration: Option<String>,
+    pub renew_interval: Option<String>,
+    pub kubeconfig: Option<String>,
+    pub context: Option<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHistory {
@@ -56,6 +71,8 @@ pub struct RawDefaults {
     pub timeout: Option<String>,
     pub max_concurrent_runs: Option<u64>,
     pub max_resource_series: Option<u64>,
+    pub max_changes_per_report: Option<u64>,
+    pub max_report_bytes: Option<u64>,
     pub kill_grace: Option<String>,
 }
 

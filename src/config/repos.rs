@@ -6,6 +6,7 @@ use super::loader::*;
 use super::raw::{RawRepo, RawWebUrl};
 use super::spans::{key, line_col, locate, path_plus, Seg, Target};
 use super::{RepoAuth, RepoConfig, RepoSource};
+use crate::repo_url::{redacted_url, ParseError, RepoUrl, Scheme};
 use crate::weblinks::WebLinks;
 
 impl Loader<'_> {
@@ -198,7 +199,7 @@ impl Loader<'_> {
 
         let kind = kind?;
         let auth = match kind {
-            UrlKind::Https | UrlKind::Http => {
+            Scheme::Https | Scheme::Http => {
                 if uses_ssh_fields {
                     for name in [
                         "ssh_key_file",
@@ -214,7 +215,7 @@ impl Loader<'_> {
                         }
                     }
                 }
-                if uses_token && kind == UrlKind::Http {
+                if uses_token && kind == Scheme::Http {
                     self.error_at_key(
                         &at(token_key),
                         "a token would be sent unencrypted over http://; use https://",
@@ -230,7 +231,7 @@ impl Loader<'_> {
                     None => RepoAuth::None,
                 }
             }
-            UrlKind::Ssh => {
+            Scheme::Ssh => {
                 if uses_token {
                     self.error_at_key(
                         &at(token_key),
@@ -261,7 +262,7 @@ impl Loader<'_> {
                     None => RepoAuth::None,
                 }
             }
-            UrlKind::Git | UrlKind::File => {
+            Scheme::Git | Scheme::File => {
                 for name in [
                     "username",
                     "token",
@@ -331,68 +332,25 @@ pub(super) fn valid_ref(reference: &str) -> bool {
             .any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum UrlKind {
-    Https,
-    Http,
-    Ssh,
-    Git,
-    File,
-}
-
-pub(super) fn url_kind(url: &str) -> Result<UrlKind, String> {
-    let shown = super::redacted_url(url);
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let kind = match scheme.to_ascii_lowercase().as_str() {
-            "https" => UrlKind::Https,
-            "http" => UrlKind::Http,
-            "ssh" => UrlKind::Ssh,
-            "git" => UrlKind::Git,
-            "file" => UrlKind::File,
-            _ => {
-                return Err(format!(
-                    "unsupported URL scheme {scheme:?} in {shown:?}; use https://, http://, ssh://, git://, file:// or user@host:path"
-                ))
-            }
-        };
-        // The url crate's errors never repeat the input, so no credential leaks.
-        let parsed = url::Url::parse(url).map_err(|err| format!("invalid URL {shown:?}: {err}"))?;
-        if kind == UrlKind::File {
-            if parsed.host_str().is_some_and(|host| !host.is_empty()) || !rest.starts_with('/') {
-                return Err(format!(
-                    "file URL {shown:?} needs an absolute path: file:///path/to/repo"
-                ));
-            }
-        } else if !parsed.host_str().is_some_and(|host| !host.is_empty()) {
-            return Err(format!("URL {shown:?} has no host"));
-        }
-        return Ok(kind);
+/// The transport of a `[[repo]] url`, or the error to show at its line
+/// (quoting the URL with its credentials hidden).
+pub(super) fn url_kind(url: &str) -> Result<Scheme, String> {
+    let shown = redacted_url(url);
+    match RepoUrl::parse(url) {
+        Ok(parsed) => Ok(parsed.scheme()),
+        Err(ParseError::NotAUrl) => Err(format!(
+            "unsupported URL {shown:?}; use https://, http://, ssh://, git://, file:// or user@host:path (for a local directory, use path instead of url)"
+        )),
+        Err(ParseError::Scheme(scheme)) => Err(format!(
+            "unsupported URL scheme {scheme:?} in {shown:?}; use https://, http://, ssh://, git://, file:// or user@host:path"
+        )),
+        Err(err) => Err(format!("invalid URL {shown:?}: {err}")),
     }
-    // scp-like: [user@]host:path, where host has no '/' before the ':'.
-    if let Some((host, path)) = url.split_once(':') {
-        let host = host.rsplit('@').next().unwrap_or("");
-        let host_ok = !host.is_empty()
-            && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
-        if host_ok && !path.is_empty() && !url[..url.find(':').unwrap_or(0)].contains('/') {
-            return Ok(UrlKind::Ssh);
-        }
-    }
-    Err(format!(
-        "unsupported URL {shown:?}; use https://, http://, ssh://, git://, file:// or user@host:path (for a local directory, use path instead of url)"
-    ))
 }
 
 /// The user in `ssh://user@host/…` or `user@host:path`.
 pub(super) fn url_user(url: &str) -> Option<String> {
-    let authority = match url.split_once("://") {
-        Some((_, rest)) => rest.split('/').next().unwrap_or(""),
-        None => url.split(':').next().unwrap_or(""),
-    };
-    let (user, _) = authority.rsplit_once('@')?;
-    let user = user.split(':').next().unwrap_or("");
-    (!user.is_empty()).then(|| user.to_string())
+    RepoUrl::parse(url).ok()?.user()
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! When probes run: crontab expressions with POSIX/Vixie semantics (0 and 7
 //! are Sunday, month and weekday names, `@annually`/`@midnight`, and the
-//! day-of-month/day-of-week OR rule), evaluated in an IANA time zone so that
+//! day-of-month/day-of-week rule: OR, or AND when either field starts with `*`), evaluated in an IANA time zone so that
 //! `0 9 * * 1-5` means 09:00 local time on working days across DST changes.
 //! Parsing and DST handling come from `croner` and `chrono-tz`; what is ours
-//! is the macro list, the error text and the per-instance jitter.
+//! is the macro list, Vixie's day-field rule, the error text and the per-instance jitter.
 
 use std::time::Duration;
 
@@ -73,13 +73,16 @@ impl Schedule {
         let parser = CronParser::builder()
             .seconds(Seconds::Optional)
             .year(Year::Disallowed)
+            .dom_and_dow(vixie_days_and(expression))
             .build();
-        let cron = parser.parse(expression).map_err(|err| {
-            format!(
-                "invalid cron expression {trimmed:?}: {}",
-                err.to_string().trim_end_matches('.')
-            )
-        })?;
+        let cron = parser
+            .parse(&spell_out_stars_in_lists(expression))
+            .map_err(|err| {
+                format!(
+                    "invalid cron expression {trimmed:?}: {}",
+                    err.to_string().trim_end_matches('.')
+                )
+            })?;
         let schedule = Schedule {
             text: trimmed.to_string(),
             cron,
@@ -176,6 +179,51 @@ impl Schedule {
     }
 }
 
+/// Vixie cron's rule for the two day fields: a day must match both when
+/// either field *starts with* `*` (so `*/2` and `*,10` count as unrestricted),
+/// and either one otherwise. Vixie and cronie decide this from the field's
+/// first character before parsing (`if (ch == '*') e->flags |= DOM_STAR;` in
+/// entry.c, `(DOM_STAR|DOW_STAR) ? dom && dow : dom || dow` in cron.c);
+/// croner alone treats only a bare `*` that way, and would OR `0 0 */2 * 1`
+/// into "odd days, and Mondays".
+fn vixie_days_and(expression: &str) -> bool {
+    let fields: Vec<&str> = expression.split_whitespace().collect();
+    let (day_of_month, day_of_week) = match fields.len() {
+        6 => (fields[3], fields[5]),
+        _ => (
+            fields.get(2).copied().unwrap_or("*"),
+            fields.get(4).copied().unwrap_or("*"),
+        ),
+    };
+    day_of_month.starts_with('*') || day_of_week.starts_with('*')
+}
+
+/// Vixie accepts `*` as one element of a list (`*,10`); croner does not.
+/// Such an element is the whole range, so it is written out as that range
+/// (the AND/OR choice was already made from the text as written).
+fn spell_out_stars_in_lists(expression: &str) -> String {
+    let fields: Vec<&str> = expression.split_whitespace().collect();
+    let ranges: &[&str] = match fields.len() {
+        6 => &["0-59", "0-59", "0-23", "1-31", "1-12", "0-7"],
+        _ => &["0-59", "0-23", "1-31", "1-12", "0-7"],
+    };
+    fields
+        .iter()
+        .zip(ranges)
+        .map(|(field, range)| {
+            if !field.contains(',') {
+                return field.to_string();
+            }
+            let elements: Vec<&str> = field
+                .split(',')
+                .map(|element| if element == "*" { *range } else { element })
+                .collect();
+            elements.join(",")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The jitter used when none is configured: a few percent of the interval, capped.
 pub fn default_jitter(interval: Option<Duration>) -> Duration {
     let Some(interval) = interval else {
@@ -239,6 +287,22 @@ mod tests {
             ("0 12 * * SUN", "UTC", ["2026-03-29T12:00:00Z", "2026-04-05T12:00:00Z", "2026-04-12T12:00:00Z", "2026-04-19T12:00:00Z", "2026-04-26T12:00:00Z"]),
             // Day of month OR day of week when both are restricted: the 1st, and every Monday.
             ("0 0 1 * 1", "UTC", ["2026-03-30T00:00:00Z", "2026-04-01T00:00:00Z", "2026-04-06T00:00:00Z", "2026-04-13T00:00:00Z", "2026-04-20T00:00:00Z"]),
+            // Vixie: a day field starting with `*` makes the two fields AND, even `*/2` or `*,10`.
+            // Odd days that are Mondays:
+            ("0 0 */2 * 1", "UTC", ["2026-04-13T00:00:00Z", "2026-04-27T00:00:00Z", "2026-05-11T00:00:00Z", "2026-05-25T00:00:00Z", "2026-06-01T00:00:00Z"]),
+            // The 1st of a month that falls on Sunday, Tuesday, Thursday or Saturday:
+            ("0 0 1 * */2", "UTC", ["2026-08-01T00:00:00Z", "2026-09-01T00:00:00Z", "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z"]),
+            ("0 0 0 */2 * 1", "UTC", ["2026-04-13T00:00:00Z", "2026-04-27T00:00:00Z", "2026-05-11T00:00:00Z", "2026-05-25T00:00:00Z", "2026-06-01T00:00:00Z"]),
+            // The same odd days written as a range start with a digit: odd days OR Mondays.
+            ("0 0 1-31/2 * 1", "UTC", ["2026-03-29T00:00:00Z", "2026-03-30T00:00:00Z", "2026-03-31T00:00:00Z", "2026-04-01T00:00:00Z", "2026-04-03T00:00:00Z"]),
+            // One set, two spellings, two meanings (as in Vixie): `*,10` ANDs → Tuesdays; `10,*` ORs → every day.
+            ("0 12 *,10 * 2", "UTC", ["2026-03-31T12:00:00Z", "2026-04-07T12:00:00Z", "2026-04-14T12:00:00Z", "2026-04-21T12:00:00Z", "2026-04-28T12:00:00Z"]),
+            ("0 12 10,* * 2", "UTC", ["2026-03-28T12:00:00Z", "2026-03-29T12:00:00Z", "2026-03-30T12:00:00Z", "2026-03-31T12:00:00Z", "2026-04-01T12:00:00Z"]),
+            ("0 12 13 * 2,*", "UTC", ["2026-03-28T12:00:00Z", "2026-03-29T12:00:00Z", "2026-03-30T12:00:00Z", "2026-03-31T12:00:00Z", "2026-04-01T12:00:00Z"]),
+            // `*,2` in the day of week ANDs: the 13th when it is a Tuesday, or any weekday → every 13th.
+            ("0 12 13 * *,2", "UTC", ["2026-04-13T12:00:00Z", "2026-05-13T12:00:00Z", "2026-06-13T12:00:00Z", "2026-07-13T12:00:00Z", "2026-08-13T12:00:00Z"]),
+            // A bare `*` in either field: the other one decides.
+            ("0 0 13 * *", "UTC", ["2026-04-13T00:00:00Z", "2026-05-13T00:00:00Z", "2026-06-13T00:00:00Z", "2026-07-13T00:00:00Z", "2026-08-13T00:00:00Z"]),
             ("*/15 * * * *", "UTC", ["2026-03-27T12:15:00Z", "2026-03-27T12:30:00Z", "2026-03-27T12:45:00Z", "2026-03-27T13:00:00Z", "2026-03-27T13:15:00Z"]),
             // Every 15 minutes stays every 15 minutes in any zone.
             ("*/15 * * * *", "Europe/Berlin", ["2026-03-27T12:15:00Z", "2026-03-27T12:30:00Z", "2026-03-27T12:45:00Z", "2026-03-27T13:00:00Z", "2026-03-27T13:15:00Z"]),

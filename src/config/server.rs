@@ -147,6 +147,34 @@ impl Loader<'_> {
             &at("kill_grace"),
             true,
         );
+        let mut bounded = |value: Option<u64>,
+                           name: &str,
+                           range: std::ops::RangeInclusive<u64>,
+                           default: usize| {
+            match value {
+                None => default,
+                Some(n) if range.contains(&n) => n as usize,
+                Some(n) => {
+                    self.error(
+                        &at(name),
+                        format!("{n} is outside {}..={}", range.start(), range.end()),
+                    );
+                    default
+                }
+            }
+        };
+        let max_changes_per_report = bounded(
+            raw.max_changes_per_report,
+            "max_changes_per_report",
+            CHANGES_PER_REPORT_RANGE,
+            super::DEFAULT_MAX_CHANGES_PER_REPORT,
+        );
+        let max_report_bytes = bounded(
+            raw.max_report_bytes,
+            "max_report_bytes",
+            REPORT_BYTES_RANGE,
+            super::DEFAULT_MAX_REPORT_BYTES,
+        );
         Defaults {
             schedule,
             timezone,
@@ -155,6 +183,8 @@ impl Loader<'_> {
             max_concurrent_runs,
             max_resource_series,
             kill_grace,
+            max_changes_per_report,
+            max_report_bytes,
         }
     }
 }
@@ -380,5 +410,39 @@ mod schedule_tests {
             "[defaults]\nmax_concurrent_runs = 1024\ntimeout = \"7d\"\n{TEST_REPO}{PROBE}"
         ))
         .is_ok());
+    }
+
+    #[test]
+    fn report_caps_are_configurable_within_bounds() {
+        let config = load_text(&format!("{TEST_REPO}{PROBE}")).unwrap();
+        assert_eq!(config.defaults.max_changes_per_report, 1_000);
+        assert_eq!(config.defaults.max_report_bytes, 1024 * 1024);
+        let config = load_text(&format!(
+            "[defaults]\nmax_changes_per_report = 50\nmax_report_bytes = 65536\n{TEST_REPO}{PROBE}"
+        ))
+        .unwrap();
+        assert_eq!(config.defaults.max_changes_per_report, 50);
+        assert_eq!(config.defaults.max_report_bytes, 65536);
+        for (text, wanted) in [
+            (
+                "max_changes_per_report = 0",
+                "dw.toml:2:26: defaults.max_changes_per_report: 0 is outside 1..=100000",
+            ),
+            (
+                "max_changes_per_report = 100001",
+                "dw.toml:2:26: defaults.max_changes_per_report: 100001 is outside 1..=100000",
+            ),
+            (
+                "max_report_bytes = 100",
+                "dw.toml:2:20: defaults.max_report_bytes: 100 is outside 16384..=67108864",
+            ),
+            (
+                "max_report_bytes = 68719476736",
+                "dw.toml:2:20: defaults.max_report_bytes: 68719476736 is outside 16384..=67108864",
+            ),
+        ] {
+            let errors = load_text(&format!("[defaults]\n{text}\n{TEST_REPO}{PROBE}")).unwrap_err();
+            assert_eq!(errors, [wanted], "{text}");
+        }
     }
 }

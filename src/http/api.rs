@@ -30,8 +30,11 @@ pub struct ProbeView {
     pub scope: &'static str,
     pub repo: String,
     pub path: String,
+    /// The crontab expression as configured; null without a schedule.
     pub schedule: Option<String>,
-    /// When the next scheduled run starts (with this instance's jitter).
+    /// The IANA zone `schedule` is read in (`Europe/Berlin`, `UTC`).
+    pub timezone: Option<&'static str>,
+    /// When the next scheduled run starts (with this instance's jitter), in UTC.
     pub next_run: Option<chrono::DateTime<chrono::Utc>>,
     pub timeout_seconds: f64,
     pub run_on_change: bool,
@@ -68,6 +71,7 @@ impl ProbeView {
             repo: probe.repo.clone(),
             path: probe.path.clone(),
             schedule: probe.schedule.clone(),
+            timezone: probe.timezone.map(|zone| zone.name()),
             next_run: status.next_run,
             timeout_seconds: probe.timeout.as_secs_f64(),
             run_on_change: probe.run_on_change,
@@ -117,9 +121,16 @@ pub struct ProbeSummary {
     /// Error reason of the last run, when it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_reason: Option<&'static str>,
+    /// The crontab expression as configured; null without a schedule.
     pub schedule: Option<String>,
-    /// When the next scheduled run starts (with this instance's jitter).
+    /// The IANA zone `schedule` is read in (`Europe/Berlin`, `UTC`).
+    pub timezone: Option<&'static str>,
+    /// When the next scheduled run starts (with this instance's jitter), in UTC.
     pub next_run: Option<chrono::DateTime<chrono::Utc>>,
+    /// The cluster member that owns and runs the instance (`kubernetes`
+    /// mode only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl ProbeSummary {
@@ -149,7 +160,9 @@ impl ProbeSummary {
                 .and_then(|r| r.error.as_ref())
                 .map(|e| e.reason.as_str()),
             schedule: probe.schedule.clone(),
+            timezone: probe.timezone.map(|zone| zone.name()),
             next_run: status.and_then(|s| s.next_run),
+            owner: None,
             id,
         }
     }
@@ -157,12 +170,25 @@ impl ProbeSummary {
 
 /// `{"counts": {"in_sync", "drifted", "error", "pending"}, "probes": [summary…]}`
 /// for every configured probe instance: those with a known status, plus
-/// configured probes that have not run yet.
+/// configured probes that have not run yet. In `kubernetes` mode this
+/// replica's own instances, each with its `owner`.
 pub fn probe_list(cx: &Context) -> serde_json::Value {
-    let statuses = cx.state.snapshot();
+    probe_list_of(cx, &super::cluster::local_statuses(cx), None)
+}
+
+/// The list for `statuses` (each with its owner, if known); with `cluster`,
+/// a `"cluster"` object names the members and those that did not answer.
+pub fn probe_list_of(
+    cx: &Context,
+    statuses: &[(Option<String>, ProbeStatus)],
+    cluster: Option<&super::cluster::ClusterInfo>,
+) -> serde_json::Value {
     let mut probes = Vec::new();
     for probe in &cx.catalog.probes {
-        let mut mine = statuses.iter().filter(|s| s.name == probe.name).peekable();
+        let mut mine = statuses
+            .iter()
+            .filter(|(_, s)| s.name == probe.name)
+            .peekable();
         if mine.peek().is_none() {
             let status = probe_status(probe, cx.state.probe_failure(&probe.name));
             probes.push(ProbeSummary::new(
@@ -172,13 +198,11 @@ pub fn probe_list(cx: &Context) -> serde_json::Value {
                 Some(&status),
             ));
         }
-        for status in mine {
-            probes.push(ProbeSummary::new(
-                probe,
-                status.probe.clone(),
-                "instance",
-                Some(status),
-            ));
+        for (owner, status) in mine {
+            let mut summary =
+                ProbeSummary::new(probe, status.probe.clone(), "instance", Some(status));
+            summary.owner = owner.clone();
+            probes.push(summary);
         }
     }
     let mut counts = serde_json::Map::new();
@@ -186,7 +210,10 @@ pub fn probe_list(cx: &Context) -> serde_json::Value {
         let count = probes.iter().filter(|p| p.status == status).count();
         counts.insert(status.to_string(), count.into());
     }
-    json!({ "counts": counts, "probes": probes })
+    match cluster {
+        Some(cluster) => json!({ "counts": counts, "probes": probes, "cluster": cluster }),
+        None => json!({ "counts": counts, "probes": probes }),
+    }
 }
 
 /// One probe instance in full, or `None` when no configured probe has this id.
@@ -213,13 +240,26 @@ fn probe_status(probe: &CatalogProbe, failure: Option<crate::probe::RunReport>) 
     status
 }
 
-pub(super) async fn list_probes(State(cx): State<Context>) -> Response {
-    let generation = cx.state.generation();
+pub(super) async fn list_probes(
+    State(cx): State<Context>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let cluster = match super::cluster::fans_out(&cx, query.as_deref()) {
+        true => Some(cx.fanout.view(&cx).await),
+        false => None,
+    };
     let views = cx.views.clone();
-    let result = views
-        .probes
-        .get(generation, move || {
-            Bytes::from(serde_json::to_vec(&probe_list(&cx)).expect("summaries serialize"))
+    let (cached, key) = match &cluster {
+        Some(view) => (&views.cluster_probes, view.serial),
+        None => (&views.probes, cx.state.generation()),
+    };
+    let result = cached
+        .get(key, move || {
+            let list = match &cluster {
+                Some(view) => probe_list_of(&cx, &view.with_owners(), Some(&view.info)),
+                None => probe_list(&cx),
+            };
+            Bytes::from(serde_json::to_vec(&list).expect("summaries serialize"))
         })
         .await;
     match result {

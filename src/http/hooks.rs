@@ -7,6 +7,8 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::repo_url::RepoUrl;
+
 /// True when `given` equals `expected`, in time independent of where they differ.
 pub fn token_matches(expected: &str, given: &str) -> bool {
     let a = Sha256::digest(expected.as_bytes());
@@ -78,44 +80,14 @@ pub fn github_signature(secret: &str, body: &[u8]) -> String {
 }
 
 /// Reduces a repository URL to `host/path` (or an absolute path for
-/// `file://`), so that the https, ssh and scp-like forms of one repository
-/// compare equal: no scheme, credentials, port, `.git` or trailing slash.
+/// `file://` and a bare path), so that the https, ssh, git and scp-like forms
+/// of one repository compare equal: see [`RepoUrl::match_key`].
 pub fn normalize_repo_url(url: &str) -> Option<String> {
     let url = url.trim();
-    if url.is_empty() {
-        return None;
+    if url.starts_with('/') {
+        return RepoUrl::parse(&format!("file://{url}")).ok()?.match_key();
     }
-    let (host, path) = if let Some(rest) = url.strip_prefix("file://") {
-        (String::new(), rest.to_string())
-    } else if let Some((_, rest)) = url.split_once("://") {
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let host = authority.rsplit('@').next().unwrap_or(authority);
-        let host = host.split(':').next().unwrap_or(host);
-        (host.to_string(), path.to_string())
-    } else if url.starts_with('/') {
-        (String::new(), url.to_string())
-    } else if let Some((authority, path)) = url.split_once(':') {
-        // scp-like: git@github.com:org/repo.git
-        let host = authority.rsplit('@').next().unwrap_or(authority);
-        (host.to_string(), path.to_string())
-    } else {
-        return None;
-    };
-    let path = path.trim_end_matches('/');
-    let path = path.strip_suffix(".git").unwrap_or(path);
-    let path = path.trim_matches('/');
-    if path.is_empty() {
-        return None;
-    }
-    Some(if host.is_empty() {
-        format!("/{path}")
-    } else {
-        format!(
-            "{}/{}",
-            host.to_ascii_lowercase(),
-            path.to_ascii_lowercase()
-        )
-    })
+    RepoUrl::parse(url).ok()?.match_key()
 }
 
 /// Every repository URL a GitHub or GitLab push payload names.
@@ -254,6 +226,10 @@ mod tests {
             "git@github.com:acme/infra.git",
             "ssh://git@github.com:22/acme/infra.git",
             "git://github.com/acme/infra.git/",
+            "https://github.com/acme/infra/",
+            "https://x-access-token:p%40ss%3Aword@GITHUB.com:443/acme/infra.git",
+            "git+ssh://git@github.com/acme/infra",
+            "github.com:acme/infra.git",
         ];
         for form in forms {
             assert_eq!(
@@ -271,6 +247,64 @@ mod tests {
             Some("/srv/git/infra")
         );
         assert_eq!(normalize_repo_url(""), None);
+        // The same repository across ports and an IPv6 host (GitHub Enterprise, self-hosted).
+        for (configured, sent) in [
+            (
+                "ssh://git@[2001:db8::7]:2222/ops/infra.git",
+                "https://[2001:db8::7]/ops/infra",
+            ),
+            (
+                "git@[2001:db8::7]:ops/infra.git",
+                "http://[2001:db8::7]:8080/ops/infra.git",
+            ),
+            (
+                "https://ghe.example.com:8443/ops/infra",
+                "git@ghe.example.com:ops/infra.git",
+            ),
+            ("file:///srv/git/my%20infra.git", "/srv/git/my infra"),
+        ] {
+            assert_eq!(
+                normalize_repo_url(configured),
+                normalize_repo_url(sent),
+                "{configured} ~ {sent}"
+            );
+            assert!(normalize_repo_url(configured).is_some(), "{configured}");
+        }
+        // Neighbours do not match.
+        let key = normalize_repo_url("https://github.com/acme/infra.git");
+        for other in [
+            "https://github.com/acme/infra2.git",
+            "https://github.com/acme/infra/wiki",
+            "https://gitlab.com/acme/infra.git",
+            "git@github.com:other/infra.git",
+            "ftp://github.com/acme/infra",
+            "github.com/acme/infra",
+        ] {
+            assert_ne!(normalize_repo_url(other), key, "{other}");
+        }
+    }
+
+    /// A push sends the repository in every form GitHub knows; each matches
+    /// a repository configured in any form.
+    #[test]
+    fn a_github_push_matches_the_configured_repo_in_every_form() {
+        let github = serde_json::json!({"ref": "refs/heads/main", "repository": {
+            "clone_url": "https://github.com/Acme/Infra.git",
+            "ssh_url": "git@github.com:Acme/Infra.git",
+            "git_url": "git://github.com/Acme/Infra.git",
+            "html_url": "https://github.com/Acme/Infra",
+            "svn_url": "https://github.com/Acme/Infra",
+            "url": "https://github.com/Acme/Infra"}});
+        let sent = payload_repo_urls(&github);
+        for configured in [
+            "https://github.com/acme/infra.git",
+            "https://oauth2:ghp_x@github.com/acme/infra",
+            "git@github.com:acme/infra.git",
+            "ssh://git@github.com/acme/infra.git",
+        ] {
+            let key = normalize_repo_url(configured).unwrap();
+            assert_eq!(sent, std::slice::from_ref(&key), "{configured}");
+        }
     }
 
     #[test]

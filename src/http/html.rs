@@ -32,6 +32,8 @@ pub struct OverviewRow {
     pub id: String,
     pub layer: String,
     pub status: Option<ProbeStatus>,
+    /// The cluster member that owns the instance (`kubernetes` mode).
+    pub owner: Option<String>,
 }
 
 pub struct Overview<'a> {
@@ -39,6 +41,8 @@ pub struct Overview<'a> {
     pub refresh_seconds: u64,
     pub rows: &'a [OverviewRow],
     pub events: Option<&'a [EventRow]>,
+    /// The members when the rows come from the whole cluster.
+    pub cluster: Option<&'a super::cluster::ClusterInfo>,
 }
 
 pub struct ProbePage<'a> {
@@ -49,6 +53,8 @@ pub struct ProbePage<'a> {
     pub repo: Option<&'a str>,
     pub path: Option<&'a str>,
     pub schedule: Option<&'a str>,
+    /// The zone `schedule` is read in.
+    pub timezone: Option<chrono_tz::Tz>,
     pub status: Option<&'a ProbeStatus>,
     pub runs: Option<&'a [RunRow]>,
     pub episodes: Option<&'a [EpisodeRow]>,
@@ -76,7 +82,7 @@ code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"DejaVu Sa
 .badge{display:inline-block;min-width:72px;text-align:center;padding:2px 8px;border-radius:12px;font-size:11.5px;font-weight:700;color:#fff;white-space:nowrap}
 .s-in_sync{background:var(--ok)}.s-drifted{background:var(--drift)}.s-error{background:var(--err)}.s-pending{background:#8c959f}
 .pill{padding:2px 9px;border-radius:10px;background:#ffffff22}
-.muted{color:var(--muted)}
+.muted{color:var(--muted)}.warn{color:var(--err)}
 .msg{max-width:520px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .res{max-width:340px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(230px,1fr));gap:6px 24px;margin:6px 0 10px}
@@ -249,6 +255,24 @@ pub fn overview(page_data: &Overview<'_>) -> String {
     layers.dedup();
     let now = page_data.now;
     let content = html! {
+        @if let Some(cluster) = page_data.cluster {
+            p class="muted" id="cluster" {
+                "Cluster of " (cluster.members.len()) " members, seen from " (cluster.identity) ": "
+                @for (n, member) in cluster.members.iter().enumerate() {
+                    @if n > 0 { ", " }
+                    (member.identity)
+                }
+            }
+            @if !cluster.unreachable.is_empty() {
+                p class="warn" id="unreachable" {
+                    "Not answering, their instances are missing below: "
+                    @for (n, member) in cluster.unreachable.iter().enumerate() {
+                        @if n > 0 { ", " }
+                        b { (member.identity) } " (" (member.reason) ")"
+                    }
+                }
+            }
+        }
         @if page_data.rows.is_empty() {
             p class="muted" { "No probes are configured." }
         }
@@ -276,8 +300,13 @@ fn overview_row(now: DateTime<Utc>, row: &OverviewRow) -> Markup {
     let report = status.and_then(|s| s.last_report.as_ref());
     let verdict = report.map(|r| r.verdict);
     html! {
-        tr data-probe=(row.id) data-status=(verdict_class(verdict).0) {
-            td { (probe_link(&row.id)) }
+        tr data-probe=(row.id) data-status=(verdict_class(verdict).0) data-owner=[row.owner.as_deref()] {
+            td {
+                (probe_link(&row.id))
+                @if let Some(owner) = &row.owner {
+                    " " span class="muted" title="owned by this cluster member" { "on " (owner) }
+                }
+            }
             td { (badge(verdict)) }
             td class="res" {
                 @match (status, report) {
@@ -473,11 +502,17 @@ pub fn probe_page(page_data: &ProbePage<'_>) -> String {
                 (field("Path", html! { span class="mono" { (if path.is_empty() { "." } else { path }) } }))
             }
             @if let Some(schedule) = page_data.schedule {
-                (field("Schedule", html! { (schedule) }))
+                (field("Schedule", html! {
+                    span class="mono" { (schedule) }
+                    @if let Some(zone) = page_data.timezone { " " span class="muted" { "(" (zone.name()) ")" } }
+                }))
             }
             @if let Some(next) = status.and_then(|s| s.next_run) {
                 (field("Next run", html! {
                     time datetime=(next.to_rfc3339()) { (timestamp(next)) }
+                    @if let Some(zone) = page_data.timezone.filter(|zone| *zone != chrono_tz::UTC) {
+                        " = " (next.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S %Z")) " " (zone.name())
+                    }
                     " (in " (span((next - now).num_seconds().max(0) as u64)) ")"
                 }))
             }
@@ -521,11 +556,17 @@ pub fn probe_page(page_data: &ProbePage<'_>) -> String {
                 @if !r.changes.is_empty() || r.verdict != Verdict::Error {
                     h2 {
                         @if r.verdict == Verdict::Error { "Differences found before the error" } @else { "Resource changes" }
-                        " (" (r.changes.len()) ")"
+                        " (" (r.change_count()) ")"
                     }
                     div id="changes" {
-                        @if r.changes.is_empty() {
+                        @if r.changes.is_empty() && r.change_count() == 0 {
                             p class="muted" { "None: git and reality agree." }
+                        }
+                        @if r.truncated {
+                            p class="muted" id="truncated" {
+                                "Truncated at the report caps: showing " (r.changes.len()) " of "
+                                (r.change_count()) " changes (the verdict and the count are complete)."
+                            }
                         }
                         @for change in &r.changes { (change_block(change)) }
                     }
@@ -709,12 +750,14 @@ mod tests {
                 id: report.probe.clone(),
                 layer: "command".into(),
                 status: Some(status),
+                owner: None,
             }];
             let html = overview(&Overview {
                 now,
                 refresh_seconds: 30,
                 rows: &rows,
                 events: None,
+                cluster: None,
             });
             let start = html.find("<td class=\"res\">").unwrap();
             html[start..].to_string()
@@ -795,6 +838,7 @@ mod tests {
                 id: status.probe.clone(),
                 layer: format!("terraform{XSS}"),
                 status: Some(status.clone()),
+                owner: Some(format!("pod{XSS}")),
             }];
             let events = [EventRow {
                 id: 1,
@@ -809,11 +853,24 @@ mod tests {
                 episode: Some(1),
                 message: XSS.into(),
             }];
+            let cluster = super::super::cluster::ClusterInfo {
+                identity: format!("me{XSS}"),
+                members: vec![crate::cluster::Member {
+                    identity: format!("pod{XSS}"),
+                    url: format!("http://x/{XSS}"),
+                }],
+                unreachable: vec![super::super::cluster::Unreachable {
+                    identity: format!("gone{XSS}"),
+                    url: format!("http://y/{XSS}"),
+                    reason: "timeout",
+                }],
+            };
             let html = overview(&Overview {
                 now,
                 refresh_seconds: 30,
                 rows: &rows,
                 events: Some(&events),
+                cluster: Some(&cluster),
             });
             assert_no_raw_markup(&html);
             assert!(html.contains(r#"<meta http-equiv="refresh" content="30">"#));
@@ -862,6 +919,7 @@ mod tests {
                 repo: Some(XSS),
                 path: Some(XSS),
                 schedule: Some(XSS),
+                timezone: Some(chrono_tz::UTC),
                 status: Some(&status),
                 runs: Some(&runs),
                 episodes: Some(&episodes),
@@ -883,6 +941,7 @@ mod tests {
                 repo: None,
                 path: None,
                 schedule: None,
+                timezone: None,
                 status: Some(status),
                 runs: None,
                 episodes: None,
@@ -909,6 +968,69 @@ mod tests {
         );
         status.last_report.as_mut().unwrap().details = serde_json::Value::Null;
         assert!(!page(&status).contains("Ignored changes"));
+    }
+
+    #[test]
+    fn a_truncated_report_says_so_with_the_full_count() {
+        let mut status = status(Verdict::Drifted);
+        let changes = (0..1500)
+            .map(|i| ResourceChange::new(format!("null_resource.r{i}"), "update"))
+            .collect();
+        let report = status.last_report.as_mut().unwrap();
+        report.apply_result(Ok(Outcome::drifted(changes)));
+        assert!(report.truncated && report.changes.len() == 1000);
+        let html = probe_page(&ProbePage {
+            now: DateTime::from_timestamp(1_700_000_600, 0).unwrap(),
+            refresh_seconds: 30,
+            id: &status.probe,
+            layer: "terraform",
+            repo: None,
+            path: None,
+            schedule: None,
+            timezone: None,
+            status: Some(&status),
+            runs: None,
+            episodes: None,
+            events: None,
+        });
+        assert!(html.contains("<h2>Resource changes (1500)</h2>"), "{html}");
+        assert!(html.contains("showing 1000 of 1500 changes"), "{html}");
+        assert_eq!(html.matches("null_resource.r").count(), 1000);
+    }
+
+    #[test]
+    fn the_schedule_shows_its_zone_and_the_next_run_in_it() {
+        let mut status = status(Verdict::InSync);
+        // 2023-11-14 22:15 UTC is 23:15 in Berlin (CET, UTC+1).
+        status.next_run = DateTime::from_timestamp(1_700_000_100, 0);
+        let page = |timezone| {
+            probe_page(&ProbePage {
+                now: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+                refresh_seconds: 30,
+                id: &status.probe,
+                layer: "command",
+                repo: None,
+                path: None,
+                schedule: Some("15 23 * * *"),
+                timezone,
+                status: Some(&status),
+                runs: None,
+                episodes: None,
+                events: None,
+            })
+        };
+        let berlin = page(Some(chrono_tz::Europe::Berlin));
+        assert!(
+            berlin.contains(r#"<span class="muted">(Europe/Berlin)</span>"#),
+            "{berlin}"
+        );
+        assert!(
+            berlin
+                .contains("2023-11-14 22:15:00 UTC</time> = 2023-11-14 23:15:00 CET Europe/Berlin"),
+            "{berlin}"
+        );
+        let utc = page(Some(chrono_tz::UTC));
+        assert!(utc.contains("(UTC)") && !utc.contains(" = "), "{utc}");
     }
 
     #[test]

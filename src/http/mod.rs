@@ -7,6 +7,10 @@
 //! - `GET /api/v1/probes/{id}/runs`, `/api/v1/events`, `/api/v1/episodes`:
 //!   history as JSON, newest first, paged with `?limit=&before=<cursor>`.
 //! - `GET /`, `/probes/{id}`, `/events`: server-rendered HTML ([`pages`], [`html`]).
+//! - `GET /api/v1/cluster/status`: this replica's statuses for the others
+//!   (scale-out handover and the page of the whole cluster, [`cluster`]).
+//!   In `kubernetes` mode `/` and `/api/v1/probes` show every instance of
+//!   the cluster, merged from the members.
 //! - `POST /api/v1/probes/{id}/run`, `POST /api/v1/sync`: bearer token from
 //!   `[server] api_token_file`; without a configured token they answer 404.
 //! - `POST /api/v1/hooks/github` (`X-Hub-Signature-256`) and
@@ -22,6 +26,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod cluster;
 pub mod hooks;
 pub mod html;
 pub mod pages;
@@ -42,7 +47,9 @@ use prometheus::{IntCounterVec, Opts, Registry};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Cluster;
 use crate::config::{Config, RepoSource};
+use crate::handover::Peers;
 use crate::history::History;
 use crate::metrics::Metrics;
 use crate::scheduler::Scheduler;
@@ -65,6 +72,13 @@ pub enum TriggerRefusal {
     Busy,
     #[error("not accepting triggers (starting or shutting down)")]
     Unavailable,
+    /// Another cluster member owns the instance: send the trigger to it.
+    #[error("{instance} is run by {}; send the trigger there", match owner { Some((identity, url)) => format!("cluster member {identity} ({url})"), None => "no live cluster member right now".to_string() })]
+    NotOwned {
+        instance: String,
+        /// The owner's identity and advertised URL, when a member is live.
+        owner: Option<(String, String)>,
+    },
 }
 
 /// What the scheduler offers the HTTP side: a manual run and a sync now.
@@ -87,6 +101,10 @@ impl From<crate::scheduler::TriggerError> for TriggerRefusal {
                 TriggerRefusal::NotFound
             }
             TriggerError::ShuttingDown => TriggerRefusal::Unavailable,
+            TriggerError::NotOwned { instance, owner } => TriggerRefusal::NotOwned {
+                instance,
+                owner: owner.map(|m| (m.identity, m.url)),
+            },
         }
     }
 }
@@ -117,6 +135,8 @@ pub struct CatalogProbe {
     pub repo: String,
     pub path: String,
     pub schedule: Option<String>,
+    /// The IANA zone the schedule is read in; None without a schedule.
+    pub timezone: Option<chrono_tz::Tz>,
     pub timeout: Duration,
     pub run_on_change: bool,
     pub labels: BTreeMap<String, String>,
@@ -149,6 +169,7 @@ impl Catalog {
                     repo: p.repo.clone(),
                     path: p.path.to_string_lossy().into_owned(),
                     schedule: p.schedule.as_ref().map(|s| s.text.clone()),
+                    timezone: p.schedule.as_ref().map(|s| s.timezone),
                     timeout: p.timeout,
                     run_on_change: p.run_on_change,
                     labels: p.labels.clone(),
@@ -233,7 +254,7 @@ impl HttpMetrics {
         let triggers = IntCounterVec::new(
             Opts::new(
                 "driftwatch_triggers_total",
-                "Manual triggers and webhook deliveries, by kind (run, sync, github, gitlab) and result (accepted, ignored, unauthorized, not_found, busy, unavailable, bad_request, disabled).",
+                "Manual triggers and webhook deliveries, by kind (run, sync, github, gitlab) and result (accepted, ignored, unauthorized, not_found, busy, unavailable, not_owned, bad_request, disabled).",
             ),
             &["kind", "result"],
         )?;
@@ -272,6 +293,13 @@ pub struct Context {
     pub request_timeout: Duration,
     /// Rendered views, shared by every clone of the context.
     pub views: Arc<views::Views>,
+    /// Which replica this is and who owns what ([`Cluster::single`] unless
+    /// `[cluster] mode = "kubernetes"`).
+    pub cluster: Cluster,
+    /// The client for the other replicas' APIs.
+    pub peers: Peers,
+    /// The merged view of the whole cluster, shared by every clone.
+    pub fanout: Arc<cluster::Fanout>,
 }
 
 impl Context {
@@ -295,6 +323,9 @@ impl Context {
             refresh_seconds: REFRESH_SECONDS,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             views: Arc::default(),
+            cluster: Cluster::single(),
+            peers: Peers::new(crate::handover::peers::DEFAULT_TIMEOUT, None),
+            fanout: Arc::default(),
         })
     }
 }
@@ -314,15 +345,23 @@ pub fn router(cx: Context) -> Router {
             cx.clone(),
             require_metrics_token,
         ));
-    let reading = Router::new()
-        .route("/api/v1/probes", get(api::list_probes))
+    // An instance's own routes answer from its owner in kubernetes mode.
+    let instance = Router::new()
         .route("/api/v1/probes/{name}", get(api::get_probe))
         .route("/api/v1/probes/{name}/runs", get(api::api_runs))
+        .route("/probes/{name}", get(pages::probe_page))
+        .route_layer(axum::middleware::from_fn_with_state(
+            cx.clone(),
+            cluster::relay_to_owner,
+        ));
+    let reading = Router::new()
+        .route("/api/v1/probes", get(api::list_probes))
+        .merge(instance)
         .route("/api/v1/events", get(api::api_events))
         .route("/api/v1/episodes", get(api::api_episodes))
+        .route(crate::handover::STATUS_PATH, get(cluster::status))
         .route("/", get(pages::overview))
         .route("/events", get(pages::events_page))
-        .route("/probes/{name}", get(pages::probe_page))
         .route_layer(axum::middleware::from_fn_with_state(
             cx.clone(),
             require_reader,

@@ -15,14 +15,21 @@ use crate::probe::Verdict;
 /// The rows of the overview: every known instance, plus configured probes
 /// that have not run yet.
 fn overview_rows(ctx: &Context) -> Vec<html::OverviewRow> {
-    let mut rows: Vec<html::OverviewRow> = ctx
-        .state
-        .snapshot()
+    overview_rows_of(ctx, super::cluster::local_statuses(ctx))
+}
+
+/// The rows for `statuses`, each with its owner if known.
+fn overview_rows_of(
+    ctx: &Context,
+    statuses: Vec<(Option<String>, crate::state::ProbeStatus)>,
+) -> Vec<html::OverviewRow> {
+    let mut rows: Vec<html::OverviewRow> = statuses
         .into_iter()
-        .map(|status| html::OverviewRow {
+        .map(|(owner, status)| html::OverviewRow {
             id: status.probe.clone(),
             layer: status.layer.clone(),
             status: Some(status),
+            owner,
         })
         .collect();
     for probe in &ctx.catalog.probes {
@@ -41,6 +48,7 @@ fn overview_rows(ctx: &Context) -> Vec<html::OverviewRow> {
                 id: probe.name.clone(),
                 layer: probe.layer.clone(),
                 status,
+                owner: None,
             });
         }
     }
@@ -60,13 +68,26 @@ fn overview_rows(ctx: &Context) -> Vec<html::OverviewRow> {
     rows
 }
 
-pub(super) async fn overview(State(ctx): State<Context>) -> Response {
-    let generation = ctx.state.generation();
+pub(super) async fn overview(
+    State(ctx): State<Context>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let cluster = match super::cluster::fans_out(&ctx, query.as_deref()) {
+        true => Some(ctx.fanout.view(&ctx).await),
+        false => None,
+    };
     let views = ctx.views.clone();
-    let result = views
-        .overview
-        .get(generation, move || {
-            let rows = overview_rows(&ctx);
+    let (cached, key) = match &cluster {
+        Some(view) => (&views.cluster_overview, view.serial),
+        None => (&views.overview, ctx.state.generation()),
+    };
+    let result = cached
+        .get(key, move || {
+            let statuses = match &cluster {
+                Some(view) => view.with_owners(),
+                None => super::cluster::local_statuses(&ctx),
+            };
+            let rows = overview_rows_of(&ctx, statuses);
             let events = ctx
                 .history
                 .as_ref()
@@ -77,6 +98,7 @@ pub(super) async fn overview(State(ctx): State<Context>) -> Response {
                 refresh_seconds: ctx.refresh_seconds,
                 rows: &rows,
                 events: events.as_deref(),
+                cluster: cluster.as_ref().map(|view| &view.info),
             }))
         })
         .await;
@@ -172,6 +194,7 @@ pub(super) async fn probe_page(State(ctx): State<Context>, Path(id): Path<String
             repo: configured.map(|c| c.repo.as_str()),
             path: configured.map(|c| c.path.as_str()),
             schedule: configured.and_then(|c| c.schedule.as_deref()),
+            timezone: configured.and_then(|c| c.timezone),
             status: status.as_ref(),
             runs: runs.as_deref(),
             episodes: episodes.as_deref(),

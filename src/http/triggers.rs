@@ -33,10 +33,22 @@ fn authorize(ctx: &Context, headers: &HeaderMap, kind: &str) -> Result<(), Respo
 }
 
 fn refusal(ctx: &Context, kind: &str, refusal: TriggerRefusal) -> Response {
+    if let TriggerRefusal::NotOwned { owner, .. } = &refusal {
+        // 421 Misdirected Request: this replica is the wrong one to ask;
+        // the body names the one that runs the instance.
+        ctx.http_metrics.trigger(kind, "not_owned");
+        let (identity, url) = owner.clone().unzip();
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            Json(json!({ "error": refusal.to_string(), "owner": identity, "owner_url": url })),
+        )
+            .into_response();
+    }
     let (result, status) = match refusal {
         TriggerRefusal::NotFound => ("not_found", StatusCode::NOT_FOUND),
         TriggerRefusal::Busy => ("busy", StatusCode::CONFLICT),
         TriggerRefusal::Unavailable => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
+        TriggerRefusal::NotOwned { .. } => unreachable!("answered above"),
     };
     ctx.http_metrics.trigger(kind, result);
     json_error(status, &refusal.to_string())

@@ -81,6 +81,11 @@ pub struct Views {
     pub overview: CachedView,
     /// `GET /api/v1/probes` as JSON.
     pub probes: CachedView,
+    /// `GET /` of the whole cluster (`kubernetes` mode), keyed by the
+    /// merged view's serial.
+    pub cluster_overview: CachedView,
+    /// `GET /api/v1/probes` of the whole cluster.
+    pub cluster_probes: CachedView,
 }
 
 #[cfg(test)]

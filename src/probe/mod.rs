@@ -272,6 +272,11 @@ pub fn parse_fields<T: DeserializeOwned>(fields: toml::Table) -> Result<T, Vec<F
     serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
         let key = if path == "." { String::new() } else { path };
-        vec![FieldError::new(key, err.into_inner().to_string())]
+        // The message alone: toml's Display adds "in `key`" on lines of its
+        // own, and the key is already part of the location.
+        vec![FieldError::new(
+            key,
+            err.into_inner().message().trim().to_string(),
+        )]
     })
 }

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 pub const MAX_DIFF_BYTES: usize = 8 * 1024;
 /// Largest stderr tail kept in an error report.
 pub const MAX_STDERR_TAIL_BYTES: usize = 4 * 1024;
-/// Most resource changes one report keeps; `total_changes` counts them all.
-pub const MAX_CHANGES_PER_REPORT: usize = 1_000;
-/// Most bytes of text (changes, warnings, messages) one report keeps.
-pub const MAX_REPORT_BYTES: usize = 1024 * 1024;
+/// Most resource changes one report keeps by default; `total_changes` counts them all.
+pub const MAX_CHANGES_PER_REPORT: usize = crate::config::DEFAULT_MAX_CHANGES_PER_REPORT;
+/// Most bytes of text one report keeps by default.
+pub const MAX_REPORT_BYTES: usize = crate::config::DEFAULT_MAX_REPORT_BYTES;
 /// Longest subject, action, origin or warning kept.
 const MAX_NAME_BYTES: usize = 1024;
 /// Most warnings one report keeps.
@@ -458,8 +458,18 @@ impl RunReport {
         }
     }
 
-    /// Fills verdict, changes and error from a probe's result.
+    /// Fills verdict, changes and error from a probe's result, cut to the
+    /// default [`ReportLimits`].
     pub fn apply_result(&mut self, result: Result<Outcome, ProbeError>) {
+        self.apply_result_within(result, ReportLimits::default());
+    }
+
+    /// Fills verdict, changes and error from a probe's result, cut to `limits`.
+    pub fn apply_result_within(
+        &mut self,
+        result: Result<Outcome, ProbeError>,
+        limits: ReportLimits,
+    ) {
         match result {
             Ok(outcome) => {
                 self.verdict = outcome.verdict();
@@ -485,7 +495,7 @@ impl RunReport {
             }
         }
         self.truncated = false;
-        self.cap(ReportLimits::default());
+        self.cap(limits);
     }
 
     /// A one-line summary for logs and the status page.

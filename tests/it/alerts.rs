@@ -69,7 +69,14 @@ fn rule_unit_tests_catch_a_weakened_drift_alert() {
     // The promtool tests must fail when DriftDetected fires too early, or is
     // based on the last result (which errors reset) instead of `_drifted`.
     let rules = read("alerts/driftwatch.rules.yml");
-    let gap_tolerant = "expr: |\n          driftwatch_probe_drifted == 1\n          or (\n              last_over_time(driftwatch_probe_drifted[10m]) == 1\n            unless on (job, instance, probe, layer, root)\n              driftwatch_probe_drifted\n          )";
+    let drift_expr = "expr: |\n          max without (instance, pod) (driftwatch_probe_drifted) == 1\n          or (\n              max without (instance, pod) (last_over_time(driftwatch_probe_drifted[10m])) == 1\n            unless\n              max without (instance, pod) (\n                driftwatch_probe_drifted\n                and on (job, instance, probe, layer, root)\n                  driftwatch_probe_last_success_timestamp_seconds > 0\n              )\n          )";
+    // The same rule on the last result, which an error changes.
+    let result_based = drift_expr
+        .replace("driftwatch_probe_drifted", "driftwatch_probe_result")
+        .replace("== 1", "== 2");
+    // The rule before scale-out: gap-tolerant, but per replica.
+    let per_replica = "expr: |\n          driftwatch_probe_drifted == 1\n          or (\n              last_over_time(driftwatch_probe_drifted[10m]) == 1\n            unless on (job, instance, probe, layer, root)\n              driftwatch_probe_drifted\n          )";
+    let failing_expr = "expr: |\n          max without (instance, pod) (driftwatch_probe_result == 1)\n          or (\n              max without (instance, pod) (last_over_time(driftwatch_probe_result[10m]) == 1)\n            unless\n              max without (instance, pod) (\n                driftwatch_probe_result\n                and on (job, instance, probe, layer, root)\n                  driftwatch_probe_last_run_timestamp_seconds > 0\n              )\n          )";
     let mutations = [
         (
             "for: 1h\n",
@@ -78,16 +85,40 @@ fn rule_unit_tests_catch_a_weakened_drift_alert() {
             "drift_detected.yml",
         ),
         (
-            "          driftwatch_probe_drifted == 1\n          or (",
-            "          driftwatch_probe_result == 2\n          or (",
+            drift_expr,
+            result_based.as_str(),
             "resolved by an error",
             "drift_detected.yml",
         ),
         (
-            gap_tolerant,
-            "expr: driftwatch_probe_drifted == 1",
+            drift_expr,
+            "expr: max without (instance, pod) (driftwatch_probe_drifted) == 1",
             "resolved by a restart of driftwatch",
             "restart_and_sync_age.yml",
+        ),
+        (
+            drift_expr,
+            per_replica,
+            "resolved or fired again when its instance moves to another replica",
+            "scale_out.yml",
+        ),
+        (
+            "                driftwatch_probe_drifted\n                and on (job, instance, probe, layer, root)\n                  driftwatch_probe_last_success_timestamp_seconds > 0\n",
+            "                driftwatch_probe_drifted\n",
+            "resolved by a new owner that has not reached a verdict yet",
+            "scale_out.yml",
+        ),
+        (
+            drift_expr,
+            "expr: max without (instance, pod) (driftwatch_probe_drifted) == 1",
+            "is resolved by the gap of a move to another replica",
+            "scale_out.yml",
+        ),
+        (
+            failing_expr,
+            "expr: max without (instance, pod) (driftwatch_probe_result == 1)",
+            "(DriftProbeFailing) is resolved by the gap of a move to another replica",
+            "scale_out.yml",
         ),
     ];
     for (from, to, what, test_file) in mutations {
@@ -175,9 +206,11 @@ fn broken_dashboard_or_rule_fails_naming_file_and_expression() {
     );
 
     copy_monitoring_tree(tmp.path());
-    let rules = read("alerts/driftwatch.rules.yml").replacen(
-        "driftwatch_probe_drifted == 1",
-        "driftwatch_probe_drifted == ",
+    let rules = read("alerts/driftwatch.rules.yml");
+    assert!(rules.contains("(driftwatch_probe_drifted) == 1"));
+    let rules = rules.replacen(
+        "(driftwatch_probe_drifted) == 1",
+        "(driftwatch_probe_drifted) == ",
         1,
     );
     std::fs::write(tmp.path().join("alerts/driftwatch.rules.yml"), rules).unwrap();
@@ -394,9 +427,21 @@ fn kubernetes_rbac_is_read_only() {
         for rule in role["rules"].as_array().expect("rules") {
             let verbs = strings(&rule["verbs"]);
             assert!(!verbs.is_empty(), "{file}: rule without verbs");
+            // The one exception (scale-out): a namespaced Role in driftwatch's
+            // own namespace may write its membership Leases and status
+            // ConfigMaps, nothing else.
+            let own_writes = kind_of(role) == "Role"
+                && role["metadata"]["namespace"] == "driftwatch"
+                && matches!(
+                    (strings(&rule["apiGroups"]).as_slice(), strings(&rule["resources"]).as_slice()),
+                    ([group], [resource]) if (group == "coordination.k8s.io" && resource == "leases")
+                        || (group.is_empty() && resource == "configmaps")
+                );
             for verb in &verbs {
                 assert!(
-                    ["get", "list", "watch"].contains(&verb.as_str()),
+                    ["get", "list", "watch"].contains(&verb.as_str())
+                        || (own_writes
+                            && ["create", "update", "patch", "delete"].contains(&verb.as_str())),
                     "{file}: verb {verb:?} is not read-only"
                 );
             }
@@ -549,7 +594,11 @@ fn kubernetes_git_sync_variant_reads_a_path() {
 
     // kustomize builds both variants (kubectl is on the image, not on every laptop).
     if common::which("kubectl").is_some() {
-        for dir in ["config/kubernetes/base", "config/kubernetes/git-sync"] {
+        for dir in [
+            "config/kubernetes/base",
+            "config/kubernetes/git-sync",
+            "config/kubernetes/sharded",
+        ] {
             let out = Command::new("kubectl")
                 .args(["kustomize"])
                 .arg(repo_root().join(dir))
@@ -561,10 +610,20 @@ fn kubernetes_git_sync_variant_reads_a_path() {
                 String::from_utf8_lossy(&out.stderr)
             );
             let built = String::from_utf8_lossy(&out.stdout);
+            let workload = if dir.ends_with("sharded") {
+                "kind: StatefulSet"
+            } else {
+                "kind: Deployment"
+            };
             assert!(
-                built.contains("kind: Deployment") && built.contains("kind: ClusterRole"),
+                built.contains(workload) && built.contains("kind: ClusterRole"),
                 "{dir}"
             );
+            if dir.ends_with("sharded") {
+                assert!(!built.contains("kind: Deployment"), "{built}");
+                assert!(built.contains("kind: PodDisruptionBudget"), "{built}");
+                assert!(built.contains("mode = \"kubernetes\""), "{built}");
+            }
             if dir.ends_with("git-sync") {
                 assert!(
                     built.contains("name: git-sync") && built.contains("path = \"/git/current\""),
@@ -664,7 +723,8 @@ async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
     }
 }
 
-/// The shipped rules with every `for` cut to 2 s and groups evaluated every second.
+/// The shipped rules with every `for` cut to 2 s (DriftwatchDown's to 1 m)
+/// and groups evaluated every second.
 fn fast_rules() -> String {
     let mut rules: serde_yaml::Value =
         serde_yaml::from_str(&read("alerts/driftwatch.rules.yml")).unwrap();
@@ -673,6 +733,10 @@ fn fast_rules() -> String {
         for rule in group["rules"].as_sequence_mut().unwrap() {
             if rule.get("for").is_some() {
                 rule["for"] = "2s".into();
+            }
+            // A restart of a second or two is no outage (5m in the shipped rules).
+            if rule["alert"] == "DriftwatchDown" {
+                rule["for"] = "1m".into();
             }
         }
     }
@@ -805,14 +869,17 @@ labels = {{ team = "platform" }}
         ),
     )
     .unwrap();
-    let driftwatch = Server::start(
-        "driftwatch",
-        Command::new(common::driftwatch_bin())
-            .arg("run")
-            .arg("--config")
-            .arg(&config),
-        dir,
-    );
+    let start_driftwatch = || {
+        Server::start(
+            "driftwatch",
+            Command::new(common::driftwatch_bin())
+                .arg("run")
+                .arg("--config")
+                .arg(&config),
+            dir,
+        )
+    };
+    let mut driftwatch = start_driftwatch();
     let driftwatch_url = format!("http://127.0.0.1:{driftwatch_port}");
     let http = &http;
     wait_for("driftwatch /readyz", long, &[&driftwatch], || async {
@@ -969,6 +1036,74 @@ scrape_configs:
     );
     check_dashboard_queries(http, prom_port).await;
 
+    // driftwatch restarts in the middle of the drift (a rolling update, a
+    // crash): Prometheus sees it down and its series go stale, then they come
+    // back. Slack gets no *resolved* message, and no second firing one.
+    unsafe {
+        libc::kill(driftwatch.child.id() as i32, libc::SIGTERM);
+    }
+    assert!(driftwatch.child.wait().unwrap().success());
+    let prom_query = |query: &'static str| async move {
+        let response: serde_json::Value = http
+            .get(format!("http://127.0.0.1:{prom_port}/api/v1/query"))
+            .query(&[("query", query)])
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let results = response["data"]["result"].as_array()?.clone();
+        (!results.is_empty()).then_some(results)
+    };
+    wait_for(
+        "Prometheus to see driftwatch down",
+        long,
+        &[&prometheus],
+        || prom_query(r#"up{job="driftwatch"} == 0"#),
+    )
+    .await;
+    let driftwatch = start_driftwatch();
+    let servers = [&driftwatch, &prometheus, &alertmanager];
+    wait_for(
+        "the drifted series back after the restart",
+        long,
+        &servers,
+        || {
+            prom_query(
+                r#"driftwatch_probe_drifted{probe="corp-web"} == 1 and on (instance) up == 1"#,
+            )
+        },
+    )
+    .await;
+    // Prometheus recorded the gap, and the alert stayed firing through it.
+    assert!(
+        prom_query(r#"min_over_time(up{job="driftwatch"}[2m]) == 0"#)
+            .await
+            .is_some(),
+        "Prometheus never saw driftwatch down"
+    );
+    assert!(
+        prom_query(r#"ALERTS{alertname="DriftDetected",alertstate="firing"}"#)
+            .await
+            .is_some(),
+        "DriftDetected is not firing after the restart"
+    );
+    // Several evaluation and group intervals (1 s, 2 s) for a resolve or a
+    // second firing message to reach Slack, were one on its way.
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    let corp = messages_to(inbox, "slack-corp");
+    let texts: Vec<String> = corp.iter().map(attachment_text).collect();
+    assert!(
+        texts.iter().all(|t| !t.contains("[RESOLVED]")),
+        "a restart resolved the drift alert:\n{texts:#?}"
+    );
+    assert_eq!(
+        texts.iter().filter(|t| t.contains("[FIRING")).count(),
+        1,
+        "the drift alert fired again after a restart:\n{texts:#?}"
+    );
+
     // Fixing the drift resolves the alert in the same channel.
     std::fs::remove_file(&marker).unwrap();
     let resolved = wait_for(
@@ -1059,7 +1194,11 @@ async fn check_dashboard_queries(http: &reqwest::Client, prom_port: u16) {
 #[test]
 fn kubernetes_configmaps_pass_validate() {
     let documents = kubernetes_documents();
-    for file in ["base/configmap.yaml", "git-sync/configmap-patch.yaml"] {
+    for file in [
+        "base/configmap.yaml",
+        "git-sync/configmap-patch.yaml",
+        "sharded/configmap-patch.yaml",
+    ] {
         let tmp = tempfile::tempdir().unwrap();
         let mut config: toml::Table = toml::from_str(&configmap_config(&documents, file)).unwrap();
         assert_eq!(
@@ -1099,10 +1238,14 @@ fn kubernetes_configmaps_pass_validate() {
         }
         let path = tmp.path().join("driftwatch.toml");
         std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+        // What the sharded StatefulSet's downward API provides.
         let out = Command::new(common::driftwatch_bin())
             .arg("validate")
             .arg("--config")
             .arg(&path)
+            .env("POD_NAME", "driftwatch-0")
+            .env("POD_NAMESPACE", "driftwatch")
+            .env("POD_IP", "10.0.0.7")
             .output()
             .unwrap();
         let problems = format!(

@@ -746,6 +746,24 @@ async fn any_bytes_a_host_holds_reach_the_report_as_text() {
     );
 }
 
+/// (case, probe fields, the start of the error message, what it must name)
+type CheckedNothing<'a> = (&'a str, &'a str, &'a str, &'a [&'a str]);
+
+/// Each case is an `input` error, never in sync, with the message it names.
+async fn assert_checked_nothing(lab: &Lab, cases: &[CheckedNothing<'_>]) {
+    for (case, fields, start, named) in cases {
+        let result = lab.check(fields).await;
+        let (report, json) = report_json(result.clone());
+        assert_eq!(report.verdict, Verdict::Error, "{case}: {json}");
+        let err = result.unwrap_err();
+        assert_eq!(err.reason, ErrorReason::Input, "{case}: {err:?}");
+        assert!(err.message.starts_with(start), "{case}: {}", err.message);
+        for name in *named {
+            assert!(err.message.contains(name), "{case}: {}", err.message);
+        }
+    }
+}
+
 /// The play and host patterns the "checked nothing" tests use.
 const WEB_PLAY: &str = "- name: web servers\n  hosts: web\n  gather_facts: false\n  tasks:\n    - name: copy motd\n      ansible.builtin.copy:\n        dest: \"{{ state_dir }}/motd\"\n        content: \"web\\n\"\n";
 
@@ -765,8 +783,7 @@ async fn a_run_that_checked_nothing_is_an_error_never_in_sync() {
         "- name: nobody\n  hosts: []\n  gather_facts: false\n  tasks: []\n",
     );
     lab.write("empty.ini", "# no host yet\n");
-    // (case, probe fields, the start of the error message and what it must name)
-    let cases: &[(&str, &str, &str, &[&str])] = &[
+    let cases: &[CheckedNothing] = &[
         (
             "the only play's group is not in the inventory",
             "playbooks = [\"web.yml\"]\ninventory = \"hosts.ini\"\n",
@@ -805,17 +822,74 @@ async fn a_run_that_checked_nothing_is_an_error_never_in_sync() {
             &["checked nothing for:\n  play \"nobody\" (empty-list.yml): hosts []"],
         ),
     ];
-    for (case, fields, start, named) in cases {
-        let result = lab.check(fields).await;
-        let (report, json) = report_json(result.clone());
-        assert_eq!(report.verdict, Verdict::Error, "{case}: {json}");
-        let err = result.unwrap_err();
-        assert_eq!(err.reason, ErrorReason::Input, "{case}: {err:?}");
-        assert!(err.message.starts_with(start), "{case}: {}", err.message);
-        for name in *named {
-            assert!(err.message.contains(name), "{case}: {}", err.message);
-        }
+    assert_checked_nothing(&lab, cases).await;
+}
+
+/// Two plays with tagged tasks; the first gathers facts, which ansible runs
+/// whatever the tags say (it is tagged `always`) and which checks nothing.
+const TAGGED: &str = "- name: app\n  hosts: all\n  tasks:\n    - name: app file\n      ansible.builtin.copy:\n        dest: \"{{ state_dir }}/app\"\n        content: \"app\\n\"\n      tags: [app]\n- name: db\n  hosts: all\n  gather_facts: false\n  tasks:\n    - name: db file\n      ansible.builtin.copy:\n        dest: \"{{ state_dir }}/db\"\n        content: \"db\\n\"\n      tags: [db]\n";
+
+#[tokio::test]
+async fn tags_that_skip_every_task_check_nothing() {
+    if !common::have_tool("ansible-playbook") {
+        return;
     }
+    let lab = Lab::new(&["localhost"]);
+    lab.write("tagged.yml", TAGGED);
+    lab.apply("site.yml");
+    lab.apply("tagged.yml");
+    // In sync as a whole: the cases below differ only by the tags.
+    let outcome = lab.check(FIELDS).await.expect("a verdict");
+    assert_eq!(outcome.verdict(), Verdict::InSync, "{outcome:?}");
+    let cases: &[CheckedNothing] = &[
+        (
+            "--tags naming no task",
+            "playbooks = [\"site.yml\"]\ninventory = \"hosts.ini\"\ntags = [\"nomatch\"]\n",
+            "checked nothing: no task ran with --tags \"nomatch\"\n",
+            &["play \"files\" (site.yml): hosts \"all\": 1 host(s), no task"],
+        ),
+        (
+            "--skip-tags untagged, and no task has a tag",
+            "playbooks = [\"site.yml\"]\ninventory = \"hosts.ini\"\nskip_tags = [\"untagged\"]\n",
+            "checked nothing: no task ran with --skip-tags \"untagged\"\n",
+            &["play \"files\""],
+        ),
+        (
+            "only the implicit fact gathering ran",
+            "playbooks = [\"tagged.yml\"]\ninventory = \"hosts.ini\"\ntags = [\"web\"]\nskip_tags = [\"db\"]\n",
+            "checked nothing: no task ran with --tags \"web\" --skip-tags \"db\"\n",
+            &["play \"app\" (tagged.yml): hosts \"all\": 1 host(s), no task", "play \"db\""],
+        ),
+        (
+            "--skip-tags covering every tag",
+            "playbooks = [\"tagged.yml\"]\ninventory = \"hosts.ini\"\nskip_tags = [\"app\", \"db\"]\n",
+            "checked nothing: no task ran with --skip-tags \"app,db\"\n",
+            &["play \"app\"", "play \"db\""],
+        ),
+    ];
+    assert_checked_nothing(&lab, cases).await;
+    // Tags that leave one play something to check: a verdict, and the idle play warns.
+    let fields = "playbooks = [\"tagged.yml\"]\ninventory = \"hosts.ini\"\ntags = [\"db\"]\n";
+    let outcome = lab.check(fields).await.expect("a verdict");
+    assert_eq!(outcome.verdict(), Verdict::InSync, "{outcome:?}");
+    assert_eq!(
+        outcome.warnings,
+        ["play \"app\" (tagged.yml): hosts \"all\" ran no task with --tags \"db\""]
+    );
+    assert_eq!(
+        outcome.details["plays"][0]["tasks"], 0,
+        "{}",
+        outcome.details
+    );
+    assert_eq!(
+        outcome.details["plays"][1]["tasks"], 1,
+        "{}",
+        outcome.details
+    );
+    std::fs::write(lab.state("localhost").join("db"), "edited\n").unwrap();
+    let outcome = lab.check(fields).await.expect("a verdict");
+    assert_eq!(outcome.verdict(), Verdict::Drifted, "{outcome:?}");
+    assert_eq!(outcome.changes[0].subject, "localhost: db file");
 }
 
 #[tokio::test]
@@ -917,4 +991,35 @@ fn ignore_rules_in_the_config_file_point_at_their_line() {
         problems[0].starts_with("dw.toml:14:8: probe.web.ignore[1].host: invalid glob \"web-[1\""),
         "{problems:?}"
     );
+}
+
+/// A task that leaves children behind outside ansible's process group (as
+/// ansible's own workers and SSH masters do): they are gone when the run
+/// ends, because everything ansible starts carries the run's marker.
+#[tokio::test]
+async fn children_a_task_leaves_behind_are_gone_when_the_run_ends() {
+    if !common::have_tool("ansible-playbook") {
+        return;
+    }
+    let lab = Lab::new(&["localhost"]);
+    let escapees = common::Escapees::new(&lab.tmp.path().join("pids"));
+    let script = lab.tmp.path().join("escape.sh");
+    std::fs::write(&script, escapees.script("exit 0")).unwrap();
+    lab.write(
+        "escape.yml",
+        &format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: leave children behind\n      ansible.builtin.shell: sh {} > /dev/null 2>&1\n      check_mode: false\n      changed_when: false\n",
+            script.display()
+        ),
+    );
+    let result = lab
+        .check("playbooks = [\"escape.yml\"]\ninventory = \"hosts.ini\"\n")
+        .await;
+    let started = escapees.started();
+    let survivors = escapees.survivors();
+    escapees.cleanup();
+    let outcome = result.expect("the run succeeds");
+    assert_eq!(outcome.verdict(), Verdict::InSync, "{outcome:?}");
+    assert!(started, "the task never started its children");
+    assert!(survivors.is_empty(), "outlived the run: {survivors:?}");
 }

@@ -314,3 +314,45 @@ command = ["true"]
     }
     assert!(config.probes[0].schedule.is_none());
 }
+
+/// The example's commented `[cluster]` block, uncommented, is a valid
+/// sharded config (its kubeconfig lines aside: that file exists only in a pod).
+#[test]
+fn example_cluster_block_loads_when_uncommented() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/driftwatch.example.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find("# [cluster]").expect("a [cluster] block");
+    let end = start + text[start..].find("\n\n").unwrap();
+    let block: String = text[start..end]
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            // Settings (`key = value`, `[cluster]`), not the prose around them.
+            Some(rest)
+                if (rest == "[cluster]"
+                    || rest.split_once(" = ").is_some_and(|(key, _)| {
+                        key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    }))
+                    && !rest.starts_with("kubeconfig")
+                    && !rest.starts_with("context") =>
+            {
+                rest.to_string()
+            }
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("driftwatch.toml");
+    std::fs::write(&copy, text.replace(&text[start..end], &block)).unwrap();
+    let config = driftwatch::app::load_config(&copy)
+        .unwrap_or_else(|errors| panic!("uncommented [cluster] block:\n{block}\n{errors}"));
+    match config.cluster {
+        config::ClusterConfig::Kubernetes(k) => {
+            assert_eq!(k.identity, "driftwatch-0");
+            assert_eq!(k.namespace, "driftwatch");
+            assert_eq!(k.advertise_url, "http://10.0.0.7:9808");
+            assert_eq!(k.lease_duration, std::time::Duration::from_secs(30));
+        }
+        other => panic!("{other:?}"),
+    }
+}

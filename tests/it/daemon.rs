@@ -304,6 +304,45 @@ command = ["sh", "-c", "{marker} & {marker} & wait"]
     );
 }
 
+/// A probe whose children left its process group (setsid, a double fork,
+/// setpgrp): SIGTERM to the daemon still kills them all before it exits.
+#[test]
+fn sigterm_kills_children_that_left_the_process_group() {
+    let pids = tempfile::tempdir().unwrap();
+    let escapees = crate::common::Escapees::new(pids.path());
+    let s = setup(&format!(
+        r#"
+[[probe]]
+name = "escaping"
+layer = "command"
+repo = "infra"
+schedule = ""
+command = ["sh", "-c", {}]
+"#,
+        toml::Value::String(escapees.script("wait"))
+    ));
+    let mut daemon = Daemon::start(&s.config, &s.root.join("daemon.log"));
+    let start = Instant::now();
+    while !escapees.started() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the escaping probe never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stopped = Instant::now();
+    let status = daemon.terminate();
+    let took = stopped.elapsed();
+    let survivors = escapees.survivors();
+    escapees.cleanup();
+    assert!(status.success(), "{status:?}");
+    assert!(survivors.is_empty(), "outlived the daemon: {survivors:?}");
+    eprintln!(
+        "FIGURE SIGTERM to exit with setsid/double-fork/setpgrp children: {:.2} s (kill_grace 2s)",
+        took.as_secs_f64()
+    );
+}
+
 /// A Terraform whose `version` takes minutes: the daemon serves health
 /// checks meanwhile, exits at once on SIGTERM, kills the check, and its
 /// log file (not a terminal) holds no colour codes.

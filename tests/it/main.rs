@@ -2,11 +2,14 @@
 
 mod alerts;
 mod ansible;
+mod cluster;
+mod cluster_state;
 mod command;
 mod common;
 mod config;
 mod daemon;
 mod demo;
+mod escape;
 mod hung_remote;
 mod instances;
 mod kube_watch;

@@ -398,25 +398,46 @@ async fn git_daemon_remote_and_vanishing_remote() {
 
 #[tokio::test]
 async fn credentials_never_appear_in_errors() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut config = remote_config("private", "https://user:secret@127.0.0.1:1/x.git", "main");
-    if let RepoSource::Remote { auth, .. } = &mut config.source {
-        *auth = RepoAuth::Token {
-            username: "x-access-token".into(),
-            token: "tokenvalue".into(),
-        };
+    // Each URL's secret, in every spelling a message could quote it in.
+    for (url, secrets) in [
+        ("https://user:secret@127.0.0.1:1/x.git", &["secret"][..]),
+        (
+            "https://user:s%40cret%3A1@127.0.0.1:1/x.git",
+            &["s%40cret", "s@cret"][..],
+        ),
+        (
+            "https://user:s@cret@127.0.0.1:1/x.git",
+            &["s@cret", "s%40cret"][..],
+        ),
+        (
+            "https://ghp_secrettoken@127.0.0.1:1/x.git",
+            &["ghp_secrettoken"][..],
+        ),
+        ("http://user:secret@[::1]:1/x.git", &["secret"][..]),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut config = remote_config("private", url, "main");
+        if let RepoSource::Remote { auth, .. } = &mut config.source {
+            *auth = RepoAuth::Token {
+                username: "x-access-token".into(),
+                token: "tokenvalue".into(),
+            };
+        }
+        let repo = Repo::new(config, tmp.path());
+        let error = repo.sync().await.expect_err("nothing listens on port 1");
+        let text = format!("{error} {error:?} {}", repo.display_source());
+        assert_eq!(error.reason(), "fetch", "{url}");
+        for secret in secrets.iter().chain(&["tokenvalue"]) {
+            assert!(!text.contains(secret), "{url}: {text}");
+        }
+        assert!(text.contains("***@"), "{url}: {text}");
+        // The URL is not stored in the mirror's config either.
+        let config = std::fs::read_to_string(tmp.path().join("repos/private.git/config"))
+            .unwrap_or_default();
+        for secret in secrets {
+            assert!(!config.contains(secret), "{config}");
+        }
     }
-    let repo = Repo::new(config, tmp.path());
-    let error = repo.sync().await.expect_err("nothing listens on port 1");
-    let text = format!("{error} {error:?}");
-    assert_eq!(error.reason(), "fetch");
-    assert!(!text.contains("secret"), "{text}");
-    assert!(!text.contains("tokenvalue"), "{text}");
-    assert!(!repo.display_source().contains("secret"));
-    // The URL is not stored in the mirror's config either.
-    let config =
-        std::fs::read_to_string(tmp.path().join("repos/private.git/config")).unwrap_or_default();
-    assert!(!config.contains("secret@"), "{config}");
 }
 
 #[tokio::test]

@@ -170,3 +170,46 @@ async fn a_panicking_probe_is_an_internal_error_and_frees_its_instance() {
     // Both runs reached the probe: the first panic did not leave it busy.
     assert_eq!(probe.0.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
+
+/// `[defaults] max_changes_per_report` cuts what a run's report keeps; the
+/// full count, the truncated flag and the verdict stay.
+#[tokio::test]
+async fn the_configured_report_cap_applies_to_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    let resources: Vec<String> = (0..7)
+        .map(|i| format!("{{\"subject\": \"file-{i}\", \"action\": \"changed\"}}"))
+        .collect();
+    let script = format!(
+        "#!/bin/sh\necho '{{\"protocol\": 1, \"resources\": [{}]}}'\nexit 2\n",
+        resources.join(", ")
+    );
+    init_repo(&work, &[("plugin.sh", &script)]);
+    let config = tmp.path().join("driftwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{state}\"\n\n[defaults]\nmax_changes_per_report = 3\n\n[[repo]]\nname = \"infra\"\nurl = \"file://{work}\"\n\n\
+             [[probe]]\nname = \"plugin\"\nlayer = \"command\"\nschedule = \"\"\noutput = \"json\"\ncommand = [\"sh\", \"plugin.sh\"]\n",
+            state = tmp.path().join("state").display(),
+            work = work.display()
+        ),
+    )
+    .unwrap();
+    let config = driftwatch::app::load_config(&config).unwrap();
+    let daemon = driftwatch::app::build(config, false).unwrap();
+    let reports = driftwatch::scheduler::run_once(&daemon.scheduler, &[])
+        .await
+        .unwrap();
+    let report = &reports[0];
+    assert_eq!(
+        report.verdict,
+        driftwatch::probe::Verdict::Drifted,
+        "{report:?}"
+    );
+    let kept: Vec<&str> = report.changes.iter().map(|c| c.subject.as_str()).collect();
+    assert_eq!(kept, ["file-0", "file-1", "file-2"]);
+    assert!(report.truncated);
+    assert_eq!(report.total_changes, 7);
+    assert_eq!(report.change_count(), 7);
+}

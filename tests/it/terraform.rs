@@ -625,6 +625,68 @@ async fn a_timeout_kills_terraform_and_leaves_nothing_behind() {
     assert!(scratch.is_empty(), "plan file left behind: {scratch:?}");
 }
 
+/// Every Terraform process gets its run's marker, and whatever it starts
+/// that leaves its process group (a plugin that daemonizes; here a wrapper
+/// that starts setsid, double-fork and setpgrp children first) is gone when
+/// the run ends.
+#[tokio::test]
+async fn whatever_terraform_starts_is_gone_when_the_run_ends() {
+    if !have_terraform() {
+        return;
+    }
+    let mut f = Fixture::new("terraform");
+    let state = f.path("state/terraform.tfstate");
+    common::init_repo(
+        &f.repo(),
+        &[(
+            "main.tf",
+            &(backend(&state) + &data_resource("web", "\"one\"")),
+        )],
+    );
+    f.apply(&f.repo(), &[]);
+    let escapees = common::Escapees::new(&f.path("pids"));
+    let script = f.path("escape.sh");
+    std::fs::write(&script, escapees.script("exit 0")).unwrap();
+    let markers = f.path("markers.log");
+    let wrapper = f.path("terraform-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"run=$DRIFTWATCH_RUN\" >> {markers}\n[ -e {once} ] || {{ : > {once}; sh {script}; }}\nexec {real} \"$@\"\n",
+            markers = markers.display(),
+            once = f.path("escaped-once").display(),
+            script = script.display(),
+            real = common::which("terraform").unwrap().display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    f.binary = wrapper.display().to_string();
+    let probe = f.probe("");
+    let checkout = f.checkout("c1");
+    let result = f.run(&probe, &checkout, "").await;
+    let started = escapees.started();
+    let survivors = escapees.survivors();
+    escapees.cleanup();
+    assert_eq!(ok(result).verdict(), Verdict::InSync);
+    assert!(started, "the wrapper never started its children");
+    assert!(survivors.is_empty(), "outlived the run: {survivors:?}");
+    // Each Terraform command (init, plan, show, …) ran with a marker of its own.
+    let lines: Vec<String> = std::fs::read_to_string(&markers)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(lines.len() >= 2, "{lines:?}");
+    assert!(lines.iter().all(|l| l.len() > "run=".len()), "{lines:?}");
+    let distinct: std::collections::BTreeSet<&String> = lines.iter().collect();
+    assert_eq!(distinct.len(), lines.len(), "{lines:?}");
+}
+
 #[tokio::test]
 async fn a_missing_binary_fails_preflight_clearly() {
     let f = Fixture::new("/nonexistent/bin/terraform");

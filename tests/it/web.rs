@@ -99,6 +99,7 @@ impl Harness {
                     repo: "infra".into(),
                     path: "k8s/web".into(),
                     schedule: Some("*/5 * * * *".into()),
+                    timezone: Some(chrono_tz::Europe::Berlin),
                     ..Default::default()
                 },
                 CatalogProbe {
@@ -350,6 +351,12 @@ async fn status_page_renders_in_chromium_with_everything_escaped() {
     );
     assert!(dom.contains("spec.replicas: 6 -&gt; 5"));
     assert!(dom.contains("k8s/web"), "configured path");
+    assert!(
+        dom.contains(
+            r#"<span class="mono">*/5 * * * *</span> <span class="muted">(Europe/Berlin)</span>"#
+        ),
+        "the schedule with its zone"
+    );
     // One episode, open through the error run.
     assert_eq!(
         dom.matches(r#"<span class="badge s-drifted">OPEN</span>"#)
@@ -1061,6 +1068,8 @@ async fn probe_list_is_a_summary_that_follows_every_change() {
     assert_eq!(web["drifted_resources"], 2);
     assert!(web["drifted_since"].is_string() && web["last_run"].is_string());
     assert_eq!(web["schedule"], "*/5 * * * *");
+    assert_eq!(web["timezone"], "Europe/Berlin");
+    assert!(probes[1]["timezone"].is_null(), "no schedule, no zone");
     assert!(web.get("next_run").is_some(), "{web}");
     assert_eq!(probes[3]["error_reason"], "unreachable");
     assert_eq!(probes[4]["status"], "pending");

@@ -125,6 +125,14 @@ pub const RESOURCES: &[ResourceDef] = &[
         namespaced: true,
     },
     ResourceDef {
+        group: "coordination.k8s.io",
+        version: "v1",
+        plural: "leases",
+        singular: "lease",
+        kind: "Lease",
+        namespaced: true,
+    },
+    ResourceDef {
         group: "apiextensions.k8s.io",
         version: "v1",
         plural: "customresourcedefinitions",

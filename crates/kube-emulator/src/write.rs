@@ -139,6 +139,18 @@ pub(crate) fn handle(inner: &Inner, request: WriteRequest<'_>) -> Response {
             let old = store.objects.get(&key(name)).cloned();
             match *method {
                 Method::DELETE => match old {
+                    // DeleteOptions.preconditions, as a careful client sends
+                    // them (delete only the version it read).
+                    Some(old)
+                        if body
+                            .as_ref()
+                            .and_then(|b| b.pointer("/preconditions/resourceVersion"))
+                            .is_some_and(|wanted| {
+                                Some(wanted) != old.pointer("/metadata/resourceVersion")
+                            }) =>
+                    {
+                        conflict(def, name)
+                    }
                     Some(_) => match store.remove(&key(name)) {
                         Some(object) => super::ok(object),
                         None => not_found(format!("{} \"{name}\" not found", def.qualified())),
@@ -169,6 +181,15 @@ pub(crate) fn handle(inner: &Inner, request: WriteRequest<'_>) -> Response {
                         return bad_request("a patch needs a body".into());
                     };
                     let apply = request.content_type.starts_with("application/apply-patch");
+                    // A resourceVersion in a merge or strategic patch is a
+                    // precondition, as on a real server.
+                    if let (Some(old), Some(wanted)) =
+                        (&old, patch.pointer("/metadata/resourceVersion"))
+                    {
+                        if !apply && Some(wanted) != old.pointer("/metadata/resourceVersion") {
+                            return conflict(def, name);
+                        }
+                    }
                     let schema = schema_for(&store, def);
                     let base = match (&old, apply) {
                         (Some(old), _) => old.clone(),

@@ -10,9 +10,10 @@
 # which json.dumps would pass on as escapes no strict parser accepts, so
 # every string is cleaned first and each undecodable byte becomes U+FFFD.
 #
-# Each play is listed with its host pattern and the hosts it matched (after
-# --limit), so driftwatch can tell a run that checked nothing from one that
-# found nothing to change.
+# Each play is listed with its host pattern, the hosts it matched (after
+# --limit) and how many tasks started (after --tags/--skip-tags; implicit
+# fact gathering, tagged always, does not count), so driftwatch can tell a
+# run that checked nothing from one that found nothing to change.
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
@@ -33,6 +34,7 @@ from ansible import __version__ as ANSIBLE_VERSION
 from ansible.plugins.callback import CallbackBase
 
 MARKER = "driftwatch-ansible/v1"
+FACT_ACTIONS = ("gather_facts", "ansible.builtin.gather_facts", "setup", "ansible.builtin.setup")
 
 
 def _bytes_back(error):
@@ -173,7 +175,8 @@ class CallbackModule(CallbackBase):
         key = (self.playbook, getattr(play, "_uuid", None) or id(play))
         if not self.plays or self.plays[-1]["key"] != key:
             self.plays.append({"key": key, "playbook": self.playbook, "name": self.play,
-                               "pattern": ",".join(str(p) for p in pattern), "hosts": []})
+                               "pattern": ",".join(str(p) for p in pattern), "hosts": [],
+                               "tasks": 0})
         entry = self.plays[-1]
         try:
             # The inventory as this batch sees it: --limit and serial applied.
@@ -185,6 +188,12 @@ class CallbackModule(CallbackBase):
         for name in matched:
             if name not in entry["hosts"]:
                 entry["hosts"].append(name)
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        # The fact gathering a play adds runs whatever the tags say; it checks nothing.
+        implicit_facts = task.action in FACT_ACTIONS and task.get_name() == "Gathering Facts"
+        if self.plays and not implicit_facts:
+            self.plays[-1]["tasks"] += 1
 
     def v2_playbook_on_no_hosts_matched(self):
         if self.plays:

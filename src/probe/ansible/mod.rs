@@ -283,11 +283,6 @@ impl Probe for AnsibleProbe {
             .exec(command)
             .await
             .map_err(|e| e.with_warnings(warnings.clone()));
-        stop_ssh_masters(cx).await;
-        let marker = run_marker(cx);
-        tokio::task::spawn_blocking(move || sweep_leftovers(&marker))
-            .await
-            .ok();
         let output = output?;
         let stderr = output.stderr_str();
         let clean = |text: &str| relative_paths(text, cx);
@@ -297,6 +292,8 @@ impl Probe for AnsibleProbe {
             ignore: &self.ignore,
             workdir: &cx.workdir,
             playbooks: &self.config.playbooks,
+            tags: &self.config.tags,
+            skip_tags: &self.config.skip_tags,
         };
         let result = match find_document(&output.stdout) {
             Ok(doc) => verdict(doc, output.code, &stderr, &rules, &clean),
@@ -374,8 +371,7 @@ impl AnsibleProbe {
                 "ANSIBLE_PERSISTENT_CONTROL_PATH_DIR",
                 ansible_home.join("pc"),
             )
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env(RUN_MARKER_VAR, run_marker(cx));
+            .env("PYTHONDONTWRITEBYTECODE", "1");
         // An ansible.cfg in the repo is found by ansible itself (cwd is the
         // probe directory). Without one, an empty config keeps the host's
         // ~/.ansible.cfg and /etc/ansible/ansible.cfg out of the verdict,
@@ -434,80 +430,6 @@ impl AnsibleProbe {
     }
 }
 
-/// Set on ansible-playbook and inherited by everything it starts, so the
-/// run's leftovers can be found after it ends.
-const RUN_MARKER_VAR: &str = "DRIFTWATCH_ANSIBLE_RUN";
-
-fn run_marker(cx: &ProbeContext) -> String {
-    cx.scratch_dir.display().to_string()
-}
-
-/// Kills what this run left behind. ansible's workers call `setsid()`, so
-/// they and the modules they run (and SSH masters) leave ansible's process
-/// group; the group kill on timeout reaches only the main process, which
-/// forwards SIGTERM to workers that may not act on it before it dies.
-/// Everything ansible started still carries the run's marker variable.
-fn sweep_leftovers(marker: &str) {
-    use nix::sys::signal::{kill, Signal};
-    use nix::unistd::Pid;
-    let needle = format!("{RUN_MARKER_VAR}={marker}");
-    let me = std::process::id();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    let leftovers: Vec<i32> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|env| env.split(|b| *b == 0).any(|var| var == needle.as_bytes()))
-                .unwrap_or(false)
-        })
-        .map(|pid| pid as i32)
-        .collect();
-    for pid in &leftovers {
-        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
-    }
-    // Wait (briefly) until they are really gone or zombies awaiting their parent.
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while std::time::Instant::now() < until {
-        let alive = leftovers.iter().any(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|stat| {
-                    stat.rsplit(") ")
-                        .next()
-                        .is_some_and(|rest| !rest.starts_with('Z'))
-                })
-                .unwrap_or(false)
-        });
-        if !alive {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
-/// Asks any SSH ControlPersist master this run started to exit: they
-/// daemonize out of ansible's process group, so the group kill misses them.
-async fn stop_ssh_masters(cx: &ProbeContext) {
-    let Ok(entries) = std::fs::read_dir(cx.scratch_dir.join("ansible-home").join("cp")) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let socket = entry.path();
-        let command = crate::process::Command::new("ssh")
-            .arg("-o")
-            .arg(format!("ControlPath={}", socket.display()))
-            .args(["-O", "exit", "driftwatch-control-master"])
-            .grace(std::time::Duration::from_secs(1));
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-        let _ = command
-            .run(&tokio_util::sync::CancellationToken::new(), deadline)
-            .await;
-    }
-}
-
 /// The callback's document, as printed by `driftwatch_json.py`.
 #[derive(Debug, Deserialize)]
 struct CallbackDocument {
@@ -535,6 +457,10 @@ struct PlayMatch {
     /// Set when the callback could not list the play's hosts.
     #[serde(default)]
     error: Option<String>,
+    /// Tasks started, after `--tags`/`--skip-tags`, not counting the
+    /// implicit fact gathering; None from a document that does not count.
+    #[serde(default)]
+    tasks: Option<u64>,
 }
 
 /// What decides a verdict beside the callback's document: the probe's config.
@@ -545,6 +471,8 @@ struct VerdictRules<'a> {
     /// Where the playbooks are, to name plays ansible's own errors do not.
     workdir: &'a Path,
     playbooks: &'a [PathBuf],
+    tags: &'a [String],
+    skip_tags: &'a [String],
 }
 
 impl VerdictRules<'_> {
@@ -553,6 +481,21 @@ impl VerdictRules<'_> {
         self.limit
             .map(|limit| format!(" with --limit {limit:?}"))
             .unwrap_or_default()
+    }
+
+    /// ` with --tags "…" --skip-tags "…"`, or nothing.
+    fn tags_note(&self) -> String {
+        let mut note = String::new();
+        for (option, tags) in [("--tags", self.tags), ("--skip-tags", self.skip_tags)] {
+            if !tags.is_empty() {
+                let joined = tags.join(",");
+                note.push_str(&format!(" {option} {joined:?}"));
+            }
+        }
+        match note.is_empty() {
+            true => note,
+            false => format!(" with{note}"),
+        }
     }
 }
 
@@ -769,12 +712,32 @@ fn verdict(
     // when ansible ran on any host.
     let checked_nothing = doc.plays.iter().all(|play| play.hosts.is_empty())
         && (doc.hosts.is_empty() || doc.plays.iter().all(|play| play.error.is_none()));
+    // Plays that matched hosts but started no task: `--tags`/`--skip-tags`
+    // (or an empty play) left them nothing to check.
+    let idle: Vec<&PlayMatch> = doc
+        .plays
+        .iter()
+        .filter(|play| !play.hosts.is_empty() && play.tasks == Some(0))
+        .collect();
+    let ran_no_task = !checked_nothing
+        && doc
+            .plays
+            .iter()
+            .filter(|play| !play.hosts.is_empty() || play.error.is_some())
+            .all(|play| play.tasks == Some(0));
+    let tags = rules.tags_note();
     let mut warnings = play_errors.clone();
     warnings.extend(
         unmatched
             .iter()
             .map(|play| format!("{} matched no host{limit}", describe_play(play, clean))),
     );
+    if !ran_no_task {
+        warnings.extend(
+            idle.iter()
+                .map(|play| format!("{} ran no task{tags}", describe_play(play, clean))),
+        );
+    }
     let counts_error = failures > 0 || (unreachable > 0 && policy == UnreachablePolicy::Error);
     if counts_error {
         let reason = if failures == 0 {
@@ -832,6 +795,23 @@ fn verdict(
         };
         return Err(ProbeError::new(ErrorReason::Input, message).with_warnings(play_errors));
     }
+    if ran_no_task && code == Some(0) {
+        let listed: Vec<String> = idle
+            .iter()
+            .map(|play| {
+                format!(
+                    "  {}: {} host(s), no task",
+                    describe_play(play, clean),
+                    play.hosts.len()
+                )
+            })
+            .collect();
+        return Err(ProbeError::new(
+            ErrorReason::Input,
+            format!("checked nothing: no task ran{tags}\n{}", listed.join("\n")),
+        )
+        .with_warnings(warnings));
+    }
     if code != Some(0) && !(unreachable > 0 && code == Some(4)) {
         let message = ansible_error(stderr)
             .map(|m| clean(&m))
@@ -864,6 +844,7 @@ fn verdict(
             "name": play.name,
             "pattern": play.pattern,
             "hosts": play.hosts.len(),
+            "tasks": play.tasks,
         })).collect::<Vec<_>>(),
         "changed_tasks": changed_tasks,
         "ignored": ignored.len(),
@@ -1225,6 +1206,8 @@ mod tests {
             ignore: &[],
             workdir: Path::new("/nonexistent"),
             playbooks: &[],
+            tags: &[],
+            skip_tags: &[],
         }
     }
 
@@ -1377,7 +1360,14 @@ mod tests {
             r#"{"playbook": "site.yml", "name": "web servers", "pattern": "web", "hosts": []}"#;
         let db = r#"{"playbook": "site.yml", "name": "db", "pattern": "db:&prod", "hosts": []}"#;
         let all = r#"{"playbook": "site.yml", "name": "base", "pattern": "all", "hosts": ["h1"]}"#;
+        let idle = r#"{"playbook": "site.yml", "name": "base", "pattern": "all", "hosts": ["h1"], "tasks": 0}"#;
+        let busy = r#"{"playbook": "site.yml", "name": "web", "pattern": "all", "hosts": ["h1"], "tasks": 1}"#;
         let plain = rules(UnreachablePolicy::Error);
+        let web_tag = ["web".to_string()];
+        let tagged = VerdictRules {
+            tags: &web_tag,
+            ..rules(UnreachablePolicy::Error)
+        };
         let limited = VerdictRules {
             limit: Some("nomatch"),
             ..rules(UnreachablePolicy::Error)
@@ -1410,6 +1400,19 @@ mod tests {
                 Ok(vec!["play \"web servers\" (site.yml): hosts \"web\" matched no host"]),
             ),
             (format!("[{all}]"), r#"{"h1": {"ok": 1}}"#, &plain, Ok(vec![])),
+            // Hosts matched, but the tags left no task (fact gathering ran: ok 1).
+            (
+                format!("[{idle}]"),
+                r#"{"h1": {"ok": 1}}"#,
+                &tagged,
+                Err("checked nothing: no task ran with --tags \"web\"\n  play \"base\" (site.yml): hosts \"all\": 1 host(s), no task"),
+            ),
+            (
+                format!("[{idle}, {busy}]"),
+                r#"{"h1": {"ok": 2}}"#,
+                &tagged,
+                Ok(vec!["play \"base\" (site.yml): hosts \"all\" ran no task with --tags \"web\""]),
+            ),
         ];
         for (plays, hosts, rules, expected) in table {
             let result = verdict(

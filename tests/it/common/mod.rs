@@ -142,6 +142,71 @@ pub fn process_running(pattern: &str) -> bool {
     !out.stdout.is_empty()
 }
 
+/// Three children that leave their parent's process group, each its own
+/// way: `setsid` into a new session, a double fork whose middle process
+/// exits (the grandchild is orphaned, in a new session), and a change of
+/// process group only (`setpgrp`). Each writes its pid to a file in `dir`
+/// and then sleeps for a length no other process uses, so pgrep finds it.
+pub struct Escapees {
+    dir: PathBuf,
+    sleeps: [String; 3],
+}
+
+impl Escapees {
+    pub fn new(dir: &Path) -> Escapees {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{}{n}", std::process::id());
+        std::fs::create_dir_all(dir).unwrap();
+        Escapees {
+            dir: dir.to_path_buf(),
+            sleeps: [1, 2, 3].map(|k| format!("sleep 61{id}.{k}")),
+        }
+    }
+
+    fn pid_file(&self, k: usize) -> PathBuf {
+        self.dir.join(format!("escapee-{k}.pid"))
+    }
+
+    /// A shell script that starts the three, waits until each has written
+    /// its pid, then runs `then` (e.g. `wait`, or `exit 0`).
+    pub fn script(&self, then: &str) -> String {
+        let [a, b, c] = &self.sleeps;
+        let [pa, pb, pc] = [0, 1, 2].map(|k| self.pid_file(k).display().to_string());
+        format!(
+            "setsid sh -c 'echo $$ > {pa}; exec {a}' &
+             (setsid sh -c '{b} & echo $! > {pb}; exit 0' &)
+             perl -e 'setpgrp(0, 0); open(my $f, \">\", $ARGV[0]) or die; print $f $$; close $f; exec @ARGV[1..$#ARGV]' {pc} {c} &
+             while [ ! -s {pa} ] || [ ! -s {pb} ] || [ ! -s {pc} ]; do sleep 0.05; done
+             {then}
+"
+        )
+    }
+
+    /// True once all three have written their pid.
+    pub fn started(&self) -> bool {
+        (0..3).all(|k| {
+            std::fs::read_to_string(self.pid_file(k)).is_ok_and(|pid| !pid.trim().is_empty())
+        })
+    }
+
+    /// The escapees still running (by their unique sleep command line).
+    pub fn survivors(&self) -> Vec<String> {
+        self.sleeps
+            .iter()
+            .filter(|sleep| process_running(sleep))
+            .cloned()
+            .collect()
+    }
+
+    /// Kills survivors, so a failing test leaves nothing running.
+    pub fn cleanup(&self) {
+        for sleep in &self.sleeps {
+            let _ = Command::new("pkill").args(["-KILL", "-f", sleep]).status();
+        }
+    }
+}
+
 /// A report of probe `name` in `layer` carrying `result`, as the scheduler
 /// would build it: for checking what the API and state file would hold.
 pub fn report(

@@ -1,0 +1,689 @@
+//! Scale-out (`[cluster] mode = "kubernetes"`): real daemons sharing
+//! command-probe instances through Leases in the API emulator. Every
+//! instance is owned by exactly one live member and exported by it alone;
+//! a member killed without a clean shutdown has its instances run by the
+//! survivors once its Lease stops changing; a member cut off from the API
+//! stops owning; a joining member takes only its own share; a clean
+//! shutdown releases the Lease at once. The emulator's Lease semantics
+//! (409 on a stale resourceVersion, watch, selectors, kubectl discovery)
+//! are checked first.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use driftwatch::cluster::rendezvous;
+use driftwatch::cluster::Member;
+use driftwatch::instance::InstanceId;
+use kube_emulator::KubeEmulator;
+
+use crate::common::daemon::Daemon;
+use crate::common::{free_port, init_repo};
+
+const NAMESPACE: &str = "driftwatch";
+const TOKEN: &str = "cluster-test-token";
+const PROBES: usize = 24;
+
+/// The emulator on a runtime of its own, so the test itself can block.
+struct Api {
+    emulator: KubeEmulator,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn start_api() -> Api {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let emulator = runtime.block_on(KubeEmulator::start());
+    Api {
+        emulator,
+        _runtime: runtime,
+    }
+}
+
+/// A TCP relay to the emulator that can be cut: one replica's own road to
+/// the API, so it alone loses it.
+struct Relay {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn start(target: String) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (cut2, open2) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if cut2.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                let mut open = open2.lock().unwrap();
+                open.push(client.try_clone().unwrap());
+                open.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let mut buffer = [0u8; 16384];
+                        while let Ok(n) = from.read(&mut buffer) {
+                            if n == 0 || to.write_all(&buffer[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay { port, cut, open }
+    }
+
+    /// Drops every connection and refuses new ones.
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// One replica: a driftwatch process with its own state, port and relay.
+struct Replica {
+    identity: String,
+    daemon: Daemon,
+    relay: Relay,
+}
+
+fn write_config(dir: &Path, identity: &str, port: u16, relay: u16, repo: &Path) -> PathBuf {
+    let kubeconfig = dir.join(format!("kubeconfig-{identity}"));
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: emulator\n  cluster:\n    server: http://127.0.0.1:{relay}\n\
+             users:\n- name: driftwatch\n  user: {{}}\ncontexts:\n- name: emulator\n  context:\n    cluster: emulator\n\
+             \x20   user: driftwatch\n    namespace: {NAMESPACE}\ncurrent-context: emulator\n"
+        ),
+    )
+    .unwrap();
+    let token = dir.join(format!("token-{identity}"));
+    std::fs::write(&token, TOKEN).unwrap();
+    // The listen address comes first: `Daemon::start` reads the port from it.
+    let mut text = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\napi_token_file = \"{token}\"\n\n",
+        token = token.display(),
+    );
+    // state_dir is a top-level key: before any table.
+    text = format!(
+        "state_dir = \"{}\"\n{text}",
+        dir.join(format!("state-{identity}")).display()
+    );
+    text.push_str(&format!(
+        "[defaults]\nkill_grace = \"2s\"\nmax_concurrent_runs = 8\n\n\
+         [[repo]]\nname = \"infra\"\nurl = \"file://{repo}\"\npoll_interval = \"1s\"\n\n\
+         [cluster]\nmode = \"kubernetes\"\nidentity = \"{identity}\"\nnamespace = \"{NAMESPACE}\"\n\
+         advertise_url = \"http://127.0.0.1:{port}\"\nlease_duration = \"2s\"\nrenew_interval = \"500ms\"\n\
+         kubeconfig = \"{kubeconfig}\"\n\n",
+        repo = repo.display(),
+        kubeconfig = kubeconfig.display(),
+    ));
+    for n in 0..PROBES {
+        text.push_str(&format!(
+            "[[probe]]\nname = \"p{n}\"\nlayer = \"command\"\nrepo = \"infra\"\nschedule = \"\"\ncommand = [\"true\"]\n\n"
+        ));
+    }
+    let path = dir.join(format!("{identity}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn start_replica(api: &Api, dir: &Path, identity: &str, repo: &Path) -> Replica {
+    let target = api.emulator.url().trim_start_matches("http://").to_string();
+    let target = target.trim_end_matches('/').to_string();
+    let relay = Relay::start(target);
+    let port = free_port();
+    let config = write_config(dir, identity, port, relay.port, repo);
+    let daemon = Daemon::start(&config, &dir.join(format!("{identity}.log")));
+    Replica {
+        identity: identity.to_string(),
+        daemon,
+        relay,
+    }
+}
+
+/// `probe` label → value of every `metric{...}` line.
+fn series(body: &str, metric: &str) -> BTreeMap<String, String> {
+    body.lines()
+        .filter(|line| line.starts_with(&format!("{metric}{{")))
+        .filter_map(|line| {
+            let probe = line.split("probe=\"").nth(1)?.split('"').next()?;
+            let value = line.rsplit(' ').next()?;
+            Some((probe.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+fn value(body: &str, metric: &str) -> Option<f64> {
+    body.lines()
+        .find(|line| line.starts_with(&format!("{metric} ")))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn scrape(replica: &Replica) -> String {
+    replica
+        .daemon
+        .get("/metrics")
+        .map(|(_, body)| body)
+        .unwrap_or_default()
+}
+
+fn instances() -> Vec<InstanceId> {
+    (0..PROBES)
+        .map(|n| InstanceId::new(format!("p{n}"), ""))
+        .collect()
+}
+
+/// The owner rendezvous hashing gives each instance over `identities`.
+fn expected_owners(identities: &[&str]) -> BTreeMap<String, String> {
+    let members: Vec<Member> = identities
+        .iter()
+        .map(|identity| Member {
+            identity: identity.to_string(),
+            url: String::new(),
+        })
+        .collect();
+    instances()
+        .into_iter()
+        .map(|id| {
+            let owner = rendezvous::owner(&members, &id).unwrap().identity.clone();
+            (id.probe, owner)
+        })
+        .collect()
+}
+
+/// Who exports each instance's result now (probe → owners), and each
+/// replica's own view of the member count.
+struct Snapshot {
+    exporters: BTreeMap<String, Vec<String>>,
+    last_run: BTreeMap<String, f64>,
+    members: BTreeMap<String, Option<f64>>,
+    owned: BTreeMap<String, Option<f64>>,
+}
+
+fn snapshot(replicas: &[&Replica]) -> Snapshot {
+    let mut exporters: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut last_run = BTreeMap::new();
+    let mut members = BTreeMap::new();
+    let mut owned = BTreeMap::new();
+    for replica in replicas {
+        let body = scrape(replica);
+        // The drifted gauge exists for every exported instance, run or not.
+        for probe in series(&body, "driftwatch_probe_drifted").keys() {
+            exporters
+                .entry(probe.clone())
+                .or_default()
+                .push(replica.identity.clone());
+        }
+        for (probe, at) in series(&body, "driftwatch_probe_last_run_timestamp_seconds") {
+            last_run.insert(probe, at.parse::<f64>().unwrap_or(0.0));
+        }
+        members.insert(
+            replica.identity.clone(),
+            value(&body, "driftwatch_cluster_members"),
+        );
+        owned.insert(
+            replica.identity.clone(),
+            value(&body, "driftwatch_cluster_owned_instances"),
+        );
+    }
+    Snapshot {
+        exporters,
+        last_run,
+        members,
+        owned,
+    }
+}
+
+/// Polls until every instance is exported by exactly the owner rendezvous
+/// hashing names over `identities` and has run, those in `rerun` since
+/// `since` (epoch seconds), and every replica sees all of `identities`;
+/// returns the snapshot.
+fn wait_for_coverage(
+    replicas: &[&Replica],
+    identities: &[&str],
+    (rerun, since): (&[String], f64),
+    what: &str,
+) -> Snapshot {
+    let expected = expected_owners(identities);
+    let start = Instant::now();
+    loop {
+        let now = snapshot(replicas);
+        let exact = expected.iter().all(|(probe, owner)| {
+            now.exporters.get(probe).map(Vec::as_slice) == Some(std::slice::from_ref(owner))
+        });
+        let ran = expected.keys().all(|probe| {
+            let wanted = if rerun.contains(probe) { since } else { 1.0 };
+            now.last_run.get(probe).is_some_and(|at| *at >= wanted)
+        });
+        let members = now
+            .members
+            .values()
+            .all(|m| *m == Some(identities.len() as f64));
+        if exact && ran && members && now.exporters.len() == expected.len() {
+            return now;
+        }
+        if start.elapsed() > Duration::from_secs(90) {
+            let logs: String = replicas
+                .iter()
+                .map(|r| {
+                    format!(
+                        "--- {}:\n{}",
+                        r.identity,
+                        std::fs::read_to_string(&r.daemon.log).unwrap_or_default()
+                    )
+                })
+                .collect();
+            panic!(
+                "timed out waiting for {what}: exporters {:?}, expected {expected:?}, members {:?}\n{logs}",
+                now.exporters, now.members
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The API and a git repo for the replicas to share.
+fn setup() -> (Api, tempfile::TempDir, PathBuf) {
+    let api = start_api();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("work");
+    init_repo(&repo, &[("README", "infra\n")]);
+    (api, tmp, repo)
+}
+
+fn epoch_now() -> f64 {
+    chrono::Utc::now().timestamp_millis() as f64 / 1000.0
+}
+
+#[test]
+fn instances_are_sharded_taken_over_and_moved_only_as_far_as_needed() {
+    let (api, tmp, repo) = setup();
+    let dir = tmp.path();
+
+    let a = start_replica(&api, dir, "a", &repo);
+    let b = start_replica(&api, dir, "b", &repo);
+    let mut c = start_replica(&api, dir, "c", &repo);
+    let started = Instant::now();
+    let three = wait_for_coverage(
+        &[&a, &b, &c],
+        &["a", "b", "c"],
+        (&[], 0.0),
+        "three replicas",
+    );
+    eprintln!(
+        "three replicas: full coverage {:.1}s after start; owned {:?}",
+        started.elapsed().as_secs_f64(),
+        three.owned
+    );
+    let owned_sum: f64 = three.owned.values().map(|o| o.unwrap_or(0.0)).sum();
+    assert_eq!(owned_sum, PROBES as f64, "{:?}", three.owned);
+    for identity in ["a", "b", "c"] {
+        let lease = api
+            .emulator
+            .get("Lease", NAMESPACE, &format!("driftwatch-{identity}"))
+            .expect("each replica holds its Lease");
+        assert_eq!(lease["spec"]["holderIdentity"], identity);
+        assert_eq!(lease["spec"]["leaseDurationSeconds"], 2);
+        assert!(
+            lease["metadata"]["annotations"]["driftwatch.dev/advertise-url"]
+                .as_str()
+                .unwrap()
+                .starts_with("http://127.0.0.1:")
+        );
+    }
+
+    // A manual trigger of an instance another member owns names the owner.
+    let foreign = expected_owners(&["a", "b", "c"])
+        .into_iter()
+        .find(|(_, owner)| owner != "a")
+        .unwrap();
+    let (code, body) = a
+        .daemon
+        .post(&format!("/api/v1/probes/{}/run", foreign.0), TOKEN)
+        .unwrap();
+    assert_eq!(code, 421, "{body}");
+    assert!(
+        body.contains(&format!("\"owner\":\"{}\"", foreign.1)),
+        "{body}"
+    );
+    let own = expected_owners(&["a", "b", "c"])
+        .into_iter()
+        .find(|(_, owner)| owner == "a")
+        .unwrap();
+    let (code, body) = a
+        .daemon
+        .post(&format!("/api/v1/probes/{}/run", own.0), TOKEN)
+        .unwrap();
+    assert_eq!(code, 202, "{body}");
+
+    // Kill c without a clean shutdown: its Lease stays, unrenewed.
+    let killed_at = epoch_now();
+    let kill = Instant::now();
+    c.daemon.child.kill().unwrap();
+    c.daemon.child.wait().unwrap();
+    assert!(api
+        .emulator
+        .get("Lease", NAMESPACE, "driftwatch-c")
+        .is_some());
+    let c_owned: Vec<String> = expected_owners(&["a", "b", "c"])
+        .into_iter()
+        .filter(|(_, owner)| owner == "c")
+        .map(|(probe, _)| probe)
+        .collect();
+    assert!(!c_owned.is_empty(), "c owned nothing to take over");
+    // Every instance c owned is run again by a survivor.
+    wait_for_coverage(
+        &[&a, &b],
+        &["a", "b"],
+        (&c_owned, killed_at),
+        "takeover after a kill",
+    );
+    let takeover = kill.elapsed();
+    eprintln!(
+        "kill of c: its {} instances run by survivors {:.1}s later (lease 2s, renew 500ms)",
+        c_owned.len(),
+        takeover.as_secs_f64()
+    );
+
+    // A fourth replica joins: only its own share moves, all of it to d.
+    let before = expected_owners(&["a", "b"]);
+    let d = start_replica(&api, dir, "d", &repo);
+    let after = wait_for_coverage(&[&a, &b, &d], &["a", "b", "d"], (&[], 0.0), "d joined");
+    let mut moves = 0;
+    for (probe, owners) in &after.exporters {
+        if owners[0] != before[probe] {
+            assert_eq!(owners[0], "d", "{probe} moved between old members");
+            moves += 1;
+        }
+    }
+    let d_share = after.owned["d"].unwrap_or(0.0) as usize;
+    assert_eq!(moves, d_share);
+    assert!(moves > 0 && moves < PROBES, "{moves} of {PROBES} moved");
+    eprintln!(
+        "d joined: {moves} of {PROBES} instances moved (ideal 1/3: {})",
+        PROBES / 3
+    );
+
+    // A clean shutdown releases the Lease: the survivors need not wait for it
+    // to expire.
+    let mut d = d;
+    let stopped = d.daemon.terminate();
+    assert!(stopped.success(), "{stopped:?}");
+    assert!(
+        api.emulator
+            .get("Lease", NAMESPACE, "driftwatch-d")
+            .is_none(),
+        "d's Lease outlived its clean shutdown:\n{}",
+        std::fs::read_to_string(&d.daemon.log).unwrap_or_default()
+    );
+    wait_for_coverage(&[&a, &b], &["a", "b"], (&[], 0.0), "d left cleanly");
+    drop(c);
+}
+
+#[test]
+fn a_replica_cut_off_from_the_api_stops_owning_and_the_others_take_over() {
+    let (api, tmp, repo) = setup();
+    let dir = tmp.path();
+    let a = start_replica(&api, dir, "a", &repo);
+    let b = start_replica(&api, dir, "b", &repo);
+    wait_for_coverage(&[&a, &b], &["a", "b"], (&[], 0.0), "two replicas");
+
+    // b still runs and serves, but cannot renew its Lease nor watch.
+    let cut_at = epoch_now();
+    b.relay.cut();
+    let start = Instant::now();
+    loop {
+        let body = scrape(&b);
+        let owned = value(&body, "driftwatch_cluster_owned_instances");
+        let exported = series(&body, "driftwatch_probe_drifted").len();
+        if owned == Some(0.0) && exported == 0 {
+            let errors = value(&body, "driftwatch_cluster_lease_renew_errors_total").unwrap_or(0.0);
+            assert!(errors >= 1.0, "no renew error counted:\n{body}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "b still owns {owned:?} instances and exports {exported}:\n{}",
+            std::fs::read_to_string(&b.daemon.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "b cut off from the API: owns nothing {:.1}s later (lease 2s)",
+        start.elapsed().as_secs_f64()
+    );
+    // a alone owns and has run everything (b's former share since the cut).
+    let b_share: Vec<String> = expected_owners(&["a", "b"])
+        .into_iter()
+        .filter(|(_, owner)| owner == "b")
+        .map(|(probe, _)| probe)
+        .collect();
+    wait_for_coverage(&[&a], &["a"], (&b_share, cut_at), "a alone");
+}
+
+/// Leases as a real API server serves them: namespaced, discoverable,
+/// watched, and guarded by resourceVersion (409 Conflict on a stale one).
+#[test]
+fn the_emulator_serves_leases_like_an_api_server() {
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+    use kube::api::{Api as KubeApi, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+    let api = start_api();
+    let tmp = tempfile::tempdir().unwrap();
+    let kubeconfig = api.emulator.write_kubeconfig(tmp.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&kubeconfig).unwrap(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let leases: KubeApi<Lease> = KubeApi::namespaced(client.clone(), "ops");
+        let mut lease = Lease {
+            metadata: kube::api::ObjectMeta {
+                name: Some("one".into()),
+                labels: Some([("app".to_string(), "x".to_string())].into()),
+                ..Default::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some("a".into()),
+                lease_duration_seconds: Some(10),
+                ..Default::default()
+            }),
+        };
+        let created = leases.create(&PostParams::default(), &lease).await.unwrap();
+        let first_version = created.metadata.resource_version.clone().unwrap();
+        let again = leases.create(&PostParams::default(), &lease).await.unwrap_err();
+        assert!(matches!(&again, kube::Error::Api(s) if s.code == 409), "{again:?}");
+
+        // Replace with the version read: accepted, a new version.
+        lease = created.clone();
+        lease.spec.as_mut().unwrap().holder_identity = Some("b".into());
+        let replaced = leases
+            .replace("one", &PostParams::default(), &lease)
+            .await
+            .unwrap();
+        assert_ne!(replaced.metadata.resource_version.unwrap(), first_version);
+        // The same stale version again: 409, nothing changed.
+        lease.spec.as_mut().unwrap().holder_identity = Some("c".into());
+        let stale = leases
+            .replace("one", &PostParams::default(), &lease)
+            .await
+            .unwrap_err();
+        assert!(matches!(&stale, kube::Error::Api(s) if s.code == 409 && s.reason == "Conflict"), "{stale:?}");
+        let patch = serde_json::json!({"metadata": {"resourceVersion": first_version}, "spec": {"holderIdentity": "d"}});
+        let stale = leases
+            .patch("one", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap_err();
+        assert!(matches!(&stale, kube::Error::Api(s) if s.code == 409), "{stale:?}");
+        assert_eq!(
+            leases.get("one").await.unwrap().spec.unwrap().holder_identity.as_deref(),
+            Some("b")
+        );
+
+        // Namespaced: another namespace does not see it; selectors filter.
+        let elsewhere: KubeApi<Lease> = KubeApi::namespaced(client.clone(), "other");
+        assert!(elsewhere.get_opt("one").await.unwrap().is_none());
+        assert_eq!(leases.list(&ListParams::default().labels("app=x")).await.unwrap().items.len(), 1);
+        assert!(leases.list(&ListParams::default().labels("app=y")).await.unwrap().items.is_empty());
+
+        // A watch sees a change and the deletion.
+        use futures::StreamExt;
+        let mut events = kube::runtime::watcher(leases.clone(), Default::default()).boxed();
+        let mut seen = Vec::new();
+        let watching = async {
+            while let Some(Ok(event)) = events.next().await {
+                match event {
+                    kube::runtime::watcher::Event::InitDone => {
+                        let patch = serde_json::json!({"spec": {"holderIdentity": "e"}});
+                        leases
+                            .patch("one", &PatchParams::default(), &Patch::Merge(&patch))
+                            .await
+                            .unwrap();
+                    }
+                    kube::runtime::watcher::Event::Apply(lease) => {
+                        seen.push(lease.spec.unwrap().holder_identity.unwrap());
+                        leases.delete("one", &DeleteParams::default()).await.unwrap();
+                    }
+                    kube::runtime::watcher::Event::Delete(_) => {
+                        seen.push("deleted".into());
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), watching)
+            .await
+            .expect("watch events");
+        assert_eq!(seen, ["e", "deleted"]);
+    });
+
+    // kubectl finds the type through discovery.
+    if crate::common::which("kubectl").is_some() {
+        api.emulator.apply(
+            "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: two\n  namespace: ops\nspec:\n  holderIdentity: z\n",
+        );
+        let out = std::process::Command::new("kubectl")
+            .args(["--kubeconfig"])
+            .arg(&kubeconfig)
+            .args([
+                "get",
+                "leases.coordination.k8s.io",
+                "-n",
+                "ops",
+                "-o",
+                "name",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "lease.coordination.k8s.io/two"
+        );
+    }
+}
+
+/// `config/kubernetes/sharded`: three replicas whose `[cluster]` defaults
+/// come from the downward API, a Role that writes Leases and ConfigMaps in
+/// the own namespace only, bound to the ServiceAccount the pods run as, and
+/// a PodDisruptionBudget over those pods.
+#[test]
+fn the_sharded_manifests_wire_identity_rbac_and_disruption_budget() {
+    use driftwatch::probe::kubernetes::manifest;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let loaded = manifest::load_dir(&root.join("config/kubernetes/sharded"), &root).unwrap();
+    let find = |kind: &str| {
+        loaded
+            .objects
+            .iter()
+            .find(|m| m.kind() == kind)
+            .unwrap_or_else(|| panic!("no {kind} in config/kubernetes/sharded"))
+            .object
+            .clone()
+    };
+    let set = find("StatefulSet");
+    assert_eq!(set["spec"]["replicas"], 3);
+    let pod = &set["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "driftwatch");
+    let env: BTreeMap<String, String> = pod["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_string(),
+                e["valueFrom"]["fieldRef"]["fieldPath"]
+                    .as_str()?
+                    .to_string(),
+            ))
+        })
+        .collect();
+    assert_eq!(env["POD_NAME"], "metadata.name");
+    assert_eq!(env["POD_NAMESPACE"], "metadata.namespace");
+    assert_eq!(env["POD_IP"], "status.podIP");
+    let labels = &set["spec"]["template"]["metadata"]["labels"];
+    let budget = find("PodDisruptionBudget");
+    assert_eq!(budget["spec"]["maxUnavailable"], 1);
+    for (key, value) in budget["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(&labels[key], value, "the budget selects the pods");
+    }
+    let role = find("Role");
+    assert_eq!(role["metadata"]["namespace"], "driftwatch");
+    let resources: Vec<&str> = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["resources"].as_array().unwrap())
+        .filter_map(|r| r.as_str())
+        .collect();
+    assert_eq!(resources, ["leases", "configmaps"]);
+    let binding = find("RoleBinding");
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(binding["subjects"][0]["name"], pod["serviceAccountName"]);
+    // The config the replicas read is sharded and leaves the rest to the
+    // downward API.
+    let config = find("ConfigMap")["data"]["driftwatch.toml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let table: toml::Table = toml::from_str(&config).unwrap();
+    assert_eq!(table["cluster"]["mode"].as_str(), Some("kubernetes"));
+    assert!(table["cluster"].get("identity").is_none(), "{config}");
+}
