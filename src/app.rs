@@ -368,7 +368,11 @@ fn record_history(
 }
 
 /// Syncs once and runs the selected probes once, for `driftwatch check`.
-pub async fn check(config: Config, probes: &[String]) -> anyhow::Result<Vec<Arc<RunReport>>> {
+pub async fn check(mut config: Config, probes: &[String]) -> anyhow::Result<Vec<Arc<RunReport>>> {
+    // One run: a watch cache would be filled and thrown away (a plain LIST is cheaper).
+    for probe in &mut config.probes {
+        probe.one_shot = true;
+    }
     let daemon = build(config, false)?;
     let reports = scheduler::run_once(&daemon.scheduler, probes)
         .await
