@@ -138,12 +138,19 @@ impl Handover {
         tracker
             .seen
             .retain(|_, (_, at)| now.duration_since(*at) < FORGET_LEFT_AFTER);
+        // Owned instances, and those of them this replica has run itself.
+        let mut ran_here = HashSet::new();
         let owned: HashSet<InstanceId> = self
             .state
             .snapshot()
             .into_iter()
-            .map(|s| s.instance())
-            .filter(|id| self.cluster.owns(id))
+            .filter(|s| self.cluster.owns(&s.instance()))
+            .map(|s| {
+                if s.last_report.is_some() {
+                    ran_here.insert(s.instance());
+                }
+                s.instance()
+            })
             .collect();
         tracker.settled.retain(|id| owned.contains(id));
         tracker.first_try.retain(|id, _| owned.contains(id));
@@ -227,9 +234,13 @@ impl Handover {
                 "took over the status of instances this replica now owns"
             );
         }
+        // Found nowhere and never run here: the previous owner may have had
+        // its run in flight. Ask again until something is known somewhere;
+        // once this replica has run it, one more answer settles it.
         for id in &gained {
             let first = *tracker.first_try.entry(id.clone()).or_insert(now);
-            if complete || now.duration_since(first) >= GIVE_UP_AFTER {
+            let known = newest.contains_key(id) || ran_here.contains(id);
+            if (complete && known) || now.duration_since(first) >= GIVE_UP_AFTER {
                 tracker.settled.insert(id.clone());
             }
         }
