@@ -307,12 +307,16 @@ fn spawn_cluster_tasks(
     if cx.cluster.is_single() {
         return Vec::new();
     }
+    let metrics = crate::handover::HandoverMetrics::register(cx.metrics.registry())
+        .map_err(|err| tracing::warn!(error = %err, "cannot register the handover metrics"))
+        .ok();
     let mut tasks = vec![crate::handover::Handover {
         cluster: cx.cluster.clone(),
         state: cx.state.clone(),
         history: cx.history.clone(),
         peers: cx.peers.clone(),
         store: daemon.status_store.clone(),
+        metrics: metrics.clone(),
     }
     .spawn(stop.clone())];
     if let Some(store) = &daemon.status_store {
@@ -320,6 +324,7 @@ fn spawn_cluster_tasks(
             cx.state.clone(),
             cx.cluster.clone(),
             crate::handover::store::WRITE_EVERY,
+            metrics,
             shutdown,
         ));
     }

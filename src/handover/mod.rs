@@ -82,6 +82,50 @@ pub fn portable(status: &ProbeStatus) -> ProbeStatus {
     status
 }
 
+/// The handover's own series, registered only in `kubernetes` mode.
+#[derive(Clone)]
+pub struct HandoverMetrics {
+    adopted: prometheus::IntCounter,
+    source_errors: prometheus::IntCounterVec,
+    dropped: prometheus::IntGauge,
+}
+
+impl HandoverMetrics {
+    pub fn register(registry: &prometheus::Registry) -> prometheus::Result<HandoverMetrics> {
+        let adopted = prometheus::IntCounter::new(
+            "driftwatch_cluster_handover_adopted_total",
+            "Instance statuses this replica took over from another replica (over HTTP or from a status ConfigMap) because they were newer than its own.",
+        )?;
+        let source_errors = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "driftwatch_cluster_handover_source_errors_total",
+                "Handover asks that got no answer, by source (peer: another replica's API; configmap: the status ConfigMaps).",
+            ),
+            &["source"],
+        )?;
+        let dropped = prometheus::IntGauge::new(
+            "driftwatch_cluster_status_dropped_instances",
+            "Owned instances left out of this replica's status ConfigMap by its size cap at the last write (in-sync ones go first); 0 when all fit.",
+        )?;
+        registry.register(Box::new(adopted.clone()))?;
+        registry.register(Box::new(source_errors.clone()))?;
+        registry.register(Box::new(dropped.clone()))?;
+        for source in ["peer", "configmap"] {
+            source_errors.with_label_values(&[source]);
+        }
+        Ok(HandoverMetrics {
+            adopted,
+            source_errors,
+            dropped,
+        })
+    }
+
+    /// Sets the dropped-instances gauge (the ConfigMap writer).
+    pub fn set_dropped(&self, dropped: usize) {
+        self.dropped.set(dropped as i64);
+    }
+}
+
 /// Seeds the instances this replica gains from what other replicas knew.
 pub struct Handover {
     pub cluster: Cluster,
@@ -90,6 +134,7 @@ pub struct Handover {
     pub peers: Peers,
     /// The ConfigMap fallback; `None` without a Kubernetes client.
     pub store: Option<Arc<StatusStore>>,
+    pub metrics: Option<HandoverMetrics>,
 }
 
 /// What one pass did, for logs and tests.
@@ -206,6 +251,9 @@ impl Handover {
                 Ok(set) => set.instances.into_iter().for_each(&mut offer),
                 Err(err) => {
                     peers_answered = false;
+                    if let Some(metrics) = &self.metrics {
+                        metrics.source_errors.with_label_values(&["peer"]).inc();
+                    }
                     tracing::debug!(peer = %peer.identity, error = %err, "peer did not answer the handover");
                 }
             }
@@ -218,6 +266,12 @@ impl Handover {
                 true
             }
             Some(Err(err)) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics
+                        .source_errors
+                        .with_label_values(&["configmap"])
+                        .inc();
+                }
                 tracing::warn!(error = %err, "cannot read the status ConfigMaps for the handover");
                 false
             }
@@ -237,6 +291,9 @@ impl Handover {
             }
         }
         if adopted > 0 {
+            if let Some(metrics) = &self.metrics {
+                metrics.adopted.inc_by(adopted as u64);
+            }
             self.state.persist_soon();
             tracing::info!(
                 gained = gained.len(),

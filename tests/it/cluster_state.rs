@@ -830,4 +830,18 @@ fn a_killed_replica_hands_over_with_drifted_since_unchanged() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_handed_over(&refs, &before, &[]);
+    // The survivors count what they took over, and the victim's silence.
+    let total = |metric: &str| -> f64 {
+        refs.iter()
+            .filter_map(|r| r.metric(metric))
+            .map(|v| v.parse::<f64>().unwrap())
+            .sum()
+    };
+    assert!(
+        total("driftwatch_cluster_handover_adopted_total ") >= mine.len() as f64,
+        "adopted at least the victim's {} instances",
+        mine.len()
+    );
+    assert!(total("driftwatch_cluster_handover_source_errors_total{source=\"peer\"} ") >= 1.0);
+    assert_eq!(total("driftwatch_cluster_status_dropped_instances "), 0.0);
 }
