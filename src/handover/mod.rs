@@ -130,6 +130,16 @@ impl Handover {
     pub async fn pass(&self, tracker: &mut Tracker) -> Pass {
         let now = Instant::now();
         let members = self.cluster.members();
+        // Nothing to do while neither the state nor the members changed
+        // and everything owned is settled.
+        let version = (self.state.generation(), members.clone());
+        if tracker.first_try.is_empty() && tracker.last_seen.as_ref() == Some(&version) {
+            return Pass {
+                complete: true,
+                ..Pass::default()
+            };
+        }
+        tracker.last_seen = Some(version);
         for member in &members {
             tracker
                 .seen
@@ -142,14 +152,14 @@ impl Handover {
         let mut ran_here = HashSet::new();
         let owned: HashSet<InstanceId> = self
             .state
-            .snapshot()
+            .instances_run()
             .into_iter()
-            .filter(|s| self.cluster.owns(&s.instance()))
-            .map(|s| {
-                if s.last_report.is_some() {
-                    ran_here.insert(s.instance());
+            .filter(|(id, _)| self.cluster.owns(id))
+            .map(|(id, ran)| {
+                if ran {
+                    ran_here.insert(id.clone());
                 }
-                s.instance()
+                id
             })
             .collect();
         tracker.settled.retain(|id| owned.contains(id));
@@ -242,6 +252,7 @@ impl Handover {
             let known = newest.contains_key(id) || ran_here.contains(id);
             if (complete && known) || now.duration_since(first) >= GIVE_UP_AFTER {
                 tracker.settled.insert(id.clone());
+                tracker.first_try.remove(id);
             }
         }
         Pass {
@@ -263,4 +274,6 @@ pub struct Tracker {
     /// Every member seen lately and when: a member that just left may
     /// still answer for what it owned.
     seen: BTreeMap<String, (Member, Instant)>,
+    /// The state generation and members of the last pass that looked.
+    last_seen: Option<(u64, Vec<Member>)>,
 }
