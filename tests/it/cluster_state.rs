@@ -349,6 +349,19 @@ fn a_drifted_instance_moves_while_its_owner_is_up_and_keeps_its_episode() {
     });
     assert_eq!(list["cluster"]["unreachable"][0]["identity"], "c");
     assert_eq!(list["cluster"]["unreachable"][0]["reason"], "connect");
+    // c's instances are missing, counted, and nothing stands in for them.
+    let silent = owned_by("c", &[a.member(), b.member(), gone.clone()]);
+    assert!(!silent.is_empty(), "c owns part of the {PROBES} probes");
+    assert_eq!(list["cluster"]["unreachable"][0]["instances"], silent.len());
+    let listed: Vec<&str> = list["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed.len(), PROBES - silent.len(), "{listed:?}");
+    assert!(silent.iter().all(|id| !listed.contains(&id.as_str())));
+    assert_eq!(list["counts"]["pending"], 0);
     let page = a.get_text("/");
     assert!(page.contains("id=\"unreachable\""), "{page}");
     assert!(page.contains("<b>c</b>"), "{page}");
