@@ -307,12 +307,16 @@ fn spawn_cluster_tasks(
     if cx.cluster.is_single() {
         return Vec::new();
     }
+    let metrics = crate::handover::HandoverMetrics::register(cx.metrics.registry())
+        .map_err(|err| tracing::warn!(error = %err, "cannot register the handover metrics"))
+        .ok();
     let mut tasks = vec![crate::handover::Handover {
         cluster: cx.cluster.clone(),
         state: cx.state.clone(),
         history: cx.history.clone(),
         peers: cx.peers.clone(),
         store: daemon.status_store.clone(),
+        metrics: metrics.clone(),
     }
     .spawn(stop.clone())];
     if let Some(store) = &daemon.status_store {
@@ -320,6 +324,7 @@ fn spawn_cluster_tasks(
             cx.state.clone(),
             cx.cluster.clone(),
             crate::handover::store::WRITE_EVERY,
+            metrics,
             shutdown,
         ));
     }
@@ -368,7 +373,11 @@ fn record_history(
 }
 
 /// Syncs once and runs the selected probes once, for `driftwatch check`.
-pub async fn check(config: Config, probes: &[String]) -> anyhow::Result<Vec<Arc<RunReport>>> {
+pub async fn check(mut config: Config, probes: &[String]) -> anyhow::Result<Vec<Arc<RunReport>>> {
+    // One run: a watch cache would be filled and thrown away (a plain LIST is cheaper).
+    for probe in &mut config.probes {
+        probe.one_shot = true;
+    }
     let daemon = build(config, false)?;
     let reports = scheduler::run_once(&daemon.scheduler, probes)
         .await

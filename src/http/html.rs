@@ -268,7 +268,7 @@ pub fn overview(page_data: &Overview<'_>) -> String {
                     "Not answering, their instances are missing below: "
                     @for (n, member) in cluster.unreachable.iter().enumerate() {
                         @if n > 0 { ", " }
-                        b { (member.identity) } " (" (member.reason) ")"
+                        b { (member.identity) } " (" (member.reason) ", " (member.instances) " instances)"
                     }
                 }
             }
@@ -863,7 +863,9 @@ mod tests {
                     identity: format!("gone{XSS}"),
                     url: format!("http://y/{XSS}"),
                     reason: "timeout",
+                    instances: 2,
                 }],
+                silent_probes: Default::default(),
             };
             let html = overview(&Overview {
                 now,

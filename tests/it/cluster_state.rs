@@ -349,6 +349,19 @@ fn a_drifted_instance_moves_while_its_owner_is_up_and_keeps_its_episode() {
     });
     assert_eq!(list["cluster"]["unreachable"][0]["identity"], "c");
     assert_eq!(list["cluster"]["unreachable"][0]["reason"], "connect");
+    // c's instances are missing, counted, and nothing stands in for them.
+    let silent = owned_by("c", &[a.member(), b.member(), gone.clone()]);
+    assert!(!silent.is_empty(), "c owns part of the {PROBES} probes");
+    assert_eq!(list["cluster"]["unreachable"][0]["instances"], silent.len());
+    let listed: Vec<&str> = list["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed.len(), PROBES - silent.len(), "{listed:?}");
+    assert!(silent.iter().all(|id| !listed.contains(&id.as_str())));
+    assert_eq!(list["counts"]["pending"], 0);
     let page = a.get_text("/");
     assert!(page.contains("id=\"unreachable\""), "{page}");
     assert!(page.contains("<b>c</b>"), "{page}");
@@ -817,4 +830,18 @@ fn a_killed_replica_hands_over_with_drifted_since_unchanged() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_handed_over(&refs, &before, &[]);
+    // The survivors count what they took over, and the victim's silence.
+    let total = |metric: &str| -> f64 {
+        refs.iter()
+            .filter_map(|r| r.metric(metric))
+            .map(|v| v.parse::<f64>().unwrap())
+            .sum()
+    };
+    assert!(
+        total("driftwatch_cluster_handover_adopted_total ") >= mine.len() as f64,
+        "adopted at least the victim's {} instances",
+        mine.len()
+    );
+    assert!(total("driftwatch_cluster_handover_source_errors_total{source=\"peer\"} ") >= 1.0);
+    assert_eq!(total("driftwatch_cluster_status_dropped_instances "), 0.0);
 }
