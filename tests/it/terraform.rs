@@ -1492,7 +1492,8 @@ async fn plan_shapes_from_peer_reports_decide_like_terraform_apply() {
     let import = triggered.clone()
         + "import {\n  to = terraform_data.imp\n  id = \"abc\"\n}\nresource \"terraform_data\" \"imp\" {}\n";
     // (source, configuration, (subject, action) pairs; empty = in sync)
-    let steps: Vec<(&str, String, Vec<(&str, &str)>)> = vec![
+    type Step<'a> = (&'a str, String, Vec<(&'a str, &'a str)>);
+    let steps: Vec<Step> = vec![
         (
             "https://github.com/suzuki-shunsuke/tfcmt/issues/358 (a move-only plan: 0 to add, 0 to change, 0 to destroy, exit 2)",
             after_move.clone(),

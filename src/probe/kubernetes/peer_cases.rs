@@ -27,7 +27,7 @@ fn lines(manifest_yaml: &str, live: Value) -> Vec<String> {
     let probe = KubernetesProbe::new(&common, config).unwrap();
     let root = schema::builtin().root(manifest.api_version(), manifest.kind());
     probe
-        .differences(manifest, "default", &live, root)
+        .differences(manifest, "default", live, root)
         .into_iter()
         .map(|(line, _)| line)
         .collect()
