@@ -1250,3 +1250,6 @@ mod tests {
         assert!(!labels_match(&selector, &other));
     }
 }
+
+#[cfg(test)]
+mod peer_cases;

@@ -21,22 +21,6 @@ const SERVER_METADATA: &[&str] = &[
 
 pub(crate) const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// Keys under which values are resource quantities.
-const QUANTITY_PARENTS: &[&str] = &[
-    "limits",
-    "requests",
-    "capacity",
-    "allocatable",
-    "hard",
-    "overhead",
-    "default",
-    "defaultRequest",
-    "max",
-    "min",
-    "maxLimitRequestRatio",
-];
-const QUANTITY_KEYS: &[&str] = &["sizeLimit", "storage"];
-
 /// Normalizes an object (desired or live) in place.
 pub fn normalize(object: &mut Value) {
     let Value::Object(map) = object else { return };
@@ -106,12 +90,15 @@ pub fn scalars_equal(parent: Option<&str>, key: Option<&str>, want: &Value, live
     if want == live {
         return true;
     }
-    if let (Some(a), Some(b)) = (want.as_f64(), live.as_f64()) {
-        return a == b;
+    if let (Value::Number(a), Value::Number(b)) = (want, live) {
+        // Integers exactly (a float cannot tell 2^53 + 1 from 2^53); `1.0`
+        // and `1` are one number to the API's decoder.
+        return match (a.as_i128(), b.as_i128()) {
+            (Some(a), Some(b)) => a == b,
+            _ => a.as_f64() == b.as_f64(),
+        };
     }
-    let quantity_context = parent.is_some_and(|p| QUANTITY_PARENTS.contains(&p))
-        || key.is_some_and(|k| QUANTITY_KEYS.contains(&k));
-    if quantity_context {
+    if super::schema::is_quantity(parent, key) {
         if let (Some(a), Some(b)) = (quantity(want), quantity(live)) {
             return a == b;
         }

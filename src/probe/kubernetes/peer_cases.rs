@@ -1,0 +1,330 @@
+//! Cases from the peers' public bug reports (Argo CD, Flux, Helm charts run
+//! under them, kubectl), each written the way its reporter had it: the
+//! manifest as YAML in git, the live object as the API server returns it
+//! (server defaults, managedFields, canonical quantities). Each row says what
+//! `kubectl apply` of the manifest would change, and the probe's own
+//! manifest reader, normalizer and comparison must say the same.
+
+use serde_json::{json, Value};
+
+use super::manifest::parse_source;
+use super::*;
+
+/// The probe's lines for one manifest document against one live object.
+fn lines(manifest_yaml: &str, live: Value) -> Vec<String> {
+    let loaded = parse_source("case.yaml", manifest_yaml, false);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let manifest = &loaded.objects[0];
+    let common = ProbeCommon {
+        name: "k".into(),
+        layer: "kubernetes".into(),
+        repo: "r".into(),
+        path: PathBuf::from("deploy"),
+        config_dir: PathBuf::from("/etc/driftwatch"),
+        ..Default::default()
+    };
+    let config: KubernetesConfig = parse_fields(toml::Table::new()).unwrap();
+    let probe = KubernetesProbe::new(&common, config).unwrap();
+    let root = schema::builtin().root(manifest.api_version(), manifest.kind());
+    probe
+        .differences(manifest, "default", live, root)
+        .into_iter()
+        .map(|(line, _)| line)
+        .collect()
+}
+
+/// The live metadata a real API server adds to every object.
+fn meta(name: &str, extra: Value) -> Value {
+    let mut m = json!({
+        "name": name, "namespace": "default", "uid": "0b6f5c1e-7d1e-4c39-9d43-1a2b3c4d5e6f",
+        "resourceVersion": "4711", "generation": 1,
+        "creationTimestamp": "2026-11-29T08:00:00Z",
+        "managedFields": [{"manager": "kubectl-client-side-apply", "operation": "Update",
+            "apiVersion": "v1", "time": "2026-11-29T08:00:00Z", "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:metadata": {}}}]
+    });
+    m.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().cloned().unwrap_or_default());
+    m
+}
+
+struct Case {
+    /// The public report the case comes from.
+    source: &'static str,
+    manifest: &'static str,
+    live: Value,
+    /// What `kubectl apply` would change, as the probe's lines.
+    drift: &'static [&'static str],
+}
+
+fn check(cases: Vec<Case>) {
+    let mut failures = Vec::new();
+    for case in cases {
+        let got = lines(case.manifest, case.live);
+        if got != case.drift {
+            failures.push(format!(
+                "{}\n  want {:?}\n  got  {:?}",
+                case.source, case.drift, got
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn deployment_live(spec_template_spec: Value, extra_spec: Value) -> Value {
+    let mut spec = json!({
+        "replicas": 1, "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600,
+        "selector": {"matchLabels": {"app": "web"}},
+        "strategy": {"type": "RollingUpdate",
+                     "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+        "template": {"metadata": {"creationTimestamp": null, "labels": {"app": "web"}},
+                     "spec": spec_template_spec}
+    });
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra_spec.as_object().cloned().unwrap_or_default());
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta("web", json!({})),
+           "spec": spec, "status": {"observedGeneration": 1, "replicas": 1}})
+}
+
+fn pod_spec_live(container: Value) -> Value {
+    let mut c = json!({"name": "web", "image": "nginx:1.27", "imagePullPolicy": "IfNotPresent",
+        "resources": {}, "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "File"});
+    c.as_object_mut()
+        .unwrap()
+        .extend(container.as_object().cloned().unwrap_or_default());
+    json!({"containers": [c], "dnsPolicy": "ClusterFirst", "restartPolicy": "Always",
+           "schedulerName": "default-scheduler", "securityContext": {},
+           "terminationGracePeriodSeconds": 30})
+}
+
+/// Quantities: the API server stores them canonically, so git's spelling
+/// and the live one compare by value wherever the API's type is a
+/// quantity, and by text everywhere else.
+#[test]
+fn quantities_compare_by_value_where_the_api_types_them() {
+    check(vec![
+        Case {
+            source: "https://github.com/argoproj/argo-cd/issues/21135 (1000M -> 1G, 1000m -> 1)",
+            manifest: "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.27\n        resources:\n          requests:\n            memory: 1000M\n            cpu: 1000m\n          limits:\n            memory: 1000M\n",
+            live: deployment_live(
+                pod_spec_live(json!({"resources": {"requests": {"memory": "1G", "cpu": "1"},
+                                                   "limits": {"memory": "1G"}}})),
+                json!({}),
+            ),
+            drift: &[],
+        },
+        Case {
+            source: "https://github.com/lsst-sqre/phalanx/pull/4383 (memory in Gi, argo-cd#16400)",
+            manifest: "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.27\n        resources:\n          limits:\n            memory: 1.5Gi\n            cpu: 0.5\n",
+            live: deployment_live(
+                pod_spec_live(json!({"resources": {"limits": {"memory": "1536Mi", "cpu": "500m"},
+                                                   "requests": {"memory": "1536Mi", "cpu": "500m"}}})),
+                json!({}),
+            ),
+            drift: &[],
+        },
+        Case {
+            source: "https://github.com/argoproj/argo-cd/issues/14035 (HPA averageValue: 10 unquoted; live adds nothing git names)",
+            manifest: "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: web\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  minReplicas: 1\n  maxReplicas: 5\n  metrics:\n  - type: Object\n    object:\n      describedObject: {apiVersion: v1, kind: Service, name: rabbitmq}\n      metric:\n        name: rabbitmq_celery_queue_unprocessed_messages\n      target:\n        type: AverageValue\n        averageValue: 10\n",
+            live: json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                "metadata": meta("web", json!({})),
+                "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                    "minReplicas": 1, "maxReplicas": 5,
+                    "metrics": [{"type": "Object", "object": {
+                        "describedObject": {"apiVersion": "v1", "kind": "Service", "name": "rabbitmq"},
+                        "metric": {"name": "rabbitmq_celery_queue_unprocessed_messages"},
+                        "target": {"type": "AverageValue", "averageValue": "10"}}}]}}),
+            drift: &[],
+        },
+        Case {
+            source: "https://github.com/nasa/harmony/pull/130 (HPA averageValue 10,000m: stored as 10)",
+            manifest: "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: web\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  maxReplicas: 5\n  metrics:\n  - type: Pods\n    pods:\n      metric: {name: num_ready_work_items}\n      target: {type: AverageValue, averageValue: 10000m}\n  behavior:\n    scaleUp:\n      tolerance: 0.05\n",
+            live: json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                "metadata": meta("web", json!({})),
+                "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                    "minReplicas": 1, "maxReplicas": 5,
+                    "metrics": [{"type": "Pods", "pods": {"metric": {"name": "num_ready_work_items"},
+                        "target": {"type": "AverageValue", "averageValue": "10"}}}],
+                    "behavior": {"scaleUp": {"tolerance": "50m", "stabilizationWindowSeconds": 0,
+                        "selectPolicy": "Max", "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15}]}}}}),
+            drift: &[],
+        },
+        Case {
+            source: "sibling: the HPA target really changed live (10 -> 20) is drift",
+            manifest: "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: web\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  maxReplicas: 5\n  metrics:\n  - type: Pods\n    pods:\n      metric: {name: num_ready_work_items}\n      target: {type: AverageValue, averageValue: 10000m}\n",
+            live: json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                "metadata": meta("web", json!({})),
+                "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                    "minReplicas": 1, "maxReplicas": 5,
+                    "metrics": [{"type": "Pods", "pods": {"metric": {"name": "num_ready_work_items"},
+                        "target": {"type": "AverageValue", "averageValue": "20"}}}]}}),
+            drift: &[r#"spec.metrics: want [{"pods":{"metric":{"name":"num_ready_work_items"},"target":{"averageValue":"10000m","type":"AverageValue"}},"type":"Pods"}], live [{"pods":{"metric":{"name":"num_ready_work_items"},"target":{"averageValue":"20","type":"AverageValue"}},"type":"Pods"}]"#],
+        },
+        Case {
+            source: "sibling: emptyDir sizeLimit 0.5Gi is stored as 512Mi; a downward-API divisor 1000m as 1",
+            manifest: "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: web\n    image: nginx:1.27\n    env:\n    - name: CPU\n      valueFrom:\n        resourceFieldRef: {resource: limits.cpu, divisor: 1000m}\n  volumes:\n  - name: scratch\n    emptyDir: {sizeLimit: 0.5Gi}\n",
+            live: json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta("web", json!({})),
+                "spec": {"containers": [{"name": "web", "image": "nginx:1.27",
+                    "env": [{"name": "CPU", "valueFrom": {"resourceFieldRef":
+                        {"containerName": "web", "resource": "limits.cpu", "divisor": "1"}}}]}],
+                    "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "512Mi"}}]}}),
+            drift: &[],
+        },
+        Case {
+            source: "sibling: an env value is a string, not a quantity: \"1000m\" is not \"1\"",
+            manifest: "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: web\n    image: nginx:1.27\n    env:\n    - {name: CPU, value: 1000m}\n",
+            live: json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta("web", json!({})),
+                "spec": {"containers": [{"name": "web", "image": "nginx:1.27",
+                    "env": [{"name": "CPU", "value": "1"}]}]}}),
+            drift: &[r#"spec.containers[name=web].env[name=CPU].value: "1000m" → "1""#],
+        },
+        Case {
+            source: "https://github.com/shepherdjerred/monorepo/pull/1620 sibling in the built-in API: ResourceQuota hard 12000m stored as 12",
+            manifest: "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: team\nspec:\n  hard:\n    requests.cpu: 12000m\n    requests.storage: 1000Gi\n    pods: \"10\"\n",
+            live: json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": meta("team", json!({})),
+                "spec": {"hard": {"requests.cpu": "12", "requests.storage": "1000Gi", "pods": "10"}},
+                "status": {"hard": {"requests.cpu": "12"}, "used": {"requests.cpu": "0"}}}),
+            drift: &[],
+        },
+        Case {
+            source: "sibling: LimitRange default/min/max and a PVC's storage request",
+            manifest: "apiVersion: v1\nkind: LimitRange\nmetadata:\n  name: limits\nspec:\n  limits:\n  - type: Container\n    default: {cpu: 0.5, memory: 512Mi}\n    defaultRequest: {cpu: 100m}\n    max: {cpu: \"2\"}\n    min: {memory: 0.0625Gi}\n",
+            live: json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": meta("limits", json!({})),
+                "spec": {"limits": [{"type": "Container", "default": {"cpu": "500m", "memory": "512Mi"},
+                    "defaultRequest": {"cpu": "100m"}, "max": {"cpu": "2"}, "min": {"memory": "64Mi"}}]}}),
+            drift: &[],
+        },
+        Case {
+            source: "sibling: CSIStorageCapacity's own capacity field",
+            manifest: "apiVersion: storage.k8s.io/v1\nkind: CSIStorageCapacity\nmetadata:\n  name: cap\nstorageClassName: fast\ncapacity: 1.5Ti\nmaximumVolumeSize: 1024Gi\n",
+            live: json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSIStorageCapacity",
+                "metadata": meta("cap", json!({})), "storageClassName": "fast",
+                "capacity": "1536Gi", "maximumVolumeSize": "1Ti"}),
+            drift: &[],
+        },
+    ]);
+}
+
+/// Nulls and empty values in git, and fields the server fills in: apply
+/// leaves alone whatever git does not set, so none of it is drift.
+#[test]
+fn nulls_empties_and_server_filled_fields_are_not_drift() {
+    check(vec![
+        Case {
+            source: "kubectl create deployment web --image=nginx:1.27 --dry-run=client -o yaml (creationTimestamp: null, strategy: {}, resources: {}, status: {})",
+            manifest: "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  creationTimestamp: null\n  labels:\n    app: web\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: web\n  strategy: {}\n  template:\n    metadata:\n      creationTimestamp: null\n      labels:\n        app: web\n    spec:\n      containers:\n      - image: nginx:1.27\n        name: nginx\n        resources: {}\nstatus: {}\n",
+            live: {
+                let mut live = deployment_live(pod_spec_live(json!({"name": "nginx"})), json!({}));
+                live["metadata"]["labels"] = json!({"app": "web"});
+                live["metadata"]["annotations"] = json!({"deployment.kubernetes.io/revision": "1"});
+                live
+            },
+            drift: &[],
+        },
+        Case {
+            source: "kubectl create service clusterip web --tcp=80:8080 --dry-run=client -o yaml (server fills clusterIP(s), ipFamilies, sessionAffinity)",
+            manifest: "apiVersion: v1\nkind: Service\nmetadata:\n  creationTimestamp: null\n  labels:\n    app: web\n  name: web\nspec:\n  ports:\n  - name: 80-8080\n    port: 80\n    protocol: TCP\n    targetPort: 8080\n  selector:\n    app: web\n  type: ClusterIP\nstatus:\n  loadBalancer: {}\n",
+            live: json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": meta("web", json!({"labels": {"app": "web"}})),
+                "spec": {"clusterIP": "10.96.12.7", "clusterIPs": ["10.96.12.7"],
+                    "internalTrafficPolicy": "Cluster", "ipFamilies": ["IPv4"],
+                    "ipFamilyPolicy": "SingleStack",
+                    "ports": [{"name": "80-8080", "port": 80, "protocol": "TCP", "targetPort": 8080}],
+                    "selector": {"app": "web"}, "sessionAffinity": "None", "type": "ClusterIP"},
+                "status": {"loadBalancer": {}}}),
+            drift: &[],
+        },
+        Case {
+            source: "sibling: the same Service switched to NodePort live is drift",
+            manifest: "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - {name: 80-8080, port: 80, protocol: TCP, targetPort: 8080}\n  selector: {app: web}\n  type: ClusterIP\n",
+            live: json!({"apiVersion": "v1", "kind": "Service", "metadata": meta("web", json!({})),
+                "spec": {"clusterIP": "10.96.12.7", "clusterIPs": ["10.96.12.7"],
+                    "ports": [{"name": "80-8080", "nodePort": 31234, "port": 80, "protocol": "TCP", "targetPort": 8080}],
+                    "selector": {"app": "web"}, "type": "NodePort"}}),
+            drift: &[r#"spec.type: "ClusterIP" → "NodePort""#],
+        },
+        Case {
+            source: "https://github.com/traefik/traefik-helm-chart/issues/1019 (annotations: null in an IngressRoute)",
+            manifest: "apiVersion: traefik.io/v1alpha1\nkind: IngressRoute\nmetadata:\n  name: dashboard\n  annotations: null\nspec:\n  entryPoints: [traefik]\n  routes:\n  - match: PathPrefix(`/dashboard`)\n    kind: Rule\n    services:\n    - {name: api@internal, kind: TraefikService}\n",
+            live: json!({"apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
+                "metadata": meta("dashboard", json!({})),
+                "spec": {"entryPoints": ["traefik"], "routes": [{"match": "PathPrefix(`/dashboard`)",
+                    "kind": "Rule", "services": [{"name": "api@internal", "kind": "TraefikService"}]}]}}),
+            drift: &[],
+        },
+        Case {
+            source: "https://github.com/argoproj/argo-cd/issues/12033 (groupNames: null in git, [] live)",
+            manifest: "apiVersion: authorization.openshift.io/v1\nkind: RoleBinding\nmetadata:\n  name: view\ngroupNames: null\nroleRef: {name: view}\nsubjects:\n- {kind: Group, name: A}\n- {kind: User, name: B}\n",
+            live: json!({"apiVersion": "authorization.openshift.io/v1", "kind": "RoleBinding",
+                "metadata": meta("view", json!({})), "groupNames": [], "userNames": ["B"],
+                "roleRef": {"name": "view"},
+                "subjects": [{"kind": "Group", "name": "A"}, {"kind": "User", "name": "B"}]}),
+            drift: &[],
+        },
+        Case {
+            source: "https://github.com/argoproj/argo-cd/issues/12033 (subjects reordered live: an atomic list, apply puts git's order back)",
+            manifest: "apiVersion: authorization.openshift.io/v1\nkind: RoleBinding\nmetadata:\n  name: view\nroleRef: {name: view}\nsubjects:\n- {kind: Group, name: A}\n- {kind: User, name: B}\n",
+            live: json!({"apiVersion": "authorization.openshift.io/v1", "kind": "RoleBinding",
+                "metadata": meta("view", json!({})), "roleRef": {"name": "view"},
+                "subjects": [{"kind": "User", "name": "B"}, {"kind": "Group", "name": "A"}]}),
+            drift: &[r#"subjects: want [{"kind":"Group","name":"A"},{"kind":"User","name":"B"}], live [{"kind":"User","name":"B"},{"kind":"Group","name":"A"}]"#],
+        },
+        Case {
+            source: "https://github.com/GreptimeTeam/helm-charts/pull/362 (resources: {requests: {}, limits: {}})",
+            manifest: "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: web\n    image: nginx:1.27\n    resources:\n      requests: {}\n      limits: {}\n",
+            live: json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta("web", json!({})),
+                "spec": pod_spec_live(json!({}))}),
+            drift: &[],
+        },
+        Case {
+            source: "https://github.com/fluxcd/helm-controller/issues/643 (a webhook adds prometheus-operator-validated to PrometheusRule)",
+            manifest: "apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\nmetadata:\n  name: etcd\nspec:\n  groups:\n  - name: etcd\n    rules:\n    - alert: etcdDown\n      expr: up{job=\"etcd\"} == 0\n",
+            live: json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+                "metadata": meta("etcd", json!({"annotations": {"prometheus-operator-validated": "true"}})),
+                "spec": {"groups": [{"name": "etcd", "rules": [{"alert": "etcdDown", "expr": "up{job=\"etcd\"} == 0"}]}]}}),
+            drift: &[],
+        },
+        Case {
+            source: "https://github.com/fluxcd/kustomize-controller/pull/1627 test 1 (HPA owns replicas; git leaves it out)",
+            manifest: "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - {name: web, image: nginx:1.27}\n",
+            live: deployment_live(pod_spec_live(json!({})), json!({"replicas": 5})),
+            drift: &[],
+        },
+        Case {
+            source: "sibling: with hostNetwork the server sets hostPort from containerPort",
+            manifest: "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  hostNetwork: true\n  containers:\n  - name: web\n    image: nginx:1.27\n    ports:\n    - containerPort: 8080\n",
+            live: {
+                let mut live = json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta("web", json!({})),
+                    "spec": pod_spec_live(json!({"ports": [{"containerPort": 8080, "hostPort": 8080, "protocol": "TCP"}]}))});
+                live["spec"]["hostNetwork"] = json!(true);
+                live
+            },
+            drift: &[],
+        },
+    ]);
+}
+
+/// Numbers: the API's integers are 64-bit; two that differ must never
+/// compare equal through a float.
+#[test]
+fn big_integers_compare_exactly() {
+    check(vec![
+        Case {
+            source: "sibling of the YAML-reading kind (issue 10): int64 fields past 2^53",
+            manifest: "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  activeDeadlineSeconds: 9007199254740993\n  containers:\n  - {name: web, image: nginx:1.27}\n",
+            live: json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta("web", json!({})),
+                "spec": {"activeDeadlineSeconds": 9007199254740992_i64,
+                    "containers": [{"name": "web", "image": "nginx:1.27"}]}}),
+            drift: &["spec.activeDeadlineSeconds: want 9007199254740993, live 9007199254740992"],
+        },
+        Case {
+            source: "sibling: 1.0 in git is the integer 1 the server stores",
+            manifest: "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1.0\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - {name: web, image: nginx:1.27}\n",
+            live: deployment_live(pod_spec_live(json!({})), json!({})),
+            drift: &[],
+        },
+    ]);
+}
