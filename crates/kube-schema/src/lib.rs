@@ -45,6 +45,10 @@ pub struct Field {
     pub map_values: bool,
     /// The type of the value, of each list item, or of each map value.
     pub ty: Option<TypeRef>,
+    /// The value (or each map value) is a resource quantity: a custom
+    /// resource's field declared int-or-string with the quantity pattern
+    /// that controller-gen writes for `resource.Quantity`.
+    pub quantity: bool,
 }
 
 /// A type named in the built-in table, or written out (custom resources).
@@ -108,6 +112,8 @@ pub fn builtin() -> &'static Schemas {
                             list: raw.l.as_deref().map(|l| list_type(l, raw.k.clone())),
                             map_values: raw.m,
                             ty: raw.t.map(TypeRef::Named),
+                            // Built-in quantities: see `is_quantity`.
+                            quantity: false,
                         };
                         (field, field_def)
                     })
@@ -347,6 +353,7 @@ fn crd_field(property: &Value) -> Option<Field> {
             Some(Field {
                 list: Some(list),
                 map_values: false,
+                quantity: false,
                 ty: items
                     .filter(|d| !d.fields.is_empty())
                     .map(|d| TypeRef::Inline(Box::new(d))),
@@ -370,10 +377,25 @@ fn crd_field(property: &Value) -> Option<Field> {
                         def
                     })
                     .unwrap_or_else(|| from_crd_schema(values));
+                if is_quantity_schema(values) {
+                    return Some(Field {
+                        list: None,
+                        map_values: true,
+                        ty: None,
+                        quantity: true,
+                    });
+                }
                 return (!inner.fields.is_empty()).then(|| Field {
                     list: None,
                     map_values: true,
                     ty: Some(TypeRef::Inline(Box::new(inner))),
+                    quantity: false,
+                });
+            }
+            if is_quantity_schema(property) {
+                return Some(Field {
+                    quantity: true,
+                    ..Field::default()
                 });
             }
             let inner = from_crd_schema(property);
@@ -381,9 +403,20 @@ fn crd_field(property: &Value) -> Option<Field> {
                 list: None,
                 map_values: false,
                 ty: Some(TypeRef::Inline(Box::new(inner))),
+                quantity: false,
             })
         }
     }
+}
+
+/// A CRD property holding a `resource.Quantity`: controller-gen writes it
+/// as int-or-string with the quantity pattern (binary suffixes `Ki`…`Ei`).
+fn is_quantity_schema(property: &Value) -> bool {
+    property.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true))
+        && property
+            .get("pattern")
+            .and_then(Value::as_str)
+            .is_some_and(|p| p.contains("[KMGTPE]i"))
 }
 
 #[cfg(test)]

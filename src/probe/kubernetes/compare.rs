@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::normalize::scalars_equal;
+use super::normalize::{quantities_equal, scalars_equal};
 use super::schema::{ListType, Schemas, TypeDef};
 
 /// One step of a path into an object.
@@ -57,6 +57,9 @@ struct Place<'a> {
     ty: Option<&'a TypeDef>,
     /// The value is a map whose entries have type `ty`.
     map_values: bool,
+    /// The value (or each map entry) is a quantity, as a custom resource's
+    /// schema declares it.
+    quantity: bool,
 }
 
 impl<'a> Place<'a> {
@@ -81,6 +84,7 @@ impl<'a> Place<'a> {
                 schemas: self.schemas,
                 ty,
                 map_values: field.is_some_and(|f| f.map_values),
+                quantity: field.is_some_and(|f| f.quantity),
             },
             field.and_then(|f| f.list.as_ref()),
         )
@@ -102,6 +106,7 @@ pub fn compare(
         schemas,
         ty: root,
         map_values: false,
+        quantity: false,
     };
     match (want, live) {
         (Value::Object(want_map), Value::Object(_)) => {
@@ -204,7 +209,8 @@ fn walk(
             differ(out)
         }
         _ => {
-            if !scalars_equal(parent, key, want, live) {
+            let same_quantity = place.quantity && quantities_equal(want, live);
+            if !same_quantity && !scalars_equal(parent, key, want, live) {
                 differ(out);
             }
         }

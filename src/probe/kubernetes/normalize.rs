@@ -98,12 +98,16 @@ pub fn scalars_equal(parent: Option<&str>, key: Option<&str>, want: &Value, live
             _ => a.as_f64() == b.as_f64(),
         };
     }
-    if super::schema::is_quantity(parent, key) {
-        if let (Some(a), Some(b)) = (quantity(want), quantity(live)) {
-            return a == b;
-        }
+    if super::schema::is_quantity(parent, key) && quantities_equal(want, live) {
+        return true;
     }
     int_or_string_equal(want, live)
+}
+
+/// Two quantities with the same value (`12000m` and `12`); false when
+/// either is not a quantity.
+pub fn quantities_equal(want: &Value, live: &Value) -> bool {
+    matches!((quantity(want), quantity(live)), (Some(a), Some(b)) if a == b)
 }
 
 /// `80` and `"80"`: the API accepts both where a field is int-or-string

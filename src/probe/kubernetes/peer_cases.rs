@@ -383,3 +383,63 @@ fn values_the_api_decoder_refuses_are_errors() {
         assert!(loaded.errors.is_empty(), "{manifest}: {:?}", loaded.errors);
     }
 }
+
+/// Quantities inside custom resources: controller-gen declares a
+/// `resource.Quantity` field as int-or-string with the quantity pattern, and
+/// a webhook or controller that round-trips it through Go stores the
+/// canonical form, so it compares by value like a built-in quantity.
+#[test]
+fn custom_resource_quantities_compare_by_value() {
+    const QUANTITY: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
+    let quantity = json!({"anyOf": [{"type": "integer"}, {"type": "string"}],
+        "pattern": QUANTITY, "x-kubernetes-int-or-string": true});
+    // Kueue's ClusterQueue, trimmed to the fields the case touches.
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "resourceGroups": {"type": "array", "x-kubernetes-list-type": "atomic", "items": {
+            "type": "object", "properties": {
+                "coveredResources": {"type": "array", "items": {"type": "string"}},
+                "flavors": {"type": "array", "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["name"], "items": {"type": "object", "properties": {
+                        "name": {"type": "string"},
+                        "resources": {"type": "array", "x-kubernetes-list-type": "map",
+                            "x-kubernetes-list-map-keys": ["name"], "items": {"type": "object",
+                                "properties": {"name": {"type": "string"},
+                                               "nominalQuota": quantity.clone()}}}}}}}}},
+        "limits": {"type": "object", "additionalProperties": quantity},
+        "note": {"type": "string"}}}}});
+    let root = schema::from_crd_schema(&schema);
+    let manifest = "apiVersion: kueue.x-k8s.io/v1beta1\nkind: ClusterQueue\nmetadata:\n  name: homelab\nspec:\n  limits: {cpu: 500m}\n  note: \"12000m\"\n  resourceGroups:\n  - coveredResources: [cpu, memory]\n    flavors:\n    - name: default\n      resources:\n      - {name: cpu, nominalQuota: 12000m}\n      - {name: memory, nominalQuota: 64Gi}\n";
+    let live = |cpu: &str, note: &str| {
+        json!({"apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "ClusterQueue",
+            "metadata": meta("homelab", json!({})),
+            "spec": {"limits": {"cpu": "0.5"}, "note": note, "resourceGroups": [{"coveredResources": ["cpu", "memory"],
+                "flavors": [{"name": "default", "resources": [
+                    {"name": "cpu", "nominalQuota": cpu}, {"name": "memory", "nominalQuota": "64Gi"}]}]}],
+                "queueingStrategy": "BestEffortFIFO"}})
+    };
+    let loaded = parse_source("case.yaml", manifest, false);
+    let probe_lines = |live: Value| -> Vec<String> {
+        let common = ProbeCommon {
+            name: "k".into(),
+            layer: "kubernetes".into(),
+            ..Default::default()
+        };
+        let probe =
+            KubernetesProbe::new(&common, parse_fields(toml::Table::new()).unwrap()).unwrap();
+        probe
+            .differences(&loaded.objects[0], "default", live, Some(&root))
+            .into_iter()
+            .map(|(line, _)| line)
+            .collect()
+    };
+    // https://github.com/shepherdjerred/monorepo/pull/1620: git's 12000m, the stored 12.
+    assert!(probe_lines(live("12", "12000m")).is_empty());
+    // The quota really changed live; and a string field is text, not a quantity.
+    assert_eq!(
+        probe_lines(live("16", "12")),
+        [
+            r#"spec.note: "12000m" → "12""#,
+            r#"spec.resourceGroups: want [{"coveredResources":["cpu","memory"],"flavors":[{"name":"default","resources":[{"name":"cpu","nominalQuota":"12000m"},{"name":"memory","nominalQuota":"64Gi"}]}]}], live [{"coveredResources":["cpu","memory"],"flavors":[{"name":"default","resources":[{"name":"cpu","nominalQuota":"16"},{"name":"memory","nominalQuota":"64Gi"}]}]}]"#,
+        ]
+    );
+}
