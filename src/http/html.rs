@@ -282,6 +282,10 @@ pub fn overview(page_data: &Overview<'_>) -> String {
         }
         @if let Some(events) = page_data.events {
             h2 { "Recent events" }
+            @if let Some(cluster) = page_data.cluster {
+                // History stays with the replica that made the runs.
+                p class="muted" { "Of the runs " (cluster.identity) " made; each instance's page shows its owner's." }
+            }
             (events_table(now, events, true))
             p { a href="/events" { "All events" } }
         }

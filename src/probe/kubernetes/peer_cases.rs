@@ -328,3 +328,58 @@ fn big_integers_compare_exactly() {
         },
     ]);
 }
+
+/// A value of the wrong type for its field: the API server's decoder
+/// refuses the object, so `kubectl apply` fails; the probe must say so as an
+/// error naming the field, never compare it (an env `value: 80` used to
+/// equal a live `"80"`).
+#[test]
+fn values_the_api_decoder_refuses_are_errors() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "https://github.com/kubeshop/helm-charts/pull/514 (env value unquoted: cannot unmarshal number into Go struct field EnvVar...env.value of type string)",
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: web\n    image: nginx:1.27\n    env:\n    - name: PORT\n      value: 80\n",
+            "case.yaml:6: document 1: spec.containers[0].env[0].value: must be a string, not a number (the API server rejects it; quote the value)",
+        ),
+        (
+            "sibling: YAML 1.1 reads `on` as a boolean, and EnvVar.value is a string",
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: web\n    image: nginx:1.27\n    env:\n    - {name: DEBUG, value: on}\n",
+            "case.yaml:6: document 1: spec.containers[0].env[0].value: must be a string, not a boolean (the API server rejects it; quote the value)",
+        ),
+        (
+            "sibling: replicas quoted is a string where the API wants an integer",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: \"3\"\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - {name: web, image: nginx:1.27}\n",
+            "case.yaml:6: document 1: spec.replicas: must be an integer, not a string (the API server rejects it)",
+        ),
+        (
+            "sibling: a quoted file mode (\"0644\") where the API wants the integer",
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - {name: web, image: nginx:1.27}\n  volumes:\n  - name: conf\n    configMap: {name: conf, defaultMode: \"0644\"}\n",
+            "case.yaml:8: document 1: spec.volumes[0].configMap.defaultMode: must be an integer, not a string (the API server rejects it)",
+        ),
+        (
+            "sibling: a container port given as a mapping",
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - port: {number: 80}\n",
+            "case.yaml:6: document 1: spec.ports[0].port: must be an integer, not a mapping (the API server rejects it)",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (source, manifest, error) in cases {
+        let loaded = parse_source("case.yaml", manifest, false);
+        let got: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+        if got != [error.to_string()] || !loaded.objects.is_empty() {
+            failures.push(format!("{source}\n  want {error:?}\n  got  {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // What the decoder accepts passes: int-or-string and quantities take
+    // either form, `1.0` reaches the server as 1, null means unset, and
+    // custom resources are the CRD's to check.
+    for manifest in [
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - {port: 80, targetPort: http}\n  - {port: 81, targetPort: 8081}\n",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1.0\n  strategy: null\n  template:\n    spec:\n      containers:\n      - name: web\n        resources:\n          limits: {cpu: 1, memory: 1Gi}\n",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\nspec:\n  replicas: \"3\"\n",
+    ] {
+        let loaded = parse_source("case.yaml", manifest, false);
+        assert!(loaded.errors.is_empty(), "{manifest}: {:?}", loaded.errors);
+    }
+}
