@@ -294,6 +294,29 @@ fn nulls_empties_and_server_filled_fields_are_not_drift() {
             drift: &[],
         },
         Case {
+            source: "https://github.com/argoproj/argo-cd/issues/4661 (a label, a volumeMount and a volume added live by kubectl edit: apply keeps what git never set)",
+            manifest: "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: agent\nspec:\n  selector:\n    matchLabels: {app: agent}\n  template:\n    metadata:\n      labels: {app: agent}\n    spec:\n      containers:\n      - name: agent\n        image: agent:1\n        volumeMounts:\n        - {name: data, mountPath: /data}\n      volumes:\n      - name: data\n        emptyDir: {}\n",
+            live: json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                "metadata": meta("agent", json!({"labels": {"edited": "by-hand"}})),
+                "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                    "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {
+                        "containers": [{"name": "agent", "image": "agent:1", "volumeMounts": [
+                            {"name": "data", "mountPath": "/data"}, {"name": "extra", "mountPath": "/extra"}]}],
+                        "volumes": [{"name": "data", "emptyDir": {}}, {"name": "extra", "emptyDir": {}}]}},
+                    "updateStrategy": {"type": "RollingUpdate"}}}),
+            drift: &[],
+        },
+        Case {
+            source: "sibling of argo-cd#4661: the mount git declares, pointed at another volume live, is drift (readOnly, which git never set, is not)",
+            manifest: "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: agent\nspec:\n  selector:\n    matchLabels: {app: agent}\n  template:\n    metadata:\n      labels: {app: agent}\n    spec:\n      containers:\n      - name: agent\n        image: agent:1\n        volumeMounts:\n        - {name: data, mountPath: /data}\n",
+            live: json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta("agent", json!({})),
+                "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                    "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {
+                        "containers": [{"name": "agent", "image": "agent:1", "volumeMounts": [
+                            {"name": "scratch", "mountPath": "/data", "readOnly": true}]}]}}}}),
+            drift: &[r#"spec.template.spec.containers[name=agent].volumeMounts[mountPath=/data].name: "data" → "scratch""#],
+        },
+        Case {
             source: "sibling: with hostNetwork the server sets hostPort from containerPort",
             manifest: "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  hostNetwork: true\n  containers:\n  - name: web\n    image: nginx:1.27\n    ports:\n    - containerPort: 8080\n",
             live: {
