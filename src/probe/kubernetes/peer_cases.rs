@@ -466,3 +466,38 @@ fn custom_resource_quantities_compare_by_value() {
         ]
     );
 }
+
+/// helm-diff's reports: text that differs only in form is the same object;
+/// a list the API keys may come back in another order, an atomic one may not.
+#[test]
+fn form_is_not_content_but_atomic_order_is() {
+    check(vec![
+        Case {
+            source: "https://github.com/databus23/helm-diff/issues/305 (a chart checked out on Windows: CRLF line ends, also inside a block scalar)",
+            manifest: "apiVersion: v1\r\nkind: ConfigMap\r\nmetadata:\r\n  name: app\r\ndata:\r\n  app.conf: |\r\n    a = 1\r\n    b = 2\r\n",
+            live: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta("app", json!({})),
+                "data": {"app.conf": "a = 1\nb = 2\n"}}),
+            drift: &[],
+        },
+        Case {
+            source: "https://github.com/databus23/helm-diff/pull/273 (key order and indentation)",
+            manifest: "kind: Service\napiVersion: v1\nspec:\n    type: ClusterIP\n    selector: {app.kubernetes.io/name: app-name}\n    ports:\n        -   targetPort: http\n            port: 80\n            name: http\nmetadata:\n    labels: {app.kubernetes.io/managed-by: Helm, app.kubernetes.io/name: app-name}\n    name: app-name\n",
+            live: json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": meta("app-name", json!({"labels": {"app.kubernetes.io/name": "app-name", "app.kubernetes.io/managed-by": "Helm"}})),
+                "spec": {"clusterIP": "10.96.0.9", "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}],
+                    "selector": {"app.kubernetes.io/name": "app-name"}, "sessionAffinity": "None", "type": "ClusterIP"}}),
+            drift: &[],
+        },
+        Case {
+            source: "https://github.com/databus23/helm-diff/issues/572 (ports reordered with protocol filled in: keyed, not drift; an arg moved: atomic, drift)",
+            manifest: "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.27\n        command: [./podinfo, --port=9898, --level=info]\n        ports:\n        - {containerPort: 9898, name: http}\n        - {containerPort: 9797, name: metrics}\n",
+            live: deployment_live(
+                pod_spec_live(json!({"command": ["--level=info", "./podinfo", "--port=9898"],
+                    "ports": [{"containerPort": 9797, "name": "metrics", "protocol": "TCP"},
+                              {"containerPort": 9898, "name": "http", "protocol": "TCP"}]})),
+                json!({}),
+            ),
+            drift: &[r#"spec.template.spec.containers[name=web].command: want ["./podinfo","--port=9898","--level=info"], live ["--level=info","./podinfo","--port=9898"]"#],
+        },
+    ]);
+}
