@@ -158,6 +158,13 @@ fn walk(
                 let (field_place, field_list) = place.child(k);
                 let path = child(Segment::Key(k.clone()));
                 match live_map.get(k) {
+                    // `null` in git: apply removes the field.
+                    None if want_value.is_null() => {}
+                    Some(live_value) if want_value.is_null() => out.push(Difference {
+                        path,
+                        want: Value::Null,
+                        live: Some(live_value.clone()),
+                    }),
                     Some(live_value) => walk(
                         &path,
                         key,
@@ -378,6 +385,9 @@ fn render_value_line(difference: &Difference, secret: bool) -> String {
     }
     match (&difference.want, &difference.live) {
         (want, None) => format!("{path}: want {}, live absent", show(want)),
+        (Value::Null, Some(live)) => {
+            format!("{path}: want removed (null in git), live {}", show(live))
+        }
         (Value::String(want), Some(Value::String(live))) => {
             format!("{path}: {} → {}", show_str(want), show_str(live))
         }

@@ -501,3 +501,33 @@ fn form_is_not_content_but_atomic_order_is() {
         },
     ]);
 }
+
+/// `key: null` in git: client-side `kubectl apply` removes the field
+/// (kubernetes/kubernetes#40630; on create too since #125646), so a live
+/// value there is drift, named as such; with nothing live it is in sync.
+#[test]
+fn null_in_git_removes_the_field() {
+    check(vec![
+        Case {
+            source: "https://github.com/kubernetes/kubernetes/pull/40630 (replicas: null beside an HPA: apply would reset the scaled Deployment)",
+            manifest: "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  annotations: null\nspec:\n  replicas: null\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      nodeSelector: null\n      containers:\n      - {name: web, image: nginx:1.27}\n",
+            live: {
+                let mut live = deployment_live(pod_spec_live(json!({})), json!({"replicas": 5}));
+                live["metadata"]["annotations"] = json!({"deployment.kubernetes.io/revision": "3"});
+                live
+            },
+            drift: &["spec.replicas: want removed (null in git), live 5"],
+        },
+        Case {
+            source: "https://github.com/kubernetes/kubernetes/issues/123304 (null in git, a map and a list item's field set live)",
+            manifest: "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  nodeSelector: null\n  containers:\n  - name: web\n    image: nginx:1.27\n    env:\n    - {name: MODE, value: null}\n",
+            live: json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta("web", json!({})),
+                "spec": {"nodeSelector": {"disk": "ssd"}, "containers": [{"name": "web", "image": "nginx:1.27",
+                    "env": [{"name": "MODE", "value": "debug"}]}]}}),
+            drift: &[
+                r#"spec.containers[name=web].env[name=MODE].value: want removed (null in git), live "debug""#,
+                r#"spec.nodeSelector: want removed (null in git), live {"disk":"ssd"}"#,
+            ],
+        },
+    ]);
+}
