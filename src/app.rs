@@ -228,7 +228,7 @@ pub async fn run_with_listener(
         daemon.context.clone(),
         http_stop.clone(),
     ));
-    let cluster_tasks = spawn_cluster_tasks(&daemon, http_stop.clone());
+    let cluster_tasks = spawn_cluster_tasks(&daemon, http_stop.clone(), shutdown.clone());
     daemon.scheduler.clone().run(shutdown).await;
     if let Some(membership) = membership {
         let _ = membership.await;
@@ -304,21 +304,28 @@ async fn start_membership(
 
 /// In `kubernetes` mode: the handover (gained instances take over their
 /// previous owner's status) and the writer of this replica's status
-/// ConfigMap. Nothing in single mode.
+/// ConfigMap. Nothing in single mode. The handover runs until `stop` (with
+/// the HTTP server); the writer writes a last time as soon as `shutdown`
+/// fires, while this replica still owns what it owned.
 fn spawn_cluster_tasks(
     daemon: &Daemon,
     stop: CancellationToken,
+    shutdown: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let cx = &daemon.context;
     if cx.cluster.is_single() {
         return Vec::new();
     }
+    let metrics = crate::handover::HandoverMetrics::register(cx.metrics.registry())
+        .map_err(|err| tracing::warn!(error = %err, "cannot register the handover metrics"))
+        .ok();
     let mut tasks = vec![crate::handover::Handover {
         cluster: cx.cluster.clone(),
         state: cx.state.clone(),
         history: cx.history.clone(),
         peers: cx.peers.clone(),
         store: daemon.status_store.clone(),
+        metrics: metrics.clone(),
     }
     .spawn(stop.clone())];
     if let Some(store) = &daemon.status_store {
@@ -326,7 +333,8 @@ fn spawn_cluster_tasks(
             cx.state.clone(),
             cx.cluster.clone(),
             crate::handover::store::WRITE_EVERY,
-            stop,
+            metrics,
+            shutdown,
         ));
     }
     tasks
@@ -374,7 +382,11 @@ fn record_history(
 }
 
 /// Syncs once and runs the selected probes once, for `driftwatch check`.
-pub async fn check(config: Config, probes: &[String]) -> anyhow::Result<Vec<Arc<RunReport>>> {
+pub async fn check(mut config: Config, probes: &[String]) -> anyhow::Result<Vec<Arc<RunReport>>> {
+    // One run: a watch cache would be filled and thrown away (a plain LIST is cheaper).
+    for probe in &mut config.probes {
+        probe.one_shot = true;
+    }
     let daemon = build(config, false)?;
     let reports = scheduler::run_once(&daemon.scheduler, probes)
         .await

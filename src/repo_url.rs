@@ -240,6 +240,15 @@ fn scp_like_parts(text: &str) -> Option<(&str, &str)> {
     if authority.is_empty() || authority.contains('/') || path.is_empty() {
         return None;
     }
+    // `user:password@host:path` has no password syntax in git; refuse it
+    // rather than read `user` as the host and show the password as a path.
+    if path
+        .split('/')
+        .next()
+        .is_some_and(|head| head.contains('@'))
+    {
+        return None;
+    }
     Some((authority, path))
 }
 
@@ -252,7 +261,12 @@ pub fn redacted_url(text: &str) -> String {
         return url.redacted();
     }
     let Some((scheme, rest)) = text.split_once("://") else {
-        return text.to_string();
+        // Not a URL: hide a userinfo-like head (`user:pw@host:path`).
+        let head = text.split('/').next().unwrap_or(text);
+        return match head.rfind('@') {
+            Some(at) => format!("***@{}", &text[at + 1..]),
+            None => text.to_string(),
+        };
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
@@ -357,6 +371,7 @@ mod tests {
             "https://user:pw@git hub.com/a.git",
             "ssh://git@ho st/x",
             "git@:path",
+            "user:pw@host:org/x.git",
             "host:",
             "",
         ] {
@@ -375,6 +390,8 @@ mod tests {
             ("ftp://u:pw@h/x", "ftp://***@h/x"),
             ("https://u:p@w@bad host/x", "https://***@bad host/x"),
             ("not a url", "not a url"),
+            ("user:pw@host:org/x.git", "***@host:org/x.git"),
+            ("/srv/git/x.git", "/srv/git/x.git"),
         ] {
             assert_eq!(redacted_url(text), shown, "{text}");
         }

@@ -202,6 +202,9 @@ pub struct ProbeSpec {
     pub repo_dir: Option<PathBuf>,
     /// The layer's own keys, as written.
     pub fields: toml::Table,
+    /// Built for one run and exit (`driftwatch check`): nothing long-lived,
+    /// such as the Kubernetes layer's watches, is started. Not a config key.
+    pub one_shot: bool,
 }
 
 /// The old name of [`ProbeSpec`], kept while callers move over.

@@ -184,6 +184,7 @@ impl Loader<'_> {
                 config_dir: self.config_dir.clone(),
                 repo_dir,
                 fields: table,
+                one_shot: false,
             };
             match self.layers.check(&spec) {
                 Ok(()) => {}

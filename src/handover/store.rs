@@ -17,7 +17,7 @@
 //! conflict (someone else changed it) is answered by reading it again and
 //! writing once more.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
+use crate::instance::InstanceId;
 use crate::probe::Verdict;
 use crate::state::{ProbeStatus, State};
 
@@ -230,38 +231,60 @@ impl StatusStore {
         Ok(sets)
     }
 
-    /// Keeps this replica's ConfigMap up to date until `shutdown`: every
-    /// `every`, when the state changed, writes the owned instances.
+    /// Keeps this replica's ConfigMap up to date: every `every`, when the
+    /// state or the owned set changed, writes the owned instances. When
+    /// `shutdown` fires it writes once more at once, with what it owned
+    /// just before (its Lease is about to go, and with it the ownership),
+    /// so a successor that finds it gone reads its latest statuses.
     pub fn spawn_writer(
         self: Arc<Self>,
         state: Arc<State>,
         cluster: Cluster,
         every: Duration,
+        metrics: Option<super::HandoverMetrics>,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut written_generation = None;
+            let mut written = None;
+            let mut owned_ids: HashSet<InstanceId> = HashSet::new();
             loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                let generation = state.generation();
-                if written_generation == Some(generation) {
-                    continue;
-                }
-                let owned: Vec<ProbeStatus> = state
-                    .snapshot()
-                    .into_iter()
-                    .filter(|s| cluster.owns(&s.instance()))
+                let stopping = tokio::select! {
+                    _ = shutdown.cancelled() => true,
+                    _ = tick.tick() => false,
+                };
+                let statuses = state.snapshot();
+                let now: HashSet<InstanceId> = statuses
+                    .iter()
+                    .map(ProbeStatus::instance)
+                    .filter(|id| cluster.owns(id))
                     .collect();
-                match self.write(&owned).await {
-                    Ok(_) => written_generation = Some(generation),
-                    Err(err) => {
-                        tracing::warn!(error = %err, "cannot write the status ConfigMap; a new owner may lose drifted-since if this replica dies")
+                if stopping {
+                    owned_ids.extend(now);
+                } else {
+                    owned_ids = now;
+                }
+                let key = (state.generation(), owned_ids.len());
+                if written != Some(key) || stopping {
+                    let owned: Vec<ProbeStatus> = statuses
+                        .into_iter()
+                        .filter(|s| owned_ids.contains(&s.instance()))
+                        .collect();
+                    match self.write(&owned).await {
+                        Ok(doc) => {
+                            written = Some(key);
+                            if let (Some(doc), Some(metrics)) = (doc, &metrics) {
+                                metrics.set_dropped(doc.dropped);
+                            }
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, "cannot write the status ConfigMap; a new owner may lose drifted-since if this replica dies")
+                        }
                     }
+                }
+                if stopping {
+                    break;
                 }
             }
         })

@@ -311,6 +311,117 @@ async fn forbidden_watch_falls_back_to_list_with_a_warning() {
     let _ = &s.tmp;
 }
 
+/// A watch forbidden at the start is asked again every `watch_retry`: once
+/// the account may watch, the scope syncs, a live-change check clears the
+/// warning, and checks read the cache again (no request).
+#[tokio::test]
+async fn a_watch_allowed_later_replaces_the_list_fallback() {
+    let s = setup("watch_retry = \"200ms\"").await;
+    s.emulator.forbid_watch("deployments.apps");
+    let outcome = s.check().await;
+    assert_eq!(outcome.warnings.len(), 1, "{:?}", outcome.warnings);
+    assert!(outcome.warnings[0].contains("cannot watch deployments.apps"));
+    // Still forbidden: the retries change nothing and wake no check.
+    assert!(s.quiet_for(Duration::from_millis(700)).await);
+    assert_eq!(s.check().await.warnings.len(), 1);
+
+    s.emulator.allow_watch("deployments.apps");
+    s.live_change().await;
+    let outcome = s.check().await;
+    assert_eq!(outcome.verdict(), Verdict::InSync, "{:#?}", outcome.changes);
+    assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
+    s.emulator.reset_requests();
+    s.emulator.patch("Deployment", "shop", "web", |d| {
+        d["spec"]["replicas"] = json!(7)
+    });
+    s.live_change().await;
+    let outcome = s.check().await;
+    assert_eq!(outcome.verdict(), Verdict::Drifted);
+    assert_eq!(s.emulator.requests(), 0, "{:?}", s.emulator.paths());
+}
+
+/// `driftwatch check` runs each probe once: it starts no watch and makes the
+/// same requests as `watch = false` (no permission-check watch per scope).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_shot_check_starts_no_watch() {
+    let emulator = KubeEmulator::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let manifests = tmp.path().join("checkout").join("deploy");
+    copy_dir(&Path::new(FIXTURES).join("app"), &manifests);
+    seed_dir(&emulator, &manifests);
+    let config_path = write_config(&emulator, tmp.path(), &manifests, "");
+    let config = driftwatch::app::load_config(&config_path).unwrap();
+    emulator.reset_requests();
+    let reports = driftwatch::app::check(config, &[]).await.unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(
+        reports[0].verdict,
+        Verdict::InSync,
+        "{:?}",
+        reports[0].error
+    );
+    assert!(reports[0].warnings.is_empty(), "{:?}", reports[0].warnings);
+    assert_eq!(emulator.watches_started(), 0);
+    let paths = emulator.paths();
+    assert!(paths.iter().all(|p| !p.contains("watch")), "{paths:?}");
+    let one_shot = emulator.requests();
+
+    let kubeconfig = emulator.write_kubeconfig(tmp.path());
+    let fields = format!(
+        "kubeconfig = {:?}\nwatch = false",
+        kubeconfig.display().to_string()
+    );
+    let listing = common::build_probe("kubernetes", "k8s", "deploy", &fields).unwrap();
+    let cx = common::probe_context(
+        "k8s",
+        &tmp.path().join("checkout"),
+        "deploy",
+        tmp.path(),
+        Duration::from_secs(60),
+    );
+    emulator.reset_requests();
+    assert_eq!(listing.run(&cx).await.unwrap().verdict(), Verdict::InSync);
+    assert_eq!(one_shot, emulator.requests(), "{paths:?}");
+}
+
+/// A config file for one kubernetes probe (no schedule) on the emulator,
+/// over a new git repo holding the files of `manifests` under `deploy/`;
+/// `fields` adds to the probe's table.
+fn write_config(emulator: &KubeEmulator, dir: &Path, manifests: &Path, fields: &str) -> PathBuf {
+    let work = dir.join("work");
+    let files: Vec<(String, String)> = std::fs::read_dir(manifests)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            (
+                format!("deploy/{}", p.file_name().unwrap().to_string_lossy()),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    common::init_repo(&work, &refs);
+    let kubeconfig: PathBuf = emulator.write_kubeconfig(dir);
+    let config_path = dir.join("driftwatch.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "state_dir = \"{state}\"\n\n[[repo]]\nname = \"infra\"\nurl = \"file://{work}\"\n\n\
+             [[probe]]\nname = \"k8s\"\nlayer = \"kubernetes\"\npath = \"deploy\"\nschedule = \"\"\n\
+             kubeconfig = \"{kubeconfig}\"\n{fields}\n",
+            state = dir.join("state").display(),
+            work = work.display(),
+            kubeconfig = kubeconfig.display()
+        ),
+    )
+    .unwrap();
+    config_path
+}
+
 /// An in-process daemon over a git repo holding `manifests` (a directory
 /// of files) under `deploy/`, with one kubernetes probe (no schedule) on the
 /// emulator; `fields` adds to the probe's table.
@@ -323,37 +434,7 @@ struct Daemon {
 
 impl Daemon {
     fn start(emulator: &KubeEmulator, dir: &Path, manifests: &Path, fields: &str) -> Daemon {
-        let work = dir.join("work");
-        let files: Vec<(String, String)> = std::fs::read_dir(manifests)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.is_file())
-            .map(|p| {
-                (
-                    format!("deploy/{}", p.file_name().unwrap().to_string_lossy()),
-                    std::fs::read_to_string(&p).unwrap(),
-                )
-            })
-            .collect();
-        let refs: Vec<(&str, &str)> = files
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect();
-        common::init_repo(&work, &refs);
-        let kubeconfig: PathBuf = emulator.write_kubeconfig(dir);
-        let config_path = dir.join("driftwatch.toml");
-        std::fs::write(
-            &config_path,
-            format!(
-                "state_dir = \"{state}\"\n\n[[repo]]\nname = \"infra\"\nurl = \"file://{work}\"\n\n\
-                 [[probe]]\nname = \"k8s\"\nlayer = \"kubernetes\"\npath = \"deploy\"\nschedule = \"\"\n\
-                 kubeconfig = \"{kubeconfig}\"\n{fields}\n",
-                state = dir.join("state").display(),
-                work = work.display(),
-                kubeconfig = kubeconfig.display()
-            ),
-        )
-        .unwrap();
+        let config_path = write_config(emulator, dir, manifests, fields);
         let config = driftwatch::app::load_config(&config_path).unwrap();
         let daemon = driftwatch::app::build(config, false).unwrap();
         let reports = daemon.scheduler.subscribe();

@@ -185,6 +185,26 @@ impl Store {
         self.objects.insert(key, object);
     }
 
+    /// The objects of one type (in one namespace), in key order: a range of
+    /// the map, not a scan of every object (50,000 objects, 300 LISTs).
+    fn in_scope<'a>(
+        &'a self,
+        qualified: &'a str,
+        namespace: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Value> + 'a {
+        let start = (
+            qualified.to_string(),
+            namespace.unwrap_or("").to_string(),
+            String::new(),
+        );
+        self.objects
+            .range(start..)
+            .take_while(move |((q, ns, _), _)| {
+                q == qualified && namespace.is_none_or(|wanted| ns == wanted)
+            })
+            .map(|(_, v)| v)
+    }
+
     /// Deletes an object: a new resourceVersion, and a DELETED event carrying
     /// the object's last state at that version.
     fn remove(&mut self, key: &(String, String, String)) -> Option<Value> {
@@ -1019,10 +1039,7 @@ fn serve_group(
         .map(|s| parse_selector(s))
         .unwrap_or_default();
     let mut items: Vec<&Value> = store
-        .objects
-        .iter()
-        .filter(|((q, ns, _), _)| *q == qualified && namespace.is_none_or(|wanted| ns == wanted))
-        .map(|(_, v)| v)
+        .in_scope(&qualified, namespace)
         .filter(|v| selector_matches(&selector, v))
         .collect();
     let offset: usize = match params.get("continue") {

@@ -390,10 +390,12 @@ impl Stream {
                 let (initial, current) = {
                     let store = self.inner.store.lock().unwrap();
                     let initial: Vec<Value> = store
-                        .objects
-                        .iter()
-                        .filter(|((q, ns, _), v)| self.filter.matches(q, ns, v))
-                        .map(|(_, v)| self.event("ADDED", v))
+                        .in_scope(&self.filter.qualified, self.filter.namespace.as_deref())
+                        .filter(|v| {
+                            let ns = v["metadata"]["namespace"].as_str().unwrap_or("");
+                            self.filter.matches(&self.filter.qualified, ns, v)
+                        })
+                        .map(|v| self.event("ADDED", v))
                         .collect();
                     changes.borrow_and_update();
                     (initial, store.resource_version)

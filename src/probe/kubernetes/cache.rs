@@ -8,11 +8,13 @@
 //!
 //! A scope that cannot serve a check falls back to the LIST/GET reader for
 //! that check: while its first sync is failing, after a watch error until it
-//! has relisted, and for good when WATCH itself is forbidden (403). Events
+//! has relisted, and while WATCH itself is forbidden (403; asked again every
+//! `watch_retry`, so a role granted later takes effect without a restart). Events
 //! that may change a verdict (an edit of a declared object, a deletion, a new
 //! undeclared object when extras are on) wake `changed`, which the scheduler
 //! turns into a `live-change` run.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
-use kube::core::PartialObjectMeta;
+use kube::core::{ObjectMeta, PartialObjectMeta};
 use kube::discovery::ApiResource;
 use kube::runtime::reflector::{store::Writer, ObjectRef, Store};
 use kube::runtime::watcher;
@@ -81,7 +83,7 @@ struct Interest {
 }
 
 enum Cached {
-    Full(Store<DynamicObject>),
+    Full(Store<LiveObject>),
     Metadata(Store<PartialObjectMeta<DynamicObject>>),
 }
 
@@ -113,10 +115,12 @@ pub struct LiveCache {
     /// Set once a check has declared which scopes exist.
     configured: AtomicBool,
     page_size: u32,
+    /// How long a scope whose WATCH is forbidden waits before asking again.
+    watch_retry: Duration,
 }
 
 impl LiveCache {
-    pub fn new(page_size: u32) -> LiveCache {
+    pub fn new(page_size: u32, watch_retry: Duration) -> LiveCache {
         let (sender, receiver) = tokio::sync::watch::channel(0);
         LiveCache {
             scopes: Mutex::new(HashMap::new()),
@@ -125,6 +129,7 @@ impl LiveCache {
             retired_restarts: AtomicU64::new(0),
             configured: AtomicBool::new(false),
             page_size,
+            watch_retry,
         }
     }
 
@@ -161,7 +166,7 @@ impl LiveCache {
                         client.clone(),
                         key,
                         &resource_type,
-                        self.page_size,
+                        (self.page_size, self.watch_retry),
                         self.changes.clone(),
                     )
                 })
@@ -239,8 +244,8 @@ impl Scope {
         }
     }
 
-    /// One cached object (see `to_json` for its JSON).
-    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<DynamicObject>> {
+    /// One cached object.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<LiveObject>> {
         let Cached::Full(store) = &self.store else {
             return None;
         };
@@ -268,8 +273,9 @@ impl Scope {
                     if skip(&namespace, &name) {
                         continue;
                     }
-                    let mut value = json!({"metadata": object.metadata});
-                    if let Some(kind) = object.data.get("type") {
+                    let body = object.to_json();
+                    let mut value = json!({"metadata": body["metadata"]});
+                    if let Some(kind) = body.get("type") {
                         value["type"] = kind.clone();
                     }
                     out.push((namespace, name, value));
@@ -288,15 +294,130 @@ impl Scope {
     }
 }
 
-/// A cached object back to the JSON the API served (metadata re-serialized;
-/// what `Content::trim` dropped is gone).
-pub fn to_json(object: &DynamicObject) -> Value {
-    let mut value = match &object.data {
-        Value::Object(map) => Value::Object(map.clone()),
-        _ => json!({}),
-    };
-    value["metadata"] = serde_json::to_value(&object.metadata).unwrap_or_default();
-    value
+/// A live object as the cache keeps it: its JSON text, not a tree of
+/// `serde_json::Value`s (which takes several times the JSON's size), with
+/// what never decides a verdict left out — `status`, `apiVersion`/`kind`
+/// (list items lack them, watch events carry them), `resourceVersion` and
+/// kubectl's last-applied annotation. `managedFields` is kept apart, as text
+/// too, read only to name who changed a drifted field. A check parses the
+/// body of an object only when its resourceVersion changed since it was last
+/// compared, so most checks parse nothing.
+#[derive(Clone)]
+pub struct LiveObject {
+    /// Identity, resourceVersion and owner references: what the store and
+    /// the watch bookkeeping read.
+    metadata: ObjectMeta,
+    /// The object's JSON without the fields above.
+    body: Arc<str>,
+    /// `metadata.managedFields` as JSON, when the server sent any.
+    managed_fields: Option<Arc<str>>,
+}
+
+// By hand: the body may hold a Secret's data.
+impl Debug for LiveObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveObject")
+            .field("namespace", &self.metadata.namespace)
+            .field("name", &self.metadata.name)
+            .field("resource_version", &self.metadata.resource_version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveObject {
+    fn from_value(value: Value) -> Result<LiveObject, String> {
+        let Value::Object(mut map) = value else {
+            return Err("a Kubernetes object is a JSON object".into());
+        };
+        for field in ["status", "apiVersion", "kind"] {
+            map.remove(field);
+        }
+        let mut metadata = ObjectMeta::default();
+        let mut managed_fields = None;
+        if let Some(Value::Object(meta)) = map.get_mut("metadata") {
+            if let Some(Value::String(version)) = meta.remove("resourceVersion") {
+                metadata.resource_version = Some(version);
+            }
+            if let Some(entries @ Value::Array(_)) = meta.remove("managedFields") {
+                managed_fields = Some(Arc::from(entries.to_string()));
+            }
+            if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
+                annotations.remove(super::normalize::LAST_APPLIED);
+            }
+            let text = |key: &str| meta.get(key).and_then(Value::as_str).map(String::from);
+            metadata.name = text("name");
+            metadata.namespace = text("namespace");
+            metadata.owner_references = meta
+                .get("ownerReferences")
+                .and_then(|refs| serde_json::from_value(refs.clone()).ok());
+        }
+        Ok(LiveObject {
+            metadata,
+            body: Arc::from(Value::Object(map).to_string()),
+            managed_fields,
+        })
+    }
+
+    /// Its resourceVersion ("" when the server sent none).
+    pub fn resource_version(&self) -> &str {
+        self.metadata.resource_version.as_deref().unwrap_or("")
+    }
+
+    /// The object as JSON, as the comparison reads it: the body, its
+    /// resourceVersion, and `managedFields` as a JSON *string* (see
+    /// `managed_fields`), parsed only when a field differs.
+    pub fn to_json(&self) -> Value {
+        let mut value: Value = serde_json::from_str(&self.body).unwrap_or_else(|_| json!({}));
+        if !value["metadata"].is_object() {
+            value["metadata"] = json!({});
+        }
+        if let Some(version) = &self.metadata.resource_version {
+            value["metadata"]["resourceVersion"] = json!(version);
+        }
+        if let Some(managed) = &self.managed_fields {
+            value["metadata"]["managedFields"] = Value::String(managed.to_string());
+        }
+        value
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LiveObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        LiveObject::from_value(Value::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl kube::Resource for LiveObject {
+    type DynamicType = ApiResource;
+    type Scope = kube::core::DynamicResourceScope;
+
+    fn kind(dt: &ApiResource) -> Cow<'_, str> {
+        dt.kind.as_str().into()
+    }
+
+    fn group(dt: &ApiResource) -> Cow<'_, str> {
+        dt.group.as_str().into()
+    }
+
+    fn version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.version.as_str().into()
+    }
+
+    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.api_version.as_str().into()
+    }
+
+    fn plural(dt: &ApiResource) -> Cow<'_, str> {
+        dt.plural.as_str().into()
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
 }
 
 /// What a scope can cache: whole objects or their metadata.
@@ -326,50 +447,34 @@ impl<K> CachedObject for K where
 
 /// What in an object can change a verdict: not status, not bookkeeping.
 trait Content {
-    fn content(&self) -> Value;
+    fn same_content(&self, other: &Self) -> bool;
 
-    /// Drops, before caching, what the comparison drops anyway (see
-    /// `normalize`): `status` and kubectl's last-applied-configuration
-    /// annotation (a second copy of the object). `managedFields` stays: it
-    /// names who changed each drifted field (see `owners`).
+    /// Drops, before caching, what extra detection does not read.
     fn trim(&mut self);
 }
 
-fn trim_metadata(meta: &mut kube::core::ObjectMeta) {
-    if let Some(annotations) = &mut meta.annotations {
-        annotations.remove(super::normalize::LAST_APPLIED);
-    }
-}
+impl Content for LiveObject {
+    /// Already compact (see `LiveObject::from_value`).
+    fn trim(&mut self) {}
 
-impl Content for DynamicObject {
-    fn trim(&mut self) {
-        trim_metadata(&mut self.metadata);
-        if let Some(map) = self.data.as_object_mut() {
-            map.remove("status");
-        }
-    }
-
-    fn content(&self) -> Value {
-        let mut data = self.data.clone();
-        if let Some(map) = data.as_object_mut() {
-            map.remove("status");
-        }
-        json!([
-            data,
-            self.metadata.labels,
-            self.metadata.annotations,
-            self.metadata.finalizers
-        ])
+    fn same_content(&self, other: &Self) -> bool {
+        self.body == other.body
     }
 }
 
 impl Content for PartialObjectMeta<DynamicObject> {
+    /// Extra detection reads names, labels, annotations and owners only.
     fn trim(&mut self) {
-        trim_metadata(&mut self.metadata);
+        let meta = &mut self.metadata;
+        meta.managed_fields = None;
+        if let Some(annotations) = &mut meta.annotations {
+            annotations.remove(super::normalize::LAST_APPLIED);
+        }
     }
 
-    fn content(&self) -> Value {
-        json!([self.metadata.labels, self.metadata.annotations])
+    fn same_content(&self, other: &Self) -> bool {
+        self.metadata.labels == other.metadata.labels
+            && self.metadata.annotations == other.metadata.annotations
     }
 }
 
@@ -377,7 +482,7 @@ fn start(
     client: Client,
     key: ScopeKey,
     resource_type: &ResourceType,
-    page_size: u32,
+    (page_size, watch_retry): (u32, Duration),
     changes: Arc<tokio::sync::watch::Sender<u64>>,
 ) -> Arc<Scope> {
     let resource = resource_type.resource.clone();
@@ -394,6 +499,7 @@ fn start(
         config,
         ready: ready_rx,
         changes,
+        watch_retry,
     };
     let (store, task) = if key.metadata_only {
         // `Api<PartialObjectMeta<_>>` asks for metadata-only objects.
@@ -434,6 +540,7 @@ struct Informer {
     /// The scope, once built (the task holds it weakly after the permission check).
     ready: tokio::sync::oneshot::Receiver<Arc<Scope>>,
     changes: Arc<tokio::sync::watch::Sender<u64>>,
+    watch_retry: Duration,
 }
 
 impl Informer {
@@ -442,18 +549,25 @@ impl Informer {
         api: Api<K>,
         resource: &ApiResource,
     ) -> (Store<K>, tokio::task::AbortHandle) {
-        let writer: Writer<K> = Writer::new(resource.clone());
+        let mut writer: Writer<K> = Writer::new(resource.clone());
         let store = writer.as_reader();
         let task = tokio::spawn(async move {
             let Ok(scope) = self.ready.await else { return };
-            if !may_watch(&scope, &self.permission_api).await {
-                return;
-            }
             let weak = Arc::downgrade(&scope);
             drop(scope);
             let config = self.config;
             let new_stream = move || watcher::watcher(api.clone(), config.clone()).boxed();
-            inform(weak, writer, new_stream, self.changes).await;
+            // A forbidden WATCH (at the start or later) is asked again every
+            // `watch_retry`: a role granted since takes effect without a restart.
+            loop {
+                let Some(scope) = weak.upgrade() else { return };
+                let allowed = may_watch(&scope, &self.permission_api).await;
+                drop(scope);
+                if allowed {
+                    inform(weak.clone(), &mut writer, &new_stream, &self.changes).await;
+                }
+                tokio::time::sleep(self.watch_retry).await;
+            }
         });
         (store, task.abort_handle())
     }
@@ -466,8 +580,7 @@ impl Informer {
 async fn may_watch(scope: &Scope, api: &Api<DynamicObject>) -> bool {
     match watch_forbidden(api, &scope.key).await {
         Some(message) => {
-            tracing::warn!(scope = %scope.key.describe(), "{message}");
-            scope.phase.send_replace(Phase::WatchForbidden(message));
+            forbidden(scope, message);
             false
         }
         // Anything else is the informer's to meet and report.
@@ -491,15 +604,28 @@ pub async fn watch_forbidden(api: &Api<DynamicObject>, key: &ScopeKey) -> Option
     }
 }
 
+/// Settles a scope as `WatchForbidden`, warning once (not on every retry).
+fn forbidden(scope: &Scope, message: String) {
+    let before = scope
+        .phase
+        .send_replace(Phase::WatchForbidden(message.clone()));
+    if matches!(before, Phase::WatchForbidden(_)) {
+        tracing::debug!(scope = %scope.key.describe(), "{message}");
+    } else {
+        tracing::warn!(scope = %scope.key.describe(), "{message}");
+    }
+}
+
 type EventStream<K> = futures::stream::BoxStream<'static, watcher::Result<watcher::Event<K>>>;
 
-/// Feeds one store from its watcher until the scope is dropped. Errors
-/// restart the watcher from a fresh LIST after a backoff.
+/// Feeds one store from its watcher until the scope is dropped or WATCH
+/// is forbidden. Other errors restart the watcher from a fresh LIST after a
+/// backoff.
 async fn inform<K>(
     scope: std::sync::Weak<Scope>,
-    mut writer: Writer<K>,
-    new_stream: impl Fn() -> EventStream<K>,
-    changes: Arc<tokio::sync::watch::Sender<u64>>,
+    writer: &mut Writer<K>,
+    new_stream: &impl Fn() -> EventStream<K>,
+    changes: &tokio::sync::watch::Sender<u64>,
 ) where
     K: CachedObject,
 {
@@ -514,13 +640,14 @@ async fn inform<K>(
                 Ok(event) => {
                     let event = event.modify(K::trim);
                     *scope.last_event.lock().unwrap() = Some(Instant::now());
-                    let relevant = relevant(&scope, &writer, &event);
+                    let relevant = relevant(&scope, writer, &event);
                     writer.apply_watcher_event(&event);
                     if let watcher::Event::InitDone = event {
                         backoff = Duration::from_secs(1);
-                        scope.phase.send_replace(Phase::Synced);
-                        // A relist may hide any change made while the watch was down.
-                        if synced_once {
+                        let before = scope.phase.send_replace(Phase::Synced);
+                        // A relist may hide any change made while the watch was
+                        // down; after a forbidden watch, a check clears the warning.
+                        if synced_once || matches!(before, Phase::WatchForbidden(_)) {
                             changes.send_modify(|n| *n += 1);
                         }
                         synced_once = true;
@@ -533,8 +660,7 @@ async fn inform<K>(
                     scope.restarts.fetch_add(1, Ordering::Relaxed);
                     if let watcher::Error::WatchStartFailed(kube::Error::Api(status)) = &err {
                         if status.code == 403 {
-                            tracing::warn!(scope = %scope.key.describe(), "{message}");
-                            scope.phase.send_replace(Phase::WatchForbidden(message));
+                            forbidden(&scope, message);
                             return;
                         }
                     }
@@ -576,7 +702,7 @@ where
     let reference = ObjectRef::from_obj_with(object, scope.resource.clone());
     let before = writer.as_reader().get(&reference);
     if interest.declared.contains(name) {
-        return deleted || before.map(|b| b.content()) != Some(object.content());
+        return deleted || !before.is_some_and(|b| b.same_content(object));
     }
     let owned = object
         .meta()

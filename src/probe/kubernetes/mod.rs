@@ -95,6 +95,14 @@ pub struct KubernetesConfig {
     /// How long after a live change the check starts, so a burst makes one check.
     #[serde(default = "default_watch_debounce")]
     pub watch_debounce: String,
+    /// When WATCH is forbidden (403), how often to ask again; until then
+    /// the probe LISTs on every check and warns.
+    #[serde(default = "default_watch_retry")]
+    pub watch_retry: String,
+}
+
+fn default_watch_retry() -> String {
+    "5m".to_string()
 }
 
 fn default_watch() -> bool {
@@ -153,6 +161,12 @@ type Lines = Arc<Vec<(String, FieldChange)>>;
 /// Declared objects (type index, namespace, name) unchanged since they were last compared.
 type Known = HashMap<(usize, String, String), Lines>;
 
+/// The declared objects of a check by (type index, namespace, name).
+type Desired<'a> = BTreeMap<(usize, String, String), &'a Manifest>;
+
+/// Objects read from the watch-fed cache, turned into JSON only when compared.
+type CachedObjects = HashMap<(usize, String, String), Arc<cache::LiveObject>>;
+
 /// apiVersion, kind, namespace, name.
 type ObjectKey = (String, String, String, String);
 
@@ -168,6 +182,22 @@ fn object_key(resource_type: &ResourceType, namespace: &str, name: &str) -> Obje
 pub fn build(common: &ProbeCommon, fields: toml::Table) -> Result<Arc<dyn Probe>, Vec<FieldError>> {
     let config: KubernetesConfig = parse_fields(fields)?;
     Ok(Arc::new(KubernetesProbe::new(common, config)?))
+}
+
+/// A duration field (`"30s"`), recording an error under `key` when it does
+/// not parse, or is zero and `zero_ok` is not set.
+fn duration(key: &str, text: &str, zero_ok: bool, errors: &mut Vec<FieldError>) -> Duration {
+    match crate::config::parse_duration(text) {
+        Ok(d) if zero_ok || !d.is_zero() => d,
+        Ok(_) => {
+            errors.push(FieldError::new(key, "must be more than zero"));
+            Duration::ZERO
+        }
+        Err(message) => {
+            errors.push(FieldError::new(key, message));
+            Duration::ZERO
+        }
+    }
 }
 
 fn patterns(key: &str, values: &[String], errors: &mut Vec<FieldError>) -> Vec<glob::Pattern> {
@@ -207,24 +237,14 @@ impl KubernetesProbe {
         if config.page_size == 0 {
             errors.push(FieldError::new("page_size", "must be at least 1"));
         }
-        let request_timeout = match crate::config::parse_duration(&config.request_timeout) {
-            Ok(d) if !d.is_zero() => d,
-            Ok(_) => {
-                errors.push(FieldError::new("request_timeout", "must be more than zero"));
-                Duration::from_secs(30)
-            }
-            Err(message) => {
-                errors.push(FieldError::new("request_timeout", message));
-                Duration::from_secs(30)
-            }
-        };
-        let debounce = match crate::config::parse_duration(&config.watch_debounce) {
-            Ok(d) => d,
-            Err(message) => {
-                errors.push(FieldError::new("watch_debounce", message));
-                Duration::from_secs(2)
-            }
-        };
+        let request_timeout = duration(
+            "request_timeout",
+            &config.request_timeout,
+            false,
+            &mut errors,
+        );
+        let debounce = duration("watch_debounce", &config.watch_debounce, true, &mut errors);
+        let watch_retry = duration("watch_retry", &config.watch_retry, false, &mut errors);
         if !config.detect_extra
             && (!config.extra_namespaces.is_empty() || config.extra_label_selector.is_some())
         {
@@ -249,8 +269,8 @@ impl KubernetesProbe {
             .kubeconfig
             .as_ref()
             .map(|p| common.config_dir.join(p));
-        let watching = config.watch.then(|| Watching {
-            cache: LiveCache::new(config.page_size),
+        let watching = (config.watch && !common.one_shot).then(|| Watching {
+            cache: LiveCache::new(config.page_size, watch_retry),
             client: tokio::sync::OnceCell::new(),
             debounce,
             manifests: Mutex::new(None),
@@ -371,11 +391,10 @@ impl KubernetesProbe {
     async fn run_inner(&self, cx: &ProbeContext) -> Result<Outcome, ProbeError> {
         let loaded = self.load_cached(cx).await?;
         let mut input_errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
-        let manifests: Vec<Manifest> = loaded
+        let manifests: Vec<&Manifest> = loaded
             .objects
             .iter()
             .filter(|m| self.kind_selected(m.kind(), m.group()))
-            .cloned()
             .collect();
 
         let client = live::connect(
@@ -422,7 +441,7 @@ impl KubernetesProbe {
         }
 
         // Each wanted object, keyed by (type, namespace, name); duplicates are input errors.
-        let mut desired: BTreeMap<(usize, String, String), Manifest> = BTreeMap::new();
+        let mut desired: Desired = BTreeMap::new();
         for manifest in manifests {
             let key = (
                 manifest.api_version().to_string(),
@@ -474,7 +493,8 @@ impl KubernetesProbe {
         let mut warnings = Vec::new();
         // Declared objects unchanged since the last check, with their lines.
         let mut known = Known::new();
-        let live = match &self.watching {
+        let mut cached = CachedObjects::new();
+        let mut live = match &self.watching {
             Some(watching) => {
                 self.read_cached(
                     watching,
@@ -483,7 +503,7 @@ impl KubernetesProbe {
                     &desired,
                     plans,
                     &reader,
-                    (&mut warnings, &mut known),
+                    (&mut warnings, &mut known, &mut cached),
                 )
                 .await?
             }
@@ -525,7 +545,13 @@ impl KubernetesProbe {
                 None => change,
             };
             let key = (*index, namespace.clone(), name.clone());
-            let lines = match (known.get(&key), live.objects.get(&key)) {
+            // A cached object is parsed here, one at a time, not all up front.
+            let live_object = match (live.objects.remove(&key), cached.get(&key)) {
+                (Some(object), _) => Some(object),
+                (None, Some(object)) if !known.contains_key(&key) => Some(object.to_json()),
+                _ => None,
+            };
+            let lines = match (known.get(&key), live_object) {
                 (Some(lines), _) => lines.clone(),
                 (None, None) => {
                     changes.push(declare(ResourceChange::new(subject, "missing").with_diff(
@@ -540,14 +566,15 @@ impl KubernetesProbe {
                     let root = crd_roots
                         .get(index)
                         .or_else(|| schemas.root(manifest.api_version(), manifest.kind()));
+                    let version = live_object
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .map(String::from);
                     let lines = Arc::new(self.differences(manifest, namespace, live_object, root));
-                    let version = live_object.pointer("/metadata/resourceVersion");
-                    if let (Some(watching), Some(Value::String(version))) =
-                        (&self.watching, version)
-                    {
+                    if let (Some(watching), Some(version)) = (&self.watching, version) {
                         watching.compared.lock().unwrap().insert(
                             object_key(&types[*index], namespace, name),
-                            (version.clone(), lines.clone()),
+                            (version, lines.clone()),
                         );
                     }
                     lines
@@ -645,10 +672,10 @@ impl KubernetesProbe {
         watching: &Watching,
         cx: &ProbeContext,
         types: &[ResourceType],
-        desired: &BTreeMap<(usize, String, String), Manifest>,
+        desired: &Desired<'_>,
         plans: Vec<ReadPlan>,
         reader: &Reader,
-        (warnings, known): (&mut Vec<String>, &mut Known),
+        (warnings, known, cached): (&mut Vec<String>, &mut Known, &mut CachedObjects),
     ) -> Result<live::ReadResult, ProbeError> {
         let client = watching
             .client
@@ -721,13 +748,13 @@ impl KubernetesProbe {
                     continue;
                 };
                 let key = (*index, namespace.clone(), name.clone());
-                let version = object.metadata.resource_version.as_deref().unwrap_or("");
+                let version = object.resource_version();
                 match compared.get(&object_key(&types[*index], namespace, name)) {
                     Some((seen, lines)) if seen == version && !version.is_empty() => {
                         known.insert(key, lines.clone());
                     }
                     _ => {
-                        result.objects.insert(key, cache::to_json(&object));
+                        cached.insert(key, object);
                     }
                 }
             }
@@ -761,7 +788,7 @@ impl KubernetesProbe {
     fn extra_pairs(
         &self,
         types: &[ResourceType],
-        desired: &BTreeMap<(usize, String, String), Manifest>,
+        desired: &Desired<'_>,
     ) -> BTreeSet<(usize, String)> {
         let mut list_all: BTreeSet<(usize, String)> = BTreeSet::new();
         if self.config.detect_extra {
@@ -786,11 +813,7 @@ impl KubernetesProbe {
 
     /// LIST a (type, namespace) when many objects of it are wanted (or when
     /// looking for extras there), GET each otherwise.
-    fn plan(
-        &self,
-        types: &[ResourceType],
-        desired: &BTreeMap<(usize, String, String), Manifest>,
-    ) -> Vec<ReadPlan> {
+    fn plan(&self, types: &[ResourceType], desired: &Desired<'_>) -> Vec<ReadPlan> {
         let mut groups: BTreeMap<(usize, String), Vec<String>> = BTreeMap::new();
         for (index, namespace, name) in desired.keys() {
             groups
@@ -836,14 +859,16 @@ impl KubernetesProbe {
         &self,
         manifest: &Manifest,
         namespace: &str,
-        live_object: &Value,
+        mut live: Value,
         root: Option<&schema::TypeDef>,
     ) -> Vec<(String, FieldChange)> {
-        // Who wrote each live value: read before normalizing drops managedFields.
-        let managed_fields = live_object.pointer("/metadata/managedFields");
+        // Who wrote each live value: taken before normalizing would drop it.
+        let managed_fields = live
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+            .and_then(|meta| meta.remove("managedFields"));
         let mut want = manifest.object.clone();
-        let mut live = live_object.clone();
-        normalize::normalize(&mut want);
+        normalize::normalize_desired(&mut want);
         normalize::normalize(&mut live);
         // The namespace is identity (and may have come from the default).
         for object in [&mut want, &mut live] {
@@ -863,7 +888,17 @@ impl KubernetesProbe {
             .filter(|r| r.applies_to(&target))
             .collect();
         let secret = manifest.kind() == "Secret" && manifest.group().is_empty();
-        compare::compare(&want, &live, schema::builtin(), root)
+        let differences = compare::compare(&want, &live, schema::builtin(), root);
+        // The cache keeps managedFields as JSON text (`cache::LiveObject`): parsed only now.
+        let managed_fields = match managed_fields {
+            Some(Value::String(text)) if !differences.is_empty() => {
+                serde_json::from_str(&text).ok()
+            }
+            Some(Value::String(_)) => None,
+            other => other,
+        };
+        let managed_fields = managed_fields.as_ref();
+        differences
             .iter()
             .filter(|d| !rules.iter().any(|r| r.ignores(&d.path)))
             .map(|d| {
@@ -885,7 +920,7 @@ impl KubernetesProbe {
     fn extras(
         &self,
         types: &[ResourceType],
-        desired: &BTreeMap<(usize, String, String), Manifest>,
+        desired: &Desired<'_>,
         live: &HashMap<(usize, String, String), Value>,
         listed: &BTreeSet<(usize, String)>,
     ) -> Vec<ResourceChange> {
@@ -1215,3 +1250,6 @@ mod tests {
         assert!(!labels_match(&selector, &other));
     }
 }
+
+#[cfg(test)]
+mod peer_cases;
