@@ -15,6 +15,10 @@ use crate::probe::{Probe, RunReport};
 use crate::scheduler::{self, Scheduler};
 use crate::state::State;
 
+/// How long a sharded replica keeps serving after releasing its Lease on
+/// shutdown: a few of the handover's one-second retries.
+const HANDOVER_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Everything a running daemon is made of.
 pub struct Daemon {
     pub config: Arc<Config>,
@@ -228,6 +232,11 @@ pub async fn run_with_listener(
     daemon.scheduler.clone().run(shutdown).await;
     if let Some(membership) = membership {
         let _ = membership.await;
+        // The Lease is gone and the others are taking this replica's
+        // instances over: keep answering their handover requests
+        // (`/api/v1/cluster/status`) a little longer, so drifted-since moves
+        // with the instances instead of depending on the status ConfigMap.
+        tokio::time::sleep(HANDOVER_GRACE).await;
     }
     http_stop.cancel();
     for task in cluster_tasks {
@@ -307,12 +316,16 @@ fn spawn_cluster_tasks(
     if cx.cluster.is_single() {
         return Vec::new();
     }
+    let metrics = crate::handover::HandoverMetrics::register(cx.metrics.registry())
+        .map_err(|err| tracing::warn!(error = %err, "cannot register the handover metrics"))
+        .ok();
     let mut tasks = vec![crate::handover::Handover {
         cluster: cx.cluster.clone(),
         state: cx.state.clone(),
         history: cx.history.clone(),
         peers: cx.peers.clone(),
         store: daemon.status_store.clone(),
+        metrics: metrics.clone(),
     }
     .spawn(stop.clone())];
     if let Some(store) = &daemon.status_store {
@@ -320,6 +333,7 @@ fn spawn_cluster_tasks(
             cx.state.clone(),
             cx.cluster.clone(),
             crate::handover::store::WRITE_EVERY,
+            metrics,
             shutdown,
         ));
     }

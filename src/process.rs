@@ -253,7 +253,7 @@ impl Command {
             }
             End::Timeout | End::Cancelled => {
                 guard.signal(Signal::SIGTERM);
-                guard.marker.signal_blocking(Signal::SIGTERM).await;
+                guard.marker.signal_all(Signal::SIGTERM).await;
                 let waited = tokio::time::timeout(self.grace, child.wait()).await;
                 guard.signal(Signal::SIGKILL);
                 if waited.is_err() {
@@ -417,7 +417,7 @@ impl RunMarker {
     }
 
     /// Sends `signal` once to every live process carrying the marker.
-    async fn signal_blocking(&self, signal: Signal) {
+    async fn signal_all(&self, signal: Signal) {
         let marker = self.clone();
         let _ =
             tokio::task::spawn_blocking(move || signal_marked(&|var| marker.matches(var), signal))

@@ -32,6 +32,9 @@ use crate::probe::{Probe, ProbeContext, RunReport, Verdict};
 use crate::repo::{Checkout, Repo, SyncOutcome};
 use crate::state::State;
 
+/// How long runs of gained instances wait for the handover to seed them.
+const TAKEOVER_DELAY: Duration = Duration::from_secs(2);
+
 /// An instance dropped because its probe's latest root listing no longer
 /// has its root (e.g. a Terraform root deleted in a new commit).
 #[derive(Debug, Clone)]
@@ -465,35 +468,49 @@ impl Scheduler {
                 self.metrics.forget(id, &entry.config.layer);
             }
         }
-        let mut due: HashMap<usize, HashSet<String>> = HashMap::new();
-        for id in gained {
-            let Some(index) = self.probes.iter().position(|p| p.config.name == id.probe) else {
-                continue;
-            };
-            if self.is_fresh(index, &id) {
-                continue;
-            }
-            due.entry(index).or_default().insert(id.root);
+        if gained.is_empty() || self.stopping.is_cancelled() {
+            return;
         }
-        for (index, roots) in due {
-            // Before its repo's first sync the start-up run covers it.
-            if !self
-                .synced
-                .lock()
-                .unwrap()
-                .contains(&self.probes[index].config.repo)
-            {
-                continue;
+        // The handover (`crate::handover`) seeds gained instances with the
+        // previous owner's status as soon as the members change; runs wait
+        // for it a moment, so a run continues the previous owner's drift
+        // episode instead of a stale one this replica kept from an earlier
+        // ownership, and a verdict it brings can make the run unneeded.
+        let this = self.clone();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(TAKEOVER_DELAY) => {}
+                _ = this.stopping.cancelled() => return,
             }
-            let this = self.clone();
-            if self.stopping.is_cancelled() {
-                return;
+            let mut due: HashMap<usize, HashSet<String>> = HashMap::new();
+            for id in gained {
+                let Some(index) = this.probes.iter().position(|p| p.config.name == id.probe) else {
+                    continue;
+                };
+                if !this.cluster.owns(&id) || this.is_fresh(index, &id) {
+                    continue;
+                }
+                due.entry(index).or_default().insert(id.root);
             }
-            self.tracker.spawn(async move {
-                this.run_probe_roots(index, Trigger::Ownership, Some(roots))
-                    .await;
-            });
-        }
+            for (index, roots) in due {
+                // Before its repo's first sync the start-up run covers it.
+                if !this
+                    .synced
+                    .lock()
+                    .unwrap()
+                    .contains(&this.probes[index].config.repo)
+                    || this.stopping.is_cancelled()
+                {
+                    continue;
+                }
+                let runner = this.clone();
+                this.tracker.spawn(async move {
+                    runner
+                        .run_probe_roots(index, Trigger::Ownership, Some(roots))
+                        .await;
+                });
+            }
+        });
     }
 
     /// Whether the last verdict this replica holds for `id` (its own, or

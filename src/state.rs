@@ -424,6 +424,17 @@ impl State {
         Some(status)
     }
 
+    /// Every known instance and whether it has completed a run, without
+    /// cloning the statuses (the handover looks at this every second).
+    pub fn instances_run(&self) -> Vec<(InstanceId, bool)> {
+        self.probes
+            .read()
+            .unwrap()
+            .iter()
+            .map(|(id, status)| (id.clone(), status.last_report.is_some()))
+            .collect()
+    }
+
     pub fn get(&self, id: &InstanceId) -> Option<ProbeStatus> {
         self.probes.read().unwrap().get(id).cloned()
     }

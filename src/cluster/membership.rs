@@ -82,7 +82,8 @@ struct Observed {
 }
 
 /// Runs membership until `shutdown`: renews the own Lease, watches the
-/// others, publishes the live set. On shutdown deletes the own Lease.
+/// others, publishes the live set. On shutdown deletes the own Lease (the
+/// scheduler has stopped starting runs by then).
 pub async fn run(
     cluster: Cluster,
     client: kube::Client,
@@ -101,7 +102,8 @@ pub async fn run(
     observe_loop(&cluster, &api, &settings, held_rx, &shutdown).await;
     let _ = renewer.await;
     release(&api, &settings).await;
-    cluster.set_members(Vec::new());
+    // The member set stays as it was: the shutdown's handover grace still
+    // serves this replica's view to the others taking over.
 }
 
 /// Renews the own Lease every `renew_interval` (creating it when missing);

@@ -82,6 +82,50 @@ pub fn portable(status: &ProbeStatus) -> ProbeStatus {
     status
 }
 
+/// The handover's own series, registered only in `kubernetes` mode.
+#[derive(Clone)]
+pub struct HandoverMetrics {
+    adopted: prometheus::IntCounter,
+    source_errors: prometheus::IntCounterVec,
+    dropped: prometheus::IntGauge,
+}
+
+impl HandoverMetrics {
+    pub fn register(registry: &prometheus::Registry) -> prometheus::Result<HandoverMetrics> {
+        let adopted = prometheus::IntCounter::new(
+            "driftwatch_cluster_handover_adopted_total",
+            "Instance statuses this replica took over from another replica (over HTTP or from a status ConfigMap) because they were newer than its own.",
+        )?;
+        let source_errors = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "driftwatch_cluster_handover_source_errors_total",
+                "Handover asks that got no answer, by source (peer: another replica's API; configmap: the status ConfigMaps).",
+            ),
+            &["source"],
+        )?;
+        let dropped = prometheus::IntGauge::new(
+            "driftwatch_cluster_status_dropped_instances",
+            "Owned instances left out of this replica's status ConfigMap by its size cap at the last write (in-sync ones go first); 0 when all fit.",
+        )?;
+        registry.register(Box::new(adopted.clone()))?;
+        registry.register(Box::new(source_errors.clone()))?;
+        registry.register(Box::new(dropped.clone()))?;
+        for source in ["peer", "configmap"] {
+            source_errors.with_label_values(&[source]);
+        }
+        Ok(HandoverMetrics {
+            adopted,
+            source_errors,
+            dropped,
+        })
+    }
+
+    /// Sets the dropped-instances gauge (the ConfigMap writer).
+    pub fn set_dropped(&self, dropped: usize) {
+        self.dropped.set(dropped as i64);
+    }
+}
+
 /// Seeds the instances this replica gains from what other replicas knew.
 pub struct Handover {
     pub cluster: Cluster,
@@ -90,6 +134,7 @@ pub struct Handover {
     pub peers: Peers,
     /// The ConfigMap fallback; `None` without a Kubernetes client.
     pub store: Option<Arc<StatusStore>>,
+    pub metrics: Option<HandoverMetrics>,
 }
 
 /// What one pass did, for logs and tests.
@@ -130,6 +175,16 @@ impl Handover {
     pub async fn pass(&self, tracker: &mut Tracker) -> Pass {
         let now = Instant::now();
         let members = self.cluster.members();
+        // Nothing to do while neither the state nor the members changed
+        // and everything owned is settled.
+        let version = (self.state.generation(), members.clone());
+        if tracker.first_try.is_empty() && tracker.last_seen.as_ref() == Some(&version) {
+            return Pass {
+                complete: true,
+                ..Pass::default()
+            };
+        }
+        tracker.last_seen = Some(version);
         for member in &members {
             tracker
                 .seen
@@ -142,14 +197,14 @@ impl Handover {
         let mut ran_here = HashSet::new();
         let owned: HashSet<InstanceId> = self
             .state
-            .snapshot()
+            .instances_run()
             .into_iter()
-            .filter(|s| self.cluster.owns(&s.instance()))
-            .map(|s| {
-                if s.last_report.is_some() {
-                    ran_here.insert(s.instance());
+            .filter(|(id, _)| self.cluster.owns(id))
+            .map(|(id, ran)| {
+                if ran {
+                    ran_here.insert(id.clone());
                 }
-                s.instance()
+                id
             })
             .collect();
         tracker.settled.retain(|id| owned.contains(id));
@@ -196,6 +251,9 @@ impl Handover {
                 Ok(set) => set.instances.into_iter().for_each(&mut offer),
                 Err(err) => {
                     peers_answered = false;
+                    if let Some(metrics) = &self.metrics {
+                        metrics.source_errors.with_label_values(&["peer"]).inc();
+                    }
                     tracing::debug!(peer = %peer.identity, error = %err, "peer did not answer the handover");
                 }
             }
@@ -208,6 +266,12 @@ impl Handover {
                 true
             }
             Some(Err(err)) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics
+                        .source_errors
+                        .with_label_values(&["configmap"])
+                        .inc();
+                }
                 tracing::warn!(error = %err, "cannot read the status ConfigMaps for the handover");
                 false
             }
@@ -227,6 +291,9 @@ impl Handover {
             }
         }
         if adopted > 0 {
+            if let Some(metrics) = &self.metrics {
+                metrics.adopted.inc_by(adopted as u64);
+            }
             self.state.persist_soon();
             tracing::info!(
                 gained = gained.len(),
@@ -242,6 +309,7 @@ impl Handover {
             let known = newest.contains_key(id) || ran_here.contains(id);
             if (complete && known) || now.duration_since(first) >= GIVE_UP_AFTER {
                 tracker.settled.insert(id.clone());
+                tracker.first_try.remove(id);
             }
         }
         Pass {
@@ -263,4 +331,6 @@ pub struct Tracker {
     /// Every member seen lately and when: a member that just left may
     /// still answer for what it owned.
     seen: BTreeMap<String, (Member, Instant)>,
+    /// The state generation and members of the last pass that looked.
+    last_seen: Option<(u64, Vec<Member>)>,
 }

@@ -241,6 +241,7 @@ impl StatusStore {
         state: Arc<State>,
         cluster: Cluster,
         every: Duration,
+        metrics: Option<super::HandoverMetrics>,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
@@ -271,7 +272,12 @@ impl StatusStore {
                         .filter(|s| owned_ids.contains(&s.instance()))
                         .collect();
                     match self.write(&owned).await {
-                        Ok(_) => written = Some(key),
+                        Ok(doc) => {
+                            written = Some(key);
+                            if let (Some(doc), Some(metrics)) = (doc, &metrics) {
+                                metrics.set_dropped(doc.dropped);
+                            }
+                        }
                         Err(err) => {
                             tracing::warn!(error = %err, "cannot write the status ConfigMap; a new owner may lose drifted-since if this replica dies")
                         }

@@ -189,7 +189,8 @@ pub fn probe_list_of(
             .iter()
             .filter(|(_, s)| s.name == probe.name)
             .peekable();
-        if mine.peek().is_none() {
+        let silent = cluster.is_some_and(|c| c.silent_probes.contains(&probe.name));
+        if mine.peek().is_none() && !silent {
             let status = probe_status(probe, cx.state.probe_failure(&probe.name));
             probes.push(ProbeSummary::new(
                 probe,

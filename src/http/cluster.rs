@@ -39,6 +39,9 @@ pub struct Unreachable {
     pub identity: String,
     pub url: String,
     pub reason: &'static str,
+    /// How many instances (as this replica lists the roots) it owns, now
+    /// missing from the view.
+    pub instances: usize,
 }
 
 /// Who is in the cluster, as the page and the API show it.
@@ -50,6 +53,10 @@ pub struct ClusterInfo {
     pub members: Vec<Member>,
     /// Members whose instances are missing from this view.
     pub unreachable: Vec<Unreachable>,
+    /// Probes with an instance an unreachable member owns: no "not run
+    /// yet" row stands in for them.
+    #[serde(skip)]
+    pub silent_probes: std::collections::BTreeSet<String>,
 }
 
 /// Every instance of the cluster with its owner, merged from the members.
@@ -133,6 +140,7 @@ async fn fetch(cx: &Context, serial: u64) -> ClusterView {
                     identity: member.identity.clone(),
                     url: member.url.clone(),
                     reason: err.reason(),
+                    instances: 0,
                 });
                 continue;
             }
@@ -154,11 +162,26 @@ async fn fetch(cx: &Context, serial: u64) -> ClusterView {
             }
         }
     }
+    // What the silent members own, as this replica lists the roots.
+    let mut silent_probes = std::collections::BTreeSet::new();
+    for id in cx.state.instances_run().into_iter().map(|(id, _)| id) {
+        let Some(owner) = cx.cluster.owner(&id) else {
+            continue;
+        };
+        if let Some(entry) = unreachable
+            .iter_mut()
+            .find(|u| u.identity == owner.identity)
+        {
+            entry.instances += 1;
+            silent_probes.insert(id.probe);
+        }
+    }
     ClusterView {
         info: ClusterInfo {
             identity: me,
             members,
             unreachable,
+            silent_probes,
         },
         statuses: merged.into_values().collect(),
         serial,

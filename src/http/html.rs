@@ -268,7 +268,7 @@ pub fn overview(page_data: &Overview<'_>) -> String {
                     "Not answering, their instances are missing below: "
                     @for (n, member) in cluster.unreachable.iter().enumerate() {
                         @if n > 0 { ", " }
-                        b { (member.identity) } " (" (member.reason) ")"
+                        b { (member.identity) } " (" (member.reason) ", " (member.instances) " instances)"
                     }
                 }
             }
@@ -282,6 +282,10 @@ pub fn overview(page_data: &Overview<'_>) -> String {
         }
         @if let Some(events) = page_data.events {
             h2 { "Recent events" }
+            @if let Some(cluster) = page_data.cluster {
+                // History stays with the replica that made the runs.
+                p class="muted" { "Of the runs " (cluster.identity) " made; each instance's page shows its owner's." }
+            }
             (events_table(now, events, true))
             p { a href="/events" { "All events" } }
         }
@@ -863,7 +867,9 @@ mod tests {
                     identity: format!("gone{XSS}"),
                     url: format!("http://y/{XSS}"),
                     reason: "timeout",
+                    instances: 2,
                 }],
+                silent_probes: Default::default(),
             };
             let html = overview(&Overview {
                 now,

@@ -15,13 +15,20 @@ use crate::probe::Verdict;
 /// The rows of the overview: every known instance, plus configured probes
 /// that have not run yet.
 fn overview_rows(ctx: &Context) -> Vec<html::OverviewRow> {
-    overview_rows_of(ctx, super::cluster::local_statuses(ctx))
+    overview_rows_of(
+        ctx,
+        super::cluster::local_statuses(ctx),
+        &Default::default(),
+    )
 }
 
 /// The rows for `statuses`, each with its owner if known.
+/// `silent` names probes whose instances a member that did not answer
+/// owns: no "not run yet" row stands in for them.
 fn overview_rows_of(
     ctx: &Context,
     statuses: Vec<(Option<String>, crate::state::ProbeStatus)>,
+    silent: &std::collections::BTreeSet<String>,
 ) -> Vec<html::OverviewRow> {
     let mut rows: Vec<html::OverviewRow> = statuses
         .into_iter()
@@ -33,9 +40,10 @@ fn overview_rows_of(
         })
         .collect();
     for probe in &ctx.catalog.probes {
-        if !rows
-            .iter()
-            .any(|r| r.status.as_ref().is_some_and(|s| s.name == probe.name))
+        if !silent.contains(&probe.name)
+            && !rows
+                .iter()
+                .any(|r| r.status.as_ref().is_some_and(|s| s.name == probe.name))
         {
             // No instance known: show why (the failure to list its roots), if any.
             let status = ctx.state.probe_failure(&probe.name).map(|failure| {
@@ -83,11 +91,10 @@ pub(super) async fn overview(
     };
     let result = cached
         .get(key, move || {
-            let statuses = match &cluster {
-                Some(view) => view.with_owners(),
-                None => super::cluster::local_statuses(&ctx),
+            let rows = match &cluster {
+                Some(view) => overview_rows_of(&ctx, view.with_owners(), &view.info.silent_probes),
+                None => overview_rows(&ctx),
             };
-            let rows = overview_rows_of(&ctx, statuses);
             let events = ctx
                 .history
                 .as_ref()

@@ -1023,3 +1023,53 @@ async fn children_a_task_leaves_behind_are_gone_when_the_run_ends() {
     assert!(started, "the task never started its children");
     assert!(survivors.is_empty(), "outlived the run: {survivors:?}");
 }
+
+/// Check-mode shapes from the peers' reports, against real ansible-core: a
+/// script or a `changed_when: true` command is skipped in check mode, so it
+/// is neither drift nor in-sync evidence (ansible/ansible#76127 reported
+/// `script` as changed; ansible#61285 asks for skipped commands to count); a
+/// handler notified by a changed task is part of that task's change, not a
+/// second one; once applied, the same playbook is in sync.
+#[tokio::test]
+async fn skipped_tasks_and_notified_handlers_from_peer_reports() {
+    if !common::have_tool("ansible-playbook") {
+        return;
+    }
+    let lab = Lab::new(&["localhost"]);
+    lab.write("files/check.sh", "#!/bin/sh\necho hi\n");
+    lab.write(
+        "shapes.yml",
+        r#"- hosts: all
+  gather_facts: false
+  handlers:
+    - name: reload app
+      ansible.builtin.debug:
+        msg: reload
+  tasks:
+    - name: copy motd
+      ansible.builtin.copy:
+        dest: "{{ state_dir }}/motd"
+        content: "x\n"
+      notify: reload app
+    - name: run a script
+      ansible.builtin.script: files/check.sh
+    - name: probe with changed_when
+      ansible.builtin.command: "true"
+      changed_when: true
+"#,
+    );
+    let fields = "playbooks = [\"shapes.yml\"]\ninventory = \"hosts.ini\"\n";
+    let outcome = lab.check(fields).await.expect("the run completes");
+    let subjects: Vec<(&str, &str)> = outcome
+        .changes
+        .iter()
+        .map(|c| (c.subject.as_str(), c.action.as_str()))
+        .collect();
+    assert_eq!(outcome.verdict(), Verdict::Drifted);
+    assert_eq!(subjects, [("localhost: copy motd", "changed")]);
+
+    lab.apply("shapes.yml");
+    let outcome = lab.check(fields).await.expect("the run completes");
+    assert_eq!(outcome.verdict(), Verdict::InSync, "{:?}", outcome.changes);
+    assert!(outcome.changes.is_empty());
+}

@@ -143,7 +143,7 @@ fn write_config(dir: &Path, identity: &str, port: u16, relay: u16, repo: &Path) 
     ));
     for n in 0..PROBES {
         text.push_str(&format!(
-            "[[probe]]\nname = \"p{n}\"\nlayer = \"command\"\nrepo = \"infra\"\nschedule = \"\"\ncommand = [\"true\"]\n\n"
+            "[[probe]]\nname = \"p{n}\"\nlayer = \"command\"\nrepo = \"infra\"\nschedule = \"\"\ncommand = [\"sh\", \"check.sh\"]\n\n"
         ));
     }
     let path = dir.join(format!("{identity}.toml"));
@@ -307,12 +307,17 @@ fn wait_for_coverage(
     }
 }
 
-/// The API and a git repo for the replicas to share.
+/// The API and a git repo for the replicas to share; every probe runs the
+/// repo's `check.sh` (in sync).
 fn setup() -> (Api, tempfile::TempDir, PathBuf) {
+    setup_with("exit 0\n")
+}
+
+fn setup_with(check: &str) -> (Api, tempfile::TempDir, PathBuf) {
     let api = start_api();
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("work");
-    init_repo(&repo, &[("README", "infra\n")]);
+    init_repo(&repo, &[("check.sh", check)]);
     (api, tmp, repo)
 }
 
@@ -484,6 +489,68 @@ fn a_replica_cut_off_from_the_api_stops_owning_and_the_others_take_over() {
         .map(|(probe, _)| probe)
         .collect();
     wait_for_coverage(&[&a], &["a"], (&b_share, cut_at), "a alone");
+}
+
+/// A rolling restart (each replica in turn stopped cleanly and started
+/// again with its state): every instance stays covered, and every drifted
+/// instance keeps its drifted-since through each move (handover).
+#[test]
+fn a_rolling_restart_keeps_every_instance_covered_and_its_drifted_since() {
+    let (api, tmp, repo) = setup_with("echo drift >&2\nexit 2\n");
+    let dir = tmp.path();
+    let names = ["a", "b", "c"];
+    let mut replicas: Vec<Replica> = names
+        .iter()
+        .map(|identity| start_replica(&api, dir, identity, &repo))
+        .collect();
+    let refs: Vec<&Replica> = replicas.iter().collect();
+    wait_for_coverage(&refs, &names, (&[], 0.0), "three drifted replicas");
+    let since = |replicas: &[&Replica]| -> BTreeMap<String, String> {
+        replicas
+            .iter()
+            .flat_map(|r| {
+                series(
+                    &scrape(r),
+                    "driftwatch_probe_drifted_since_timestamp_seconds",
+                )
+            })
+            .collect()
+    };
+    let first = since(&refs);
+    assert_eq!(first.len(), PROBES, "{first:?}");
+    assert!(first.values().all(|v| v != "0"), "all drifted: {first:?}");
+    for index in 0..names.len() {
+        let stopped_at = epoch_now();
+        let status = replicas[index].daemon.terminate();
+        assert!(status.success(), "{status:?}");
+        let survivors: Vec<&Replica> = replicas
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != index)
+            .map(|(_, r)| r)
+            .collect();
+        let survivor_names: Vec<&str> = survivors.iter().map(|r| r.identity.as_str()).collect();
+        let moved: Vec<String> = expected_owners(&names)
+            .into_iter()
+            .filter(|(_, owner)| owner == names[index])
+            .map(|(probe, _)| probe)
+            .collect();
+        wait_for_coverage(
+            &survivors,
+            &survivor_names,
+            (&moved, stopped_at),
+            "survivors of a clean stop",
+        );
+        assert_eq!(
+            since(&survivors),
+            first,
+            "drifted-since moved with {moved:?}"
+        );
+        replicas[index] = start_replica(&api, dir, names[index], &repo);
+        let refs: Vec<&Replica> = replicas.iter().collect();
+        wait_for_coverage(&refs, &names, (&[], 0.0), "the restarted replica back");
+        assert_eq!(since(&refs), first, "after {} came back", names[index]);
+    }
 }
 
 /// Leases as a real API server serves them: namespaced, discoverable,

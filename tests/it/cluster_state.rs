@@ -20,6 +20,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::common::daemon::reqwest::blocking_get;
+use crate::common::daemon::Daemon;
 use crate::common::init_repo;
 
 const PROBES: usize = 8;
@@ -348,6 +349,19 @@ fn a_drifted_instance_moves_while_its_owner_is_up_and_keeps_its_episode() {
     });
     assert_eq!(list["cluster"]["unreachable"][0]["identity"], "c");
     assert_eq!(list["cluster"]["unreachable"][0]["reason"], "connect");
+    // c's instances are missing, counted, and nothing stands in for them.
+    let silent = owned_by("c", &[a.member(), b.member(), gone.clone()]);
+    assert!(!silent.is_empty(), "c owns part of the {PROBES} probes");
+    assert_eq!(list["cluster"]["unreachable"][0]["instances"], silent.len());
+    let listed: Vec<&str> = list["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed.len(), PROBES - silent.len(), "{listed:?}");
+    assert!(silent.iter().all(|id| !listed.contains(&id.as_str())));
+    assert_eq!(list["counts"]["pending"], 0);
     let page = a.get_text("/");
     assert!(page.contains("id=\"unreachable\""), "{page}");
     assert!(page.contains("<b>c</b>"), "{page}");
@@ -478,33 +492,46 @@ fn the_status_configmap_is_capped_written_on_change_and_conflicts_are_real() {
     });
 }
 
-/// The rolling restart of the issue, with real processes and real Leases in
-/// the emulator: three replicas, then each replaced in turn as a Deployment
-/// does it (the new pod, with a new name and an empty state directory,
-/// starts and joins first; then the old one shuts down cleanly). Every
-/// instance drifts throughout. Polled all along: no instance goes unowned
-/// for longer than the Lease duration; at the end every owner shows the
-/// original drifted-since and its history holds one episode per instance,
-/// started then.
-#[test]
-fn a_rolling_restart_keeps_drifted_since_and_every_episode_whole() {
-    use crate::common::daemon::Daemon;
-    const LEASE: Duration = Duration::from_secs(3);
-    let tmp = tempfile::tempdir().unwrap();
-    let config = repo_and_config(tmp.path());
-    let kube_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let emulator = kube_runtime.block_on(KubeEmulator::start());
-    let kubeconfig = emulator.write_kubeconfig(tmp.path());
-    let base = std::fs::read_to_string(&config).unwrap();
-    let start = |identity: &str| -> Daemon {
+/// Real `driftwatch run` processes in `kubernetes` mode, sharing the
+/// emulator's Leases and ConfigMaps and one git repo.
+struct Sharded {
+    tmp: tempfile::TempDir,
+    base: String,
+    kubeconfig: PathBuf,
+    emulator: KubeEmulator,
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// The Lease duration of the process tests.
+const LEASE: Duration = Duration::from_secs(3);
+
+impl Sharded {
+    fn new() -> Sharded {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = repo_and_config(tmp.path());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let emulator = runtime.block_on(KubeEmulator::start());
+        let kubeconfig = emulator.write_kubeconfig(tmp.path());
+        Sharded {
+            base: std::fs::read_to_string(config).unwrap(),
+            tmp,
+            kubeconfig,
+            emulator,
+            _runtime: runtime,
+        }
+    }
+
+    /// Starts replica `identity` with an empty state directory of its own.
+    fn start(&self, identity: &str) -> Daemon {
         let port = crate::common::free_port();
-        let dir = tmp.path().join(identity);
+        let dir = self.tmp.path().join(identity);
         std::fs::create_dir_all(&dir).unwrap();
-        let text = base
+        let text = self
+            .base
             .replace(
                 "state_dir = \"state\"",
                 &format!("state_dir = \"{}\"", dir.join("state").display()),
@@ -515,85 +542,176 @@ fn a_rolling_restart_keeps_drifted_since_and_every_episode_whole() {
                  advertise_url = \"http://127.0.0.1:{port}\"\nlease_duration = \"{}s\"\nrenew_interval = \"500ms\"\n\
                  kubeconfig = \"{}\"\n",
                 LEASE.as_secs(),
-                kubeconfig.display()
+                self.kubeconfig.display()
             );
         let path = dir.join("driftwatch.toml");
         std::fs::write(&path, text).unwrap();
         Daemon::start(&path, &dir.join("log"))
-    };
-    // Instance → drifted_since as its owner shows it (local views only).
-    let owned_now = |replicas: &[&Daemon]| -> BTreeMap<String, (u16, String)> {
-        let mut owned = BTreeMap::new();
-        for replica in replicas {
-            let Some((200, body)) = replica.get("/api/v1/probes?scope=local") else {
-                continue;
-            };
-            let list: Value = serde_json::from_str(&body).unwrap();
-            for probe in list["probes"].as_array().unwrap() {
-                if probe["scope"] == "instance" && probe["owner"].is_string() {
-                    let since = probe["drifted_since"].as_str().unwrap_or("").to_string();
-                    owned.insert(
-                        probe["id"].as_str().unwrap().to_string(),
-                        (replica.port, since),
-                    );
-                }
+    }
+
+    /// The instance ids in `identity`'s status ConfigMap.
+    fn stored(&self, identity: &str) -> Vec<String> {
+        let Some(object) =
+            self.emulator
+                .get("ConfigMap", NAMESPACE, &StatusStore::name_of(identity))
+        else {
+            return Vec::new();
+        };
+        let doc: Value =
+            serde_json::from_str(object["data"]["status.json"].as_str().unwrap()).unwrap();
+        doc["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["probe"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+/// A replica's identity: the name of its directory.
+fn identity_of(replica: &Daemon) -> String {
+    replica
+        .log
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Instance → (owner's port, drifted_since) from the owners' local views.
+fn owned_now(replicas: &[&Daemon]) -> BTreeMap<String, (u16, String)> {
+    let mut owned = BTreeMap::new();
+    for replica in replicas {
+        let Some((200, body)) = replica.get("/api/v1/probes?scope=local") else {
+            continue;
+        };
+        let list: Value = serde_json::from_str(&body).unwrap();
+        for probe in list["probes"].as_array().unwrap() {
+            if probe["scope"] == "instance" && probe["owner"].is_string() {
+                let since = probe["drifted_since"].as_str().unwrap_or("").to_string();
+                owned.insert(
+                    probe["id"].as_str().unwrap().to_string(),
+                    (replica.port, since),
+                );
             }
         }
-        owned
-    };
-    // What `owned` should be: every instance on the owner rendezvous
-    // hashing gives it over the running replicas (identity = directory name).
-    let owned_as_expected = |replicas: &[&Daemon],
-                             owned: &BTreeMap<String, (u16, String)>|
-     -> BTreeMap<String, (u16, String)> {
-        let members: Vec<Member> = replicas
-            .iter()
-            .map(|r| Member {
-                identity: r
-                    .log
-                    .parent()
-                    .unwrap()
-                    .file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned(),
-                url: r.port.to_string(),
-            })
-            .collect();
-        (0..PROBES)
-            .map(|n| {
-                let id = format!("p{n}");
-                let owner =
-                    driftwatch::cluster::rendezvous::owner(&members, &InstanceId::parse(&id))
-                        .unwrap();
-                let since = owned
-                    .get(&id)
-                    .map(|(_, since)| since.clone())
-                    .unwrap_or_default();
-                (id, (owner.url.parse().unwrap(), since))
-            })
-            .collect()
-    };
-    let logs = |replicas: &[&Daemon]| -> String {
-        replicas
-            .iter()
-            .map(|r| std::fs::read_to_string(&r.log).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("\n-----\n")
-    };
+    }
+    owned
+}
 
-    let mut replicas = vec![start("a"), start("b"), start("c")];
-    let before = wait_until("three replicas to cover every drifted instance", || {
-        let refs: Vec<&Daemon> = replicas.iter().collect();
-        let owned = owned_now(&refs);
-        (owned.len() == PROBES && owned.values().all(|(_, since)| !since.is_empty())).then(|| {
-            owned
+/// What `owned` should be: every instance on the owner rendezvous hashing
+/// gives it over the running replicas.
+fn owned_as_expected(
+    replicas: &[&Daemon],
+    owned: &BTreeMap<String, (u16, String)>,
+) -> BTreeMap<String, (u16, String)> {
+    let members: Vec<Member> = replicas
+        .iter()
+        .map(|r| Member {
+            identity: identity_of(r),
+            url: r.port.to_string(),
+        })
+        .collect();
+    (0..PROBES)
+        .map(|n| {
+            let id = format!("p{n}");
+            let owner =
+                driftwatch::cluster::rendezvous::owner(&members, &InstanceId::parse(&id)).unwrap();
+            let since = owned
+                .get(&id)
+                .map(|(_, since)| since.clone())
+                .unwrap_or_default();
+            (id, (owner.url.parse().unwrap(), since))
+        })
+        .collect()
+}
+
+fn logs(replicas: &[&Daemon]) -> String {
+    replicas
+        .iter()
+        .map(|r| std::fs::read_to_string(&r.log).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n-----\n")
+}
+
+/// Waits until the owners rendezvous hashing names over `replicas` show
+/// every instance drifted; returns instance → drifted_since.
+fn wait_for_drifted_coverage(replicas: &[&Daemon]) -> BTreeMap<String, String> {
+    let start = Instant::now();
+    loop {
+        let owned = owned_now(replicas);
+        if owned == owned_as_expected(replicas, &owned)
+            && owned.values().all(|(_, since)| !since.is_empty())
+        {
+            return owned
                 .into_iter()
                 .map(|(id, (_, since))| (id, since))
-                .collect::<BTreeMap<_, _>>()
-        })
-    });
+                .collect();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "no drifted coverage: {owned:?}\n{}",
+            logs(replicas)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
 
+/// Each instance on its owner: drifted since `before`, one open episode
+/// that started then.
+fn assert_handed_over(
+    replicas: &[&Daemon],
+    before: &BTreeMap<String, String>,
+    departed: &[&Daemon],
+) {
+    let waited = Instant::now();
+    let after = loop {
+        let owned = owned_now(replicas);
+        if owned.len() == PROBES
+            && owned.iter().all(|(id, (_, since))| {
+                !since.is_empty() && millis_of(since) == millis_of(&before[id])
+            })
+        {
+            break owned;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(30),
+            "drifted-since changed: before {before:?}, now {owned:?}\n{}\n===== departed:\n{}",
+            logs(replicas),
+            logs(departed)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for (id, (port, _)) in &after {
+        let owner = replicas.iter().find(|r| r.port == *port).unwrap();
+        let (_, body) = owner.get(&format!("/api/v1/episodes?probe={id}")).unwrap();
+        let found: Value = serde_json::from_str(&body).unwrap();
+        let found = found["episodes"].as_array().unwrap();
+        assert_eq!(found.len(), 1, "{id}: {found:?}\n{}", logs(replicas));
+        assert_eq!(
+            millis(&found[0]["started_at"]),
+            millis_of(&before[id]),
+            "{id}"
+        );
+        assert!(found[0].get("ended_at").is_none(), "{id}");
+    }
+}
+
+/// The rolling restart of the issue, with real processes and real Leases in
+/// the emulator: three replicas, then each replaced in turn as a Deployment
+/// does it (the new pod, with a new name and an empty state directory,
+/// starts and takes its share first; then the old one shuts down cleanly).
+/// Every instance drifts throughout. Polled all along: no instance goes
+/// unowned for longer than the Lease duration; at the end every owner shows
+/// the original drifted-since and its history holds one episode per
+/// instance, started then.
+#[test]
+fn a_rolling_restart_keeps_drifted_since_and_every_episode_whole() {
+    let sharded = Sharded::new();
+    let mut replicas = vec![sharded.start("a"), sharded.start("b"), sharded.start("c")];
+    let before = wait_for_drifted_coverage(&replicas.iter().collect::<Vec<_>>());
     let mut longest_gap = Duration::ZERO;
     let mut unowned_since: BTreeMap<String, Instant> = BTreeMap::new();
     let mut watch = |replicas: &[&Daemon]| {
@@ -614,7 +732,7 @@ fn a_rolling_restart_keeps_drifted_since_and_every_episode_whole() {
     };
     let mut departed = Vec::new();
     for (old, new) in [("a", "a2"), ("b", "b2"), ("c", "c2")] {
-        replicas.push(start(new));
+        replicas.push(sharded.start(new));
         // The new pod is up and owns its share (rendezvous over all four,
         // maybe nothing) before the old one goes.
         let joined = Instant::now();
@@ -661,37 +779,69 @@ fn a_rolling_restart_keeps_drifted_since_and_every_episode_whole() {
 
     // Every instance, on its new owner: the original drifted-since, one episode.
     let refs: Vec<&Daemon> = replicas.iter().collect();
+    assert_handed_over(&refs, &before, &departed.iter().collect::<Vec<_>>());
+}
+
+/// A replica killed without a word (SIGKILL: no last ConfigMap write, no
+/// Lease release): once its Lease stops changing, the survivors own its
+/// instances with the drifted-since it had, taken from its ConfigMap, and
+/// one episode each.
+#[test]
+fn a_killed_replica_hands_over_with_drifted_since_unchanged() {
+    let sharded = Sharded::new();
+    let mut replicas = vec![sharded.start("a"), sharded.start("b"), sharded.start("c")];
+    let refs: Vec<&Daemon> = replicas.iter().collect();
+    let before = wait_for_drifted_coverage(&refs);
+    let owned = owned_now(&refs);
+    // The victim: the replica owning the most, once its ConfigMap holds them.
+    let victim = replicas
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, r)| owned.values().filter(|(port, _)| *port == r.port).count())
+        .map(|(index, _)| index)
+        .unwrap();
+    let identity = identity_of(&replicas[victim]);
+    let mut mine: Vec<String> = owned
+        .iter()
+        .filter(|(_, (port, _))| *port == replicas[victim].port)
+        .map(|(id, _)| id.clone())
+        .collect();
+    mine.sort();
+    assert!(!mine.is_empty());
+    wait_until("the victim's ConfigMap to hold what it owns", || {
+        let mut stored = sharded.stored(&identity);
+        stored.sort();
+        (stored == mine).then_some(())
+    });
+    let killed = replicas.remove(victim);
+    drop(killed);
+    let refs: Vec<&Daemon> = replicas.iter().collect();
     let waited = Instant::now();
-    let after = loop {
+    loop {
         let owned = owned_now(&refs);
-        if owned.len() == PROBES
-            && owned.iter().all(|(id, (_, since))| {
-                !since.is_empty() && millis_of(since) == millis_of(&before[id])
-            })
-        {
-            break owned;
+        if owned == owned_as_expected(&refs, &owned) {
+            break;
         }
         assert!(
-            waited.elapsed() < Duration::from_secs(30),
-            "drifted-since changed: before {before:?}, now {owned:?}\n{}\n===== departed:\n{}",
-            logs(&refs),
-            logs(&departed.iter().collect::<Vec<_>>())
+            waited.elapsed() < Duration::from_secs(60),
+            "survivors never took over: {owned:?}\n{}",
+            logs(&refs)
         );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    for (id, (port, _)) in &after {
-        let owner = refs.iter().find(|r| r.port == *port).unwrap();
-        let (_, body) = owner.get(&format!("/api/v1/episodes?probe={id}")).unwrap();
-        let found: Value = serde_json::from_str(&body).unwrap();
-        let found = found["episodes"].as_array().unwrap();
-        assert_eq!(found.len(), 1, "{id}: {found:?}\n{}", logs(&refs));
-        assert_eq!(
-            millis(&found[0]["started_at"]),
-            millis_of(&before[id]),
-            "{id}"
-        );
-        assert!(found[0].get("ended_at").is_none(), "{id}");
+        std::thread::sleep(Duration::from_millis(100));
     }
-    drop(replicas);
-    drop(emulator);
+    assert_handed_over(&refs, &before, &[]);
+    // The survivors count what they took over, and the victim's silence.
+    let total = |metric: &str| -> f64 {
+        refs.iter()
+            .filter_map(|r| r.metric(metric))
+            .map(|v| v.parse::<f64>().unwrap())
+            .sum()
+    };
+    assert!(
+        total("driftwatch_cluster_handover_adopted_total ") >= mine.len() as f64,
+        "adopted at least the victim's {} instances",
+        mine.len()
+    );
+    assert!(total("driftwatch_cluster_handover_source_errors_total{source=\"peer\"} ") >= 1.0);
+    assert_eq!(total("driftwatch_cluster_status_dropped_instances "), 0.0);
 }

@@ -304,13 +304,15 @@ command = ["sh", "-c", "{marker} & {marker} & wait"]
     );
 }
 
-/// A probe whose children left its process group (setsid, a double fork,
-/// setpgrp): SIGTERM to the daemon still kills them all before it exits.
-#[test]
-fn sigterm_kills_children_that_left_the_process_group() {
-    let pids = tempfile::tempdir().unwrap();
-    let escapees = crate::common::Escapees::new(pids.path());
-    let s = setup(&format!(
+/// The daemon with a probe whose children leave its process group (setsid,
+/// a double fork, setpgrp), once they all run; `kill_grace` as given.
+fn start_with_escapees(kill_grace: &str) -> (Setup, crate::common::Escapees, Daemon) {
+    let s = setup("");
+    let escapees = crate::common::Escapees::new(&s.root.join("pids"));
+    let text = std::fs::read_to_string(&s.config).unwrap().replace(
+        "kill_grace = \"2s\"",
+        &format!("kill_grace = \"{kill_grace}\""),
+    ) + &format!(
         r#"
 [[probe]]
 name = "escaping"
@@ -320,8 +322,9 @@ schedule = ""
 command = ["sh", "-c", {}]
 "#,
         toml::Value::String(escapees.script("wait"))
-    ));
-    let mut daemon = Daemon::start(&s.config, &s.root.join("daemon.log"));
+    );
+    std::fs::write(&s.config, text).unwrap();
+    let daemon = Daemon::start(&s.config, &s.root.join("daemon.log"));
     let start = Instant::now();
     while !escapees.started() {
         assert!(
@@ -330,6 +333,14 @@ command = ["sh", "-c", {}]
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    (s, escapees, daemon)
+}
+
+/// A probe whose children left its process group (setsid, a double fork,
+/// setpgrp): SIGTERM to the daemon still kills them all before it exits.
+#[test]
+fn sigterm_kills_children_that_left_the_process_group() {
+    let (_s, escapees, mut daemon) = start_with_escapees("2s");
     let stopped = Instant::now();
     let status = daemon.terminate();
     let took = stopped.elapsed();
@@ -341,6 +352,28 @@ command = ["sh", "-c", {}]
         "FIGURE SIGTERM to exit with setsid/double-fork/setpgrp children: {:.2} s (kill_grace 2s)",
         took.as_secs_f64()
     );
+}
+
+/// A second SIGTERM while the first one drains kills at once, escaped
+/// children included: the exit sweeps every marker of the daemon.
+#[test]
+fn a_second_sigterm_kills_children_that_left_the_process_group() {
+    // A drain long enough that only the second signal can end it.
+    let (_s, escapees, mut daemon) = start_with_escapees("5m");
+    let pid = daemon.child.id() as i32;
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    daemon.wait_for_log("shutting down");
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "exited before the second signal"
+    );
+    let status = daemon.terminate();
+    let survivors = escapees.survivors();
+    escapees.cleanup();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert!(survivors.is_empty(), "outlived the daemon: {survivors:?}");
 }
 
 /// A Terraform whose `version` takes minutes: the daemon serves health

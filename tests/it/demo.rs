@@ -19,6 +19,19 @@ fn repo_root() -> PathBuf {
 fn kube_emulator_bin() -> Option<PathBuf> {
     let bin = common::driftwatch_bin().with_file_name("kube-emulator");
     if bin.is_file() {
+        // `cargo test` rebuilds only this package's binaries: a stand-in
+        // older than its sources would fail the demo for the wrong reason.
+        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+        if let (Some(built), Some(newest)) = (
+            built,
+            newest_source(&repo_root().join("crates/kube-emulator")),
+        ) {
+            assert!(
+                built >= newest,
+                "{} is older than crates/kube-emulator's sources: run `cargo build --workspace` (scripts/test does)",
+                bin.display()
+            );
+        }
         return Some(bin);
     }
     if std::env::var("DRIFTWATCH_REQUIRE_TOOLS").as_deref() == Ok("1") {
@@ -32,6 +45,19 @@ fn kube_emulator_bin() -> Option<PathBuf> {
         bin.display()
     );
     None
+}
+
+/// The newest modification time of a crate's inputs cargo rebuilds on:
+/// its `Cargo.toml` and the `.rs` files under `src/`.
+fn newest_source(dir: &std::path::Path) -> Option<std::time::SystemTime> {
+    walkdir::WalkDir::new(dir.join("src"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "rs"))
+        .map(|entry| entry.into_path())
+        .chain([dir.join("Cargo.toml")])
+        .filter_map(|path| std::fs::metadata(path).ok()?.modified().ok())
+        .max()
 }
 
 /// One received Slack message: (receiver path, channel, title, text).

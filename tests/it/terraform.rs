@@ -1459,3 +1459,95 @@ async fn ignore_rules_leave_out_changes_and_report_what_they_matched() {
     );
     assert!(!stderr.contains("ignore[0]"), "{stderr}");
 }
+
+/// Plan shapes from the peers' reports, each checked against real Terraform:
+/// the verdict is what an apply would do, so a move, a forget, an import or
+/// an output change is drift (Terraform's own -detailed-exitcode agrees),
+/// and a moved block whose move is already applied is in sync.
+#[tokio::test]
+async fn plan_shapes_from_peer_reports_decide_like_terraform_apply() {
+    if !have_terraform() {
+        return;
+    }
+    let f = Fixture::new("terraform");
+    let state = f.path("state/terraform.tfstate");
+    let dep = "resource \"terraform_data\" \"dep\" {\n  input = \"x\"\n  lifecycle {\n    replace_triggered_by = [terraform_data.site]\n  }\n}\n";
+    let moved = "moved {\n  from = terraform_data.web\n  to   = terraform_data.site\n}\n";
+    let start = backend(&state)
+        + &data_resource("web", "\"one\"")
+        + &data_resource("db", "\"stable\"")
+        + &dep.replace("terraform_data.site", "terraform_data.web");
+    common::init_repo(&f.repo(), &[("main.tf", &start)]);
+    f.apply(&f.repo(), &[]);
+    let probe = f.probe("");
+
+    let site = data_resource("site", "\"one\"");
+    let removed =
+        "removed {\n  from = terraform_data.db\n  lifecycle {\n    destroy = false\n  }\n}\n";
+    let output = "output \"x\" {\n  value = \"1\"\n}\n";
+    let after_move = backend(&state) + &site + &data_resource("db", "\"stable\"") + dep + moved;
+    let after_forget = backend(&state) + &site + dep + moved + removed;
+    let with_output = after_forget.clone() + output;
+    let triggered = with_output.replace("\"one\"", "\"two\"");
+    let import = triggered.clone()
+        + "import {\n  to = terraform_data.imp\n  id = \"abc\"\n}\nresource \"terraform_data\" \"imp\" {}\n";
+    // (source, configuration, (subject, action) pairs; empty = in sync)
+    type Step<'a> = (&'a str, String, Vec<(&'a str, &'a str)>);
+    let steps: Vec<Step> = vec![
+        (
+            "https://github.com/suzuki-shunsuke/tfcmt/issues/358 (a move-only plan: 0 to add, 0 to change, 0 to destroy, exit 2)",
+            after_move.clone(),
+            vec![("terraform_data.site", "move")],
+        ),
+        (
+            "the same moved block once the move is applied: nothing to do",
+            after_move,
+            vec![],
+        ),
+        (
+            "https://github.com/hashicorp/terraform-json/issues/125 (removed { destroy = false } plans forget)",
+            after_forget,
+            vec![("terraform_data.db", "forget")],
+        ),
+        (
+            "https://github.com/minamijoyo/tfmigrate/issues/221, hashicorp/terraform#37406 (an output-only change is a change to apply)",
+            with_output,
+            vec![("output.x", "create")],
+        ),
+        (
+            "replace_triggered_by: the trigger's update replaces its dependant",
+            triggered,
+            vec![("terraform_data.dep", "replace"), ("terraform_data.site", "update")],
+        ),
+        (
+            "an import block alone: apply would write the object into state",
+            import,
+            vec![("terraform_data.imp", "import")],
+        ),
+    ];
+    for (index, (source, config, expected)) in steps.into_iter().enumerate() {
+        common::commit_files(&f.repo(), &[("main.tf", &config)], source);
+        let checkout = f.checkout(&format!("step{index}"));
+        let outcome = ok(f.run(&probe, &checkout, "").await);
+        let mut got: Vec<(&str, &str)> = outcome
+            .changes
+            .iter()
+            .map(|c| (c.subject.as_str(), c.action.as_str()))
+            .collect();
+        got.sort();
+        assert_eq!(got, expected, "{source}");
+        let (verdict, exit) = if expected.is_empty() {
+            (Verdict::InSync, 0)
+        } else {
+            (Verdict::Drifted, 2)
+        };
+        assert_eq!(outcome.verdict(), verdict, "{source}");
+        assert_eq!(
+            outcome.exit_code,
+            Some(exit),
+            "{source}: terraform's own exit code"
+        );
+        // Move on: what git says is now applied.
+        f.apply(&f.repo(), &[]);
+    }
+}

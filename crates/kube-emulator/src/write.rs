@@ -558,6 +558,7 @@ fn walk_leaves(
                         list: None,
                         map_values: false,
                         ty: f.ty.clone(),
+                        quantity: f.quantity,
                     });
                     walk_leaves(&child(format!("f:{k}")), v, schemas, as_value.as_ref(), out);
                     continue;
@@ -586,6 +587,7 @@ fn walk_leaves(
                         list: None,
                         map_values: false,
                         ty: field.and_then(|f| f.ty.clone()),
+                        quantity: false,
                     });
                     walk_leaves(&item_path, item, schemas, item_field.as_ref(), out);
                 }

@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::normalize::scalars_equal;
+use super::normalize::{quantities_equal, scalars_equal};
 use super::schema::{ListType, Schemas, TypeDef};
 
 /// One step of a path into an object.
@@ -57,6 +57,9 @@ struct Place<'a> {
     ty: Option<&'a TypeDef>,
     /// The value is a map whose entries have type `ty`.
     map_values: bool,
+    /// The value (or each map entry) is a quantity, as a custom resource's
+    /// schema declares it.
+    quantity: bool,
 }
 
 impl<'a> Place<'a> {
@@ -81,6 +84,7 @@ impl<'a> Place<'a> {
                 schemas: self.schemas,
                 ty,
                 map_values: field.is_some_and(|f| f.map_values),
+                quantity: field.is_some_and(|f| f.quantity),
             },
             field.and_then(|f| f.list.as_ref()),
         )
@@ -102,6 +106,7 @@ pub fn compare(
         schemas,
         ty: root,
         map_values: false,
+        quantity: false,
     };
     match (want, live) {
         (Value::Object(want_map), Value::Object(_)) => {
@@ -153,6 +158,13 @@ fn walk(
                 let (field_place, field_list) = place.child(k);
                 let path = child(Segment::Key(k.clone()));
                 match live_map.get(k) {
+                    // `null` in git: apply removes the field.
+                    None if want_value.is_null() => {}
+                    Some(live_value) if want_value.is_null() => out.push(Difference {
+                        path,
+                        want: Value::Null,
+                        live: Some(live_value.clone()),
+                    }),
                     Some(live_value) => walk(
                         &path,
                         key,
@@ -204,7 +216,8 @@ fn walk(
             differ(out)
         }
         _ => {
-            if !scalars_equal(parent, key, want, live) {
+            let same_quantity = place.quantity && quantities_equal(want, live);
+            if !same_quantity && !scalars_equal(parent, key, want, live) {
                 differ(out);
             }
         }
@@ -372,6 +385,9 @@ fn render_value_line(difference: &Difference, secret: bool) -> String {
     }
     match (&difference.want, &difference.live) {
         (want, None) => format!("{path}: want {}, live absent", show(want)),
+        (Value::Null, Some(live)) => {
+            format!("{path}: want removed (null in git), live {}", show(live))
+        }
         (Value::String(want), Some(Value::String(live))) => {
             format!("{path}: {} → {}", show_str(want), show_str(live))
         }

@@ -868,7 +868,7 @@ impl KubernetesProbe {
             .and_then(Value::as_object_mut)
             .and_then(|meta| meta.remove("managedFields"));
         let mut want = manifest.object.clone();
-        normalize::normalize(&mut want);
+        normalize::normalize_desired(&mut want);
         normalize::normalize(&mut live);
         // The namespace is identity (and may have come from the default).
         for object in [&mut want, &mut live] {
@@ -1250,3 +1250,6 @@ mod tests {
         assert!(!labels_match(&selector, &other));
     }
 }
+
+#[cfg(test)]
+mod peer_cases;

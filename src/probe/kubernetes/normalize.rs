@@ -21,24 +21,30 @@ const SERVER_METADATA: &[&str] = &[
 
 pub(crate) const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// Keys under which values are resource quantities.
-const QUANTITY_PARENTS: &[&str] = &[
-    "limits",
-    "requests",
-    "capacity",
-    "allocatable",
-    "hard",
-    "overhead",
-    "default",
-    "defaultRequest",
-    "max",
-    "min",
-    "maxLimitRequestRatio",
-];
-const QUANTITY_KEYS: &[&str] = &["sizeLimit", "storage"];
-
-/// Normalizes an object (desired or live) in place.
+/// Normalizes a live object in place.
 pub fn normalize(object: &mut Value) {
+    strip(object);
+    prune_empty(object);
+}
+
+/// Normalizes a manifest in place. Unlike [`normalize`], a `null` stays: to
+/// `kubectl apply` it means "remove this field" (client-side apply since
+/// kubernetes/kubernetes#40630, on create too since #125646), so the
+/// comparison treats it as wanting the field gone. `metadata.annotations:
+/// null` is the exception: kubectl writes its last-applied annotation there,
+/// so apply never empties it.
+pub fn normalize_desired(object: &mut Value) {
+    strip(object);
+    if let Some(Value::Object(meta)) = object.get_mut("metadata") {
+        if meta.get("annotations").is_some_and(Value::is_null) {
+            meta.remove("annotations");
+        }
+    }
+    prune(object, true);
+}
+
+/// Drops what the server owns and folds Secret `stringData` into `data`.
+fn strip(object: &mut Value) {
     let Value::Object(map) = object else { return };
     map.remove("status");
     if let Some(Value::Object(meta)) = map.get_mut("metadata") {
@@ -52,7 +58,6 @@ pub fn normalize(object: &mut Value) {
     if map.get("kind").and_then(Value::as_str) == Some("Secret") {
         fold_string_data(map);
     }
-    prune_empty(object);
 }
 
 /// Moves Secret `stringData` into `data` as base64, as the API server does
@@ -83,16 +88,22 @@ pub fn fold_string_data(secret: &mut Map<String, Value>) {
 /// Removes nulls and empty maps/lists, recursively, so `{}`/`[]`/`null` equal
 /// an absent field. Returns true when the value itself is now empty.
 pub fn prune_empty(value: &mut Value) -> bool {
+    prune(value, false)
+}
+
+/// As [`prune_empty`]; with `keep_nulls`, a `null` map entry stays (a
+/// manifest's "remove this field").
+fn prune(value: &mut Value, keep_nulls: bool) -> bool {
     match value {
-        Value::Null => true,
+        Value::Null => !keep_nulls,
         Value::Object(map) => {
-            map.retain(|_, v| !prune_empty(v));
+            map.retain(|_, v| !prune(v, keep_nulls));
             map.is_empty()
         }
         Value::Array(items) => {
             for item in items.iter_mut() {
                 // Keep list positions stable; an emptied element stays as {}.
-                prune_empty(item);
+                prune(item, keep_nulls);
             }
             items.is_empty()
         }
@@ -106,17 +117,24 @@ pub fn scalars_equal(parent: Option<&str>, key: Option<&str>, want: &Value, live
     if want == live {
         return true;
     }
-    if let (Some(a), Some(b)) = (want.as_f64(), live.as_f64()) {
-        return a == b;
+    if let (Value::Number(a), Value::Number(b)) = (want, live) {
+        // Integers exactly (a float cannot tell 2^53 + 1 from 2^53); `1.0`
+        // and `1` are one number to the API's decoder.
+        return match (a.as_i128(), b.as_i128()) {
+            (Some(a), Some(b)) => a == b,
+            _ => a.as_f64() == b.as_f64(),
+        };
     }
-    let quantity_context = parent.is_some_and(|p| QUANTITY_PARENTS.contains(&p))
-        || key.is_some_and(|k| QUANTITY_KEYS.contains(&k));
-    if quantity_context {
-        if let (Some(a), Some(b)) = (quantity(want), quantity(live)) {
-            return a == b;
-        }
+    if super::schema::is_quantity(parent, key) && quantities_equal(want, live) {
+        return true;
     }
     int_or_string_equal(want, live)
+}
+
+/// Two quantities with the same value (`12000m` and `12`); false when
+/// either is not a quantity.
+pub fn quantities_equal(want: &Value, live: &Value) -> bool {
+    matches!((quantity(want), quantity(live)), (Some(a), Some(b)) if a == b)
 }
 
 /// `80` and `"80"`: the API accepts both where a field is int-or-string

@@ -82,6 +82,21 @@ impl Daemon {
             .map(|l| l[line_prefix.len()..].trim().to_string())
     }
 
+    /// Waits until the daemon's log holds `text`, or panics after a generous timeout.
+    pub fn wait_for_log(&self, text: &str) {
+        let start = Instant::now();
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if log.contains(text) {
+                return;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                panic!("timed out waiting for {text:?} in the daemon log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
