@@ -631,7 +631,12 @@ pub(crate) fn write_bench_manifests(deploy: &Path, namespaces: usize, per_kind: 
 
 /// Peak and current resident set size of this process, in KiB.
 pub(crate) fn rss_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    rss_kib_of("self")
+}
+
+/// Peak and current resident set size of process `pid` ("self" or a number), in KiB.
+pub(crate) fn rss_kib_of(pid: &str) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
             .lines()

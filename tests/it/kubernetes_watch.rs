@@ -388,6 +388,17 @@ async fn a_one_shot_check_starts_no_watch() {
 /// over a new git repo holding the files of `manifests` under `deploy/`;
 /// `fields` adds to the probe's table.
 fn write_config(emulator: &KubeEmulator, dir: &Path, manifests: &Path, fields: &str) -> PathBuf {
+    write_config_with(emulator, dir, manifests, "", fields)
+}
+
+/// `write_config` with `tables` (e.g. `[server]`) before the repo.
+fn write_config_with(
+    emulator: &KubeEmulator,
+    dir: &Path,
+    manifests: &Path,
+    tables: &str,
+    fields: &str,
+) -> PathBuf {
     let work = dir.join("work");
     let files: Vec<(String, String)> = std::fs::read_dir(manifests)
         .unwrap()
@@ -410,7 +421,7 @@ fn write_config(emulator: &KubeEmulator, dir: &Path, manifests: &Path, fields: &
     std::fs::write(
         &config_path,
         format!(
-            "state_dir = \"{state}\"\n\n[[repo]]\nname = \"infra\"\nurl = \"file://{work}\"\n\n\
+            "state_dir = \"{state}\"\n\n{tables}[[repo]]\nname = \"infra\"\nurl = \"file://{work}\"\n\n\
              [[probe]]\nname = \"k8s\"\nlayer = \"kubernetes\"\npath = \"deploy\"\nschedule = \"\"\n\
              kubeconfig = \"{kubeconfig}\"\n{fields}\n",
             state = dir.join("state").display(),
@@ -580,7 +591,20 @@ async fn bench_cache(namespaces: usize, per_kind: [usize; 3]) {
     let check_requests = emulator.requests();
     let (_, rss_after) = crate::kubernetes::rss_kib();
     let stats = probe.cache_stats().unwrap();
-    let json_bytes: usize = ["Deployment", "Service", "ConfigMap"]
+    let json_bytes = cached_json_bytes(&emulator, namespaces, per_kind);
+    let (mean, max) = mean_max_ms(&checks);
+    println!("kubernetes watch cache: {objects} objects in {namespaces} namespaces, 20 ms per API request");
+    println!("  initial sync (first check): {:.2} s, {sync_requests} API requests ({scopes} watched scopes)", sync.as_secs_f64());
+    println!("  check from the cache: mean {mean:.1} ms, max {max:.1} ms over 10, {check_requests} API requests in all");
+    println!("  cached: {} objects, their JSON {:.1} MiB; RSS grew {:.1} MiB over the sync and checks ({:.2}x the JSON; the emulator shares the process)",
+        stats.objects, json_bytes as f64 / 1048576.0, (rss_after.saturating_sub(rss_before)) as f64 / 1024.0,
+        (rss_after.saturating_sub(rss_before)) as f64 * 1024.0 / json_bytes as f64);
+}
+
+/// The JSON size of the generated objects as the emulator holds them
+/// (with managedFields), i.e. what a cache of them stands for.
+fn cached_json_bytes(emulator: &KubeEmulator, namespaces: usize, per_kind: [usize; 3]) -> usize {
+    ["Deployment", "Service", "ConfigMap"]
         .iter()
         .flat_map(|kind| {
             (0..namespaces).flat_map(move |n| {
@@ -601,14 +625,7 @@ async fn bench_cache(namespaces: usize, per_kind: [usize; 3]) {
             let object = emulator.get(kind, &format!("team-{n:02}"), &name).unwrap();
             serde_json::to_vec(&object).unwrap().len()
         })
-        .sum();
-    let (mean, max) = mean_max_ms(&checks);
-    println!("kubernetes watch cache: {objects} objects in {namespaces} namespaces, 20 ms per API request");
-    println!("  initial sync (first check): {:.2} s, {sync_requests} API requests ({scopes} watched scopes)", sync.as_secs_f64());
-    println!("  check from the cache: mean {mean:.1} ms, max {max:.1} ms over 10, {check_requests} API requests in all");
-    println!("  cached: {} objects, their JSON {:.1} MiB; RSS grew {:.1} MiB over the sync and checks ({:.2}x the JSON; the emulator shares the process)",
-        stats.objects, json_bytes as f64 / 1048576.0, (rss_after.saturating_sub(rss_before)) as f64 / 1024.0,
-        (rss_after.saturating_sub(rss_before)) as f64 * 1024.0 / json_bytes as f64);
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -621,6 +638,75 @@ async fn bench_watch_cache_5000_objects() {
 #[ignore = "benchmark; run scripts/bench-kubernetes"]
 async fn bench_watch_cache_50000_objects_in_100_namespaces() {
     bench_cache(100, [167, 167, 166]).await;
+}
+
+/// The daemon's own memory: a real `driftwatch run` process (the emulator
+/// stays in the test process, at 20 ms per request) with one watching probe
+/// over 50,000 objects in 100 namespaces; its RSS after the startup check
+/// (initial sync and first comparison) against the JSON of what it caches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run scripts/bench-kubernetes"]
+async fn bench_watch_daemon_rss_50000_objects() {
+    let (namespaces, per_kind) = (100, [167, 167, 166]);
+    let emulator = KubeEmulator::start().await;
+    emulator.set_watch_history(1_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let manifests = tmp.path().join("manifests");
+    crate::kubernetes::write_bench_manifests(&manifests, namespaces, per_kind);
+    seed_dir(&emulator, &manifests);
+    emulator.set_latency(Duration::from_millis(20));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n\n");
+    let config = write_config_with(&emulator, tmp.path(), &manifests, &server, "");
+    let log = std::fs::File::create(tmp.path().join("daemon.log")).unwrap();
+    let started = std::time::Instant::now();
+    let mut daemon = std::process::Command::new(common::driftwatch_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no startup run within 300 s"
+        );
+        if let Ok(response) = http.get(&metrics).send().await {
+            let body = response.text().await.unwrap_or_default();
+            if body
+                .lines()
+                .any(|l| l.starts_with("driftwatch_probe_result{") && l.contains("k8s"))
+            {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (peak, rss) = crate::kubernetes::rss_kib_of(&daemon.id().to_string());
+    let (rss, peak) = (rss as f64 * 1024.0, peak as f64 * 1024.0);
+    let _ = std::process::Command::new("kill")
+        .arg(daemon.id().to_string())
+        .status();
+    let _ = daemon.wait();
+    let json_bytes = cached_json_bytes(&emulator, namespaces, per_kind) as f64;
+    let mib = |bytes: f64| bytes / 1048576.0;
+    println!("kubernetes watch cache, the daemon's own memory: `driftwatch run` over {} objects in {namespaces} namespaces (the emulator in the test process)",
+        namespaces * per_kind.iter().sum::<usize>());
+    println!(
+        "  startup (process start, repo sync, initial sync, first check): {:.2} s",
+        first.as_secs_f64()
+    );
+    println!("  RSS {:.1} MiB ({:.2}x the {:.1} MiB JSON of the cached objects), peak {:.1} MiB ({:.2}x)",
+        mib(rss), rss / json_bytes, mib(json_bytes), mib(peak), peak / json_bytes);
 }
 
 /// Edit to verdict through the daemon: 5,000 objects, a replica count changed

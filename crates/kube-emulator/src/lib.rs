@@ -1075,21 +1075,41 @@ fn serve_group(
             json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items}),
         );
     }
-    // Like the real server, list items carry no apiVersion/kind.
-    let items: Vec<Value> = items
-        .into_iter()
-        .map(|v| {
-            let mut v = v.clone();
-            if let Some(map) = v.as_object_mut() {
-                map.remove("apiVersion");
-                map.remove("kind");
-            }
-            v
-        })
-        .collect();
-    ok(
-        json!({"kind": format!("{}List", def.kind), "apiVersion": group_version, "metadata": metadata, "items": items}),
+    // Like the real server, list items carry no apiVersion/kind. Written
+    // straight from the store: no copy of the page's objects.
+    let head = json!({"kind": format!("{}List", def.kind), "apiVersion": group_version, "metadata": metadata});
+    let mut body = serde_json::to_vec(&head).expect("lists serialize");
+    body.pop(); // the closing brace: the items follow
+    body.extend_from_slice(b",\"items\":");
+    let items: Vec<ListItem> = items.into_iter().map(ListItem).collect();
+    serde_json::to_writer(&mut body, &items).expect("lists serialize");
+    body.push(b'}');
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
     )
+        .into_response()
+}
+
+/// A stored object as a list item: without apiVersion and kind.
+struct ListItem<'a>(&'a Value);
+
+impl serde::Serialize for ListItem<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(fields) = self.0 else {
+            return self.0.serialize(serializer);
+        };
+        let kept = fields
+            .iter()
+            .filter(|(key, _)| !matches!(key.as_str(), "apiVersion" | "kind"));
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in kept {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
 }
 
 /// (key, value, equals): `a=b`, `a==b`, `a!=b`, `a`, `!a`.

@@ -117,10 +117,14 @@ pub struct LiveCache {
     page_size: u32,
     /// How long a scope whose WATCH is forbidden waits before asking again.
     watch_retry: Duration,
+    /// Scopes in their initial sync (permission check and LIST) at once: the
+    /// probe's `concurrency`, so 300 scopes do not LIST all at once (the API
+    /// server's load, and this process's peak memory).
+    syncs: Arc<tokio::sync::Semaphore>,
 }
 
 impl LiveCache {
-    pub fn new(page_size: u32, watch_retry: Duration) -> LiveCache {
+    pub fn new(page_size: u32, watch_retry: Duration, concurrency: usize) -> LiveCache {
         let (sender, receiver) = tokio::sync::watch::channel(0);
         LiveCache {
             scopes: Mutex::new(HashMap::new()),
@@ -130,6 +134,7 @@ impl LiveCache {
             configured: AtomicBool::new(false),
             page_size,
             watch_retry,
+            syncs: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
         }
     }
 
@@ -166,7 +171,7 @@ impl LiveCache {
                         client.clone(),
                         key,
                         &resource_type,
-                        (self.page_size, self.watch_retry),
+                        (self.page_size, self.watch_retry, self.syncs.clone()),
                         self.changes.clone(),
                     )
                 })
@@ -482,7 +487,7 @@ fn start(
     client: Client,
     key: ScopeKey,
     resource_type: &ResourceType,
-    (page_size, watch_retry): (u32, Duration),
+    (page_size, watch_retry, syncs): (u32, Duration, Arc<tokio::sync::Semaphore>),
     changes: Arc<tokio::sync::watch::Sender<u64>>,
 ) -> Arc<Scope> {
     let resource = resource_type.resource.clone();
@@ -500,6 +505,7 @@ fn start(
         ready: ready_rx,
         changes,
         watch_retry,
+        syncs,
     };
     let (store, task) = if key.metadata_only {
         // `Api<PartialObjectMeta<_>>` asks for metadata-only objects.
@@ -541,6 +547,7 @@ struct Informer {
     ready: tokio::sync::oneshot::Receiver<Arc<Scope>>,
     changes: Arc<tokio::sync::watch::Sender<u64>>,
     watch_retry: Duration,
+    syncs: Arc<tokio::sync::Semaphore>,
 }
 
 impl Informer {
@@ -560,11 +567,17 @@ impl Informer {
             // A forbidden WATCH (at the start or later) is asked again every
             // `watch_retry`: a role granted since takes effect without a restart.
             loop {
+                let Ok(permit) = self.syncs.clone().acquire_owned().await else {
+                    return;
+                };
                 let Some(scope) = weak.upgrade() else { return };
                 let allowed = may_watch(&scope, &self.permission_api).await;
                 drop(scope);
                 if allowed {
-                    inform(weak.clone(), &mut writer, &new_stream, &self.changes).await;
+                    let sync = (&*self.changes, permit);
+                    inform(weak.clone(), &mut writer, &new_stream, sync).await;
+                } else {
+                    drop(permit);
                 }
                 tokio::time::sleep(self.watch_retry).await;
             }
@@ -625,12 +638,17 @@ async fn inform<K>(
     scope: std::sync::Weak<Scope>,
     writer: &mut Writer<K>,
     new_stream: &impl Fn() -> EventStream<K>,
-    changes: &tokio::sync::watch::Sender<u64>,
+    (changes, permit): (
+        &tokio::sync::watch::Sender<u64>,
+        tokio::sync::OwnedSemaphorePermit,
+    ),
 ) where
     K: CachedObject,
 {
     let mut backoff = Duration::from_secs(1);
     let mut synced_once = false;
+    // Held until the first sync ends (or fails).
+    let mut permit = Some(permit);
     loop {
         let mut stream = new_stream();
         let mut failed = false;
@@ -643,6 +661,7 @@ async fn inform<K>(
                     let relevant = relevant(&scope, writer, &event);
                     writer.apply_watcher_event(&event);
                     if let watcher::Event::InitDone = event {
+                        permit.take();
                         backoff = Duration::from_secs(1);
                         let before = scope.phase.send_replace(Phase::Synced);
                         // A relist may hide any change made while the watch was
@@ -656,6 +675,7 @@ async fn inform<K>(
                     }
                 }
                 Err(err) => {
+                    permit.take();
                     let message = describe(&err, &scope.key);
                     scope.restarts.fetch_add(1, Ordering::Relaxed);
                     if let watcher::Error::WatchStartFailed(kube::Error::Api(status)) = &err {

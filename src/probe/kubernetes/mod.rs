@@ -270,7 +270,7 @@ impl KubernetesProbe {
             .as_ref()
             .map(|p| common.config_dir.join(p));
         let watching = (config.watch && !common.one_shot).then(|| Watching {
-            cache: LiveCache::new(config.page_size, watch_retry),
+            cache: LiveCache::new(config.page_size, watch_retry, config.concurrency),
             client: tokio::sync::OnceCell::new(),
             debounce,
             manifests: Mutex::new(None),
