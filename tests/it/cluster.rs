@@ -110,6 +110,22 @@ struct Replica {
 }
 
 fn write_config(dir: &Path, identity: &str, port: u16, relay: u16, repo: &Path) -> PathBuf {
+    let probes: String = (0..PROBES)
+        .map(|n| format!(
+            "[[probe]]\nname = \"p{n}\"\nlayer = \"command\"\nrepo = \"infra\"\nschedule = \"\"\ncommand = [\"sh\", \"check.sh\"]\n\n"
+        ))
+        .collect();
+    write_config_with(dir, identity, port, relay, repo, &probes)
+}
+
+fn write_config_with(
+    dir: &Path,
+    identity: &str,
+    port: u16,
+    relay: u16,
+    repo: &Path,
+    probes: &str,
+) -> PathBuf {
     let kubeconfig = dir.join(format!("kubeconfig-{identity}"));
     std::fs::write(
         &kubeconfig,
@@ -141,22 +157,32 @@ fn write_config(dir: &Path, identity: &str, port: u16, relay: u16, repo: &Path) 
         repo = repo.display(),
         kubeconfig = kubeconfig.display(),
     ));
-    for n in 0..PROBES {
-        text.push_str(&format!(
-            "[[probe]]\nname = \"p{n}\"\nlayer = \"command\"\nrepo = \"infra\"\nschedule = \"\"\ncommand = [\"sh\", \"check.sh\"]\n\n"
-        ));
-    }
+    text.push_str(probes);
     let path = dir.join(format!("{identity}.toml"));
     std::fs::write(&path, text).unwrap();
     path
 }
 
 fn start_replica(api: &Api, dir: &Path, identity: &str, repo: &Path) -> Replica {
+    start_replica_with(api, dir, identity, repo, None)
+}
+
+/// A replica running `probes` (config text) instead of the command probes.
+fn start_replica_with(
+    api: &Api,
+    dir: &Path,
+    identity: &str,
+    repo: &Path,
+    probes: Option<&str>,
+) -> Replica {
     let target = api.emulator.url().trim_start_matches("http://").to_string();
     let target = target.trim_end_matches('/').to_string();
     let relay = Relay::start(target);
     let port = free_port();
-    let config = write_config(dir, identity, port, relay.port, repo);
+    let config = match probes {
+        Some(probes) => write_config_with(dir, identity, port, relay.port, repo, probes),
+        None => write_config(dir, identity, port, relay.port, repo),
+    };
     let daemon = Daemon::start(&config, &dir.join(format!("{identity}.log")));
     Replica {
         identity: identity.to_string(),
@@ -782,4 +808,146 @@ fn the_sharded_manifests_wire_identity_rbac_and_disruption_budget() {
     let table: toml::Table = toml::from_str(&config).unwrap();
     assert_eq!(table["cluster"]["mode"].as_str(), Some("kubernetes"));
     assert!(table["cluster"].get("identity").is_none(), "{config}");
+}
+
+/// A multi-root Terraform probe: every replica lists the roots, each root is
+/// planned by its owner only (the other replica's log has no run of it), the
+/// union of the replicas' /metrics holds each root's series once, and no
+/// replica wrote state (read-only by construction).
+#[test]
+fn a_multi_root_terraform_probe_plans_each_root_on_its_owner_only() {
+    if !crate::terraform::have_terraform() {
+        return;
+    }
+    let api = start_api();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let repo = dir.join("work");
+    let roots = ["a", "b", "c", "d", "e", "f"];
+    let tfstate = |root: &str| dir.join(format!("tfstate/{root}.tfstate"));
+    let stacks: Vec<(String, String)> = roots
+        .iter()
+        .map(|root| {
+            (
+                format!("envs/{root}/main.tf"),
+                format!(
+                    "terraform {{\n  backend \"local\" {{\n    path = {:?}\n  }}\n}}\nresource \"terraform_data\" \"x\" {{\n  input = \"v\"\n}}\n",
+                    tfstate(root).to_str().unwrap()
+                ),
+            )
+        })
+        .collect();
+    let files: Vec<(&str, &str)> = stacks
+        .iter()
+        .map(|(path, text)| (path.as_str(), text.as_str()))
+        .collect();
+    init_repo(&repo, &files);
+    let cli = dir.join("empty.tfrc");
+    std::fs::write(&cli, "").unwrap();
+    let probe = format!(
+        "[[probe]]\nname = \"tf\"\nlayer = \"terraform\"\nrepo = \"infra\"\nschedule = \"\"\n\
+         roots = [\"envs/*\"]\ntimeout = \"120s\"\ncli_config_file = \"{}\"\n\n",
+        cli.display()
+    );
+    let replicas: Vec<Replica> = ["a", "b"]
+        .iter()
+        .map(|identity| start_replica_with(&api, dir, identity, &repo, Some(&probe)))
+        .collect();
+    let members: Vec<Member> = replicas
+        .iter()
+        .map(|r| Member {
+            identity: r.identity.clone(),
+            url: String::new(),
+        })
+        .collect();
+    let owner_of = |root: &str| {
+        rendezvous::owner(&members, &InstanceId::new("tf", format!("envs/{root}")))
+            .unwrap()
+            .identity
+            .clone()
+    };
+    let series_of = |replica: &Replica, root: &str| {
+        scrape(replica)
+            .lines()
+            .filter(|line| {
+                line.starts_with(&format!(
+                    "terradiff_plan_exit_code{{probe=\"tf\",root=\"envs/{root}\"}} "
+                ))
+            })
+            .count()
+    };
+    let start = Instant::now();
+    loop {
+        let placed = roots.iter().all(|root| {
+            replicas.iter().all(|replica| {
+                let expected = usize::from(replica.identity == owner_of(root));
+                series_of(replica, root) == expected
+            })
+        });
+        if placed {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "roots not planned once each on their owners: {:?}",
+            replicas
+                .iter()
+                .map(|r| (r.identity.clone(), scrape(r)))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Both owners got some of the six roots (rendezvous over two members).
+    let owners: std::collections::BTreeSet<String> = roots.iter().map(|r| owner_of(r)).collect();
+    assert_eq!(owners.len(), 2, "six roots all hashed to one member");
+    // Replicas starting together may each plan a root before they see each
+    // other (harmless: read-only). Once settled, a new commit touching every
+    // root is planned by each root's owner only.
+    let log_of =
+        |replica: &Replica| std::fs::read_to_string(&replica.daemon.log).unwrap_or_default();
+    let offsets: Vec<usize> = replicas.iter().map(|r| log_of(r).len()).collect();
+    let edited: Vec<(String, String)> = stacks
+        .iter()
+        .map(|(path, text)| (path.clone(), format!("{text}# edited\n")))
+        .collect();
+    let edited: Vec<(&str, &str)> = edited
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    crate::common::commit_files(&repo, &edited, "touch every root");
+    let ran_since = |replica: &Replica, offset: usize, root: &str| {
+        log_of(replica)[offset..].lines().any(|line| {
+            line.contains("probe run finished") && line.contains(&format!("tf:envs/{root}"))
+        })
+    };
+    let start = Instant::now();
+    while !roots.iter().all(|root| {
+        replicas
+            .iter()
+            .zip(&offsets)
+            .any(|(r, offset)| r.identity == owner_of(root) && ran_since(r, *offset, root))
+    }) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the owners did not plan the new commit: {:?}",
+            replicas.iter().map(log_of).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for (replica, offset) in replicas.iter().zip(&offsets) {
+        for root in roots {
+            if replica.identity != owner_of(root) {
+                assert!(
+                    !ran_since(replica, *offset, root),
+                    "{} planned envs/{root}, owned by {}:\n{}",
+                    replica.identity,
+                    owner_of(root),
+                    &log_of(replica)[*offset..]
+                );
+            }
+        }
+    }
+    for root in roots {
+        assert!(!tfstate(root).exists(), "state written for envs/{root}");
+    }
 }
