@@ -102,8 +102,10 @@ pub async fn run(
     observe_loop(&cluster, &api, &settings, held_rx, &shutdown).await;
     let _ = renewer.await;
     release(&api, &settings).await;
-    // The member set stays as it was: the shutdown's handover grace still
-    // serves this replica's view to the others taking over.
+    // Owning nothing from here: during the shutdown's handover grace the
+    // others already export these instances (statuses are still served to
+    // them by instance, whoever owns it).
+    cluster.set_members(Vec::new());
 }
 
 /// Renews the own Lease every `renew_interval` (creating it when missing);

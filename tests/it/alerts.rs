@@ -440,12 +440,23 @@ fn kubernetes_rbac_is_read_only() {
                     ([group], [resource]) if (group == "coordination.k8s.io" && resource == "leases")
                         || (group.is_empty() && resource == "configmaps")
                 );
+            // Writes to existing objects name them: the replicas' own Leases
+            // (driftwatch-<pod>) and status ConfigMaps (driftwatch-status-<pod>),
+            // never the config ConfigMap or other objects of the namespace.
+            let names = strings(&rule["resourceNames"]);
+            let own_names = !names.is_empty()
+                && names.iter().all(|name| {
+                    name.strip_prefix("driftwatch-status-")
+                        .or_else(|| name.strip_prefix("driftwatch-"))
+                        .and_then(|pod| pod.strip_prefix("driftwatch-"))
+                        .is_some_and(|ordinal| ordinal.parse::<u32>().is_ok())
+                });
             for verb in &verbs {
                 assert!(
                     ["get", "list", "watch"].contains(&verb.as_str())
-                        || (own_writes
-                            && ["create", "update", "patch", "delete"].contains(&verb.as_str())),
-                    "{file}: verb {verb:?} is not read-only"
+                        || (own_writes && verb == "create")
+                        || (own_writes && own_names && ["update", "delete"].contains(&verb.as_str())),
+                    "{file}: verb {verb:?} is not read-only (writes to existing objects must name driftwatch's own Leases/ConfigMaps)"
                 );
             }
         }

@@ -731,14 +731,35 @@ fn the_sharded_manifests_wire_identity_rbac_and_disruption_budget() {
     }
     let role = find("Role");
     assert_eq!(role["metadata"]["namespace"], "driftwatch");
-    let resources: Vec<&str> = role["rules"]
+    let resources: std::collections::BTreeSet<&str> = role["rules"]
         .as_array()
         .unwrap()
         .iter()
         .flat_map(|r| r["resources"].as_array().unwrap())
         .filter_map(|r| r.as_str())
         .collect();
-    assert_eq!(resources, ["leases", "configmaps"]);
+    assert_eq!(resources, ["configmaps", "leases"].into());
+    // The names the Role lets replicas update are the StatefulSet's pods'.
+    let replicas = set["spec"]["replicas"].as_u64().unwrap();
+    let updatable: Vec<&str> = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["verbs"].as_array().unwrap().iter().any(|v| v == "update"))
+        .flat_map(|r| r["resourceNames"].as_array().unwrap())
+        .filter_map(|n| n.as_str())
+        .collect();
+    for ordinal in 0..replicas {
+        let pod = format!("{}-{ordinal}", set["metadata"]["name"].as_str().unwrap());
+        assert!(
+            updatable.contains(&format!("driftwatch-{pod}").as_str()),
+            "Lease of {pod}"
+        );
+        assert!(
+            updatable.contains(&format!("driftwatch-status-{pod}").as_str()),
+            "status ConfigMap of {pod}"
+        );
+    }
     let binding = find("RoleBinding");
     assert_eq!(binding["roleRef"]["kind"], "Role");
     assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
