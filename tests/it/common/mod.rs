@@ -255,3 +255,30 @@ impl std::io::Write for Captured {
         Ok(())
     }
 }
+
+/// Reads `read` until two reads `quiet` apart agree, and returns that value;
+/// panics naming `what` after `deadline`. For values that converge (the
+/// handover moves drifted-since back to the earliest observation a few
+/// seconds after replicas that started together settle their membership):
+/// a test compares against the settled value, not the first one it sees.
+pub fn settled<T: PartialEq + std::fmt::Debug>(
+    what: &str,
+    quiet: std::time::Duration,
+    deadline: std::time::Duration,
+    read: impl Fn() -> T,
+) -> T {
+    let start = std::time::Instant::now();
+    let mut last = read();
+    loop {
+        std::thread::sleep(quiet);
+        let now = read();
+        if now == last {
+            return now;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "{what} did not settle within {deadline:?}: last {now:?}"
+        );
+        last = now;
+    }
+}
