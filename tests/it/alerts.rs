@@ -398,7 +398,10 @@ fn kubernetes_documents() -> Vec<(String, serde_json::Value)> {
         .objects
         .into_iter()
         .filter(|m| m.kind() != "Kustomization")
-        .map(|m| (m.source, m.object))
+        .map(|m| {
+            let object = m.object();
+            (m.source, object)
+        })
         .collect()
 }
 

@@ -732,8 +732,7 @@ fn the_sharded_manifests_wire_identity_rbac_and_disruption_budget() {
             .iter()
             .find(|m| m.kind() == kind)
             .unwrap_or_else(|| panic!("no {kind} in config/kubernetes/sharded"))
-            .object
-            .clone()
+            .object()
     };
     let set = find("StatefulSet");
     assert_eq!(set["spec"]["replicas"], 3);

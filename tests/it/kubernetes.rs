@@ -61,7 +61,7 @@ pub(crate) fn seed_dir(emulator: &KubeEmulator, dir: &Path) {
         loaded.errors
     );
     for manifest in loaded.objects {
-        emulator.apply_object(manifest.object);
+        emulator.apply_object(manifest.object());
     }
 }
 

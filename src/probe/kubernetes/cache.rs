@@ -90,7 +90,7 @@ enum Cached {
 /// One informer and its store.
 pub struct Scope {
     pub key: ScopeKey,
-    resource: ApiResource,
+    resource: SharedResource,
     store: Cached,
     phase: tokio::sync::watch::Sender<Phase>,
     interest: RwLock<Interest>,
@@ -392,28 +392,34 @@ impl<'de> serde::Deserialize<'de> for LiveObject {
     }
 }
 
+/// A scope's `ApiResource`, shared: the reflector copies the dynamic type
+/// into the key of every object it stores, which with a bare `ApiResource`
+/// is five more strings per cached object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SharedResource(Arc<ApiResource>);
+
 impl kube::Resource for LiveObject {
-    type DynamicType = ApiResource;
+    type DynamicType = SharedResource;
     type Scope = kube::core::DynamicResourceScope;
 
-    fn kind(dt: &ApiResource) -> Cow<'_, str> {
-        dt.kind.as_str().into()
+    fn kind(dt: &SharedResource) -> Cow<'_, str> {
+        dt.0.kind.as_str().into()
     }
 
-    fn group(dt: &ApiResource) -> Cow<'_, str> {
-        dt.group.as_str().into()
+    fn group(dt: &SharedResource) -> Cow<'_, str> {
+        dt.0.group.as_str().into()
     }
 
-    fn version(dt: &ApiResource) -> Cow<'_, str> {
-        dt.version.as_str().into()
+    fn version(dt: &SharedResource) -> Cow<'_, str> {
+        dt.0.version.as_str().into()
     }
 
-    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
-        dt.api_version.as_str().into()
+    fn api_version(dt: &SharedResource) -> Cow<'_, str> {
+        dt.0.api_version.as_str().into()
     }
 
-    fn plural(dt: &ApiResource) -> Cow<'_, str> {
-        dt.plural.as_str().into()
+    fn plural(dt: &SharedResource) -> Cow<'_, str> {
+        dt.0.plural.as_str().into()
     }
 
     fn meta(&self) -> &ObjectMeta {
@@ -427,8 +433,10 @@ impl kube::Resource for LiveObject {
 
 /// What a scope can cache: whole objects or their metadata.
 trait CachedObject:
-    kube::Resource<DynamicType = ApiResource>
-    + Content
+    kube::Resource<
+        DynamicType: Clone + Eq + std::hash::Hash + Send + Sync + 'static,
+        Scope = kube::core::DynamicResourceScope,
+    > + Content
     + Clone
     + DeserializeOwned
     + Debug
@@ -439,8 +447,10 @@ trait CachedObject:
 }
 
 impl<K> CachedObject for K where
-    K: kube::Resource<DynamicType = ApiResource>
-        + Content
+    K: kube::Resource<
+            DynamicType: Clone + Eq + std::hash::Hash + Send + Sync + 'static,
+            Scope = kube::core::DynamicResourceScope,
+        > + Content
         + Clone
         + DeserializeOwned
         + Debug
@@ -491,6 +501,7 @@ fn start(
     changes: Arc<tokio::sync::watch::Sender<u64>>,
 ) -> Arc<Scope> {
     let resource = resource_type.resource.clone();
+    let shared = SharedResource(Arc::new(resource.clone()));
     let namespace = key.namespace.as_deref();
     let permission_api: Api<DynamicObject> = scoped_api(&client, namespace, &resource);
     let mut config = watcher::Config::default().page_size(page_size);
@@ -509,15 +520,20 @@ fn start(
     };
     let (store, task) = if key.metadata_only {
         // `Api<PartialObjectMeta<_>>` asks for metadata-only objects.
-        let (store, task) = informer.spawn(scoped_api(&client, namespace, &resource), &resource);
+        let api = scoped_api(&client, namespace, &resource);
+        let (store, task) = informer.spawn(api, resource);
         (Cached::Metadata(store), task)
     } else {
-        let (store, task) = informer.spawn(scoped_api(&client, namespace, &resource), &resource);
+        let api = match namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &shared),
+            None => Api::all_with(client.clone(), &shared),
+        };
+        let (store, task) = informer.spawn(api, shared.clone());
         (Cached::Full(store), task)
     };
     let scope = Arc::new(Scope {
         key,
-        resource,
+        resource: shared,
         store,
         phase,
         interest: RwLock::new(Interest::default()),
@@ -554,9 +570,9 @@ impl Informer {
     fn spawn<K: CachedObject>(
         self,
         api: Api<K>,
-        resource: &ApiResource,
+        dyntype: K::DynamicType,
     ) -> (Store<K>, tokio::task::AbortHandle) {
-        let mut writer: Writer<K> = Writer::new(resource.clone());
+        let mut writer: Writer<K> = Writer::new(dyntype.clone());
         let store = writer.as_reader();
         let task = tokio::spawn(async move {
             let Ok(scope) = self.ready.await else { return };
@@ -575,7 +591,7 @@ impl Informer {
                 drop(scope);
                 if allowed {
                     let sync = (&*self.changes, permit);
-                    inform(weak.clone(), &mut writer, &new_stream, sync).await;
+                    inform(weak.clone(), (&mut writer, &dyntype), &new_stream, sync).await;
                 } else {
                     drop(permit);
                 }
@@ -636,7 +652,7 @@ type EventStream<K> = futures::stream::BoxStream<'static, watcher::Result<watche
 /// backoff.
 async fn inform<K>(
     scope: std::sync::Weak<Scope>,
-    writer: &mut Writer<K>,
+    (writer, dyntype): (&mut Writer<K>, &K::DynamicType),
     new_stream: &impl Fn() -> EventStream<K>,
     (changes, permit): (
         &tokio::sync::watch::Sender<u64>,
@@ -658,7 +674,7 @@ async fn inform<K>(
                 Ok(event) => {
                     let event = event.modify(K::trim);
                     *scope.last_event.lock().unwrap() = Some(Instant::now());
-                    let relevant = relevant(&scope, writer, &event);
+                    let relevant = relevant(&scope, (writer, dyntype), &event);
                     writer.apply_watcher_event(&event);
                     if let watcher::Event::InitDone = event {
                         permit.take();
@@ -708,9 +724,13 @@ async fn inform<K>(
 }
 
 /// Whether an event may change the probe's verdict (checked before the store applies it).
-fn relevant<K>(scope: &Scope, writer: &Writer<K>, event: &watcher::Event<K>) -> bool
+fn relevant<K>(
+    scope: &Scope,
+    (writer, dyntype): (&Writer<K>, &K::DynamicType),
+    event: &watcher::Event<K>,
+) -> bool
 where
-    K: kube::Resource<DynamicType = ApiResource> + Content + Clone + 'static,
+    K: CachedObject,
 {
     let (object, deleted) = match event {
         watcher::Event::Apply(object) => (object, false),
@@ -719,7 +739,7 @@ where
     };
     let interest = scope.interest.read().unwrap();
     let name = object.meta().name.as_deref().unwrap_or_default();
-    let reference = ObjectRef::from_obj_with(object, scope.resource.clone());
+    let reference = ObjectRef::from_obj_with(object, dyntype.clone());
     let before = writer.as_reader().get(&reference);
     if interest.declared.contains(name) {
         return deleted || !before.is_some_and(|b| b.same_content(object));

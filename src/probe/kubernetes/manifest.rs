@@ -19,36 +19,50 @@ pub struct Manifest {
     pub source: String,
     /// 1-based index of the YAML document in its source.
     pub document: usize,
-    /// The object as JSON (YAML is converted).
-    pub object: Value,
+    /// The object as compact JSON text (YAML is converted), parsed by
+    /// `object` when compared: a `serde_json::Value` tree (a B-tree node per
+    /// mapping) takes several times the text's size, and a watching probe
+    /// keeps every manifest of its commit between checks.
+    text: Box<str>,
+    api_version: Box<str>,
+    kind: Box<str>,
+    name: Box<str>,
+    namespace: Option<Box<str>>,
 }
 
 impl Manifest {
+    pub fn new(source: String, document: usize, object: &Value) -> Manifest {
+        let text = |pointer: &str| object.pointer(pointer).and_then(Value::as_str);
+        Manifest {
+            source,
+            document,
+            api_version: text("/apiVersion").unwrap_or("").into(),
+            kind: text("/kind").unwrap_or("").into(),
+            name: text("/metadata/name").unwrap_or("").into(),
+            namespace: text("/metadata/namespace").map(Box::from),
+            text: object.to_string().into_boxed_str(),
+        }
+    }
+
+    /// The object as JSON, parsed anew on each call.
+    pub fn object(&self) -> Value {
+        serde_json::from_str(&self.text).expect("the text was written from a JSON value")
+    }
+
     pub fn api_version(&self) -> &str {
-        self.object
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("")
+        &self.api_version
     }
 
     pub fn kind(&self) -> &str {
-        self.object
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or("")
+        &self.kind
     }
 
     pub fn name(&self) -> &str {
-        self.object
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
+        &self.name
     }
 
     pub fn namespace(&self) -> Option<&str> {
-        self.object
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
+        self.namespace.as_deref()
     }
 
     /// The API group, "" for the core group.
@@ -202,11 +216,9 @@ fn add_document(
                 .map_err(Rejected::from)
                 .and_then(|()| check_accepted(item))
             {
-                Ok(()) => loaded.objects.push(Manifest {
-                    source: source.to_string(),
-                    document,
-                    object: item.clone(),
-                }),
+                Ok(()) => loaded
+                    .objects
+                    .push(Manifest::new(source.to_string(), document, item)),
                 Err(problem) => loaded
                     .errors
                     .push(error(line, format!("items[{index}].{problem}"))),
@@ -229,11 +241,9 @@ fn add_document(
         loaded.errors.push(error(at, problem.to_string()));
         return;
     }
-    loaded.objects.push(Manifest {
-        source: source.to_string(),
-        document,
-        object: value,
-    });
+    loaded
+        .objects
+        .push(Manifest::new(source.to_string(), document, &value));
 }
 
 /// A field the API server would refuse, and why. The message never holds
@@ -524,12 +534,10 @@ mod tests {
                     \x20     hostNetwork: yes\n      enableServiceLinks: off\n";
         let loaded = parse_source("deploy.yaml", text, false);
         assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-        let spec = &loaded.objects[0].object["spec"]["template"]["spec"];
+        let object = loaded.objects[0].object();
+        let spec = &object["spec"]["template"]["spec"];
         assert_eq!(spec["volumes"][0]["configMap"]["defaultMode"], 493);
-        assert_eq!(
-            loaded.objects[0].object["metadata"]["annotations"]["mode"],
-            "0644"
-        );
+        assert_eq!(object["metadata"]["annotations"]["mode"], "0644");
         assert_eq!(spec["hostNetwork"], true);
         assert_eq!(spec["enableServiceLinks"], false);
     }

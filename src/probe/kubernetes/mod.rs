@@ -867,7 +867,7 @@ impl KubernetesProbe {
             .get_mut("metadata")
             .and_then(Value::as_object_mut)
             .and_then(|meta| meta.remove("managedFields"));
-        let mut want = manifest.object.clone();
+        let mut want = manifest.object();
         normalize::normalize_desired(&mut want);
         normalize::normalize(&mut live);
         // The namespace is identity (and may have come from the default).
