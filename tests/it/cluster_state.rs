@@ -672,6 +672,29 @@ fn wait_for_drifted_coverage_once(replicas: &[&Daemon]) -> BTreeMap<String, Stri
     }
 }
 
+/// Polls `watch` until every instance is on the owner rendezvous hashing
+/// names over `replicas`; panics with `what` and the logs after a minute.
+fn wait_covered(
+    replicas: &[Daemon],
+    watch: &mut impl FnMut(&[&Daemon]) -> BTreeMap<String, (u16, String)>,
+    what: &str,
+) {
+    let start = Instant::now();
+    loop {
+        let refs: Vec<&Daemon> = replicas.iter().collect();
+        let owned = watch(&refs);
+        if owned == owned_as_expected(&refs, &owned) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what}:\n{}",
+            logs(&refs)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Each instance on its owner: drifted since `before`, one open episode
 /// that started then.
 fn assert_handed_over(
@@ -748,20 +771,11 @@ fn a_rolling_restart_keeps_drifted_since_and_every_episode_whole() {
         replicas.push(sharded.start(new));
         // The new pod is up and owns its share (rendezvous over all four,
         // maybe nothing) before the old one goes.
-        let joined = Instant::now();
-        loop {
-            let refs: Vec<&Daemon> = replicas.iter().collect();
-            let owned = watch(&refs);
-            if owned == owned_as_expected(&refs, &owned) {
-                break;
-            }
-            assert!(
-                joined.elapsed() < Duration::from_secs(60),
-                "{new} never took its share:\n{}",
-                logs(&refs)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_covered(
+            &replicas,
+            &mut watch,
+            &format!("{new} never took its share"),
+        );
         let index = replicas
             .iter()
             .position(|r| r.log.parent().unwrap().ends_with(old))
@@ -770,20 +784,11 @@ fn a_rolling_restart_keeps_drifted_since_and_every_episode_whole() {
         assert!(leaving.terminate().success(), "{old} shuts down cleanly");
         departed.push(leaving);
         // Until the survivors cover everything again.
-        let left = Instant::now();
-        loop {
-            let refs: Vec<&Daemon> = replicas.iter().collect();
-            let owned = watch(&refs);
-            if owned == owned_as_expected(&refs, &owned) {
-                break;
-            }
-            assert!(
-                left.elapsed() < Duration::from_secs(60),
-                "not covered after {old} left:\n{}",
-                logs(&refs)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_covered(
+            &replicas,
+            &mut watch,
+            &format!("not covered after {old} left"),
+        );
     }
     assert!(
         longest_gap <= LEASE,
