@@ -71,6 +71,12 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
         metrics.clone(),
         cluster.clone(),
     );
+    let key = crate::probe::fingerprint::FingerprintKey::load(
+        config.acks.fingerprint_key_file.as_deref(),
+        &config.state_dir,
+    )
+    .map_err(anyhow::Error::msg)?;
+    scheduler.set_fingerprint_key(key);
     let history =
         persistent.then(|| Arc::new(History::open(&config.state_dir, config.history.clone())));
     let mut context = http::Context::new(

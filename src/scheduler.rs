@@ -122,6 +122,11 @@ pub struct Scheduler {
     /// Stops starting new work.
     stopping: CancellationToken,
     tracker: TaskTracker,
+    /// The key hidden values enter fingerprints under (the all-zero key
+    /// until [`Scheduler::set_fingerprint_key`]).
+    fingerprint_key: std::sync::OnceLock<Arc<crate::probe::fingerprint::FingerprintKey>>,
+    /// Every ack transition a run causes (closed, changed, expired, from the repo file).
+    ack_events: broadcast::Sender<Arc<crate::ack::AckEvent>>,
 }
 
 impl Scheduler {
@@ -183,6 +188,8 @@ impl Scheduler {
             runs_cancel: CancellationToken::new(),
             stopping: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            fingerprint_key: std::sync::OnceLock::new(),
+            ack_events: broadcast::channel(1024).0,
         });
         scheduler.metrics.register_caches(
             scheduler
@@ -217,6 +224,28 @@ impl Scheduler {
             }
         }
         scheduler
+    }
+
+    /// Sets the key hidden values enter fingerprints under; once, before the first run.
+    pub fn set_fingerprint_key(&self, key: crate::probe::fingerprint::FingerprintKey) {
+        let _ = self.fingerprint_key.set(Arc::new(key));
+    }
+
+    fn fingerprint_key(&self) -> Arc<crate::probe::fingerprint::FingerprintKey> {
+        self.fingerprint_key.get_or_init(Arc::default).clone()
+    }
+
+    /// Receives every ack transition a run causes.
+    pub fn subscribe_ack_events(&self) -> broadcast::Receiver<Arc<crate::ack::AckEvent>> {
+        self.ack_events.subscribe()
+    }
+
+    /// Sends ack transitions to the history (and whoever else listens).
+    pub fn publish_ack_events(&self, events: Vec<crate::ack::AckEvent>) {
+        for event in events {
+            tracing::info!(probe = %event.instance, ack = %event.ack, kind = event.kind.as_str(), "{}", event.message);
+            let _ = self.ack_events.send(Arc::new(event));
+        }
     }
 
     /// Receives every instance dropped from its probe's root listing.
@@ -841,6 +870,7 @@ impl Scheduler {
             cache_dir,
             scratch_dir: scratch.path().to_path_buf(),
             kill_grace: self.config.defaults.kill_grace,
+            fingerprint_key: self.fingerprint_key(),
         };
         // Past this, even a child that ignored SIGTERM has been killed and its
         // pipes drained: only a probe ignoring its own deadline is still waiting.

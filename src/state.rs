@@ -33,10 +33,23 @@ const STATE_VERSION: u32 = 1;
 const MAX_REMEMBERED_RESOURCES: usize = 1000;
 
 /// One drifted resource and the action that would reconcile it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct DriftedResource {
     pub resource: String,
     pub action: String,
+    /// The change's fingerprint, what acknowledgements match against.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fingerprint: String,
+    /// Its fields' fingerprints, when the layer gives them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<DriftedField>,
+}
+
+/// One drifted field of a [`DriftedResource`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DriftedField {
+    pub field: String,
+    pub fingerprint: String,
 }
 
 /// What driftwatch knows about one probe instance.
@@ -69,6 +82,11 @@ pub struct ProbeStatus {
     /// jitter offset); `None` without a schedule. Kept up to date by the scheduler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_run: Option<DateTime<Utc>>,
+    /// Acknowledgements of this instance's drift: run-time ones (durable
+    /// here, and carried to another replica with the status) and those read
+    /// from the repo's acks file; ended ones are kept a while ([`crate::ack`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acks: Vec<crate::ack::Ack>,
 }
 
 impl ProbeStatus {
@@ -87,6 +105,7 @@ impl ProbeStatus {
             drifted_resources: 0,
             drifted_list: Vec::new(),
             next_run: None,
+            acks: Vec::new(),
         }
     }
 
@@ -127,12 +146,15 @@ impl ProbeStatus {
                     self.drifted_since = other.drifted_since;
                     self.drifted_since_commit = other.drifted_since_commit.clone();
                 }
-                continues
+                let merged = crate::ack::store::merge(&mut self.acks, &other.acks);
+                continues || merged
             }
             _ => {
                 let next_run = self.next_run;
+                let mine = std::mem::take(&mut self.acks);
                 *self = other.clone();
                 self.next_run = next_run;
+                crate::ack::store::merge(&mut self.acks, &mine);
                 true
             }
         }
@@ -168,6 +190,16 @@ impl ProbeStatus {
                 .map(|c| DriftedResource {
                     resource: c.subject.clone(),
                     action: c.action.clone(),
+                    fingerprint: c.fingerprint.clone(),
+                    fields: c
+                        .fields
+                        .iter()
+                        .filter(|f| !f.fingerprint.is_empty())
+                        .map(|f| DriftedField {
+                            field: f.field.clone(),
+                            fingerprint: f.fingerprint.clone(),
+                        })
+                        .collect(),
                 })
                 .collect::<BTreeSet<_>>()
                 .into_iter()
