@@ -9,6 +9,7 @@ mod common;
 mod config;
 mod daemon;
 mod demo;
+mod docs;
 mod escape;
 mod hung_remote;
 mod instances;
