@@ -18,5 +18,6 @@ mod kubernetes;
 mod kubernetes_watch;
 mod repo;
 mod scheduler;
+mod source_size;
 mod terraform;
 mod web;
