@@ -82,6 +82,13 @@ pub enum TriggerError {
     UnknownRepo(String),
     #[error("driftwatch is shutting down")]
     ShuttingDown,
+    /// The probe names a root none of its listings found.
+    #[error("probe {probe:?} has no instance {instance:?}; list its instances at /api/v1/probes")]
+    UnknownInstance { probe: String, instance: String },
+    /// The probe's repository has no checkout yet, so which instances the
+    /// probe has is not known (and there is nothing to run them on).
+    #[error("repository {repo:?} has not synced yet, so probe {probe:?} has no instances to run; it runs by itself after the first sync. Check the repository's url and credentials (the log and driftwatch_repo_sync_errors_total say why syncs fail), or sync now with POST /api/v1/sync?repo={repo}")]
+    NotSynced { probe: String, repo: String },
     /// Another cluster member owns the instance (`None`: no member is live).
     #[error("{instance} is owned by {}", owner.as_ref().map_or("no live cluster member".to_string(), |m| format!("cluster member {} ({})", m.identity, m.url)))]
     NotOwned {
@@ -434,15 +441,18 @@ impl Scheduler {
                 _ = self.stopping.cancelled() => return,
             }
             // Before the first sync there is nothing to check; the startup run follows it.
-            if self
-                .synced
-                .lock()
-                .unwrap()
-                .contains(&self.probes[index].config.repo)
-            {
+            if self.repo_synced(index) {
                 self.spawn_probe(index, Trigger::Schedule);
             }
         }
+    }
+
+    /// Whether the probe's repo has synced at least once.
+    fn repo_synced(&self, index: usize) -> bool {
+        self.synced
+            .lock()
+            .unwrap()
+            .contains(&self.probes[index].config.repo)
     }
 
     /// Whether this replica owns at least one known instance of the probe.
@@ -523,13 +533,7 @@ impl Scheduler {
             }
             for (index, roots) in due {
                 // Before its repo's first sync the start-up run covers it.
-                if !this
-                    .synced
-                    .lock()
-                    .unwrap()
-                    .contains(&this.probes[index].config.repo)
-                    || this.stopping.is_cancelled()
-                {
+                if !this.repo_synced(index) || this.stopping.is_cancelled() {
                     continue;
                 }
                 let runner = this.clone();
@@ -592,8 +596,9 @@ impl Scheduler {
                 if self.stopping.is_cancelled() {
                     return;
                 }
-                // Another replica runs it (an empty run here is no skip).
-                if !self.owns_any(index) {
+                // Another replica runs it (an empty run here is no skip);
+                // before the first sync the start-up run follows the sync.
+                if !self.owns_any(index) || !self.repo_synced(index) {
                     break;
                 }
                 if !self.run_probe(index, Trigger::LiveChange).await.is_empty() {
@@ -608,7 +613,10 @@ impl Scheduler {
         }
     }
 
-    /// Starts a probe by name or instance id in the background.
+    /// Starts a probe by name or instance id in the background. Only
+    /// instances that exist can be named: a root the probe's listing has
+    /// not found is unknown, and before the probe's repository has synced
+    /// nothing runs (no instance, series or history row is made up for it).
     pub fn trigger(self: &Arc<Self>, id: &str) -> Result<(), TriggerError> {
         if self.stopping.is_cancelled() {
             return Err(TriggerError::ShuttingDown);
@@ -619,18 +627,34 @@ impl Scheduler {
             .iter()
             .position(|p| p.config.name == instance.probe)
             .ok_or_else(|| TriggerError::UnknownProbe(id.to_string()))?;
-        // A named instance (or a single-root probe's only one) runs on its
-        // owner; the caller is told which member that is. A multi-root probe
-        // by name runs the roots this replica owns.
-        if (self.probes[index].probe.single_root() || !instance.root.is_empty())
-            && !self.cluster.owns(&instance)
-        {
+        let entry = &self.probes[index];
+        // A named instance (or a single-root probe's only one) must exist,
+        // and runs on its owner; the caller is told which member that is. A
+        // multi-root probe by name runs the roots this replica owns.
+        let named = entry.probe.single_root() || !instance.root.is_empty();
+        if named && self.state.get(&instance).is_none() {
+            return Err(TriggerError::UnknownInstance {
+                probe: entry.config.name.clone(),
+                instance: instance.to_string(),
+            });
+        }
+        if named && !self.cluster.owns(&instance) {
             return Err(TriggerError::NotOwned {
                 instance: instance.to_string(),
                 owner: self.cluster.owner(&instance),
             });
         }
-        self.spawn_probe(index, Trigger::Manual);
+        if !self.repo_synced(index) {
+            return Err(TriggerError::NotSynced {
+                probe: entry.config.name.clone(),
+                repo: entry.config.repo.clone(),
+            });
+        }
+        let only = (!instance.root.is_empty()).then(|| HashSet::from([instance.root]));
+        let this = self.clone();
+        self.tracker.spawn(async move {
+            this.run_probe_roots(index, Trigger::Manual, only).await;
+        });
         Ok(())
     }
 

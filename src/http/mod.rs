@@ -72,6 +72,10 @@ pub enum TriggerRefusal {
     Busy,
     #[error("not accepting triggers (starting or shutting down)")]
     Unavailable,
+    /// The probe's repository has not synced yet: it has no instances to
+    /// run. The text says what to do.
+    #[error("{0}")]
+    NotSynced(String),
     /// Another cluster member owns the instance: send the trigger to it.
     #[error("{instance} is run by {}; send the trigger there", match owner { Some((identity, url)) => format!("cluster member {identity} ({url})"), None => "no live cluster member right now".to_string() })]
     NotOwned {
@@ -97,9 +101,10 @@ impl From<crate::scheduler::TriggerError> for TriggerRefusal {
     fn from(err: crate::scheduler::TriggerError) -> TriggerRefusal {
         use crate::scheduler::TriggerError;
         match err {
-            TriggerError::UnknownProbe(_) | TriggerError::UnknownRepo(_) => {
-                TriggerRefusal::NotFound
-            }
+            TriggerError::UnknownProbe(_)
+            | TriggerError::UnknownRepo(_)
+            | TriggerError::UnknownInstance { .. } => TriggerRefusal::NotFound,
+            TriggerError::NotSynced { .. } => TriggerRefusal::NotSynced(err.to_string()),
             TriggerError::ShuttingDown => TriggerRefusal::Unavailable,
             TriggerError::NotOwned { instance, owner } => TriggerRefusal::NotOwned {
                 instance,
@@ -254,7 +259,7 @@ impl HttpMetrics {
         let triggers = IntCounterVec::new(
             Opts::new(
                 "driftwatch_triggers_total",
-                "Manual triggers and webhook deliveries, by kind (run, sync, github, gitlab) and result (accepted, ignored, unauthorized, not_found, busy, unavailable, not_owned, bad_request, disabled).",
+                "Manual triggers and webhook deliveries, by kind (run, sync, github, gitlab) and result (accepted, ignored, unauthorized, not_found, busy, not_synced, unavailable, not_owned, bad_request, disabled).",
             ),
             &["kind", "result"],
         )?;

@@ -47,6 +47,7 @@ fn refusal(ctx: &Context, kind: &str, refusal: TriggerRefusal) -> Response {
     let (result, status) = match refusal {
         TriggerRefusal::NotFound => ("not_found", StatusCode::NOT_FOUND),
         TriggerRefusal::Busy => ("busy", StatusCode::CONFLICT),
+        TriggerRefusal::NotSynced(_) => ("not_synced", StatusCode::CONFLICT),
         TriggerRefusal::Unavailable => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
         TriggerRefusal::NotOwned { .. } => unreachable!("answered above"),
     };

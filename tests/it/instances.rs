@@ -1,7 +1,8 @@
 //! Instances come and go with their probe's root listing: a Terraform root
 //! deleted in a new commit loses its series, state and open drift episode;
-//! a multi-root probe that fails before any root is known gets no phantom
-//! `root=""` instance. Real daemon, real git, real Terraform.
+//! a manual trigger names only instances that exist, so one before the first
+//! sync is refused and makes up no `root=""` instance. Real daemon, real git,
+//! real Terraform.
 
 use std::path::{Path, PathBuf};
 
@@ -49,6 +50,13 @@ repo = "infra"
 schedule = ""
 roots = ["envs/*"]
 cli_config_file = "{cli}"
+
+[[probe]]
+name = "one"
+layer = "command"
+repo = "infra"
+schedule = ""
+command = ["true"]
 "#,
             state = root.join("state").display(),
             token = root.join("token").display(),
@@ -144,8 +152,16 @@ fn a_deleted_terraform_root_loses_series_state_and_episode_also_after_restart() 
     assert!(!api.contains("envs/c"), "{api}");
 }
 
+/// POSTs a manual run of `id` (percent-encoded) and returns code and body.
+fn run(daemon: &Daemon, id: &str) -> (u16, String) {
+    let id = id.replace(':', "%3A").replace('/', "%2F");
+    daemon
+        .post(&format!("/api/v1/probes/{id}/run"), TOKEN)
+        .unwrap()
+}
+
 #[test]
-fn a_manual_trigger_before_the_first_sync_creates_no_phantom_instance() {
+fn a_manual_trigger_names_only_instances_that_exist() {
     if !crate::terraform::have_terraform() {
         return;
     }
@@ -159,43 +175,117 @@ fn a_manual_trigger_before_the_first_sync_creates_no_phantom_instance() {
         body.contains("driftwatch_repo_sync_errors_total{repo=\"infra\"} ")
             && !body.contains("driftwatch_repo_sync_errors_total{repo=\"infra\"} 0")
     });
-    let (code, body) = daemon.post("/api/v1/probes/tf/run", TOKEN).unwrap();
-    assert_eq!(code, 202, "{body}");
-    let metrics = daemon.wait_for("/metrics", "the failure on the probe", |_, body| {
-        body.contains("driftwatch_probe_roots_error{layer=\"terraform\",probe=\"tf\"} 1")
+
+    // Before the first sync: (id, code). The multi-root probe by name (the
+    // issue's example) and the single-root probe are refused as not synced;
+    // a root nobody listed and an unknown probe are not found.
+    let before = [("tf", 409), ("one", 409), ("tf:envs/a", 404), ("nope", 404)];
+    for (id, code) in before {
+        let (got, body) = run(&daemon, id);
+        assert_eq!(got, code, "{id}: {body}");
+        if code == 409 {
+            let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let error = doc["error"].as_str().unwrap();
+            for needle in [
+                "repository \"infra\" has not synced yet",
+                "url and credentials",
+                "POST /api/v1/sync?repo=infra",
+            ] {
+                assert!(error.contains(needle), "{id}: {error}");
+            }
+        }
+    }
+    let metrics = daemon.wait_for("/metrics", "the refusals counted", |_, body| {
+        body.contains("driftwatch_triggers_total{kind=\"run\",result=\"not_synced\"} 2")
+            && body.contains("driftwatch_triggers_total{kind=\"run\",result=\"not_found\"} 2")
     });
+    // Nothing was recorded: no instance, no series, no failure, no history.
     let phantom = lines_with(&metrics, "root=\"\"");
-    assert!(phantom.is_empty(), "phantom instance: {phantom:#?}");
-    assert!(!metrics.contains("driftwatch_probe_result{"), "{metrics}");
+    assert!(
+        phantom.iter().all(|l| !l.contains("probe=\"tf\"")),
+        "phantom instance: {phantom:#?}"
+    );
+    assert!(!metrics.contains("driftwatch_probe_roots_error{layer=\"terraform\",probe=\"tf\"} 1"));
+    let errors: Vec<String> = lines_with(&metrics, "result=\"error\"")
+        .into_iter()
+        .chain(lines_with(&metrics, "driftwatch_probe_errors_total"))
+        .filter(|l| !l.ends_with(" 0"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
     let api = daemon.get("/api/v1/probes").unwrap().1;
     let doc: serde_json::Value = serde_json::from_str(&api).unwrap();
-    let probes = doc["probes"].as_array().unwrap();
-    assert_eq!(probes.len(), 1, "{api}");
-    assert_eq!(probes[0]["scope"], "probe", "{api}");
-    assert_eq!(probes[0]["status"], "error", "{api}");
-    assert_eq!(probes[0]["error_reason"], "checkout", "{api}");
-    let detail = daemon.get("/api/v1/probes/tf").unwrap().1;
-    assert!(detail.contains("has not synced yet"), "{detail}");
-    let (_, page) = daemon.get("/").unwrap();
-    assert!(page.contains("has not synced yet"), "{page}");
+    let statuses: Vec<(String, String, String)> = doc["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let field = |k: &str| p[k].as_str().unwrap_or_default().to_string();
+            (field("id"), field("scope"), field("status"))
+        })
+        .collect();
+    let expected = [("tf", "probe", "pending"), ("one", "instance", "pending")]
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
+    assert_eq!(statuses, expected, "{api}");
+    for id in ["tf", "one"] {
+        let runs = daemon.get(&format!("/api/v1/probes/{id}/runs")).unwrap().1;
+        assert!(runs.contains("\"runs\":[]"), "{id}: {runs}");
+    }
 
-    // The remote appears: the probe's real roots replace the failure.
+    // The remote appears: the probe's real roots are listed and run.
     init_repo(
         &work,
-        &[("envs/a/main.tf", &stack(&root.join("tfstate/a.tfstate")))],
+        &[
+            ("envs/a/main.tf", &stack(&root.join("tfstate/a.tfstate"))),
+            ("envs/b/main.tf", &stack(&root.join("tfstate/b.tfstate"))),
+        ],
     );
-    let metrics = daemon.wait_for("/metrics", "the real root", |_, body| {
-        body.contains("terradiff_plan_exit_code{probe=\"tf\",root=\"envs/a\"} 2")
+    let metrics = daemon.wait_for("/metrics", "the real roots", |_, body| {
+        ["a", "b"].iter().all(|r| {
+            body.contains(&format!(
+                "driftwatch_probe_runs_total{{layer=\"terraform\",probe=\"tf\",result=\"drifted\",root=\"envs/{r}\"}} 1"
+            ))
+        })
     });
-    assert!(lines_with(&metrics, "root=\"\"").is_empty(), "{metrics}");
-    assert!(metrics.contains("driftwatch_probe_roots_error{layer=\"terraform\",probe=\"tf\"} 0"));
+    assert!(
+        lines_with(&metrics, "root=\"\"")
+            .iter()
+            .all(|l| !l.contains("probe=\"tf\"")),
+        "{metrics}"
+    );
+    // After it: a listed root runs alone; roots nobody listed stay unknown.
+    let after = [
+        ("tf:envs/a", 202),
+        ("tf:envs/c", 404),
+        ("one:x", 404),
+        ("one", 202),
+    ];
+    for (id, code) in after {
+        let (got, body) = run(&daemon, id);
+        assert_eq!(got, code, "{id}: {body}");
+    }
+    daemon.wait_for("/metrics", "the manual run of envs/a", |_, body| {
+        body.contains("driftwatch_probe_runs_total{layer=\"terraform\",probe=\"tf\",result=\"drifted\",root=\"envs/a\"} 2")
+    });
+    let (code, body) = run(&daemon, "tf");
+    assert_eq!(code, 202, "{body}");
+    let metrics = daemon.wait_for("/metrics", "the manual run of every root", |_, body| {
+        body.contains("driftwatch_probe_runs_total{layer=\"terraform\",probe=\"tf\",result=\"drifted\",root=\"envs/a\"} 3")
+            && body.contains("driftwatch_probe_runs_total{layer=\"terraform\",probe=\"tf\",result=\"drifted\",root=\"envs/b\"} 2")
+    });
+    // The run of envs/a alone did not run envs/b: it has run twice, not three times.
+    assert!(!metrics.contains("root=\"envs/b\"} 3"), "{metrics}");
     assert!(daemon.terminate().success());
     let state = std::fs::read_to_string(root.join("state/state.json")).unwrap();
     assert!(!state.contains("\"probe\":\"tf\","), "{state}");
 
     let daemon = Daemon::start(&config, &root.join("daemon2.log"));
     let first = daemon.wait_for("/metrics", "first scrape", |code, _| code == 200);
-    assert!(lines_with(&first, "root=\"\"").is_empty(), "{first}");
+    assert!(
+        lines_with(&first, "root=\"\"")
+            .iter()
+            .all(|l| !l.contains("probe=\"tf\"")),
+        "{first}"
+    );
     let api = daemon.get("/api/v1/probes").unwrap().1;
     assert!(api.contains("\"id\":\"tf:envs/a\""), "{api}");
 }

@@ -27,7 +27,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use crate::{selector_matches, Inner, ResourceDef};
+use crate::serve::{parse_selector, selector_matches, status};
+use crate::{Inner, ResourceDef};
 
 /// How many events the log keeps unless a test changes it.
 pub const DEFAULT_HISTORY: usize = 10_000;
@@ -196,7 +197,7 @@ pub(crate) fn serve(
             Some(ns) => format!(" in the namespace \"{ns}\""),
             None => " at the cluster scope".to_string(),
         };
-        return crate::status(403, "Forbidden",
+        return status(403, "Forbidden",
             format!("{qualified} is forbidden: User \"system:serviceaccount:driftwatch:driftwatch\" cannot watch resource \"{}\" in API group \"{}\"{scope}",
                 def.plural, def.group),
             json!({"group": def.group, "kind": def.plural}));
@@ -212,7 +213,7 @@ pub(crate) fn serve(
         namespace: namespace.map(String::from),
         labels: params
             .get("labelSelector")
-            .map(|s| crate::parse_selector(s))
+            .map(|s| parse_selector(s))
             .unwrap_or_default(),
         fields: params
             .get("fieldSelector")
@@ -227,7 +228,7 @@ pub(crate) fn serve(
         .map(|rv| rv.parse::<u64>());
     let from = match from {
         Some(Err(_)) => {
-            return crate::status(
+            return status(
                 400,
                 "BadRequest",
                 format!("invalid resource version: {}", params["resourceVersion"]),

@@ -13,14 +13,23 @@
 //! lists, `v:"x"` for sets; atomic lists are owned whole), from the same
 //! generated table driftwatch reads.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
-use kube_schema::{ListType, Schemas, TypeDef};
-use serde_json::{json, Map, Value};
+use kube_schema::TypeDef;
+use serde_json::{json, Value};
 
-use super::{apply_defaults, find_by_plural, side_effects, status, Inner, ResourceDef, Store};
+use crate::defaults::{apply_defaults, side_effects};
+use crate::resources::{find_by_plural, ResourceDef};
+use crate::serve::{ok, status};
+use crate::{Inner, Store};
+
+mod managed_fields;
+mod patch;
+
+pub(crate) use managed_fields::{managed_fields, Entry};
+use patch::{json_patch, merge_patch, strategic};
 
 /// One parsed write request.
 pub(crate) struct WriteRequest<'a> {
@@ -152,7 +161,7 @@ pub(crate) fn handle(inner: &Inner, request: WriteRequest<'_>) -> Response {
                         conflict(def, name)
                     }
                     Some(_) => match store.remove(&key(name)) {
-                        Some(object) => super::ok(object),
+                        Some(object) => ok(object),
                         None => not_found(format!("{} \"{name}\" not found", def.qualified())),
                     },
                     None => not_found(format!("{} \"{name}\" not found", def.qualified())),
@@ -166,15 +175,7 @@ pub(crate) fn handle(inner: &Inner, request: WriteRequest<'_>) -> Response {
                             return conflict(def, name);
                         }
                     }
-                    super::ok(write.finish(
-                        &mut store,
-                        key(name),
-                        Some(old),
-                        new,
-                        "Update",
-                        None,
-                        None,
-                    ))
+                    ok(write.finish(&mut store, key(name), Some(old), new, "Update", None, None))
                 }
                 Method::PATCH => {
                     let Some(patch) = body else {
@@ -213,7 +214,7 @@ pub(crate) fn handle(inner: &Inner, request: WriteRequest<'_>) -> Response {
                     let applied = apply.then_some(&patch);
                     let result =
                         write.finish(&mut store, key(name), old, new, operation, None, applied);
-                    super::ok(result)
+                    ok(result)
                 }
                 _ => status(
                     405,
@@ -231,7 +232,7 @@ pub(crate) fn handle(inner: &Inner, request: WriteRequest<'_>) -> Response {
             };
             let scale = scale_of(&old);
             if *method == Method::GET {
-                return super::ok(scale);
+                return ok(scale);
             }
             let new_scale = match (method, body) {
                 (&Method::PUT, Some(body)) => body,
@@ -255,7 +256,7 @@ pub(crate) fn handle(inner: &Inner, request: WriteRequest<'_>) -> Response {
                 Some("scale"),
                 None,
             );
-            super::ok(scale_of(&result))
+            ok(scale_of(&result))
         }
         _ => not_found("the server could not find the requested resource".into()),
     }
@@ -418,476 +419,6 @@ impl Write<'_> {
     }
 }
 
-/// Who wrote: the identity of one managedFields entry.
-pub(crate) struct Entry {
-    pub manager: String,
-    pub operation: String,
-    pub subresource: Option<String>,
-    pub api_version: String,
-    pub time: String,
-}
-
-/// The managedFields of `new` after `entry`'s write over `old`.
-pub(crate) fn managed_fields(
-    old: Option<&Value>,
-    new: &Value,
-    applied: Option<&Value>,
-    schema: Option<&TypeDef>,
-    entry: Entry,
-) -> Value {
-    let schemas = kube_schema::builtin();
-    let old_leaves = old.map(|o| leaves(o, schemas, schema)).unwrap_or_default();
-    let new_leaves = leaves(new, schemas, schema);
-    let changed: BTreeSet<Path> = new_leaves
-        .iter()
-        .filter(|(path, value)| old_leaves.get(*path) != Some(*value))
-        .map(|(path, _)| path.clone())
-        .collect();
-    let present: BTreeSet<&Path> = new_leaves.keys().collect();
-    let same = |e: &Value| {
-        e["manager"] == json!(entry.manager)
-            && e["operation"] == json!(entry.operation)
-            && e.get("subresource").and_then(Value::as_str) == entry.subresource.as_deref()
-    };
-    let previous: Vec<Value> = old
-        .and_then(|o| o.pointer("/metadata/managedFields"))
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mine_before: BTreeSet<Path> = previous
-        .iter()
-        .find(|e| same(e))
-        .map(|e| paths_of(&e["fieldsV1"]))
-        .unwrap_or_default();
-    let mine: BTreeSet<Path> = match applied {
-        Some(config) => leaves(config, schemas, schema)
-            .into_keys()
-            .filter(|p| present.contains(p))
-            .collect(),
-        None => mine_before
-            .union(&changed)
-            .filter(|p| present.contains(p))
-            .cloned()
-            .collect(),
-    };
-    let mut out = Vec::new();
-    for e in previous.iter().filter(|e| !same(e)) {
-        let kept: BTreeSet<Path> = paths_of(&e["fieldsV1"])
-            .into_iter()
-            .filter(|p| present.contains(p) && !(changed.contains(p) && mine.contains(p)))
-            .collect();
-        if !kept.is_empty() {
-            let mut e = e.clone();
-            e["fieldsV1"] = fields_v1(&kept);
-            out.push(e);
-        }
-    }
-    if !mine.is_empty() {
-        let mut e = json!({"manager": entry.manager, "operation": entry.operation,
-            "apiVersion": entry.api_version, "time": entry.time, "fieldsType": "FieldsV1",
-            "fieldsV1": fields_v1(&mine)});
-        if let Some(sub) = entry.subresource {
-            e["subresource"] = json!(sub);
-        }
-        out.push(e);
-    }
-    Value::Array(out)
-}
-
-/// A field path in FieldsV1 spelling: `f:spec`, `k:{"name":"web"}`, `v:"x"`, `.`.
-type Path = Vec<String>;
-
-/// Every owned leaf of an object with its value (identity and server
-/// fields left out, as the API server leaves them out).
-fn leaves(object: &Value, schemas: &Schemas, root: Option<&TypeDef>) -> BTreeMap<Path, Value> {
-    let mut out = BTreeMap::new();
-    let Value::Object(map) = object else {
-        return out;
-    };
-    for (key, value) in map {
-        if matches!(key.as_str(), "apiVersion" | "kind" | "status") {
-            continue;
-        }
-        let mut value = value.clone();
-        if key == "metadata" {
-            if let Value::Object(meta) = &mut value {
-                for server in [
-                    "name",
-                    "namespace",
-                    "uid",
-                    "resourceVersion",
-                    "generation",
-                    "creationTimestamp",
-                    "managedFields",
-                    "selfLink",
-                ] {
-                    meta.remove(server);
-                }
-                if meta.is_empty() {
-                    continue;
-                }
-            }
-        }
-        let field = root.and_then(|t| t.fields.get(key));
-        walk_leaves(&[format!("f:{key}")], &value, schemas, field, &mut out);
-    }
-    out
-}
-
-fn walk_leaves(
-    path: &[String],
-    value: &Value,
-    schemas: &Schemas,
-    field: Option<&kube_schema::Field>,
-    out: &mut BTreeMap<Path, Value>,
-) {
-    let ty = field
-        .and_then(|f| f.ty.as_ref())
-        .and_then(|t| schemas.resolve(t));
-    let child = |step: String| {
-        let mut p = path.to_vec();
-        p.push(step);
-        p
-    };
-    match value {
-        Value::Object(map) if !map.is_empty() => {
-            for (k, v) in map {
-                let inner = if field.is_some_and(|f| f.map_values) {
-                    // Map entries share the value type: the map's own field, minus the map.
-                    let as_value = field.map(|f| kube_schema::Field {
-                        list: None,
-                        map_values: false,
-                        ty: f.ty.clone(),
-                        quantity: f.quantity,
-                    });
-                    walk_leaves(&child(format!("f:{k}")), v, schemas, as_value.as_ref(), out);
-                    continue;
-                } else {
-                    ty.and_then(|t| t.fields.get(k))
-                };
-                walk_leaves(&child(format!("f:{k}")), v, schemas, inner, out);
-            }
-        }
-        Value::Array(items) => match field.and_then(|f| f.list.as_ref()) {
-            Some(ListType::Map(keys)) if items.iter().all(Value::is_object) => {
-                for item in items {
-                    let id: Map<String, Value> = keys
-                        .iter()
-                        .filter_map(|k| {
-                            item.get(k)
-                                .or_else(|| schemas.key_default(k))
-                                .map(|v| (k.clone(), v.clone()))
-                        })
-                        .collect();
-                    let item_path = child(format!("k:{}", Value::Object(id)));
-                    let mut dot = item_path.clone();
-                    dot.push(".".into());
-                    out.insert(dot, Value::Bool(true));
-                    let item_field = ty.map(|_| kube_schema::Field {
-                        list: None,
-                        map_values: false,
-                        ty: field.and_then(|f| f.ty.clone()),
-                        quantity: false,
-                    });
-                    walk_leaves(&item_path, item, schemas, item_field.as_ref(), out);
-                }
-            }
-            Some(ListType::Set) => {
-                for item in items {
-                    out.insert(child(format!("v:{item}")), Value::Bool(true));
-                }
-            }
-            _ => {
-                out.insert(path.to_vec(), value.clone());
-            }
-        },
-        _ => {
-            out.insert(path.to_vec(), value.clone());
-        }
-    }
-}
-
-fn paths_of(fields: &Value) -> BTreeSet<Path> {
-    fn walk(prefix: &mut Path, node: &Value, out: &mut BTreeSet<Path>) {
-        let Value::Object(map) = node else { return };
-        for (k, child) in map {
-            prefix.push(k.clone());
-            if child.as_object().is_some_and(Map::is_empty) {
-                out.insert(prefix.clone());
-            } else {
-                walk(prefix, child, out);
-            }
-            prefix.pop();
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(&mut Vec::new(), fields, &mut out);
-    out
-}
-
-fn fields_v1(paths: &BTreeSet<Path>) -> Value {
-    let mut root = Map::new();
-    for path in paths {
-        let mut node = &mut root;
-        for step in path {
-            node = node
-                .entry(step.clone())
-                .or_insert_with(|| json!({}))
-                .as_object_mut()
-                .expect("fieldsV1 nodes are objects");
-        }
-    }
-    Value::Object(root)
-}
-
-/// RFC 7386.
-fn merge_patch(target: &Value, patch: &Value) -> Value {
-    match patch {
-        Value::Object(patch_map) => {
-            let mut out = match target {
-                Value::Object(m) => m.clone(),
-                _ => Map::new(),
-            };
-            for (k, v) in patch_map {
-                if v.is_null() {
-                    out.remove(k);
-                } else {
-                    let merged = merge_patch(out.get(k).unwrap_or(&Value::Null), v);
-                    out.insert(k.clone(), merged);
-                }
-            }
-            Value::Object(out)
-        }
-        other => other.clone(),
-    }
-}
-
-/// A strategic merge patch (or, with `apply`, a server-side apply
-/// configuration, which merges the same way without deletion directives).
-fn strategic(
-    target: &mut Value,
-    patch: &Value,
-    schemas: &Schemas,
-    ty: Option<&TypeDef>,
-    apply: bool,
-) {
-    let Value::Object(patch_map) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if patch_map.get("$patch").and_then(Value::as_str) == Some("replace") {
-        let mut replaced = patch_map.clone();
-        replaced.remove("$patch");
-        *target = Value::Object(replaced);
-        return;
-    }
-    if !target.is_object() {
-        *target = json!({});
-    }
-    let out = target.as_object_mut().unwrap();
-    if let Some(Value::Array(retain)) = patch_map.get("$retainKeys") {
-        let keep: BTreeSet<&str> = retain.iter().filter_map(Value::as_str).collect();
-        out.retain(|k, _| keep.contains(k.as_str()));
-    }
-    for (k, v) in patch_map {
-        if k.starts_with('$') {
-            if let Some(list_field) = k.strip_prefix("$deleteFromPrimitiveList/") {
-                if let (Some(Value::Array(items)), Value::Array(remove)) =
-                    (out.get_mut(list_field), v)
-                {
-                    items.retain(|item| !remove.contains(item));
-                }
-            }
-            continue;
-        }
-        let field = ty.and_then(|t| t.fields.get(k));
-        if v.is_null() && !apply {
-            out.remove(k);
-            continue;
-        }
-        let child_ty = field
-            .and_then(|f| f.ty.as_ref())
-            .and_then(|t| schemas.resolve(t));
-        match (field.and_then(|f| f.list.as_ref()), v) {
-            (Some(ListType::Map(keys)), Value::Array(patch_items)) => {
-                let existing = out.entry(k.clone()).or_insert_with(|| json!([]));
-                if !existing.is_array() {
-                    *existing = json!([]);
-                }
-                let items = existing.as_array_mut().unwrap();
-                let id = |item: &Value| -> Vec<Value> {
-                    keys.iter()
-                        .map(|key| {
-                            item.get(key)
-                                .or_else(|| schemas.key_default(key))
-                                .cloned()
-                                .unwrap_or(Value::Null)
-                        })
-                        .collect()
-                };
-                for patch_item in patch_items {
-                    let wanted = id(patch_item);
-                    let position = items.iter().position(|i| id(i) == wanted);
-                    let delete = patch_item.get("$patch").and_then(Value::as_str) == Some("delete");
-                    match (position, delete) {
-                        (Some(p), true) => {
-                            items.remove(p);
-                        }
-                        (None, true) => {}
-                        (Some(p), false) => {
-                            strategic(&mut items[p], patch_item, schemas, child_ty, apply)
-                        }
-                        (None, false) => {
-                            let mut fresh = json!({});
-                            strategic(&mut fresh, patch_item, schemas, child_ty, apply);
-                            items.push(fresh);
-                        }
-                    }
-                }
-                if let Some(Value::Array(order)) = patch_map.get(&format!("$setElementOrder/{k}")) {
-                    let rank = |item: &Value| {
-                        order
-                            .iter()
-                            .position(|o| id(o) == id(item))
-                            .unwrap_or(usize::MAX)
-                    };
-                    items.sort_by_key(rank);
-                }
-            }
-            (Some(ListType::Set), Value::Array(patch_items)) => {
-                let existing = out.entry(k.clone()).or_insert_with(|| json!([]));
-                if let Value::Array(items) = existing {
-                    for item in patch_items {
-                        if !items.contains(item) {
-                            items.push(item.clone());
-                        }
-                    }
-                } else {
-                    *existing = v.clone();
-                }
-            }
-            (_, Value::Object(_)) => {
-                let existing = out.entry(k.clone()).or_insert_with(|| json!({}));
-                let inner_ty = if field.is_some_and(|f| f.map_values) {
-                    None
-                } else {
-                    child_ty
-                };
-                if field.is_some_and(|f| f.map_values) {
-                    // Map values: merge each entry with the value type.
-                    if !existing.is_object() {
-                        *existing = json!({});
-                    }
-                    for (mk, mv) in v.as_object().unwrap() {
-                        let slot = existing.as_object_mut().unwrap();
-                        if mv.is_null() && !apply {
-                            slot.remove(mk);
-                            continue;
-                        }
-                        let entry = slot.entry(mk.clone()).or_insert(Value::Null);
-                        if mv.is_object() {
-                            strategic(entry, mv, schemas, child_ty, apply);
-                        } else {
-                            *entry = mv.clone();
-                        }
-                    }
-                } else {
-                    strategic(existing, v, schemas, inner_ty, apply);
-                }
-            }
-            _ => {
-                out.insert(k.clone(), v.clone());
-            }
-        }
-    }
-}
-
-/// RFC 6902 (add, remove, replace, test; move and copy).
-fn json_patch(base: &Value, patch: &Value) -> Result<Value, String> {
-    let mut doc = base.clone();
-    let ops = patch
-        .as_array()
-        .ok_or("a JSON patch is a list of operations")?;
-    for op in ops {
-        let kind = op["op"].as_str().ok_or("operation without op")?;
-        let path = op["path"].as_str().ok_or("operation without path")?;
-        match kind {
-            "add" | "replace" => pointer_set(&mut doc, path, op["value"].clone(), kind == "add")?,
-            "remove" => {
-                pointer_remove(&mut doc, path)?;
-            }
-            "test" => {
-                if doc.pointer(path) != Some(&op["value"]) {
-                    return Err(format!("test failed at {path}"));
-                }
-            }
-            "move" | "copy" => {
-                let from = op["from"].as_str().ok_or("move/copy without from")?;
-                let value = if kind == "move" {
-                    pointer_remove(&mut doc, from)?
-                } else {
-                    doc.pointer(from)
-                        .cloned()
-                        .ok_or(format!("no value at {from}"))?
-                };
-                pointer_set(&mut doc, path, value, true)?;
-            }
-            other => return Err(format!("unknown JSON patch op {other:?}")),
-        }
-    }
-    Ok(doc)
-}
-
-fn split_pointer(path: &str) -> Result<(String, String), String> {
-    let (parent, last) = path
-        .rsplit_once('/')
-        .ok_or(format!("bad pointer {path:?}"))?;
-    Ok((
-        parent.to_string(),
-        last.replace("~1", "/").replace("~0", "~"),
-    ))
-}
-
-fn pointer_set(doc: &mut Value, path: &str, value: Value, insert: bool) -> Result<(), String> {
-    let (parent, last) = split_pointer(path)?;
-    match doc.pointer_mut(&parent) {
-        Some(Value::Object(map)) => {
-            map.insert(last, value);
-            Ok(())
-        }
-        Some(Value::Array(items)) => {
-            if last == "-" {
-                items.push(value);
-                return Ok(());
-            }
-            let index: usize = last.parse().map_err(|_| format!("bad index in {path}"))?;
-            if insert && index <= items.len() {
-                items.insert(index, value);
-            } else if index < items.len() {
-                items[index] = value;
-            } else {
-                return Err(format!("index out of range in {path}"));
-            }
-            Ok(())
-        }
-        _ => Err(format!("no parent for {path}")),
-    }
-}
-
-fn pointer_remove(doc: &mut Value, path: &str) -> Result<Value, String> {
-    let (parent, last) = split_pointer(path)?;
-    match doc.pointer_mut(&parent) {
-        Some(Value::Object(map)) => map.remove(&last).ok_or(format!("nothing at {path}")),
-        Some(Value::Array(items)) => {
-            let index: usize = last.parse().map_err(|_| format!("bad index in {path}"))?;
-            (index < items.len())
-                .then(|| items.remove(index))
-                .ok_or(format!("index out of range in {path}"))
-        }
-        _ => Err(format!("nothing at {path}")),
-    }
-}
-
 /// Now, as the API server writes times: RFC 3339 in UTC, whole seconds.
 pub(crate) fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()
@@ -918,70 +449,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fields_v1_round_trips_and_names_keyed_items() {
-        let schemas = kube_schema::builtin();
-        let root = schemas.root("apps/v1", "Deployment");
-        let object = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "labels": {"app": "web"}},
-            "spec": {"replicas": 2, "template": {"spec": {
-                "containers": [{"name": "web", "image": "nginx", "ports": [{"containerPort": 80}]}],
-                "tolerations": [{"operator": "Exists"}]}}}});
-        let paths: BTreeSet<Path> = leaves(&object, schemas, root).into_keys().collect();
-        let fields = fields_v1(&paths);
-        let containers = &fields["f:spec"]["f:template"]["f:spec"]["f:containers"];
-        let web = &containers["k:{\"name\":\"web\"}"];
-        assert_eq!(web["."], json!({}));
-        assert_eq!(web["f:image"], json!({}));
-        assert_eq!(
-            web["f:ports"]["k:{\"containerPort\":80,\"protocol\":\"TCP\"}"]["."],
-            json!({})
-        );
-        assert_eq!(
-            fields["f:spec"]["f:template"]["f:spec"]["f:tolerations"],
-            json!({})
-        );
-        assert_eq!(fields["f:metadata"]["f:labels"]["f:app"], json!({}));
-        assert!(fields["f:metadata"].get("f:name").is_none());
-        assert_eq!(paths_of(&fields), paths);
-    }
-
-    #[test]
-    fn an_update_takes_the_fields_it_changed() {
-        let schemas = kube_schema::builtin();
-        let root = schemas.root("apps/v1", "Deployment");
-        let entry = |manager: &str| Entry {
-            manager: manager.into(),
-            operation: "Update".into(),
-            subresource: None,
-            api_version: "apps/v1".into(),
-            time: "2026-11-29T08:00:00Z".into(),
-        };
-        let v1 = json!({"metadata": {"name": "web"}, "spec": {"replicas": 2, "paused": false}});
-        let mut first = v1.clone();
-        first["metadata"]["managedFields"] =
-            managed_fields(None, &v1, None, root, entry("kubectl-client-side-apply"));
-        let mut v2 = first.clone();
-        v2["spec"]["replicas"] = json!(5);
-        let managed = managed_fields(Some(&first), &v2, None, root, entry("kubectl-scale"));
-        let entries = managed.as_array().unwrap();
-        assert_eq!(entries.len(), 2, "{managed:#}");
-        assert_eq!(entries[0]["manager"], "kubectl-client-side-apply");
-        assert_eq!(entries[0]["fieldsV1"], json!({"f:spec": {"f:paused": {}}}));
-        assert_eq!(entries[1]["manager"], "kubectl-scale");
-        assert_eq!(
-            entries[1]["fieldsV1"],
-            json!({"f:spec": {"f:replicas": {}}})
-        );
-    }
-
-    #[test]
     fn patches() {
         let base = json!({"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}],
             "tolerations": [{"key": "k"}]}});
         let ty = kube_schema::builtin().root("v1", "Pod");
         let write = |content_type: &str, patch: Value| {
             let w = Write {
-                def: &super::super::RESOURCES[0],
+                def: &crate::RESOURCES[0],
                 manager: "m",
                 content_type,
             };
