@@ -338,7 +338,10 @@ impl Scheduler {
                             let probe = &self.probes[index].config;
                             if probe.repo == repo.name()
                                 && probe.run_on_change
-                                && changed.touches(&probe.path)
+                                && (changed.touches(&probe.path)
+                                    || changed.touches(std::path::Path::new(
+                                        crate::ack::repo_file::ACKS_FILE,
+                                    )))
                             {
                                 self.spawn_probe(index, Trigger::Change);
                             }
@@ -834,8 +837,14 @@ impl Scheduler {
                 new_report(probe, &root, run_id, trigger, &checkout.commit, started_at);
             report.duration = clock.elapsed();
             report.apply_result_within(result, self.report_limits());
+            // The repo's acks at this commit; a broken file is a warning
+            // on the run, never a reason to skip it.
+            let repo_acks =
+                crate::ack::repo_file::read(&checkout.dir, Utc::now(), self.config.acks.max_expiry);
+            report.warnings.extend(repo_acks.problems.iter().cloned());
+            let repo_acks = repo_acks.of(&report.probe);
             self.update_next_run(probe, &root);
-            self.publish(report)
+            self.publish_with_acks(report, Some(repo_acks))
         }
         .instrument(span)
         .await
@@ -989,7 +998,18 @@ impl Scheduler {
     }
 
     /// Records a finished run everywhere: state, metrics, log, subscribers.
-    fn publish(&self, mut report: RunReport) -> Arc<RunReport> {
+    fn publish(&self, report: RunReport) -> Arc<RunReport> {
+        self.publish_with_acks(report, None)
+    }
+
+    /// As [`Scheduler::publish`], also taking in the acks the repo's acks
+    /// file holds for the instance at the run's commit (`None`: unknown,
+    /// keep the current ones), then bringing every ack up to date.
+    fn publish_with_acks(
+        &self,
+        mut report: RunReport,
+        repo_acks: Option<Vec<crate::ack::Ack>>,
+    ) -> Arc<RunReport> {
         if let Some(web) = self
             .config
             .repos
@@ -1004,6 +1024,19 @@ impl Scheduler {
             tracing::info!(probe = %report.instance(), "run of a removed instance finished; not recorded");
             return Arc::new(report);
         }
+        let now = Utc::now();
+        let events = self
+            .state
+            .update(&report.instance(), |status| {
+                let mut events = match repo_acks {
+                    Some(acks) => crate::ack::store::set_repo_acks(status, acks, now),
+                    None => Vec::new(),
+                };
+                events.extend(crate::ack::store::refresh(status, now));
+                events
+            })
+            .unwrap_or_default();
+        self.publish_ack_events(events);
         self.metrics.observe(&report);
         self.state.persist_soon();
         match &report.error {

@@ -410,6 +410,20 @@ impl State {
         Some(status)
     }
 
+    /// Changes one instance's status in place (its acks, mostly) and returns
+    /// what `change` returns; `None` when the instance is unknown.
+    pub fn update<R>(
+        &self,
+        id: &InstanceId,
+        change: impl FnOnce(&mut ProbeStatus) -> R,
+    ) -> Option<R> {
+        let mut probes = self.probes.write().unwrap();
+        let result = change(probes.get_mut(id)?);
+        drop(probes);
+        self.changed();
+        Some(result)
+    }
+
     /// Sets when an instance next runs on its schedule. Only instances that
     /// exist: a multi-root probe's roots come from its listing, never from here.
     pub fn set_next_run(&self, id: &InstanceId, next_run: Option<DateTime<Utc>>) {

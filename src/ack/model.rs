@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::instance::InstanceId;
-use crate::probe::ResourceChange;
+use crate::state::DriftedResource;
 
 /// The longest expiry unless `[acks] max_expiry` says otherwise.
 pub const DEFAULT_MAX_EXPIRY: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -257,28 +257,24 @@ pub fn check_text(by: &str, reason: &str) -> Result<(), AckError> {
     Ok(())
 }
 
-/// The covers an ack made now on `changes` records: for each selected
-/// change, its fields (narrowed to `fields` when given) when the layer
+/// The covers an ack made now on `drift` records: for each selected
+/// resource, its fields (narrowed to `fields` when given) when the layer
 /// fingerprints them, so a later drift in another field stays drift; else
-/// the whole change. Errors when nothing drifts or a narrowing matches nothing.
+/// the whole resource. Errors when nothing drifts or a narrowing matches nothing.
 pub fn covers_for(
-    changes: &[ResourceChange],
+    drift: &[DriftedResource],
     subjects: &[String],
     fields: &[String],
 ) -> Result<Vec<Cover>, AckError> {
-    if changes.is_empty() {
+    if drift.is_empty() {
         return Err(AckError::new(
             "instance",
             "has no drift to acknowledge in its last run that reached a verdict",
         ));
     }
     for subject in subjects {
-        if !changes.iter().any(|c| &c.subject == subject) {
-            let known: Vec<&str> = changes
-                .iter()
-                .map(|c| c.subject.as_str())
-                .take(10)
-                .collect();
+        if !drift.iter().any(|c| &c.resource == subject) {
+            let known: Vec<&str> = drift.iter().map(|c| c.resource.as_str()).take(10).collect();
             return Err(AckError::new(
                 "subjects",
                 format!("{subject:?} is not drifted (drifted: {})", known.join(", ")),
@@ -286,17 +282,15 @@ pub fn covers_for(
         }
     }
     let mut covers = Vec::new();
-    let selected = changes
+    let selected = drift
         .iter()
-        .filter(|c| subjects.is_empty() || subjects.contains(&c.subject));
-    for change in selected {
-        let fingerprinted =
-            !change.fields.is_empty() && change.fields.iter().all(|f| !f.fingerprint.is_empty());
-        if fingerprinted {
-            for field in &change.fields {
+        .filter(|c| subjects.is_empty() || subjects.contains(&c.resource));
+    for resource in selected {
+        if !resource.fields.is_empty() {
+            for field in &resource.fields {
                 if fields.is_empty() || fields.contains(&field.field) {
                     covers.push(Cover {
-                        subject: change.subject.clone(),
+                        subject: resource.resource.clone(),
                         field: Some(field.field.clone()),
                         fingerprint: field.fingerprint.clone(),
                     });
@@ -304,9 +298,9 @@ pub fn covers_for(
             }
         } else if fields.is_empty() {
             covers.push(Cover {
-                subject: change.subject.clone(),
+                subject: resource.resource.clone(),
                 field: None,
-                fingerprint: change.fingerprint.clone(),
+                fingerprint: resource.fingerprint.clone(),
             });
         }
     }
@@ -355,7 +349,7 @@ pub fn repo_id(instance: &str, covers: &[Cover], expires_at: DateTime<Utc>) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::FieldChange;
+    use crate::state::DriftedField;
 
     fn now() -> DateTime<Utc> {
         "2026-12-01T12:00:00Z".parse().unwrap()
@@ -410,23 +404,30 @@ mod tests {
         }
     }
 
-    fn field(name: &str, fingerprint: &str) -> FieldChange {
-        FieldChange {
+    fn field(name: &str, fingerprint: &str) -> DriftedField {
+        DriftedField {
             field: name.into(),
             fingerprint: fingerprint.into(),
-            ..FieldChange::default()
         }
     }
 
     #[test]
     fn covers_record_fields_when_fingerprinted_else_the_change() {
-        let mut plain = ResourceChange::new("aws_s3_bucket.logs", "update");
-        plain.fingerprint = "fp1:aaaaaaaaaaaaaaaa".into();
-        let mut deploy = ResourceChange::new("Deployment/prod/web", "changed").with_fields(vec![
-            field("spec.replicas", "fp1:1111111111111111"),
-            field("spec.paused", "fp1:2222222222222222"),
-        ]);
-        deploy.fingerprint = "fp1:bbbbbbbbbbbbbbbb".into();
+        let plain = DriftedResource {
+            resource: "aws_s3_bucket.logs".into(),
+            action: "update".into(),
+            fingerprint: "fp1:aaaaaaaaaaaaaaaa".into(),
+            fields: vec![],
+        };
+        let deploy = DriftedResource {
+            resource: "Deployment/prod/web".into(),
+            action: "changed".into(),
+            fingerprint: "fp1:bbbbbbbbbbbbbbbb".into(),
+            fields: vec![
+                field("spec.replicas", "fp1:1111111111111111"),
+                field("spec.paused", "fp1:2222222222222222"),
+            ],
+        };
         let changes = vec![plain, deploy];
         let all = covers_for(&changes, &[], &[]).unwrap();
         assert_eq!(all.len(), 3);

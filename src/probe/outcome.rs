@@ -90,6 +90,10 @@ pub struct ResourceChange {
     /// report is built ([`crate::probe::fingerprint`]).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub fingerprint: String,
+    /// The acks that acknowledge this change, filled in where a report is
+    /// shown (API, page) from the acks at that moment; never by a probe.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acknowledged_by: Vec<String>,
 }
 
 /// One drifted field of a resource, and who wrote its live value.
@@ -127,6 +131,7 @@ impl ResourceChange {
             url: None,
             fields: Vec::new(),
             fingerprint: String::new(),
+            acknowledged_by: Vec::new(),
         }
     }
 

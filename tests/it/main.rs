@@ -1,5 +1,6 @@
 //! One integration-test binary (links once); each concern is a module.
 
+mod acks;
 mod alerts;
 mod ansible;
 mod cluster;
