@@ -220,27 +220,23 @@ impl ProbeCollector {
 
     /// Refills the gauges from the state; returns the live instances.
     fn fill(&self) -> HashSet<(String, String)> {
-        for gauge in [
-            &self.result,
-            &self.drifted,
-            &self.drifted_resources,
-            &self.acknowledged_resources,
-            &self.ack_mismatched,
-            &self.ack_info,
-        ] {
+        for gauge in [&self.result, &self.drifted, &self.drifted_resources] {
             gauge.reset();
         }
-        self.ack_expiry.reset();
         let now = chrono::Utc::now();
         for gauge in [
             &self.last_run,
             &self.last_success,
             &self.drifted_since,
             &self.schedule_interval,
+            &self.ack_expiry,
         ] {
             gauge.reset();
         }
         for gauge in [
+            &self.acknowledged_resources,
+            &self.ack_mismatched,
+            &self.ack_info,
             &self.warnings,
             &self.resource_drifted,
             &self.terradiff,

@@ -736,6 +736,58 @@ mod tests {
     }
 
     #[test]
+    fn adopting_carries_acks_both_ways_and_never_revives_an_ended_one() {
+        let id = InstanceId::new("p", "");
+        let ack = |name: &str| crate::ack::Ack {
+            id: name.into(),
+            instance: "p".into(),
+            subjects: vec![],
+            fields: vec![],
+            covers: vec![],
+            by: "alice".into(),
+            reason: "r".into(),
+            created_at: DateTime::from_timestamp(100, 0).unwrap(),
+            expires_at: DateTime::from_timestamp(10_000, 0).unwrap(),
+            source: crate::ack::AckSource::Runtime,
+            matched_at: None,
+            changed: false,
+            ended: None,
+        };
+        // The previous owner ran last and holds a-1 and a-2 (a-2 ended).
+        let mut previous = ProbeStatus::new(&id, "command");
+        previous.apply(&report(Verdict::Drifted, 200));
+        previous.acks = vec![ack("a-1"), ack("a-2")];
+        previous.acks[1].ended = Some(crate::ack::model::Ended {
+            at: DateTime::from_timestamp(150, 0).unwrap(),
+            reason: crate::ack::EndReason::Deleted,
+        });
+        // Here: an older status with its own a-3 and an older copy of a-2.
+        let mut mine = ProbeStatus::new(&id, "command");
+        mine.apply(&report(Verdict::Drifted, 100));
+        mine.acks = vec![ack("a-2"), ack("a-3")];
+        assert!(mine.adopt(&previous));
+        let ids: Vec<(&str, bool)> = mine
+            .acks
+            .iter()
+            .map(|a| (a.id.as_str(), a.ended.is_some()))
+            .collect();
+        assert_eq!(ids, [("a-1", false), ("a-2", true), ("a-3", false)]);
+        // The other way round (ours ran later): theirs still join ours.
+        let mut later = ProbeStatus::new(&id, "command");
+        later.apply(&report(Verdict::Drifted, 300));
+        assert!(later.adopt(&previous));
+        assert_eq!(later.acks.len(), 2);
+        // Persisted and reloaded with the state.
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::load(dir.path());
+        state.ensure_instance(&id, "command");
+        state.adopt(&mine);
+        state.persist().unwrap();
+        let reloaded = State::load(dir.path());
+        assert_eq!(reloaded.get(&id).unwrap().acks, mine.acks);
+    }
+
+    #[test]
     fn adopting_leaves_unknown_instances_alone() {
         let state = State::ephemeral();
         let mut other = ProbeStatus::new(&InstanceId::new("p", ""), "command");

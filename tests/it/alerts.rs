@@ -1282,6 +1282,23 @@ fn kubernetes_configmaps_pass_validate() {
                 repo.insert("path".into(), checkout.display().to_string().into());
             }
         }
+        if let Some(acks) = config.get_mut("acks").and_then(|a| a.as_table_mut()) {
+            if let Some(key_file) = acks.get("fingerprint_key_file") {
+                assert!(
+                    key_file
+                        .as_str()
+                        .unwrap()
+                        .starts_with("/etc/driftwatch-fingerprint/"),
+                    "{file}: fingerprint key from its Secret mount"
+                );
+                let key = tmp.path().join("fingerprint-key");
+                std::fs::write(&key, "a-shared-fingerprint-key-for-tests\n").unwrap();
+                acks.insert(
+                    "fingerprint_key_file".into(),
+                    key.display().to_string().into(),
+                );
+            }
+        }
         let path = tmp.path().join("driftwatch.toml");
         std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
         // What the sharded StatefulSet's downward API provides.

@@ -1,6 +1,7 @@
 //! One integration-test binary (links once); each concern is a module.
 
 mod acks;
+mod acks_layers;
 mod alerts;
 mod ansible;
 mod cluster;
