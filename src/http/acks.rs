@@ -109,6 +109,13 @@ pub(super) async fn create_ack(
             &format!("{id} does not drift (its last run that reached a verdict was in sync); nothing to acknowledge"),
         );
     }
+    if status.drifted_list.is_empty() {
+        cx.http_metrics.trigger("ack", "in_sync");
+        return json_error(
+            StatusCode::CONFLICT,
+            &format!("{id} drifts without naming resources (e.g. a command probe's exit code alone): there is nothing to fingerprint; let the probe name its resources (output = \"json\")"),
+        );
+    }
     let covers = match covers_for(&status.drifted_list, &request.subjects, &request.fields) {
         Ok(covers) => covers,
         Err(err) => return bad_request(err),
