@@ -329,6 +329,10 @@ fn overview_row(now: DateTime<Utc>, row: &OverviewRow) -> Markup {
                                 @if more > 0 { ", +" (more) }
                             }
                         }
+                        @let acknowledged = crate::ack::assess_status(s, now).acknowledged;
+                        @if acknowledged > 0 {
+                            " " span class="muted acknowledged" title="covered by an acknowledgement" { "(" (acknowledged) " acknowledged)" }
+                        }
                     }
                     (Some(_), Some(_)) => { (muted("0")) }
                     _ => { (muted("–")) }

@@ -371,6 +371,27 @@ fn command_probe_ack_lifecycle_through_the_daemon() {
     );
     assert_eq!(view["acknowledged_resources"], 1);
     assert!(h.wait_event("app", "ack_created").contains("alice"));
+    // The page shows it apart: who, why, until, and the diff it covers.
+    let (_, page) = h.daemon().get("/probes/app").unwrap();
+    let section = &page[page.find("Acknowledged drift (1)").expect("the section")..];
+    assert!(
+        section.contains("alice")
+            && section.contains("INC-7: hotfix")
+            && section.contains("until "),
+        "{section}"
+    );
+    assert!(
+        section.contains("live one"),
+        "the acknowledged diff: {section}"
+    );
+    let changes =
+        &page[page.find("Resource changes").unwrap()..page.find("Acknowledged drift").unwrap()];
+    assert!(
+        !changes.contains("live one"),
+        "not among the unacknowledged: {changes}"
+    );
+    let (_, overview) = h.daemon().get("/").unwrap();
+    assert!(overview.contains("(1 acknowledged)"), "{overview}");
 
     // kill -9 right after the 201: the ack is on disk.
     h.kill_9();
