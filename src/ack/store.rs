@@ -181,8 +181,11 @@ pub fn refresh(status: &mut ProbeStatus, now: DateTime<Utc>) -> Vec<AckEvent> {
         }
         let still_drifting = standing.covers.iter().any(|c| c.matches || c.changed);
         // Only an ack that once matched closes: one from the repo with a
-        // mistyped fingerprint stays, listed as stale.
-        if ack.matched_at.is_some() && !still_drifting && status.last_success.is_some() {
+        // mistyped fingerprint stays, listed as stale. A drift list cut at
+        // the report caps may lack what the ack covers: that is no fix.
+        let complete = !status.drifted || status.drifted_list.len() >= status.drifted_resources;
+        if ack.matched_at.is_some() && !still_drifting && complete && status.last_success.is_some()
+        {
             ack.ended = Some(Ended {
                 at: now,
                 reason: EndReason::Closed,
@@ -296,6 +299,18 @@ mod tests {
         // Forgotten a week after it ended.
         refresh(&mut status, at("2026-12-09T00:00:00Z"));
         assert!(status.acks.is_empty());
+    }
+
+    #[test]
+    fn a_drift_list_cut_at_the_caps_closes_nothing() {
+        let mut status = drifted("fp1:a");
+        create(&mut status, ack("a-1", "fp1:a", AckSource::Runtime));
+        refresh(&mut status, at("2026-12-01T01:00:00Z"));
+        // 1,001 resources drift; the acknowledged one is past the list's cap.
+        status.drifted_resources = 1001;
+        status.drifted_list[0].resource = "other".into();
+        assert!(refresh(&mut status, at("2026-12-01T02:00:00Z")).is_empty());
+        assert!(status.acks[0].ended.is_none());
     }
 
     #[test]
