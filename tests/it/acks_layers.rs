@@ -289,3 +289,153 @@ async fn kubernetes_a_scale_acknowledged_then_set_image_alerts() {
     .unwrap();
     drop(h);
 }
+
+/// Hidden values enter fingerprints only keyed: a changed Terraform
+/// sensitive value is a changed drift although its diff reads the same, and
+/// neither value shows anywhere.
+#[test]
+fn terraform_a_changed_sensitive_value_is_a_changed_drift_and_never_shown() {
+    if !crate::terraform::have_terraform() {
+        return;
+    }
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("password.txt");
+    let state = outside.path().join("state/terraform.tfstate");
+    let cli_config = outside.path().join("empty.tfrc");
+    std::fs::write(&cli_config, "").unwrap();
+    std::fs::write(&secret, "hunter2-first").unwrap();
+    let main = format!(
+        "terraform {{\n  backend \"local\" {{\n    path = {state:?}\n  }}\n}}\n\
+         resource \"terraform_data\" \"db\" {{\n  input = sensitive(file({0:?}))\n}}\n",
+        secret.to_str().unwrap(),
+        state = state.to_str().unwrap()
+    );
+    let setup = outside.path().join("setup");
+    std::fs::create_dir_all(&setup).unwrap();
+    std::fs::write(setup.join("main.tf"), &main).unwrap();
+    for args in [
+        &["init", "-input=false", "-no-color"][..],
+        &["apply", "-auto-approve", "-input=false", "-no-color"][..],
+    ] {
+        let out = std::process::Command::new("terraform")
+            .args(args)
+            .current_dir(&setup)
+            .env("TF_CLI_CONFIG_FILE", &cli_config)
+            .env("CHECKPOINT_DISABLE", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::write(&secret, "hunter2-second").unwrap();
+    let h = Harness::start(
+        &[("tf/main.tf", &main)],
+        &format!(
+            "[[probe]]\nname = \"tf\"\nlayer = \"terraform\"\nrepo = \"infra\"\npath = \"tf\"\nschedule = \"\"\ncli_config_file = {:?}\n",
+            cli_config.to_str().unwrap()
+        ),
+        "",
+    );
+    let id = instance_of(&h, "tf");
+    let view = h.wait_verdict(&id);
+    assert_eq!(view["status"], "drifted", "{view}");
+    let first = view["last_report"]["changes"][0].clone();
+    let (code, ack) = h.ack(
+        &id,
+        json!({"by": "ivy", "reason": "rotation pending", "expires": "1d"}),
+    );
+    assert_eq!(code, 201, "{ack}");
+    assert_eq!(ack_metrics(&h, "tf"), (0.0, 0.0, 1.0, 0.0));
+    // Another hidden value: the diff is the same, the drift is not.
+    std::fs::write(&secret, "hunter2-third").unwrap();
+    let view = h.run(&id);
+    let second = &view["last_report"]["changes"][0];
+    assert_eq!(second["diff"], first["diff"], "the diff masks both values");
+    assert_ne!(second["fingerprint"], first["fingerprint"]);
+    assert_eq!(ack_metrics(&h, "tf"), (1.0, 1.0, 0.0, 1.0));
+    let (_, acks) = h.request("GET", "/api/v1/acks", None, "");
+    let (_, metrics) = h.daemon().get("/metrics").unwrap();
+    let (_, page) = h
+        .daemon()
+        .get(&format!("/probes/{}", crate::acks::encode(&id)))
+        .unwrap();
+    for text in [view.to_string(), acks.to_string(), metrics, page] {
+        assert!(!text.contains("hunter2"), "a secret leaked: {text}");
+    }
+}
+
+/// The same for a Kubernetes Secret's data, changed with kubectl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_a_changed_secret_value_is_a_changed_drift_and_never_shown() {
+    if !common::have_tool("kubectl") {
+        return;
+    }
+    // The manifest for a password, as base64 in `data`.
+    let secret = |value: &str| {
+        use base64::Engine;
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: shop\ndata:\n  password: {}\n",
+            base64::engine::general_purpose::STANDARD.encode(value)
+        )
+    };
+    let emulator = kube_emulator::KubeEmulator::start().await;
+    emulator.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: shop}}\n---\n{}",
+        secret("s3cr3t-one")
+    ));
+    let outside = tempfile::tempdir().unwrap();
+    let kubeconfig = emulator.write_kubeconfig(outside.path());
+    let probes = format!(
+        "[[probe]]\nname = \"k8s\"\nlayer = \"kubernetes\"\nrepo = \"infra\"\npath = \"deploy\"\nschedule = \"\"\nkubeconfig = {:?}\nwatch_debounce = \"300ms\"\n",
+        kubeconfig.display().to_string()
+    );
+    let repo_secret = secret("s3cr3t-one");
+    let home = outside.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let h = Harness::start(&[("deploy/secret.yaml", repo_secret.as_str())], &probes, "");
+        assert_eq!(h.wait_verdict("k8s")["status"], "in_sync");
+        let patch = |value: &str| {
+            use base64::Engine;
+            let data = format!(
+                "{{\"data\":{{\"password\":\"{}\"}}}}",
+                base64::engine::general_purpose::STANDARD.encode(value)
+            );
+            kubectl(
+                &kubeconfig,
+                &home,
+                &["-n", "shop", "patch", "secret", "db", "-p", &data],
+            );
+        };
+        patch("s3cr3t-two");
+        wait_metric(&h, "driftwatch_probe_drifted", "k8s", 1.0);
+        let (code, ack) = h.ack(
+            "k8s",
+            json!({"by": "jo", "reason": "rotating", "expires": "2h"}),
+        );
+        assert_eq!(code, 201, "{ack}");
+        assert_eq!(ack["covers"][0]["field"], "data.password", "{ack}");
+        assert_eq!(ack_metrics(&h, "k8s"), (0.0, 0.0, 1.0, 0.0));
+        patch("s3cr3t-three");
+        wait_metric(&h, "driftwatch_probe_ack_mismatched_resources", "k8s", 1.0);
+        assert_eq!(h.metric("driftwatch_probe_drifted", "k8s"), Some(1.0));
+        let view = h.probe("k8s");
+        let (_, acks) = h.request("GET", "/api/v1/acks", None, "");
+        let (_, metrics) = h.daemon().get("/metrics").unwrap();
+        let (_, page) = h.daemon().get("/probes/k8s").unwrap();
+        use base64::Engine;
+        for text in [view.to_string(), acks.to_string(), metrics, page] {
+            for value in ["s3cr3t-one", "s3cr3t-two", "s3cr3t-three"] {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+                assert!(
+                    !text.contains(value) && !text.contains(&encoded),
+                    "{value} leaked: {text}"
+                );
+            }
+        }
+    })
+    .await
+    .unwrap();
+}
