@@ -4,6 +4,7 @@
 
 pub mod ansible;
 pub mod command;
+pub mod fingerprint;
 pub mod kubernetes;
 pub mod outcome;
 pub mod terraform;
@@ -259,6 +260,8 @@ pub struct ProbeContext {
     pub scratch_dir: PathBuf,
     /// How long a killed child gets between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
+    /// The key hidden values enter fingerprints under.
+    pub fingerprint_key: Arc<fingerprint::FingerprintKey>,
 }
 
 impl ProbeContext {

@@ -385,6 +385,7 @@ impl Probe for TerraformProbe {
                 sensitivity: &sensitivity,
                 outside_by_default: outside,
                 ignore: &self.ignore,
+                fingerprint_key: &cx.fingerprint_key,
             },
         );
         declared::annotate(&mut summary.changes, &plan_json, &env.dir, cx);
