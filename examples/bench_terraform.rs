@@ -118,6 +118,7 @@ impl Bench {
             cache_dir,
             scratch_dir,
             kill_grace: Duration::from_secs(5),
+            fingerprint_key: Default::default(),
         }
     }
 }

@@ -18,6 +18,8 @@ use crate::state::State;
 /// How long a sharded replica keeps serving after releasing its Lease on
 /// shutdown: a few of the handover's one-second retries.
 const HANDOVER_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+/// How often expired acks are looked for.
+const ACK_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Everything a running daemon is made of.
 pub struct Daemon {
@@ -71,6 +73,12 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
         metrics.clone(),
         cluster.clone(),
     );
+    let key = crate::probe::fingerprint::FingerprintKey::load(
+        config.acks.fingerprint_key_file.as_deref(),
+        &config.state_dir,
+    )
+    .map_err(anyhow::Error::msg)?;
+    scheduler.set_fingerprint_key(key);
     let history =
         persistent.then(|| Arc::new(History::open(&config.state_dir, config.history.clone())));
     let mut context = http::Context::new(
@@ -89,6 +97,7 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
         metrics_token: config.server.metrics_token.clone(),
     });
     context.request_timeout = config.server.request_timeout;
+    context.ack_max_expiry = config.acks.max_expiry;
     context.cluster = cluster.clone();
     context.peers = crate::handover::Peers::new(
         crate::handover::peers::DEFAULT_TIMEOUT,
@@ -229,6 +238,7 @@ pub async fn run_with_listener(
         http_stop.clone(),
     ));
     let cluster_tasks = spawn_cluster_tasks(&daemon, http_stop.clone(), shutdown.clone());
+    let ack_sweep = sweep_acks(&daemon, http_stop.clone());
     daemon.scheduler.clone().run(shutdown).await;
     if let Some(membership) = membership {
         let _ = membership.await;
@@ -243,6 +253,7 @@ pub async fn run_with_listener(
         let _ = task.await;
     }
     let _ = preflights.await;
+    let _ = ack_sweep.await;
     if let Some(history) = history {
         let _ = history.await;
     }
@@ -340,6 +351,46 @@ fn spawn_cluster_tasks(
     tasks
 }
 
+/// Brings every owned instance's acks up to date every few seconds until
+/// `stop`, so an expiry is recorded (history, the page) without waiting for
+/// a run; metrics match acks at scrape time and need no sweep.
+fn sweep_acks(daemon: &Daemon, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    let scheduler = daemon.scheduler.clone();
+    let state = daemon.context.state.clone();
+    let cluster = daemon.cluster.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(ACK_SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let now = chrono::Utc::now();
+            let mut events = Vec::new();
+            for status in state.snapshot() {
+                let id = status.instance();
+                let due = status
+                    .acks
+                    .iter()
+                    .any(|a| a.ended.is_none() && a.expires_at <= now);
+                if !due || !cluster.owns(&id) {
+                    continue;
+                }
+                events.extend(
+                    state
+                        .update(&id, |status| crate::ack::store::refresh(status, now))
+                        .unwrap_or_default(),
+                );
+            }
+            if !events.is_empty() {
+                state.persist_soon();
+                scheduler.publish_ack_events(events);
+            }
+        }
+    })
+}
+
 /// Feeds every published report into the history (which only queues it),
 /// until `stop`; then writes what is queued and closes the database.
 fn record_history(
@@ -350,11 +401,13 @@ fn record_history(
     use tokio::sync::broadcast::error::{RecvError, TryRecvError};
     let mut reports = scheduler.subscribe();
     let mut removals = scheduler.subscribe_removals();
+    let mut acks = scheduler.subscribe_ack_events();
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 biased;
                 Ok(removal) = removals.recv() => history.record_removal(&removal),
+                Ok(event) = acks.recv() => history.record_ack(&event),
                 received = reports.recv() => match received {
                     Ok(report) => history.record(&report),
                     Err(RecvError::Lagged(missed)) => {
@@ -365,6 +418,9 @@ fn record_history(
                 _ = stop.cancelled() => {
                     while let Ok(removal) = removals.try_recv() {
                         history.record_removal(&removal);
+                    }
+                    while let Ok(event) = acks.try_recv() {
+                        history.record_ack(&event);
                     }
                     loop {
                         match reports.try_recv() {
@@ -391,6 +447,38 @@ pub async fn check(mut config: Config, probes: &[String]) -> anyhow::Result<Vec<
     let reports = scheduler::run_once(&daemon.scheduler, probes)
         .await
         .map_err(anyhow::Error::msg)?;
+    // Acks from the repo came with the runs; run-time ones live in the
+    // daemon's state file (read, never written).
+    let runtime: Vec<crate::ack::Ack> = State::peek(&daemon.config.state_dir)
+        .into_iter()
+        .flat_map(|status| status.acks)
+        .filter(|ack| ack.source == crate::ack::AckSource::Runtime)
+        .collect();
+    let now = chrono::Utc::now();
+    let reports = reports
+        .into_iter()
+        .map(|report| {
+            let Some(mut status) = daemon.context.state.get(&report.instance()) else {
+                return report;
+            };
+            let id = report.probe.clone();
+            status
+                .acks
+                .extend(runtime.iter().filter(|a| a.instance == id).cloned());
+            let assessment = crate::ack::assess_status(&status, now);
+            let mut report = (*report).clone();
+            if report.verdict == crate::probe::Verdict::Drifted {
+                for change in &mut report.changes {
+                    change.acknowledged_by = assessment
+                        .standing_of(&change.subject)
+                        .filter(|s| s.standing == crate::ack::Standing::Acknowledged)
+                        .map(|s| s.acknowledged_by.clone())
+                        .unwrap_or_default();
+                }
+            }
+            Arc::new(report)
+        })
+        .collect();
     Ok(reports)
 }
 
@@ -457,6 +545,12 @@ pub async fn validate(config: &Config, checkout: Option<&std::path::Path>) -> Va
         }
     };
     let now = chrono::Utc::now();
+    // Problems found here point at their key, as the loader's do.
+    let text = std::fs::read_to_string(&config.source).unwrap_or_default();
+    let at = |probe: &str, key: &str| match crate::config::probe_key_position(&text, probe, key) {
+        Some((line, col)) => format!("{}:{line}:{col}", config.source.display()),
+        None => config.source.display().to_string(),
+    };
     for (probe, runner) in config.probes.iter().zip(&built) {
         result.schedules.push(schedule_line(probe, now));
         for problem in runner.preflight().await {
@@ -476,31 +570,69 @@ pub async fn validate(config: &Config, checkout: Option<&std::path::Path>) -> Va
                     checkout.map(std::path::Path::to_path_buf)
                 }
             });
-        if let Some(dir) = repo_dir {
-            let probe_dir = dir.join(&probe.path);
-            if !probe_dir.is_dir() {
-                result.errors.push(format!(
-                    "{}: probe.{}: path {:?} does not exist in {}",
-                    config.source.display(),
-                    probe.name,
-                    probe.path,
-                    dir.display()
+        let Some(dir) = repo_dir else {
+            // Nothing to look in: say which paths stay unchecked.
+            let mut named: Vec<(String, String)> = Vec::new();
+            if !probe.path.as_os_str().is_empty() {
+                named.push(("path".into(), probe.path.display().to_string()));
+            }
+            for path in runner.repo_paths(None) {
+                named.push((path.key.clone(), path.in_repo(&probe.path)));
+            }
+            for (key, shown) in named {
+                result.warnings.push(format!(
+                    "probe.{}.{key}: {shown:?} not checked: no work tree of repo {:?} at hand (pass --checkout DIR)",
+                    probe.name, probe.repo
                 ));
-                continue;
             }
-            for warning in runner.inspect(&probe_dir) {
-                result
-                    .warnings
-                    .push(format!("probe.{}: {warning}", probe.name));
+            continue;
+        };
+        let probe_dir = dir.join(&probe.path);
+        if !probe_dir.is_dir() {
+            result.errors.push(format!(
+                "{}: probe.{}.path: {:?} does not exist in {}",
+                at(&probe.name, "path"),
+                probe.name,
+                probe.path,
+                dir.display()
+            ));
+            continue;
+        }
+        if !runner.single_root() {
+            if let Err(err) = runner.roots(&probe_dir) {
+                result.errors.push(format!(
+                    "{}: probe.{}.roots: {}",
+                    at(&probe.name, "roots"),
+                    probe.name,
+                    err.message
+                ));
             }
-            for warning in runner.access_warnings(Some(&probe_dir)).await {
-                result
-                    .warnings
-                    .push(format!("probe.{}: {warning}", probe.name));
+        }
+        for path in runner.repo_paths(Some(&probe_dir)) {
+            if let Some(problem) = path.problem(&probe.path) {
+                result.errors.push(format!(
+                    "{}: probe.{}.{}: {problem}",
+                    at(&probe.name, &path.key),
+                    probe.name,
+                    path.key
+                ));
             }
+        }
+        for warning in runner.inspect(&probe_dir) {
+            result
+                .warnings
+                .push(format!("probe.{}: {warning}", probe.name));
+        }
+        for warning in runner.access_warnings(Some(&probe_dir)).await {
+            result
+                .warnings
+                .push(format!("probe.{}: {warning}", probe.name));
         }
     }
     result.warnings.extend(unmatched_ignore_rules(config));
+    let acks = crate::ack::validate::check(config, checkout, now);
+    result.errors.extend(acks.errors);
+    result.warnings.extend(acks.warnings);
     result
 }
 

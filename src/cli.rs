@@ -1,4 +1,4 @@
-//! Command-line interface: `run`, `check`, `validate`.
+//! Command-line interface: `run`, `check`, `validate`, `ack`.
 
 use std::path::PathBuf;
 
@@ -58,6 +58,9 @@ pub enum Command {
         #[arg(long)]
         state_dir: Option<PathBuf>,
     },
+    /// Acknowledge a known drift on a running daemon (or list or end acks).
+    /// Exit 0 when done, 1 when the daemon refused or could not be reached.
+    Ack(AckArgs),
     /// Check the config and every probe's environment; print all problems.
     Validate {
         #[arg(long, short, env = "DRIFTWATCH_CONFIG")]
@@ -68,6 +71,45 @@ pub enum Command {
         #[arg(long)]
         checkout: Option<PathBuf>,
     },
+}
+
+/// `driftwatch ack <instance> --by X --reason Y --expires 4h`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AckArgs {
+    /// The probe instance: its name, or `name:root`.
+    #[arg(required_unless_present_any = ["list", "delete"])]
+    pub instance: Option<String>,
+    /// Who acknowledges the drift.
+    #[arg(long, required_unless_present_any = ["list", "delete"])]
+    pub by: Option<String>,
+    /// Why the drift is accepted (an incident, a ticket).
+    #[arg(long, required_unless_present_any = ["list", "delete"])]
+    pub reason: Option<String>,
+    /// When it expires: a duration (`4h`, `7d`) or an RFC 3339 time.
+    #[arg(long, required_unless_present_any = ["list", "delete"])]
+    pub expires: Option<String>,
+    /// Only this drifted resource (repeatable). Default: all of the instance's drift.
+    #[arg(long = "subject")]
+    pub subjects: Vec<String>,
+    /// Only this drifted field of those resources (repeatable).
+    #[arg(long = "field")]
+    pub fields: Vec<String>,
+    /// The daemon's base URL.
+    #[arg(long, env = "DRIFTWATCH_URL", default_value = "http://127.0.0.1:9808")]
+    pub url: String,
+    /// A file holding the bearer token (`[server] api_token_file` to write;
+    /// the read token, when the read API is protected, for `--list`).
+    #[arg(long, env = "DRIFTWATCH_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Print the `.driftwatch/acks.toml` entry (with its fingerprints) instead of creating the ack.
+    #[arg(long, conflicts_with_all = ["list", "delete"])]
+    pub print: bool,
+    /// List every acknowledgement the daemon holds.
+    #[arg(long, conflicts_with = "delete")]
+    pub list: bool,
+    /// End this acknowledgement early.
+    #[arg(long, value_name = "ID")]
+    pub delete: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -12,7 +12,9 @@
 //! (`ended_reason: in_sync`) or when the instance itself goes away, its root
 //! no longer listed (`ended_reason: removed`). Events are the transitions:
 //! `drift_detected`, `drift_resolved`, `probe_failing` (into error),
-//! `probe_recovered` (out of error) and `instance_removed`.
+//! `probe_recovered` (out of error) and `instance_removed`; and those of
+//! acknowledgements: `ack_created`, `ack_changed`, `ack_expired`,
+//! `ack_closed`, `ack_deleted` (kept as long as runs).
 //!
 //! A corrupt or unreadable database is moved aside
 //! (`history.db.corrupt-<unix seconds>`), logged, and a new one started; if
@@ -145,6 +147,11 @@ pub enum EventKind {
     ProbeFailing,
     ProbeRecovered,
     InstanceRemoved,
+    AckCreated,
+    AckChanged,
+    AckExpired,
+    AckClosed,
+    AckDeleted,
 }
 
 impl EventKind {
@@ -155,6 +162,11 @@ impl EventKind {
             EventKind::ProbeFailing => "probe_failing",
             EventKind::ProbeRecovered => "probe_recovered",
             EventKind::InstanceRemoved => "instance_removed",
+            EventKind::AckCreated => "ack_created",
+            EventKind::AckChanged => "ack_changed",
+            EventKind::AckExpired => "ack_expired",
+            EventKind::AckClosed => "ack_closed",
+            EventKind::AckDeleted => "ack_deleted",
         }
     }
 
@@ -165,6 +177,11 @@ impl EventKind {
             EventKind::ProbeFailing => "Probe failing",
             EventKind::ProbeRecovered => "Probe recovered",
             EventKind::InstanceRemoved => "Instance removed",
+            EventKind::AckCreated => "Drift acknowledged",
+            EventKind::AckChanged => "Acknowledged drift changed",
+            EventKind::AckExpired => "Acknowledgement expired",
+            EventKind::AckClosed => "Acknowledgement closed",
+            EventKind::AckDeleted => "Acknowledgement ended",
         }
     }
 
@@ -175,6 +192,11 @@ impl EventKind {
             EventKind::ProbeFailing,
             EventKind::ProbeRecovered,
             EventKind::InstanceRemoved,
+            EventKind::AckCreated,
+            EventKind::AckChanged,
+            EventKind::AckExpired,
+            EventKind::AckClosed,
+            EventKind::AckDeleted,
         ]
         .into_iter()
         .find(|k| k.as_str() == text)
@@ -306,6 +328,7 @@ enum Write {
     Run(Box<RunRecord>),
     Removed(RemovalRecord),
     Adopted(Box<AdoptionRecord>),
+    Ack(Box<crate::ack::AckEvent>),
 }
 
 enum Command {
@@ -402,6 +425,13 @@ impl History {
             commit: removal.commit.clone(),
             at_ms: removal.at.timestamp_millis(),
         }));
+    }
+
+    /// Queues an acknowledgement's transition as an event of its instance
+    /// (`ack_created`, `ack_changed`, `ack_expired`, `ack_closed`,
+    /// `ack_deleted`), tied to the open drift episode. Never blocks.
+    pub fn record_ack(&self, event: &crate::ack::AckEvent) {
+        self.queue(Write::Ack(Box::new(event.clone())));
     }
 
     /// Queues what another replica knew about an instance this one took
@@ -924,6 +954,7 @@ impl Writer {
                     Write::Run(record) => write_one(&tx, &mut self.memo, record)?,
                     Write::Removed(removal) => write_removal(&tx, &mut self.memo, removal)?,
                     Write::Adopted(adoption) => write_adoption(&tx, &mut self.memo, adoption)?,
+                    Write::Ack(event) => write_ack(&tx, event)?,
                 }
             }
             tx.commit()
@@ -977,7 +1008,7 @@ impl Writer {
                 }
             }
             conn.execute(
-                "DELETE FROM events WHERE at < ?1 AND kind IN ('probe_failing', 'probe_recovered')",
+                "DELETE FROM events WHERE at < ?1 AND kind IN ('probe_failing', 'probe_recovered', 'ack_created', 'ack_changed', 'ack_expired', 'ack_closed', 'ack_deleted')",
                 [run_cutoff],
             )?;
             let mut episodes = 0;
@@ -1087,6 +1118,53 @@ fn resources_json(resources: &BTreeMap<String, String>) -> String {
 /// Ends the instance's open drift episode (reason `removed`) and notes the
 /// removal; the instance's memo is forgotten, so a root that comes back
 /// starts afresh.
+fn write_ack(tx: &rusqlite::Transaction<'_>, event: &crate::ack::AckEvent) -> rusqlite::Result<()> {
+    use crate::ack::AckEventKind as Kind;
+    let probe = event.instance.to_string();
+    tx.execute(
+        "INSERT OR IGNORE INTO probes (probe, name, root, layer) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            probe,
+            event.instance.probe,
+            event.instance.root,
+            event.layer
+        ],
+    )?;
+    let probe_id: i64 = tx.query_row("SELECT id FROM probes WHERE probe = ?1", [&probe], |r| {
+        r.get(0)
+    })?;
+    let episode: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM episodes WHERE probe_id = ?1 AND ended_at IS NULL ORDER BY id DESC LIMIT 1",
+            [probe_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let kind = match event.kind {
+        Kind::Created => EventKind::AckCreated,
+        Kind::Changed => EventKind::AckChanged,
+        Kind::Expired => EventKind::AckExpired,
+        Kind::Closed => EventKind::AckClosed,
+        Kind::Deleted => EventKind::AckDeleted,
+    };
+    tx.execute(
+        "INSERT INTO events (at, kind, probe_id, commit_id, run, episode, message)
+         VALUES (?1, ?2, ?3, '', 0, ?4, ?5)",
+        params![
+            event.at.timestamp_millis(),
+            kind.as_str(),
+            probe_id,
+            episode,
+            format!(
+                "{}: {}",
+                event.ack,
+                truncate(&event.message, MAX_MESSAGE_BYTES)
+            )
+        ],
+    )?;
+    Ok(())
+}
+
 fn write_removal(
     tx: &rusqlite::Transaction<'_>,
     memos: &mut HashMap<String, Memo>,

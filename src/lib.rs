@@ -12,12 +12,14 @@
 //! - [`probe`]: the [`probe::Probe`] trait, one file per layer, and the run outcome types.
 //! - [`state`]: last report per probe, persisted atomically; readiness.
 //! - [`handover`]: a gained instance takes over its previous owner's status (peers over HTTP, ConfigMaps).
+//! - [`ack`]: acknowledgements of known drift: model, matching, store, the repo's acks file.
 //! - [`metrics`]: the only writer of Prometheus metrics.
 //! - [`http`]: `/metrics`, health, the JSON API, the status page and triggers.
 //! - [`weblinks`]: links to commits and files in the repository's web UI.
 //! - [`walk`]: the one directory walker layers read checkouts with (stays inside the checkout).
 //! - [`app`]: wires the above together for `run` and `check`.
 
+pub mod ack;
 pub mod app;
 pub mod cli;
 pub mod cluster;

@@ -101,7 +101,7 @@ async fn dispatch(command: Command) -> ExitCode {
                         ReportFormat::Json => report::json(&reports),
                     };
                     println!("{output}");
-                    ExitCode::from(report::overall(&reports).code() as u8)
+                    ExitCode::from(report::exit_code(&reports))
                 }
                 Err(err) => {
                     eprintln!("driftwatch: {err:#}");
@@ -109,6 +109,16 @@ async fn dispatch(command: Command) -> ExitCode {
                 }
             }
         }
+        Command::Ack(args) => match driftwatch::ack::client::run(args).await {
+            Ok(output) => {
+                print!("{output}");
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("driftwatch ack: {message}");
+                ExitCode::from(1)
+            }
+        },
         Command::Validate { config, checkout } => {
             let loaded = match load(&config) {
                 Ok(config) => config,

@@ -94,6 +94,10 @@ struct ProbeCollector {
     terradiff: IntGaugeVec,
     instances: IntGaugeVec,
     roots_error: IntGaugeVec,
+    acknowledged_resources: IntGaugeVec,
+    ack_expiry: GaugeVec,
+    ack_mismatched: IntGaugeVec,
+    ack_info: IntGaugeVec,
 
     // Accumulated between scrapes; exported for live instances only.
     resource_dropped: IntCounterVec,
@@ -122,14 +126,18 @@ impl ProbeCollector {
         let resource_labels = ["probe", "layer", "root", "resource", "action"];
         ProbeCollector {
             result: int_gauge("driftwatch_probe_result", "Result of the last completed run: 0 in sync, 1 error, 2 drifted (as terraform plan -detailed-exitcode).", pl),
-            drifted: int_gauge("driftwatch_probe_drifted", "1 if the last run that reached a verdict found drift, 0 if it found none; errors keep the previous value.", pl),
-            drifted_resources: int_gauge("driftwatch_probe_drifted_resources", "Number of drifted resources found by the last run that reached a verdict.", pl),
+            drifted: int_gauge("driftwatch_probe_drifted", "1 if the last run that reached a verdict found drift that no active acknowledgement covers, 0 if it found none or all of it is acknowledged; errors keep the previous value.", pl),
+            drifted_resources: int_gauge("driftwatch_probe_drifted_resources", "Number of drifted resources found by the last run that reached a verdict that no active acknowledgement covers.", pl),
+            acknowledged_resources: int_gauge("driftwatch_probe_acknowledged_resources", "Number of drifted resources an active acknowledgement covers whose drift still matches it; 0 when none.", pl),
+            ack_expiry: gauge("driftwatch_probe_ack_expiry_timestamp_seconds", "The nearest expiry, in seconds since the epoch, among the active acknowledgements that cover drift of the instance; absent when none does.", pl),
+            ack_mismatched: int_gauge("driftwatch_probe_ack_mismatched_resources", "Number of drifted resources an active acknowledgement covers whose drift changed since (another wanted or live value); 0 when none.", pl),
+            ack_info: int_gauge("driftwatch_probe_ack_info", "1 for each active acknowledgement covering drift of the instance, with its id and owner.", &["probe", "layer", "root", "ack", "by"]),
             last_run: gauge("driftwatch_probe_last_run_timestamp_seconds", "Start time of the last completed run, in seconds since the epoch; 0 before the first run.", pl),
             last_success: gauge("driftwatch_probe_last_success_timestamp_seconds", "Start time of the last run that reached a verdict (in sync or drifted); 0 if none yet.", pl),
             drifted_since: gauge("driftwatch_probe_drifted_since_timestamp_seconds", "Start of the current drift episode in seconds since the epoch; 0 when in sync.", pl),
             warnings: int_gauge("driftwatch_probe_warnings", "Number of warnings in the last run (e.g. tasks that run for real in check mode); 0 when none.", INSTANCE),
             schedule_interval: gauge("driftwatch_probe_schedule_interval_seconds", "Nominal seconds between scheduled runs of the probe; 0 when it has no schedule.", INSTANCE),
-            resource_drifted: int_gauge("driftwatch_probe_resource_drifted", "1 for each drifted resource of the last run that reached a verdict; capped per probe.", &resource_labels),
+            resource_drifted: int_gauge("driftwatch_probe_resource_drifted", "1 for each drifted resource of the last run that reached a verdict that no active acknowledgement covers; capped per probe.", &resource_labels),
             terradiff: int_gauge("terradiff_plan_exit_code", "Compatibility alias for terradiff: 0 no changes, 1 error, 2 changes present.", &["probe", "root"]),
             instances: int_gauge("driftwatch_probe_instances", "Number of instances (roots) of the probe, as its last successful root listing found them; 0 before the first listing.", &["probe", "layer"]),
             roots_error: int_gauge("driftwatch_probe_roots_error", "1 if the probe has no known instance and its last attempt to list roots failed (repo not synced, path missing, no root matches); 0 otherwise.", &["probe", "layer"]),
@@ -155,8 +163,12 @@ impl ProbeCollector {
         }
     }
 
-    fn gauges(&self) -> [&dyn Collector; 12] {
+    fn gauges(&self) -> [&dyn Collector; 16] {
         [
+            &self.acknowledged_resources,
+            &self.ack_expiry,
+            &self.ack_mismatched,
+            &self.ack_info,
             &self.result,
             &self.drifted,
             &self.drifted_resources,
@@ -211,15 +223,20 @@ impl ProbeCollector {
         for gauge in [&self.result, &self.drifted, &self.drifted_resources] {
             gauge.reset();
         }
+        let now = chrono::Utc::now();
         for gauge in [
             &self.last_run,
             &self.last_success,
             &self.drifted_since,
             &self.schedule_interval,
+            &self.ack_expiry,
         ] {
             gauge.reset();
         }
         for gauge in [
+            &self.acknowledged_resources,
+            &self.ack_mismatched,
+            &self.ack_info,
             &self.warnings,
             &self.resource_drifted,
             &self.terradiff,
@@ -255,12 +272,31 @@ impl ProbeCollector {
             for name in &self.constant_labels {
                 values.push(meta.labels.get(name).map(String::as_str).unwrap_or(""));
             }
+            // Acknowledged drift is matched at scrape time, so an expiry
+            // shows on the next scrape without a run.
+            let assessment = crate::ack::assess_status(&status, now);
             self.drifted
                 .with_label_values(&values)
-                .set(status.drifted as i64);
+                .set(crate::ack::view::has_unacknowledged_drift(&status, &assessment) as i64);
             self.drifted_resources
                 .with_label_values(&values)
-                .set(status.drifted_resources as i64);
+                .set(crate::ack::view::unacknowledged_resources(&status, &assessment) as i64);
+            self.acknowledged_resources
+                .with_label_values(&values)
+                .set(assessment.acknowledged as i64);
+            self.ack_mismatched
+                .with_label_values(&values)
+                .set(assessment.changed as i64);
+            if let Some(expiry) = assessment.nearest_expiry() {
+                self.ack_expiry
+                    .with_label_values(&values)
+                    .set(ts(Some(expiry)));
+            }
+            for (ack, by, _) in &assessment.covering {
+                self.ack_info
+                    .with_label_values(&[instance[0], instance[1], instance[2], ack, by])
+                    .set(1);
+            }
             self.last_run
                 .with_label_values(&values)
                 .set(ts(status.last_report.as_ref().map(|r| r.started_at)));
@@ -290,7 +326,12 @@ impl ProbeCollector {
                         .set(report.verdict.code());
                 }
             }
-            for drifted in status.drifted_list.iter().take(self.max_resource_series) {
+            let unacknowledged_list = status.drifted_list.iter().filter(|drifted| {
+                assessment
+                    .standing_of(&drifted.resource)
+                    .map_or(true, |s| s.standing != crate::ack::Standing::Acknowledged)
+            });
+            for drifted in unacknowledged_list.take(self.max_resource_series) {
                 self.resource_drifted
                     .with_label_values(&[
                         instance[0],

@@ -129,6 +129,11 @@ pub struct Scheduler {
     /// Stops starting new work.
     stopping: CancellationToken,
     tracker: TaskTracker,
+    /// The key hidden values enter fingerprints under (the all-zero key
+    /// until [`Scheduler::set_fingerprint_key`]).
+    fingerprint_key: std::sync::OnceLock<Arc<crate::probe::fingerprint::FingerprintKey>>,
+    /// Every ack transition a run causes (closed, changed, expired, from the repo file).
+    ack_events: broadcast::Sender<Arc<crate::ack::AckEvent>>,
 }
 
 impl Scheduler {
@@ -190,6 +195,8 @@ impl Scheduler {
             runs_cancel: CancellationToken::new(),
             stopping: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            fingerprint_key: std::sync::OnceLock::new(),
+            ack_events: broadcast::channel(1024).0,
         });
         scheduler.metrics.register_caches(
             scheduler
@@ -224,6 +231,28 @@ impl Scheduler {
             }
         }
         scheduler
+    }
+
+    /// Sets the key hidden values enter fingerprints under; once, before the first run.
+    pub fn set_fingerprint_key(&self, key: crate::probe::fingerprint::FingerprintKey) {
+        let _ = self.fingerprint_key.set(Arc::new(key));
+    }
+
+    fn fingerprint_key(&self) -> Arc<crate::probe::fingerprint::FingerprintKey> {
+        self.fingerprint_key.get_or_init(Arc::default).clone()
+    }
+
+    /// Receives every ack transition a run causes.
+    pub fn subscribe_ack_events(&self) -> broadcast::Receiver<Arc<crate::ack::AckEvent>> {
+        self.ack_events.subscribe()
+    }
+
+    /// Sends ack transitions to the history (and whoever else listens).
+    pub fn publish_ack_events(&self, events: Vec<crate::ack::AckEvent>) {
+        for event in events {
+            tracing::info!(probe = %event.instance, ack = %event.ack, kind = event.kind.as_str(), "{}", event.message);
+            let _ = self.ack_events.send(Arc::new(event));
+        }
     }
 
     /// Receives every instance dropped from its probe's root listing.
@@ -309,7 +338,10 @@ impl Scheduler {
                             let probe = &self.probes[index].config;
                             if probe.repo == repo.name()
                                 && probe.run_on_change
-                                && changed.touches(&probe.path)
+                                && (changed.touches(&probe.path)
+                                    || changed.touches(std::path::Path::new(
+                                        crate::ack::repo_file::ACKS_FILE,
+                                    )))
                             {
                                 self.spawn_probe(index, Trigger::Change);
                             }
@@ -805,8 +837,14 @@ impl Scheduler {
                 new_report(probe, &root, run_id, trigger, &checkout.commit, started_at);
             report.duration = clock.elapsed();
             report.apply_result_within(result, self.report_limits());
+            // The repo's acks at this commit; a broken file is a warning
+            // on the run, never a reason to skip it.
+            let repo_acks =
+                crate::ack::repo_file::read(&checkout.dir, Utc::now(), self.config.acks.max_expiry);
+            report.warnings.extend(repo_acks.problems.iter().cloned());
+            let repo_acks = repo_acks.of(&report.probe);
             self.update_next_run(probe, &root);
-            self.publish(report)
+            self.publish_with_acks(report, Some(repo_acks))
         }
         .instrument(span)
         .await
@@ -865,6 +903,7 @@ impl Scheduler {
             cache_dir,
             scratch_dir: scratch.path().to_path_buf(),
             kill_grace: self.config.defaults.kill_grace,
+            fingerprint_key: self.fingerprint_key(),
         };
         // Past this, even a child that ignored SIGTERM has been killed and its
         // pipes drained: only a probe ignoring its own deadline is still waiting.
@@ -959,7 +998,18 @@ impl Scheduler {
     }
 
     /// Records a finished run everywhere: state, metrics, log, subscribers.
-    fn publish(&self, mut report: RunReport) -> Arc<RunReport> {
+    fn publish(&self, report: RunReport) -> Arc<RunReport> {
+        self.publish_with_acks(report, None)
+    }
+
+    /// As [`Scheduler::publish`], also taking in the acks the repo's acks
+    /// file holds for the instance at the run's commit (`None`: unknown,
+    /// keep the current ones), then bringing every ack up to date.
+    fn publish_with_acks(
+        &self,
+        mut report: RunReport,
+        repo_acks: Option<Vec<crate::ack::Ack>>,
+    ) -> Arc<RunReport> {
         if let Some(web) = self
             .config
             .repos
@@ -974,6 +1024,19 @@ impl Scheduler {
             tracing::info!(probe = %report.instance(), "run of a removed instance finished; not recorded");
             return Arc::new(report);
         }
+        let now = Utc::now();
+        let events = self
+            .state
+            .update(&report.instance(), |status| {
+                let mut events = match repo_acks {
+                    Some(acks) => crate::ack::store::set_repo_acks(status, acks, now),
+                    None => Vec::new(),
+                };
+                events.extend(crate::ack::store::refresh(status, now));
+                events
+            })
+            .unwrap_or_default();
+        self.publish_ack_events(events);
         self.metrics.observe(&report);
         self.state.persist_soon();
         match &report.error {

@@ -33,10 +33,23 @@ const STATE_VERSION: u32 = 1;
 const MAX_REMEMBERED_RESOURCES: usize = 1000;
 
 /// One drifted resource and the action that would reconcile it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct DriftedResource {
     pub resource: String,
     pub action: String,
+    /// The change's fingerprint, what acknowledgements match against.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fingerprint: String,
+    /// Its fields' fingerprints, when the layer gives them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<DriftedField>,
+}
+
+/// One drifted field of a [`DriftedResource`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DriftedField {
+    pub field: String,
+    pub fingerprint: String,
 }
 
 /// What driftwatch knows about one probe instance.
@@ -69,6 +82,11 @@ pub struct ProbeStatus {
     /// jitter offset); `None` without a schedule. Kept up to date by the scheduler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_run: Option<DateTime<Utc>>,
+    /// Acknowledgements of this instance's drift: run-time ones (durable
+    /// here, and carried to another replica with the status) and those read
+    /// from the repo's acks file; ended ones are kept a while ([`crate::ack`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acks: Vec<crate::ack::Ack>,
 }
 
 impl ProbeStatus {
@@ -87,6 +105,7 @@ impl ProbeStatus {
             drifted_resources: 0,
             drifted_list: Vec::new(),
             next_run: None,
+            acks: Vec::new(),
         }
     }
 
@@ -127,12 +146,15 @@ impl ProbeStatus {
                     self.drifted_since = other.drifted_since;
                     self.drifted_since_commit = other.drifted_since_commit.clone();
                 }
-                continues
+                let merged = crate::ack::store::merge(&mut self.acks, &other.acks);
+                continues || merged
             }
             _ => {
                 let next_run = self.next_run;
+                let mine = std::mem::take(&mut self.acks);
                 *self = other.clone();
                 self.next_run = next_run;
+                crate::ack::store::merge(&mut self.acks, &mine);
                 true
             }
         }
@@ -168,6 +190,16 @@ impl ProbeStatus {
                 .map(|c| DriftedResource {
                     resource: c.subject.clone(),
                     action: c.action.clone(),
+                    fingerprint: c.fingerprint.clone(),
+                    fields: c
+                        .fields
+                        .iter()
+                        .filter(|f| !f.fingerprint.is_empty())
+                        .map(|f| DriftedField {
+                            field: f.field.clone(),
+                            fingerprint: f.fingerprint.clone(),
+                        })
+                        .collect(),
                 })
                 .collect::<BTreeSet<_>>()
                 .into_iter()
@@ -376,6 +408,20 @@ impl State {
         drop(probes);
         self.changed();
         Some(status)
+    }
+
+    /// Changes one instance's status in place (its acks, mostly) and returns
+    /// what `change` returns; `None` when the instance is unknown.
+    pub fn update<R>(
+        &self,
+        id: &InstanceId,
+        change: impl FnOnce(&mut ProbeStatus) -> R,
+    ) -> Option<R> {
+        let mut probes = self.probes.write().unwrap();
+        let result = change(probes.get_mut(id)?);
+        drop(probes);
+        self.changed();
+        Some(result)
     }
 
     /// Sets when an instance next runs on its schedule. Only instances that
@@ -687,6 +733,58 @@ mod tests {
         newer.apply(&report(Verdict::Drifted, 400));
         assert!(!newer.adopt(&ProbeStatus::new(&id, "command")));
         assert!(!newer.adopt(&previous), "same episode start: no change");
+    }
+
+    #[test]
+    fn adopting_carries_acks_both_ways_and_never_revives_an_ended_one() {
+        let id = InstanceId::new("p", "");
+        let ack = |name: &str| crate::ack::Ack {
+            id: name.into(),
+            instance: "p".into(),
+            subjects: vec![],
+            fields: vec![],
+            covers: vec![],
+            by: "alice".into(),
+            reason: "r".into(),
+            created_at: DateTime::from_timestamp(100, 0).unwrap(),
+            expires_at: DateTime::from_timestamp(10_000, 0).unwrap(),
+            source: crate::ack::AckSource::Runtime,
+            matched_at: None,
+            changed: false,
+            ended: None,
+        };
+        // The previous owner ran last and holds a-1 and a-2 (a-2 ended).
+        let mut previous = ProbeStatus::new(&id, "command");
+        previous.apply(&report(Verdict::Drifted, 200));
+        previous.acks = vec![ack("a-1"), ack("a-2")];
+        previous.acks[1].ended = Some(crate::ack::model::Ended {
+            at: DateTime::from_timestamp(150, 0).unwrap(),
+            reason: crate::ack::EndReason::Deleted,
+        });
+        // Here: an older status with its own a-3 and an older copy of a-2.
+        let mut mine = ProbeStatus::new(&id, "command");
+        mine.apply(&report(Verdict::Drifted, 100));
+        mine.acks = vec![ack("a-2"), ack("a-3")];
+        assert!(mine.adopt(&previous));
+        let ids: Vec<(&str, bool)> = mine
+            .acks
+            .iter()
+            .map(|a| (a.id.as_str(), a.ended.is_some()))
+            .collect();
+        assert_eq!(ids, [("a-1", false), ("a-2", true), ("a-3", false)]);
+        // The other way round (ours ran later): theirs still join ours.
+        let mut later = ProbeStatus::new(&id, "command");
+        later.apply(&report(Verdict::Drifted, 300));
+        assert!(later.adopt(&previous));
+        assert_eq!(later.acks.len(), 2);
+        // Persisted and reloaded with the state.
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::load(dir.path());
+        state.ensure_instance(&id, "command");
+        state.adopt(&mine);
+        state.persist().unwrap();
+        let reloaded = State::load(dir.path());
+        assert_eq!(reloaded.get(&id).unwrap().acks, mine.acks);
     }
 
     #[test]

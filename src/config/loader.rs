@@ -296,6 +296,7 @@ impl Loader<'_> {
 
         let server = self.server(top.server);
         let history = self.history(top.history);
+        let acks = self.acks(top.acks);
         let defaults = self.defaults(top.defaults);
         let repos = self.repos(top.repo);
         let probes = self.probes(top.probe, &repos, &defaults);
@@ -319,6 +320,7 @@ impl Loader<'_> {
             probes,
             history,
             cluster,
+            acks,
         })
     }
 }

@@ -22,6 +22,27 @@ pub struct Config {
     pub history: crate::history::HistoryConfig,
     /// `[cluster]`: one process, or one replica of several.
     pub cluster: ClusterConfig,
+    /// `[acks]`: acknowledgements of known drift.
+    pub acks: AcksConfig,
+}
+
+/// `[acks]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AcksConfig {
+    /// The fingerprint key; `None`: `<state_dir>/fingerprint.key`, generated
+    /// once. Replicas of a cluster must share one (a Secret).
+    pub fingerprint_key_file: Option<PathBuf>,
+    /// The furthest an acknowledgement may expire ahead (default 30 days).
+    pub max_expiry: Duration,
+}
+
+impl Default for AcksConfig {
+    fn default() -> Self {
+        AcksConfig {
+            fingerprint_key_file: None,
+            max_expiry: crate::ack::model::DEFAULT_MAX_EXPIRY,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -251,6 +272,7 @@ pub trait LayerCatalog {
 
 pub use cluster::{ClusterConfig, KubernetesCluster};
 pub use schedule::{parse_timezone, Schedule};
+pub use spans::probe_key_position;
 
 /// The longest timeout, interval or grace period accepted: longer ones are
 /// typing mistakes, and would overflow a deadline.

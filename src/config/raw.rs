@@ -23,6 +23,15 @@ pub struct RawTop {
     pub repo: Option<toml::Value>,
     pub probe: Option<toml::Value>,
     pub cluster: Option<toml::Value>,
+    pub acks: Option<toml::Value>,
+}
+
+/// `[acks]`: acknowledgements of known drift.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcks {
+    pub fingerprint_key_file: Option<String>,
+    pub max_expiry: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,4 +1,4 @@
-//! `[server]`, `[defaults]` and `[history]`.
+//! `[server]`, `[defaults]`, `[history]` and `[acks]`.
 
 use std::net::SocketAddr;
 
@@ -30,6 +30,32 @@ impl Loader<'_> {
         crate::history::HistoryConfig {
             retention,
             episode_retention,
+        }
+    }
+
+    pub(super) fn acks(&mut self, value: Option<toml::Value>) -> super::AcksConfig {
+        let raw: super::raw::RawAcks = self.section(value, "acks");
+        let at = |name: &str| [key("acks"), key(name)];
+        let max_expiry = self.duration_up_to(
+            raw.max_expiry.as_deref(),
+            "30d",
+            &at("max_expiry"),
+            false,
+            std::time::Duration::from_secs(366 * 24 * 3600),
+        );
+        let fingerprint_key_file = raw.fingerprint_key_file.as_deref().map(|text| {
+            let path = self.host_path(text);
+            if !path.is_file() {
+                self.error(
+                    &at("fingerprint_key_file"),
+                    format!("{} is not a readable file", path.display()),
+                );
+            }
+            path
+        });
+        super::AcksConfig {
+            fingerprint_key_file,
+            max_expiry,
         }
     }
 

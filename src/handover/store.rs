@@ -59,7 +59,11 @@ pub struct Document {
 /// A status without its changes: what survives in a ConfigMap.
 pub fn compact(status: &ProbeStatus) -> ProbeStatus {
     let mut status = portable(status);
-    status.drifted_list.clear();
+    // Kept while acks are live: without it an acknowledged drift would read
+    // as unacknowledged on the new owner until its first run.
+    if status.acks.iter().all(|a| a.ended.is_some()) {
+        status.drifted_list.clear();
+    }
     status.next_run = None;
     if let Some(report) = status.last_report.as_mut() {
         report.changes.clear();

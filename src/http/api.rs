@@ -46,6 +46,13 @@ pub struct ProbeView {
     pub drifted_since: Option<chrono::DateTime<chrono::Utc>>,
     pub last_run: Option<chrono::DateTime<chrono::Utc>>,
     pub last_success: Option<chrono::DateTime<chrono::Utc>>,
+    /// Drifted resources an active, matching ack covers (issue 22).
+    pub acknowledged_resources: usize,
+    /// Drifted resources no ack covers (what `driftwatch_probe_drifted` counts).
+    pub unacknowledged_resources: usize,
+    /// The instance's acks (active, stale, and recently ended).
+    pub acks: Vec<crate::ack::AckView>,
+    /// Each change carries `acknowledged_by` (ack ids) when acknowledged.
     pub last_report: Option<crate::probe::RunReport>,
 }
 
@@ -61,8 +68,30 @@ impl ProbeView {
         Self::build(probe, "probe", probe_status(probe, failure))
     }
 
-    fn build(probe: &CatalogProbe, scope: &'static str, status: ProbeStatus) -> ProbeView {
+    fn build(probe: &CatalogProbe, scope: &'static str, mut status: ProbeStatus) -> ProbeView {
+        let now = chrono::Utc::now();
+        let assessment = crate::ack::assess_status(&status, now);
+        let acks = status
+            .acks
+            .iter()
+            .map(|ack| crate::ack::AckView::new(ack, &assessment))
+            .collect();
+        if let Some(report) = status.last_report.as_mut() {
+            for change in &mut report.changes {
+                change.acknowledged_by = assessment
+                    .standing_of(&change.subject)
+                    .filter(|s| s.standing == crate::ack::Standing::Acknowledged)
+                    .map(|s| s.acknowledged_by.clone())
+                    .unwrap_or_default();
+            }
+        }
         ProbeView {
+            acknowledged_resources: assessment.acknowledged,
+            unacknowledged_resources: crate::ack::view::unacknowledged_resources(
+                &status,
+                &assessment,
+            ),
+            acks,
             id: status.probe.clone(),
             name: probe.name.clone(),
             root: status.root.clone(),
@@ -104,6 +133,8 @@ pub struct ProbeSummary {
     pub drifted: bool,
     /// Resources drifted at the last run that reached a verdict.
     pub drifted_resources: usize,
+    /// Of those, the ones an active, matching ack covers.
+    pub acknowledged_resources: usize,
     /// Changes the last report holds (after the report caps).
     pub changes: usize,
     /// True when the last report was cut at the report caps.
@@ -149,6 +180,9 @@ impl ProbeSummary {
             status: report.map(|r| r.verdict.as_str()).unwrap_or("pending"),
             drifted: status.is_some_and(|s| s.drifted),
             drifted_resources: status.map_or(0, |s| s.drifted_resources),
+            acknowledged_resources: status.map_or(0, |s| {
+                crate::ack::assess_status(s, chrono::Utc::now()).acknowledged
+            }),
             changes: report.map_or(0, |r| r.change_count()),
             truncated: report.is_some_and(|r| r.truncated),
             drifted_since: status.and_then(|s| s.drifted_since),

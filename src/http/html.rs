@@ -329,6 +329,10 @@ fn overview_row(now: DateTime<Utc>, row: &OverviewRow) -> Markup {
                                 @if more > 0 { ", +" (more) }
                             }
                         }
+                        @let acknowledged = crate::ack::assess_status(s, now).acknowledged;
+                        @if acknowledged > 0 {
+                            " " span class="muted acknowledged" title="covered by an acknowledgement" { "(" (acknowledged) " acknowledged)" }
+                        }
                     }
                     (Some(_), Some(_)) => { (muted("0")) }
                     _ => { (muted("–")) }
@@ -491,6 +495,9 @@ pub fn probe_page(page_data: &ProbePage<'_>) -> String {
     let now = page_data.now;
     let status = page_data.status;
     let report = status.and_then(|s| s.last_report.as_ref());
+    let changes = status
+        .map(|s| super::ack_html::annotate(s, now))
+        .unwrap_or_default();
     let content = html! {
         h1 { span id="probe-id" { (page_data.id) } " " (badge(report.map(|r| r.verdict))) }
         @if let Some(r) = report {
@@ -572,8 +579,11 @@ pub fn probe_page(page_data: &ProbePage<'_>) -> String {
                                 (r.change_count()) " changes (the verdict and the count are complete)."
                             }
                         }
-                        @for change in &r.changes { (change_block(change)) }
+                        @for change in changes.iter().filter(|c| c.acknowledged_by.is_empty()) { (change_block(change)) }
                     }
+                }
+                @if let Some(status) = status {
+                    (super::ack_html::section(status, &changes, now, change_block))
                 }
                 (ignored_block(&r.details))
             }

@@ -11,6 +11,8 @@
 //!   (scale-out handover and the page of the whole cluster, [`cluster`]).
 //!   In `kubernetes` mode `/` and `/api/v1/probes` show every instance of
 //!   the cluster, merged from the members.
+//! - `POST /api/v1/probes/{id}/acks`, `DELETE /api/v1/acks/{ack}`, `GET
+//!   /api/v1/acks`: acknowledgements of known drift ([`acks`]).
 //! - `POST /api/v1/probes/{id}/run`, `POST /api/v1/sync`: bearer token from
 //!   `[server] api_token_file`; without a configured token they answer 404.
 //! - `POST /api/v1/hooks/github` (`X-Hub-Signature-256`) and
@@ -25,6 +27,8 @@
 // Helpers return `Err(Response)` to hand an early answer straight back to axum.
 #![allow(clippy::result_large_err)]
 
+pub mod ack_html;
+pub mod acks;
 pub mod api;
 pub mod cluster;
 pub mod hooks;
@@ -41,7 +45,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use prometheus::{IntCounterVec, Opts, Registry};
 use serde_json::json;
@@ -259,13 +263,13 @@ impl HttpMetrics {
         let triggers = IntCounterVec::new(
             Opts::new(
                 "driftwatch_triggers_total",
-                "Manual triggers and webhook deliveries, by kind (run, sync, github, gitlab) and result (accepted, ignored, unauthorized, not_found, busy, not_synced, unavailable, not_owned, bad_request, disabled).",
+                "Manual triggers and webhook deliveries, by kind (run, sync, github, gitlab, ack) and result (accepted, ignored, unauthorized, not_found, busy, not_synced, unavailable, not_owned, bad_request, disabled).",
             ),
             &["kind", "result"],
         )?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(triggers.clone()))?;
-        for kind in ["run", "sync", "github", "gitlab"] {
+        for kind in ["run", "sync", "github", "gitlab", "ack"] {
             for result in ["accepted", "unauthorized"] {
                 triggers.with_label_values(&[kind, result]);
             }
@@ -305,6 +309,8 @@ pub struct Context {
     pub peers: Peers,
     /// The merged view of the whole cluster, shared by every clone.
     pub fanout: Arc<cluster::Fanout>,
+    /// `[acks] max_expiry`: the furthest a run-time ack may expire ahead.
+    pub ack_max_expiry: Duration,
 }
 
 impl Context {
@@ -331,6 +337,7 @@ impl Context {
             cluster: Cluster::single(),
             peers: Peers::new(crate::handover::peers::DEFAULT_TIMEOUT, None),
             fanout: Arc::default(),
+            ack_max_expiry: crate::ack::model::DEFAULT_MAX_EXPIRY,
         })
     }
 }
@@ -362,6 +369,7 @@ pub fn router(cx: Context) -> Router {
     let reading = Router::new()
         .route("/api/v1/probes", get(api::list_probes))
         .merge(instance)
+        .route("/api/v1/acks", get(acks::list_acks))
         .route("/api/v1/events", get(api::api_events))
         .route("/api/v1/episodes", get(api::api_episodes))
         .route(crate::handover::STATUS_PATH, get(cluster::status))
@@ -374,6 +382,8 @@ pub fn router(cx: Context) -> Router {
     let writing = Router::new()
         .route("/api/v1/probes/{name}/run", post(triggers::trigger_run))
         .route("/api/v1/sync", post(triggers::trigger_sync))
+        .route("/api/v1/probes/{name}/acks", post(acks::create_ack))
+        .route("/api/v1/acks/{ack}", delete(acks::delete_ack))
         .route("/api/v1/hooks/github", post(triggers::hook_github))
         .route("/api/v1/hooks/gitlab", post(triggers::hook_gitlab));
     operations

@@ -16,7 +16,7 @@ fn not_found() -> Response {
 }
 
 /// Checks the bearer token; `Err` is the response to send.
-fn authorize(ctx: &Context, headers: &HeaderMap, kind: &str) -> Result<(), Response> {
+pub(super) fn authorize(ctx: &Context, headers: &HeaderMap, kind: &str) -> Result<(), Response> {
     let Some(expected) = ctx.secrets.api_token.as_deref() else {
         ctx.http_metrics.trigger(kind, "disabled");
         return Err(not_found());
@@ -32,7 +32,7 @@ fn authorize(ctx: &Context, headers: &HeaderMap, kind: &str) -> Result<(), Respo
     }
 }
 
-fn refusal(ctx: &Context, kind: &str, refusal: TriggerRefusal) -> Response {
+pub(super) fn refusal(ctx: &Context, kind: &str, refusal: TriggerRefusal) -> Response {
     if let TriggerRefusal::NotOwned { owner, .. } = &refusal {
         // 421 Misdirected Request: this replica is the wrong one to ask;
         // the body names the one that runs the instance.

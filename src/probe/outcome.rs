@@ -84,6 +84,16 @@ pub struct ResourceChange {
     /// live value when the layer can tell (Kubernetes: from managedFields).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldChange>,
+    /// `fp1:<16 hex>` of this change as it is now (subject, action, fields
+    /// or diff, hidden values keyed): what an acknowledgement binds to.
+    /// Set by the layer when it knows better, else from the diff when the
+    /// report is built ([`crate::probe::fingerprint`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fingerprint: String,
+    /// The acks that acknowledge this change, filled in where a report is
+    /// shown (API, page) from the acks at that moment; never by a probe.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acknowledged_by: Vec<String>,
 }
 
 /// One drifted field of a resource, and who wrote its live value.
@@ -104,6 +114,10 @@ pub struct FieldChange {
     /// managedFields entry; the API records one time per manager, not per field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
+    /// `fp1:<16 hex>` of the field's path, wanted and live value (hidden
+    /// values keyed); empty when the layer gives none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fingerprint: String,
 }
 
 impl ResourceChange {
@@ -116,7 +130,25 @@ impl ResourceChange {
             declared_at: None,
             url: None,
             fields: Vec::new(),
+            fingerprint: String::new(),
+            acknowledged_by: Vec::new(),
         }
+    }
+
+    /// Sets the fingerprint from the fields (when every one has its own) or
+    /// else the diff, unless the layer already set it.
+    pub fn fill_fingerprint(&mut self) {
+        if !self.fingerprint.is_empty() {
+            return;
+        }
+        let fields: Vec<&str> = self.fields.iter().map(|f| f.fingerprint.as_str()).collect();
+        let fields = if fields.iter().all(|f| !f.is_empty()) {
+            fields
+        } else {
+            Vec::new()
+        };
+        self.fingerprint =
+            super::fingerprint::change(&self.subject, &self.action, &fields, &self.diff, &[]);
     }
 
     pub fn with_fields(mut self, fields: Vec<FieldChange>) -> Self {
@@ -471,9 +503,13 @@ impl RunReport {
         limits: ReportLimits,
     ) {
         match result {
-            Ok(outcome) => {
+            Ok(mut outcome) => {
                 self.verdict = outcome.verdict();
                 self.exit_code = outcome.exit_code;
+                outcome
+                    .changes
+                    .iter_mut()
+                    .for_each(ResourceChange::fill_fingerprint);
                 self.changes = outcome.changes;
                 self.warnings = outcome.warnings;
                 self.details = outcome.details;

@@ -39,7 +39,7 @@ fn check_monitoring(args: &[&str]) -> (bool, String) {
 /// Copies what check-monitoring looks at into a temporary tree, for tests
 /// that break it.
 fn copy_monitoring_tree(dest: &Path) {
-    for dir in ["alerts", "alerts/tests", "dashboards", "config"] {
+    for dir in ["alerts", "alerts/tests", "dashboards", "config", "docs"] {
         std::fs::create_dir_all(dest.join(dir)).unwrap();
         for entry in std::fs::read_dir(repo_root().join(dir)).unwrap() {
             let entry = entry.unwrap();
@@ -221,6 +221,38 @@ fn broken_dashboard_or_rule_fails_naming_file_and_expression() {
             && output.contains("could not parse expression"),
         "{output}"
     );
+
+    // Runbook links: an anchor that is no heading of the runbook, and a link
+    // into a file the repository does not have (the runbook used to be in
+    // README.md).
+    let base = "blob/main/docs/troubleshooting.md#";
+    for (to, expected) in [
+        (
+            format!("{base}driftisdetected"),
+            "runbook_url anchor #driftisdetected is not a heading in docs/troubleshooting.md",
+        ),
+        (
+            "blob/main/RUNBOOK.md#driftdetected".to_string(),
+            "runbook_url names RUNBOOK.md, which is not a file of the repository",
+        ),
+    ] {
+        copy_monitoring_tree(tmp.path());
+        let rules = read("alerts/driftwatch.rules.yml");
+        let from = format!("{base}driftdetected");
+        assert!(rules.contains(&from), "rules no longer link {from}");
+        std::fs::write(
+            tmp.path().join("alerts/driftwatch.rules.yml"),
+            rules.replacen(&from, &to, 1),
+        )
+        .unwrap();
+        let (ok, output) =
+            check_monitoring(&["--root", root, "--metrics", scrape.to_str().unwrap()]);
+        assert!(!ok, "a broken runbook link passed:\n{output}");
+        assert!(
+            output.contains("alerts/driftwatch.rules.yml:") && output.contains(expected),
+            "{output}"
+        );
+    }
 }
 
 /// A /metrics exposition with every series name the shipped files use, for
@@ -1248,6 +1280,23 @@ fn kubernetes_configmaps_pass_validate() {
                     )],
                 );
                 repo.insert("path".into(), checkout.display().to_string().into());
+            }
+        }
+        if let Some(acks) = config.get_mut("acks").and_then(|a| a.as_table_mut()) {
+            if let Some(key_file) = acks.get("fingerprint_key_file") {
+                assert!(
+                    key_file
+                        .as_str()
+                        .unwrap()
+                        .starts_with("/etc/driftwatch-fingerprint/"),
+                    "{file}: fingerprint key from its Secret mount"
+                );
+                let key = tmp.path().join("fingerprint-key");
+                std::fs::write(&key, "a-shared-fingerprint-key-for-tests\n").unwrap();
+                acks.insert(
+                    "fingerprint_key_file".into(),
+                    key.display().to_string().into(),
+                );
             }
         }
         let path = tmp.path().join("driftwatch.toml");

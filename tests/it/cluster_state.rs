@@ -863,3 +863,85 @@ fn a_killed_replica_hands_over_with_drifted_since_unchanged() {
     assert!(total("driftwatch_cluster_handover_source_errors_total{source=\"peer\"} ") >= 1.0);
     assert_eq!(total("driftwatch_cluster_status_dropped_instances "), 0.0);
 }
+
+/// Run-time acknowledgements move with their instance (issue 22): made on
+/// the owner, they are on the new owner after the handover, still covering
+/// the drift; the old owner sends new ones to the new owner (421).
+#[test]
+fn an_acknowledgement_moves_with_its_instance() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    let script = "echo '{\"resources\": [{\"subject\": \"file/x\", \"action\": \"changed\", \"diff\": \"live 1\"}]}'\nexit 2\n";
+    let files: Vec<(String, &str)> = (0..PROBES)
+        .map(|n| (format!("p{n}/check.sh"), script))
+        .collect();
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+    init_repo(&work, &files);
+    std::fs::write(tmp.path().join("token"), "t0ken").unwrap();
+    let mut text = format!(
+        "state_dir = \"state\"\n\n[server]\nlisten = \"127.0.0.1:0\"\napi_token_file = \"{}\"\n\n[[repo]]\nname = \"infra\"\nurl = \"file://{}\"\nbranch = \"main\"\npoll_interval = \"1h\"\n",
+        tmp.path().join("token").display(),
+        work.display()
+    );
+    for n in 0..PROBES {
+        text.push_str(&format!(
+            "\n[[probe]]\nname = \"p{n}\"\nlayer = \"command\"\npath = \"p{n}\"\nschedule = \"none\"\noutput = \"json\"\ncommand = [\"sh\", \"check.sh\"]\n"
+        ));
+    }
+    let config = tmp.path().join("driftwatch.toml");
+    std::fs::write(&config, text).unwrap();
+    let a = Replica::start(&tmp.path().join("a"), &config, "a", None);
+    a.cluster.set_members(vec![a.member()]);
+    wait_until("a to see every probe drift", || {
+        (drifted_since(&a).len() == PROBES).then_some(())
+    });
+    // Which instances b will take (ownership depends on identities only).
+    let future_b = Member {
+        identity: "b".into(),
+        url: "http://unused".into(),
+    };
+    let moving = owned_by("b", &[a.member(), future_b]);
+    let id = moving.first().expect("b takes something").clone();
+    let post = |replica: &Replica, id: &str| {
+        crate::common::daemon::reqwest::request_with_body(
+            "POST",
+            &format!("{}/api/v1/probes/{id}/acks", replica.base),
+            "Authorization: Bearer t0ken\r\n",
+            r#"{"by": "hank", "reason": "moving day", "expires": "1d"}"#,
+        )
+        .unwrap()
+    };
+    let (code, body) = post(&a, &id);
+    assert_eq!(code, 201, "{body}");
+    let ack: Value = serde_json::from_str(&body).unwrap();
+
+    let b = Replica::start(&tmp.path().join("b"), &config, "b", None);
+    let members = vec![a.member(), b.member()];
+    b.cluster.set_members(vec![a.member()]);
+    a.cluster.set_members(members.clone());
+    b.cluster.set_members(members.clone());
+    let listed = wait_until("b to hold the ack", || {
+        let list = b.get_json("/api/v1/acks")?;
+        let found = list["acks"]
+            .as_array()?
+            .iter()
+            .find(|x| x["id"] == ack["id"])
+            .cloned()?;
+        (found["state"] == "active").then_some(found)
+    });
+    assert_eq!(listed["by"], "hank");
+    assert_eq!(listed["instance"], id.as_str());
+    // b exports the instance, acknowledged.
+    wait_until("b's metrics to show the ack", || {
+        let text = b.get_text("/metrics");
+        let line = text.lines().find(|l| {
+            l.starts_with("driftwatch_probe_acknowledged_resources{")
+                && l.contains(&format!("probe=\"{id}\""))
+        })?;
+        line.ends_with(" 1").then_some(())
+    });
+    // a no longer takes acks for it: it names the owner.
+    let (code, body) = post(&a, &id);
+    assert_eq!(code, 421, "{body}");
+    assert!(body.contains(&b.base), "{body}");
+}

@@ -287,7 +287,7 @@ fn sigterm_with_a_hung_fetch_exits_within_the_kill_grace() {
         took.as_secs_f64()
     );
     assert!(status.success(), "exit status {status:?}");
-    // kill_grace (2 s) + 5 s, as promised in the README.
+    // kill_grace (2 s) + 5 s, as docs/troubleshooting.md promises.
     assert!(
         took < Duration::from_secs(7),
         "took {took:?}; log:\n{}",

@@ -1,5 +1,7 @@
 //! One integration-test binary (links once); each concern is a module.
 
+mod acks;
+mod acks_layers;
 mod alerts;
 mod ansible;
 mod cluster;
@@ -9,6 +11,7 @@ mod common;
 mod config;
 mod daemon;
 mod demo;
+mod docs;
 mod escape;
 mod hung_remote;
 mod instances;
@@ -19,4 +22,5 @@ mod repo;
 mod scheduler;
 mod source_size;
 mod terraform;
+mod validate;
 mod web;

@@ -395,6 +395,31 @@ fn render_value_line(difference: &Difference, secret: bool) -> String {
     }
 }
 
+/// The fingerprint of one difference: its resource, path, wanted and live
+/// value. Under a Secret's `data`/`stringData` (hidden on every line, as in
+/// [`render_line`]) the values enter only as HMACs under `key`.
+pub fn fingerprint(
+    subject: &str,
+    field: &str,
+    difference: &Difference,
+    secret: bool,
+    key: &crate::probe::fingerprint::FingerprintKey,
+) -> String {
+    let hidden = secret
+        && matches!(difference.path.first(), Some(Segment::Key(k)) if k == "data" || k == "stringData");
+    let part = |value: &Value| {
+        let text = value.to_string();
+        if hidden {
+            key.secret(text.as_bytes())
+        } else {
+            text
+        }
+    };
+    let want = part(&difference.want);
+    let live = difference.live.as_ref().map(part);
+    crate::probe::fingerprint::field(subject, field, &want, live.as_deref())
+}
+
 const MAX_VALUE_CHARS: usize = 200;
 
 fn show(value: &Value) -> String {
@@ -684,6 +709,36 @@ mod tests {
         assert_eq!(
             whole,
             vec!["data: keys password, user missing in live object (values hidden)".to_string()]
+        );
+    }
+
+    #[test]
+    fn secret_fingerprints_follow_the_value_but_only_keyed() {
+        use crate::probe::fingerprint::FingerprintKey;
+        let s = builtin();
+        let root = s.root("v1", "Secret");
+        let key = FingerprintKey::from_bytes(b"0123456789abcdef".to_vec());
+        let other_key = FingerprintKey::from_bytes(b"fedcba9876543210".to_vec());
+        let fingerprints = |live: &str, secret: bool, key: &FingerprintKey| -> Vec<String> {
+            let want = json!({"data": {"password": "c2VjcmV0MQ=="}});
+            let live = json!({"data": {"password": live}});
+            compare(&want, &live, s, root)
+                .iter()
+                .map(|d| fingerprint("Secret/prod/db", &path_string(&d.path), d, secret, key))
+                .collect()
+        };
+        let base = fingerprints("c2VjcmV0Mg==", true, &key);
+        assert_eq!(base.len(), 1);
+        // Another hidden live value is another drift, though the line reads the same.
+        assert_ne!(base, fingerprints("c2VjcmV0Mw==", true, &key));
+        assert_eq!(base, fingerprints("c2VjcmV0Mg==", true, &key));
+        // Keyed: without the key nobody recomputes it from a guessed value.
+        assert_ne!(base, fingerprints("c2VjcmV0Mg==", true, &other_key));
+        assert_ne!(base, fingerprints("c2VjcmV0Mg==", false, &key));
+        // Outside Secret data values enter as they are (the key plays no part).
+        assert_eq!(
+            fingerprints("c2VjcmV0Mg==", false, &key),
+            fingerprints("c2VjcmV0Mg==", false, &other_key)
         );
     }
 }

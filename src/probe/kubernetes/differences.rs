@@ -20,6 +20,7 @@ impl KubernetesProbe {
         namespace: &str,
         mut live: Value,
         root: Option<&schema::TypeDef>,
+        key: &crate::probe::fingerprint::FingerprintKey,
     ) -> Vec<(String, FieldChange)> {
         // Who wrote each live value: taken before normalizing would drop it.
         let managed_fields = live
@@ -47,6 +48,7 @@ impl KubernetesProbe {
             .filter(|r| r.applies_to(&target))
             .collect();
         let secret = manifest.kind() == "Secret" && manifest.group().is_empty();
+        let subject = subject(manifest.kind(), namespace, manifest.name());
         let differences = compare::compare(&want, &live, schema::builtin(), root);
         // The cache keeps managedFields as JSON text (`cache::LiveObject`): parsed only now.
         let managed_fields = match managed_fields {
@@ -62,14 +64,16 @@ impl KubernetesProbe {
             .filter(|d| !rules.iter().any(|r| r.ignores(&d.path)))
             .map(|d| {
                 let field = compare::path_string(&d.path);
+                let fingerprint = compare::fingerprint(&subject, &field, d, secret, key);
                 // A field missing live has no owner to name.
-                let change = match d.live {
+                let mut change = match d.live {
                     Some(_) => owners::owner(managed_fields, &d.path, field),
                     None => FieldChange {
                         field,
                         ..FieldChange::default()
                     },
                 };
+                change.fingerprint = fingerprint;
                 let line = compare::render_line(d, secret) + &owners::suffix(&change);
                 (line, change)
             })

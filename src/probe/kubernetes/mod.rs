@@ -374,7 +374,13 @@ impl KubernetesProbe {
                         .pointer("/metadata/resourceVersion")
                         .and_then(Value::as_str)
                         .map(String::from);
-                    let lines = Arc::new(self.differences(manifest, namespace, live_object, root));
+                    let lines = Arc::new(self.differences(
+                        manifest,
+                        namespace,
+                        live_object,
+                        root,
+                        &cx.fingerprint_key,
+                    ));
                     if let (Some(watching), Some(version)) = (&self.watching, version) {
                         watching.compared.lock().unwrap().insert(
                             object_key(&types[*index], namespace, name),
@@ -448,6 +454,14 @@ impl KubernetesProbe {
 impl Probe for KubernetesProbe {
     fn layer(&self) -> &'static str {
         "kubernetes"
+    }
+
+    fn repo_paths(&self, probe_dir: Option<&std::path::Path>) -> Vec<super::RepoPath> {
+        self.config
+            .render
+            .as_deref()
+            .map(|render| super::render_paths(render, probe_dir))
+            .unwrap_or_default()
     }
 
     async fn preflight(&self) -> Vec<String> {

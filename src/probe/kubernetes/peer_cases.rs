@@ -28,7 +28,7 @@ fn lines(manifest_yaml: &str, live: Value) -> Vec<String> {
     let probe = KubernetesProbe::new(&common, config).unwrap();
     let root = schema::builtin().root(manifest.api_version(), manifest.kind());
     probe
-        .differences(manifest, "default", live, root)
+        .differences(manifest, "default", live, root, &Default::default())
         .into_iter()
         .map(|(line, _)| line)
         .collect()
@@ -451,7 +451,13 @@ fn custom_resource_quantities_compare_by_value() {
         let probe =
             KubernetesProbe::new(&common, parse_fields(toml::Table::new()).unwrap()).unwrap();
         probe
-            .differences(&loaded.objects[0], "default", live, Some(&root))
+            .differences(
+                &loaded.objects[0],
+                "default",
+                live,
+                Some(&root),
+                &Default::default(),
+            )
             .into_iter()
             .map(|(line, _)| line)
             .collect()

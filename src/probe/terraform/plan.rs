@@ -209,6 +209,8 @@ pub struct Options<'a> {
     /// have come from outside.
     pub outside_by_default: bool,
     pub ignore: &'a [IgnoreRule],
+    /// The key sensitive values enter change fingerprints under.
+    pub fingerprint_key: &'a crate::probe::fingerprint::FingerprintKey,
 }
 
 /// Builds the changes from the plan's own actions (never from the exit code).
@@ -308,11 +310,29 @@ pub fn summarize(plan: &Value, options: &Options) -> PlanSummary {
         if let Some(reason) = rc["action_reason"].as_str() {
             diff.push_str(&format!("# reason: {reason}\n"));
         }
-        changes.push(
-            ResourceChange::new(address, action)
-                .with_diff(redactor.redact(diff.trim_end()))
-                .with_origin(origin),
+        let mut hidden = Vec::new();
+        for part in [
+            change,
+            drift.get(address).map_or(&Value::Null, |d| &d["change"]),
+        ] {
+            super::redact::masked_values(&part["before"], mask, &mut hidden);
+            super::redact::masked_values(&part["after"], mask, &mut hidden);
+        }
+        let hidden: Vec<String> = hidden
+            .iter()
+            .map(|value| options.fingerprint_key.secret(value.as_bytes()))
+            .collect();
+        let mut resource = ResourceChange::new(address, action)
+            .with_diff(redactor.redact(diff.trim_end()))
+            .with_origin(origin);
+        resource.fingerprint = crate::probe::fingerprint::change(
+            &resource.subject,
+            &resource.action,
+            &[],
+            &resource.diff,
+            &hidden,
         );
+        changes.push(resource);
     }
     // Drift that the configuration absorbs (ignore_changes, …) plans no
     // action: apply would do nothing, so it is a note, never drift.
@@ -343,11 +363,23 @@ pub fn summarize(plan: &Value, options: &Options) -> PlanSummary {
             }
             let sensitive = options.sensitivity.outputs.contains(name);
             let diff = output_diff(change, sensitive, redactor);
-            changes.push(
-                ResourceChange::new(format!("output.{name}"), action)
-                    .with_diff(diff)
-                    .with_origin(default_origin),
-            );
+            let mut output = ResourceChange::new(format!("output.{name}"), action)
+                .with_diff(diff)
+                .with_origin(default_origin);
+            if sensitive {
+                let hidden: Vec<String> = [&change["before"], &change["after"]]
+                    .iter()
+                    .map(|v| options.fingerprint_key.secret(v.to_string().as_bytes()))
+                    .collect();
+                output.fingerprint = crate::probe::fingerprint::change(
+                    &output.subject,
+                    &output.action,
+                    &[],
+                    &output.diff,
+                    &hidden,
+                );
+            }
+            changes.push(output);
         }
     }
 
@@ -724,6 +756,7 @@ mod tests {
                 sensitivity: &sensitivity,
                 outside_by_default: outside,
                 ignore,
+                fingerprint_key: &Default::default(),
             },
         )
     }
@@ -736,6 +769,41 @@ mod tests {
         assert_eq!(a(&["no-op"]), None);
         assert_eq!(a(&["read"]), None);
         assert_eq!(a(&["update"]), Some("update"));
+    }
+
+    #[test]
+    fn a_changed_sensitive_value_changes_the_fingerprint_never_the_text() {
+        let plan = plan();
+        let before = read(&plan, false, &[]);
+        let secret = &before.changes[1];
+        assert_eq!(secret.subject, "terraform_data.s");
+        assert!(crate::probe::fingerprint::is_valid(&secret.fingerprint));
+        let text = serde_json::to_string(&plan)
+            .unwrap()
+            .replace("hunter33", "hunter44");
+        let after = read(&serde_json::from_str(&text).unwrap(), false, &[]);
+        assert_eq!(after.changes[1].diff, secret.diff, "the diff masks both");
+        assert_ne!(after.changes[1].fingerprint, secret.fingerprint);
+        // The other resources' fingerprints stay as they were.
+        assert_eq!(after.changes[0].fingerprint, before.changes[0].fingerprint);
+        // Keyed: another key, another fingerprint of the same hidden value.
+        let sensitivity = Sensitivity::of(&plan);
+        let mut redactor = Redactor::default();
+        collect_secrets(&plan, &sensitivity, &mut redactor);
+        let other = summarize(
+            &plan,
+            &Options {
+                redactor: &redactor,
+                sensitivity: &sensitivity,
+                outside_by_default: false,
+                ignore: &[],
+                fingerprint_key: &crate::probe::fingerprint::FingerprintKey::from_bytes(
+                    b"another key, 16+".to_vec(),
+                ),
+            },
+        );
+        assert_ne!(other.changes[1].fingerprint, secret.fingerprint);
+        assert_eq!(other.changes[0].fingerprint, before.changes[0].fingerprint);
     }
 
     #[test]

@@ -13,6 +13,29 @@ pub const MASK: &str = "(sensitive value)";
 /// would garble everything); they are still masked by sensitive path.
 const MIN_SECRET_LEN: usize = 4;
 
+/// The values at the paths `mask` marks sensitive in `value` (Terraform's
+/// mask shape, as [`Redactor::add_masked`] reads it), each as compact JSON,
+/// however short: what a change's fingerprint keys so that a changed hidden
+/// value is a changed drift, while the diff shows only the mask.
+pub fn masked_values(value: &Value, mask: &Value, out: &mut Vec<String>) {
+    match (mask, value) {
+        (Value::Bool(true), v) if !v.is_null() => out.push(v.to_string()),
+        (Value::Object(mask), Value::Object(map)) => {
+            for (key, m) in mask {
+                if let Some(v) = map.get(key) {
+                    masked_values(v, m, out);
+                }
+            }
+        }
+        (Value::Array(mask), Value::Array(items)) => {
+            for (m, v) in mask.iter().zip(items) {
+                masked_values(v, m, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Redactor {
     secrets: Vec<String>,

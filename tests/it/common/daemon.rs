@@ -132,6 +132,16 @@ pub mod reqwest {
 
     /// A request with extra header lines (each ending in `\r\n`) and no body.
     pub fn request(method: &str, url: &str, headers: &str) -> Option<(u16, String)> {
+        request_with_body(method, url, headers, "")
+    }
+
+    /// A request with extra header lines and a JSON body.
+    pub fn request_with_body(
+        method: &str,
+        url: &str,
+        headers: &str,
+        body: &str,
+    ) -> Option<(u16, String)> {
         let rest = url.strip_prefix("http://")?;
         let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let mut stream = std::net::TcpStream::connect(host).ok()?;
@@ -140,7 +150,8 @@ pub mod reqwest {
             .ok()?;
         write!(
             stream,
-            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n{headers}Connection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nContent-Type: application/json\r\n{headers}Connection: close\r\n\r\n{body}",
+            body.len()
         )
         .ok()?;
         let mut raw = Vec::new();

@@ -129,6 +129,7 @@ pub fn probe_context(
         cache_dir,
         scratch_dir,
         kill_grace: std::time::Duration::from_secs(2),
+        fingerprint_key: std::sync::Arc::default(),
     }
 }
 

@@ -1,0 +1,402 @@
+//! `.driftwatch/acks.toml` in the watched repo: acknowledgements reviewed
+//! by pull request like the rest of the desired state, read at each run
+//! from the checked-out commit. `driftwatch ack --print` writes an entry:
+//!
+//! ```toml
+//! [[ack]]
+//! instance = "web"                      # `name` or `name:root`
+//! by = "alice"
+//! reason = "INC-1234: scaled up during the incident"
+//! created = "2026-12-01T10:00:00Z"      # optional
+//! expires = "2026-12-08T10:00:00Z"      # required, RFC 3339
+//!
+//! [[ack.cover]]
+//! subject = "Deployment/prod/web"
+//! field = "spec.replicas"               # optional: the whole resource without it
+//! fingerprint = "fp1:3f2a9c0d1e2b4a5c"
+//! ```
+//!
+//! A problem names `file:line:col: key: message`; an entry with a problem
+//! is left out and the rest of the file (and of the repo) is still used.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::model::{check_text, repo_id, Ack, AckSource, Cover};
+use crate::probe::fingerprint;
+
+/// Where the file lives, relative to the repository root.
+pub const ACKS_FILE: &str = ".driftwatch/acks.toml";
+/// Largest acks file read.
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    ack: Vec<RawAck>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawAck {
+    instance: Spanned<String>,
+    by: Spanned<String>,
+    reason: Spanned<String>,
+    #[serde(default)]
+    created: Option<Spanned<String>>,
+    expires: Spanned<String>,
+    #[serde(default)]
+    cover: Vec<RawCover>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawCover {
+    subject: Spanned<String>,
+    #[serde(default)]
+    field: Option<String>,
+    fingerprint: Spanned<String>,
+}
+
+/// What the file holds: the usable acks and one line per problem.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RepoAcks {
+    pub acks: Vec<Ack>,
+    pub problems: Vec<String>,
+    /// Line of each ack in the file, by id (for `validate`).
+    pub lines: Vec<(String, usize)>,
+}
+
+impl RepoAcks {
+    /// The acks of one instance.
+    pub fn of(&self, instance: &str) -> Vec<Ack> {
+        self.acks
+            .iter()
+            .filter(|a| a.instance == instance)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Reads `checkout/.driftwatch/acks.toml`; a missing file holds nothing.
+/// `max_expiry` bounds how far ahead of `now` an expiry may be.
+pub fn read(checkout: &Path, now: DateTime<Utc>, max_expiry: Duration) -> RepoAcks {
+    let path = checkout.join(ACKS_FILE);
+    let text = match std::fs::metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return RepoAcks::default(),
+        Ok(meta) if meta.len() > MAX_FILE_BYTES => {
+            return RepoAcks {
+                problems: vec![format!(
+                    "{ACKS_FILE}: larger than {MAX_FILE_BYTES} bytes; not read"
+                )],
+                ..RepoAcks::default()
+            }
+        }
+        _ => match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => {
+                return RepoAcks {
+                    problems: vec![format!("{ACKS_FILE}: cannot read: {e}")],
+                    ..RepoAcks::default()
+                }
+            }
+        },
+    };
+    parse(&text, ACKS_FILE, now, max_expiry)
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Parses the file's text; `name` is how problems name the file.
+pub fn parse(text: &str, name: &str, now: DateTime<Utc>, max_expiry: Duration) -> RepoAcks {
+    let at = |offset: usize| {
+        let (line, col) = line_col(text, offset);
+        format!("{name}:{line}:{col}")
+    };
+    let deserializer = toml::Deserializer::new(text);
+    let raw: RawFile = match serde_path_to_error::deserialize(deserializer) {
+        Ok(raw) => raw,
+        Err(err) => {
+            let key = err.path().to_string();
+            let inner = err.into_inner();
+            let place = inner
+                .span()
+                .map(|s| at(s.start))
+                .unwrap_or_else(|| name.to_string());
+            let message = inner.message().trim().to_string();
+            let problem = if key.is_empty() || key == "." {
+                format!("{place}: {message}")
+            } else {
+                format!("{place}: {key}: {message}")
+            };
+            return RepoAcks {
+                problems: vec![problem],
+                ..RepoAcks::default()
+            };
+        }
+    };
+    let mut result = RepoAcks::default();
+    for (index, entry) in raw.ack.into_iter().enumerate() {
+        let key = |field: &str| format!("ack[{index}].{field}");
+        let mut problem = |offset: usize, field: &str, message: String| {
+            result
+                .problems
+                .push(format!("{}: {}: {message}", at(offset), key(field)));
+        };
+        if let Err(err) = check_text(entry.by.get_ref(), entry.reason.get_ref()) {
+            let span = if err.key == "by" {
+                entry.by.span()
+            } else {
+                entry.reason.span()
+            };
+            problem(span.start, err.key, err.message);
+            continue;
+        }
+        let instance = entry.instance.get_ref().trim().to_string();
+        if instance.is_empty() {
+            problem(entry.instance.span().start, "instance", "is empty".into());
+            continue;
+        }
+        let expires_at = match DateTime::parse_from_rfc3339(entry.expires.get_ref().trim()) {
+            Ok(at) => at.with_timezone(&Utc),
+            Err(e) => {
+                problem(
+                    entry.expires.span().start,
+                    "expires",
+                    format!(
+                        "{:?} is not an RFC 3339 time (e.g. \"2026-12-08T10:00:00Z\"): {e}",
+                        entry.expires.get_ref()
+                    ),
+                );
+                continue;
+            }
+        };
+        let limit = now + chrono::TimeDelta::from_std(max_expiry).unwrap_or(chrono::TimeDelta::MAX);
+        if expires_at > limit {
+            problem(
+                entry.expires.span().start,
+                "expires",
+                format!(
+                    "is more than the maximum of {} ahead ([acks] max_expiry)",
+                    humantime::format_duration(max_expiry)
+                ),
+            );
+            continue;
+        }
+        let created_at = match &entry.created {
+            None => expires_at.min(now),
+            Some(created) => match DateTime::parse_from_rfc3339(created.get_ref().trim()) {
+                Ok(at) => at.with_timezone(&Utc),
+                Err(e) => {
+                    problem(
+                        created.span().start,
+                        "created",
+                        format!("{:?} is not an RFC 3339 time: {e}", created.get_ref()),
+                    );
+                    continue;
+                }
+            },
+        };
+        if entry.cover.is_empty() {
+            problem(
+                entry.instance.span().start,
+                "cover",
+                "is empty: add a [[ack.cover]] with subject and fingerprint (driftwatch ack --print writes them)".into(),
+            );
+            continue;
+        }
+        let mut covers = Vec::new();
+        let mut bad = false;
+        for (n, cover) in entry.cover.iter().enumerate() {
+            if !fingerprint::is_valid(cover.fingerprint.get_ref()) {
+                problem(
+                    cover.fingerprint.span().start,
+                    &format!("cover[{n}].fingerprint"),
+                    format!(
+                        "{:?} is not a fingerprint (fp1: and 16 hex digits)",
+                        cover.fingerprint.get_ref()
+                    ),
+                );
+                bad = true;
+                continue;
+            }
+            if cover.subject.get_ref().is_empty() {
+                problem(
+                    cover.subject.span().start,
+                    &format!("cover[{n}].subject"),
+                    "is empty".into(),
+                );
+                bad = true;
+                continue;
+            }
+            covers.push(Cover {
+                subject: cover.subject.get_ref().clone(),
+                field: cover.field.clone(),
+                fingerprint: cover.fingerprint.get_ref().clone(),
+            });
+        }
+        if bad {
+            continue;
+        }
+        covers.sort();
+        covers.dedup();
+        let id = repo_id(&instance, &covers, expires_at);
+        let (line, _) = line_col(text, entry.instance.span().start);
+        result.lines.push((id.clone(), line));
+        let mut subjects: Vec<String> = covers.iter().map(|c| c.subject.clone()).collect();
+        subjects.dedup();
+        let fields: Vec<String> = covers.iter().filter_map(|c| c.field.clone()).collect();
+        result.acks.push(Ack {
+            id,
+            instance,
+            subjects,
+            fields,
+            covers,
+            by: entry.by.into_inner(),
+            reason: entry.reason.into_inner(),
+            created_at,
+            expires_at,
+            source: AckSource::Repo,
+            matched_at: None,
+            changed: false,
+            ended: None,
+        });
+    }
+    result
+}
+
+/// The TOML entry for `ack`, to paste into the acks file (`--print`).
+pub fn snippet(ack: &Ack) -> String {
+    let quote = |text: &str| toml::Value::String(text.to_string()).to_string();
+    let time = |at: DateTime<Utc>| quote(&at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let mut out = format!(
+        "# {ACKS_FILE}\n[[ack]]\ninstance = {}\nby = {}\nreason = {}\ncreated = {}\nexpires = {}\n",
+        quote(&ack.instance),
+        quote(&ack.by),
+        quote(&ack.reason),
+        time(ack.created_at),
+        time(ack.expires_at),
+    );
+    for cover in &ack.covers {
+        out.push_str(&format!(
+            "\n[[ack.cover]]\nsubject = {}\n",
+            quote(&cover.subject)
+        ));
+        if let Some(field) = &cover.field {
+            out.push_str(&format!("field = {}\n", quote(field)));
+        }
+        out.push_str(&format!("fingerprint = {}\n", quote(&cover.fingerprint)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ack::model::DEFAULT_MAX_EXPIRY;
+
+    fn now() -> DateTime<Utc> {
+        "2026-12-01T12:00:00Z".parse().unwrap()
+    }
+
+    const GOOD: &str = r#"
+[[ack]]
+instance = "web"
+by = "alice"
+reason = "INC-1: scaled up"
+expires = "2026-12-05T00:00:00Z"
+
+[[ack.cover]]
+subject = "Deployment/prod/web"
+field = "spec.replicas"
+fingerprint = "fp1:0123456789abcdef"
+"#;
+
+    #[test]
+    fn a_good_file_and_its_snippet_round_trip() {
+        let read = parse(GOOD, ACKS_FILE, now(), DEFAULT_MAX_EXPIRY);
+        assert!(read.problems.is_empty(), "{:?}", read.problems);
+        assert_eq!(read.acks.len(), 1);
+        let ack = &read.acks[0];
+        assert!(ack.id.starts_with("r-") && ack.id.len() == 10, "{}", ack.id);
+        assert_eq!(ack.covers[0].field.as_deref(), Some("spec.replicas"));
+        assert_eq!(read.of("web").len(), 1);
+        assert!(read.of("other").is_empty());
+        let again = parse(&snippet(ack), ACKS_FILE, now(), DEFAULT_MAX_EXPIRY);
+        assert!(again.problems.is_empty(), "{:?}", again.problems);
+        assert_eq!(again.acks[0].id, ack.id, "the id survives a re-read");
+        assert_eq!(again.acks[0].covers, ack.covers);
+    }
+
+    #[test]
+    fn problems_name_file_line_col_and_key_and_spare_the_rest() {
+        // (broken text, expected problem prefix)
+        let cases = [
+            ("[[ack]\n", ".driftwatch/acks.toml:1:"),
+            (
+                "[[ack]]\ninstance = \"web\"\nby = \"a\"\nreason = \"r\"\nexpires = \"soon\"\n[[ack.cover]]\nsubject = \"s\"\nfingerprint = \"fp1:0123456789abcdef\"\n",
+                ".driftwatch/acks.toml:5:11: ack[0].expires:",
+            ),
+            (
+                "[[ack]]\ninstance = \"web\"\nby = \"a\"\nreason = \"\"\nexpires = \"2026-12-02T00:00:00Z\"\n[[ack.cover]]\nsubject = \"s\"\nfingerprint = \"fp1:0123456789abcdef\"\n",
+                ".driftwatch/acks.toml:4:10: ack[0].reason: is required",
+            ),
+            (
+                "[[ack]]\ninstance = \"web\"\nby = \"a\"\nreason = \"r\"\nexpires = \"2026-12-02T00:00:00Z\"\n[[ack.cover]]\nsubject = \"s\"\nfingerprint = \"md5:x\"\n",
+                ".driftwatch/acks.toml:8:15: ack[0].cover[0].fingerprint:",
+            ),
+            (
+                "[[ack]]\ninstance = \"web\"\nby = \"a\"\nreason = \"r\"\nexpires = \"2027-12-02T00:00:00Z\"\n[[ack.cover]]\nsubject = \"s\"\nfingerprint = \"fp1:0123456789abcdef\"\n",
+                ".driftwatch/acks.toml:5:11: ack[0].expires: is more than the maximum",
+            ),
+            (
+                "[[ack]]\ninstance = \"web\"\nowner = \"a\"\n",
+                ".driftwatch/acks.toml:3:1: ack[0].owner: unknown field `owner`",
+            ),
+            (
+                "[[ack]]\ninstance = \"web\"\nby = \"a\"\nreason = \"r\"\nexpires = \"2026-12-02T00:00:00Z\"\n",
+                ".driftwatch/acks.toml:2:12: ack[0].cover: is empty",
+            ),
+        ];
+        for (text, expected) in cases {
+            let read = parse(text, ACKS_FILE, now(), DEFAULT_MAX_EXPIRY);
+            assert_eq!(read.problems.len(), 1, "{text}: {:?}", read.problems);
+            assert!(
+                read.problems[0].starts_with(expected),
+                "{text}: {}",
+                read.problems[0]
+            );
+            // A problem in a second entry leaves the first usable.
+            if !text.starts_with("[[ack]\n") {
+                let both = format!("{GOOD}\n{text}");
+                let read = parse(&both, ACKS_FILE, now(), DEFAULT_MAX_EXPIRY);
+                if !read.problems[0].contains("unknown field") {
+                    assert_eq!(read.acks.len(), 1, "{text}: {:?}", read.problems);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_file_holds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            read(dir.path(), now(), DEFAULT_MAX_EXPIRY),
+            RepoAcks::default()
+        );
+        std::fs::create_dir_all(dir.path().join(".driftwatch")).unwrap();
+        std::fs::write(dir.path().join(ACKS_FILE), GOOD).unwrap();
+        assert_eq!(read(dir.path(), now(), DEFAULT_MAX_EXPIRY).acks.len(), 1);
+    }
+}

@@ -1,0 +1,106 @@
+//! What `driftwatch validate` says about acknowledgements: problems in each
+//! readable repo's acks file (`file:line:col: key: message`), acks for
+//! instances no probe has, and acks that match nothing in the last run the
+//! state directory knows of (stale: the drift changed or is gone; remove
+//! them or acknowledge again) or have expired.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+use super::model::AckState;
+use super::repo_file::{self, ACKS_FILE};
+use crate::config::{Config, RepoSource};
+use crate::state::{ProbeStatus, State};
+
+/// Errors and warnings, each one line.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// `checkout` is a work tree of the remote repos, as `validate --checkout`.
+pub fn check(config: &Config, checkout: Option<&Path>, now: DateTime<Utc>) -> Findings {
+    let mut findings = Findings::default();
+    let statuses = State::peek(&config.state_dir);
+    for repo in &config.repos {
+        let dir: PathBuf = match &repo.source {
+            RepoSource::Path(dir) => dir.clone(),
+            RepoSource::Remote { .. } => match checkout {
+                Some(dir) => dir.to_path_buf(),
+                None => continue,
+            },
+        };
+        let read = repo_file::read(&dir, now, config.acks.max_expiry);
+        let file = dir.join(ACKS_FILE);
+        for problem in &read.problems {
+            let rest = problem.strip_prefix(ACKS_FILE).unwrap_or(problem);
+            findings.errors.push(format!("{}{rest}", file.display()));
+        }
+        for ack in &read.acks {
+            let line = read
+                .lines
+                .iter()
+                .find(|(id, _)| id == &ack.id)
+                .map_or(0, |(_, line)| *line);
+            let at = format!("{}:{line}", file.display());
+            let instance = ack.instance_id();
+            let known = config
+                .probes
+                .iter()
+                .any(|p| p.repo == repo.name && p.name == instance.probe);
+            if !known {
+                findings.errors.push(format!(
+                    "{at}: ack {} names {:?}, which no probe of repo {} has",
+                    ack.id, ack.instance, repo.name
+                ));
+                continue;
+            }
+            let Some(status) = statuses.iter().find(|s| s.probe == ack.instance) else {
+                continue;
+            };
+            if let Some(warning) = stale(status, ack, now) {
+                findings.warnings.push(format!("{at}: {warning}"));
+            }
+        }
+    }
+    for status in &statuses {
+        for ack in status
+            .acks
+            .iter()
+            .filter(|a| a.source == super::AckSource::Runtime)
+        {
+            if let Some(warning) = stale(status, ack, now) {
+                findings.warnings.push(format!("run-time {warning}"));
+            }
+        }
+    }
+    findings
+}
+
+/// A warning when `ack` matches nothing in `status`'s last run or has expired.
+fn stale(status: &ProbeStatus, ack: &super::Ack, now: DateTime<Utc>) -> Option<String> {
+    status.last_success?;
+    let mut status = status.clone();
+    status.acks = vec![ack.clone()];
+    let assessment = super::assess_status(&status, now);
+    let when = status
+        .last_success
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    match assessment.acks.get(&ack.id).map(|s| s.state) {
+        Some(AckState::Stale) => Some(format!(
+            "ack {} of {} (by {}) is stale: its fingerprints match nothing in the last run ({when}); remove it, or acknowledge the current drift again (driftwatch ack --print)",
+            ack.id, ack.instance, ack.by
+        )),
+        Some(AckState::Expired) if ack.source == super::AckSource::Repo => Some(format!(
+            "ack {} of {} (by {}) expired at {}; remove it",
+            ack.id,
+            ack.instance,
+            ack.by,
+            ack.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )),
+        _ => None,
+    }
+}
