@@ -31,7 +31,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 use serde::Serialize;
 
-use crate::probe::{RunReport, Verdict};
+use crate::model::outcome::{RunReport, Verdict};
 
 pub const DB_FILE: &str = "history.db";
 const SCHEMA_VERSION: i64 = 2;
@@ -1441,8 +1441,8 @@ fn write_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::outcome::{ErrorReason, ProbeError, ResourceChange};
-    use crate::probe::Outcome;
+    use crate::model::outcome::Outcome;
+    use crate::model::outcome::{ErrorReason, ProbeError, ResourceChange};
 
     /// Test times are offsets from a base a little in the past, so that the
     /// writer's prune at start-up (30 days by default) keeps them.

@@ -23,8 +23,8 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::instance::InstanceId;
-use crate::probe::{RunReport, Verdict};
+use crate::model::instance::InstanceId;
+use crate::model::outcome::{RunReport, Verdict};
 
 const STATE_FILE: &str = "state.json";
 const STATE_VERSION: u32 = 1;
@@ -586,8 +586,8 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::outcome::{ErrorReason, ProbeError, ResourceChange};
-    use crate::probe::Outcome;
+    use crate::model::outcome::Outcome;
+    use crate::model::outcome::{ErrorReason, ProbeError, ResourceChange};
     use std::time::Duration;
 
     pub(crate) fn report(verdict: Verdict, at: i64) -> RunReport {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::instance::InstanceId;
+use crate::model::instance::InstanceId;
 use crate::state::DriftedResource;
 
 /// The longest expiry unless `[acks] max_expiry` says otherwise.
@@ -339,10 +339,10 @@ pub fn repo_id(instance: &str, covers: &[Cover], expires_at: DateTime<Utc>) -> S
         parts.push(cover.fingerprint.clone());
     }
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-    let digest = crate::probe::fingerprint::of_parts(&refs);
+    let digest = crate::model::fingerprint::of_parts(&refs);
     format!(
         "r-{}",
-        &digest[crate::probe::fingerprint::PREFIX.len()..][..8]
+        &digest[crate::model::fingerprint::PREFIX.len()..][..8]
     )
 }
 

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::model::{check_text, repo_id, Ack, AckSource, Cover};
-use crate::probe::fingerprint;
+use crate::model::fingerprint;
 
 /// Where the file lives, relative to the repository root.
 pub const ACKS_FILE: &str = ".driftwatch/acks.toml";

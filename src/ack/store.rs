@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::matching::assess;
 use super::model::{Ack, AckSource, EndReason, Ended, ENDED_RETENTION};
-use crate::instance::InstanceId;
+use crate::model::instance::InstanceId;
 use crate::state::ProbeStatus;
 
 /// What happened to an ack, for the history.

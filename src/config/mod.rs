@@ -87,9 +87,9 @@ pub struct Defaults {
 }
 
 /// Default of `[defaults] max_changes_per_report`.
-pub const DEFAULT_MAX_CHANGES_PER_REPORT: usize = 1_000;
+pub const DEFAULT_MAX_CHANGES_PER_REPORT: usize = crate::model::outcome::MAX_CHANGES_PER_REPORT;
 /// Default of `[defaults] max_report_bytes` (1 MiB).
-pub const DEFAULT_MAX_REPORT_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_MAX_REPORT_BYTES: usize = crate::model::outcome::MAX_REPORT_BYTES;
 
 #[derive(Debug, Clone)]
 pub struct RepoConfig {

@@ -31,10 +31,8 @@ use self::cache::{LiveCache, Phase, ScopeKey};
 use self::ignore::{IgnoreRule, IgnoreRuleConfig, Target};
 use self::live::{DiscoveryCache, ReadPlan, Reader, Resolved, ResourceType};
 use self::manifest::{Loaded, Manifest};
-use super::{
-    parse_fields, ErrorReason, FieldChange, FieldError, Outcome, Probe, ProbeCommon, ProbeContext,
-    ProbeError, ResourceChange,
-};
+use super::{parse_fields, FieldError, Probe, ProbeCommon, ProbeContext};
+use crate::model::outcome::{ErrorReason, FieldChange, Outcome, ProbeError, ResourceChange};
 
 /// Largest render output accepted.
 const RENDER_OUTPUT_LIMIT: usize = 64 * 1024 * 1024;
@@ -867,7 +865,7 @@ impl KubernetesProbe {
         namespace: &str,
         mut live: Value,
         root: Option<&schema::TypeDef>,
-        key: &crate::probe::fingerprint::FingerprintKey,
+        key: &crate::model::fingerprint::FingerprintKey,
     ) -> Vec<(String, FieldChange)> {
         // Who wrote each live value: taken before normalizing would drop it.
         let managed_fields = live
