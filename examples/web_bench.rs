@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use driftwatch::history::{History, HistoryConfig};
+use driftwatch::config::HistoryConfig;
+use driftwatch::history::History;
 use driftwatch::http::{self as web, Catalog, CatalogProbe, Context, TriggerRefusal, TriggerSink};
 use driftwatch::metrics::Metrics;
 use driftwatch::model::outcome::{ErrorReason, ProbeError, ResourceChange};

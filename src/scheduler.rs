@@ -26,7 +26,7 @@ use tracing::Instrument;
 use crate::cluster::{Cluster, Member};
 use crate::config::{Config, ProbeSpec};
 use crate::metrics::Metrics;
-use crate::model::instance::InstanceId;
+use crate::model::instance::{InstanceId, Removal};
 use crate::model::outcome::{ErrorReason, ProbeError};
 use crate::model::outcome::{RunReport, Verdict};
 use crate::probe::{Probe, ProbeContext};
@@ -35,19 +35,6 @@ use crate::state::State;
 
 /// How long runs of gained instances wait for the handover to seed them.
 const TAKEOVER_DELAY: Duration = Duration::from_secs(2);
-
-/// An instance dropped because its probe's latest root listing no longer
-/// has its root (e.g. a Terraform root deleted in a new commit).
-#[derive(Debug, Clone)]
-pub struct Removal {
-    pub instance: InstanceId,
-    pub layer: String,
-    /// The commit whose listing no longer has the root.
-    pub commit: String,
-    pub at: chrono::DateTime<Utc>,
-    /// Whether a drift episode was open when the instance went away.
-    pub was_drifted: bool,
-}
 
 /// Why a run started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

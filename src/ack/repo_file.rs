@@ -304,7 +304,7 @@ pub fn snippet(ack: &Ack) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ack::model::DEFAULT_MAX_EXPIRY;
+    use crate::config::DEFAULT_ACK_MAX_EXPIRY as DEFAULT_MAX_EXPIRY;
 
     fn now() -> DateTime<Utc> {
         "2026-12-01T12:00:00Z".parse().unwrap()

@@ -2,6 +2,7 @@
 //! instance's key, what a probe run produces, and the fingerprints that name
 //! a drift. Every layer above may read them; they know none of it.
 
+pub mod drifted;
 pub mod fingerprint;
 pub mod instance;
 pub mod outcome;

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use driftwatch::history::{History, HistoryConfig};
+use driftwatch::config::HistoryConfig;
+use driftwatch::history::History;
 use driftwatch::http::{
     self as web, Catalog, CatalogProbe, CatalogRepo, Context, Secrets, TriggerRefusal, TriggerSink,
 };
