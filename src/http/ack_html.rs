@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 
 use crate::ack::{AckState, AckView};
-use crate::probe::ResourceChange;
+use crate::model::outcome::ResourceChange;
 use crate::state::ProbeStatus;
 
 /// The report's changes with `acknowledged_by` filled in from the acks at `now`.

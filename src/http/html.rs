@@ -10,8 +10,8 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::history::{EpisodeRow, EventRow, RunRow};
-use crate::probe::outcome::ResourceChange;
-use crate::probe::Verdict;
+use crate::model::outcome::ResourceChange;
+use crate::model::outcome::Verdict;
 use crate::state::ProbeStatus;
 
 /// What stays literal in a path segment: RFC 3986 unreserved characters.
@@ -555,6 +555,7 @@ pub fn probe_page(page_data: &ProbePage<'_>) -> String {
                         b { "Error (" (error.reason.as_str()) ")" }
                         ": "
                         span class="error-message" { (error.message) }
+                        p class="next-step" { b { "Next: " } (error.next_step) }
                         @if !error.stderr_tail.is_empty() {
                             pre { (error.stderr_tail) }
                         }
@@ -706,8 +707,8 @@ pub fn message_page(title: &str, message: &str) -> String {
 mod tests {
     use super::*;
     use crate::history::EventKind;
-    use crate::probe::outcome::{ErrorReason, ProbeError};
-    use crate::probe::{Outcome, RunReport};
+    use crate::model::outcome::{ErrorReason, ProbeError};
+    use crate::model::outcome::{Outcome, RunReport};
     use std::time::Duration;
 
     const XSS: &str = "<script>alert(1)</script>";

@@ -337,7 +337,7 @@ impl Context {
             cluster: Cluster::single(),
             peers: Peers::new(crate::handover::peers::DEFAULT_TIMEOUT, None),
             fanout: Arc::default(),
-            ack_max_expiry: crate::ack::model::DEFAULT_MAX_EXPIRY,
+            ack_max_expiry: crate::config::DEFAULT_ACK_MAX_EXPIRY,
         })
     }
 }

@@ -12,6 +12,7 @@ mod config;
 mod daemon;
 mod demo;
 mod docs;
+mod errors;
 mod escape;
 mod hung_remote;
 mod instances;

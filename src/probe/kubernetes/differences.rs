@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
-use crate::probe::{FieldChange, ResourceChange};
+use crate::model::outcome::{FieldChange, ResourceChange};
 
 use super::ignore::{IgnoreRule, Target};
 use super::live::ResourceType;
@@ -20,7 +20,7 @@ impl KubernetesProbe {
         namespace: &str,
         mut live: Value,
         root: Option<&schema::TypeDef>,
-        key: &crate::probe::fingerprint::FingerprintKey,
+        key: &crate::model::fingerprint::FingerprintKey,
     ) -> Vec<(String, FieldChange)> {
         // Who wrote each live value: taken before normalizing would drop it.
         let managed_fields = live

@@ -33,7 +33,8 @@ use self::cache::{LiveCache, ScopeKey};
 use self::ignore::IgnoreRule;
 use self::live::{DiscoveryCache, Reader, Resolved, ResourceType};
 use self::manifest::{Loaded, Manifest};
-use super::{ErrorReason, FieldChange, Outcome, Probe, ProbeContext, ProbeError, ResourceChange};
+use super::{Probe, ProbeContext};
+use crate::model::outcome::{ErrorReason, FieldChange, Outcome, ProbeError, ResourceChange};
 
 pub use self::config::{build, KubernetesConfig};
 pub use self::differences::subject;

@@ -24,9 +24,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{
-    parse_fields, ErrorReason, FieldError, Outcome, Probe, ProbeCommon, ProbeContext, ProbeError,
-};
+use super::{parse_fields, FieldError, Probe, ProbeCommon, ProbeContext};
+use crate::model::outcome::{ErrorReason, Outcome, ProbeError};
 use crate::process::Command;
 pub use config::TerraformConfig;
 use config::{resolve_file, Flavor};
