@@ -336,6 +336,7 @@ pub fn load(path: &Path, layers: &dyn LayerCatalog) -> Result<Config, ConfigErro
 }
 
 mod cluster;
+mod decode;
 mod loader;
 mod probes;
 mod raw;

@@ -34,6 +34,7 @@ pub mod cluster;
 pub mod hooks;
 pub mod html;
 pub mod pages;
+pub mod text;
 pub mod triggers;
 pub mod views;
 
