@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::normalize::{quantities_equal, scalars_equal};
-use super::schema::{ListType, Schemas, TypeDef};
+use kube_schema::{ListType, Schemas, TypeDef};
 
 /// One step of a path into an object.
 #[derive(Debug, Clone, PartialEq, Eq)]

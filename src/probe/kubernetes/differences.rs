@@ -11,7 +11,9 @@ use crate::model::outcome::{FieldChange, ResourceChange};
 use super::ignore::{IgnoreRule, Target};
 use super::live::ResourceType;
 use super::manifest::Manifest;
-use super::{compare, normalize, owners, schema, Desired, KubernetesProbe};
+use super::types::{Desired, KubernetesProbe};
+use super::{compare, normalize, owners};
+use kube_schema as schema;
 
 impl KubernetesProbe {
     pub(super) fn differences(

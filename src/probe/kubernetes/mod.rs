@@ -9,6 +9,7 @@
 //! `cache` keeps watch-fed copies of the live objects (`watch = true`, the
 //! default) so checks cost no API requests and live edits wake a check.
 
+mod build;
 pub mod cache;
 pub mod compare;
 mod config;
@@ -19,79 +20,30 @@ pub mod manifest;
 pub mod normalize;
 pub mod owners;
 mod reading;
+mod types;
 pub use kube_schema as schema;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use serde_json::Value;
 
-use self::cache::{LiveCache, ScopeKey};
-use self::ignore::IgnoreRule;
-use self::live::{DiscoveryCache, Reader, Resolved, ResourceType};
+use self::cache::ScopeKey;
+use self::live::{Reader, Resolved, ResourceType};
 use self::manifest::{Loaded, Manifest};
 use super::{Probe, ProbeContext};
 use crate::model::outcome::{ErrorReason, FieldChange, Outcome, ProbeError, ResourceChange};
 
-pub use self::config::{build, KubernetesConfig};
+pub use self::build::build;
+pub use self::config::KubernetesConfig;
 pub use self::differences::subject;
 use self::differences::summary;
+pub use self::types::KubernetesProbe;
+use self::types::{object_key, CachedObjects, Desired, Known};
 
 /// Largest render output accepted.
 const RENDER_OUTPUT_LIMIT: usize = 64 * 1024 * 1024;
-
-pub struct KubernetesProbe {
-    config: KubernetesConfig,
-    kubeconfig: Option<PathBuf>,
-    include: Vec<glob::Pattern>,
-    exclude: Vec<glob::Pattern>,
-    ignore: Vec<IgnoreRule>,
-    request_timeout: Duration,
-    discovery: DiscoveryCache,
-    /// The watch-fed cache (`watch = true`), its long-lived client, and the
-    /// manifests of the last commit checked.
-    watching: Option<Watching>,
-}
-
-struct Watching {
-    cache: LiveCache,
-    client: tokio::sync::OnceCell<kube::Client>,
-    debounce: Duration,
-    manifests: Mutex<Option<(String, PathBuf, Arc<Loaded>)>>,
-    /// CRD schemas read for the manifests above (by apiVersion and kind).
-    crd_schemas: Mutex<HashMap<(String, String), Option<schema::TypeDef>>>,
-    /// The difference lines of each declared object against the manifests
-    /// above, with the live resourceVersion they were computed for: a check
-    /// compares again only objects that changed since.
-    compared: Mutex<HashMap<ObjectKey, (String, Lines)>>,
-}
-
-/// A declared object's difference lines, each with who wrote the live value (empty: in sync).
-type Lines = Arc<Vec<(String, FieldChange)>>;
-
-/// Declared objects (type index, namespace, name) unchanged since they were last compared.
-type Known = HashMap<(usize, String, String), Lines>;
-
-/// The declared objects of a check by (type index, namespace, name).
-type Desired<'a> = BTreeMap<(usize, String, String), &'a Manifest>;
-
-/// Objects read from the watch-fed cache, turned into JSON only when compared.
-type CachedObjects = HashMap<(usize, String, String), Arc<cache::LiveObject>>;
-
-/// apiVersion, kind, namespace, name.
-type ObjectKey = (String, String, String, String);
-
-fn object_key(resource_type: &ResourceType, namespace: &str, name: &str) -> ObjectKey {
-    (
-        resource_type.resource.api_version.clone(),
-        resource_type.resource.kind.clone(),
-        namespace.to_string(),
-        name.to_string(),
-    )
-}
 
 impl KubernetesProbe {
     fn kind_selected(&self, kind: &str, group: &str) -> bool {
@@ -571,6 +523,7 @@ mod tests {
     use super::*;
     use crate::probe::{parse_fields, FieldError, ProbeCommon};
     use serde_json::json;
+    use std::path::PathBuf;
 
     fn probe(fields: &str) -> Result<KubernetesProbe, Vec<FieldError>> {
         let common = ProbeCommon {

@@ -8,8 +8,10 @@ use std::time::Duration;
 use crate::probe::{ProbeContext, ProbeError};
 
 use super::cache::{Phase, ScopeKey};
+use super::live;
 use super::live::{ReadPlan, Reader, ResourceType};
-use super::{live, object_key, schema, CachedObjects, Desired, Known, KubernetesProbe, Watching};
+use super::types::{object_key, CachedObjects, Desired, Known, KubernetesProbe, Watching};
+use kube_schema as schema;
 
 impl KubernetesProbe {
     /// A custom resource's schema from its CRD; with watching on, read once
