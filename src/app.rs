@@ -545,6 +545,12 @@ pub async fn validate(config: &Config, checkout: Option<&std::path::Path>) -> Va
         }
     };
     let now = chrono::Utc::now();
+    // Problems found here point at their key, as the loader's do.
+    let text = std::fs::read_to_string(&config.source).unwrap_or_default();
+    let at = |probe: &str, key: &str| match crate::config::probe_key_position(&text, probe, key) {
+        Some((line, col)) => format!("{}:{line}:{col}", config.source.display()),
+        None => config.source.display().to_string(),
+    };
     for (probe, runner) in config.probes.iter().zip(&built) {
         result.schedules.push(schedule_line(probe, now));
         for problem in runner.preflight().await {
@@ -564,28 +570,63 @@ pub async fn validate(config: &Config, checkout: Option<&std::path::Path>) -> Va
                     checkout.map(std::path::Path::to_path_buf)
                 }
             });
-        if let Some(dir) = repo_dir {
-            let probe_dir = dir.join(&probe.path);
-            if !probe_dir.is_dir() {
-                result.errors.push(format!(
-                    "{}: probe.{}: path {:?} does not exist in {}",
-                    config.source.display(),
-                    probe.name,
-                    probe.path,
-                    dir.display()
+        let Some(dir) = repo_dir else {
+            // Nothing to look in: say which paths stay unchecked.
+            let mut named: Vec<(String, String)> = Vec::new();
+            if !probe.path.as_os_str().is_empty() {
+                named.push(("path".into(), probe.path.display().to_string()));
+            }
+            for path in runner.repo_paths(None) {
+                named.push((path.key.clone(), path.in_repo(&probe.path)));
+            }
+            for (key, shown) in named {
+                result.warnings.push(format!(
+                    "probe.{}.{key}: {shown:?} not checked: no work tree of repo {:?} at hand (pass --checkout DIR)",
+                    probe.name, probe.repo
                 ));
-                continue;
             }
-            for warning in runner.inspect(&probe_dir) {
-                result
-                    .warnings
-                    .push(format!("probe.{}: {warning}", probe.name));
+            continue;
+        };
+        let probe_dir = dir.join(&probe.path);
+        if !probe_dir.is_dir() {
+            result.errors.push(format!(
+                "{}: probe.{}.path: {:?} does not exist in {}",
+                at(&probe.name, "path"),
+                probe.name,
+                probe.path,
+                dir.display()
+            ));
+            continue;
+        }
+        if !runner.single_root() {
+            if let Err(err) = runner.roots(&probe_dir) {
+                result.errors.push(format!(
+                    "{}: probe.{}.roots: {}",
+                    at(&probe.name, "roots"),
+                    probe.name,
+                    err.message
+                ));
             }
-            for warning in runner.access_warnings(Some(&probe_dir)).await {
-                result
-                    .warnings
-                    .push(format!("probe.{}: {warning}", probe.name));
+        }
+        for path in runner.repo_paths(Some(&probe_dir)) {
+            if let Some(problem) = path.problem(&probe.path) {
+                result.errors.push(format!(
+                    "{}: probe.{}.{}: {problem}",
+                    at(&probe.name, &path.key),
+                    probe.name,
+                    path.key
+                ));
             }
+        }
+        for warning in runner.inspect(&probe_dir) {
+            result
+                .warnings
+                .push(format!("probe.{}: {warning}", probe.name));
+        }
+        for warning in runner.access_warnings(Some(&probe_dir)).await {
+            result
+                .warnings
+                .push(format!("probe.{}: {warning}", probe.name));
         }
     }
     result.warnings.extend(unmatched_ignore_rules(config));

@@ -272,6 +272,7 @@ pub trait LayerCatalog {
 
 pub use cluster::{ClusterConfig, KubernetesCluster};
 pub use schedule::{parse_timezone, Schedule};
+pub use spans::probe_key_position;
 
 /// The longest timeout, interval or grace period accepted: longer ones are
 /// typing mistakes, and would overflow a deadline.

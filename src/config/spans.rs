@@ -282,6 +282,25 @@ pub(super) fn node_offset(node: &Node) -> Option<usize> {
     }
 }
 
+/// Where `key` (relative to the probe table, written as [`super::FieldError`]
+/// keys are: `var_files[1]`) of the probe named `probe` is in the config
+/// `text`, as `line:col` of its value (of the probe's table when the key is
+/// not written), for problems found after loading (`validate`).
+pub fn probe_key_position(text: &str, probe: &str, key: &str) -> Option<(usize, usize)> {
+    let document = toml_edit::ImDocument::parse(text).ok()?;
+    let index = document
+        .get("probe")?
+        .as_array_of_tables()?
+        .iter()
+        .position(|table| table.get("name").and_then(|name| name.as_str()) == Some(probe))?;
+    let path = path_plus(
+        &[self::key("probe"), Seg::Index(index)],
+        &parse_key_path(key),
+    );
+    let offset = locate(document.as_table(), &path, Target::Value)?;
+    Some(line_col(text, offset))
+}
+
 pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];

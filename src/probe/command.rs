@@ -292,6 +292,33 @@ impl Probe for CommandProbe {
         "command"
     }
 
+    fn repo_paths(&self, probe_dir: Option<&Path>) -> Vec<super::RepoPath> {
+        use super::{PathKind, RepoPath};
+        let workdir = self.config.workdir.clone().unwrap_or_default();
+        let mut paths = Vec::new();
+        if let Some(dir) = &self.config.workdir {
+            let dir = dir.to_string_lossy();
+            paths.push(RepoPath::new(
+                "workdir",
+                probe_dir,
+                Path::new(""),
+                &dir,
+                PathKind::Directory,
+            ));
+        }
+        let program = &self.config.command[0];
+        if !self.config.shell && program.contains('/') && Path::new(program).is_relative() {
+            paths.push(RepoPath::new(
+                "command[0]",
+                probe_dir,
+                &workdir,
+                program,
+                PathKind::Program,
+            ));
+        }
+        paths
+    }
+
     async fn preflight(&self) -> Vec<String> {
         // A bare name not on PATH and a missing env file are config errors
         // (reported at their line when the config loads).

@@ -23,4 +23,5 @@ mod repo;
 mod scheduler;
 mod source_size;
 mod terraform;
+mod validate;
 mod web;

@@ -49,6 +49,49 @@ impl Probe for AnsibleProbe {
         "ansible"
     }
 
+    fn repo_paths(&self, probe_dir: Option<&Path>) -> Vec<super::RepoPath> {
+        use super::{PathKind, RepoPath};
+        let here = Path::new("");
+        let mut paths = Vec::new();
+        for (index, playbook) in self.config.playbooks.iter().enumerate() {
+            let key = format!("playbooks[{index}]");
+            let playbook = playbook.to_string_lossy();
+            paths.push(RepoPath::new(
+                key,
+                probe_dir,
+                here,
+                &playbook,
+                PathKind::File,
+            ));
+        }
+        for (index, inventory) in self.config.inventory.items().into_iter().enumerate() {
+            // A host list (`a,b,`) or a host path is not in the checkout.
+            if inventory.contains(',') || Path::new(inventory).is_absolute() {
+                continue;
+            }
+            let key = match self.config.inventory {
+                OneOrMany::One(_) => "inventory".to_string(),
+                OneOrMany::Many(_) => format!("inventory[{index}]"),
+            };
+            paths.push(RepoPath::new(
+                key,
+                probe_dir,
+                here,
+                inventory,
+                PathKind::Entry,
+            ));
+        }
+        for (index, file) in self.config.extra_vars_files.iter().enumerate() {
+            if file.is_absolute() {
+                continue;
+            }
+            let key = format!("extra_vars_files[{index}]");
+            let file = file.to_string_lossy();
+            paths.push(RepoPath::new(key, probe_dir, here, &file, PathKind::File));
+        }
+        paths
+    }
+
     async fn preflight(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if find_program(&self.config.binary).is_none() {

@@ -1059,6 +1059,14 @@ impl Probe for KubernetesProbe {
         "kubernetes"
     }
 
+    fn repo_paths(&self, probe_dir: Option<&std::path::Path>) -> Vec<super::RepoPath> {
+        self.config
+            .render
+            .as_deref()
+            .map(|render| super::render_paths(render, probe_dir))
+            .unwrap_or_default()
+    }
+
     async fn preflight(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if let Some(path) = &self.kubeconfig {

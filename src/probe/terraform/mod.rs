@@ -153,6 +153,55 @@ impl Probe for TerraformProbe {
         "terraform"
     }
 
+    fn repo_paths(&self, probe_dir: Option<&Path>) -> Vec<super::RepoPath> {
+        use super::{PathKind, RepoPath};
+        let mut paths = Vec::new();
+        for (index, root) in self.config.roots.iter().enumerate() {
+            let literal = root.trim_end_matches('/').trim_start_matches("./");
+            if !literal.is_empty() && literal != "." && !literal.contains(['*', '?', '[']) {
+                let key = format!("roots[{index}]");
+                paths.push(RepoPath::new(
+                    key,
+                    probe_dir,
+                    Path::new(""),
+                    literal,
+                    PathKind::Directory,
+                ));
+            }
+        }
+        // Files each root reads, relative to the root (absolute ones are host paths).
+        let mut files = Vec::new();
+        for (name, entries) in [
+            ("var_files", &self.config.var_files),
+            ("backend_config", &self.config.backend_config),
+        ] {
+            for (index, file) in entries.iter().enumerate() {
+                let pair = name == "backend_config" && file.contains('=');
+                if !pair && !Path::new(file).is_absolute() {
+                    files.push((format!("{name}[{index}]"), file));
+                }
+            }
+        }
+        // Without a checkout the roots are not known: the files are named once.
+        let roots = match probe_dir {
+            Some(dir) => self.root_dirs(dir).unwrap_or_default(),
+            None if self.config.roots.is_empty() => vec![String::new()],
+            None => vec!["<each root>".to_string()],
+        };
+        for root in &roots {
+            for (key, file) in &files {
+                paths.push(RepoPath::new(
+                    key.clone(),
+                    probe_dir,
+                    Path::new(root),
+                    file,
+                    PathKind::File,
+                ));
+            }
+        }
+        paths
+    }
+
     fn roots(&self, probe_dir: &Path) -> Result<Vec<String>, ProbeError> {
         let dirs = self.root_dirs(probe_dir)?;
         if self.config.workspaces.is_empty() {
