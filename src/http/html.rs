@@ -555,6 +555,7 @@ pub fn probe_page(page_data: &ProbePage<'_>) -> String {
                         b { "Error (" (error.reason.as_str()) ")" }
                         ": "
                         span class="error-message" { (error.message) }
+                        p class="next-step" { b { "Next: " } (error.next_step) }
                         @if !error.stderr_tail.is_empty() {
                             pre { (error.stderr_tail) }
                         }

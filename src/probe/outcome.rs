@@ -276,6 +276,26 @@ impl ErrorReason {
     }
 }
 
+impl ErrorReason {
+    /// What to do next about an error of this reason, in one line: shown
+    /// with every error verdict (API, page), whatever the message says.
+    pub fn next_step(self) -> &'static str {
+        match self {
+            ErrorReason::Timeout => "Raise the probe's `timeout`, or find what keeps the tool waiting (a lock, a hung provider, the network) in its stderr tail.",
+            ErrorReason::Cancelled => "Nothing to fix: a shutdown or a newer run stopped this one; the next run gives a verdict.",
+            ErrorReason::Spawn => "Install the tool or fix its path and permissions (`driftwatch validate` checks them), then run the probe again.",
+            ErrorReason::ExitCode => "Read the tool's stderr tail, fix what it reports (credentials, backend, syntax), then run the probe again.",
+            ErrorReason::Parse => "Check the tool's version (`driftwatch validate`), or a plugin's output against probes/README.md, then run the probe again.",
+            ErrorReason::Input => "Fix the file the message names in the repository and push; the next sync runs the probe again.",
+            ErrorReason::Checkout => "Make the repository hold what the probe's config names (path, roots, files) or fix the config; `driftwatch validate --checkout DIR` lists what is missing.",
+            ErrorReason::Api => "Check the probe account's credentials and permissions and the API's health; the next run tries again.",
+            ErrorReason::Unreachable => "Check that the hosts are up and reachable (network, SSH keys, inventory addresses), then run the probe again.",
+            ErrorReason::Refused => "Change what the message names, or relax the policy in the probe's config (e.g. strict_check_mode), then run the probe again.",
+            ErrorReason::Internal => "Check the daemon log and the state directory (disk full, not writable); if neither explains it, report a driftwatch bug.",
+        }
+    }
+}
+
 /// A run that could not reach a verdict. Never a reason for the daemon to exit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
@@ -328,13 +348,59 @@ impl ProbeError {
     }
 }
 
-/// The error part of a `RunReport`.
+/// The error part of a `RunReport`. Built only by [`RunError::new`] (also
+/// when read back from state or history), so every error verdict has a
+/// reason, a message whose first line says something, and a next step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "RunErrorRecord")]
 pub struct RunError {
     pub reason: ErrorReason,
     pub message: String,
+    /// What to do next, one line ([`ErrorReason::next_step`]).
+    pub next_step: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stderr_tail: String,
+}
+
+impl RunError {
+    /// A message that is blank (or starts with blank lines) becomes one
+    /// whose first line names the reason, so no error shows empty.
+    pub fn new(reason: ErrorReason, message: String, stderr_tail: String) -> RunError {
+        let message = message
+            .trim_start_matches(['\n', '\r'])
+            .trim_end()
+            .to_string();
+        let message = if message.trim().is_empty() {
+            format!(
+                "the run failed ({}) and the probe gave no message",
+                reason.as_str()
+            )
+        } else {
+            message
+        };
+        RunError {
+            reason,
+            message,
+            next_step: reason.next_step().to_string(),
+            stderr_tail,
+        }
+    }
+}
+
+/// A [`RunError`] as stored (older records have no `next_step`).
+#[derive(Deserialize)]
+struct RunErrorRecord {
+    reason: ErrorReason,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    stderr_tail: String,
+}
+
+impl From<RunErrorRecord> for RunError {
+    fn from(record: RunErrorRecord) -> RunError {
+        RunError::new(record.reason, record.message, record.stderr_tail)
+    }
 }
 
 /// Everything known about one finished run of one probe instance.
@@ -522,11 +588,11 @@ impl RunReport {
                 self.exit_code = error.exit_code;
                 self.changes = error.partial_changes;
                 self.warnings = error.warnings;
-                self.error = Some(RunError {
-                    reason: error.reason,
-                    message: error.message,
-                    stderr_tail: error.stderr_tail,
-                });
+                self.error = Some(RunError::new(
+                    error.reason,
+                    error.message,
+                    error.stderr_tail,
+                ));
                 self.total_changes = self.changes.len();
             }
         }
@@ -570,8 +636,9 @@ impl RunReport {
     }
 }
 
+/// The first line that says something (a message may start with blank lines).
 fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or("")
+    text.lines().find(|l| !l.trim().is_empty()).unwrap_or("")
 }
 
 /// Keeps the first `max` bytes of `text`, cut on a char boundary, with a marker.
@@ -722,6 +789,51 @@ mod tests {
         assert_eq!(report.warnings.last().unwrap(), "400 more warning(s) cut");
         assert!(report.truncated);
         assert_eq!(report.total_changes, 1);
+    }
+
+    #[test]
+    fn every_error_has_a_reason_a_message_and_a_next_step() {
+        // (message as the probe gave it, the first line shown)
+        let messages = [
+            ("terraform init failed", Some("terraform init failed")),
+            ("", None),
+            ("  \n\t\n", None),
+            (
+                "\n\nError: backend locked\nmore",
+                Some("Error: backend locked"),
+            ),
+        ];
+        let mut steps = std::collections::HashSet::new();
+        for reason in ErrorReason::ALL {
+            assert!(
+                steps.insert(reason.next_step()),
+                "{reason:?} shares a next step"
+            );
+            assert!(!reason.next_step().contains('\n'), "{reason:?}: one line");
+            for (message, first) in messages {
+                let mut report = RunReport::default();
+                report.apply_result(Err(ProbeError::new(reason, message)));
+                let error = report.error.as_ref().unwrap();
+                assert_eq!(error.reason, reason);
+                assert_eq!(error.next_step, reason.next_step());
+                let shown = first_line(&error.message);
+                match first {
+                    Some(first) => assert_eq!(shown, first, "{reason:?}"),
+                    None => assert!(
+                        shown.contains(reason.as_str()) && shown.contains("no message"),
+                        "{reason:?}: {shown:?}"
+                    ),
+                }
+                assert!(report.summary().ends_with(shown), "{}", report.summary());
+                assert!(report.detail().ends_with(shown), "{}", report.detail());
+                // Records written before `next_step` existed read back with one.
+                let mut stored = serde_json::to_value(&report).unwrap();
+                stored["error"].as_object_mut().unwrap().remove("next_step");
+                stored["error"]["message"] = serde_json::json!(message);
+                let read: RunReport = serde_json::from_value(stored).unwrap();
+                assert_eq!(read.error.as_ref(), Some(error), "{reason:?}");
+            }
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod contract;
 mod daemon;
 mod demo;
 mod docs;
+mod errors;
 mod escape;
 mod hung_remote;
 mod instances;
