@@ -15,11 +15,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use driftwatch::history::{History, HistoryConfig};
+use driftwatch::config::HistoryConfig;
+use driftwatch::history::History;
 use driftwatch::http::{self as web, Catalog, CatalogProbe, Context, TriggerRefusal, TriggerSink};
 use driftwatch::metrics::Metrics;
-use driftwatch::probe::outcome::{ErrorReason, ProbeError, ResourceChange};
-use driftwatch::probe::{Outcome, RunReport};
+use driftwatch::model::outcome::{ErrorReason, ProbeError, ResourceChange};
+use driftwatch::model::outcome::{Outcome, RunReport};
 use driftwatch::state::State;
 
 struct NoTriggers;
@@ -71,7 +72,7 @@ fn report(i: usize, seq: u64, at: DateTime<Utc>) -> RunReport {
         commit: format!("{:040x}", 0x5eed_0000_u64 + seq / 2000),
         started_at: at,
         duration: Duration::from_millis(800 + (seq % 2000)),
-        verdict: driftwatch::probe::Verdict::InSync,
+        verdict: driftwatch::model::outcome::Verdict::InSync,
         exit_code: Some(0),
         ..RunReport::default()
     };

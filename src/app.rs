@@ -11,7 +11,8 @@ use crate::config::{ClusterConfig, Config};
 use crate::history::History;
 use crate::http::{self, Catalog, SchedulerTriggers, Secrets};
 use crate::metrics::Metrics;
-use crate::probe::{Probe, RunReport};
+use crate::model::outcome::RunReport;
+use crate::probe::Probe;
 use crate::scheduler::{self, Scheduler};
 use crate::state::State;
 
@@ -73,7 +74,7 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
         metrics.clone(),
         cluster.clone(),
     );
-    let key = crate::probe::fingerprint::FingerprintKey::load(
+    let key = crate::model::fingerprint::FingerprintKey::load(
         config.acks.fingerprint_key_file.as_deref(),
         &config.state_dir,
     )
@@ -467,7 +468,7 @@ pub async fn check(mut config: Config, probes: &[String]) -> anyhow::Result<Vec<
                 .extend(runtime.iter().filter(|a| a.instance == id).cloned());
             let assessment = crate::ack::assess_status(&status, now);
             let mut report = (*report).clone();
-            if report.verdict == crate::probe::Verdict::Drifted {
+            if report.verdict == crate::model::outcome::Verdict::Drifted {
                 for change in &mut report.changes {
                     change.acknowledged_by = assessment
                         .standing_of(&change.subject)

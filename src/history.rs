@@ -31,7 +31,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 use serde::Serialize;
 
-use crate::probe::{RunReport, Verdict};
+use crate::config::HistoryConfig;
+use crate::model::outcome::{RunReport, Verdict};
 
 pub const DB_FILE: &str = "history.db";
 const SCHEMA_VERSION: i64 = 2;
@@ -43,24 +44,6 @@ const MAX_EPISODE_RESOURCES: usize = 500;
 const MAX_MESSAGE_BYTES: usize = 300;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 pub const MAX_PAGE: usize = 500;
-
-/// The `[history]` config section.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HistoryConfig {
-    /// How long runs (and failing/recovered events) are kept.
-    pub retention: Duration,
-    /// How long closed drift episodes (and their events) are kept; `None`: forever.
-    pub episode_retention: Option<Duration>,
-}
-
-impl Default for HistoryConfig {
-    fn default() -> Self {
-        HistoryConfig {
-            retention: Duration::from_secs(30 * 24 * 3600),
-            episode_retention: None,
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -419,7 +402,7 @@ impl History {
 
     /// Queues the removal of an instance: its open drift episode ends with
     /// reason `removed`. Never blocks, like [`History::record`].
-    pub fn record_removal(&self, removal: &crate::scheduler::Removal) {
+    pub fn record_removal(&self, removal: &crate::model::instance::Removal) {
         self.queue(Write::Removed(RemovalRecord {
             probe: removal.instance.to_string(),
             commit: removal.commit.clone(),
@@ -1441,8 +1424,8 @@ fn write_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::outcome::{ErrorReason, ProbeError, ResourceChange};
-    use crate::probe::Outcome;
+    use crate::model::outcome::Outcome;
+    use crate::model::outcome::{ErrorReason, ProbeError, ResourceChange};
 
     /// Test times are offsets from a base a little in the past, so that the
     /// writer's prune at start-up (30 days by default) keeps them.

@@ -4,12 +4,12 @@
 //!
 //! - [`cluster`]: scale-out membership (Kubernetes Leases) and rendezvous ownership of instances.
 //! - [`config`]: TOML → validated [`config::Config`], errors as `file:line:col`.
-//! - [`instance`]: [`instance::InstanceId`], the one key of a probe instance.
+//! - [`model`]: values that flow between layers: [`model::instance::InstanceId`], the run outcome, fingerprints.
 //! - [`repo`]: git2 fetch, one checkout directory per commit.
 //! - [`repo_url`]: git remote URLs (and the scp-like form), parsed once; redaction and hook matching.
 //! - [`scheduler`]: cron, run-on-change and manual triggers; concurrency and skip-if-busy.
 //! - [`process`]: contained child processes (process groups, timeouts, capped output).
-//! - [`probe`]: the [`probe::Probe`] trait, one file per layer, and the run outcome types.
+//! - [`probe`]: the [`probe::Probe`] trait, one file per layer.
 //! - [`state`]: last report per probe, persisted atomically; readiness.
 //! - [`handover`]: a gained instance takes over its previous owner's status (peers over HTTP, ConfigMaps).
 //! - [`ack`]: acknowledgements of known drift: model, matching, store, the repo's acks file.
@@ -28,8 +28,8 @@ pub mod config;
 pub mod handover;
 pub mod history;
 pub mod http;
-pub mod instance;
 pub mod metrics;
+pub mod model;
 pub mod paths;
 pub mod probe;
 pub mod process;

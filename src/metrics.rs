@@ -25,9 +25,10 @@ use prometheus::{
 };
 
 use crate::cluster::Cluster;
-use crate::instance::InstanceId;
-use crate::probe::outcome::ErrorReason;
-use crate::probe::{Probe, RunReport, Verdict};
+use crate::model::instance::InstanceId;
+use crate::model::outcome::ErrorReason;
+use crate::model::outcome::{RunReport, Verdict};
+use crate::probe::Probe;
 use crate::state::State;
 
 /// Histogram buckets for run durations, from 100 ms up to 30 minutes.
@@ -885,8 +886,8 @@ impl prometheus::core::Collector for CacheCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::outcome::ResourceChange;
-    use crate::probe::{Outcome, RunReport};
+    use crate::model::outcome::ResourceChange;
+    use crate::model::outcome::{Outcome, RunReport};
     use std::time::Duration;
 
     fn report(root: &str, changes: usize) -> RunReport {
@@ -983,7 +984,7 @@ mod tests {
     fn a_failure_before_any_root_is_known_stays_on_the_probe() {
         let (state, metrics) = setup(10);
         let mut failure = report("", 0);
-        failure.apply_result(Err(crate::probe::ProbeError::new(
+        failure.apply_result(Err(crate::model::outcome::ProbeError::new(
             ErrorReason::Checkout,
             "repo infra has not synced yet",
         )));

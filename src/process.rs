@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::probe::outcome::{cap_tail, ErrorReason, ProbeError, MAX_STDERR_TAIL_BYTES};
+use crate::model::outcome::{cap_tail, ErrorReason, ProbeError, MAX_STDERR_TAIL_BYTES};
 
 /// Variables passed to every child unless the probe says otherwise.
 pub const BASE_ENV: &[&str] = &[

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use crate::probe::{RunReport, Verdict};
+use crate::model::outcome::{RunReport, Verdict};
 
 /// The overall verdict: error wins over drift, drift over in sync.
 pub fn overall(reports: &[Arc<RunReport>]) -> Verdict {

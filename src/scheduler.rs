@@ -25,28 +25,16 @@ use tracing::Instrument;
 
 use crate::cluster::{Cluster, Member};
 use crate::config::{Config, ProbeSpec};
-use crate::instance::InstanceId;
 use crate::metrics::Metrics;
-use crate::probe::outcome::{ErrorReason, ProbeError};
-use crate::probe::{Probe, ProbeContext, RunReport, Verdict};
+use crate::model::instance::{InstanceId, Removal};
+use crate::model::outcome::{ErrorReason, ProbeError};
+use crate::model::outcome::{RunReport, Verdict};
+use crate::probe::{Probe, ProbeContext};
 use crate::repo::{Checkout, Repo, SyncOutcome};
 use crate::state::State;
 
 /// How long runs of gained instances wait for the handover to seed them.
 const TAKEOVER_DELAY: Duration = Duration::from_secs(2);
-
-/// An instance dropped because its probe's latest root listing no longer
-/// has its root (e.g. a Terraform root deleted in a new commit).
-#[derive(Debug, Clone)]
-pub struct Removal {
-    pub instance: InstanceId,
-    pub layer: String,
-    /// The commit whose listing no longer has the root.
-    pub commit: String,
-    pub at: chrono::DateTime<Utc>,
-    /// Whether a drift episode was open when the instance went away.
-    pub was_drifted: bool,
-}
 
 /// Why a run started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,7 +119,7 @@ pub struct Scheduler {
     tracker: TaskTracker,
     /// The key hidden values enter fingerprints under (the all-zero key
     /// until [`Scheduler::set_fingerprint_key`]).
-    fingerprint_key: std::sync::OnceLock<Arc<crate::probe::fingerprint::FingerprintKey>>,
+    fingerprint_key: std::sync::OnceLock<Arc<crate::model::fingerprint::FingerprintKey>>,
     /// Every ack transition a run causes (closed, changed, expired, from the repo file).
     ack_events: broadcast::Sender<Arc<crate::ack::AckEvent>>,
 }
@@ -234,11 +222,11 @@ impl Scheduler {
     }
 
     /// Sets the key hidden values enter fingerprints under; once, before the first run.
-    pub fn set_fingerprint_key(&self, key: crate::probe::fingerprint::FingerprintKey) {
+    pub fn set_fingerprint_key(&self, key: crate::model::fingerprint::FingerprintKey) {
         let _ = self.fingerprint_key.set(Arc::new(key));
     }
 
-    fn fingerprint_key(&self) -> Arc<crate::probe::fingerprint::FingerprintKey> {
+    fn fingerprint_key(&self) -> Arc<crate::model::fingerprint::FingerprintKey> {
         self.fingerprint_key.get_or_init(Arc::default).clone()
     }
 
@@ -851,8 +839,8 @@ impl Scheduler {
     }
 
     /// What one report may hold, from `[defaults]`.
-    fn report_limits(&self) -> crate::probe::outcome::ReportLimits {
-        crate::probe::outcome::ReportLimits {
+    fn report_limits(&self) -> crate::model::outcome::ReportLimits {
+        crate::model::outcome::ReportLimits {
             max_changes: self.config.defaults.max_changes_per_report,
             max_bytes: self.config.defaults.max_report_bytes,
         }
@@ -864,7 +852,7 @@ impl Scheduler {
         runner: &Arc<dyn Probe>,
         root: &str,
         checkout: &Checkout,
-    ) -> Result<crate::probe::Outcome, ProbeError> {
+    ) -> Result<crate::model::outcome::Outcome, ProbeError> {
         let probe_dir = checkout.dir.join(&probe.path);
         let cache_dir = self
             .config

@@ -23,34 +23,16 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::instance::InstanceId;
-use crate::probe::{RunReport, Verdict};
+use crate::ack::model::{merge, Ack};
+use crate::model::drifted::{DriftedField, DriftedResource};
+use crate::model::instance::InstanceId;
+use crate::model::outcome::{RunReport, Verdict};
 
 const STATE_FILE: &str = "state.json";
 const STATE_VERSION: u32 = 1;
 /// Drifted resources remembered per instance for the per-resource series
 /// (the metrics cap them further).
 const MAX_REMEMBERED_RESOURCES: usize = 1000;
-
-/// One drifted resource and the action that would reconcile it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct DriftedResource {
-    pub resource: String,
-    pub action: String,
-    /// The change's fingerprint, what acknowledgements match against.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub fingerprint: String,
-    /// Its fields' fingerprints, when the layer gives them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub fields: Vec<DriftedField>,
-}
-
-/// One drifted field of a [`DriftedResource`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct DriftedField {
-    pub field: String,
-    pub fingerprint: String,
-}
 
 /// What driftwatch knows about one probe instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,7 +68,7 @@ pub struct ProbeStatus {
     /// here, and carried to another replica with the status) and those read
     /// from the repo's acks file; ended ones are kept a while ([`crate::ack`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub acks: Vec<crate::ack::Ack>,
+    pub acks: Vec<Ack>,
 }
 
 impl ProbeStatus {
@@ -146,7 +128,7 @@ impl ProbeStatus {
                     self.drifted_since = other.drifted_since;
                     self.drifted_since_commit = other.drifted_since_commit.clone();
                 }
-                let merged = crate::ack::store::merge(&mut self.acks, &other.acks);
+                let merged = merge(&mut self.acks, &other.acks);
                 continues || merged
             }
             _ => {
@@ -154,7 +136,7 @@ impl ProbeStatus {
                 let mine = std::mem::take(&mut self.acks);
                 *self = other.clone();
                 self.next_run = next_run;
-                crate::ack::store::merge(&mut self.acks, &mine);
+                merge(&mut self.acks, &mine);
                 true
             }
         }
@@ -586,8 +568,8 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::outcome::{ErrorReason, ProbeError, ResourceChange};
-    use crate::probe::Outcome;
+    use crate::model::outcome::Outcome;
+    use crate::model::outcome::{ErrorReason, ProbeError, ResourceChange};
     use std::time::Duration;
 
     pub(crate) fn report(verdict: Verdict, at: i64) -> RunReport {

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::model::{Ack, AckState, EndReason};
-use crate::state::DriftedResource;
+use crate::model::drifted::DriftedResource;
 
 /// How one drifted resource (or field) stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -249,7 +249,7 @@ pub fn assess(
 mod tests {
     use super::*;
     use crate::ack::model::{AckSource, Cover, Ended};
-    use crate::state::DriftedField;
+    use crate::model::drifted::DriftedField;
 
     fn at(text: &str) -> DateTime<Utc> {
         text.parse().unwrap()

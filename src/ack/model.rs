@@ -7,11 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::instance::InstanceId;
-use crate::state::DriftedResource;
+use crate::model::drifted::DriftedResource;
+use crate::model::instance::InstanceId;
 
-/// The longest expiry unless `[acks] max_expiry` says otherwise.
-pub const DEFAULT_MAX_EXPIRY: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Longest owner and reason kept.
 pub const MAX_BY_BYTES: usize = 200;
 pub const MAX_REASON_BYTES: usize = 2000;
@@ -339,17 +337,43 @@ pub fn repo_id(instance: &str, covers: &[Cover], expires_at: DateTime<Utc>) -> S
         parts.push(cover.fingerprint.clone());
     }
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-    let digest = crate::probe::fingerprint::of_parts(&refs);
+    let digest = crate::model::fingerprint::of_parts(&refs);
     format!(
         "r-{}",
-        &digest[crate::probe::fingerprint::PREFIX.len()..][..8]
+        &digest[crate::model::fingerprint::PREFIX.len()..][..8]
     )
+}
+
+/// Takes in another replica's copy of the same instance's acks: unknown ones
+/// are added, and an ack ended on either side stays ended (so a deleted ack
+/// never comes back from an older copy). Returns whether anything changed.
+pub fn merge(mine: &mut Vec<Ack>, theirs: &[Ack]) -> bool {
+    let mut changed = false;
+    for other in theirs {
+        match mine.iter_mut().find(|a| a.id == other.id) {
+            None => {
+                mine.push(other.clone());
+                changed = true;
+            }
+            Some(ack) => {
+                if ack.ended.is_none() && other.ended.is_some() {
+                    ack.ended = other.ended;
+                    changed = true;
+                }
+                if other.matched_at > ack.matched_at {
+                    ack.matched_at = other.matched_at;
+                    changed = true;
+                }
+            }
+        }
+    }
+    changed
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::DriftedField;
+    use crate::model::drifted::DriftedField;
 
     fn now() -> DateTime<Utc> {
         "2026-12-01T12:00:00Z".parse().unwrap()
@@ -357,7 +381,7 @@ mod tests {
 
     #[test]
     fn expiry_is_required_future_and_bounded() {
-        let max = DEFAULT_MAX_EXPIRY;
+        let max = crate::config::DEFAULT_ACK_MAX_EXPIRY;
         assert_eq!(
             parse_expiry("4h", now(), max).unwrap(),
             "2026-12-01T16:00:00Z".parse::<DateTime<Utc>>().unwrap()

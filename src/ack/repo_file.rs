@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::model::{check_text, repo_id, Ack, AckSource, Cover};
-use crate::probe::fingerprint;
+use crate::model::fingerprint;
 
 /// Where the file lives, relative to the repository root.
 pub const ACKS_FILE: &str = ".driftwatch/acks.toml";
@@ -304,7 +304,7 @@ pub fn snippet(ack: &Ack) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ack::model::DEFAULT_MAX_EXPIRY;
+    use crate::config::DEFAULT_ACK_MAX_EXPIRY as DEFAULT_MAX_EXPIRY;
 
     fn now() -> DateTime<Utc> {
         "2026-12-01T12:00:00Z".parse().unwrap()

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::matching::assess;
 use super::model::{Ack, AckSource, EndReason, Ended, ENDED_RETENTION};
-use crate::instance::InstanceId;
+use crate::model::instance::InstanceId;
 use crate::state::ProbeStatus;
 
 /// What happened to an ack, for the history.
@@ -204,37 +204,12 @@ pub fn refresh(status: &mut ProbeStatus, now: DateTime<Utc>) -> Vec<AckEvent> {
     events
 }
 
-/// Takes in another replica's copy of the same instance's acks: unknown ones
-/// are added, and an ack ended on either side stays ended (so a deleted ack
-/// never comes back from an older copy). Returns whether anything changed.
-pub fn merge(mine: &mut Vec<Ack>, theirs: &[Ack]) -> bool {
-    let mut changed = false;
-    for other in theirs {
-        match mine.iter_mut().find(|a| a.id == other.id) {
-            None => {
-                mine.push(other.clone());
-                changed = true;
-            }
-            Some(ack) => {
-                if ack.ended.is_none() && other.ended.is_some() {
-                    ack.ended = other.ended;
-                    changed = true;
-                }
-                if other.matched_at > ack.matched_at {
-                    ack.matched_at = other.matched_at;
-                    changed = true;
-                }
-            }
-        }
-    }
-    changed
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ack::model::merge;
     use crate::ack::model::Cover;
-    use crate::state::DriftedResource;
+    use crate::model::drifted::DriftedResource;
 
     fn at(text: &str) -> DateTime<Utc> {
         text.parse().unwrap()

@@ -10,7 +10,7 @@
 use sha2::{Digest, Sha256};
 
 use super::Member;
-use crate::instance::InstanceId;
+use crate::model::instance::InstanceId;
 
 /// The score of `member` for `id`; higher wins.
 pub fn score(identity: &str, id: &InstanceId) -> u64 {

@@ -19,12 +19,33 @@ pub struct Config {
     pub repos: Vec<RepoConfig>,
     pub probes: Vec<ProbeSpec>,
     /// `[history]`: how long runs and drift episodes are kept.
-    pub history: crate::history::HistoryConfig,
+    pub history: HistoryConfig,
     /// `[cluster]`: one process, or one replica of several.
     pub cluster: ClusterConfig,
     /// `[acks]`: acknowledgements of known drift.
     pub acks: AcksConfig,
 }
+
+/// The `[history]` config section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryConfig {
+    /// How long runs (and failing/recovered events) are kept.
+    pub retention: Duration,
+    /// How long closed drift episodes (and their events) are kept; `None`: forever.
+    pub episode_retention: Option<Duration>,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            retention: Duration::from_secs(30 * 24 * 3600),
+            episode_retention: None,
+        }
+    }
+}
+
+/// The longest expiry of an acknowledgement unless `[acks] max_expiry` says otherwise.
+pub const DEFAULT_ACK_MAX_EXPIRY: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// `[acks]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +61,7 @@ impl Default for AcksConfig {
     fn default() -> Self {
         AcksConfig {
             fingerprint_key_file: None,
-            max_expiry: crate::ack::model::DEFAULT_MAX_EXPIRY,
+            max_expiry: DEFAULT_ACK_MAX_EXPIRY,
         }
     }
 }
@@ -87,9 +108,9 @@ pub struct Defaults {
 }
 
 /// Default of `[defaults] max_changes_per_report`.
-pub const DEFAULT_MAX_CHANGES_PER_REPORT: usize = 1_000;
+pub const DEFAULT_MAX_CHANGES_PER_REPORT: usize = crate::model::outcome::MAX_CHANGES_PER_REPORT;
 /// Default of `[defaults] max_report_bytes` (1 MiB).
-pub const DEFAULT_MAX_REPORT_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_MAX_REPORT_BYTES: usize = crate::model::outcome::MAX_REPORT_BYTES;
 
 #[derive(Debug, Clone)]
 pub struct RepoConfig {
@@ -315,6 +336,7 @@ pub fn load(path: &Path, layers: &dyn LayerCatalog) -> Result<Config, ConfigErro
 }
 
 mod cluster;
+mod decode;
 mod loader;
 mod probes;
 mod raw;

@@ -8,10 +8,10 @@ use super::spans::key;
 use super::{parse_timezone, Defaults, Schedule, ServerConfig, MAX_RETENTION};
 
 impl Loader<'_> {
-    pub(super) fn history(&mut self, value: Option<toml::Value>) -> crate::history::HistoryConfig {
+    pub(super) fn history(&mut self, value: Option<toml::Value>) -> super::HistoryConfig {
         let raw: RawHistory = self.section(value, "history");
         let at = |name: &str| [key("history"), key(name)];
-        let defaults = crate::history::HistoryConfig::default();
+        let defaults = super::HistoryConfig::default();
         let retention = match raw.retention.as_deref() {
             None => defaults.retention,
             Some(text) => {
@@ -27,7 +27,7 @@ impl Loader<'_> {
                 MAX_RETENTION,
             )
         });
-        crate::history::HistoryConfig {
+        super::HistoryConfig {
             retention,
             episode_retention,
         }

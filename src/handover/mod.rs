@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Cluster, Member};
 use crate::history::History;
-use crate::instance::InstanceId;
+use crate::model::instance::InstanceId;
 use crate::state::{ProbeStatus, State};
 
 pub use peers::Peers;

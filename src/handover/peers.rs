@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::cluster::Member;
-use crate::instance::InstanceId;
+use crate::model::instance::InstanceId;
 
 use super::{StatusSet, STATUS_PATH};
 

@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
-use crate::instance::InstanceId;
-use crate::probe::Verdict;
+use crate::model::instance::InstanceId;
+use crate::model::outcome::Verdict;
 use crate::state::{ProbeStatus, State};
 
 use super::{portable, StatusSet};
@@ -298,9 +298,9 @@ impl StatusStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::instance::InstanceId;
-    use crate::probe::outcome::ResourceChange;
-    use crate::probe::{Outcome, RunReport};
+    use crate::model::instance::InstanceId;
+    use crate::model::outcome::ResourceChange;
+    use crate::model::outcome::{Outcome, RunReport};
 
     fn status(name: &str, verdict: Verdict) -> ProbeStatus {
         let id = InstanceId::new(name, "");
@@ -315,8 +315,8 @@ mod tests {
         report.apply_result(match verdict {
             Verdict::Drifted => Ok(Outcome::drifted(vec![ResourceChange::new("a", "update")])),
             Verdict::InSync => Ok(Outcome::in_sync()),
-            Verdict::Error => Err(crate::probe::outcome::ProbeError::new(
-                crate::probe::outcome::ErrorReason::Timeout,
+            Verdict::Error => Err(crate::model::outcome::ProbeError::new(
+                crate::model::outcome::ErrorReason::Timeout,
                 "slow",
             )),
         });

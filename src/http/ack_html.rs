@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 
 use crate::ack::{AckState, AckView};
-use crate::probe::ResourceChange;
+use crate::model::outcome::ResourceChange;
 use crate::state::ProbeStatus;
 
 /// The report's changes with `acknowledged_by` filled in from the acks at `now`.
@@ -74,7 +74,7 @@ fn ack_block(view: &AckView, now: DateTime<Utc>) -> Markup {
                 " · " (view.reason)
                 " · until " (view.expires_at.format("%Y-%m-%d %H:%M UTC"))
                 @if left > 0 && view.ended_at.is_none() {
-                    " (" (super::html::span(left as u64)) " left)"
+                    " (" (super::text::span(left as u64)) " left)"
                 }
                 " · " span class="muted" { (view.source.as_str()) }
                 @if let Some(reason) = &view.ended_reason {

@@ -16,7 +16,7 @@ use super::triggers::{authorize, refusal};
 use super::{blocking, json_error, Context, TriggerRefusal};
 use crate::ack::model::{self, check_text, covers_for, parse_expiry, AckError, MAX_NARROWING};
 use crate::ack::{store, Ack, AckRequest, AckSource, AckView};
-use crate::instance::InstanceId;
+use crate::model::instance::InstanceId;
 
 #[derive(Debug, Deserialize)]
 pub(super) struct CreateParams {

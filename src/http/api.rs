@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::{blocking, json_error, CatalogProbe, Context, DEFAULT_PAGE};
 use crate::history::{EpisodeQuery, History};
-use crate::instance::InstanceId;
+use crate::model::instance::InstanceId;
 use crate::state::ProbeStatus;
 
 /// A probe instance in full, as `/api/v1/probes/{id}` shows it.
@@ -53,7 +53,7 @@ pub struct ProbeView {
     /// The instance's acks (active, stale, and recently ended).
     pub acks: Vec<crate::ack::AckView>,
     /// Each change carries `acknowledged_by` (ack ids) when acknowledged.
-    pub last_report: Option<crate::probe::RunReport>,
+    pub last_report: Option<crate::model::outcome::RunReport>,
 }
 
 impl ProbeView {
@@ -64,7 +64,10 @@ impl ProbeView {
 
     /// The view of a probe with no known instance: pending, or the failure
     /// that kept its roots from being listed.
-    pub fn probe_only(probe: &CatalogProbe, failure: Option<crate::probe::RunReport>) -> ProbeView {
+    pub fn probe_only(
+        probe: &CatalogProbe,
+        failure: Option<crate::model::outcome::RunReport>,
+    ) -> ProbeView {
         Self::build(probe, "probe", probe_status(probe, failure))
     }
 
@@ -281,7 +284,10 @@ pub fn probe_detail(cx: &Context, id: &str) -> Option<ProbeView> {
 }
 
 /// The status shown for a probe with no known instance: its listing failure, if any.
-fn probe_status(probe: &CatalogProbe, failure: Option<crate::probe::RunReport>) -> ProbeStatus {
+fn probe_status(
+    probe: &CatalogProbe,
+    failure: Option<crate::model::outcome::RunReport>,
+) -> ProbeStatus {
     let mut status = ProbeStatus::new(&InstanceId::new(&probe.name, ""), &probe.layer);
     status.last_report = failure;
     status

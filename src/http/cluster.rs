@@ -27,7 +27,7 @@ use serde::Serialize;
 use super::{blocking, Context};
 use crate::cluster::Member;
 use crate::handover::{portable, StatusSet};
-use crate::instance::InstanceId;
+use crate::model::instance::InstanceId;
 use crate::state::ProbeStatus;
 
 /// How long a merged view of the cluster is reused.

@@ -10,9 +10,11 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::history::{EpisodeRow, EventRow, RunRow};
-use crate::probe::outcome::ResourceChange;
-use crate::probe::Verdict;
+use crate::model::outcome::ResourceChange;
+use crate::model::outcome::Verdict;
 use crate::state::ProbeStatus;
+
+use super::text::span;
 
 /// What stays literal in a path segment: RFC 3986 unreserved characters.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -117,16 +119,6 @@ pub fn ago(now: DateTime<Utc>, then: DateTime<Utc>) -> String {
         return "just now".into();
     }
     format!("{} ago", span(secs as u64))
-}
-
-/// A compact duration: `42s`, `5m 3s`, `3h 12m`, `4d 2h`.
-pub fn span(secs: u64) -> String {
-    match secs {
-        0..=59 => format!("{secs}s"),
-        60..=3599 => format!("{}m {}s", secs / 60, secs % 60),
-        3600..=86_399 => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
-        _ => format!("{}d {}h", secs / 86_400, secs % 86_400 / 3600),
-    }
 }
 
 fn timestamp(at: DateTime<Utc>) -> String {
@@ -707,8 +699,8 @@ pub fn message_page(title: &str, message: &str) -> String {
 mod tests {
     use super::*;
     use crate::history::EventKind;
-    use crate::probe::outcome::{ErrorReason, ProbeError};
-    use crate::probe::{Outcome, RunReport};
+    use crate::model::outcome::{ErrorReason, ProbeError};
+    use crate::model::outcome::{Outcome, RunReport};
     use std::time::Duration;
 
     const XSS: &str = "<script>alert(1)</script>";

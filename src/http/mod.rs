@@ -34,6 +34,7 @@ pub mod cluster;
 pub mod hooks;
 pub mod html;
 pub mod pages;
+pub mod text;
 pub mod triggers;
 pub mod views;
 
@@ -337,7 +338,7 @@ impl Context {
             cluster: Cluster::single(),
             peers: Peers::new(crate::handover::peers::DEFAULT_TIMEOUT, None),
             fanout: Arc::default(),
-            ack_max_expiry: crate::ack::model::DEFAULT_MAX_EXPIRY,
+            ack_max_expiry: crate::config::DEFAULT_ACK_MAX_EXPIRY,
         })
     }
 }

@@ -9,8 +9,8 @@ use chrono::Utc;
 use super::api::PageParams;
 use super::{blocking, html, html_response, Context};
 use crate::history::EpisodeQuery;
-use crate::instance::InstanceId;
-use crate::probe::Verdict;
+use crate::model::instance::InstanceId;
+use crate::model::outcome::Verdict;
 
 /// The rows of the overview: every known instance, plus configured probes
 /// that have not run yet.

@@ -10,11 +10,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer};
 
-use super::outcome::{cap_tail, cap_text};
-use super::{
-    parse_fields, ErrorReason, FieldError, Outcome, Probe, ProbeCommon, ProbeContext, ProbeError,
-    ResourceChange,
-};
+use super::{parse_fields, FieldError, Probe, ProbeCommon, ProbeContext};
+use crate::model::outcome::{cap_tail, cap_text};
+use crate::model::outcome::{ErrorReason, Outcome, ProbeError, ResourceChange};
 
 /// Cap on a plugin's stdout; more than this is a `parse` error, never a memory problem.
 pub const JSON_OUTPUT_LIMIT: usize = 4 * 1024 * 1024;

@@ -4,9 +4,7 @@
 
 pub mod ansible;
 pub mod command;
-pub mod fingerprint;
 pub mod kubernetes;
-pub mod outcome;
 pub mod terraform;
 
 use std::path::{Path, PathBuf};
@@ -18,10 +16,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ProbeSpec;
+use crate::model::fingerprint;
+use crate::model::outcome::{Outcome, ProbeError};
 use crate::process::{self, Command};
-pub use outcome::{
-    ErrorReason, FieldChange, Outcome, ProbeError, ResourceChange, RunReport, Verdict,
-};
 
 /// One layer's drift check. A probe never touches metrics or state: it
 /// returns an outcome and the scheduler records it.

@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use driftwatch::model::outcome::{ErrorReason, Outcome, ProbeError, RunReport, Verdict};
 use driftwatch::probe::ansible;
-use driftwatch::probe::{ErrorReason, Outcome, ProbeError, RunReport, Verdict};
 
 use crate::common;
 

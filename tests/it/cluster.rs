@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use driftwatch::cluster::rendezvous;
 use driftwatch::cluster::Member;
-use driftwatch::instance::InstanceId;
+use driftwatch::model::instance::InstanceId;
 use kube_emulator::KubeEmulator;
 
 use crate::common::daemon::Daemon;

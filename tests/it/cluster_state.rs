@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use driftwatch::cluster::{Cluster, Member};
 use driftwatch::handover::StatusStore;
-use driftwatch::instance::InstanceId;
+use driftwatch::model::instance::InstanceId;
 use kube_emulator::KubeEmulator;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -433,11 +433,11 @@ fn the_status_configmap_is_capped_written_on_change_and_conflicts_are_real() {
         for n in 0..200 {
             let id = InstanceId::new(format!("probe-{n:03}"), "");
             let outcome = if n % 50 == 0 {
-                driftwatch::probe::Outcome::drifted(vec![
-                    driftwatch::probe::outcome::ResourceChange::new("a", "update"),
+                driftwatch::model::outcome::Outcome::drifted(vec![
+                    driftwatch::model::outcome::ResourceChange::new("a", "update"),
                 ])
             } else {
-                driftwatch::probe::Outcome::in_sync()
+                driftwatch::model::outcome::Outcome::in_sync()
             };
             let report = crate::common::report(&id.probe, "command", Ok(outcome));
             let mut status = driftwatch::state::ProbeStatus::new(&id, "command");

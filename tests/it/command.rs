@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use driftwatch::probe::{ErrorReason, Outcome, ProbeError, Verdict};
+use driftwatch::model::outcome::{ErrorReason, Outcome, ProbeError, Verdict};
 
 use crate::common;
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use driftwatch::http::{self as web, Catalog, CatalogProbe, Context, TriggerRefusal, TriggerSink};
 use driftwatch::metrics::Metrics;
-use driftwatch::probe::outcome::{ErrorReason, ProbeError};
-use driftwatch::probe::RunReport;
+use driftwatch::model::outcome::RunReport;
+use driftwatch::model::outcome::{ErrorReason, ProbeError};
 use driftwatch::state::State;
 
 use crate::common::daemon::Daemon;

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use driftwatch::probe::{ErrorReason, Probe, Verdict};
+use driftwatch::model::outcome::{ErrorReason, Verdict};
+use driftwatch::probe::Probe;
 
 use crate::common::{self, Escapees};
 

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use driftwatch::probe::{ErrorReason, Outcome, ProbeError, ResourceChange, Verdict};
+use driftwatch::model::outcome::{ErrorReason, Outcome, ProbeError, ResourceChange, Verdict};
 use serde_json::json;
 
 use crate::common;

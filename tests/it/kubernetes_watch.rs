@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use driftwatch::probe::{Outcome, Probe, ProbeContext, Verdict};
+use driftwatch::model::outcome::{Outcome, Verdict};
+use driftwatch::probe::{Probe, ProbeContext};
 use kube_emulator::KubeEmulator;
 use serde_json::json;
 
@@ -438,7 +439,7 @@ fn write_config_with(
 /// emulator; `fields` adds to the probe's table.
 struct Daemon {
     daemon: driftwatch::app::Daemon,
-    reports: tokio::sync::broadcast::Receiver<Arc<driftwatch::probe::RunReport>>,
+    reports: tokio::sync::broadcast::Receiver<Arc<driftwatch::model::outcome::RunReport>>,
     shutdown: tokio_util::sync::CancellationToken,
     running: tokio::task::JoinHandle<()>,
 }
@@ -459,7 +460,10 @@ impl Daemon {
         }
     }
 
-    async fn next_report(&mut self, within: Duration) -> Arc<driftwatch::probe::RunReport> {
+    async fn next_report(
+        &mut self,
+        within: Duration,
+    ) -> Arc<driftwatch::model::outcome::RunReport> {
         tokio::time::timeout(within, self.reports.recv())
             .await
             .expect("a report in time")

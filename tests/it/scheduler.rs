@@ -66,7 +66,7 @@ async fn global_limit_bounds_concurrent_runs() {
     assert_eq!(reports.len(), 5);
     assert!(reports
         .iter()
-        .all(|r| r.verdict == driftwatch::probe::Verdict::InSync));
+        .all(|r| r.verdict == driftwatch::model::outcome::Verdict::InSync));
     let log = std::fs::read_to_string(&log).unwrap();
     assert_eq!(log.lines().count(), 10);
     assert_eq!(
@@ -123,7 +123,7 @@ impl driftwatch::probe::Probe for PanickingProbe {
     async fn run(
         &self,
         _cx: &driftwatch::probe::ProbeContext,
-    ) -> Result<driftwatch::probe::Outcome, driftwatch::probe::ProbeError> {
+    ) -> Result<driftwatch::model::outcome::Outcome, driftwatch::model::outcome::ProbeError> {
         let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         panic!("probe bug number {n}");
     }
@@ -156,9 +156,12 @@ async fn a_panicking_probe_is_an_internal_error_and_frees_its_instance() {
             .unwrap();
         assert_eq!(reports.len(), 1, "attempt {attempt}");
         let report = &reports[0];
-        assert_eq!(report.verdict, driftwatch::probe::Verdict::Error);
+        assert_eq!(report.verdict, driftwatch::model::outcome::Verdict::Error);
         let error = report.error.as_ref().expect("an error on the report");
-        assert_eq!(error.reason, driftwatch::probe::ErrorReason::Internal);
+        assert_eq!(
+            error.reason,
+            driftwatch::model::outcome::ErrorReason::Internal
+        );
         assert!(
             error
                 .message
@@ -204,7 +207,7 @@ async fn the_configured_report_cap_applies_to_runs() {
     let report = &reports[0];
     assert_eq!(
         report.verdict,
-        driftwatch::probe::Verdict::Drifted,
+        driftwatch::model::outcome::Verdict::Drifted,
         "{report:?}"
     );
     let kept: Vec<&str> = report.changes.iter().map(|c| c.subject.as_str()).collect();

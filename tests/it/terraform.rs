@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use driftwatch::probe::{
-    ErrorReason, Outcome, Probe, ProbeContext, ProbeError, RunReport, Verdict,
-};
+use driftwatch::model::outcome::{ErrorReason, Outcome, ProbeError, RunReport, Verdict};
+use driftwatch::probe::{Probe, ProbeContext};
 
 use crate::common;
 

@@ -5,13 +5,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use driftwatch::history::{History, HistoryConfig};
+use driftwatch::config::HistoryConfig;
+use driftwatch::history::History;
 use driftwatch::http::{
     self as web, Catalog, CatalogProbe, CatalogRepo, Context, Secrets, TriggerRefusal, TriggerSink,
 };
 use driftwatch::metrics::Metrics;
-use driftwatch::probe::outcome::{ErrorReason, ProbeError, ResourceChange};
-use driftwatch::probe::{Outcome, RunReport};
+use driftwatch::model::outcome::{ErrorReason, ProbeError, ResourceChange};
+use driftwatch::model::outcome::{Outcome, RunReport};
 use driftwatch::state::State;
 
 use crate::common;
@@ -1139,7 +1140,7 @@ async fn probe_list_is_a_summary_that_follows_every_change() {
     assert_eq!(report["total_changes"], 5000);
     assert_eq!(
         report["changes"].as_array().unwrap().len(),
-        driftwatch::probe::outcome::MAX_CHANGES_PER_REPORT
+        driftwatch::model::outcome::MAX_CHANGES_PER_REPORT
     );
 }
 

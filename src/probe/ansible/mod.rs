@@ -21,7 +21,8 @@ use self::output::find_document;
 use self::verdict::{
     no_document_error, relative_paths, repo_relative_task_path, verdict, VerdictRules,
 };
-use super::{ErrorReason, Outcome, Probe, ProbeContext, ProbeError};
+use super::{Probe, ProbeContext};
+use crate::model::outcome::{ErrorReason, Outcome, ProbeError};
 
 pub use self::config::{build, AnsibleConfig, OneOrMany, UnreachablePolicy};
 

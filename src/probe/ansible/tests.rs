@@ -4,7 +4,8 @@
 use super::ignore::IgnoreRuleConfig;
 use super::output::{CallbackDocument, DocumentError};
 use super::*;
-use crate::probe::{ProbeCommon, Verdict};
+use crate::model::outcome::Verdict;
+use crate::probe::ProbeCommon;
 
 fn common() -> ProbeCommon {
     ProbeCommon {

@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::probe::{ErrorReason, Outcome, ProbeContext, ProbeError, ResourceChange};
+use crate::model::outcome::{ErrorReason, Outcome, ProbeError, ResourceChange};
+use crate::probe::ProbeContext;
 
 use super::ignore::IgnoreRule;
 use super::output::{CallbackDocument, DocumentError, PlayMatch};

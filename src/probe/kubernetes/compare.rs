@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::normalize::{quantities_equal, scalars_equal};
-use super::schema::{ListType, Schemas, TypeDef};
+use kube_schema::{ListType, Schemas, TypeDef};
 
 /// One step of a path into an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -403,7 +403,7 @@ pub fn fingerprint(
     field: &str,
     difference: &Difference,
     secret: bool,
-    key: &crate::probe::fingerprint::FingerprintKey,
+    key: &crate::model::fingerprint::FingerprintKey,
 ) -> String {
     let hidden = secret
         && matches!(difference.path.first(), Some(Segment::Key(k)) if k == "data" || k == "stringData");
@@ -417,7 +417,7 @@ pub fn fingerprint(
     };
     let want = part(&difference.want);
     let live = difference.live.as_ref().map(part);
-    crate::probe::fingerprint::field(subject, field, &want, live.as_deref())
+    crate::model::fingerprint::field(subject, field, &want, live.as_deref())
 }
 
 const MAX_VALUE_CHARS: usize = 200;
@@ -714,7 +714,7 @@ mod tests {
 
     #[test]
     fn secret_fingerprints_follow_the_value_but_only_keyed() {
-        use crate::probe::fingerprint::FingerprintKey;
+        use crate::model::fingerprint::FingerprintKey;
         let s = builtin();
         let root = s.root("v1", "Secret");
         let key = FingerprintKey::from_bytes(b"0123456789abcdef".to_vec());

@@ -19,8 +19,8 @@ use kube::Client;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use super::schema::{from_crd_schema, TypeDef};
-use crate::probe::{ErrorReason, ProbeError};
+use crate::model::outcome::{ErrorReason, ProbeError};
+use kube_schema::{from_crd_schema, TypeDef};
 
 /// Builds a client from a kubeconfig file (and optional context) exactly as
 /// kubectl would, or from the pod's service account when no file is given.

@@ -372,7 +372,7 @@ pub fn check_accepted(object: &Value) -> Result<(), Rejected> {
 /// Every field of a built-in kind must have its API type: kubectl's decoder
 /// refuses `value: 80` where a string belongs, or `replicas: "3"`.
 fn type_check(api_version: &str, kind: &str, object: &Value) -> Result<(), Rejected> {
-    let Err(mismatch) = super::schema::check_field_types(api_version, kind, object) else {
+    let Err(mismatch) = kube_schema::check_field_types(api_version, kind, object) else {
         return Ok(());
     };
     let mut found = object;

@@ -125,7 +125,7 @@ pub fn scalars_equal(parent: Option<&str>, key: Option<&str>, want: &Value, live
             _ => a.as_f64() == b.as_f64(),
         };
     }
-    if super::schema::is_quantity(parent, key) && quantities_equal(want, live) {
+    if kube_schema::is_quantity(parent, key) && quantities_equal(want, live) {
         return true;
     }
     int_or_string_equal(want, live)

@@ -9,7 +9,7 @@
 use serde_json::{Map, Value};
 
 use super::compare::Segment;
-use crate::probe::FieldChange;
+use crate::model::outcome::FieldChange;
 
 /// The newest managedFields entry owning `path`, as a field change for `field`.
 pub fn owner(managed_fields: Option<&Value>, path: &[Segment], field: String) -> FieldChange {

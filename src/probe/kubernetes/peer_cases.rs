@@ -9,6 +9,8 @@ use serde_json::{json, Value};
 
 use super::manifest::parse_source;
 use super::*;
+use crate::probe::{parse_fields, ProbeCommon};
+use std::path::PathBuf;
 
 /// The probe's lines for one manifest document against one live object.
 fn lines(manifest_yaml: &str, live: Value) -> Vec<String> {

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::probe::{ProbeContext, ResourceChange};
+use crate::model::outcome::ResourceChange;
+use crate::probe::ProbeContext;
 
 /// Sets `declared_at` on every change whose subject is a resource or output
 /// declared in a local module of the root at `root_dir`.

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::ignore::IgnoreRule;
 use super::redact::{Redactor, MASK};
-use crate::probe::ResourceChange;
+use crate::model::outcome::ResourceChange;
 
 /// Diff lines kept per resource before the rest is summarised.
 const MAX_DIFF_LINES: usize = 40;
@@ -210,7 +210,7 @@ pub struct Options<'a> {
     pub outside_by_default: bool,
     pub ignore: &'a [IgnoreRule],
     /// The key sensitive values enter change fingerprints under.
-    pub fingerprint_key: &'a crate::probe::fingerprint::FingerprintKey,
+    pub fingerprint_key: &'a crate::model::fingerprint::FingerprintKey,
 }
 
 /// Builds the changes from the plan's own actions (never from the exit code).
@@ -325,7 +325,7 @@ pub fn summarize(plan: &Value, options: &Options) -> PlanSummary {
         let mut resource = ResourceChange::new(address, action)
             .with_diff(redactor.redact(diff.trim_end()))
             .with_origin(origin);
-        resource.fingerprint = crate::probe::fingerprint::change(
+        resource.fingerprint = crate::model::fingerprint::change(
             &resource.subject,
             &resource.action,
             &[],
@@ -371,7 +371,7 @@ pub fn summarize(plan: &Value, options: &Options) -> PlanSummary {
                     .iter()
                     .map(|v| options.fingerprint_key.secret(v.to_string().as_bytes()))
                     .collect();
-                output.fingerprint = crate::probe::fingerprint::change(
+                output.fingerprint = crate::model::fingerprint::change(
                     &output.subject,
                     &output.action,
                     &[],
@@ -777,7 +777,7 @@ mod tests {
         let before = read(&plan, false, &[]);
         let secret = &before.changes[1];
         assert_eq!(secret.subject, "terraform_data.s");
-        assert!(crate::probe::fingerprint::is_valid(&secret.fingerprint));
+        assert!(crate::model::fingerprint::is_valid(&secret.fingerprint));
         let text = serde_json::to_string(&plan)
             .unwrap()
             .replace("hunter33", "hunter44");
@@ -797,7 +797,7 @@ mod tests {
                 sensitivity: &sensitivity,
                 outside_by_default: false,
                 ignore: &[],
-                fingerprint_key: &crate::probe::fingerprint::FingerprintKey::from_bytes(
+                fingerprint_key: &crate::model::fingerprint::FingerprintKey::from_bytes(
                     b"another key, 16+".to_vec(),
                 ),
             },

@@ -213,9 +213,9 @@ impl Escapees {
 pub fn report(
     name: &str,
     layer: &str,
-    result: Result<driftwatch::probe::Outcome, driftwatch::probe::ProbeError>,
-) -> driftwatch::probe::RunReport {
-    let mut report = driftwatch::probe::RunReport {
+    result: Result<driftwatch::model::outcome::Outcome, driftwatch::model::outcome::ProbeError>,
+) -> driftwatch::model::outcome::RunReport {
+    let mut report = driftwatch::model::outcome::RunReport {
         probe: name.to_string(),
         name: name.to_string(),
         layer: layer.to_string(),

@@ -45,6 +45,19 @@ impl fmt::Display for InstanceId {
     }
 }
 
+/// An instance dropped because its probe's latest root listing no longer
+/// has its root (e.g. a Terraform root deleted in a new commit).
+#[derive(Debug, Clone)]
+pub struct Removal {
+    pub instance: InstanceId,
+    pub layer: String,
+    /// The commit whose listing no longer has the root.
+    pub commit: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Whether a drift episode was open when the instance went away.
+    pub was_drifted: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,10 +12,12 @@ use serde::{Deserialize, Serialize};
 pub const MAX_DIFF_BYTES: usize = 8 * 1024;
 /// Largest stderr tail kept in an error report.
 pub const MAX_STDERR_TAIL_BYTES: usize = 4 * 1024;
-/// Most resource changes one report keeps by default; `total_changes` counts them all.
-pub const MAX_CHANGES_PER_REPORT: usize = crate::config::DEFAULT_MAX_CHANGES_PER_REPORT;
-/// Most bytes of text one report keeps by default.
-pub const MAX_REPORT_BYTES: usize = crate::config::DEFAULT_MAX_REPORT_BYTES;
+/// Most resource changes one report keeps by default (`[defaults]
+/// max_changes_per_report`); `total_changes` counts them all.
+pub const MAX_CHANGES_PER_REPORT: usize = 1_000;
+/// Most bytes of text one report keeps by default (`[defaults]
+/// max_report_bytes`, 1 MiB).
+pub const MAX_REPORT_BYTES: usize = 1024 * 1024;
 /// Longest subject, action, origin or warning kept.
 const MAX_NAME_BYTES: usize = 1024;
 /// Most warnings one report keeps.
@@ -87,7 +89,7 @@ pub struct ResourceChange {
     /// `fp1:<16 hex>` of this change as it is now (subject, action, fields
     /// or diff, hidden values keyed): what an acknowledgement binds to.
     /// Set by the layer when it knows better, else from the diff when the
-    /// report is built ([`crate::probe::fingerprint`]).
+    /// report is built ([`crate::model::fingerprint`]).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub fingerprint: String,
     /// The acks that acknowledge this change, filled in where a report is
@@ -470,8 +472,8 @@ impl Default for ReportLimits {
 
 impl RunReport {
     /// The instance this run covered.
-    pub fn instance(&self) -> crate::instance::InstanceId {
-        crate::instance::InstanceId::new(&self.name, &self.root)
+    pub fn instance(&self) -> crate::model::instance::InstanceId {
+        crate::model::instance::InstanceId::new(&self.name, &self.root)
     }
 
     /// Cuts the report down to `limits`: long texts get a marker, changes
