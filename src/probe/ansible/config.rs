@@ -10,7 +10,15 @@ use serde::Deserialize;
 use crate::probe::{parse_fields, FieldError, Probe, ProbeCommon};
 
 use super::ignore::{IgnoreRule, IgnoreRuleConfig};
-use super::AnsibleProbe;
+
+/// A validated Ansible probe: its fields, with host paths made absolute
+/// against the config file's directory.
+pub struct AnsibleProbe {
+    pub(super) config: AnsibleConfig,
+    pub(super) vault_password_file: Option<PathBuf>,
+    pub(super) private_key_file: Option<PathBuf>,
+    pub(super) ignore: Vec<IgnoreRule>,
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -16,7 +16,6 @@ mod verdict;
 
 use std::path::{Path, PathBuf};
 
-use self::ignore::IgnoreRule;
 use self::output::find_document;
 use self::verdict::{
     no_document_error, relative_paths, repo_relative_task_path, verdict, VerdictRules,
@@ -24,25 +23,13 @@ use self::verdict::{
 use super::{Probe, ProbeContext};
 use crate::model::outcome::{ErrorReason, Outcome, ProbeError};
 
-pub use self::config::{build, AnsibleConfig, OneOrMany, UnreachablePolicy};
+pub use self::config::{build, AnsibleConfig, AnsibleProbe, OneOrMany, UnreachablePolicy};
 
 /// The stdout callback plugin (Python), embedded so the binary needs nothing
 /// installed beside ansible-core; written as `<CALLBACK_NAME>.py` per run.
 pub const CALLBACK_SOURCE: &str = include_str!("driftwatch_json.py");
 /// The callback's name, for `ANSIBLE_STDOUT_CALLBACK`.
 pub const CALLBACK_NAME: &str = "driftwatch_json";
-/// Tags the callback's JSON line among whatever else lands on stdout.
-const CALLBACK_MARKER: &str = "driftwatch-ansible/v1";
-/// How many failed tasks an error message names before summarizing the rest.
-const MAX_LISTED_FAILURES: usize = 10;
-
-pub struct AnsibleProbe {
-    config: AnsibleConfig,
-    /// Host paths made absolute against the config file's directory.
-    vault_password_file: Option<PathBuf>,
-    private_key_file: Option<PathBuf>,
-    ignore: Vec<IgnoreRule>,
-}
 
 #[async_trait::async_trait]
 impl Probe for AnsibleProbe {

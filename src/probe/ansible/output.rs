@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::CALLBACK_MARKER;
+/// Tags the callback's JSON line among whatever else lands on stdout.
+pub(super) const CALLBACK_MARKER: &str = "driftwatch-ansible/v1";
 
 /// The callback's document, as printed by `driftwatch_json.py`.
 #[derive(Debug, Deserialize)]

@@ -1,8 +1,8 @@
 //! Unit tests of the Ansible layer: config validation, the command line, reading the callback's
 //! document (and what breaks it), and the verdict each kind of run makes.
 
-use super::ignore::IgnoreRuleConfig;
-use super::output::{CallbackDocument, DocumentError};
+use super::ignore::{IgnoreRule, IgnoreRuleConfig};
+use super::output::{CallbackDocument, DocumentError, CALLBACK_MARKER};
 use super::*;
 use crate::model::outcome::Verdict;
 use crate::probe::ProbeCommon;

@@ -8,9 +8,13 @@ use std::path::{Path, PathBuf};
 use crate::model::outcome::{ErrorReason, Outcome, ProbeError, ResourceChange};
 use crate::probe::ProbeContext;
 
+use super::config::UnreachablePolicy;
 use super::ignore::IgnoreRule;
 use super::output::{CallbackDocument, DocumentError, PlayMatch};
-use super::{scan, UnreachablePolicy, MAX_LISTED_FAILURES};
+use super::scan;
+
+/// How many failed tasks an error message names before summarizing the rest.
+const MAX_LISTED_FAILURES: usize = 10;
 
 /// What decides a verdict beside the callback's document: the probe's config.
 pub(super) struct VerdictRules<'a> {
