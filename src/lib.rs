@@ -18,6 +18,7 @@
 //! - [`weblinks`]: links to commits and files in the repository's web UI.
 //! - [`walk`]: the one directory walker layers read checkouts with (stays inside the checkout).
 //! - [`app`]: wires the above together for `run` and `check`.
+//! - [`reference`]: reference pages generated from the code (the metrics registry).
 
 pub mod ack;
 pub mod app;
@@ -32,6 +33,7 @@ pub mod model;
 pub mod paths;
 pub mod probe;
 pub mod process;
+pub mod reference;
 pub mod repo;
 pub mod repo_url;
 pub mod report;
