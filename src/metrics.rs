@@ -31,6 +31,12 @@ use crate::model::outcome::{RunReport, Verdict};
 use crate::probe::Probe;
 use crate::state::State;
 
+mod cache;
+mod cluster;
+
+use self::cache::CacheCollector;
+use self::cluster::ClusterCollector;
+
 /// Histogram buckets for run durations, from 100 ms up to 30 minutes.
 const DURATION_BUCKETS: &[f64] = &[
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0,
@@ -757,129 +763,6 @@ impl Metrics {
             .encode(&self.registry.registry.gather(), &mut buffer)
             .expect("text encoding cannot fail");
         String::from_utf8(buffer).expect("exposition is UTF-8")
-    }
-}
-
-/// The replica's view of the cluster, computed on each gather.
-struct ClusterCollector {
-    cluster: Cluster,
-    state: Arc<State>,
-    members: IntGaugeVec,
-    owned: IntGaugeVec,
-    member_info: IntGaugeVec,
-    renew_errors: IntCounterVec,
-}
-
-impl ClusterCollector {
-    fn new(cluster: Cluster, state: Arc<State>) -> ClusterCollector {
-        let gauge = |name: &str, help: &str, labels: &[&str]| {
-            IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
-        };
-        ClusterCollector {
-            members: gauge("driftwatch_cluster_members", "Number of live replicas (renewed Leases) this replica sees, itself included; 0 while it holds no Lease and so owns nothing.", &[]),
-            owned: gauge("driftwatch_cluster_owned_instances", "Number of probe instances this replica owns, runs and exports; summed over the replicas it is the number of instances.", &[]),
-            member_info: gauge("driftwatch_cluster_member_info", "Always 1, one series per live replica this replica sees; identity is the replica's name (its Lease is driftwatch-<identity>).", &["identity"]),
-            renew_errors: IntCounterVec::new(Opts::new("driftwatch_cluster_lease_renew_errors_total", "Failed or timed-out renewals of this replica's Lease; after a lease duration of failures it owns nothing."), &[]).expect("valid metric"),
-            cluster,
-            state,
-        }
-    }
-}
-
-impl Collector for ClusterCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        let mut descs = self.members.desc();
-        descs.extend(self.owned.desc());
-        descs.extend(self.member_info.desc());
-        descs.extend(self.renew_errors.desc());
-        descs
-    }
-
-    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
-        const NONE: &[&str] = &[];
-        let members = self.cluster.members();
-        self.members
-            .with_label_values(NONE)
-            .set(members.len() as i64);
-        let owned = self
-            .state
-            .instances()
-            .iter()
-            .filter(|id| self.cluster.owns(id))
-            .count();
-        self.owned.with_label_values(NONE).set(owned as i64);
-        self.member_info.reset();
-        for member in &members {
-            self.member_info
-                .with_label_values(&[member.identity.as_str()])
-                .set(1);
-        }
-        let errors = self.renew_errors.with_label_values(NONE);
-        errors.inc_by(self.cluster.renew_errors().saturating_sub(errors.get()));
-        let mut families = self.members.collect();
-        families.extend(self.owned.collect());
-        families.extend(self.member_info.collect());
-        families.extend(self.renew_errors.collect());
-        families
-    }
-}
-
-/// Live-state cache series, computed from the probes on each gather.
-struct CacheCollector {
-    probes: Vec<(InstanceId, String, Arc<dyn Probe>)>,
-    objects: IntGaugeVec,
-    restarts: IntCounterVec,
-    last_event_age: GaugeVec,
-    synced: IntGaugeVec,
-}
-
-impl CacheCollector {
-    fn new(probes: Vec<(InstanceId, String, Arc<dyn Probe>)>) -> CacheCollector {
-        CacheCollector {
-            probes,
-            objects: IntGaugeVec::new(Opts::new("driftwatch_probe_cached_objects", "Live objects held in the probe's watch-fed cache (whole or metadata-only)."), INSTANCE).expect("valid metric"),
-            restarts: IntCounterVec::new(Opts::new("driftwatch_probe_watch_restarts_total", "Times a watch of the probe re-listed or reconnected after an error or an expired resourceVersion."), INSTANCE).expect("valid metric"),
-            last_event_age: GaugeVec::new(Opts::new("driftwatch_probe_last_watch_event_age_seconds", "Seconds since the newest watch event of the probe's cache; absent before the first."), INSTANCE).expect("valid metric"),
-            synced: IntGaugeVec::new(Opts::new("driftwatch_probe_cache_synced", "1 once every watch of the probe has finished its first sync attempt, 0 before."), INSTANCE).expect("valid metric"),
-        }
-    }
-}
-
-impl prometheus::core::Collector for CacheCollector {
-    fn desc(&self) -> Vec<&prometheus::core::Desc> {
-        let mut descs = self.objects.desc();
-        descs.extend(self.restarts.desc());
-        descs.extend(self.last_event_age.desc());
-        descs.extend(self.synced.desc());
-        descs
-    }
-
-    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
-        self.last_event_age.reset();
-        for (id, layer, probe) in &self.probes {
-            let Some(stats) = probe.cache_stats() else {
-                continue;
-            };
-            let labels = [id.probe.as_str(), layer.as_str(), id.root.as_str()];
-            self.objects
-                .with_label_values(&labels)
-                .set(stats.objects as i64);
-            let restarts = self.restarts.with_label_values(&labels);
-            restarts.inc_by(stats.restarts.saturating_sub(restarts.get()));
-            if let Some(age) = stats.last_event_age {
-                self.last_event_age
-                    .with_label_values(&labels)
-                    .set(age.as_secs_f64());
-            }
-            self.synced
-                .with_label_values(&labels)
-                .set(i64::from(stats.settled));
-        }
-        let mut families = self.objects.collect();
-        families.extend(self.restarts.collect());
-        families.extend(self.last_event_age.collect());
-        families.extend(self.synced.collect());
-        families
     }
 }
 
