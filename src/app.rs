@@ -328,7 +328,7 @@ fn spawn_cluster_tasks(
     if cx.cluster.is_single() {
         return Vec::new();
     }
-    let metrics = crate::handover::HandoverMetrics::register(cx.metrics.registry())
+    let metrics = crate::handover::HandoverMetrics::register(&cx.metrics)
         .map_err(|err| tracing::warn!(error = %err, "cannot register the handover metrics"))
         .ok();
     let mut tasks = vec![crate::handover::Handover {

@@ -13,7 +13,7 @@
 //! 4. what is remembered of runs: [`state`], [`history`], [`metrics`], [`handover`], [`ack`]
 //! 5. when and how runs happen: [`scheduler`]
 //! 6. what is shown: [`http`], [`report`]
-//! 7. the edges that wire it all: [`app`], [`cli`]
+//! 7. the edges that wire it all, and the references generated from them: [`app`], [`cli`], [`reference`]
 //!
 //! The modules:
 //!
@@ -36,6 +36,7 @@
 //! - [`report`]: the `check` command's report (text, JSON).
 //! - [`app`]: wires the above together for `run` and `check`.
 //! - [`cli`]: the command line, and the `ack` client against a running daemon.
+//! - [`reference`]: reference pages generated from the code (the metrics registry).
 
 pub mod ack;
 pub mod app;
@@ -50,6 +51,7 @@ pub mod model;
 pub mod paths;
 pub mod probe;
 pub mod process;
+pub mod reference;
 pub mod repo;
 pub mod repo_url;
 pub mod report;

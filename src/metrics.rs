@@ -51,8 +51,71 @@ struct ProbeMeta {
     schedule_interval: f64,
 }
 
-pub struct Metrics {
+/// One metric family as registered: what `/metrics` may export under this
+/// name. The metrics reference (docs/metrics-reference.md) and the contract
+/// test list these, so a family shows there before it has any series.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MetricInfo {
+    pub name: String,
+    /// `counter`, `gauge`, `histogram`, `summary` or `untyped`.
+    pub kind: &'static str,
+    pub help: String,
+    /// Label names; probe series also carry the configured constant labels.
+    pub labels: Vec<String>,
+}
+
+/// The families `collector` registers, with the type its collect() reports.
+fn describe(collector: &dyn Collector) -> Vec<MetricInfo> {
+    use prometheus::proto::MetricType;
+    let families = collector.collect();
+    collector
+        .desc()
+        .into_iter()
+        .map(|desc| {
+            let kind = families
+                .iter()
+                .find(|family| family.name() == desc.fq_name)
+                .map(|family| match family.get_field_type() {
+                    MetricType::COUNTER => "counter",
+                    MetricType::GAUGE => "gauge",
+                    MetricType::HISTOGRAM => "histogram",
+                    MetricType::SUMMARY => "summary",
+                    MetricType::UNTYPED => "untyped",
+                })
+                .unwrap_or("untyped");
+            let mut labels: Vec<String> = desc
+                .const_label_pairs
+                .iter()
+                .map(|pair| pair.name().to_string())
+                .collect();
+            labels.extend(desc.variable_labels.iter().cloned());
+            MetricInfo {
+                name: desc.fq_name.clone(),
+                kind,
+                help: desc.help.clone(),
+                labels,
+            }
+        })
+        .collect()
+}
+
+/// The registry, remembering what was registered into it.
+struct Described {
     registry: Registry,
+    families: Mutex<Vec<MetricInfo>>,
+}
+
+impl Described {
+    fn register(&self, collector: Box<dyn Collector>) -> prometheus::Result<()> {
+        let families = describe(collector.as_ref());
+        self.registry.register(collector)?;
+        self.families.lock().unwrap().extend(families);
+        Ok(())
+    }
+}
+
+pub struct Metrics {
+    registry: Described,
     probes: Arc<ProbeCollector>,
 
     repo_success: IntGaugeVec,
@@ -430,7 +493,10 @@ impl Metrics {
         constant_labels: &BTreeSet<String>,
         max_resource_series: usize,
     ) -> Metrics {
-        let registry = Registry::new();
+        let registry = Described {
+            registry: Registry::new(),
+            families: Mutex::default(),
+        };
         let probes = Arc::new(ProbeCollector::new(
             state,
             constant_labels.iter().cloned().collect(),
@@ -440,21 +506,21 @@ impl Metrics {
             .register(Box::new(Shared(probes.clone())))
             .expect("unique metrics");
 
-        fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+        fn gauge(registry: &Described, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
             let metric = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
             registry
                 .register(Box::new(metric.clone()))
                 .expect("unique metric");
             metric
         }
-        fn int_gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        fn int_gauge(registry: &Described, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
             let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
             registry
                 .register(Box::new(metric.clone()))
                 .expect("unique metric");
             metric
         }
-        fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        fn counter(registry: &Described, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
             let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
             registry
                 .register(Box::new(metric.clone()))
@@ -488,7 +554,20 @@ impl Metrics {
     }
 
     pub fn registry(&self) -> &Registry {
-        &self.registry
+        &self.registry.registry
+    }
+
+    /// Registers a collector of another module (HTTP, handover) in the
+    /// daemon's registry, so that it is listed by [`Metrics::families`] too.
+    pub fn register(&self, collector: Box<dyn Collector>) -> prometheus::Result<()> {
+        self.registry.register(collector)
+    }
+
+    /// Every family registered so far, sorted by name.
+    pub fn families(&self) -> Vec<MetricInfo> {
+        let mut families = self.registry.families.lock().unwrap().clone();
+        families.sort();
+        families
     }
 
     /// Tells the collector about a configured probe: its layer, constant
@@ -640,9 +719,16 @@ impl Metrics {
             .into_iter()
             .filter(|(_, _, probe)| probe.cache_stats().is_some())
             .collect();
-        if probes.is_empty() {
-            return;
+        if !probes.is_empty() {
+            self.register_cache_collector(probes);
         }
+    }
+
+    /// The watch-cache series for `probes` (the reference lists them with none).
+    pub(crate) fn register_cache_collector(
+        &self,
+        probes: Vec<(InstanceId, String, Arc<dyn Probe>)>,
+    ) {
         let collector = CacheCollector::new(probes);
         self.registry
             .register(Box::new(collector))
@@ -668,7 +754,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buffer)
+            .encode(&self.registry.registry.gather(), &mut buffer)
             .expect("text encoding cannot fail");
         String::from_utf8(buffer).expect("exposition is UTF-8")
     }

@@ -91,7 +91,7 @@ pub struct HandoverMetrics {
 }
 
 impl HandoverMetrics {
-    pub fn register(registry: &prometheus::Registry) -> prometheus::Result<HandoverMetrics> {
+    pub fn register(metrics: &crate::metrics::Metrics) -> prometheus::Result<HandoverMetrics> {
         let adopted = prometheus::IntCounter::new(
             "driftwatch_cluster_handover_adopted_total",
             "Instance statuses this replica took over from another replica (over HTTP or from a status ConfigMap) because they were newer than its own.",
@@ -107,9 +107,9 @@ impl HandoverMetrics {
             "driftwatch_cluster_status_dropped_instances",
             "Owned instances left out of this replica's status ConfigMap by its size cap at the last write (in-sync ones go first); 0 when all fit.",
         )?;
-        registry.register(Box::new(adopted.clone()))?;
-        registry.register(Box::new(source_errors.clone()))?;
-        registry.register(Box::new(dropped.clone()))?;
+        metrics.register(Box::new(adopted.clone()))?;
+        metrics.register(Box::new(source_errors.clone()))?;
+        metrics.register(Box::new(dropped.clone()))?;
         for source in ["peer", "configmap"] {
             source_errors.with_label_values(&[source]);
         }

@@ -131,6 +131,13 @@ pub struct ProbeSummary {
     pub layer: String,
     /// `instance`, or `probe` for a probe none of whose roots is known yet.
     pub scope: &'static str,
+    // The probe's configuration, as the rows had it before they became a
+    // summary (cheap, unlike `last_report`; kept for the scripts using it).
+    pub repo: String,
+    pub path: String,
+    pub timeout_seconds: f64,
+    pub run_on_change: bool,
+    pub labels: std::collections::BTreeMap<String, String>,
     /// `in_sync`, `drifted`, `error`, or `pending` before the first run.
     pub status: &'static str,
     pub drifted: bool,
@@ -176,6 +183,11 @@ impl ProbeSummary {
     ) -> ProbeSummary {
         let report = status.and_then(|s| s.last_report.as_ref());
         ProbeSummary {
+            repo: probe.repo.clone(),
+            path: probe.path.clone(),
+            timeout_seconds: probe.timeout.as_secs_f64(),
+            run_on_change: probe.run_on_change,
+            labels: probe.labels.clone(),
             scope,
             name: probe.name.clone(),
             root: status.map(|s| s.root.clone()).unwrap_or_default(),

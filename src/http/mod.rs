@@ -48,7 +48,7 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounterVec, Opts};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -253,7 +253,7 @@ pub struct HttpMetrics {
 }
 
 impl HttpMetrics {
-    pub fn register(registry: &Registry) -> prometheus::Result<HttpMetrics> {
+    pub fn register(metrics: &Metrics) -> prometheus::Result<HttpMetrics> {
         let http_requests = IntCounterVec::new(
             Opts::new(
                 "driftwatch_http_requests_total",
@@ -268,8 +268,8 @@ impl HttpMetrics {
             ),
             &["kind", "result"],
         )?;
-        registry.register(Box::new(http_requests.clone()))?;
-        registry.register(Box::new(triggers.clone()))?;
+        metrics.register(Box::new(http_requests.clone()))?;
+        metrics.register(Box::new(triggers.clone()))?;
         for kind in ["run", "sync", "github", "gitlab", "ack"] {
             for result in ["accepted", "unauthorized"] {
                 triggers.with_label_values(&[kind, result]);
@@ -323,7 +323,7 @@ impl Context {
         catalog: Catalog,
         triggers: Arc<dyn TriggerSink>,
     ) -> prometheus::Result<Context> {
-        let http_metrics = HttpMetrics::register(metrics.registry())?;
+        let http_metrics = HttpMetrics::register(&metrics)?;
         Ok(Context {
             state,
             history: None,

@@ -77,6 +77,8 @@ fn rule_unit_tests_catch_a_weakened_drift_alert() {
     // The rule before scale-out: gap-tolerant, but per replica.
     let per_replica = "expr: |\n          driftwatch_probe_drifted == 1\n          or (\n              last_over_time(driftwatch_probe_drifted[10m]) == 1\n            unless on (job, instance, probe, layer, root)\n              driftwatch_probe_drifted\n          )";
     let failing_expr = "expr: |\n          max without (instance, pod) (driftwatch_probe_result == 1)\n          or (\n              max without (instance, pod) (last_over_time(driftwatch_probe_result[10m]) == 1)\n            unless\n              max without (instance, pod) (\n                driftwatch_probe_result\n                and on (job, instance, probe, layer, root)\n                  driftwatch_probe_last_run_timestamp_seconds > 0\n              )\n          )";
+    let expiring_expr = "expr: |\n          min without (instance, pod) (driftwatch_probe_ack_expiry_timestamp_seconds) - time() < 86400\n          or (\n              min without (instance, pod) (last_over_time(driftwatch_probe_ack_expiry_timestamp_seconds[10m])) - time() < 86400 > 0\n            unless\n              max without (instance, pod) (\n                driftwatch_probe_acknowledged_resources\n                and on (job, instance, probe, layer, root)\n                  driftwatch_probe_last_success_timestamp_seconds > 0\n              )\n          )";
+    let changed_expr = "expr: |\n          max without (instance, pod) (driftwatch_probe_ack_mismatched_resources) > 0\n          or (\n              max without (instance, pod) (last_over_time(driftwatch_probe_ack_mismatched_resources[10m])) > 0\n            unless\n              max without (instance, pod) (\n                driftwatch_probe_ack_mismatched_resources\n                and on (job, instance, probe, layer, root)\n                  driftwatch_probe_last_success_timestamp_seconds > 0\n              )\n          )";
     let mutations = [
         (
             "for: 1h\n",
@@ -120,11 +122,64 @@ fn rule_unit_tests_catch_a_weakened_drift_alert() {
             "(DriftProbeFailing) is resolved by the gap of a move to another replica",
             "scale_out.yml",
         ),
+        // Acknowledgements (issue 22).
+        (
+            drift_expr,
+            result_based.as_str(),
+            "fires for acknowledged drift (the verdict stays 2)",
+            "acknowledgements.yml",
+        ),
+        (
+            "            and on (job, instance, probe, root)\n              (driftwatch_probe_drifted == 1)\n",
+            "",
+            "(TerradiffDriftDetected) fires for acknowledged drift",
+            "acknowledgements.yml",
+        ),
+        (
+            "              terradiff_plan_exit_code\n              unless on (job, instance, probe, root)\n                driftwatch_probe_drifted\n",
+            "              terradiff_plan_exit_code\n",
+            "(TerradiffDriftDetected) fires for acknowledged drift through the terradiff-only branch",
+            "acknowledgements.yml",
+        ),
+        (
+            "(driftwatch_probe_ack_expiry_timestamp_seconds) - time() < 86400\n",
+            "(driftwatch_probe_ack_expiry_timestamp_seconds) - time() < 172800\n",
+            "(DriftAcknowledgementExpiring) fires 48 h before the expiry",
+            "acknowledgements.yml",
+        ),
+        (
+            expiring_expr,
+            "expr: min without (instance, pod) (driftwatch_probe_ack_expiry_timestamp_seconds) - time() < 86400",
+            "(DriftAcknowledgementExpiring) is resolved by the gap of a move to another replica",
+            "acknowledgements.yml",
+        ),
+        (
+            "                driftwatch_probe_acknowledged_resources\n                and on (job, instance, probe, layer, root)\n                  driftwatch_probe_last_success_timestamp_seconds > 0\n",
+            "                driftwatch_probe_acknowledged_resources\n",
+            "(DriftAcknowledgementExpiring) is resolved by a new owner that has not reached a verdict yet",
+            "acknowledgements.yml",
+        ),
+        (
+            changed_expr,
+            "expr: max without (instance, pod) (driftwatch_probe_ack_mismatched_resources) > 0",
+            "(DriftAcknowledgedChanged) is resolved by the gap of a move to another replica",
+            "acknowledgements.yml",
+        ),
+        (
+            "          )\n        for: 15m\n",
+            "          )\n        for: 5m\n",
+            "(DriftAcknowledgedChanged) fires before 15 minutes of a changed acknowledged drift",
+            "acknowledgements.yml",
+        ),
     ];
     for (from, to, what, test_file) in mutations {
         let tmp = tempfile::tempdir().unwrap();
         copy_monitoring_tree(tmp.path());
         assert!(rules.contains(from), "rules no longer contain {from:?}");
+        // Each weakening hits the rule it names (the first match).
+        if test_file == "acknowledgements.yml" && from != drift_expr {
+            assert_eq!(rules.matches(from).count(), 1, "{from:?} is not unique");
+        }
         std::fs::write(
             tmp.path().join("alerts/driftwatch.rules.yml"),
             rules.replacen(from, to, 1),
@@ -138,7 +193,7 @@ fn rule_unit_tests_catch_a_weakened_drift_alert() {
             .unwrap();
         assert!(
             !out.status.success(),
-            "promtool tests pass although DriftDetected {what}"
+            "promtool tests ({test_file}) pass although DriftDetected {what}"
         );
     }
 }
@@ -269,6 +324,10 @@ fn scrape_fixture() -> String {
         ("driftwatch_probe_last_run_timestamp_seconds", "gauge"),
         ("driftwatch_probe_last_success_timestamp_seconds", "gauge"),
         ("driftwatch_probe_drifted_since_timestamp_seconds", "gauge"),
+        ("driftwatch_probe_acknowledged_resources", "gauge"),
+        ("driftwatch_probe_ack_mismatched_resources", "gauge"),
+        ("driftwatch_probe_ack_expiry_timestamp_seconds", "gauge"),
+        ("driftwatch_probe_ack_info", "gauge"),
         ("driftwatch_probe_runs_total", "counter"),
         ("driftwatch_probe_errors_total", "counter"),
         ("driftwatch_probe_skipped_runs_total", "counter"),
