@@ -34,21 +34,19 @@ use serde::Serialize;
 use crate::config::HistoryConfig;
 use crate::model::outcome::{RunReport, Verdict};
 
+mod records;
 mod schema;
 mod writer;
 
+use self::records::verdict_from_code;
+pub use self::records::{EpisodeResource, EventKind};
 use self::schema::open_or_set_aside;
 use self::writer::{AdoptionRecord, Command, RemovalRecord, RunRecord, Write, Writer};
 
 pub const DB_FILE: &str = "history.db";
-const SCHEMA_VERSION: i64 = 2;
+
 /// Records waiting for the writer; beyond this, records are dropped (and counted).
 const QUEUE_CAPACITY: usize = 10_000;
-/// Resources kept per episode (the union over its drifted runs).
-const MAX_EPISODE_RESOURCES: usize = 500;
-/// Error messages kept per run, in bytes.
-const MAX_MESSAGE_BYTES: usize = 300;
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 pub const MAX_PAGE: usize = 500;
 
 #[derive(Debug, thiserror::Error)]
@@ -82,13 +80,6 @@ pub struct RunRow {
     pub error_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-}
-
-/// A resource involved in a drift episode.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct EpisodeResource {
-    pub subject: String,
-    pub action: String,
 }
 
 /// One drift episode: from the first drifted run to the first in-sync run.
@@ -125,70 +116,6 @@ pub struct EpisodeRow {
 impl EpisodeRow {
     pub fn is_open(&self) -> bool {
         self.ended_at.is_none()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    DriftDetected,
-    DriftResolved,
-    ProbeFailing,
-    ProbeRecovered,
-    InstanceRemoved,
-    AckCreated,
-    AckChanged,
-    AckExpired,
-    AckClosed,
-    AckDeleted,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::DriftDetected => "drift_detected",
-            EventKind::DriftResolved => "drift_resolved",
-            EventKind::ProbeFailing => "probe_failing",
-            EventKind::ProbeRecovered => "probe_recovered",
-            EventKind::InstanceRemoved => "instance_removed",
-            EventKind::AckCreated => "ack_created",
-            EventKind::AckChanged => "ack_changed",
-            EventKind::AckExpired => "ack_expired",
-            EventKind::AckClosed => "ack_closed",
-            EventKind::AckDeleted => "ack_deleted",
-        }
-    }
-
-    pub fn title(self) -> &'static str {
-        match self {
-            EventKind::DriftDetected => "Drift detected",
-            EventKind::DriftResolved => "Drift resolved",
-            EventKind::ProbeFailing => "Probe failing",
-            EventKind::ProbeRecovered => "Probe recovered",
-            EventKind::InstanceRemoved => "Instance removed",
-            EventKind::AckCreated => "Drift acknowledged",
-            EventKind::AckChanged => "Acknowledged drift changed",
-            EventKind::AckExpired => "Acknowledgement expired",
-            EventKind::AckClosed => "Acknowledgement closed",
-            EventKind::AckDeleted => "Acknowledgement ended",
-        }
-    }
-
-    fn parse(text: &str) -> Option<EventKind> {
-        [
-            EventKind::DriftDetected,
-            EventKind::DriftResolved,
-            EventKind::ProbeFailing,
-            EventKind::ProbeRecovered,
-            EventKind::InstanceRemoved,
-            EventKind::AckCreated,
-            EventKind::AckChanged,
-            EventKind::AckExpired,
-            EventKind::AckClosed,
-            EventKind::AckDeleted,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == text)
     }
 }
 
@@ -595,27 +522,8 @@ fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     })
 }
 
-fn verdict_from_code(code: i64) -> Verdict {
-    match code {
-        0 => Verdict::InSync,
-        2 => Verdict::Drifted,
-        _ => Verdict::Error,
-    }
-}
-
 fn from_ms(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
 
 #[cfg(test)]

@@ -109,7 +109,7 @@ async fn dispatch(command: Command) -> ExitCode {
                 }
             }
         }
-        Command::Ack(args) => match driftwatch::ack::client::run(args).await {
+        Command::Ack(args) => match driftwatch::cli::ack_client::run(args).await {
             Ok(output) => {
                 print!("{output}");
                 ExitCode::SUCCESS

@@ -10,11 +10,9 @@
 //! - [`store`]: the transitions on a status (create, delete, expire, close,
 //!   the repo's acks, the handover merge), each an [`AckEvent`] for history.
 //! - [`repo_file`]: `.driftwatch/acks.toml` in the watched repo.
-//! - [`client`]: `driftwatch ack`, against a running daemon's API.
 //! - [`validate`]: what `driftwatch validate` says about acks (stale, malformed).
 //! - [`view`]: an ack as the API, the page and the CLI show it.
 
-pub mod client;
 pub mod matching;
 pub mod model;
 pub mod repo_file;

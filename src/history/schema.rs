@@ -8,7 +8,8 @@ use std::time::Duration;
 use chrono::Utc;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
-use super::SCHEMA_VERSION;
+/// The schema version recorded in `PRAGMA user_version`.
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS probes (

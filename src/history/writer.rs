@@ -16,11 +16,11 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::config::HistoryConfig;
 use crate::model::outcome::{RunReport, Verdict};
 
-use super::schema::{is_corruption, open_db, set_aside};
-use super::{
+use super::records::{
     truncate, verdict_from_code, EpisodeResource, EventKind, MAX_EPISODE_RESOURCES,
     MAX_MESSAGE_BYTES, PRUNE_EVERY,
 };
+use super::schema::{is_corruption, open_db, set_aside};
 
 /// What the writer needs from a run report (cheap to build and send).
 #[derive(Debug, Clone)]

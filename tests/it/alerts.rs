@@ -892,6 +892,74 @@ fn attachment_text(message: &serde_json::Value) -> String {
     )
 }
 
+/// Alertmanager (the shipped example, short delays, webhooks to `slack`) and
+/// Prometheus (the shipped rules with short `for`s, scraping driftwatch every
+/// second); returns them and Prometheus's port.
+fn start_alerting(
+    dir: &Path,
+    driftwatch_port: u16,
+    slack: std::net::SocketAddr,
+) -> (Server, Server, u16) {
+    let am_port = common::free_port();
+    std::fs::write(
+        dir.join("alertmanager.yml"),
+        fast_alertmanager_config(slack),
+    )
+    .unwrap();
+    let alertmanager = Server::start(
+        "alertmanager",
+        Command::new("prometheus-alertmanager")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("alertmanager.yml").display()
+            ))
+            .arg(format!("--storage.path={}", dir.join("am-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+            .arg("--cluster.listen-address="),
+        dir,
+    );
+
+    // Prometheus scraping driftwatch every second with the shipped rules.
+    let prom_port = common::free_port();
+    std::fs::write(dir.join("driftwatch.rules.yml"), fast_rules()).unwrap();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            r#"global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+rule_files: ["{rules}"]
+alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: ["127.0.0.1:{am_port}"]
+scrape_configs:
+  - job_name: driftwatch
+    static_configs:
+      - targets: ["127.0.0.1:{driftwatch_port}"]
+"#,
+            rules = dir.join("driftwatch.rules.yml").display()
+        ),
+    )
+    .unwrap();
+    let prometheus = Server::start(
+        "prometheus",
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("prom-data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
+        dir,
+    );
+    (alertmanager, prometheus, prom_port)
+}
+
 /// driftwatch with a drifting command probe → Prometheus (shipped rules, short
 /// `for`) → Alertmanager (shipped routing) → a fake Slack. The drift reaches
 /// team corp's channel naming the probe; fixing it sends the resolved message.
@@ -997,65 +1065,10 @@ labels = {{ team = "platform" }}
     })
     .await;
 
-    // The fake Slack and Alertmanager with the shipped routing.
+    // The fake Slack and Alertmanager with the shipped routing; Prometheus
+    // scraping driftwatch every second with the shipped rules.
     let (slack, inbox) = slack_receiver().await;
-    let am_port = common::free_port();
-    std::fs::write(
-        dir.join("alertmanager.yml"),
-        fast_alertmanager_config(slack),
-    )
-    .unwrap();
-    let alertmanager = Server::start(
-        "alertmanager",
-        Command::new("prometheus-alertmanager")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("alertmanager.yml").display()
-            ))
-            .arg(format!("--storage.path={}", dir.join("am-data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-            .arg("--cluster.listen-address="),
-        dir,
-    );
-
-    // Prometheus scraping driftwatch every second with the shipped rules.
-    let prom_port = common::free_port();
-    std::fs::write(dir.join("driftwatch.rules.yml"), fast_rules()).unwrap();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
-            r#"global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-rule_files: ["{rules}"]
-alerting:
-  alertmanagers:
-    - static_configs:
-        - targets: ["127.0.0.1:{am_port}"]
-scrape_configs:
-  - job_name: driftwatch
-    static_configs:
-      - targets: ["127.0.0.1:{driftwatch_port}"]
-"#,
-            rules = dir.join("driftwatch.rules.yml").display()
-        ),
-    )
-    .unwrap();
-    let prometheus = Server::start(
-        "prometheus",
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("prom-data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
-        dir,
-    );
+    let (alertmanager, prometheus, prom_port) = start_alerting(dir, driftwatch_port, slack);
     let servers = [&driftwatch, &prometheus, &alertmanager];
     let inbox = &inbox;
 
@@ -1393,4 +1406,258 @@ fn kubernetes_configmaps_pass_validate() {
             );
         }
     }
+}
+
+/// An instant query against Prometheus; None when it fails or is empty.
+async fn prom_results(
+    http: &reqwest::Client,
+    prom_port: u16,
+    query: &str,
+) -> Option<Vec<serde_json::Value>> {
+    let response: serde_json::Value = http
+        .get(format!("http://127.0.0.1:{prom_port}/api/v1/query"))
+        .query(&[("query", query)])
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let results = response["data"]["result"].as_array()?.clone();
+    (!results.is_empty()).then_some(results)
+}
+
+/// Acknowledged drift through driftwatch → Prometheus → Alertmanager → Slack
+/// (issue 22): a drift acknowledged before Prometheus ever sees it sends no
+/// drift message (the channel only hears that the acknowledgement expires
+/// within 24 h, which proves the pipeline delivers); a second resource that
+/// drifts afterwards sends exactly one DriftDetected message, which says
+/// what is acknowledged and by whom.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_drift_sends_nothing_and_a_change_sends_one_message() {
+    if !(common::have_tool("prometheus")
+        && common::have_tool("prometheus-alertmanager")
+        && have_monitoring_tools())
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let http = &reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let long = std::time::Duration::from_secs(90);
+
+    // One resource drifts per marker file that exists.
+    let first = dir.join("site-marker");
+    let second = dir.join("tls-marker");
+    std::fs::write(&first, "manual change").unwrap();
+    let check = r#"#!/bin/sh
+resources=""
+if [ -e "$FIRST" ]; then resources='{"subject": "/etc/web/site.conf", "action": "changed"}'; fi
+if [ -e "$SECOND" ]; then resources="${resources:+$resources, }"'{"subject": "/etc/web/tls.conf", "action": "changed"}'; fi
+echo "{\"protocol\": 1, \"resources\": [$resources]}"
+[ -z "$resources" ] || exit 2
+exit 0
+"#;
+    let repo = dir.join("infra");
+    common::init_repo(&repo, &[("web/check.sh", check)]);
+    let token = dir.join("api-token");
+    std::fs::write(&token, "write-token-for-alerts\n").unwrap();
+    let driftwatch_port = common::free_port();
+    let config = dir.join("driftwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"state_dir = "{state}"
+
+[server]
+listen = "127.0.0.1:{driftwatch_port}"
+api_token_file = "{token}"
+
+[defaults]
+schedule = "*/1 * * * * *"
+timeout = "30s"
+
+[[repo]]
+name = "infra"
+url = "file://{repo}"
+poll_interval = "1s"
+
+[[probe]]
+name = "corp-web"
+layer = "command"
+path = "web"
+command = ["sh", "check.sh"]
+output = "json"
+env = {{ FIRST = "{first}", SECOND = "{second}" }}
+labels = {{ team = "corp" }}
+"#,
+            state = dir.join("state").display(),
+            repo = repo.display(),
+            token = token.display(),
+            first = first.display(),
+            second = second.display(),
+        ),
+    )
+    .unwrap();
+    let driftwatch = Server::start(
+        "driftwatch",
+        Command::new(common::driftwatch_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&config),
+        dir,
+    );
+    let url = format!("http://127.0.0.1:{driftwatch_port}");
+    let url = &url;
+    wait_for("corp-web drifted", long, &[&driftwatch], || async move {
+        let probe: serde_json::Value = http
+            .get(format!("{url}/api/v1/probes/corp-web"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        probe
+            .to_string()
+            .contains("/etc/web/site.conf")
+            .then_some(())
+    })
+    .await;
+
+    // Acknowledged for 2 hours, before Prometheus runs.
+    let response = http
+        .post(format!("{url}/api/v1/probes/corp-web/acks"))
+        .bearer_auth("write-token-for-alerts")
+        .json(&serde_json::json!({
+            "by": "alice",
+            "reason": "hotfix during the incident",
+            "expires": "2h",
+        }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let ack = response.text().await.unwrap();
+    assert_eq!(status, 201, "{ack}");
+    let metric_line = |name: &'static str| async move {
+        let text = http
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains("probe=\"corp-web\""))
+            .map(|l| l.rsplit(' ').next().unwrap_or("").to_string())
+    };
+    wait_for(
+        "the drift acknowledged in /metrics",
+        long,
+        &[&driftwatch],
+        || async move {
+            let drifted = metric_line("driftwatch_probe_drifted{").await?;
+            let acknowledged = metric_line("driftwatch_probe_acknowledged_resources{").await?;
+            (drifted == "0" && acknowledged == "1").then_some(())
+        },
+    )
+    .await;
+
+    let (slack, inbox) = slack_receiver().await;
+    let (alertmanager, prometheus, prom_port) = start_alerting(dir, driftwatch_port, slack);
+    let servers = [&driftwatch, &prometheus, &alertmanager];
+    let inbox = &inbox;
+
+    // The expiry warning reaches the team's channel, naming alice.
+    let text = corp_firing(inbox, &servers, "DriftAcknowledgementExpiring").await;
+    assert!(
+        text.contains("*Acknowledged:* 1 resource(s) by alice, until 20"),
+        "{text}"
+    );
+    // Prometheus never saw unacknowledged drift, and nothing else fired.
+    assert!(
+        prom_results(
+            http,
+            prom_port,
+            r#"max_over_time(driftwatch_probe_drifted{probe="corp-web"}[1h]) == 0"#
+        )
+        .await
+        .is_some(),
+        "Prometheus saw unacknowledged drift"
+    );
+    // Group intervals (2 s) for a drift message to arrive, were one on its way.
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    let texts: Vec<String> = inbox
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, m)| attachment_text(m))
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .all(|t| t.contains("DriftAcknowledgementExpiring")),
+        "an acknowledged drift sent a message:\n{texts:#?}"
+    );
+
+    // A second resource drifts: one DriftDetected message, naming it and the
+    // acknowledged part.
+    std::fs::write(&second, "another manual change").unwrap();
+    let text = corp_firing(inbox, &servers, "DriftDetected").await;
+    assert!(
+        text.contains("*Drifted resources:* 1: /etc/web/tls.conf (changed)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("*Acknowledged:* 1 resource(s) by alice, until 20")
+            && text.contains("1 more drifted resource(s) are acknowledged by alice until 20"),
+        "{text}"
+    );
+    // Every rule and dashboard metric is in this scrape, the ack series included
+    // (with both an acknowledged and an unacknowledged resource).
+    let (ok, output) = check_monitoring(&["--metrics", &format!("{url}/metrics")]);
+    assert!(
+        ok,
+        "check-monitoring against a real scrape failed:\n{output}"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    let texts: Vec<String> = inbox
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, m)| attachment_text(m))
+        .filter(|t| !t.contains("DriftAcknowledgementExpiring"))
+        .collect();
+    assert_eq!(
+        texts.len(),
+        1,
+        "a change sent more than one message:\n{texts:#?}"
+    );
+}
+
+/// Waits for the first firing `alert` message in #corp-drift (the
+/// end-to-end tests' team) and returns its attachment's text.
+async fn corp_firing(inbox: &Inbox, servers: &[&Server], alert: &str) -> String {
+    let title = format!("] {alert} corp-web");
+    let title = &title;
+    let message = wait_for(
+        &format!("the {alert} message in #corp-drift"),
+        std::time::Duration::from_secs(90),
+        servers,
+        || async move {
+            messages_to(inbox, "slack-corp").into_iter().find(|m| {
+                let text = attachment_text(m);
+                text.contains(title.as_str()) && text.contains("[FIRING")
+            })
+        },
+    )
+    .await;
+    let text = attachment_text(&message);
+    eprintln!("{alert} message:\n{text}");
+    text
 }

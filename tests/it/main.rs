@@ -20,6 +20,7 @@ mod instances;
 mod kube_watch;
 mod kubernetes;
 mod kubernetes_watch;
+mod layers;
 mod repo;
 mod scheduler;
 mod source_size;

@@ -1,4 +1,7 @@
-//! Command-line interface: `run`, `check`, `validate`, `ack`.
+//! Command-line interface: `run`, `check`, `validate`, `ack` (its client
+//! against a running daemon is [`ack_client`]).
+
+pub mod ack_client;
 
 use std::path::PathBuf;
 

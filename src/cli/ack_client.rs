@@ -9,8 +9,8 @@ use std::fmt::Write;
 
 use serde_json::{json, Value};
 
-use super::AckView;
-use crate::cli::AckArgs;
+use super::AckArgs;
+use crate::ack::AckView;
 
 /// Runs the command; `Err` is the message for stderr (exit 1).
 pub async fn run(args: AckArgs) -> Result<String, String> {
