@@ -118,8 +118,80 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// Parses the file's text; `name` is how problems name the file.
+/// Parses the file's text; `name` is how problems name the file. Each
+/// `[[ack]]` entry is read on its own, so one bad entry is left out and the
+/// rest of the file is still used.
 pub fn parse(text: &str, name: &str, now: DateTime<Utc>, max_expiry: Duration) -> RepoAcks {
+    let Ok(doc) = toml_edit::ImDocument::parse(text) else {
+        // A syntax error: the whole-file reader names its place.
+        return parse_entries(text, name, now, max_expiry);
+    };
+    let mut starts = Vec::new();
+    let mut ack_starts = Vec::new();
+    for (key, item) in doc.as_table().iter() {
+        match item {
+            toml_edit::Item::ArrayOfTables(aot) => {
+                for table in aot.iter() {
+                    if let Some(span) = table.span() {
+                        starts.push(span.start);
+                        if key == "ack" {
+                            ack_starts.push(span.start);
+                        }
+                    }
+                }
+            }
+            toml_edit::Item::Table(table) => {
+                if let Some(span) = table.span() {
+                    starts.push(span.start);
+                }
+            }
+            _ => {}
+        }
+    }
+    starts.sort_unstable();
+    ack_starts.sort_unstable();
+    if ack_starts.is_empty() {
+        return parse_entries(text, name, now, max_expiry);
+    }
+    // The table at `start` up to the next one, with what precedes it blanked
+    // so that lines and columns stay those of the file.
+    let chunk = |start: usize| -> String {
+        let end = starts
+            .iter()
+            .copied()
+            .find(|&s| s > start)
+            .unwrap_or(text.len());
+        text[..start]
+            .chars()
+            .map(|c| if c == '\n' { '\n' } else { ' ' })
+            .chain(text[start..end].chars())
+            .collect()
+    };
+    // What precedes the first entry (top-level keys) is checked on its own.
+    let mut result = parse_entries(&text[..starts[0]], name, now, max_expiry);
+    for (index, &start) in ack_starts.iter().enumerate() {
+        let padded = chunk(start);
+        let one = parse_entries(&padded, name, now, max_expiry);
+        result.acks.extend(one.acks);
+        result.lines.extend(one.lines);
+        result.problems.extend(
+            one.problems
+                .into_iter()
+                .map(|p| p.replacen("ack[0]", &format!("ack[{index}]"), 1)),
+        );
+    }
+    // Other top-level tables are reported once, not with every entry.
+    for &start in starts.iter().filter(|s| !ack_starts.contains(s)) {
+        let padded = chunk(start);
+        result
+            .problems
+            .extend(parse_entries(&padded, name, now, max_expiry).problems);
+    }
+    result
+}
+
+/// Parses `text` as a whole (one entry, when called per entry).
+fn parse_entries(text: &str, name: &str, now: DateTime<Utc>, max_expiry: Duration) -> RepoAcks {
     let at = |offset: usize| {
         let (line, col) = line_col(text, offset);
         format!("{name}:{line}:{col}")
@@ -128,13 +200,23 @@ pub fn parse(text: &str, name: &str, now: DateTime<Utc>, max_expiry: Duration) -
     let raw: RawFile = match serde_path_to_error::deserialize(deserializer) {
         Ok(raw) => raw,
         Err(err) => {
-            let key = err.path().to_string();
+            let key = err
+                .path()
+                .to_string()
+                .replace(".$__serde_spanned_private_value", "");
             let inner = err.into_inner();
             let place = inner
                 .span()
                 .map(|s| at(s.start))
                 .unwrap_or_else(|| name.to_string());
-            let message = inner.message().trim().to_string();
+            let message = inner
+                .message()
+                .trim()
+                .replace("$__serde_spanned_private_value", "value")
+                .replace(
+                    "invalid type: map, expected a string",
+                    "is a TOML datetime or table, expected a quoted string (e.g. \"2026-12-08T10:00:00Z\")",
+                );
             let problem = if key.is_empty() || key == "." {
                 format!("{place}: {message}")
             } else {
@@ -368,6 +450,18 @@ fingerprint = "fp1:0123456789abcdef"
                 "[[ack]]\ninstance = \"web\"\nby = \"a\"\nreason = \"r\"\nexpires = \"2026-12-02T00:00:00Z\"\n",
                 ".driftwatch/acks.toml:2:12: ack[0].cover: is empty",
             ),
+            (
+                "[[ack]]\ninstance = \"web\"\nby = 42\nreason = \"r\"\nexpires = \"2026-12-02T00:00:00Z\"\n[[ack.cover]]\nsubject = \"s\"\nfingerprint = \"fp1:0123456789abcdef\"\n",
+                ".driftwatch/acks.toml:3:6: ack[0].by:",
+            ),
+            (
+                "[[ack]]\ninstance = \"web\"\nby = \"a\"\nexpires = \"2026-12-02T00:00:00Z\"\n[[ack.cover]]\nsubject = \"s\"\nfingerprint = \"fp1:0123456789abcdef\"\n",
+                ".driftwatch/acks.toml:1:1: ack[0]: missing field `reason`",
+            ),
+            (
+                "[[ack]]\ninstance = \"web\"\nby = \"a\"\nreason = \"r\"\nexpires = 2026-12-02T00:00:00Z\n[[ack.cover]]\nsubject = \"s\"\nfingerprint = \"fp1:0123456789abcdef\"\n",
+                ".driftwatch/acks.toml:5:11: ack[0].expires:",
+            ),
         ];
         for (text, expected) in cases {
             let read = parse(text, ACKS_FILE, now(), DEFAULT_MAX_EXPIRY);
@@ -377,13 +471,15 @@ fingerprint = "fp1:0123456789abcdef"
                 "{text}: {}",
                 read.problems[0]
             );
+            assert!(!read.problems[0].contains("serde"), "{:?}", read.problems);
             // A problem in a second entry leaves the first usable.
             if !text.starts_with("[[ack]\n") {
                 let both = format!("{GOOD}\n{text}");
                 let read = parse(&both, ACKS_FILE, now(), DEFAULT_MAX_EXPIRY);
-                if !read.problems[0].contains("unknown field") {
-                    assert_eq!(read.acks.len(), 1, "{text}: {:?}", read.problems);
-                }
+                assert_eq!(read.acks.len(), 1, "{text}: {:?}", read.problems);
+                assert_eq!(read.problems.len(), 1, "{text}: {:?}", read.problems);
+                assert!(read.problems[0].contains("ack[1]"), "{:?}", read.problems);
+                assert!(!read.problems[0].contains("serde"), "{:?}", read.problems);
             }
         }
     }
