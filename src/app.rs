@@ -450,10 +450,14 @@ pub async fn check(mut config: Config, probes: &[String]) -> anyhow::Result<Vec<
         .map_err(anyhow::Error::msg)?;
     // Acks from the repo came with the runs; run-time ones live in the
     // daemon's state file (read, never written).
-    let runtime: Vec<crate::ack::Ack> = State::peek(&daemon.config.state_dir)
+    let kept: Vec<crate::ack::Ack> = State::peek(&daemon.config.state_dir)
         .into_iter()
         .flat_map(|status| status.acks)
+        .collect();
+    let runtime: Vec<crate::ack::Ack> = kept
+        .iter()
         .filter(|ack| ack.source == crate::ack::AckSource::Runtime)
+        .cloned()
         .collect();
     let now = chrono::Utc::now();
     let reports = reports
@@ -463,6 +467,18 @@ pub async fn check(mut config: Config, probes: &[String]) -> anyhow::Result<Vec<
                 return report;
             };
             let id = report.probe.clone();
+            // A repo ack the daemon closed (or matched) stays so: the file
+            // still holds it, the daemon's state says how it stands.
+            for ack in &mut status.acks {
+                if let Some(known) = kept
+                    .iter()
+                    .find(|k| k.id == ack.id && k.instance == ack.instance)
+                {
+                    ack.ended = known.ended;
+                    ack.matched_at = ack.matched_at.or(known.matched_at);
+                    ack.changed |= known.changed;
+                }
+            }
             status
                 .acks
                 .extend(runtime.iter().filter(|a| a.instance == id).cloned());

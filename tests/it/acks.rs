@@ -666,3 +666,38 @@ fingerprint = "fp1:0000000000000000"
         "{err}"
     );
 }
+
+#[test]
+fn check_keeps_a_repo_ack_the_daemon_closed_closed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let live = tmp.path().join("live");
+    std::fs::create_dir_all(&live).unwrap();
+    std::fs::write(live.join("a"), "one").unwrap();
+    let h = command_harness(&live);
+    let view = h.wait_verdict("app");
+    let fingerprint = view["last_report"]["changes"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let soon = (chrono::Utc::now() + chrono::TimeDelta::days(10))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let file = format!("[[ack]]\ninstance = \"app\"\nby = \"eve\"\nreason = \"r\"\nexpires = \"{soon}\"\n[[ack.cover]]\nsubject = \"file/a\"\nfingerprint = \"{fingerprint}\"\n");
+    h.commit(&[(".driftwatch/acks.toml", &file)], "repo ack");
+    h.daemon().wait_for("/metrics", "the ack", |_, body| {
+        metric_in(body, "driftwatch_probe_drifted", "app") == Some(0.0)
+    });
+    let state = h.root.join("state");
+    let (code, out, _) = h.cli(&["check", "--state-dir", state.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    // Fixed: the daemon closes the ack; the same drift back is drift again,
+    // for the daemon and for check.
+    std::fs::remove_file(live.join("a")).unwrap();
+    h.run("app");
+    assert!(h.wait_event("app", "ack_closed").contains("in sync"));
+    std::fs::write(live.join("a"), "one").unwrap();
+    h.run("app");
+    assert_eq!(h.metric("driftwatch_probe_drifted", "app"), Some(1.0));
+    let (code, out, _) = h.cli(&["check", "--state-dir", state.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(!out.contains("all drift acknowledged"), "{out}");
+}
