@@ -280,10 +280,12 @@ pub fn covers_for(
         }
     }
     let mut covers = Vec::new();
+    let mut any_fields = false;
     let selected = drift
         .iter()
         .filter(|c| subjects.is_empty() || subjects.contains(&c.resource));
     for resource in selected {
+        any_fields |= !resource.fields.is_empty();
         if !resource.fields.is_empty() {
             for field in &resource.fields {
                 if fields.is_empty() || fields.contains(&field.field) {
@@ -303,6 +305,16 @@ pub fn covers_for(
         }
     }
     for field in fields {
+        if !any_fields {
+            return Err(AckError::new(
+                "fields",
+                format!(
+                    "cannot narrow to {field:?}: the selected resources have no per-field \
+                     fingerprints (fields narrowing is available where the layer reports \
+                     fields, e.g. Kubernetes); acknowledge whole resources with --subject"
+                ),
+            ));
+        }
         if !covers.iter().any(|c| c.field.as_deref() == Some(field)) {
             return Err(AckError::new(
                 "fields",
@@ -479,6 +491,17 @@ mod tests {
             assert_eq!(
                 covers_for(&changes, &subjects, &fields).unwrap_err().key,
                 key
+            );
+        }
+        // A layer without per-field fingerprints: say so and point at --subject.
+        for subjects in [vec![], vec!["aws_s3_bucket.logs".to_string()]] {
+            let err = covers_for(&changes[..1], &subjects, &["input.replicas".into()]).unwrap_err();
+            assert_eq!(err.key, "fields");
+            assert!(
+                err.message.contains("no per-field fingerprints")
+                    && err.message.contains("--subject"),
+                "{}",
+                err.message
             );
         }
         assert_eq!(covers_for(&[], &[], &[]).unwrap_err().key, "instance");
