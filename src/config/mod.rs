@@ -292,6 +292,7 @@ pub trait LayerCatalog {
 }
 
 pub use cluster::{ClusterConfig, KubernetesCluster};
+pub use raw::file_tables;
 pub use schedule::{parse_timezone, Schedule};
 pub use spans::probe_key_position;
 
@@ -342,5 +343,6 @@ mod probes;
 mod raw;
 mod repos;
 pub mod schedule;
+pub mod schema;
 mod server;
 mod spans;
