@@ -49,7 +49,14 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
     } else {
         State::ephemeral()
     });
-    state.retain_names(&config.probes.iter().map(|p| p.name.clone()).collect());
+    let parked = state.retain_names(&config.probes.iter().map(|p| p.name.clone()).collect());
+    if parked && persistent {
+        // Acks of a probe left out of the config now wait for it; on disk
+        // at once, so a crash before the first run cannot lose them.
+        if let Err(err) = state.persist() {
+            tracing::warn!(error = %err, "cannot write the state file");
+        }
+    }
     let label_names: BTreeSet<String> = config
         .probes
         .iter()
@@ -384,6 +391,24 @@ fn sweep_acks(daemon: &Daemon, stop: CancellationToken) -> tokio::task::JoinHand
                         .unwrap_or_default(),
                 );
             }
+            // Acks waiting for their instance expire too, and are forgotten
+            // a while after they end.
+            for status in state.waiting() {
+                let due = status.acks.iter().any(|a| match a.ended {
+                    None => a.expires_at <= now,
+                    Some(ended) => now - ended.at >= crate::ack::model::ENDED_RETENTION,
+                });
+                if due {
+                    events.extend(
+                        state
+                            .update_waiting(&status.instance(), |status| {
+                                crate::ack::store::refresh(status, now)
+                            })
+                            .unwrap_or_default(),
+                    );
+                    state.persist_soon();
+                }
+            }
             if !events.is_empty() {
                 state.persist_soon();
                 scheduler.publish_ack_events(events);
@@ -450,8 +475,10 @@ pub async fn check(mut config: Config, probes: &[String]) -> anyhow::Result<Vec<
         .map_err(anyhow::Error::msg)?;
     // Acks from the repo came with the runs; run-time ones live in the
     // daemon's state file (read, never written).
-    let kept: Vec<crate::ack::Ack> = State::peek(&daemon.config.state_dir)
+    let state_dir = &daemon.config.state_dir;
+    let kept: Vec<crate::ack::Ack> = State::peek(state_dir)
         .into_iter()
+        .chain(State::peek_waiting(state_dir))
         .flat_map(|status| status.acks)
         .collect();
     let runtime: Vec<crate::ack::Ack> = kept

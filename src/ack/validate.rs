@@ -65,7 +65,8 @@ pub fn check(config: &Config, checkout: Option<&Path>, now: DateTime<Utc>) -> Fi
             }
         }
     }
-    for status in &statuses {
+    let configured = |status: &ProbeStatus| config.probes.iter().any(|p| p.name == status.name);
+    for status in statuses.iter().filter(|s| configured(s)) {
         for ack in status
             .acks
             .iter()
@@ -74,6 +75,25 @@ pub fn check(config: &Config, checkout: Option<&Path>, now: DateTime<Utc>) -> Fi
             if let Some(warning) = stale(status, ack, now) {
                 findings.warnings.push(format!("run-time {warning}"));
             }
+        }
+    }
+    // Acks of instances the config (or the last root listing) lacks wait
+    // for them; say so, so that a removed probe's acks are not a surprise.
+    let waiting = State::peek_waiting(&config.state_dir);
+    for status in statuses.iter().filter(|s| !configured(s)).chain(&waiting) {
+        for ack in status
+            .acks
+            .iter()
+            .filter(|a| a.source == super::AckSource::Runtime && a.is_live(now))
+        {
+            findings.warnings.push(format!(
+                "run-time ack {} of {} (by {}) waits for its instance, which is not configured now: it applies again when the instance comes back, until it expires at {}; end it early with driftwatch ack --delete {}",
+                ack.id,
+                ack.instance,
+                ack.by,
+                ack.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                ack.id
+            ));
         }
     }
     findings

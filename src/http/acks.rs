@@ -179,14 +179,21 @@ pub(super) async fn delete_ack(
     if let Err(response) = authorize(&cx, &headers, "ack") {
         return response;
     }
-    let found = cx.state.snapshot().into_iter().find_map(|status| {
+    let held = |status: &crate::state::ProbeStatus| {
         status
             .acks
             .iter()
             .find(|a| a.id == ack_id && a.ended.is_none())
             .map(|a| (status.instance(), a.source))
-    });
-    let Some((instance, source)) = found else {
+    };
+    let found = cx.state.snapshot().iter().find_map(held);
+    // An ack whose instance is not configured now waits for it; it can
+    // still be ended (nothing runs it, so no replica owns it).
+    let waiting = match found {
+        Some(_) => None,
+        None => cx.state.waiting().iter().find_map(held),
+    };
+    let Some((instance, source)) = found.or(waiting.clone()) else {
         cx.http_metrics.trigger("ack", "not_found");
         return json_error(
             StatusCode::NOT_FOUND,
@@ -202,14 +209,18 @@ pub(super) async fn delete_ack(
             ),
         );
     }
-    if let Some(response) = not_owned(&cx, &instance) {
-        return response;
+    if waiting.is_none() {
+        if let Some(response) = not_owned(&cx, &instance) {
+            return response;
+        }
     }
     let now = chrono::Utc::now();
-    let Some(Some(event)) = cx
-        .state
-        .update(&instance, |status| store::delete(status, &ack_id, now))
-    else {
+    let end = |status: &mut crate::state::ProbeStatus| store::delete(status, &ack_id, now);
+    let ended = match waiting {
+        None => cx.state.update(&instance, end),
+        Some(_) => cx.state.update_waiting(&instance, end),
+    };
+    let Some(Some(event)) = ended else {
         return json_error(StatusCode::NOT_FOUND, &format!("{ack_id} ended meanwhile"));
     };
     if let Err(err) = persist(&cx).await {
@@ -225,11 +236,7 @@ pub(super) async fn delete_ack(
     if let Some(history) = &cx.history {
         history.record_ack(&event);
     }
-    let views = cx
-        .state
-        .get(&instance)
-        .map(|status| crate::ack::view::views(&status, now))
-        .unwrap_or_default();
+    let views = list(&cx, Some(&instance.to_string()));
     match views.into_iter().find(|v| v.id == ack_id) {
         Some(view) => Json(view).into_response(),
         None => Json(json!({ "id": ack_id, "state": "closed" })).into_response(),
@@ -242,17 +249,26 @@ pub(super) struct ListParams {
     instance: Option<String>,
 }
 
-/// Every ack this replica holds for the instances it runs, newest first.
+/// Every ack this replica holds for the instances it runs, and those
+/// waiting for an instance not configured now, newest first.
 pub fn list(cx: &Context, instance: Option<&str>) -> Vec<AckView> {
     let now = chrono::Utc::now();
+    let wanted = |s: &&crate::state::ProbeStatus| instance.map_or(true, |i| s.probe == i);
     let mut views: Vec<AckView> = cx
         .state
         .snapshot()
         .iter()
-        .filter(|s| instance.map_or(true, |i| s.probe == i))
+        .filter(wanted)
         .filter(|s| cx.cluster.owns(&s.instance()))
         .flat_map(|s| crate::ack::view::views(s, now))
         .collect();
+    views.extend(
+        cx.state
+            .waiting()
+            .iter()
+            .filter(wanted)
+            .flat_map(|s| crate::ack::view::waiting_views(s, now)),
+    );
     views.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
     views
 }

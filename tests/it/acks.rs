@@ -701,3 +701,93 @@ fn check_keeps_a_repo_ack_the_daemon_closed_closed() {
     assert_eq!(code, 2, "{out}");
     assert!(!out.contains("all drift acknowledged"), "{out}");
 }
+
+#[test]
+fn run_time_acks_wait_while_their_probe_is_left_out_of_the_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let live = tmp.path().join("live");
+    std::fs::create_dir_all(&live).unwrap();
+    std::fs::write(live.join("a"), "one").unwrap();
+    let mut h = command_harness(&live);
+    h.wait_verdict("app");
+    let mut ids = Vec::new();
+    for (by, expires) in [("alice", "4h"), ("bob", "4h"), ("carol", "6s")] {
+        let (code, ack) = h.ack(
+            "app",
+            json!({"by": by, "reason": "INC-8: known", "expires": expires}),
+        );
+        assert_eq!(code, 201, "{ack}");
+        ids.push(ack["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(h.metric("driftwatch_probe_drifted", "app"), Some(0.0));
+
+    // One restart with the probe left out (another probe in its place).
+    let with_app = std::fs::read_to_string(&h.config).unwrap();
+    std::fs::write(
+        &h.config,
+        with_app.replace("name = \"app\"", "name = \"other\""),
+    )
+    .unwrap();
+    h.restart();
+    h.wait_verdict("other");
+    let (_, list) = h.request("GET", "/api/v1/acks?instance=app", None, "");
+    let states: Vec<&str> = list["acks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.len(), 3, "{list}");
+    assert!(states.iter().all(|s| *s == "waiting"), "{list}");
+    let (code, out, _) = h.cli(&["ack", "--list"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("[waiting, runtime]") && out.contains("not configured now"),
+        "{out}"
+    );
+    assert!(!out.contains("(matches)"), "{out}");
+    let (code, out, err) = h.cli(&["validate"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("waits for its instance"), "{err}");
+    assert!(h.metric("driftwatch_probe_drifted", "app").is_none());
+    // Ended while away: bob's by DELETE, carol's by its expiry.
+    let (code, answer) = h.request(
+        "DELETE",
+        &format!("/api/v1/acks/{}", ids[1]),
+        Some(TOKEN),
+        "",
+    );
+    assert_eq!(code, 200, "{answer}");
+    assert!(h.wait_event("app", "ack_deleted").contains("bob"));
+    assert!(h.wait_event("app", "ack_expired").contains("carol"));
+
+    // And a second restart still without it: nothing is lost.
+    h.restart();
+    h.wait_verdict("other");
+    let (_, list) = h.request("GET", "/api/v1/acks?instance=app", None, "");
+    assert_eq!(list["acks"].as_array().unwrap().len(), 3, "{list}");
+
+    // Back in the config: alice's ack applies again, the ended ones stay ended.
+    std::fs::write(&h.config, &with_app).unwrap();
+    h.restart();
+    h.wait_verdict("app");
+    h.run("app");
+    assert_eq!(h.metric("driftwatch_probe_drifted", "app"), Some(0.0));
+    assert_eq!(
+        h.metric("driftwatch_probe_acknowledged_resources", "app"),
+        Some(1.0)
+    );
+    let (_, list) = h.request("GET", "/api/v1/acks?instance=app", None, "");
+    let state_of = |id: &str| {
+        list["acks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == id)
+            .map(|a| a["state"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(state_of(&ids[0]), "active", "{list}");
+    assert_eq!(state_of(&ids[1]), "closed", "{list}");
+    assert_eq!(state_of(&ids[2]), "expired", "{list}");
+}
