@@ -75,8 +75,10 @@ poll_interval = "1s"
         self.daemon.as_ref().expect("daemon running")
     }
 
-    /// Starts the daemon (again), appending to its log.
+    /// Starts the daemon (again), appending to its log. A running one is
+    /// killed first, so the new one never races it for the port.
     pub fn restart(&mut self) {
+        drop(self.daemon.take());
         let log = self.root.join(format!(
             "daemon-{}.log",
             std::fs::read_dir(&self.root).unwrap().count()
@@ -662,7 +664,7 @@ fingerprint = "fp1:0000000000000000"
     let (code, _, err) = h.cli(&["validate", "--checkout", h.work.to_str().unwrap()]);
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains(".driftwatch/acks.toml:11: ack r-") && err.contains("\"ghost\""),
+        err.contains(".driftwatch/acks.toml:11:12: ack[1].instance: names \"ghost\", which no probe of repo infra has"),
         "{err}"
     );
 }
