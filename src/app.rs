@@ -674,10 +674,46 @@ pub async fn validate(config: &Config, checkout: Option<&std::path::Path>) -> Va
         }
     }
     result.warnings.extend(unmatched_ignore_rules(config));
-    let acks = crate::ack::validate::check(config, checkout, now);
+    let instances = probe_instances(config, &built, checkout);
+    let acks = crate::ack::validate::check(config, checkout, &instances, now);
     result.errors.extend(acks.errors);
     result.warnings.extend(acks.warnings);
     result
+}
+
+/// Each probe's instances, to check the acks files' `instance` against: a
+/// multi-root probe's roots as listed in its repo's work tree when one is at
+/// hand (a `path` repo, or `checkout`).
+fn probe_instances(
+    config: &Config,
+    built: &[Arc<dyn Probe>],
+    checkout: Option<&std::path::Path>,
+) -> Vec<(String, crate::ack::repo_file::Instances)> {
+    use crate::ack::repo_file::Instances;
+    config
+        .probes
+        .iter()
+        .zip(built)
+        .map(|(probe, runner)| {
+            if runner.single_root() {
+                return (probe.name.clone(), Instances::Single);
+            }
+            let dir =
+                config
+                    .repos
+                    .iter()
+                    .find(|r| r.name == probe.repo)
+                    .and_then(|repo| match &repo.source {
+                        crate::config::RepoSource::Path(dir) => Some(dir.clone()),
+                        crate::config::RepoSource::Remote { .. } => {
+                            checkout.map(std::path::Path::to_path_buf)
+                        }
+                    });
+            let listed = dir.and_then(|dir| runner.roots(&dir.join(&probe.path)).ok());
+            let instances = listed.map_or(Instances::Unlisted, Instances::Roots);
+            (probe.name.clone(), instances)
+        })
+        .collect()
 }
 
 /// Ignore rules that matched nothing in each instance's last run (as the
