@@ -49,7 +49,14 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
     } else {
         State::ephemeral()
     });
-    state.retain_names(&config.probes.iter().map(|p| p.name.clone()).collect());
+    let parked = state.retain_names(&config.probes.iter().map(|p| p.name.clone()).collect());
+    if parked && persistent {
+        // Acks of a probe left out of the config now wait for it; on disk
+        // at once, so a crash before the first run cannot lose them.
+        if let Err(err) = state.persist() {
+            tracing::warn!(error = %err, "cannot write the state file");
+        }
+    }
     let label_names: BTreeSet<String> = config
         .probes
         .iter()
@@ -384,6 +391,24 @@ fn sweep_acks(daemon: &Daemon, stop: CancellationToken) -> tokio::task::JoinHand
                         .unwrap_or_default(),
                 );
             }
+            // Acks waiting for their instance expire too, and are forgotten
+            // a while after they end.
+            for status in state.waiting() {
+                let due = status.acks.iter().any(|a| match a.ended {
+                    None => a.expires_at <= now,
+                    Some(ended) => now - ended.at >= crate::ack::model::ENDED_RETENTION,
+                });
+                if due {
+                    events.extend(
+                        state
+                            .update_waiting(&status.instance(), |status| {
+                                crate::ack::store::refresh(status, now)
+                            })
+                            .unwrap_or_default(),
+                    );
+                    state.persist_soon();
+                }
+            }
             if !events.is_empty() {
                 state.persist_soon();
                 scheduler.publish_ack_events(events);
@@ -450,8 +475,10 @@ pub async fn check(mut config: Config, probes: &[String]) -> anyhow::Result<Vec<
         .map_err(anyhow::Error::msg)?;
     // Acks from the repo came with the runs; run-time ones live in the
     // daemon's state file (read, never written).
-    let kept: Vec<crate::ack::Ack> = State::peek(&daemon.config.state_dir)
+    let state_dir = &daemon.config.state_dir;
+    let kept: Vec<crate::ack::Ack> = State::peek(state_dir)
         .into_iter()
+        .chain(State::peek_waiting(state_dir))
         .flat_map(|status| status.acks)
         .collect();
     let runtime: Vec<crate::ack::Ack> = kept
@@ -647,10 +674,46 @@ pub async fn validate(config: &Config, checkout: Option<&std::path::Path>) -> Va
         }
     }
     result.warnings.extend(unmatched_ignore_rules(config));
-    let acks = crate::ack::validate::check(config, checkout, now);
+    let instances = probe_instances(config, &built, checkout);
+    let acks = crate::ack::validate::check(config, checkout, &instances, now);
     result.errors.extend(acks.errors);
     result.warnings.extend(acks.warnings);
     result
+}
+
+/// Each probe's instances, to check the acks files' `instance` against: a
+/// multi-root probe's roots as listed in its repo's work tree when one is at
+/// hand (a `path` repo, or `checkout`).
+fn probe_instances(
+    config: &Config,
+    built: &[Arc<dyn Probe>],
+    checkout: Option<&std::path::Path>,
+) -> Vec<(String, crate::ack::repo_file::Instances)> {
+    use crate::ack::repo_file::Instances;
+    config
+        .probes
+        .iter()
+        .zip(built)
+        .map(|(probe, runner)| {
+            if runner.single_root() {
+                return (probe.name.clone(), Instances::Single);
+            }
+            let dir =
+                config
+                    .repos
+                    .iter()
+                    .find(|r| r.name == probe.repo)
+                    .and_then(|repo| match &repo.source {
+                        crate::config::RepoSource::Path(dir) => Some(dir.clone()),
+                        crate::config::RepoSource::Remote { .. } => {
+                            checkout.map(std::path::Path::to_path_buf)
+                        }
+                    });
+            let listed = dir.and_then(|dir| runner.roots(&dir.join(&probe.path)).ok());
+            let instances = listed.map_or(Instances::Unlisted, Instances::Roots);
+            (probe.name.clone(), instances)
+        })
+        .collect()
 }
 
 /// Ignore rules that matched nothing in each instance's last run (as the

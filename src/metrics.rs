@@ -33,9 +33,11 @@ use crate::state::State;
 
 mod cache;
 mod cluster;
+mod labels;
 
 use self::cache::CacheCollector;
 use self::cluster::ClusterCollector;
+use self::labels::INSTANCE;
 
 /// Histogram buckets for run durations, from 100 ms up to 30 minutes.
 const DURATION_BUCKETS: &[f64] = &[
@@ -46,8 +48,6 @@ const DURATION_BUCKETS: &[f64] = &[
 /// (only counters such as HTTP requests moved). Scrapes are seconds apart;
 /// this keeps a burst of scrapes from re-encoding the whole registry each time.
 const RENDER_CACHE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
-
-const INSTANCE: &[&str] = &["probe", "layer", "root"];
 
 /// What the collector needs to know about a configured probe.
 #[derive(Debug, Clone)]

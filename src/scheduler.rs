@@ -34,8 +34,6 @@ use crate::state::State;
 mod running;
 mod timing;
 
-pub use self::timing::retry_delay;
-
 /// How long runs of gained instances wait for the handover to seed them.
 const TAKEOVER_DELAY: Duration = Duration::from_secs(2);
 
@@ -552,21 +550,4 @@ pub async fn run_once(
         }
     }
     Ok(reports)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failed_syncs_back_off_within_bounds() {
-        let minute = Duration::from_secs(60);
-        let delays: Vec<u64> = (0..7).map(|n| retry_delay(minute, n).as_secs()).collect();
-        assert_eq!(delays, [60, 60, 120, 240, 300, 300, 300]);
-        let second = Duration::from_secs(1);
-        let delays: Vec<u64> = (0..6).map(|n| retry_delay(second, n).as_secs()).collect();
-        assert_eq!(delays, [1, 1, 2, 4, 8, 8]);
-        let hour = Duration::from_secs(3600);
-        assert_eq!(retry_delay(hour, 5), hour);
-    }
 }

@@ -9,6 +9,8 @@
 //! from this set at scrape time, so a series exists exactly while its
 //! instance does. A failure before any root of a probe is known is kept on
 //! the probe ([`State::probe_failure`]), never on an invented instance.
+//! An instance's acks outlive it: they wait ([`State::waiting`]) until the
+//! instance comes back, or they end.
 //!
 //! Writes are durable (temp file, fsync, rename, fsync of the directory) and
 //! run on a thread of their own; a burst of runs finishing together becomes
@@ -197,6 +199,9 @@ impl ProbeStatus {
 struct StateFile {
     version: u32,
     probes: Vec<ProbeStatus>,
+    /// Acks waiting for their instance to come back ([`State::waiting`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    waiting: Vec<ProbeStatus>,
 }
 
 /// All probe statuses, shared between the scheduler (writer) and HTTP (readers).
@@ -208,6 +213,12 @@ pub struct State {
     /// Per probe name: the last failure that happened before any root of the
     /// probe was known. Not persisted: it says why there is nothing to show.
     probe_failures: RwLock<BTreeMap<String, RunReport>>,
+    /// Acks of instances that are not configured now (the probe left the
+    /// config, or the root the listing), each on a bare status of its
+    /// instance. An ack is never dropped with its instance's state: it waits
+    /// here (persisted) until it ends and is forgotten, or the instance
+    /// comes back and takes it again. Lock order: `probes`, then this.
+    waiting: RwLock<BTreeMap<InstanceId, ProbeStatus>>,
     /// Serializes writers: runs finishing together must not share the temp file.
     write_lock: Mutex<()>,
     /// The background writer that coalesces bursts, started on first use.
@@ -238,31 +249,42 @@ impl State {
     /// when the file exists but cannot be used).
     pub fn load(state_dir: &Path) -> State {
         let path = state_dir.join(STATE_FILE);
-        let probes = match std::fs::read(&path) {
+        let file = match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<StateFile>(&bytes) {
-                Ok(file) if file.version == STATE_VERSION => {
-                    file.probes.into_iter().map(|p| (p.instance(), p)).collect()
-                }
+                Ok(file) if file.version == STATE_VERSION => Some(file),
                 Ok(file) => {
                     tracing::warn!(path = %path.display(), version = file.version, "state file has an unknown version; starting clean");
-                    BTreeMap::new()
+                    None
                 }
                 Err(err) => {
                     tracing::warn!(path = %path.display(), error = %err, "state file is corrupt; starting clean");
                     let _ = std::fs::rename(&path, path.with_extension("json.corrupt"));
-                    BTreeMap::new()
+                    None
                 }
             },
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
             Err(err) => {
                 tracing::warn!(path = %path.display(), error = %err, "cannot read state file; starting clean");
-                BTreeMap::new()
+                None
             }
         };
+        let (mut probes, mut waiting) = (BTreeMap::new(), BTreeMap::new());
+        if let Some(file) = file {
+            waiting = file
+                .waiting
+                .into_iter()
+                .map(|s| (s.instance(), s))
+                .collect();
+            for mut status in file.probes {
+                unpark(&mut waiting, &mut status);
+                probes.insert(status.instance(), status);
+            }
+        }
         State {
             path: Some(path),
             probes: RwLock::new(probes),
             probe_failures: RwLock::new(BTreeMap::new()),
+            waiting: RwLock::new(waiting),
             write_lock: Mutex::new(()),
             writer: Mutex::new(None),
             generation: AtomicU64::new(0),
@@ -272,12 +294,20 @@ impl State {
     /// The statuses in `state_dir`'s state file, read without touching it
     /// (for `validate`); empty when it is missing or unusable.
     pub fn peek(state_dir: &Path) -> Vec<ProbeStatus> {
+        Self::peek_file(state_dir).map_or_else(Vec::new, |file| file.probes)
+    }
+
+    /// The acks in `state_dir`'s state file that wait for their instance
+    /// ([`State::waiting`]), read without touching it.
+    pub fn peek_waiting(state_dir: &Path) -> Vec<ProbeStatus> {
+        Self::peek_file(state_dir).map_or_else(Vec::new, |file| file.waiting)
+    }
+
+    fn peek_file(state_dir: &Path) -> Option<StateFile> {
         std::fs::read(state_dir.join(STATE_FILE))
             .ok()
             .and_then(|bytes| serde_json::from_slice::<StateFile>(&bytes).ok())
             .filter(|file| file.version == STATE_VERSION)
-            .map(|file| file.probes)
-            .unwrap_or_default()
     }
 
     /// A state that lives in memory only.
@@ -286,23 +316,34 @@ impl State {
             path: None,
             probes: RwLock::new(BTreeMap::new()),
             probe_failures: RwLock::new(BTreeMap::new()),
+            waiting: RwLock::new(BTreeMap::new()),
             write_lock: Mutex::new(()),
             writer: Mutex::new(None),
             generation: AtomicU64::new(0),
         }
     }
 
-    /// Drops statuses of probes that are no longer configured.
-    pub fn retain_names(&self, names: &BTreeSet<String>) {
-        self.probes
-            .write()
-            .unwrap()
-            .retain(|id, _| names.contains(&id.probe));
+    /// Drops statuses of probes that are no longer configured; their acks
+    /// wait for them ([`State::waiting`]). Returns whether any acks moved.
+    pub fn retain_names(&self, names: &BTreeSet<String>) -> bool {
+        let mut probes = self.probes.write().unwrap();
+        let mut waiting = self.waiting.write().unwrap();
+        let mut parked = false;
+        probes.retain(|id, status| {
+            let keep = names.contains(&id.probe);
+            if !keep {
+                parked |= !status.acks.is_empty();
+                park(&mut waiting, status);
+            }
+            keep
+        });
+        drop((probes, waiting));
         self.probe_failures
             .write()
             .unwrap()
             .retain(|name, _| names.contains(name));
         self.changed();
+        parked
     }
 
     /// A number that changes whenever any status does (never for reads), so
@@ -317,34 +358,40 @@ impl State {
 
     /// Makes sure an instance exists (a single-root probe's only instance).
     pub fn ensure_instance(&self, id: &InstanceId, layer: &str) {
-        self.probes
-            .write()
-            .unwrap()
+        let mut probes = self.probes.write().unwrap();
+        let mut waiting = self.waiting.write().unwrap();
+        probes
             .entry(id.clone())
-            .or_insert_with(|| ProbeStatus::new(id, layer));
+            .or_insert_with(|| returning(&mut waiting, id, layer));
+        drop((probes, waiting));
         self.changed();
     }
 
     /// Sets the instances of probe `name` to `roots` (its latest successful
-    /// root listing): new roots get a pending status, roots no longer listed
-    /// are dropped and returned. Clears the probe's listing failure.
+    /// root listing): new roots get a pending status (and the acks waiting
+    /// for them), roots no longer listed are dropped and returned (their
+    /// acks wait). Clears the probe's listing failure.
     pub fn set_instances(&self, name: &str, layer: &str, roots: &[String]) -> Vec<ProbeStatus> {
         self.probe_failures.write().unwrap().remove(name);
         let wanted: BTreeSet<&str> = roots.iter().map(String::as_str).collect();
         let mut probes = self.probes.write().unwrap();
+        let mut waiting = self.waiting.write().unwrap();
         let gone: Vec<InstanceId> = probes
             .keys()
             .filter(|id| id.probe == name && !wanted.contains(id.root.as_str()))
             .cloned()
             .collect();
-        let removed = gone.iter().filter_map(|id| probes.remove(id)).collect();
+        let removed: Vec<ProbeStatus> = gone.iter().filter_map(|id| probes.remove(id)).collect();
+        for status in &removed {
+            park(&mut waiting, status);
+        }
         for root in roots {
             let id = InstanceId::new(name, root.as_str());
             probes
                 .entry(id.clone())
-                .or_insert_with(|| ProbeStatus::new(&id, layer));
+                .or_insert_with(|| returning(&mut waiting, &id, layer));
         }
-        drop(probes);
+        drop((probes, waiting));
         self.changed();
         removed
     }
@@ -370,12 +417,13 @@ impl State {
     pub fn record(&self, report: &RunReport) -> ProbeStatus {
         let id = report.instance();
         let mut probes = self.probes.write().unwrap();
+        let mut waiting = self.waiting.write().unwrap();
         let status = probes
             .entry(id.clone())
-            .or_insert_with(|| ProbeStatus::new(&id, &report.layer));
+            .or_insert_with(|| returning(&mut waiting, &id, &report.layer));
         status.apply(report);
         let status = status.clone();
-        drop(probes);
+        drop((probes, waiting));
         self.changed();
         status
     }
@@ -402,6 +450,31 @@ impl State {
         let mut probes = self.probes.write().unwrap();
         let result = change(probes.get_mut(id)?);
         drop(probes);
+        self.changed();
+        Some(result)
+    }
+
+    /// The acks whose instance is not configured now, each on a bare status
+    /// of its instance (no run, no drift): they match nothing until the
+    /// instance comes back and takes them again.
+    pub fn waiting(&self) -> Vec<ProbeStatus> {
+        self.waiting.read().unwrap().values().cloned().collect()
+    }
+
+    /// As [`State::update`], for the acks waiting for `id`; the entry goes
+    /// once it holds no ack (all ended and forgotten).
+    pub fn update_waiting<R>(
+        &self,
+        id: &InstanceId,
+        change: impl FnOnce(&mut ProbeStatus) -> R,
+    ) -> Option<R> {
+        let mut waiting = self.waiting.write().unwrap();
+        let status = waiting.get_mut(id)?;
+        let result = change(status);
+        if status.acks.is_empty() {
+            waiting.remove(id);
+        }
+        drop(waiting);
         self.changed();
         Some(result)
     }
@@ -479,9 +552,15 @@ impl State {
             return Ok(());
         };
         let _writer = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let file = StateFile {
-            version: STATE_VERSION,
-            probes: self.snapshot(),
+        // Both under one read, so an ack moving between them is in one place.
+        let file = {
+            let probes = self.probes.read().unwrap();
+            let waiting = self.waiting.read().unwrap();
+            StateFile {
+                version: STATE_VERSION,
+                probes: probes.values().cloned().collect(),
+                waiting: waiting.values().cloned().collect(),
+            }
         };
         let bytes = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
         let dir = path.parent().unwrap_or(Path::new("."));
@@ -563,6 +642,36 @@ impl State {
             .expect("can start the state writer thread");
         writer
     }
+}
+
+/// Keeps the acks of `status` (an instance going away) waiting for it.
+fn park(waiting: &mut BTreeMap<InstanceId, ProbeStatus>, status: &ProbeStatus) {
+    if status.acks.is_empty() {
+        return;
+    }
+    let id = status.instance();
+    let kept = waiting
+        .entry(id.clone())
+        .or_insert_with(|| ProbeStatus::new(&id, &status.layer));
+    merge(&mut kept.acks, &status.acks);
+}
+
+/// Gives `status` the acks waiting for its instance.
+fn unpark(waiting: &mut BTreeMap<InstanceId, ProbeStatus>, status: &mut ProbeStatus) {
+    if let Some(kept) = waiting.remove(&status.instance()) {
+        merge(&mut status.acks, &kept.acks);
+    }
+}
+
+/// A new status of an instance that (re)appears, with its waiting acks.
+fn returning(
+    waiting: &mut BTreeMap<InstanceId, ProbeStatus>,
+    id: &InstanceId,
+    layer: &str,
+) -> ProbeStatus {
+    let mut status = ProbeStatus::new(id, layer);
+    unpark(waiting, &mut status);
+    status
 }
 
 #[cfg(test)]
@@ -767,6 +876,92 @@ mod tests {
         state.persist().unwrap();
         let reloaded = State::load(dir.path());
         assert_eq!(reloaded.get(&id).unwrap().acks, mine.acks);
+    }
+
+    fn runtime_ack(id: &str, instance: &str) -> crate::ack::Ack {
+        crate::ack::Ack {
+            id: id.into(),
+            instance: instance.into(),
+            subjects: vec![],
+            fields: vec![],
+            covers: vec![],
+            by: "alice".into(),
+            reason: "r".into(),
+            created_at: DateTime::from_timestamp(100, 0).unwrap(),
+            expires_at: DateTime::from_timestamp(10_000, 0).unwrap(),
+            source: crate::ack::AckSource::Runtime,
+            matched_at: None,
+            changed: false,
+            ended: None,
+        }
+    }
+
+    #[test]
+    fn acks_wait_for_an_instance_that_goes_and_come_back_with_it() {
+        // Each way an instance goes, and each way it comes back.
+        let single = InstanceId::new("web", "");
+        let root = InstanceId::new("tf", "b");
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::load(dir.path());
+        state.ensure_instance(&single, "command");
+        state.set_instances("tf", "terraform", &["a".into(), "b".into()]);
+        for id in [&single, &root] {
+            state.update(id, |s| {
+                s.acks
+                    .push(runtime_ack(&format!("a-{}", id), &id.to_string()))
+            });
+        }
+        // The probe leaves the config; the root leaves the listing.
+        state.retain_names(&["tf".to_string()].into());
+        state.set_instances("tf", "terraform", &["a".into()]);
+        assert!(state.get(&single).is_none() && state.get(&root).is_none());
+        let waiting: Vec<InstanceId> = state.waiting().iter().map(|s| s.instance()).collect();
+        assert_eq!(waiting, [root.clone(), single.clone()]);
+        // They survive a restart while away (the file keeps them).
+        state.persist().unwrap();
+        let state = State::load(dir.path());
+        assert_eq!(State::peek_waiting(dir.path()).len(), 2);
+        assert_eq!(state.waiting().len(), 2);
+        state.retain_names(&["tf".to_string()].into());
+        assert_eq!(
+            state.waiting().len(),
+            2,
+            "a second restart without it keeps them"
+        );
+        // Back: the single-root probe at start-up, the root in a listing,
+        // and an instance first seen by a run.
+        state.ensure_instance(&single, "command");
+        state.set_instances("tf", "terraform", &["a".into(), "b".into()]);
+        for id in [&single, &root] {
+            let acks = state.get(id).unwrap().acks;
+            assert_eq!(acks.len(), 1, "{id}");
+            assert_eq!(acks[0].id, format!("a-{id}"));
+        }
+        assert!(state.waiting().is_empty());
+        let other = InstanceId::new("p", "");
+        state.ensure_instance(&other, "command");
+        state.update(&other, |s| s.acks.push(runtime_ack("a-p", "p")));
+        state.retain_names(&BTreeSet::new());
+        assert_eq!(state.waiting().len(), 3);
+        state.record(&report(Verdict::Drifted, 100));
+        assert_eq!(state.get(&other).unwrap().acks[0].id, "a-p");
+        // An instance without acks leaves nothing behind.
+        state.ensure_instance(&InstanceId::new("bare", ""), "command");
+        state.retain_names(&BTreeSet::new());
+        assert!(!state.waiting().iter().any(|s| s.name == "bare"));
+    }
+
+    #[test]
+    fn a_waiting_entry_goes_once_it_holds_no_ack() {
+        let state = State::ephemeral();
+        let id = InstanceId::new("web", "");
+        state.ensure_instance(&id, "command");
+        state.update(&id, |s| s.acks.push(runtime_ack("a-1", "web")));
+        state.retain_names(&BTreeSet::new());
+        assert_eq!(state.update_waiting(&id, |s| s.acks.len()), Some(1));
+        state.update_waiting(&id, |s| s.acks.clear());
+        assert!(state.waiting().is_empty());
+        assert!(state.update_waiting(&id, |_| ()).is_none());
     }
 
     #[test]

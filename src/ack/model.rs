@@ -118,6 +118,10 @@ pub enum AckState {
     Expired,
     /// The drift is gone, or it was deleted.
     Closed,
+    /// Unexpired, but its instance is not configured now (the probe left
+    /// the config, or the root its listing): it applies again when the
+    /// instance comes back.
+    Waiting,
 }
 
 impl AckState {
@@ -127,6 +131,7 @@ impl AckState {
             AckState::Stale => "stale",
             AckState::Expired => "expired",
             AckState::Closed => "closed",
+            AckState::Waiting => "waiting",
         }
     }
 }

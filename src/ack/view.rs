@@ -99,6 +99,18 @@ pub fn views(status: &ProbeStatus, now: DateTime<Utc>) -> Vec<AckView> {
         .collect()
 }
 
+/// The acks of an instance that is not configured now ([`crate::state::State::waiting`]),
+/// as shown at `now`: those not ended or expired are `waiting`.
+pub fn waiting_views(status: &ProbeStatus, now: DateTime<Utc>) -> Vec<AckView> {
+    let mut views = views(status, now);
+    for view in &mut views {
+        if view.state == AckState::Stale {
+            view.state = AckState::Waiting;
+        }
+    }
+    views
+}
+
 /// How many drifted resources of `status` no ack covers (0 when in sync).
 pub fn unacknowledged_resources(status: &ProbeStatus, assessment: &Assessment) -> usize {
     if status.drifted {

@@ -10,7 +10,7 @@ use std::fmt::Write;
 use serde_json::{json, Value};
 
 use super::AckArgs;
-use crate::ack::AckView;
+use crate::ack::{AckState, AckView};
 
 /// Runs the command; `Err` is the message for stderr (exit 1).
 pub async fn run(args: AckArgs) -> Result<String, String> {
@@ -150,16 +150,27 @@ pub fn list(acks: &[AckView]) -> String {
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             ack.reason
         );
+        if ack.state == AckState::Waiting {
+            let _ = writeln!(
+                out,
+                "  its instance is not configured now; it applies again when the instance comes back"
+            );
+        }
         for cover in &ack.covers {
             let field = cover
                 .field
                 .as_deref()
                 .map(|f| format!(" {f}"))
                 .unwrap_or_default();
-            let matches = if cover.matches {
-                "matches"
-            } else {
-                "no longer matches"
+            // Whether a cover matches says something only while the ack
+            // can cover drift; an ended or waiting one covers nothing.
+            let matches = match ack.state {
+                AckState::Active | AckState::Stale if cover.matches => "matches",
+                AckState::Active | AckState::Stale => "no longer matches",
+                AckState::Waiting => "waiting",
+                AckState::Expired | AckState::Closed => {
+                    ack.ended_reason.as_deref().unwrap_or("expired")
+                }
             };
             let _ = writeln!(
                 out,

@@ -12,25 +12,18 @@
 //! so two replicas briefly running one instance during a handover is
 //! harmless: no fencing is needed.
 
+mod member;
 pub mod membership;
 pub mod rendezvous;
+
+pub use member::Member;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::model::instance::InstanceId;
-
-/// A live replica, as read from its Lease.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Member {
-    /// The replica's identity (the pod name); its Lease is `driftwatch-<identity>`.
-    pub identity: String,
-    /// The base URL the replica advertises for its API (`http://10.0.0.7:8080`).
-    pub url: String,
-}
 
 /// What the rest of the daemon knows about the cluster; clones share it.
 #[derive(Clone)]

@@ -5,51 +5,15 @@
 //! `POD_IP`) and the service account's namespace file, so a StatefulSet
 //! needs no per-replica config.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use super::loader::Loader;
 use super::raw::RawCluster;
 use super::spans::{key, Seg};
+use super::types::{ClusterConfig, KubernetesCluster};
 
 /// The service account's namespace, mounted into every pod.
 pub const NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 pub const DEFAULT_LEASE_DURATION: &str = "30s";
 pub const DEFAULT_RENEW_INTERVAL: &str = "10s";
-
-/// How the daemon shares work with other replicas.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum ClusterConfig {
-    /// This process owns every instance (today's behaviour).
-    #[default]
-    Single,
-    /// One replica of several; ownership by rendezvous hashing over the
-    /// replicas whose Leases are being renewed.
-    Kubernetes(KubernetesCluster),
-}
-
-/// `[cluster] mode = "kubernetes"`, with every default resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KubernetesCluster {
-    /// This replica's name (`identity`, else `POD_NAME`, else the host
-    /// name); its Lease is `driftwatch-<identity>`.
-    pub identity: String,
-    /// Where the Leases live (`namespace`, else `POD_NAMESPACE`, else the
-    /// service account's namespace file).
-    pub namespace: String,
-    /// The base URL other replicas reach this one's API at (`advertise_url`,
-    /// else `http://$POD_IP:<listen port>`).
-    pub advertise_url: String,
-    /// How long a Lease stays valid without a renewal (default 30s).
-    pub lease_duration: Duration,
-    /// How often this replica renews its Lease (default 10s); less than
-    /// `lease_duration`.
-    pub renew_interval: Duration,
-    /// A kubeconfig file instead of the pod's service account (tests, or a
-    /// replica outside the cluster); `context` picks one of its contexts.
-    pub kubeconfig: Option<PathBuf>,
-    pub context: Option<String>,
-}
 
 impl Loader<'_> {
     pub(super) fn cluster(
@@ -256,6 +220,7 @@ fn valid_identity(identity: &str) -> Result<(), String> {
 mod tests {
     use super::super::loader::{load_text, TEST_REPO};
     use super::*;
+    use std::time::Duration;
 
     const PROBE: &str = "[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\n";
 

@@ -16,14 +16,15 @@
 //! diffs, field lists, details, warnings or stderr, so a handover moves
 //! kilobytes, never whole plans.
 
+mod metrics;
 pub mod peers;
 pub mod store;
+mod wire;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Cluster, Member};
@@ -31,13 +32,11 @@ use crate::history::History;
 use crate::model::instance::InstanceId;
 use crate::state::{ProbeStatus, State};
 
+pub use metrics::HandoverMetrics;
 pub use peers::Peers;
 pub use store::StatusStore;
+pub use wire::{portable, StatusSet, STATUS_PATH};
 
-/// The path of the local status endpoint every replica serves.
-pub const STATUS_PATH: &str = "/api/v1/cluster/status";
-/// Changes kept in a portable report (the page shows three).
-const PORTABLE_CHANGES: usize = 10;
 /// How often the handover looks for instances it gained.
 const TICK: Duration = Duration::from_secs(1);
 /// How long to keep asking when a source does not answer; after that the
@@ -49,82 +48,6 @@ const FORGET_LEFT_AFTER: Duration = Duration::from_secs(300);
 /// Above this many instances, ask peers for everything instead of naming
 /// each instance in the URL.
 const MAX_NAMED: usize = 100;
-
-/// What one replica knows about instances, as `GET /api/v1/cluster/status`
-/// serves it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct StatusSet {
-    /// The answering replica's identity.
-    pub identity: String,
-    /// Its statuses, in portable form ([`portable`]).
-    pub instances: Vec<ProbeStatus>,
-}
-
-/// A status as it travels between replicas: the last report keeps its
-/// verdict, times, commit, counts, message and error reason, but only the
-/// first few changes, each without diff and field list; no details,
-/// warnings or stderr tail.
-pub fn portable(status: &ProbeStatus) -> ProbeStatus {
-    let mut status = status.clone();
-    if let Some(report) = status.last_report.as_mut() {
-        report.total_changes = report.change_count();
-        report.changes.truncate(PORTABLE_CHANGES);
-        for change in &mut report.changes {
-            change.diff.clear();
-            change.fields.clear();
-        }
-        report.details = serde_json::Value::Null;
-        report.warnings.clear();
-        if let Some(error) = report.error.as_mut() {
-            error.stderr_tail.clear();
-        }
-    }
-    status
-}
-
-/// The handover's own series, registered only in `kubernetes` mode.
-#[derive(Clone)]
-pub struct HandoverMetrics {
-    adopted: prometheus::IntCounter,
-    source_errors: prometheus::IntCounterVec,
-    dropped: prometheus::IntGauge,
-}
-
-impl HandoverMetrics {
-    pub fn register(metrics: &crate::metrics::Metrics) -> prometheus::Result<HandoverMetrics> {
-        let adopted = prometheus::IntCounter::new(
-            "driftwatch_cluster_handover_adopted_total",
-            "Instance statuses this replica took over from another replica (over HTTP or from a status ConfigMap) because they were newer than its own.",
-        )?;
-        let source_errors = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "driftwatch_cluster_handover_source_errors_total",
-                "Handover asks that got no answer, by source (peer: another replica's API; configmap: the status ConfigMaps).",
-            ),
-            &["source"],
-        )?;
-        let dropped = prometheus::IntGauge::new(
-            "driftwatch_cluster_status_dropped_instances",
-            "Owned instances left out of this replica's status ConfigMap by its size cap at the last write (in-sync ones go first); 0 when all fit.",
-        )?;
-        metrics.register(Box::new(adopted.clone()))?;
-        metrics.register(Box::new(source_errors.clone()))?;
-        metrics.register(Box::new(dropped.clone()))?;
-        for source in ["peer", "configmap"] {
-            source_errors.with_label_values(&[source]);
-        }
-        Ok(HandoverMetrics {
-            adopted,
-            source_errors,
-            dropped,
-        })
-    }
-
-    /// Sets the dropped-instances gauge (the ConfigMap writer).
-    pub fn set_dropped(&self, dropped: usize) {
-        self.dropped.set(dropped as i64);
-    }
-}
 
 /// Seeds the instances this replica gains from what other replicas knew.
 pub struct Handover {

@@ -62,7 +62,7 @@ fn ack_block(view: &AckView, now: DateTime<Utc>) -> Markup {
     let class = match view.state {
         AckState::Active => "badge s-in_sync",
         AckState::Stale => "badge s-drifted",
-        AckState::Expired | AckState::Closed => "badge s-pending",
+        AckState::Expired | AckState::Closed | AckState::Waiting => "badge s-pending",
     };
     let left = (view.expires_at - now).num_seconds();
     html! {

@@ -25,7 +25,9 @@ pub(super) struct CreateParams {
     dry_run: bool,
 }
 
-fn bad_request(err: AckError) -> Response {
+/// 400 naming the key at fault, counted as `bad_request`.
+fn bad_request(cx: &Context, err: AckError) -> Response {
+    cx.http_metrics.trigger("ack", "bad_request");
     (
         StatusCode::BAD_REQUEST,
         Json(json!({ "error": err.to_string(), "key": err.key })),
@@ -71,10 +73,10 @@ pub(super) async fn create_ack(
     let request: AckRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(err) => {
-            return bad_request(AckError::new(
-                "body",
-                format!("not a valid acknowledgement: {err}"),
-            ))
+            return bad_request(
+                &cx,
+                AckError::new("body", format!("not a valid acknowledgement: {err}")),
+            )
         }
     };
     let instance = InstanceId::parse(&id);
@@ -90,17 +92,20 @@ pub(super) async fn create_ack(
     }
     let now = chrono::Utc::now();
     if let Err(err) = check_text(&request.by, &request.reason) {
-        return bad_request(err);
+        return bad_request(&cx, err);
     }
     let expires_at = match parse_expiry(&request.expires, now, cx.ack_max_expiry) {
         Ok(at) => at,
-        Err(err) => return bad_request(err),
+        Err(err) => return bad_request(&cx, err),
     };
     if request.subjects.len() > MAX_NARROWING || request.fields.len() > MAX_NARROWING {
-        return bad_request(AckError::new(
-            "subjects",
-            format!("name at most {MAX_NARROWING} subjects and fields"),
-        ));
+        return bad_request(
+            &cx,
+            AckError::new(
+                "subjects",
+                format!("name at most {MAX_NARROWING} subjects and fields"),
+            ),
+        );
     }
     if !status.drifted {
         cx.http_metrics.trigger("ack", "in_sync");
@@ -110,7 +115,7 @@ pub(super) async fn create_ack(
         );
     }
     if status.drifted_list.is_empty() {
-        cx.http_metrics.trigger("ack", "in_sync");
+        cx.http_metrics.trigger("ack", "no_resources");
         return json_error(
             StatusCode::CONFLICT,
             &format!("{id} drifts without naming resources (e.g. a command probe's exit code alone): there is nothing to fingerprint; let the probe name its resources (output = \"json\")"),
@@ -118,7 +123,7 @@ pub(super) async fn create_ack(
     }
     let covers = match covers_for(&status.drifted_list, &request.subjects, &request.fields) {
         Ok(covers) => covers,
-        Err(err) => return bad_request(err),
+        Err(err) => return bad_request(&cx, err),
     };
     let mut ack = Ack {
         id: model::new_runtime_id(),
@@ -142,12 +147,14 @@ pub(super) async fn create_ack(
         let mut preview = status.clone();
         preview.acks.push(ack.clone());
         let view = AckView::new(&ack, &crate::ack::assess_status(&preview, now));
+        cx.http_metrics.trigger("ack", "dry_run");
         return Json(json!({ "ack": view, "snippet": snippet })).into_response();
     }
     let Some(event) = cx
         .state
         .update(&instance, |status| store::create(status, ack.clone()))
     else {
+        cx.http_metrics.trigger("ack", "not_found");
         return json_error(StatusCode::NOT_FOUND, &format!("{id} went away meanwhile"));
     };
     if let Err(err) = persist(&cx).await {
@@ -155,6 +162,7 @@ pub(super) async fn create_ack(
         cx.state
             .update(&instance, |status| status.acks.retain(|a| a.id != ack.id));
         tracing::error!(probe = %instance, error = %err, "cannot store an acknowledgement");
+        cx.http_metrics.trigger("ack", "failed");
         return json_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("cannot store the acknowledgement durably ({err}); nothing was acknowledged"),
@@ -179,14 +187,21 @@ pub(super) async fn delete_ack(
     if let Err(response) = authorize(&cx, &headers, "ack") {
         return response;
     }
-    let found = cx.state.snapshot().into_iter().find_map(|status| {
+    let held = |status: &crate::state::ProbeStatus| {
         status
             .acks
             .iter()
             .find(|a| a.id == ack_id && a.ended.is_none())
             .map(|a| (status.instance(), a.source))
-    });
-    let Some((instance, source)) = found else {
+    };
+    let found = cx.state.snapshot().iter().find_map(held);
+    // An ack whose instance is not configured now waits for it; it can
+    // still be ended (nothing runs it, so no replica owns it).
+    let waiting = match found {
+        Some(_) => None,
+        None => cx.state.waiting().iter().find_map(held),
+    };
+    let Some((instance, source)) = found.or(waiting.clone()) else {
         cx.http_metrics.trigger("ack", "not_found");
         return json_error(
             StatusCode::NOT_FOUND,
@@ -194,6 +209,7 @@ pub(super) async fn delete_ack(
         );
     };
     if source == AckSource::Repo {
+        cx.http_metrics.trigger("ack", "repo_ack");
         return json_error(
             StatusCode::CONFLICT,
             &format!(
@@ -202,18 +218,24 @@ pub(super) async fn delete_ack(
             ),
         );
     }
-    if let Some(response) = not_owned(&cx, &instance) {
-        return response;
+    if waiting.is_none() {
+        if let Some(response) = not_owned(&cx, &instance) {
+            return response;
+        }
     }
     let now = chrono::Utc::now();
-    let Some(Some(event)) = cx
-        .state
-        .update(&instance, |status| store::delete(status, &ack_id, now))
-    else {
+    let end = |status: &mut crate::state::ProbeStatus| store::delete(status, &ack_id, now);
+    let ended = match waiting {
+        None => cx.state.update(&instance, end),
+        Some(_) => cx.state.update_waiting(&instance, end),
+    };
+    let Some(Some(event)) = ended else {
+        cx.http_metrics.trigger("ack", "not_found");
         return json_error(StatusCode::NOT_FOUND, &format!("{ack_id} ended meanwhile"));
     };
     if let Err(err) = persist(&cx).await {
         tracing::error!(probe = %instance, error = %err, "cannot store the end of an acknowledgement");
+        cx.http_metrics.trigger("ack", "failed");
         return json_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("ended in memory but cannot store it durably ({err}); retry"),
@@ -225,11 +247,7 @@ pub(super) async fn delete_ack(
     if let Some(history) = &cx.history {
         history.record_ack(&event);
     }
-    let views = cx
-        .state
-        .get(&instance)
-        .map(|status| crate::ack::view::views(&status, now))
-        .unwrap_or_default();
+    let views = list(&cx, Some(&instance.to_string()));
     match views.into_iter().find(|v| v.id == ack_id) {
         Some(view) => Json(view).into_response(),
         None => Json(json!({ "id": ack_id, "state": "closed" })).into_response(),
@@ -242,17 +260,26 @@ pub(super) struct ListParams {
     instance: Option<String>,
 }
 
-/// Every ack this replica holds for the instances it runs, newest first.
+/// Every ack this replica holds for the instances it runs, and those
+/// waiting for an instance not configured now, newest first.
 pub fn list(cx: &Context, instance: Option<&str>) -> Vec<AckView> {
     let now = chrono::Utc::now();
+    let wanted = |s: &&crate::state::ProbeStatus| instance.map_or(true, |i| s.probe == i);
     let mut views: Vec<AckView> = cx
         .state
         .snapshot()
         .iter()
-        .filter(|s| instance.map_or(true, |i| s.probe == i))
+        .filter(wanted)
         .filter(|s| cx.cluster.owns(&s.instance()))
         .flat_map(|s| crate::ack::view::views(s, now))
         .collect();
+    views.extend(
+        cx.state
+            .waiting()
+            .iter()
+            .filter(wanted)
+            .flat_map(|s| crate::ack::view::waiting_views(s, now)),
+    );
     views.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
     views
 }

@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts};
 
+use super::labels::INSTANCE;
 use crate::model::instance::InstanceId;
 use crate::probe::Probe;
-
-use super::*;
 
 /// Live-state cache series, computed from the probes on each gather.
 pub(super) struct CacheCollector {

@@ -221,8 +221,9 @@ impl Scheduler {
             report.apply_result_within(result, self.report_limits());
             // The repo's acks at this commit; a broken file is a warning
             // on the run, never a reason to skip it.
-            let repo_acks =
+            let mut repo_acks =
                 crate::ack::repo_file::read(&checkout.dir, Utc::now(), self.config.acks.max_expiry);
+            repo_acks.check_instances(&probe.repo, &self.repo_instances(&probe.repo));
             report.warnings.extend(repo_acks.problems.iter().cloned());
             let repo_acks = repo_acks.of(&report.probe);
             self.update_next_run(probe, &root);
@@ -230,6 +231,35 @@ impl Scheduler {
         }
         .instrument(span)
         .await
+    }
+
+    /// The instances of each probe of `repo`, to check its acks file's
+    /// `instance` against: a multi-root probe's roots as last listed.
+    fn repo_instances(&self, repo: &str) -> Vec<(String, crate::ack::repo_file::Instances)> {
+        use crate::ack::repo_file::Instances;
+        self.probes
+            .iter()
+            .filter(|entry| entry.config.repo == repo)
+            .map(|entry| {
+                let name = entry.config.name.clone();
+                if entry.probe.single_root() {
+                    return (name, Instances::Single);
+                }
+                let roots: Vec<String> = self
+                    .state
+                    .instances_of(&name)
+                    .into_iter()
+                    .map(|id| id.root)
+                    .collect();
+                // Not listed yet (or its listing failed): only the form
+                // can be checked.
+                if roots.is_empty() {
+                    (name, Instances::Unlisted)
+                } else {
+                    (name, Instances::Roots(roots))
+                }
+            })
+            .collect()
     }
 
     /// What one report may hold, from `[defaults]`.

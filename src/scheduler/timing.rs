@@ -228,10 +228,27 @@ impl Scheduler {
 /// row: the poll interval, doubling per failure up to 8 times it, and never
 /// more than 5 minutes beyond the poll interval, so the sync-age alert
 /// (a multiple of the poll interval) still sees retries.
-pub fn retry_delay(poll_interval: Duration, failures: u32) -> Duration {
+fn retry_delay(poll_interval: Duration, failures: u32) -> Duration {
     if failures <= 1 {
         return poll_interval;
     }
     let backoff = poll_interval.saturating_mul(1 << (failures - 1).min(3));
     backoff.min(poll_interval.max(Duration::from_secs(300)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_syncs_back_off_within_bounds() {
+        let minute = Duration::from_secs(60);
+        let delays: Vec<u64> = (0..7).map(|n| retry_delay(minute, n).as_secs()).collect();
+        assert_eq!(delays, [60, 60, 120, 240, 300, 300, 300]);
+        let second = Duration::from_secs(1);
+        let delays: Vec<u64> = (0..6).map(|n| retry_delay(second, n).as_secs()).collect();
+        assert_eq!(delays, [1, 1, 2, 4, 8, 8]);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(retry_delay(hour, 5), hour);
+    }
 }
