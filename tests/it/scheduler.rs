@@ -42,7 +42,10 @@ fn max_overlap(log: &str) -> i32 {
         .lines()
         .filter_map(|line| {
             let (kind, at) = line.split_once(' ')?;
-            Some((at.split(' ').next()?.parse().ok()?, if kind == "start" { 1 } else { -1 }))
+            Some((
+                at.split(' ').next()?.parse().ok()?,
+                if kind == "start" { 1 } else { -1 },
+            ))
         })
         .collect();
     // Ends sort before starts at the same instant.
@@ -177,7 +180,10 @@ async fn a_trigger_during_a_run_is_skipped_only_when_it_is_the_schedule() {
     scheduler.trigger("slow").unwrap();
     started(&log, 1).await;
     let got = scheduler.run_probe(0, Trigger::Schedule).await;
-    assert!(got.is_empty(), "a scheduled run happened during a run: {got:?}");
+    assert!(
+        got.is_empty(),
+        "a scheduled run happened during a run: {got:?}"
+    );
     skipped(1);
     let first = reports.recv().await.unwrap();
     assert_eq!(first.trigger, "manual");
@@ -195,9 +201,15 @@ async fn a_trigger_during_a_run_is_skipped_only_when_it_is_the_schedule() {
         .await
         .expect("the queued run follows")
         .unwrap();
-    assert_eq!((own.trigger.as_str(), queued.trigger.as_str()), ("manual", "manual"));
+    assert_eq!(
+        (own.trigger.as_str(), queued.trigger.as_str()),
+        ("manual", "manual")
+    );
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(reports.try_recv().is_err(), "queued triggers were not coalesced");
+    assert!(
+        reports.try_recv().is_err(),
+        "queued triggers were not coalesced"
+    );
     skipped(1);
 
     // A new commit during a run: the run after it checks the new commit.
@@ -211,15 +223,25 @@ async fn a_trigger_during_a_run_is_skipped_only_when_it_is_the_schedule() {
     );
     scheduler.trigger_sync(Some("infra")).unwrap();
     let own = reports.recv().await.unwrap();
-    assert_eq!((own.trigger.as_str(), own.commit.as_str()), ("manual", old.as_str()));
+    assert_eq!(
+        (own.trigger.as_str(), own.commit.as_str()),
+        ("manual", old.as_str())
+    );
     let after = tokio::time::timeout(Duration::from_secs(60), reports.recv())
         .await
         .expect("the change's run follows")
         .unwrap();
-    assert_eq!((after.trigger.as_str(), after.commit.as_str()), ("change", new.as_str()));
+    assert_eq!(
+        (after.trigger.as_str(), after.commit.as_str()),
+        ("change", new.as_str())
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(max_overlap(&text), 1, "runs overlapped:\n{text}");
-    assert_eq!(text.lines().filter(|l| l.starts_with("start ")).count(), 5, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("start ")).count(),
+        5,
+        "{text}"
+    );
     skipped(1);
 }
 
