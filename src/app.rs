@@ -81,11 +81,14 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
         metrics.clone(),
         cluster.clone(),
     );
-    let key = crate::model::fingerprint::FingerprintKey::load(
+    let (key, generated) = crate::model::fingerprint::FingerprintKey::load(
         config.acks.fingerprint_key_file.as_deref(),
         &config.state_dir,
     )
     .map_err(anyhow::Error::msg)?;
+    if generated {
+        report_new_key(&config.state_dir, &state, persistent);
+    }
     scheduler.set_fingerprint_key(key);
     let history =
         persistent.then(|| Arc::new(History::open(&config.state_dir, config.history.clone())));
@@ -118,6 +121,43 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
         cluster,
         status_store: None,
     })
+}
+
+/// Says that a fingerprint key was generated: loudly when acks exist, which
+/// were made under another key (a lost or replaced key file) and whose
+/// fingerprints of masked values cannot match under this one.
+fn report_new_key(state_dir: &std::path::Path, state: &State, persistent: bool) {
+    let path = crate::model::fingerprint::default_key_path(state_dir);
+    // `check` keeps no state of its own; the daemon's state file has the acks.
+    let statuses = match persistent {
+        true => state
+            .snapshot()
+            .into_iter()
+            .chain(state.waiting())
+            .collect(),
+        false => State::peek(state_dir)
+            .into_iter()
+            .chain(State::peek_waiting(state_dir))
+            .collect::<Vec<_>>(),
+    };
+    let acks = statuses
+        .iter()
+        .flat_map(|s| &s.acks)
+        .filter(|a| a.ended.is_none())
+        .count();
+    if acks == 0 {
+        tracing::info!(path = %path.display(), "generated the fingerprint key; replicas of a cluster must share it ([acks] fingerprint_key_file)");
+        return;
+    }
+    tracing::warn!(
+        path = %path.display(),
+        acks,
+        "generated a new fingerprint key, but {acks} acknowledgement(s) were made under another key: \
+         where they cover values driftwatch masks (Kubernetes Secret data, Terraform sensitive values), \
+         their fingerprints will not match, so that drift shows as mismatched and alerts again; \
+         restore the previous key file (or set [acks] fingerprint_key_file to the key the replicas share) \
+         and restart, or acknowledge that drift again"
+    );
 }
 
 /// The credential replicas present to each other's read API: the read

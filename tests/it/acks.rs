@@ -1019,3 +1019,46 @@ command = ["true"]
     assert_eq!(code, 409);
     assert_eq!(ack_triggers_after(&h, "repo_ack", before), before + 1.0);
 }
+
+#[test]
+fn a_new_fingerprint_key_under_existing_acks_is_a_warning_that_says_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let live = tmp.path().join("live");
+    std::fs::create_dir_all(&live).unwrap();
+    std::fs::write(live.join("a"), "one").unwrap();
+    let mut h = command_harness(&live);
+    h.wait_verdict("app");
+    // The first start, with no acks: a plain INFO line.
+    let first = h.daemon().log.clone();
+    h.daemon()
+        .wait_for_log("generated the fingerprint key; replicas of a cluster must share it");
+    let log = std::fs::read_to_string(&first).unwrap();
+    assert!(!log.contains("made under another key"), "{log}");
+    let (code, ack) = h.ack(
+        "app",
+        json!({"by": "hal", "reason": "INC-12", "expires": "4h"}),
+    );
+    assert_eq!(code, 201, "{ack}");
+    // The key file is lost; the acks are not.
+    drop(h.daemon.take());
+    std::fs::remove_file(h.root.join("state/fingerprint.key")).unwrap();
+    h.restart();
+    h.daemon().wait_for_log("made under another key");
+    let log = std::fs::read_to_string(&h.daemon().log).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("made under another key"))
+        .unwrap();
+    assert!(
+        line.contains("WARN")
+            && line.contains("1 acknowledgement(s)")
+            && line.contains("mismatched")
+            && line.contains("fingerprint_key_file"),
+        "{line}"
+    );
+    // A key kept is no news at all.
+    h.restart();
+    h.wait_verdict("app");
+    let log = std::fs::read_to_string(&h.daemon().log).unwrap();
+    assert!(!log.contains("fingerprint key"), "{log}");
+}
