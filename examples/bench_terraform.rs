@@ -225,7 +225,7 @@ async fn roots_parallelism(roots: usize) {
         let probe = bench.probe(&format!(
             "roots = [\"stack*\"]\nparallelism = {parallelism}"
         ));
-        let listed = probe.roots(&bench.tmp.path().join("repo")).unwrap();
+        let listed = probe.roots(&bench.tmp.path().join("repo")).unwrap().roots;
         assert_eq!(listed.len(), roots);
         for warm in [true, false] {
             let cache = format!("p{parallelism}");

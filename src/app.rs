@@ -682,25 +682,36 @@ pub async fn validate(config: &Config, checkout: Option<&std::path::Path>) -> Va
             ));
             continue;
         }
+        let mut unmatched = Vec::new();
         if !runner.single_root() {
-            if let Err(err) = runner.roots(&probe_dir) {
-                result.errors.push(format!(
+            match runner.roots(&probe_dir) {
+                Ok(listed) => unmatched = listed.unmatched,
+                Err(err) => result.errors.push(format!(
                     "{}: probe.{}.roots: {}",
                     at(&probe.name, "roots"),
                     probe.name,
                     err.message
-                ));
+                )),
             }
         }
-        for path in runner.repo_paths(Some(&probe_dir)) {
-            if let Some(problem) = path.problem(&probe.path) {
-                result.errors.push(format!(
-                    "{}: probe.{}.{}: {problem}",
-                    at(&probe.name, &path.key),
-                    probe.name,
-                    path.key
-                ));
+        let mut problems: Vec<(String, String)> = runner
+            .repo_paths(Some(&probe_dir))
+            .into_iter()
+            .filter_map(|path| Some((path.problem(&probe.path)?, path.key)))
+            .collect();
+        // A literal root that is missing is named as a missing directory,
+        // not also as a pattern that matches nothing.
+        for pattern in unmatched {
+            if !problems.iter().any(|(_, key)| *key == pattern.key) {
+                problems.push((pattern.message, pattern.key));
             }
+        }
+        for (problem, key) in problems {
+            result.errors.push(format!(
+                "{}: probe.{}.{key}: {problem}",
+                at(&probe.name, &key),
+                probe.name,
+            ));
         }
         for warning in runner.inspect(&probe_dir) {
             result
@@ -750,6 +761,7 @@ fn probe_instances(
                         }
                     });
             let listed = dir.and_then(|dir| runner.roots(&dir.join(&probe.path)).ok());
+            let listed = listed.map(|listed| listed.roots);
             let instances = listed.map_or(Instances::Unlisted, Instances::Roots);
             (probe.name.clone(), instances)
         })

@@ -29,8 +29,8 @@ pub trait Probe: Send + Sync + 'static {
 
     /// The roots this probe covers in a checkout; each becomes its own probe
     /// instance with its own verdict and series. Most layers have one root, "".
-    fn roots(&self, _probe_dir: &Path) -> Result<Vec<String>, ProbeError> {
-        Ok(vec![String::new()])
+    fn roots(&self, _probe_dir: &Path) -> Result<Roots, ProbeError> {
+        Ok(Roots::single())
     }
 
     /// False for layers whose instances are only known from a checkout
@@ -86,6 +86,36 @@ pub trait Probe: Send + Sync + 'static {
     /// Health of the probe's live-state cache, for layers that keep one.
     fn cache_stats(&self) -> Option<CacheStats> {
         None
+    }
+}
+
+/// What listing a probe's roots in a checkout found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Roots {
+    /// The roots, each an instance.
+    pub roots: Vec<String>,
+    /// Root patterns that matched nothing while others matched, each at its
+    /// key (`roots[1]`): `validate` reports them as errors, and every run
+    /// of the probe carries them as warnings, so a renamed stack is never
+    /// silently unwatched.
+    pub unmatched: Vec<FieldError>,
+}
+
+impl Roots {
+    /// The one root "" of a single-root layer.
+    pub fn single() -> Roots {
+        Roots {
+            roots: vec![String::new()],
+            unmatched: Vec::new(),
+        }
+    }
+
+    /// The unmatched patterns as run warnings (`roots[1]: "stacks/*" …`).
+    pub fn warnings(&self) -> Vec<String> {
+        self.unmatched
+            .iter()
+            .map(|problem| format!("{}: {}", problem.key, problem.message))
+            .collect()
     }
 }
 

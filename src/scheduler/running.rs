@@ -113,8 +113,8 @@ impl Scheduler {
                 ),
             ))
         };
-        let roots = match roots {
-            Ok(roots) => roots,
+        let listed = match roots {
+            Ok(listed) => listed,
             Err(error) => {
                 return Round::of(self.finish_without_roots(
                     probe,
@@ -124,10 +124,21 @@ impl Scheduler {
                 ));
             }
         };
-        self.set_instances(probe, &roots, &checkout);
+        // A root pattern that matches nothing is as loud as a failed
+        // listing, without blinding the roots that are there: a WARN line
+        // per round and a warning on each instance's report.
+        let warnings = Arc::new(listed.warnings());
+        for warning in warnings.iter() {
+            tracing::warn!(
+                probe = %probe.name,
+                commit = short(&checkout.commit),
+                "{warning}"
+            );
+        }
+        self.set_instances(probe, &listed.roots, &checkout);
         self.update_next_runs(index);
         let mut handles = Vec::new();
-        for root in roots {
+        for root in listed.roots {
             let id = InstanceId::new(&probe.name, root.as_str());
             if !self.cluster.owns(&id) || only.as_ref().is_some_and(|only| !only.contains(&root)) {
                 continue;
@@ -142,6 +153,7 @@ impl Scheduler {
             let mut checkout = checkout.clone();
             let repo = repo.clone();
             let parallelism = entry.parallelism.clone();
+            let warnings = warnings.clone();
             handles.push(tokio::spawn(async move {
                 if !delay.is_zero() {
                     tokio::select! {
@@ -166,7 +178,7 @@ impl Scheduler {
                     }
                 };
                 let report = this
-                    .run_instance(index, root.clone(), checkout, trigger, parallelism)
+                    .run_instance(index, root.clone(), checkout, trigger, parallelism, &warnings)
                     .await;
                 // A trigger that came during the run asked for a look at
                 // what is there now (a new commit, a live change, a person
@@ -193,6 +205,7 @@ impl Scheduler {
         checkout: Arc<Checkout>,
         trigger: Trigger,
         parallelism: Arc<Semaphore>,
+        listing_warnings: &[String],
     ) -> Arc<RunReport> {
         let probe = &self.probes[index].config;
         let runner = self.probes[index].probe.clone();
@@ -219,6 +232,7 @@ impl Scheduler {
                 new_report(probe, &root, run_id, trigger, &checkout.commit, started_at);
             report.duration = clock.elapsed();
             report.apply_result_within(result, self.report_limits());
+            report.warnings.extend(listing_warnings.iter().cloned());
             // The repo's acks at this commit; a broken file is a warning
             // on the run, never a reason to skip it.
             let mut repo_acks =

@@ -544,7 +544,10 @@ async fn two_roots_from_one_glob_run_in_parallel_with_separate_results() {
 
     let probe = f.probe("roots = [\"stacks/*\"]\nparallelism = 3");
     let checkout = f.checkout("c1");
-    assert_eq!(probe.roots(&checkout).unwrap(), ["stacks/a", "stacks/b"]);
+    assert_eq!(
+        probe.roots(&checkout).unwrap().roots,
+        ["stacks/a", "stacks/b"]
+    );
     assert_eq!(probe.parallelism(), 3);
 
     let timeout = Duration::from_secs(120);
@@ -1062,7 +1065,7 @@ async fn each_workspace_is_its_own_instance() {
 
     let probe = f.probe("workspaces = [\"default\", \"blue\"]");
     let checkout = f.checkout("c1");
-    assert_eq!(probe.roots(&checkout).unwrap(), ["@default", "@blue"]);
+    assert_eq!(probe.roots(&checkout).unwrap().roots, ["@default", "@blue"]);
     let default = ok(f.run(&probe, &checkout, "@default").await);
     assert_eq!(default.verdict(), Verdict::InSync);
     assert_eq!(default.details["workspace"], "default");
@@ -1549,4 +1552,158 @@ async fn plan_shapes_from_peer_reports_decide_like_terraform_apply() {
         // Move on: what git says is now applied.
         f.apply(&f.repo(), &[]);
     }
+}
+
+/// One root pattern of several matching nothing (the stack was renamed):
+/// the roots that are there still run, each of their reports carries a
+/// warning naming the pattern (API, page, `driftwatch_probe_warnings`),
+/// the log has a WARN line; once the pattern matches again all is quiet.
+#[tokio::test]
+async fn a_root_pattern_that_matches_nothing_warns_on_every_instance() {
+    if !have_terraform() {
+        return;
+    }
+    let f = Fixture::new("terraform");
+    let stack = |name: &str| backend(&f.path(&format!("state/{name}.tfstate")));
+    common::init_repo(
+        &f.repo(),
+        &[
+            ("envs/a/main.tf", &stack("a")),
+            ("envs/b/main.tf", &stack("b")),
+            ("stacks/net/production/main.tf", &stack("net")),
+        ],
+    );
+    let port = common::free_port();
+    let config = f.path("driftwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"state_dir = "{state}"
+
+[server]
+listen = "127.0.0.1:{port}"
+
+[[repo]]
+name = "infra"
+url = "file://{repo}"
+branch = "main"
+poll_interval = "1s"
+
+[[probe]]
+name = "tf"
+layer = "terraform"
+repo = "infra"
+schedule = ""
+roots = ["envs/*", "stacks/*/prod"]
+cli_config_file = "{cli}"
+"#,
+            state = f.path("state-dir").display(),
+            repo = f.repo().display(),
+            cli = f.cli_config.display(),
+        ),
+    )
+    .unwrap();
+
+    // validate names the pattern at its key.
+    let out = std::process::Command::new(common::driftwatch_bin())
+        .args(["validate", "--config"])
+        .arg(&config)
+        .arg("--checkout")
+        .arg(f.repo())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let (line, written) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.starts_with("roots = "))
+        .unwrap();
+    let col = written.find("\"stacks").unwrap() + 1;
+    let at = format!(
+        "{}:{}:{col}: probe.tf.roots[1]: root pattern \"stacks/*/prod\" matches no directory",
+        config.display(),
+        line + 1
+    );
+    assert!(stderr.contains(&at), "{at}\n{stderr}");
+
+    let log = f.path("daemon.log");
+    let _daemon = Daemon(
+        std::process::Command::new(common::driftwatch_bin())
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(std::fs::File::create(f.path("daemon.out")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let warnings = |body: &str, root: &str| -> Option<String> {
+        body.lines()
+            .find(|l| {
+                l.starts_with("driftwatch_probe_warnings{")
+                    && l.contains("probe=\"tf\"")
+                    && l.contains(&format!("root=\"{root}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_string)
+    };
+    let wait_for = |want: &'static [(&'static str, &'static str)]| {
+        let base = base.clone();
+        let log = log.clone();
+        async move {
+            let started = std::time::Instant::now();
+            loop {
+                let body = http_get(&format!("{base}/metrics"))
+                    .await
+                    .unwrap_or_default();
+                if want
+                    .iter()
+                    .all(|(root, value)| warnings(&body, root).as_deref() == Some(*value))
+                {
+                    return body;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(120),
+                    "warnings never became {want:?}:\n{body}\nlog:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    let body = wait_for(&[("envs/a", "1"), ("envs/b", "1")]).await;
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("driftwatch_probe_roots_error{") && l.ends_with(" 0")),
+        "the roots that are there are listed, no probe-level error:\n{body}"
+    );
+    let warning =
+        r#"roots[1]: root pattern \"stacks/*/prod\" matches no directory in this checkout"#;
+    for id in ["tf:envs/a", "tf:envs/b"] {
+        let segment = driftwatch::http::html::encode_segment(id);
+        let api = http_get(&format!("{base}/api/v1/probes/{segment}"))
+            .await
+            .unwrap();
+        assert!(api.contains(warning), "{id}: {api}");
+        assert!(api.contains(r#""status":"in_sync""#), "{id}: {api}");
+        let page = http_get(&format!("{base}/probes/{segment}")).await.unwrap();
+        let shown = "root pattern &quot;stacks/*/prod&quot; matches no directory";
+        assert!(page.contains(shown), "{page}");
+    }
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("WARN") && l.contains("stacks/*/prod") && l.contains("roots[1]")),
+        "{logs}"
+    );
+
+    // The pattern follows the rename: its stack is an instance, no warning.
+    common::commit_files(
+        &f.repo(),
+        &[("stacks/net/prod/main.tf", &stack("net-prod"))],
+        "a prod stack again",
+    );
+    wait_for(&[("envs/a", "0"), ("envs/b", "0"), ("stacks/net/prod", "0")]).await;
 }

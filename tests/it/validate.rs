@@ -29,6 +29,10 @@ const CASES: &[Case] = &[
     ("tf-root", "terraform", "tf", r#"roots = ["envs/a", "envs/gone"]"#, "roots[1]", "\"envs/gone\"", r#""tf/envs/gone" does not exist"#, Some("tf/envs/gone")),
     ("tf-root-var", "terraform", "tf", "roots = [\"envs/*\"]\nvar_files = [\"common.tfvars\"]", "var_files[0]", "\"common.tfvars\"", r#""tf/envs/b/common.tfvars" does not exist"#, Some("tf/<each root>/common.tfvars")),
     ("tf-backend", "terraform", "tf", r#"backend_config = ["key=value", "backend.hcl"]"#, "backend_config[1]", "\"backend.hcl\"", r#""tf/backend.hcl" does not exist"#, Some("tf/backend.hcl")),
+    // A root pattern matching nothing while others match (issue 23's gap).
+    ("tf-glob-gone", "terraform", "tf", r#"roots = ["envs/*", "stacks/*/prod"]"#, "roots[1]", "\"stacks/*/prod\"", r#"root pattern "stacks/*/prod" matches no directory in this checkout, so nothing it names is checked; fix the pattern"#, None),
+    ("tf-glob-no-tf", "terraform", "tf", r#"roots = ["envs/*", "docs/*"]"#, "roots[1]", "\"docs/*\"", r#"root pattern "docs/*" matches only "docs/guide", which holds no *.tf"#, None),
+    ("tf-literal-no-tf", "terraform", "tf", r#"roots = ["envs/a", "docs"]"#, "roots[1]", "\"docs\"", r#"root pattern "docs" matches only "docs", which holds no *.tf"#, Some("tf/docs")),
     ("tf-no-roots", "terraform", "tf", r#"roots = ["nothing/*"]"#, "roots", "[", "match no directory with Terraform files", None),
     ("ans-playbook", "ansible", "ansible", "playbooks = [\"site.yml\", \"gone.yml\"]\ninventory = \"hosts.ini\"", "playbooks[1]", "\"gone.yml\"", r#""ansible/gone.yml" does not exist"#, Some("ansible/gone.yml")),
     ("ans-inventory", "ansible", "ansible", "playbooks = [\"site.yml\"]\ninventory = [\"hosts.ini\", \"inventories/gone\"]", "inventory[1]", "\"inventories/gone\"", r#""ansible/inventories/gone" does not exist"#, Some("ansible/inventories/gone")),
@@ -86,6 +90,7 @@ fn work_tree(dir: &Path) {
             ("tf/envs/a/main.tf", TF),
             ("tf/envs/a/common.tfvars", ""),
             ("tf/envs/b/main.tf", TF),
+            ("tf/docs/guide/README.md", "# not a root\n"),
             ("ansible/site.yml", "- hosts: all\n  tasks: []\n"),
             ("ansible/hosts.ini", "web1\n"),
             ("k8s/overlays/prod/kustomization.yaml", "resources: []\n"),

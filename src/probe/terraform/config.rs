@@ -24,8 +24,9 @@ pub struct TerraformConfig {
     /// Root module directories, as paths or globs relative to the probe's
     /// `path`. Each matching directory that holds `*.tf`/`*.tf.json` (or
     /// `terragrunt.hcl`) becomes its own instance with its own schedule slot,
-    /// verdict and series (label `root`). No match is an error with reason
-    /// `checkout`.
+    /// verdict and series (label `root`). No match at all is an error with
+    /// reason `checkout`; a pattern matching nothing while others match is
+    /// a warning on every instance's report (and an error in `validate`).
     ///
     /// Default: `[]`: the probe's `path` is the one root.
     #[serde(default)]

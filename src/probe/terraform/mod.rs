@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{parse_fields, FieldError, Probe, ProbeCommon, ProbeContext};
+use super::{parse_fields, FieldError, Probe, ProbeCommon, ProbeContext, Roots};
 use crate::model::outcome::{ErrorReason, Outcome, ProbeError};
 use crate::process::Command;
 use config::Flavor;
@@ -185,7 +185,7 @@ impl Probe for TerraformProbe {
         }
         // Without a checkout the roots are not known: the files are named once.
         let roots = match probe_dir {
-            Some(dir) => self.root_dirs(dir).unwrap_or_default(),
+            Some(dir) => self.root_dirs(dir).map(|r| r.roots).unwrap_or_default(),
             None if self.config.roots.is_empty() => vec![String::new()],
             None => vec!["<each root>".to_string()],
         };
@@ -203,20 +203,21 @@ impl Probe for TerraformProbe {
         paths
     }
 
-    fn roots(&self, probe_dir: &Path) -> Result<Vec<String>, ProbeError> {
-        let dirs = self.root_dirs(probe_dir)?;
-        if self.config.workspaces.is_empty() {
-            return Ok(dirs);
+    fn roots(&self, probe_dir: &Path) -> Result<Roots, ProbeError> {
+        let mut listed = self.root_dirs(probe_dir)?;
+        if !self.config.workspaces.is_empty() {
+            listed.roots = listed
+                .roots
+                .iter()
+                .flat_map(|dir| {
+                    self.config
+                        .workspaces
+                        .iter()
+                        .map(move |ws| format!("{dir}@{ws}"))
+                })
+                .collect();
         }
-        Ok(dirs
-            .iter()
-            .flat_map(|dir| {
-                self.config
-                    .workspaces
-                    .iter()
-                    .map(move |ws| format!("{dir}@{ws}"))
-            })
-            .collect())
+        Ok(listed)
     }
 
     fn single_root(&self) -> bool {
@@ -440,10 +441,13 @@ fn mentions_failed_check(text: &str) -> bool {
 }
 
 impl TerraformProbe {
-    /// Root directories (relative to the probe dir) holding Terraform files.
-    fn root_dirs(&self, probe_dir: &Path) -> Result<Vec<String>, ProbeError> {
+    /// Root directories (relative to the probe dir) holding Terraform files,
+    /// and the patterns that found none of them. Every pattern matching
+    /// nothing is an error; some is a problem at each one's key, as a
+    /// renamed stack would otherwise go unwatched without a word.
+    fn root_dirs(&self, probe_dir: &Path) -> Result<Roots, ProbeError> {
         if self.config.roots.is_empty() {
-            return Ok(vec![String::new()]);
+            return Ok(Roots::single());
         }
         let base = probe_dir.canonicalize().map_err(|e| {
             ProbeError::new(
@@ -465,28 +469,48 @@ impl TerraformProbe {
             ..glob::MatchOptions::new()
         };
         let mut found = Vec::new();
-        for pattern in &self.config.roots {
-            let pattern = pattern.trim_end_matches('/').trim_start_matches("./");
-            let Ok(matcher) = glob::Pattern::new(pattern) else {
-                continue;
-            };
-            for entry in directories.iter().filter(|e| e.is_dir) {
-                if !matcher.matches_path_with(&entry.relative, options)
-                    || !self.has_config(&entry.path)
-                {
-                    continue;
-                }
-                let relative = entry.relative.to_string_lossy().into_owned();
-                if !found.contains(&relative) {
-                    found.push(relative);
-                }
-            }
+        let mut unmatched = Vec::new();
+        for (index, written) in self.config.roots.iter().enumerate() {
+            let key = format!("roots[{index}]");
+            let pattern = written.trim_end_matches('/').trim_start_matches("./");
             // `.` (or an empty pattern) is the probe dir itself.
-            if (pattern.is_empty() || pattern == ".")
-                && self.has_config(&base)
-                && !found.contains(&String::new())
-            {
-                found.push(String::new());
+            let matched: Vec<(String, bool)> = if pattern.is_empty() || pattern == "." {
+                vec![(String::new(), self.has_config(&base))]
+            } else {
+                let matcher = match glob::Pattern::new(pattern) {
+                    Ok(matcher) => matcher,
+                    Err(err) => {
+                        unmatched.push(FieldError::new(
+                            key,
+                            format!("{written:?} is not a valid glob ({err}); fix it or remove it"),
+                        ));
+                        continue;
+                    }
+                };
+                directories
+                    .iter()
+                    .filter(|e| e.is_dir && matcher.matches_path_with(&e.relative, options))
+                    .map(|e| {
+                        let relative = e.relative.to_string_lossy().into_owned();
+                        (relative, self.has_config(&e.path))
+                    })
+                    .collect()
+            };
+            let roots: Vec<String> = matched
+                .iter()
+                .filter(|(_, config)| *config)
+                .map(|(dir, _)| dir.clone())
+                .collect();
+            if roots.is_empty() {
+                unmatched.push(FieldError::new(
+                    key,
+                    self.no_root_problem(written, &matched),
+                ));
+            }
+            for root in roots {
+                if !found.contains(&root) {
+                    found.push(root);
+                }
             }
         }
         if found.is_empty() {
@@ -500,7 +524,32 @@ impl TerraformProbe {
             ));
         }
         found.sort();
-        Ok(found)
+        Ok(Roots {
+            roots: found,
+            unmatched,
+        })
+    }
+
+    /// What to say of root pattern `written` whose `matched` directories
+    /// (each with whether it holds Terraform files) hold no root.
+    fn no_root_problem(&self, written: &str, matched: &[(String, bool)]) -> String {
+        let files = match self.config.flavor() {
+            Flavor::Terraform => "*.tf, *.tf.json or *.tofu",
+            Flavor::Terragrunt => "*.tf, *.tf.json, *.tofu or terragrunt.hcl",
+        };
+        let what = match matched {
+            [] => "matches no directory".to_string(),
+            [(dir, _)] if dir.is_empty() => format!("is the probe's path, which holds no {files}"),
+            [(dir, _)] => format!("matches only {dir:?}, which holds no {files}"),
+            [(first, _), ..] => format!(
+                "matches {} directories ({first:?}, …), none of which holds {files}",
+                matched.len()
+            ),
+        };
+        format!(
+            "root pattern {written:?} {what} in this checkout, so nothing it names is checked; \
+             fix the pattern (was a stack renamed or moved?) or remove it"
+        )
     }
 
     fn has_config(&self, dir: &Path) -> bool {
@@ -541,6 +590,137 @@ mod tests {
         assert_eq!(parse_version("1.6.0-beta1"), Some((1, 6, 0)));
         assert!(parse_version("0.15.3").unwrap() < MIN_VERSION);
         assert!(parse_version("1.0.3").unwrap() >= MIN_VERSION);
+    }
+
+    /// A probe directory holding `files` (paths ending in `/` are empty
+    /// directories), and the listing of a probe with these `roots`.
+    fn listing(roots: &[&str], files: &[&str]) -> Result<Roots, ProbeError> {
+        let dir = tempfile::tempdir().unwrap();
+        for file in files {
+            let path = dir.path().join(file);
+            if file.ends_with('/') {
+                std::fs::create_dir_all(&path).unwrap();
+            } else {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, "").unwrap();
+            }
+        }
+        let common = ProbeCommon {
+            name: "tf".into(),
+            layer: "terraform".into(),
+            ..Default::default()
+        };
+        let mut fields = toml::Table::new();
+        let values = roots.iter().map(|r| toml::Value::from(*r)).collect();
+        fields.insert("roots".into(), toml::Value::Array(values));
+        let Ok(probe) = build(&common, fields) else {
+            panic!("roots {roots:?} rejected");
+        };
+        probe.roots(dir.path())
+    }
+
+    #[test]
+    fn each_root_pattern_that_matches_nothing_is_named_at_its_key() {
+        const STACKS: &[&str] = &[
+            "envs/a/main.tf",
+            "envs/b/main.tf.json",
+            "stacks/net/production/main.tofu",
+            "docs/guide/README.md",
+            "modules/vpc/main.tf",
+            "empty/",
+        ];
+        // (roots, roots listed, the unmatched keys and what each says)
+        type Case<'a> = (&'a [&'a str], &'a [&'a str], &'a [(&'a str, &'a str)]);
+        let cases: &[Case] = &[
+            // The issue's example: `prod` was renamed `production`.
+            (
+                &["envs/*", "stacks/*/prod"],
+                &["envs/a", "envs/b"],
+                &[("roots[1]", "\"stacks/*/prod\" matches no directory")],
+            ),
+            (
+                &["envs/*", "stacks/**/production"],
+                &["envs/a", "envs/b", "stacks/net/production"],
+                &[],
+            ),
+            (
+                &["envs/*", "stacks/**/staging"],
+                &["envs/a", "envs/b"],
+                &[("roots[1]", "\"stacks/**/staging\" matches no directory")],
+            ),
+            (
+                &["envs/*", "docs/*"],
+                &["envs/a", "envs/b"],
+                &[(
+                    "roots[1]",
+                    "matches only \"docs/guide\", which holds no *.tf",
+                )],
+            ),
+            (
+                &["envs/*", "*"],
+                &["envs/a", "envs/b"],
+                &[(
+                    "roots[1]",
+                    "matches 5 directories (\"docs\", …), none of which holds *.tf",
+                )],
+            ),
+            (
+                &["envs/a", "envs/gone"],
+                &["envs/a"],
+                &[("roots[1]", "\"envs/gone\" matches no directory")],
+            ),
+            (
+                &["envs/a", "empty"],
+                &["envs/a"],
+                &[("roots[1]", "matches only \"empty\", which holds no")],
+            ),
+            (&["envs/a/", "./envs/b"], &["envs/a", "envs/b"], &[]),
+            (
+                &[".", "envs/*"],
+                &["envs/a", "envs/b"],
+                &[("roots[0]", "\".\" is the probe's path, which holds no")],
+            ),
+            (&["envs/?", "envs/a"], &["envs/a", "envs/b"], &[]),
+            (
+                &["gone/*", "envs/[ab]", "old"],
+                &["envs/a", "envs/b"],
+                &[("roots[0]", "\"gone/*\""), ("roots[2]", "\"old\"")],
+            ),
+        ];
+        for &(roots, listed, unmatched) in cases {
+            let found = listing(roots, STACKS).unwrap_or_else(|e| panic!("{roots:?}: {e:?}"));
+            assert_eq!(found.roots, listed, "{roots:?}");
+            let keys: Vec<&str> = found.unmatched.iter().map(|u| u.key.as_str()).collect();
+            let want: Vec<&str> = unmatched.iter().map(|(key, _)| *key).collect();
+            assert_eq!(keys, want, "{roots:?}: {:?}", found.unmatched);
+            for (problem, (_, says)) in found.unmatched.iter().zip(unmatched) {
+                assert!(
+                    problem.message.contains(says),
+                    "{roots:?}: {}",
+                    problem.message
+                );
+                assert!(
+                    problem.message.contains("fix the pattern"),
+                    "{}",
+                    problem.message
+                );
+            }
+            for (warning, problem) in found.warnings().iter().zip(&found.unmatched) {
+                assert!(
+                    warning.starts_with(&format!("{}: root pattern ", problem.key)),
+                    "{warning}"
+                );
+            }
+        }
+        // Every pattern matching nothing stays an error of the listing.
+        let err = listing(&["gone/*", "docs/*"], STACKS).unwrap_err();
+        assert_eq!(err.reason, ErrorReason::Checkout);
+        assert!(
+            err.message
+                .contains("match no directory with Terraform files"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
