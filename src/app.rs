@@ -35,7 +35,17 @@ pub struct Daemon {
 }
 
 /// Builds the daemon's parts without starting anything.
-pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
+pub fn build(mut config: Config, persistent: bool) -> anyhow::Result<Daemon> {
+    // A relative state directory (`--state-dir state`) means the invoking
+    // process's working directory: made absolute once, here, because tools
+    // run with the checkout as theirs (Terraform would put TF_DATA_DIR
+    // inside the root).
+    config.state_dir = std::path::absolute(&config.state_dir).with_context(|| {
+        format!(
+            "cannot resolve the state directory {}",
+            config.state_dir.display()
+        )
+    })?;
     std::fs::create_dir_all(&config.state_dir).with_context(|| {
         format!(
             "cannot create state directory {}; set state_dir in the config or pass --state-dir",
