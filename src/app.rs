@@ -35,7 +35,17 @@ pub struct Daemon {
 }
 
 /// Builds the daemon's parts without starting anything.
-pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
+pub fn build(mut config: Config, persistent: bool) -> anyhow::Result<Daemon> {
+    // A relative state directory (`--state-dir state`) means the invoking
+    // process's working directory: made absolute once, here, because tools
+    // run with the checkout as theirs (Terraform would put TF_DATA_DIR
+    // inside the root).
+    config.state_dir = std::path::absolute(&config.state_dir).with_context(|| {
+        format!(
+            "cannot resolve the state directory {}",
+            config.state_dir.display()
+        )
+    })?;
     std::fs::create_dir_all(&config.state_dir).with_context(|| {
         format!(
             "cannot create state directory {}; set state_dir in the config or pass --state-dir",
@@ -81,11 +91,14 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
         metrics.clone(),
         cluster.clone(),
     );
-    let key = crate::model::fingerprint::FingerprintKey::load(
+    let (key, generated) = crate::model::fingerprint::FingerprintKey::load(
         config.acks.fingerprint_key_file.as_deref(),
         &config.state_dir,
     )
     .map_err(anyhow::Error::msg)?;
+    if generated {
+        report_new_key(&config.state_dir, &state, persistent);
+    }
     scheduler.set_fingerprint_key(key);
     let history =
         persistent.then(|| Arc::new(History::open(&config.state_dir, config.history.clone())));
@@ -118,6 +131,43 @@ pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
         cluster,
         status_store: None,
     })
+}
+
+/// Says that a fingerprint key was generated: loudly when acks exist, which
+/// were made under another key (a lost or replaced key file) and whose
+/// fingerprints of masked values cannot match under this one.
+fn report_new_key(state_dir: &std::path::Path, state: &State, persistent: bool) {
+    let path = crate::model::fingerprint::default_key_path(state_dir);
+    // `check` keeps no state of its own; the daemon's state file has the acks.
+    let statuses = match persistent {
+        true => state
+            .snapshot()
+            .into_iter()
+            .chain(state.waiting())
+            .collect(),
+        false => State::peek(state_dir)
+            .into_iter()
+            .chain(State::peek_waiting(state_dir))
+            .collect::<Vec<_>>(),
+    };
+    let acks = statuses
+        .iter()
+        .flat_map(|s| &s.acks)
+        .filter(|a| a.ended.is_none())
+        .count();
+    if acks == 0 {
+        tracing::info!(path = %path.display(), "generated the fingerprint key; replicas of a cluster must share it ([acks] fingerprint_key_file)");
+        return;
+    }
+    tracing::warn!(
+        path = %path.display(),
+        acks,
+        "generated a new fingerprint key, but {acks} acknowledgement(s) were made under another key: \
+         where they cover values driftwatch masks (Kubernetes Secret data, Terraform sensitive values), \
+         their fingerprints will not match, so that drift shows as mismatched and alerts again; \
+         restore the previous key file (or set [acks] fingerprint_key_file to the key the replicas share) \
+         and restart, or acknowledge that drift again"
+    );
 }
 
 /// The credential replicas present to each other's read API: the read
@@ -674,10 +724,46 @@ pub async fn validate(config: &Config, checkout: Option<&std::path::Path>) -> Va
         }
     }
     result.warnings.extend(unmatched_ignore_rules(config));
-    let acks = crate::ack::validate::check(config, checkout, now);
+    let instances = probe_instances(config, &built, checkout);
+    let acks = crate::ack::validate::check(config, checkout, &instances, now);
     result.errors.extend(acks.errors);
     result.warnings.extend(acks.warnings);
     result
+}
+
+/// Each probe's instances, to check the acks files' `instance` against: a
+/// multi-root probe's roots as listed in its repo's work tree when one is at
+/// hand (a `path` repo, or `checkout`).
+fn probe_instances(
+    config: &Config,
+    built: &[Arc<dyn Probe>],
+    checkout: Option<&std::path::Path>,
+) -> Vec<(String, crate::ack::repo_file::Instances)> {
+    use crate::ack::repo_file::Instances;
+    config
+        .probes
+        .iter()
+        .zip(built)
+        .map(|(probe, runner)| {
+            if runner.single_root() {
+                return (probe.name.clone(), Instances::Single);
+            }
+            let dir =
+                config
+                    .repos
+                    .iter()
+                    .find(|r| r.name == probe.repo)
+                    .and_then(|repo| match &repo.source {
+                        crate::config::RepoSource::Path(dir) => Some(dir.clone()),
+                        crate::config::RepoSource::Remote { .. } => {
+                            checkout.map(std::path::Path::to_path_buf)
+                        }
+                    });
+            let listed = dir.and_then(|dir| runner.roots(&dir.join(&probe.path)).ok());
+            let instances = listed.map_or(Instances::Unlisted, Instances::Roots);
+            (probe.name.clone(), instances)
+        })
+        .collect()
 }
 
 /// Ignore rules that matched nothing in each instance's last run (as the

@@ -31,7 +31,7 @@
 //! - [`metrics`]: the only writer of Prometheus metrics.
 //! - [`handover`]: a gained instance takes over its previous owner's status (peers over HTTP, ConfigMaps).
 //! - [`ack`]: acknowledgements of known drift: model, matching, store, the repo's acks file.
-//! - [`scheduler`]: cron, run-on-change and manual triggers; concurrency and skip-if-busy.
+//! - [`scheduler`]: cron, run-on-change and manual triggers; concurrency, one run per instance at a time (a trigger during a run waits for it; a scheduled tick skips).
 //! - [`http`]: `/metrics`, health, the JSON API, the status page and triggers.
 //! - [`report`]: the `check` command's report (text, JSON).
 //! - [`app`]: wires the above together for `run` and `check`.

@@ -223,7 +223,7 @@ impl ProbeCollector {
             .expect("valid metric"),
             runs: counter("driftwatch_probe_runs_total", "Completed probe runs by result (in_sync, drifted, error).", &result_labels),
             errors: counter("driftwatch_probe_errors_total", "Probe runs that ended in error, by reason.", &reason_labels),
-            skipped: counter("driftwatch_probe_skipped_runs_total", "Runs skipped because the previous run of the same probe was still going.", INSTANCE),
+            skipped: counter("driftwatch_probe_skipped_runs_total", "Scheduled runs skipped because the instance's previous run was still going (other triggers wait for it and run after it).", INSTANCE),
             state,
             constant_labels,
             max_resource_series,

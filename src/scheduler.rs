@@ -108,8 +108,10 @@ pub struct Scheduler {
     reports: broadcast::Sender<Arc<RunReport>>,
     removals: broadcast::Sender<Arc<Removal>>,
     global: Arc<Semaphore>,
-    /// Instances with a run in progress.
-    busy: Mutex<HashSet<InstanceId>>,
+    /// Instances with a run in progress, each with the trigger of the one
+    /// run queued behind it (a change, manual, live-change or ownership
+    /// trigger that arrived while it ran; scheduled ones are skipped).
+    busy: Mutex<HashMap<InstanceId, Option<Trigger>>>,
     /// Repos that have synced at least once.
     synced: Mutex<HashSet<String>>,
     next_run_id: AtomicU64,
@@ -178,7 +180,7 @@ impl Scheduler {
             owned: Mutex::new(HashSet::new()),
             reports,
             removals,
-            busy: Mutex::new(HashSet::new()),
+            busy: Mutex::new(HashMap::new()),
             synced: Mutex::new(HashSet::new()),
             next_run_id: AtomicU64::new(initial_run_id()),
             runs_cancel: CancellationToken::new(),

@@ -68,11 +68,106 @@ struct RawCover {
 pub struct RepoAcks {
     pub acks: Vec<Ack>,
     pub problems: Vec<String>,
-    /// Line of each ack in the file, by id (for `validate`).
-    pub lines: Vec<(String, usize)>,
+    /// Where each ack's entry is, by id (for problems found later).
+    pub places: Vec<Place>,
+}
+
+/// Where one ack's entry is in the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Place {
+    pub id: String,
+    /// Which `[[ack]]` entry (0-based), as problems name it: `ack[1]`.
+    pub index: usize,
+    /// `file:line:col` of its `instance` value.
+    pub instance_at: String,
+    pub line: usize,
+}
+
+/// The instances one probe has, as far as is known, to check an ack's
+/// `instance` against.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Instances {
+    /// One instance, named by the probe's name alone.
+    Single,
+    /// One per root: these, from the last listing.
+    Roots(Vec<String>),
+    /// One per root, but no listing is at hand: only the form is checked.
+    Unlisted,
+}
+
+/// Why `instance` names no instance of the repo's `probes` (name and
+/// instances), or `None` when it names one. The mistakes: a probe the repo
+/// lacks, a root given to a single-root probe, a root missing for a
+/// multi-root one, a root its listing lacks.
+pub fn instance_problem(
+    instance: &str,
+    repo: &str,
+    probes: &[(String, Instances)],
+) -> Option<String> {
+    let id = crate::model::instance::InstanceId::parse(instance);
+    let Some((_, instances)) = probes.iter().find(|(name, _)| *name == id.probe) else {
+        let names: Vec<&str> = probes.iter().map(|(name, _)| name.as_str()).collect();
+        return Some(format!(
+            "names {instance:?}, which no probe of repo {repo} has (its probes: {})",
+            listed(&names)
+        ));
+    };
+    let probe = &id.probe;
+    match instances {
+        Instances::Single if !id.root.is_empty() => Some(format!(
+            "names {instance:?}, but probe {probe} has one instance and no roots: write {probe:?}"
+        )),
+        Instances::Single => None,
+        Instances::Roots(_) | Instances::Unlisted if id.root.is_empty() => {
+            let roots = match instances {
+                Instances::Roots(roots) => format!(" (its roots: {})", listed(roots)),
+                _ => String::new(),
+            };
+            Some(format!(
+                "names {instance:?}, but probe {probe} has one instance per root: write \"{probe}:<root>\"{roots}"
+            ))
+        }
+        Instances::Roots(roots) if !roots.contains(&id.root) => Some(format!(
+            "names {instance:?}, but {:?} is not a root of probe {probe} (its roots: {})",
+            id.root,
+            listed(roots)
+        )),
+        Instances::Roots(_) | Instances::Unlisted => None,
+    }
+}
+
+/// Up to ten names, comma-separated; "none" for none.
+fn listed<S: AsRef<str>>(names: &[S]) -> String {
+    if names.is_empty() {
+        return "none".into();
+    }
+    let mut out: Vec<&str> = names.iter().map(AsRef::as_ref).take(10).collect();
+    if names.len() > 10 {
+        out.push("…");
+    }
+    out.join(", ")
 }
 
 impl RepoAcks {
+    /// Leaves out each ack whose `instance` names no instance of the repo's
+    /// `probes`, with a problem at its `instance` key, as for any other
+    /// mistake in an entry (see [`instance_problem`]).
+    pub fn check_instances(&mut self, repo: &str, probes: &[(String, Instances)]) {
+        let places = &self.places;
+        let problems = &mut self.problems;
+        self.acks.retain(|ack| {
+            let Some(message) = instance_problem(&ack.instance, repo, probes) else {
+                return true;
+            };
+            let place = places.iter().find(|p| p.id == ack.id);
+            let (at, index) = place.map_or((ACKS_FILE.to_string(), 0), |p| {
+                (p.instance_at.clone(), p.index)
+            });
+            problems.push(format!("{at}: ack[{index}].instance: {message}"));
+            false
+        });
+    }
+
     /// The acks of one instance.
     pub fn of(&self, instance: &str) -> Vec<Ack> {
         self.acks
@@ -173,7 +268,9 @@ pub fn parse(text: &str, name: &str, now: DateTime<Utc>, max_expiry: Duration) -
         let padded = chunk(start);
         let one = parse_entries(&padded, name, now, max_expiry);
         result.acks.extend(one.acks);
-        result.lines.extend(one.lines);
+        result
+            .places
+            .extend(one.places.into_iter().map(|place| Place { index, ..place }));
         result.problems.extend(
             one.problems
                 .into_iter()
@@ -334,8 +431,13 @@ fn parse_entries(text: &str, name: &str, now: DateTime<Utc>, max_expiry: Duratio
         covers.sort();
         covers.dedup();
         let id = repo_id(&instance, &covers, expires_at);
-        let (line, _) = line_col(text, entry.instance.span().start);
-        result.lines.push((id.clone(), line));
+        let (line, col) = line_col(text, entry.instance.span().start);
+        result.places.push(Place {
+            id: id.clone(),
+            index,
+            instance_at: format!("{name}:{line}:{col}"),
+            line,
+        });
         let mut subjects: Vec<String> = covers.iter().map(|c| c.subject.clone()).collect();
         subjects.dedup();
         let fields: Vec<String> = covers.iter().filter_map(|c| c.field.clone()).collect();
@@ -480,6 +582,72 @@ fingerprint = "fp1:0123456789abcdef"
                 assert_eq!(read.problems.len(), 1, "{text}: {:?}", read.problems);
                 assert!(read.problems[0].contains("ack[1]"), "{:?}", read.problems);
                 assert!(!read.problems[0].contains("serde"), "{:?}", read.problems);
+            }
+        }
+    }
+
+    #[test]
+    fn an_instance_the_repo_lacks_is_a_problem_at_its_key() {
+        let probes = vec![
+            ("web".to_string(), Instances::Single),
+            (
+                "tf".to_string(),
+                Instances::Roots(vec!["envs/a".into(), "envs/b".into()]),
+            ),
+            ("ans".to_string(), Instances::Unlisted),
+        ];
+        // (instance, expected problem part; None: it names an instance)
+        let cases: [(&str, Option<&str>); 9] = [
+            ("web", None),
+            ("tf:envs/a", None),
+            ("ans:any", None),
+            (
+                "ghost",
+                Some("no probe of repo infra has (its probes: web, tf, ans)"),
+            ),
+            (
+                "web:prod",
+                Some("has one instance and no roots: write \"web\""),
+            ),
+            (
+                "tf",
+                Some("one instance per root: write \"tf:<root>\" (its roots: envs/a, envs/b)"),
+            ),
+            ("ans", Some("one instance per root: write \"ans:<root>\"")),
+            (
+                "tf:envs/c",
+                Some("\"envs/c\" is not a root of probe tf (its roots: envs/a, envs/b)"),
+            ),
+            ("ghost:envs/a", Some("which no probe of repo infra has")),
+        ];
+        for (instance, expected) in cases {
+            let problem = instance_problem(instance, "infra", &probes);
+            match expected {
+                None => assert_eq!(problem, None, "{instance}"),
+                Some(part) => {
+                    let problem = problem.unwrap_or_default();
+                    assert!(problem.contains(part), "{instance}: {problem}");
+                    assert!(problem.contains(&format!("{instance:?}")), "{problem}");
+                }
+            }
+            // Through the file: the entry is left out, named at its key; the
+            // good entry before it stays.
+            let text = format!(
+                "{GOOD}\n{}",
+                GOOD.replace("\"web\"", &format!("{instance:?}"))
+            );
+            let mut read = parse(&text, ACKS_FILE, now(), DEFAULT_MAX_EXPIRY);
+            read.check_instances("infra", &probes);
+            let kept = if expected.is_none() { 2 } else { 1 };
+            assert_eq!(read.acks.len(), kept, "{instance}: {:?}", read.problems);
+            if expected.is_some() {
+                assert_eq!(read.problems.len(), 1, "{:?}", read.problems);
+                assert!(
+                    read.problems[0]
+                        .starts_with(".driftwatch/acks.toml:15:12: ack[1].instance: names"),
+                    "{}",
+                    read.problems[0]
+                );
             }
         }
     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use super::model::AckState;
-use super::repo_file::{self, ACKS_FILE};
+use super::repo_file::{self, Instances, ACKS_FILE};
 use crate::config::{Config, RepoSource};
 use crate::state::{ProbeStatus, State};
 
@@ -20,8 +20,14 @@ pub struct Findings {
     pub warnings: Vec<String>,
 }
 
-/// `checkout` is a work tree of the remote repos, as `validate --checkout`.
-pub fn check(config: &Config, checkout: Option<&Path>, now: DateTime<Utc>) -> Findings {
+/// `checkout` is a work tree of the remote repos, as `validate --checkout`;
+/// `instances` are each probe's (by name), as far as they are known.
+pub fn check(
+    config: &Config,
+    checkout: Option<&Path>,
+    instances: &[(String, Instances)],
+    now: DateTime<Utc>,
+) -> Findings {
     let mut findings = Findings::default();
     let statuses = State::peek(&config.state_dir);
     for repo in &config.repos {
@@ -32,7 +38,18 @@ pub fn check(config: &Config, checkout: Option<&Path>, now: DateTime<Utc>) -> Fi
                 None => continue,
             },
         };
-        let read = repo_file::read(&dir, now, config.acks.max_expiry);
+        let mut read = repo_file::read(&dir, now, config.acks.max_expiry);
+        let probes: Vec<(String, Instances)> = instances
+            .iter()
+            .filter(|(name, _)| {
+                config
+                    .probes
+                    .iter()
+                    .any(|p| p.repo == repo.name && &p.name == name)
+            })
+            .cloned()
+            .collect();
+        read.check_instances(&repo.name, &probes);
         let file = dir.join(ACKS_FILE);
         for problem in &read.problems {
             let rest = problem.strip_prefix(ACKS_FILE).unwrap_or(problem);
@@ -40,23 +57,11 @@ pub fn check(config: &Config, checkout: Option<&Path>, now: DateTime<Utc>) -> Fi
         }
         for ack in &read.acks {
             let line = read
-                .lines
+                .places
                 .iter()
-                .find(|(id, _)| id == &ack.id)
-                .map_or(0, |(_, line)| *line);
+                .find(|place| place.id == ack.id)
+                .map_or(0, |place| place.line);
             let at = format!("{}:{line}", file.display());
-            let instance = ack.instance_id();
-            let known = config
-                .probes
-                .iter()
-                .any(|p| p.repo == repo.name && p.name == instance.probe);
-            if !known {
-                findings.errors.push(format!(
-                    "{at}: ack {} names {:?}, which no probe of repo {} has",
-                    ack.id, ack.instance, repo.name
-                ));
-                continue;
-            }
             let Some(status) = statuses.iter().find(|s| s.probe == ack.instance) else {
                 continue;
             };

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 pub use duration::{parse_duration, parse_duration_up_to, MAX_DURATION, MAX_RETENTION};
+pub use raw::file_tables;
 pub use schedule::{parse_timezone, Schedule};
 pub use spans::probe_key_position;
 pub use types::{
@@ -29,6 +30,7 @@ mod probes;
 mod raw;
 mod repos;
 pub mod schedule;
+pub mod schema;
 mod server;
 mod spans;
 mod types;

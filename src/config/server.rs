@@ -45,10 +45,15 @@ impl Loader<'_> {
         );
         let fingerprint_key_file = raw.fingerprint_key_file.as_deref().map(|text| {
             let path = self.host_path(text);
-            if !path.is_file() {
+            let problem = match std::fs::read(&path) {
+                Ok(_) if !path.is_file() => Some("is not a readable file".to_string()),
+                Ok(contents) => crate::model::fingerprint::key_problem(&contents),
+                Err(e) => Some(format!("is not a readable file ({e})")),
+            };
+            if let Some(problem) = problem {
                 self.error(
                     &at("fingerprint_key_file"),
-                    format!("{} is not a readable file", path.display()),
+                    format!("{} {problem}", path.display()),
                 );
             }
             path
@@ -322,6 +327,45 @@ mod tests {
             "{errors:?}"
         );
         assert!(!errors[0].contains("hunter2"));
+    }
+
+    #[test]
+    fn a_fingerprint_key_file_too_short_or_missing_is_a_config_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dw.toml");
+        let text = "[acks]\nfingerprint_key_file = \"key\"\n[[repo]]\nname = \"r\"\nurl = \"https://h/x.git\"\n[[probe]]\nname = \"p\"\nlayer = \"command\"\ncommand = [\"true\"]\n";
+        // (contents, expected problem; None: accepted)
+        let cases: [(Option<&str>, Option<&str>); 5] = [
+            (
+                Some("s3crt"),
+                Some("holds 5 bytes; a fingerprint key needs at least 16"),
+            ),
+            (Some("  \n"), Some("holds 0 bytes")),
+            (Some("fifteen-bytes!!\n"), Some("holds 15 bytes")),
+            (None, Some("is not a readable file")),
+            (Some("sixteen-bytes!!!\n"), None),
+        ];
+        for (contents, expected) in cases {
+            let _ = std::fs::remove_file(dir.path().join("key"));
+            if let Some(contents) = contents {
+                std::fs::write(dir.path().join("key"), contents).unwrap();
+            }
+            let result = load_str(&path, text, &crate::probe::Layers);
+            match expected {
+                None => assert!(result.is_ok(), "{contents:?}: {result:?}"),
+                Some(part) => {
+                    let problems = result.unwrap_err().problems;
+                    assert_eq!(problems.len(), 1, "{problems:?}");
+                    assert!(
+                        problems[0].contains(":2:24: acks.fingerprint_key_file:")
+                            && problems[0].contains(part)
+                            && problems[0].contains("key"),
+                        "{contents:?}: {problems:?}"
+                    );
+                    assert!(!problems[0].contains("s3crt"), "{problems:?}");
+                }
+            }
+        }
     }
 
     #[test]

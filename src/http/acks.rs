@@ -25,7 +25,9 @@ pub(super) struct CreateParams {
     dry_run: bool,
 }
 
-fn bad_request(err: AckError) -> Response {
+/// 400 naming the key at fault, counted as `bad_request`.
+fn bad_request(cx: &Context, err: AckError) -> Response {
+    cx.http_metrics.trigger("ack", "bad_request");
     (
         StatusCode::BAD_REQUEST,
         Json(json!({ "error": err.to_string(), "key": err.key })),
@@ -71,10 +73,10 @@ pub(super) async fn create_ack(
     let request: AckRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(err) => {
-            return bad_request(AckError::new(
-                "body",
-                format!("not a valid acknowledgement: {err}"),
-            ))
+            return bad_request(
+                &cx,
+                AckError::new("body", format!("not a valid acknowledgement: {err}")),
+            )
         }
     };
     let instance = InstanceId::parse(&id);
@@ -90,17 +92,20 @@ pub(super) async fn create_ack(
     }
     let now = chrono::Utc::now();
     if let Err(err) = check_text(&request.by, &request.reason) {
-        return bad_request(err);
+        return bad_request(&cx, err);
     }
     let expires_at = match parse_expiry(&request.expires, now, cx.ack_max_expiry) {
         Ok(at) => at,
-        Err(err) => return bad_request(err),
+        Err(err) => return bad_request(&cx, err),
     };
     if request.subjects.len() > MAX_NARROWING || request.fields.len() > MAX_NARROWING {
-        return bad_request(AckError::new(
-            "subjects",
-            format!("name at most {MAX_NARROWING} subjects and fields"),
-        ));
+        return bad_request(
+            &cx,
+            AckError::new(
+                "subjects",
+                format!("name at most {MAX_NARROWING} subjects and fields"),
+            ),
+        );
     }
     if !status.drifted {
         cx.http_metrics.trigger("ack", "in_sync");
@@ -110,7 +115,7 @@ pub(super) async fn create_ack(
         );
     }
     if status.drifted_list.is_empty() {
-        cx.http_metrics.trigger("ack", "in_sync");
+        cx.http_metrics.trigger("ack", "no_resources");
         return json_error(
             StatusCode::CONFLICT,
             &format!("{id} drifts without naming resources (e.g. a command probe's exit code alone): there is nothing to fingerprint; let the probe name its resources (output = \"json\")"),
@@ -118,7 +123,7 @@ pub(super) async fn create_ack(
     }
     let covers = match covers_for(&status.drifted_list, &request.subjects, &request.fields) {
         Ok(covers) => covers,
-        Err(err) => return bad_request(err),
+        Err(err) => return bad_request(&cx, err),
     };
     let mut ack = Ack {
         id: model::new_runtime_id(),
@@ -142,12 +147,14 @@ pub(super) async fn create_ack(
         let mut preview = status.clone();
         preview.acks.push(ack.clone());
         let view = AckView::new(&ack, &crate::ack::assess_status(&preview, now));
+        cx.http_metrics.trigger("ack", "dry_run");
         return Json(json!({ "ack": view, "snippet": snippet })).into_response();
     }
     let Some(event) = cx
         .state
         .update(&instance, |status| store::create(status, ack.clone()))
     else {
+        cx.http_metrics.trigger("ack", "not_found");
         return json_error(StatusCode::NOT_FOUND, &format!("{id} went away meanwhile"));
     };
     if let Err(err) = persist(&cx).await {
@@ -155,6 +162,7 @@ pub(super) async fn create_ack(
         cx.state
             .update(&instance, |status| status.acks.retain(|a| a.id != ack.id));
         tracing::error!(probe = %instance, error = %err, "cannot store an acknowledgement");
+        cx.http_metrics.trigger("ack", "failed");
         return json_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("cannot store the acknowledgement durably ({err}); nothing was acknowledged"),
@@ -201,6 +209,7 @@ pub(super) async fn delete_ack(
         );
     };
     if source == AckSource::Repo {
+        cx.http_metrics.trigger("ack", "repo_ack");
         return json_error(
             StatusCode::CONFLICT,
             &format!(
@@ -221,10 +230,12 @@ pub(super) async fn delete_ack(
         Some(_) => cx.state.update_waiting(&instance, end),
     };
     let Some(Some(event)) = ended else {
+        cx.http_metrics.trigger("ack", "not_found");
         return json_error(StatusCode::NOT_FOUND, &format!("{ack_id} ended meanwhile"));
     };
     if let Err(err) = persist(&cx).await {
         tracing::error!(probe = %instance, error = %err, "cannot store the end of an acknowledgement");
+        cx.http_metrics.trigger("ack", "failed");
         return json_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("ended in memory but cannot store it durably ({err}); retry"),

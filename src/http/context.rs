@@ -221,7 +221,7 @@ impl HttpMetrics {
         let triggers = IntCounterVec::new(
             Opts::new(
                 "driftwatch_triggers_total",
-                "Manual triggers and webhook deliveries, by kind (run, sync, github, gitlab, ack) and result (accepted, ignored, unauthorized, not_found, busy, not_synced, unavailable, not_owned, bad_request, disabled).",
+                "Manual triggers and webhook deliveries, by kind (run, sync, github, gitlab, ack) and result (accepted, ignored, unauthorized, not_found, busy, not_synced, unavailable, not_owned, bad_request, disabled; for ack also in_sync, no_resources, repo_ack, dry_run, failed).",
             ),
             &["kind", "result"],
         )?;

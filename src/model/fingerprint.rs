@@ -23,6 +23,18 @@ pub const PREFIX: &str = "fp1:";
 pub const KEY_FILE: &str = "fingerprint.key";
 /// Bytes of a generated key.
 const KEY_BYTES: usize = 32;
+/// The shortest key accepted (trimmed bytes of the file).
+pub const MIN_KEY_BYTES: usize = 16;
+
+/// Why the contents of a key file cannot be a key (too short), if they cannot.
+pub fn key_problem(contents: &[u8]) -> Option<String> {
+    let len = contents.trim_ascii().len();
+    (len < MIN_KEY_BYTES).then(|| {
+        format!(
+            "holds {len} bytes; a fingerprint key needs at least {MIN_KEY_BYTES} (make one with `head -c 32 /dev/urandom | base64`)"
+        )
+    })
+}
 
 /// The key secret values are hashed under. Its `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -48,39 +60,31 @@ impl FingerprintKey {
 
     /// The configured key file (its trimmed contents are the key), else
     /// `state_dir/fingerprint.key`, generated once (mode 0600) when missing.
-    pub fn load(configured: Option<&Path>, state_dir: &Path) -> Result<Self, String> {
-        if let Some(path) = configured {
-            let text = std::fs::read(path).map_err(|e| {
-                format!(
-                    "cannot read the fingerprint key file {}: {e}",
-                    path.display()
-                )
-            })?;
-            let key = text.trim_ascii().to_vec();
-            if key.len() < 16 {
-                return Err(format!(
-                    "the fingerprint key file {} holds {} bytes; use at least 16 (e.g. `head -c 32 /dev/urandom | base64`)",
-                    path.display(),
-                    key.len()
-                ));
-            }
-            return Ok(FingerprintKey(key));
-        }
-        let path = state_dir.join(KEY_FILE);
+    /// The flag says it was generated just now: acks made before were made
+    /// under another key.
+    pub fn load(configured: Option<&Path>, state_dir: &Path) -> Result<(Self, bool), String> {
+        let path = configured.map_or_else(|| state_dir.join(KEY_FILE), Path::to_path_buf);
         match std::fs::read(&path) {
-            Ok(bytes) if bytes.trim_ascii().len() >= 16 => {
-                return Ok(FingerprintKey(bytes.trim_ascii().to_vec()))
-            }
-            Ok(_) => {
-                return Err(format!(
-                    "the fingerprint key {} is too short; remove it to generate a new one",
+            Ok(bytes) => match key_problem(&bytes) {
+                None => Ok((FingerprintKey(bytes.trim_ascii().to_vec()), false)),
+                Some(problem) if configured.is_some() => Err(format!(
+                    "the fingerprint key file {} ([acks] fingerprint_key_file) {problem}",
                     path.display()
-                ))
+                )),
+                Some(problem) => Err(format!(
+                    "the fingerprint key {} {problem}; remove it to generate a new one",
+                    path.display()
+                )),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && configured.is_none() => {
+                generate(&path).map(|key| (key, true))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) if configured.is_some() => Err(format!(
+                "cannot read the fingerprint key file {}: {e}",
+                path.display()
+            )),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
         }
-        generate(&path)
     }
 
     /// `hmac:<hex>` of `value` under this key: how a hidden value enters a fingerprint.
@@ -114,11 +118,10 @@ fn generate(path: &Path) -> Result<FingerprintKey, String> {
             if let Some(dir) = path.parent() {
                 let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
             }
-            tracing::info!(path = %path.display(), "generated the fingerprint key; replicas of a cluster must share it ([acks] fingerprint_key_file)");
             Ok(FingerprintKey(text.into_bytes()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            FingerprintKey::load(Some(path), Path::new(""))
+            FingerprintKey::load(Some(path), Path::new("")).map(|(key, _)| key)
         }
         Err(e) => Err(format!("cannot write {}: {e}", path.display())),
     }
@@ -238,8 +241,10 @@ mod tests {
     fn the_key_is_generated_once_and_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let first = FingerprintKey::load(None, dir.path()).unwrap();
-        let second = FingerprintKey::load(None, dir.path()).unwrap();
+        let (first, generated) = FingerprintKey::load(None, dir.path()).unwrap();
+        assert!(generated);
+        let (second, generated) = FingerprintKey::load(None, dir.path()).unwrap();
+        assert!(!generated, "loaded, not generated again");
         assert_eq!(first, second);
         let mode = std::fs::metadata(dir.path().join(KEY_FILE))
             .unwrap()
@@ -247,11 +252,26 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         let file = dir.path().join("shared.key");
-        std::fs::write(&file, "short\n").unwrap();
-        let err = FingerprintKey::load(Some(&file), dir.path()).unwrap_err();
-        assert!(err.contains("at least 16"), "{err}");
+        // Too short, configured or stored: refused, naming the file and the minimum.
+        for short in ["short\n", "", "  \n", "fifteen-bytes!!"] {
+            std::fs::write(&file, short).unwrap();
+            let err = FingerprintKey::load(Some(&file), dir.path()).unwrap_err();
+            assert!(
+                err.contains("at least 16") && err.contains("shared.key"),
+                "{err}"
+            );
+            std::fs::write(dir.path().join(KEY_FILE), short).unwrap();
+            let err = FingerprintKey::load(None, dir.path()).unwrap_err();
+            assert!(
+                err.contains("at least 16") && err.contains(KEY_FILE),
+                "{err}"
+            );
+        }
+        std::fs::write(&file, "sixteen-bytes!!!").unwrap();
+        assert!(FingerprintKey::load(Some(&file), dir.path()).is_ok());
         std::fs::write(&file, "a-key-shared-by-all-replicas\n").unwrap();
-        let shared = FingerprintKey::load(Some(&file), dir.path()).unwrap();
+        let (shared, generated) = FingerprintKey::load(Some(&file), dir.path()).unwrap();
+        assert!(!generated);
         assert_eq!(shared.0, b"a-key-shared-by-all-replicas");
         let err = FingerprintKey::load(Some(&dir.path().join("nope")), dir.path()).unwrap_err();
         assert!(err.contains("nope"), "{err}");

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Deserializer};
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::fields::is_executable;
 use super::{parse_fields, FieldError, Probe, ProbeCommon, ProbeContext};
@@ -28,45 +29,85 @@ const MAX_WARNING_BYTES: usize = 1024;
 /// The plugin protocol version this driftwatch speaks.
 pub const PROTOCOL_VERSION: u64 = 1;
 
-#[derive(Debug, Clone, Deserialize)]
+/// `layer = "command"`: any program; its exit code is the verdict, and with
+/// `output = "json"` its stdout lists the drifted resources
+/// ([Command probe and plugins](command.md)).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommandConfig {
-    /// The argv to run, e.g. `["./check.sh", "--strict"]`. With `shell = true`,
-    /// one string for `sh -c`. A program with a `/` in it is relative to the
-    /// working directory; a bare name is looked up on PATH.
+    /// The argv to run, without a shell (`["./check.sh", "--strict"]`). A
+    /// program with a `/` is relative to the working directory; a bare name is
+    /// looked up on `PATH`. With `shell = true`, one string for `sh -c`.
+    ///
+    /// Required.
     #[serde(deserialize_with = "string_or_list")]
+    #[schemars(with = "OneOrMany")]
     pub command: Vec<String>,
     /// Run `command` through `sh -c` (pipes, globs, `&&`).
+    ///
+    /// Default: `false`.
     #[serde(default)]
     pub shell: bool,
-    /// Working directory relative to the probe's path (default: the probe's path).
+    /// The working directory, relative to the probe's `path`; must stay inside
+    /// the checkout (`..`, absolute paths and symlinks leading out are refused).
+    ///
+    /// Default: the probe's `path`.
     #[serde(default)]
     pub workdir: Option<PathBuf>,
-    /// Variables passed through from driftwatch's environment, beyond PATH, HOME, LANG….
+    /// Variables passed through from driftwatch's environment. The child's
+    /// environment is cleared except `PATH HOME LANG LC_ALL TZ USER LOGNAME`,
+    /// these, and `env`.
+    ///
+    /// Default: `[]`.
     #[serde(default)]
     pub pass_env: Vec<String>,
-    /// Extra variables set for the command.
+    /// Extra variables for the command (`{ KUBECONFIG = "/etc/driftwatch/kubeconfig" }`).
+    ///
+    /// Default: `{}`.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// Variables whose value is read from a file at each run (tokens, passwords),
-    /// so no secret needs to sit in the config. Relative paths are relative to the config file.
+    /// Variables whose value is read from a file at each run (tokens,
+    /// passwords: `{ API_TOKEN = "/run/secrets/token" }`), so no secret needs to
+    /// sit in the config. Relative paths are relative to the config file.
+    ///
+    /// Default: `{}`.
     #[serde(default)]
     pub env_files: BTreeMap<String, PathBuf>,
+    /// Exit codes meaning in sync; at least one. Any exit code in neither
+    /// list is an error.
+    ///
+    /// Default: `[0]`.
     #[serde(default = "default_in_sync")]
     pub in_sync_exit_codes: Vec<i32>,
+    /// Exit codes meaning drifted; none may be in `in_sync_exit_codes`.
+    ///
+    /// Default: `[2]`.
     #[serde(default = "default_drift")]
     pub drift_exit_codes: Vec<i32>,
-    /// `text` (default): only the exit code counts. `json`: stdout follows the plugin protocol.
+    /// `"text"`: only the exit code counts (a drifted report shows the last
+    /// 4 KiB of stdout, so never print secrets there). `"json"`: stdout follows
+    /// the [plugin protocol](../probes/README.md).
+    ///
+    /// Default: `"text"`.
     #[serde(default)]
     pub output: OutputFormat,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+// Serialize lets the reference check the documented default against this one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
     #[default]
     Text,
     Json,
+}
+
+/// `command = "x"` or `command = ["x", "y"]`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 fn default_in_sync() -> Vec<i32> {
@@ -79,12 +120,6 @@ fn default_drift() -> Vec<i32> {
 
 /// `command = "x"` or `command = ["x", "y"]`.
 fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
     match OneOrMany::deserialize(deserializer) {
         Ok(OneOrMany::One(one)) => Ok(vec![one]),
         Ok(OneOrMany::Many(many)) => Ok(many),

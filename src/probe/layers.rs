@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::context::{BuildFn, Probe};
 use super::{ansible, command, kubernetes, terraform};
+use crate::config::schema::TableSchema;
 use crate::config::{FieldError, ProbeSpec};
 
 /// The layers driftwatch knows. One line per layer.
@@ -19,6 +20,28 @@ pub fn builder(layer: &str) -> Option<BuildFn> {
 }
 
 pub const LAYERS: &[&str] = &["command", "kubernetes", "terraform", "ansible"];
+
+/// Each layer's config tables, for the configuration reference: its own
+/// `[[probe]]` keys first, then the tables they hold (ignore rules). One line
+/// per layer, as in [`builder`].
+pub fn config_tables(layer: &str) -> Option<Vec<TableSchema>> {
+    match layer {
+        "command" => Some(vec![TableSchema::of::<command::CommandConfig>()]),
+        "kubernetes" => Some(vec![
+            TableSchema::of::<kubernetes::config::KubernetesConfig>(),
+            TableSchema::of::<kubernetes::ignore::IgnoreRuleConfig>(),
+        ]),
+        "terraform" => Some(vec![
+            TableSchema::of::<terraform::config::TerraformConfig>(),
+            TableSchema::of::<terraform::ignore::IgnoreRuleConfig>(),
+        ]),
+        "ansible" => Some(vec![
+            TableSchema::of::<ansible::config::AnsibleConfig>(),
+            TableSchema::of::<ansible::ignore::IgnoreRuleConfig>(),
+        ]),
+        _ => None,
+    }
+}
 
 /// Builds the running probe for a validated spec.
 pub fn build(spec: &ProbeSpec) -> Result<Arc<dyn Probe>, Vec<FieldError>> {

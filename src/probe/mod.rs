@@ -17,7 +17,7 @@ mod repo_path;
 
 pub use context::{BuildFn, CacheStats, Probe, ProbeCommon, ProbeContext};
 pub use fields::{check_host_file, check_on_path, check_repo_file, parse_fields};
-pub use layers::{build, builder, Layers, LAYERS};
+pub use layers::{build, builder, config_tables, Layers, LAYERS};
 pub use repo_path::{render_paths, PathKind, RepoPath};
 
 pub use crate::config::FieldError;

@@ -42,17 +42,43 @@ impl Scheduler {
         self.run_probe_roots(index, trigger, None).await
     }
 
-    /// Runs the owned roots of one probe, or only those of them in `only`.
+    /// Runs the owned roots of one probe, or only those of them in `only`;
+    /// returns the reports of this trigger's own runs. A run that was
+    /// queued behind one of them (see [`Claim::Queued`]) follows it here,
+    /// once per round, until none is queued.
     pub(super) async fn run_probe_roots(
         self: &Arc<Self>,
         index: usize,
         trigger: Trigger,
         only: Option<HashSet<String>>,
     ) -> Vec<Arc<RunReport>> {
+        let first = self.run_round(index, trigger, only).await;
+        let mut queued = first.queued;
+        while let Some(&(_, trigger)) = queued.first() {
+            if self.stopping.is_cancelled() {
+                break;
+            }
+            let (these, rest): (Vec<_>, Vec<_>) =
+                queued.into_iter().partition(|(_, t)| *t == trigger);
+            let roots = these.into_iter().map(|(root, _)| root).collect();
+            queued = rest;
+            queued.extend(self.run_round(index, trigger, Some(roots)).await.queued);
+        }
+        first.reports
+    }
+
+    /// One round of [`Self::run_probe_roots`]: lists the roots at the
+    /// newest checkout and runs the owned ones (in `only`, if given).
+    async fn run_round(
+        self: &Arc<Self>,
+        index: usize,
+        trigger: Trigger,
+        only: Option<HashSet<String>>,
+    ) -> Round {
         let entry = &self.probes[index];
         let probe = &entry.config;
         let Some(repo) = self.repos.iter().find(|r| r.name() == probe.repo).cloned() else {
-            return Vec::new();
+            return Round::default();
         };
         let Some(checkout) = repo.current() else {
             let error = ProbeError::new(
@@ -62,7 +88,7 @@ impl Scheduler {
                     probe.repo
                 ),
             );
-            return self.finish_without_roots(probe, None, trigger, error);
+            return Round::of(self.finish_without_roots(probe, None, trigger, error));
         };
         let probe_dir = checkout.dir.join(&probe.path);
         let roots = if probe_dir.is_dir() {
@@ -90,7 +116,12 @@ impl Scheduler {
         let roots = match roots {
             Ok(roots) => roots,
             Err(error) => {
-                return self.finish_without_roots(probe, Some(&checkout), trigger, error);
+                return Round::of(self.finish_without_roots(
+                    probe,
+                    Some(&checkout),
+                    trigger,
+                    error,
+                ));
             }
         };
         self.set_instances(probe, &roots, &checkout);
@@ -121,25 +152,38 @@ impl Scheduler {
                     checkout = repo.current().unwrap_or(checkout);
                 }
                 // Frees the instance however the run ends, a panic included.
-                let Some(_busy) = Busy::claim(&this, id.clone()) else {
-                    tracing::info!(probe = %id, trigger = trigger.as_str(), "previous run still going; skipping this one");
-                    let layer = &this.probes[index].config.layer;
-                    this.metrics.skipped_run(&id, layer);
-                    return None;
+                let busy = match Busy::claim(&this, id.clone(), trigger) {
+                    Claim::Claimed(busy) => busy,
+                    Claim::Queued => {
+                        tracing::info!(probe = %id, trigger = trigger.as_str(), "previous run still going; this one runs after it");
+                        return None;
+                    }
+                    Claim::Skipped => {
+                        tracing::info!(probe = %id, trigger = trigger.as_str(), "previous run still going; skipping this one");
+                        let layer = &this.probes[index].config.layer;
+                        this.metrics.skipped_run(&id, layer);
+                        return None;
+                    }
                 };
-                Some(
-                    this.run_instance(index, root, checkout, trigger, parallelism)
-                        .await,
-                )
+                let report = this
+                    .run_instance(index, root.clone(), checkout, trigger, parallelism)
+                    .await;
+                // A trigger that came during the run asked for a look at
+                // what is there now (a new commit, a live change, a person
+                // pressing run): it runs once more, on the newest checkout,
+                // if the root still exists there.
+                let queued = busy.release().map(|trigger| (root, trigger));
+                Some((report, queued))
             }));
         }
-        let mut reports = Vec::new();
+        let mut round = Round::default();
         for handle in handles {
-            if let Ok(Some(report)) = handle.await {
-                reports.push(report);
+            if let Ok(Some((report, queued))) = handle.await {
+                round.reports.push(report);
+                round.queued.extend(queued);
             }
         }
-        reports
+        round
     }
 
     pub(super) async fn run_instance(
@@ -177,8 +221,9 @@ impl Scheduler {
             report.apply_result_within(result, self.report_limits());
             // The repo's acks at this commit; a broken file is a warning
             // on the run, never a reason to skip it.
-            let repo_acks =
+            let mut repo_acks =
                 crate::ack::repo_file::read(&checkout.dir, Utc::now(), self.config.acks.max_expiry);
+            repo_acks.check_instances(&probe.repo, &self.repo_instances(&probe.repo));
             report.warnings.extend(repo_acks.problems.iter().cloned());
             let repo_acks = repo_acks.of(&report.probe);
             self.update_next_run(probe, &root);
@@ -186,6 +231,35 @@ impl Scheduler {
         }
         .instrument(span)
         .await
+    }
+
+    /// The instances of each probe of `repo`, to check its acks file's
+    /// `instance` against: a multi-root probe's roots as last listed.
+    fn repo_instances(&self, repo: &str) -> Vec<(String, crate::ack::repo_file::Instances)> {
+        use crate::ack::repo_file::Instances;
+        self.probes
+            .iter()
+            .filter(|entry| entry.config.repo == repo)
+            .map(|entry| {
+                let name = entry.config.name.clone();
+                if entry.probe.single_root() {
+                    return (name, Instances::Single);
+                }
+                let roots: Vec<String> = self
+                    .state
+                    .instances_of(&name)
+                    .into_iter()
+                    .map(|id| id.root)
+                    .collect();
+                // Not listed yet (or its listing failed): only the form
+                // can be checked.
+                if roots.is_empty() {
+                    (name, Instances::Unlisted)
+                } else {
+                    (name, Instances::Roots(roots))
+                }
+            })
+            .collect()
     }
 
     /// What one report may hold, from `[defaults]`.
@@ -424,6 +498,35 @@ pub(super) fn new_report(
     }
 }
 
+/// The runs of one round: their reports, and the roots whose runs a
+/// trigger asked to follow (with that trigger).
+#[derive(Default)]
+struct Round {
+    reports: Vec<Arc<RunReport>>,
+    queued: Vec<(String, Trigger)>,
+}
+
+impl Round {
+    fn of(reports: Vec<Arc<RunReport>>) -> Round {
+        Round {
+            reports,
+            queued: Vec::new(),
+        }
+    }
+}
+
+/// What claiming an instance for a run gave.
+enum Claim {
+    /// The instance was free; the guard holds it until the run ends.
+    Claimed(Busy),
+    /// A run is going; this trigger runs after it (coalesced with any
+    /// other queued one: at most one run waits per instance).
+    Queued,
+    /// A run is going and the trigger was the schedule: its next tick
+    /// comes anyway, so nothing waits (counted as a skipped run).
+    Skipped,
+}
+
 /// Holds an instance in the busy set; dropping it frees the instance,
 /// however the run ended (a panic or a dropped future included).
 pub(super) struct Busy {
@@ -432,16 +535,39 @@ pub(super) struct Busy {
 }
 
 impl Busy {
-    fn claim(scheduler: &Arc<Scheduler>, id: InstanceId) -> Option<Busy> {
-        scheduler
+    fn claim(scheduler: &Arc<Scheduler>, id: InstanceId, trigger: Trigger) -> Claim {
+        let mut busy = scheduler.busy.lock().unwrap_or_else(|e| e.into_inner());
+        match busy.get_mut(&id) {
+            None => {
+                busy.insert(id.clone(), None);
+                Claim::Claimed(Busy {
+                    scheduler: scheduler.clone(),
+                    id,
+                })
+            }
+            Some(_) if trigger == Trigger::Schedule => Claim::Skipped,
+            Some(queued) => {
+                // The newest trigger names the queued run; a manual one is
+                // kept over others so the run shows who asked for it.
+                if *queued != Some(Trigger::Manual) {
+                    *queued = Some(trigger);
+                }
+                Claim::Queued
+            }
+        }
+    }
+
+    /// Frees the instance and returns the trigger queued behind its run.
+    fn release(self) -> Option<Trigger> {
+        let queued = self
+            .scheduler
             .busy
             .lock()
-            .unwrap()
-            .insert(id.clone())
-            .then(|| Busy {
-                scheduler: scheduler.clone(),
-                id,
-            })
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&self.id)
+            .and_then(Option::take);
+        drop(self);
+        queued
     }
 }
 

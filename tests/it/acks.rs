@@ -75,8 +75,10 @@ poll_interval = "1s"
         self.daemon.as_ref().expect("daemon running")
     }
 
-    /// Starts the daemon (again), appending to its log.
+    /// Starts the daemon (again), appending to its log. A running one is
+    /// killed first, so the new one never races it for the port.
     pub fn restart(&mut self) {
+        drop(self.daemon.take());
         let log = self.root.join(format!(
             "daemon-{}.log",
             std::fs::read_dir(&self.root).unwrap().count()
@@ -662,7 +664,7 @@ fingerprint = "fp1:0000000000000000"
     let (code, _, err) = h.cli(&["validate", "--checkout", h.work.to_str().unwrap()]);
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains(".driftwatch/acks.toml:11: ack r-") && err.contains("\"ghost\""),
+        err.contains(".driftwatch/acks.toml:11:12: ack[1].instance: names \"ghost\", which no probe of repo infra has"),
         "{err}"
     );
 }
@@ -790,4 +792,273 @@ fn run_time_acks_wait_while_their_probe_is_left_out_of_the_config() {
     assert_eq!(state_of(&ids[0]), "active", "{list}");
     assert_eq!(state_of(&ids[1]), "closed", "{list}");
     assert_eq!(state_of(&ids[2]), "expired", "{list}");
+}
+
+/// `driftwatch_triggers_total{kind="ack",result=…}`, 0 when not exported.
+fn ack_triggers(h: &Harness, result: &str) -> f64 {
+    let (_, body) = h.daemon().get("/metrics").unwrap();
+    let prefix = format!("driftwatch_triggers_total{{kind=\"ack\",result=\"{result}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits out the exposition cache (a counter alone may show a second late)
+/// until the counter moved past `before`, and returns it.
+fn ack_triggers_after(h: &Harness, result: &str, before: f64) -> f64 {
+    for _ in 0..30 {
+        let now = ack_triggers(h, result);
+        if now > before {
+            return now;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    before
+}
+
+#[test]
+fn every_answer_of_the_ack_routes_is_counted_with_its_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let live = tmp.path().join("live");
+    std::fs::create_dir_all(&live).unwrap();
+    std::fs::write(live.join("a"), "one").unwrap();
+    let h = Harness::start(
+        &[("app/check.sh", &live_script(&live))],
+        r#"[[probe]]
+name = "app"
+layer = "command"
+repo = "infra"
+path = "app"
+schedule = ""
+output = "json"
+command = ["sh", "check.sh"]
+
+[[probe]]
+name = "plain"
+layer = "command"
+repo = "infra"
+schedule = ""
+command = ["sh", "-c", "exit 2"]
+
+[[probe]]
+name = "calm"
+layer = "command"
+repo = "infra"
+schedule = ""
+command = ["true"]
+"#,
+        "",
+    );
+    for instance in ["app", "plain", "calm"] {
+        h.wait_verdict(instance);
+    }
+    let good = json!({"by": "alice", "reason": "INC-9", "expires": "4h"});
+    let post = |instance: &str, query: &str, token: &str, body: &str| {
+        let path = format!("/api/v1/probes/{}/acks{query}", encode(instance));
+        h.request("POST", &path, Some(token), body).0
+    };
+    let (_, created) = h.ack("app", good.clone());
+    let runtime_id = created["id"].as_str().unwrap().to_string();
+    // (what, request, expected code, expected result)
+    #[allow(clippy::type_complexity)]
+    let cases: Vec<(&str, Box<dyn Fn() -> u16 + '_>, u16, &str)> = vec![
+        (
+            "no token",
+            Box::new(|| post("app", "", "wrong", &good.to_string())),
+            401,
+            "unauthorized",
+        ),
+        (
+            "not JSON",
+            Box::new(|| post("app", "", TOKEN, "{")),
+            400,
+            "bad_request",
+        ),
+        (
+            "no owner",
+            Box::new(|| post("app", "", TOKEN, r#"{"reason":"r","expires":"4h"}"#)),
+            400,
+            "bad_request",
+        ),
+        (
+            "past expiry",
+            Box::new(|| {
+                post(
+                    "app",
+                    "",
+                    TOKEN,
+                    r#"{"by":"a","reason":"r","expires":"2020-01-01T00:00:00Z"}"#,
+                )
+            }),
+            400,
+            "bad_request",
+        ),
+        (
+            "no such subject",
+            Box::new(|| {
+                post(
+                    "app",
+                    "",
+                    TOKEN,
+                    r#"{"by":"a","reason":"r","expires":"4h","subjects":["zzz"]}"#,
+                )
+            }),
+            400,
+            "bad_request",
+        ),
+        (
+            "unknown instance",
+            Box::new(|| post("ghost", "", TOKEN, &good.to_string())),
+            404,
+            "not_found",
+        ),
+        (
+            "in sync",
+            Box::new(|| post("calm", "", TOKEN, &good.to_string())),
+            409,
+            "in_sync",
+        ),
+        (
+            "drift without resources",
+            Box::new(|| post("plain", "", TOKEN, &good.to_string())),
+            409,
+            "no_resources",
+        ),
+        (
+            "dry run",
+            Box::new(|| post("app", "?dry_run=true", TOKEN, &good.to_string())),
+            200,
+            "dry_run",
+        ),
+        (
+            "created",
+            Box::new(|| post("app", "", TOKEN, &good.to_string())),
+            201,
+            "accepted",
+        ),
+        (
+            "deleted",
+            Box::new(|| {
+                h.request(
+                    "DELETE",
+                    &format!("/api/v1/acks/{runtime_id}"),
+                    Some(TOKEN),
+                    "",
+                )
+                .0
+            }),
+            200,
+            "accepted",
+        ),
+        (
+            "deleted again",
+            Box::new(|| {
+                h.request(
+                    "DELETE",
+                    &format!("/api/v1/acks/{runtime_id}"),
+                    Some(TOKEN),
+                    "",
+                )
+                .0
+            }),
+            404,
+            "not_found",
+        ),
+        (
+            "delete without token",
+            Box::new(|| h.request("DELETE", "/api/v1/acks/a-00000000", None, "").0),
+            401,
+            "unauthorized",
+        ),
+    ];
+    for (what, send, code, result) in cases {
+        let before = ack_triggers(&h, result);
+        assert_eq!(send(), code, "{what}");
+        assert_eq!(
+            ack_triggers_after(&h, result, before),
+            before + 1.0,
+            "{what}: {result}"
+        );
+    }
+    // A repo ack is ended in the repo: 409, counted as repo_ack.
+    let (_, preview) = h.request(
+        "POST",
+        "/api/v1/probes/app/acks?dry_run=true",
+        Some(TOKEN),
+        &good.to_string(),
+    );
+    h.commit(
+        &[(
+            ".driftwatch/acks.toml",
+            preview["snippet"].as_str().unwrap(),
+        )],
+        "repo ack",
+    );
+    let list = h
+        .daemon()
+        .wait_for("/api/v1/acks", "the repo ack", |_, body| {
+            body.contains("\"source\":\"repo\"")
+        });
+    let list: Value = serde_json::from_str(&list).unwrap();
+    let repo_id = list["acks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["source"] == "repo")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = ack_triggers(&h, "repo_ack");
+    let (code, _) = h.request(
+        "DELETE",
+        &format!("/api/v1/acks/{repo_id}"),
+        Some(TOKEN),
+        "",
+    );
+    assert_eq!(code, 409);
+    assert_eq!(ack_triggers_after(&h, "repo_ack", before), before + 1.0);
+}
+
+#[test]
+fn a_new_fingerprint_key_under_existing_acks_is_a_warning_that_says_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let live = tmp.path().join("live");
+    std::fs::create_dir_all(&live).unwrap();
+    std::fs::write(live.join("a"), "one").unwrap();
+    let mut h = command_harness(&live);
+    h.wait_verdict("app");
+    // The first start, with no acks: a plain INFO line.
+    let first = h.daemon().log.clone();
+    h.daemon()
+        .wait_for_log("generated the fingerprint key; replicas of a cluster must share it");
+    let log = std::fs::read_to_string(&first).unwrap();
+    assert!(!log.contains("made under another key"), "{log}");
+    let (code, ack) = h.ack(
+        "app",
+        json!({"by": "hal", "reason": "INC-12", "expires": "4h"}),
+    );
+    assert_eq!(code, 201, "{ack}");
+    // The key file is lost; the acks are not.
+    drop(h.daemon.take());
+    std::fs::remove_file(h.root.join("state/fingerprint.key")).unwrap();
+    h.restart();
+    h.daemon().wait_for_log("made under another key");
+    let log = std::fs::read_to_string(&h.daemon().log).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("made under another key"))
+        .unwrap();
+    assert!(
+        line.contains("WARN")
+            && line.contains("1 acknowledgement(s)")
+            && line.contains("mismatched")
+            && line.contains("fingerprint_key_file"),
+        "{line}"
+    );
+    // A key kept is no news at all.
+    h.restart();
+    h.wait_verdict("app");
+    let log = std::fs::read_to_string(&h.daemon().log).unwrap();
+    assert!(!log.contains("fingerprint key"), "{log}");
 }

@@ -439,3 +439,176 @@ async fn kubernetes_a_changed_secret_value_is_a_changed_drift_and_never_shown() 
     .await
     .unwrap();
 }
+
+/// A Terraform root that always plans a create (no state yet): drifted.
+fn creating_root(state: &Path) -> String {
+    format!(
+        "terraform {{\n  backend \"local\" {{\n    path = {:?}\n  }}\n}}\nresource \"terraform_data\" \"x\" {{\n  input = \"v\"\n}}\n",
+        state.to_str().unwrap()
+    )
+}
+
+#[test]
+fn terraform_root_acks_wait_for_their_root_and_repo_acks_must_name_a_listed_one() {
+    if !crate::terraform::have_terraform() {
+        return;
+    }
+    let outside = tempfile::tempdir().unwrap();
+    let cli_config = outside.path().join("empty.tfrc");
+    std::fs::write(&cli_config, "").unwrap();
+    let a = creating_root(&outside.path().join("a.tfstate"));
+    let b = creating_root(&outside.path().join("b.tfstate"));
+    let h = Harness::start(
+        &[("envs/a/main.tf", &a), ("envs/b/main.tf", &b)],
+        &format!(
+            "[[probe]]\nname = \"tf\"\nlayer = \"terraform\"\nrepo = \"infra\"\nschedule = \"\"\nroots = [\"envs/*\"]\ncli_config_file = {:?}\n\n\
+             [[probe]]\nname = \"app\"\nlayer = \"command\"\nrepo = \"infra\"\nschedule = \"\"\ncommand = [\"true\"]\n",
+            cli_config.to_str().unwrap()
+        ),
+        "",
+    );
+    assert_eq!(h.wait_verdict("tf:envs/a")["status"], "drifted");
+    let (code, ack) = h.ack(
+        "tf:envs/a",
+        json!({"by": "fay", "reason": "INC-11", "expires": "1d"}),
+    );
+    assert_eq!(code, 201, "{ack}");
+    let id = ack["id"].as_str().unwrap().to_string();
+    wait_metric(&h, "driftwatch_probe_acknowledged_resources", "tf", 1.0);
+
+    // The root leaves the listing: its ack waits.
+    crate::common::git(&h.work, &["rm", "-q", "-r", "envs/a"]);
+    crate::common::git(&h.work, &["commit", "-q", "-m", "retire envs/a"]);
+    h.daemon()
+        .wait_for("/api/v1/acks", "the waiting ack", |_, body| {
+            body.contains("\"state\":\"waiting\"")
+        });
+
+    // It comes back, with an acks file whose entries name no instance: a
+    // probe the repo lacks, a root for a single-root probe, no root for a
+    // multi-root one, a root the listing lacks.
+    let soon = (chrono::Utc::now() + chrono::TimeDelta::days(2))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let entry = |instance: &str| {
+        format!("[[ack]]\ninstance = \"{instance}\"\nby = \"gus\"\nreason = \"r\"\nexpires = \"{soon}\"\n[[ack.cover]]\nsubject = \"terraform_data.x\"\nfingerprint = \"fp1:0000000000000000\"\n\n")
+    };
+    let wrong = ["ghost", "app:prod", "tf", "tf:envs/c"];
+    let file: String = wrong.iter().map(|i| entry(i)).collect();
+    h.commit(
+        &[("envs/a/main.tf", &a), (".driftwatch/acks.toml", &file)],
+        "envs/a back, with a bad acks file",
+    );
+    let view = h
+        .daemon()
+        .wait_for("/api/v1/probes/tf%3Aenvs%2Fb", "the warnings", |_, body| {
+            body.contains("ack[3].instance")
+        });
+    let view: serde_json::Value = serde_json::from_str(&view).unwrap();
+    let warnings = view["last_report"]["warnings"].to_string();
+    for (index, instance) in wrong.iter().enumerate() {
+        let line = index * 9 + 2;
+        assert!(
+            warnings.contains(&format!(
+                ".driftwatch/acks.toml:{line}:12: ack[{index}].instance: names \\\"{instance}\\\""
+            )),
+            "{instance}: {warnings}"
+        );
+    }
+    // The root's run-time ack applies again.
+    let back = h.run("tf:envs/a");
+    assert_eq!(back["status"], "drifted", "{back}");
+    let (_, list) = h.request("GET", "/api/v1/acks", None, "");
+    let state = list["acks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id.as_str())
+        .map(|a| a["state"].clone());
+    assert_eq!(state, Some(json!("active")), "{list}");
+    let (_, body) = h.daemon().get("/metrics").unwrap();
+    assert!(
+        body.contains(
+            "driftwatch_probe_drifted{layer=\"terraform\",probe=\"tf\",root=\"envs/a\"} 0"
+        ),
+        "{body}"
+    );
+    // validate says the same, as errors.
+    let (code, out, err) = h.cli(&["validate", "--checkout", h.work.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    for (index, instance) in wrong.iter().enumerate() {
+        let line = index * 9 + 2;
+        assert!(
+            err.contains(&format!(
+                "acks.toml:{line}:12: ack[{index}].instance: names \"{instance}\""
+            )),
+            "{instance}: {err}"
+        );
+    }
+}
+
+#[test]
+fn check_with_a_relative_state_dir_reads_it_from_the_working_directory() {
+    if !crate::terraform::have_terraform() {
+        return;
+    }
+    let outside = tempfile::tempdir().unwrap();
+    let cli_config = outside.path().join("empty.tfrc");
+    std::fs::write(&cli_config, "").unwrap();
+    let stack = creating_root(&outside.path().join("x.tfstate"));
+    let h = Harness::start(
+        &[("tf/main.tf", &stack)],
+        &format!(
+            "[[probe]]\nname = \"tf\"\nlayer = \"terraform\"\nrepo = \"infra\"\npath = \"tf\"\nschedule = \"\"\ncli_config_file = {:?}\n",
+            cli_config.to_str().unwrap()
+        ),
+        "",
+    );
+    let id = instance_of(&h, "tf");
+    assert_eq!(h.wait_verdict(&id)["status"], "drifted");
+    let (code, ack) = h.ack(
+        &id,
+        json!({"by": "ida", "reason": "INC-13", "expires": "1d"}),
+    );
+    assert_eq!(code, 201, "{ack}");
+    // Each spelling of the daemon's state directory, from where it is run.
+    for (cwd, state_dir) in [
+        (h.root.clone(), "state".to_string()),
+        (h.root.clone(), "./state/".to_string()),
+        (h.root.join("work"), "../state".to_string()),
+    ] {
+        let output = std::process::Command::new(common::driftwatch_bin())
+            .args(["check", "--config"])
+            .arg(&h.config)
+            .args(["--state-dir", &state_dir])
+            .current_dir(&cwd)
+            .env("TF_CLI_CONFIG_FILE", &cli_config)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&output.stdout);
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{state_dir}: {out}{err}");
+        assert!(out.contains("all drift acknowledged"), "{state_dir}: {out}");
+    }
+    // Nothing of the state directory was made anywhere else (inside the
+    // Terraform root of a checkout, or beside the work tree).
+    let mut stray = Vec::new();
+    let mut dirs = vec![h.root.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if !path.is_dir() || path.is_symlink() {
+                continue;
+            }
+            if path.file_name() == Some(std::ffi::OsStr::new("state"))
+                && path != h.root.join("state")
+            {
+                stray.push(path.clone());
+            }
+            dirs.push(path);
+        }
+    }
+    assert!(
+        stray.is_empty(),
+        "state directories made elsewhere: {stray:?}"
+    );
+}

@@ -518,4 +518,9 @@ fn generated_reference_pages_are_up_to_date() {
         &driftwatch::reference::metrics_reference(),
         "The metrics reference generated from the registry",
     );
+    golden(
+        "docs/configuration-reference.md",
+        &driftwatch::reference::configuration_reference(),
+        "The configuration reference generated from the config structs",
+    );
 }

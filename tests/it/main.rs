@@ -9,6 +9,7 @@ mod cluster_state;
 mod command;
 mod common;
 mod config;
+mod config_reference;
 mod contract;
 mod daemon;
 mod demo;

@@ -1,4 +1,5 @@
-//! Scheduler limits, through the library: global concurrency and skip-if-busy.
+//! Scheduler limits, through the library: global concurrency, one run per
+//! instance at a time, and what a trigger during a run does.
 
 use std::time::Duration;
 
@@ -41,7 +42,10 @@ fn max_overlap(log: &str) -> i32 {
         .lines()
         .filter_map(|line| {
             let (kind, at) = line.split_once(' ')?;
-            Some((at.parse().ok()?, if kind == "start" { 1 } else { -1 }))
+            Some((
+                at.split(' ').next()?.parse().ok()?,
+                if kind == "start" { 1 } else { -1 },
+            ))
         })
         .collect();
     // Ends sort before starts at the same instant.
@@ -88,26 +92,157 @@ async fn a_probe_never_runs_twice_at_once() {
         .unwrap();
     std::fs::remove_file(&log).unwrap();
 
+    // Two triggers at once: one runs, the other waits for it and runs after.
     let mut reports = daemon.scheduler.subscribe();
     daemon.scheduler.trigger("p0").unwrap();
     daemon.scheduler.trigger("p0").unwrap();
-    let report = tokio::time::timeout(Duration::from_secs(60), reports.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(report.probe, "p0");
+    for _ in 0..2 {
+        let report = tokio::time::timeout(Duration::from_secs(60), reports.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(report.probe, "p0");
+    }
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(reports.try_recv().is_err(), "a second run of p0 happened");
+    assert!(reports.try_recv().is_err(), "a third run of p0 happened");
 
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(log.lines().count(), 4, "exactly two runs of p0:\n{log}");
+    assert_eq!(max_overlap(&log), 1, "the two runs overlapped:\n{log}");
     let metrics = daemon.context.metrics.render();
     assert!(
         metrics.contains(
-            "driftwatch_probe_skipped_runs_total{layer=\"command\",probe=\"p0\",root=\"\"} 1"
+            "driftwatch_probe_skipped_runs_total{layer=\"command\",probe=\"p0\",root=\"\"} 0"
         ),
         "{metrics}"
     );
-    let log = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(log.lines().count(), 2, "exactly one run of p0:\n{log}");
+}
+
+/// One probe whose run takes `seconds` and logs its start (with the commit
+/// it runs on) and end.
+fn slow_probe(dir: &std::path::Path, log: &std::path::Path, seconds: f32) -> std::path::PathBuf {
+    let work = dir.join("work");
+    let script = format!(
+        "#!/bin/sh\necho \"start $(date +%s%N) $DRIFTWATCH_COMMIT\" >> '{log}'\nsleep {seconds}\necho \"end $(date +%s%N)\" >> '{log}'\n",
+        log = log.display()
+    );
+    init_repo(&work, &[("probe.sh", &script)]);
+    let text = format!(
+        "state_dir = \"{state}\"\n\n[[repo]]\nname = \"infra\"\nurl = \"file://{work}\"\npoll_interval = \"1h\"\n\n\
+         [[probe]]\nname = \"slow\"\nlayer = \"command\"\nschedule = \"\"\ncommand = [\"sh\", \"probe.sh\"]\n",
+        state = dir.join("state").display(),
+        work = work.display()
+    );
+    let path = dir.join("driftwatch.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Waits until the log holds `starts` run starts.
+async fn started(log: &std::path::Path, starts: usize) {
+    for _ in 0..600 {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.lines().filter(|l| l.starts_with("start ")).count() >= starts {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no run {starts} started");
+}
+
+/// A trigger that arrives while the instance runs: each kind, what it does
+/// then. Scheduled ticks are skipped (the next tick comes anyway); a manual
+/// trigger, a new commit and (the same path) a live change or a takeover
+/// queue one run after the current one, on the newest commit, however
+/// many of them arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_during_a_run_is_skipped_only_when_it_is_the_schedule() {
+    use driftwatch::scheduler::Trigger;
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("runs.log");
+    let config = driftwatch::app::load_config(&slow_probe(tmp.path(), &log, 1.5)).unwrap();
+    let daemon = driftwatch::app::build(config, false).unwrap();
+    let scheduler = daemon.scheduler.clone();
+    driftwatch::scheduler::run_once(&scheduler, &["slow".to_string()])
+        .await
+        .unwrap();
+    std::fs::remove_file(&log).unwrap();
+    let skipped = |n: u32| {
+        let metrics = daemon.context.metrics.render();
+        let line = format!(
+            "driftwatch_probe_skipped_runs_total{{layer=\"command\",probe=\"slow\",root=\"\"}} {n}"
+        );
+        assert!(metrics.contains(&line), "want {line}:\n{metrics}");
+    };
+    let mut reports = scheduler.subscribe();
+
+    // The schedule during a run: skipped, counted, nothing waits.
+    scheduler.trigger("slow").unwrap();
+    started(&log, 1).await;
+    let got = scheduler.run_probe(0, Trigger::Schedule).await;
+    assert!(
+        got.is_empty(),
+        "a scheduled run happened during a run: {got:?}"
+    );
+    skipped(1);
+    let first = reports.recv().await.unwrap();
+    assert_eq!(first.trigger, "manual");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(reports.try_recv().is_err(), "the skipped tick ran later");
+
+    // Three manual triggers during a run: one more run, after it.
+    scheduler.trigger("slow").unwrap();
+    started(&log, 2).await;
+    for _ in 0..3 {
+        scheduler.trigger("slow").unwrap();
+    }
+    let own = reports.recv().await.unwrap();
+    let queued = tokio::time::timeout(Duration::from_secs(60), reports.recv())
+        .await
+        .expect("the queued run follows")
+        .unwrap();
+    assert_eq!(
+        (own.trigger.as_str(), queued.trigger.as_str()),
+        ("manual", "manual")
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        reports.try_recv().is_err(),
+        "queued triggers were not coalesced"
+    );
+    skipped(1);
+
+    // A new commit during a run: the run after it checks the new commit.
+    let old = own.commit.clone();
+    scheduler.trigger("slow").unwrap();
+    started(&log, 4).await;
+    let new = crate::common::commit_files(
+        &tmp.path().join("work"),
+        &[("README", "a change while the probe runs\n")],
+        "change",
+    );
+    scheduler.trigger_sync(Some("infra")).unwrap();
+    let own = reports.recv().await.unwrap();
+    assert_eq!(
+        (own.trigger.as_str(), own.commit.as_str()),
+        ("manual", old.as_str())
+    );
+    let after = tokio::time::timeout(Duration::from_secs(60), reports.recv())
+        .await
+        .expect("the change's run follows")
+        .unwrap();
+    assert_eq!(
+        (after.trigger.as_str(), after.commit.as_str()),
+        ("change", new.as_str())
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(max_overlap(&text), 1, "runs overlapped:\n{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("start ")).count(),
+        5,
+        "{text}"
+    );
+    skipped(1);
 }
 
 /// A probe whose run panics: it counts its runs so the test can see that a

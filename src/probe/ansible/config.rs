@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::probe::{parse_fields, FieldError, Probe, ProbeCommon};
 
@@ -20,51 +21,95 @@ pub struct AnsibleProbe {
     pub(super) ignore: Vec<IgnoreRule>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `layer = "ansible"`: `ansible-playbook --check --diff` of the playbooks,
+/// never a real run ([Ansible](ansible.md)).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnsibleConfig {
-    /// Playbooks to check, relative to the probe's path.
+    /// Playbooks to check, relative to the probe's `path`.
+    ///
+    /// Required.
     pub playbooks: Vec<PathBuf>,
-    /// Inventory: a file, directory or script relative to the probe's path
-    /// (or an absolute path on the host), or a comma-separated host list; one or several.
+    /// A file, directory or script relative to the probe's `path`, an absolute
+    /// host path, or a host list (`"h1,h2,"`); a list gives several `-i`.
+    ///
+    /// Required.
     pub inventory: OneOrMany,
+    /// `--limit`: the hosts to check.
+    ///
+    /// Default: none: every host.
     #[serde(default)]
     pub limit: Option<String>,
+    /// `--tags`, one tag per item.
+    ///
+    /// Default: `[]`.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// `--skip-tags`, one tag per item.
+    ///
+    /// Default: `[]`.
     #[serde(default)]
     pub skip_tags: Vec<String>,
-    /// Passed as one `-e @file` of JSON (kept off the command line).
+    /// A table passed as one `-e @file` of JSON (never on the command line).
+    ///
+    /// Default: `{}`.
     #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, serde_json::Value>")]
     pub extra_vars: toml::Table,
-    /// Variable files relative to the probe's path, each passed as `-e @file`.
+    /// Variable files in the repo, relative to the probe's `path`, each passed
+    /// as `-e @file`.
+    ///
+    /// Default: `[]`.
     #[serde(default)]
     pub extra_vars_files: Vec<PathBuf>,
-    /// Host paths, relative to the config file's directory.
+    /// `--vault-password-file`: a host path, relative to the config file's
+    /// directory.
+    ///
+    /// Default: none.
     #[serde(default)]
     pub vault_password_file: Option<PathBuf>,
+    /// `--private-key`: a host path, relative to the config file's directory.
+    ///
+    /// Default: none.
     #[serde(default)]
     pub private_key_file: Option<PathBuf>,
+    /// `--forks`; at least 1.
+    ///
+    /// Default: ansible's own.
     #[serde(default)]
     pub forks: Option<u32>,
     /// The `ansible-playbook` to run.
+    ///
+    /// Default: `"ansible-playbook"`.
     #[serde(default = "default_binary")]
     pub binary: String,
-    /// Variables passed through from driftwatch's environment, beyond PATH, HOME, LANG….
+    /// Variables passed through from driftwatch's environment (`SSH_AUTH_SOCK`,
+    /// `ANSIBLE_CONFIG`); the environment is otherwise cleared but for `PATH`,
+    /// `HOME`, `LANG`….
+    ///
+    /// Default: `[]`.
     #[serde(default)]
     pub pass_env: Vec<String>,
-    /// How unreachable hosts count: `error` (default) or `drift`.
+    /// How unreachable hosts count: `"error"`, or `"drift"` (a change with
+    /// action `unreachable`).
+    ///
+    /// Default: `"error"`.
     #[serde(default)]
     pub unreachable: UnreachablePolicy,
-    /// Refuse to run playbooks with tasks that run for real in check mode.
+    /// Refuse to run playbooks with tasks that run for real in check mode
+    /// (`check_mode: false`).
+    ///
+    /// Default: `false`.
     #[serde(default)]
     pub strict_check_mode: bool,
-    /// `[[probe.ignore]]`: changed tasks that are not drift.
+    /// Changed tasks that are not drift (the table below).
+    ///
+    /// Default: `[]`.
     #[serde(default)]
     pub ignore: Vec<IgnoreRuleConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),
@@ -80,7 +125,8 @@ impl OneOrMany {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+// Serialize lets the reference check the documented default against this one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum UnreachablePolicy {
     #[default]

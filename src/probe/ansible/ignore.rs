@@ -3,19 +3,26 @@
 //! file), not drift. Rules match by host and task-name globs; a matched
 //! change is still reported, as ignored, so nothing is silently lost.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::probe::FieldError;
 
-/// One `[[probe.ignore]]` table as written.
-#[derive(Debug, Clone, Deserialize)]
+/// `[[probe.ignore]]` of an Ansible probe: changed tasks that are not drift
+/// (see "Ignore rules" in [Ansible](ansible.md)). A rule gives `host`, `task`
+/// or both, and matches a changed task when every glob it gives matches.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IgnoreRuleConfig {
-    /// Glob on the inventory host name (`web-*`); any host when unset.
+    /// Glob on the inventory host name (`web-*`).
+    ///
+    /// Default: none: any host.
     #[serde(default)]
     pub host: Option<String>,
     /// Glob on the task name as ansible prints it, role prefix included
-    /// (`common : restart*`); any task when unset.
+    /// (`common : restart*`).
+    ///
+    /// Default: none: any task.
     #[serde(default)]
     pub task: Option<String>,
 }

@@ -8,7 +8,7 @@
 //! in check mode, so they are found before running (see `scan`) and listed
 //! as warnings, or refused under `strict_check_mode`.
 
-mod config;
+pub(super) mod config;
 pub mod ignore;
 mod output;
 pub mod scan;

@@ -6,25 +6,43 @@
 //! `/spec/template/spec/containers/0/image`, `/spec/ports/53,UDP` or
 //! `/spec/ports/port=53,protocol=UDP`); `*` matches any one step.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::compare::Segment;
 use crate::probe::FieldError;
 
-#[derive(Debug, Clone, Deserialize)]
+/// `[[probe.ignore]]` of a Kubernetes probe, as Argo CD's
+/// `ignoreDifferences`: fields of the matching objects that are not drift.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IgnoreRuleConfig {
-    /// API group glob ("" is the core group); any group when unset.
+    /// Glob on the API group (`""` is the core group).
+    ///
+    /// Default: none: any group.
     #[serde(default)]
     pub group: Option<String>,
-    /// Kind glob; any kind when unset.
+    /// Glob on the kind.
+    ///
+    /// Default: none: any kind.
     #[serde(default)]
     pub kind: Option<String>,
+    /// Glob on the namespace.
+    ///
+    /// Default: none: any namespace.
     #[serde(default)]
     pub namespace: Option<String>,
+    /// Glob on the object's name.
+    ///
+    /// Default: none: any name.
     #[serde(default)]
     pub name: Option<String>,
-    /// RFC 6901 pointers, e.g. `/spec/replicas`.
+    /// RFC 6901 pointers to the ignored fields (`/spec/replicas`), each
+    /// covering everything below it; at least one. A keyed list item is addressed by its key values
+    /// (`/spec/ports/53,UDP`, `/spec/template/spec/containers/web`) or its
+    /// index in the manifest; `*` matches one step.
+    ///
+    /// Required.
     pub json_pointers: Vec<String>,
 }
 

@@ -12,7 +12,7 @@
 mod build;
 pub mod cache;
 pub mod compare;
-mod config;
+pub(super) mod config;
 mod differences;
 pub mod ignore;
 pub mod live;

@@ -7,72 +7,127 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::ignore::IgnoreRule;
 use crate::probe::{parse_fields, FieldError, Probe, ProbeCommon};
 
-/// A Terraform (or OpenTofu, or Terragrunt) probe.
-#[derive(Debug, Clone, Deserialize)]
+/// `layer = "terraform"`: a read-only plan of each root module, with
+/// Terraform, OpenTofu or Terragrunt ([Terraform / OpenTofu](terraform.md)).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TerraformConfig {
-    /// `terraform`, `tofu`, `terragrunt`, or a path to one of them (relative
-    /// paths are relative to the config file's directory).
+    /// `terraform`, `tofu`, `terragrunt` (found on `PATH`) or a path to one of
+    /// them (relative to the config file's directory).
+    ///
+    /// Default: `"terraform"`.
     #[serde(default = "default_binary")]
     pub binary: String,
-    /// Root module directories, as paths or globs relative to the probe path.
-    /// Each matching directory holding `*.tf` files becomes its own instance.
-    /// Empty: the probe path itself is the one root.
+    /// Root module directories, as paths or globs relative to the probe's
+    /// `path`. Each matching directory that holds `*.tf`/`*.tf.json` (or
+    /// `terragrunt.hcl`) becomes its own instance with its own schedule slot,
+    /// verdict and series (label `root`). No match is an error with reason
+    /// `checkout`.
+    ///
+    /// Default: `[]`: the probe's `path` is the one root.
     #[serde(default)]
     pub roots: Vec<String>,
-    /// How many roots of this probe plan at once.
+    /// How many roots of this probe plan at once (also bounded by
+    /// `max_concurrent_runs`).
+    ///
+    /// Default: `2`.
     #[serde(default = "default_parallelism")]
     pub parallelism: usize,
-    /// The workspace to plan (passed as `TF_WORKSPACE`; nothing is selected on disk).
+    /// The workspace to plan, passed as `TF_WORKSPACE` to `plan`/`show` only
+    /// (nothing is selected on disk). It must exist (see "Missing workspace"
+    /// in [Terraform / OpenTofu](terraform.md)).
+    ///
+    /// Default: none: Terraform's `default` workspace.
     #[serde(default)]
     pub workspace: Option<String>,
-    /// Several workspaces: each root × workspace becomes its own instance,
-    /// labelled `root@workspace`.
+    /// Several workspaces: every root × workspace is an instance, with the
+    /// `root` label `envs/prod@blue`. Not with `workspace`.
+    ///
+    /// Default: `[]`.
     #[serde(default)]
     pub workspaces: Vec<String>,
     /// `-var-file`s, relative to each root (or absolute host paths).
+    ///
+    /// Default: `[]`.
     #[serde(default)]
     pub var_files: Vec<String>,
-    /// Variables, written to a tfvars file in the run's scratch directory
-    /// (never on the command line) and deleted after the run.
+    /// Variables (any TOML value), written to a 0600 tfvars JSON file in the
+    /// run's scratch directory, never on a command line, and deleted after the
+    /// run.
+    ///
+    /// Default: `{}`.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub vars: BTreeMap<String, toml::Value>,
-    /// `-backend-config` for init: files relative to each root (or absolute
+    /// `-backend-config` for `init`: files relative to each root (or absolute
     /// host paths), or `key=value` pairs.
+    ///
+    /// Default: `[]`.
     #[serde(default)]
     pub backend_config: Vec<String>,
-    /// Extra arguments for `init`.
+    /// Extra flags for `init` (`-name=value`). Refused: anything that takes the
+    /// lock (`-lock` other than `=false`), `-input=true`, `-migrate-state`,
+    /// `-force-copy`, `-upgrade`, `-backend-config` (use `backend_config`),
+    /// `-state*`, `-backup`, `-chdir`, positional arguments.
+    ///
+    /// Default: `[]`.
     #[serde(default)]
     pub init_args: Vec<String>,
-    /// Extra arguments for `plan`.
+    /// Extra flags for `plan` (`-name=value`). Refused: anything that takes the
+    /// lock, `-input=true`, `-refresh-only` (exits 2 with no changes,
+    /// hashicorp/terraform#36403), `-out`, `-detailed-exitcode`, `-no-color`, `-json`,
+    /// `-var` (use `vars`), `-var-file` (use `var_files`), `-state*`,
+    /// `-backup`, `-generate-config-out`, `-chdir`, positional arguments.
+    /// `-target`, `-replace`, `-refresh=false`, `-destroy`, `-parallelism=n`
+    /// are fine.
+    ///
+    /// Default: `[]`.
     #[serde(default)]
     pub plan_args: Vec<String>,
     /// Variables let through from driftwatch's environment (credentials such
-    /// as `AWS_PROFILE`, `TF_VAR_db_password`). Their values are masked in
-    /// everything driftwatch reports.
+    /// as `AWS_PROFILE`, `TF_VAR_*`). Their values are masked in everything
+    /// driftwatch reports.
+    ///
+    /// Default: `[]`.
     #[serde(default)]
     pub pass_env: Vec<String>,
-    /// Extra variables set for every Terraform command.
+    /// Extra variables set for every Terraform command. `TF_DATA_DIR`,
+    /// `TF_WORKSPACE`, `TF_CLI_CONFIG_FILE`, `TF_PLUGIN_CACHE_DIR`,
+    /// `TF_CLI_ARGS*`, `TF_IN_AUTOMATION` and `TF_INPUT` are driftwatch's own.
+    ///
+    /// Default: `{}`.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// Variables whose value is read from a file at each run (credentials,
-    /// `TF_VAR_db_password`), relative to the config file's directory. Their
-    /// values are masked in everything driftwatch reports.
+    /// Variables whose value is read from a file at each run
+    /// (`{ TF_VAR_db_password = "/run/secrets/db" }`), relative to the config
+    /// file's directory. Their values are masked in everything driftwatch
+    /// reports.
+    ///
+    /// Default: `{}`.
     #[serde(default)]
     pub env_files: BTreeMap<String, PathBuf>,
-    /// A Terraform CLI config file (provider mirrors, credentials), set as
-    /// `TF_CLI_CONFIG_FILE`; relative to the config file's directory.
+    /// A Terraform CLI config file (provider mirrors, registry credentials),
+    /// set as `TF_CLI_CONFIG_FILE`; relative to the config file's directory.
+    /// Without it the variable is not passed on, even if driftwatch's own
+    /// environment sets it.
+    ///
+    /// Default: none.
     #[serde(default)]
     pub cli_config_file: Option<PathBuf>,
     /// Share downloaded providers between roots through `TF_PLUGIN_CACHE_DIR`.
+    ///
+    /// Default: `true`.
     #[serde(default = "default_true")]
     pub plugin_cache: bool,
-    /// `[[probe.ignore]]`: changes to leave out of the verdict (see `ignore`).
+    /// Changes to leave out of the verdict (the table below).
+    ///
+    /// Default: `[]`.
     #[serde(default)]
     pub ignore: Vec<super::ignore::IgnoreRuleConfig>,
 }

@@ -9,18 +9,26 @@
 //! Here `*` matches any run of characters (dots included), `?` one character,
 //! and everything else matches itself.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::probe::FieldError;
 
-/// One rule as configured.
-#[derive(Debug, Clone, Deserialize)]
+/// `[[probe.ignore]]` of a Terraform probe: changes left out of the verdict
+/// (see "Ignore rules" in [Terraform / OpenTofu](terraform.md)).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IgnoreRuleConfig {
-    /// Glob on the resource address, e.g. `module.*.aws_autoscaling_group.*`.
+    /// Glob on the resource address (`module.*.aws_autoscaling_group.*`): `*`
+    /// any run of characters, dots included; `?` one character; `[0]` and
+    /// `["key"]` are literal.
+    ///
+    /// Required.
     pub address: String,
-    /// Attribute paths inside the resource (`tags.LastScaledAt`, `ingress[0].cidr_blocks`,
-    /// `*` allowed); empty ignores the whole resource.
+    /// Paths inside the resource (`desired_capacity`, `tags.LastScaledAt`,
+    /// `ingress[*].cidr_blocks`), each covering everything below it.
+    ///
+    /// Default: `[]`: every change to the resource is ignored.
     #[serde(default)]
     pub attributes: Vec<String>,
 }

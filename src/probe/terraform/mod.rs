@@ -10,7 +10,7 @@
 //! refuse flags that would, `init` always runs with `-reconfigure` (never
 //! migrates state), and plan files (which can hold secrets) are deleted right
 //! after use.
-mod config;
+pub(super) mod config;
 mod declared;
 mod diagnostics;
 pub mod ignore;

@@ -1,8 +1,10 @@
 //! Reference pages generated from the code, so they cannot drift from it:
-//! the metrics reference is the registry's own list of families. It sits at
-//! the top of the layers (beside `app`): to list every family it builds the
-//! real `Metrics` with every optional part registered (scale-out, watch
-//! caches, HTTP, handover), as the daemon would in `kubernetes` mode.
+//! the configuration reference comes from the config structs' doc comments
+//! (`configuration`), the metrics reference is the registry's own list of
+//! families. It sits at the top of the layers (beside `app`): to list every
+//! family it builds the real `Metrics` with every optional part registered
+//! (scale-out, watch caches, HTTP, handover), as the daemon would in
+//! `kubernetes` mode.
 //!
 //! `tests/it/contract.rs` compares the committed pages and golden files with
 //! what this generates; `scripts/bless` rewrites them.
@@ -11,6 +13,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::metrics::{MetricInfo, Metrics};
+
+mod configuration;
+
+pub use configuration::{config_tables, configuration_reference, ConfigKey, ConfigTable};
 
 /// Stands for the constant labels probes may configure (`labels = { team = … }`):
 /// the families built with it carry them.
