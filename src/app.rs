@@ -35,7 +35,17 @@ pub struct Daemon {
 }
 
 /// Builds the daemon's parts without starting anything.
-pub fn build(config: Config, persistent: bool) -> anyhow::Result<Daemon> {
+pub fn build(mut config: Config, persistent: bool) -> anyhow::Result<Daemon> {
+    // A relative state directory (`--state-dir state`) means the invoking
+    // process's working directory: made absolute once, here, because tools
+    // run with the checkout as theirs (Terraform would put TF_DATA_DIR
+    // inside the root).
+    config.state_dir = std::path::absolute(&config.state_dir).with_context(|| {
+        format!(
+            "cannot resolve the state directory {}",
+            config.state_dir.display()
+        )
+    })?;
     std::fs::create_dir_all(&config.state_dir).with_context(|| {
         format!(
             "cannot create state directory {}; set state_dir in the config or pass --state-dir",
@@ -682,35 +692,13 @@ pub async fn validate(config: &Config, checkout: Option<&std::path::Path>) -> Va
             ));
             continue;
         }
-        let mut unmatched = Vec::new();
-        if !runner.single_root() {
-            match runner.roots(&probe_dir) {
-                Ok(listed) => unmatched = listed.unmatched,
-                Err(err) => result.errors.push(format!(
-                    "{}: probe.{}.roots: {}",
-                    at(&probe.name, "roots"),
-                    probe.name,
-                    err.message
-                )),
-            }
-        }
-        let mut problems: Vec<(String, String)> = runner
-            .repo_paths(Some(&probe_dir))
-            .into_iter()
-            .filter_map(|path| Some((path.problem(&probe.path)?, path.key)))
-            .collect();
-        // A literal root that is missing is named as a missing directory,
-        // not also as a pattern that matches nothing.
-        for pattern in unmatched {
-            if !problems.iter().any(|(_, key)| *key == pattern.key) {
-                problems.push((pattern.message, pattern.key));
-            }
-        }
-        for (problem, key) in problems {
+        for problem in crate::probe::checkout_problems(runner.as_ref(), &probe_dir, &probe.path) {
             result.errors.push(format!(
-                "{}: probe.{}.{key}: {problem}",
-                at(&probe.name, &key),
+                "{}: probe.{}.{}: {}",
+                at(&probe.name, &problem.key),
                 probe.name,
+                problem.key,
+                problem.message
             ));
         }
         for warning in runner.inspect(&probe_dir) {

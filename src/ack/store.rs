@@ -50,17 +50,39 @@ pub struct AckEvent {
     pub message: String,
 }
 
+/// Names the parts (subject, field) for a person: up to three, then how
+/// many more.
+fn describe<'a>(parts: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> String {
+    const SHOWN: usize = 3;
+    let named: Vec<String> = parts
+        .map(|(subject, field)| match field {
+            Some(field) => format!("{subject} {field}"),
+            None => subject.to_string(),
+        })
+        .collect();
+    match named.len() {
+        n if n <= SHOWN => named.join(", "),
+        n => format!("{} and {} more", named[..SHOWN].join(", "), n - SHOWN),
+    }
+}
+
 fn event(kind: AckEventKind, status: &ProbeStatus, ack: &Ack, at: DateTime<Utc>) -> AckEvent {
-    let what = match ack.covers.len() {
-        1 => {
-            let cover = &ack.covers[0];
-            match &cover.field {
-                Some(field) => format!("{} {field}", cover.subject),
-                None => cover.subject.clone(),
-            }
-        }
-        n => format!("{n} resources/fields"),
-    };
+    let what = describe(
+        ack.covers
+            .iter()
+            .map(|c| (c.subject.as_str(), c.field.as_deref())),
+    );
+    event_about(kind, status, ack, at, what)
+}
+
+/// As [`event`], naming `what` instead of everything the ack covers.
+fn event_about(
+    kind: AckEventKind,
+    status: &ProbeStatus,
+    ack: &Ack,
+    at: DateTime<Utc>,
+    what: String,
+) -> AckEvent {
     let message = match kind {
         AckEventKind::Created => format!(
             "{} acknowledged {what} until {} ({}): {}",
@@ -195,7 +217,15 @@ pub fn refresh(status: &mut ProbeStatus, now: DateTime<Utc>) -> Vec<AckEvent> {
         }
         let changed = standing.covers.iter().any(|c| c.changed);
         if changed && !ack.changed {
-            events.push(event(AckEventKind::Changed, status, ack, now));
+            // Name what changed, not all the ack covers: the rest still matches.
+            let what = describe(
+                standing
+                    .covers
+                    .iter()
+                    .filter(|c| c.changed)
+                    .map(|c| (c.subject.as_str(), c.field.as_deref())),
+            );
+            events.push(event_about(AckEventKind::Changed, status, ack, now, what));
         }
         ack.changed = changed;
     }
@@ -274,6 +304,72 @@ mod tests {
         // Forgotten a week after it ended.
         refresh(&mut status, at("2026-12-09T00:00:00Z"));
         assert!(status.acks.is_empty());
+    }
+
+    #[test]
+    fn a_changed_event_names_only_what_changed() {
+        use crate::model::drifted::DriftedField;
+        let mut status = drifted("fp1:a");
+        let field = |name: &str, fingerprint: &str| DriftedField {
+            field: name.into(),
+            fingerprint: fingerprint.into(),
+        };
+        status.drifted_list = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|name| DriftedResource {
+                resource: format!("Deployment/prod/{name}"),
+                action: "changed".into(),
+                fingerprint: format!("fp1:{name}"),
+                fields: vec![field("spec.replicas", "fp1:r"), field("image", "fp1:i")],
+            })
+            .collect();
+        let mut all = ack("a-1", "fp1:x", AckSource::Runtime);
+        all.covers = status
+            .drifted_list
+            .iter()
+            .flat_map(|r| {
+                r.fields.iter().map(|f| Cover {
+                    subject: r.resource.clone(),
+                    field: Some(f.field.clone()),
+                    fingerprint: f.fingerprint.clone(),
+                })
+            })
+            .collect();
+        // (what changes as (resource, field), the parts the message names,
+        // parts it must not name)
+        type Case<'a> = (&'a [(usize, usize)], &'a str, &'a [&'a str]);
+        let cases: [Case; 3] = [
+            (&[(1, 0)], "Deployment/prod/b spec.replicas alerts", &["image", "prod/a"]),
+            (
+                &[(0, 1), (3, 0)],
+                "Deployment/prod/a image, Deployment/prod/d spec.replicas alerts",
+                &["prod/b", "prod/e"],
+            ),
+            (
+                &[(0, 0), (1, 0), (2, 0), (3, 0), (4, 0)],
+                "Deployment/prod/a spec.replicas, Deployment/prod/b spec.replicas, Deployment/prod/c spec.replicas and 2 more alerts",
+                &["image"],
+            ),
+        ];
+        for (changes, named, unnamed) in cases {
+            let mut status = status.clone();
+            create(&mut status, all.clone());
+            refresh(&mut status, at("2026-12-01T01:00:00Z"));
+            for &(resource, field) in changes {
+                status.drifted_list[resource].fields[field].fingerprint = "fp1:new".into();
+            }
+            let events = refresh(&mut status, at("2026-12-01T02:00:00Z"));
+            assert_eq!(kinds(&events), [AckEventKind::Changed]);
+            let message = &events[0].message;
+            assert!(message.contains(named), "{message}");
+            for part in unnamed {
+                assert!(!message.contains(part), "{part}: {message}");
+            }
+        }
+        // Created names what it covers, up to three.
+        let mut fresh = status.clone();
+        let event = create(&mut fresh, all);
+        assert!(event.message.contains("and 7 more"), "{}", event.message);
     }
 
     #[test]

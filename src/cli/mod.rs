@@ -41,7 +41,7 @@ pub enum Command {
     Run {
         #[arg(long, short, env = "DRIFTWATCH_CONFIG")]
         config: PathBuf,
-        /// Overrides state_dir from the config.
+        /// Overrides state_dir from the config (a relative path is relative to the current directory).
         #[arg(long)]
         state_dir: Option<PathBuf>,
         /// Overrides [server] listen from the config.
@@ -57,7 +57,7 @@ pub enum Command {
         probes: Vec<String>,
         #[arg(long, value_enum, default_value = "text")]
         format: ReportFormat,
-        /// Overrides state_dir from the config.
+        /// Overrides state_dir from the config (a relative path is relative to the current directory).
         #[arg(long)]
         state_dir: Option<PathBuf>,
     },

@@ -545,3 +545,70 @@ fn terraform_root_acks_wait_for_their_root_and_repo_acks_must_name_a_listed_one(
         );
     }
 }
+
+#[test]
+fn check_with_a_relative_state_dir_reads_it_from_the_working_directory() {
+    if !crate::terraform::have_terraform() {
+        return;
+    }
+    let outside = tempfile::tempdir().unwrap();
+    let cli_config = outside.path().join("empty.tfrc");
+    std::fs::write(&cli_config, "").unwrap();
+    let stack = creating_root(&outside.path().join("x.tfstate"));
+    let h = Harness::start(
+        &[("tf/main.tf", &stack)],
+        &format!(
+            "[[probe]]\nname = \"tf\"\nlayer = \"terraform\"\nrepo = \"infra\"\npath = \"tf\"\nschedule = \"\"\ncli_config_file = {:?}\n",
+            cli_config.to_str().unwrap()
+        ),
+        "",
+    );
+    let id = instance_of(&h, "tf");
+    assert_eq!(h.wait_verdict(&id)["status"], "drifted");
+    let (code, ack) = h.ack(
+        &id,
+        json!({"by": "ida", "reason": "INC-13", "expires": "1d"}),
+    );
+    assert_eq!(code, 201, "{ack}");
+    // Each spelling of the daemon's state directory, from where it is run.
+    for (cwd, state_dir) in [
+        (h.root.clone(), "state".to_string()),
+        (h.root.clone(), "./state/".to_string()),
+        (h.root.join("work"), "../state".to_string()),
+    ] {
+        let output = std::process::Command::new(common::driftwatch_bin())
+            .args(["check", "--config"])
+            .arg(&h.config)
+            .args(["--state-dir", &state_dir])
+            .current_dir(&cwd)
+            .env("TF_CLI_CONFIG_FILE", &cli_config)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&output.stdout);
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{state_dir}: {out}{err}");
+        assert!(out.contains("all drift acknowledged"), "{state_dir}: {out}");
+    }
+    // Nothing of the state directory was made anywhere else (inside the
+    // Terraform root of a checkout, or beside the work tree).
+    let mut stray = Vec::new();
+    let mut dirs = vec![h.root.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if !path.is_dir() || path.is_symlink() {
+                continue;
+            }
+            if path.file_name() == Some(std::ffi::OsStr::new("state"))
+                && path != h.root.join("state")
+            {
+                stray.push(path.clone());
+            }
+            dirs.push(path);
+        }
+    }
+    assert!(
+        stray.is_empty(),
+        "state directories made elsewhere: {stray:?}"
+    );
+}
