@@ -611,7 +611,7 @@ pub fn schedule_line(
     } else {
         format!(
             ", each instance up to {} later",
-            humantime::format_duration(schedule.jitter)
+            crate::model::duration::compact(schedule.jitter)
         )
     };
     format!(

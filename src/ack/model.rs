@@ -228,7 +228,7 @@ pub fn parse_expiry(
             format!(
                 "{} is more than the maximum of {} ahead ([acks] max_expiry)",
                 at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                humantime::format_duration(max)
+                crate::model::duration::compact(max)
             ),
         ));
     }
@@ -415,7 +415,7 @@ mod tests {
             ("soon", "neither a duration"),
             ("2026-11-30T00:00:00Z", "in the past"),
             ("2026-12-01T12:00:00Z", "in the past"),
-            ("31d", "maximum of 30days"),
+            ("31d", "maximum of 30d ahead"),
             ("2027-06-01T00:00:00Z", "maximum"),
             ("100000000000y", "long"),
         ];

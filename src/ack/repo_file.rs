@@ -368,7 +368,7 @@ fn parse_entries(text: &str, name: &str, now: DateTime<Utc>, max_expiry: Duratio
                 "expires",
                 format!(
                     "is more than the maximum of {} ahead ([acks] max_expiry)",
-                    humantime::format_duration(max_expiry)
+                    crate::model::duration::compact(max_expiry)
                 ),
             );
             continue;

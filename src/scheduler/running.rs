@@ -340,7 +340,7 @@ impl Scheduler {
                 ErrorReason::Timeout,
                 format!(
                     "probe did not finish within its timeout of {}",
-                    humantime::format_duration(probe.timeout)
+                    crate::model::duration::compact(probe.timeout)
                 ),
             )),
         }
