@@ -409,8 +409,10 @@ fn authorization(request: &Request) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-fn unauthorized(challenges: &[&'static str]) -> Response {
-    let mut response = json_error(StatusCode::UNAUTHORIZED, "unauthorized");
+/// 401 with a challenge per scheme; `hint` says which credential to send
+/// and where it is configured (never the credential itself).
+fn unauthorized(challenges: &[&'static str], hint: &str) -> Response {
+    let mut response = json_error(StatusCode::UNAUTHORIZED, &format!("unauthorized: {hint}"));
     for challenge in challenges {
         response.headers_mut().append(
             header::WWW_AUTHENTICATE,
@@ -436,13 +438,16 @@ async fn require_reader(State(cx): State<Context>, request: Request, next: Next)
         return next.run(request).await;
     }
     let mut challenges = Vec::new();
-    if !secrets.read_users.is_empty() {
-        challenges.push(r#"Basic realm="driftwatch", charset="UTF-8""#);
-    }
+    let mut ways = Vec::new();
     if secrets.read_token.is_some() {
         challenges.push("Bearer");
+        ways.push("the read token ([server] read_token_file) as \"Authorization: Bearer <token>\"");
     }
-    unauthorized(&challenges)
+    if !secrets.read_users.is_empty() {
+        challenges.push(r#"Basic realm="driftwatch", charset="UTF-8""#);
+        ways.push("a user and password from [server] read_users_file");
+    }
+    unauthorized(&challenges, &format!("send {}", ways.join(", or ")))
 }
 
 /// Lets a request through to `/metrics` and the health checks unless
@@ -454,7 +459,10 @@ async fn require_metrics_token(
 ) -> Response {
     match cx.secrets.metrics_token.as_deref() {
         Some(token) if !hooks::bearer_matches(token, authorization(&request)) => {
-            unauthorized(&["Bearer"])
+            unauthorized(
+                &["Bearer"],
+                "send the metrics token ([server] metrics_token_file) as \"Authorization: Bearer <token>\"",
+            )
         }
         _ => next.run(request).await,
     }
