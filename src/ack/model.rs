@@ -235,7 +235,8 @@ pub fn parse_expiry(
     Ok(at)
 }
 
-/// Checks owner and reason: present, one line, not too long.
+/// Checks owner and reason: present, not too long, no control characters
+/// (the reason may break lines; the owner is one line).
 pub fn check_text(by: &str, reason: &str) -> Result<(), AckError> {
     for (key, value, max) in [
         ("by", by, MAX_BY_BYTES),
@@ -253,8 +254,17 @@ pub fn check_text(by: &str, reason: &str) -> Result<(), AckError> {
         if value.len() > max {
             return Err(AckError::new(key, format!("is longer than {max} bytes")));
         }
-        if value.chars().any(|c| c.is_control() && c != '\n') {
-            return Err(AckError::new(key, "must not contain control characters"));
+        // An owner is one name on one line (it labels a metric series and
+        // heads every message); a reason may run over several lines.
+        let allowed = |c: char| key == "reason" && c == '\n';
+        if value.chars().any(|c| c.is_control() && !allowed(c)) {
+            return Err(AckError::new(
+                key,
+                match key {
+                    "by" => "must be one line without control characters (a name, e.g. \"alice\")",
+                    _ => "must not contain control characters other than line breaks",
+                },
+            ));
         }
     }
     Ok(())
@@ -430,11 +440,17 @@ mod tests {
     #[test]
     fn owner_and_reason_are_required() {
         assert!(check_text("alice", "hotfix INC-1").is_ok());
+        assert!(check_text("alice", "INC-1\nscaled up by hand").is_ok());
         for (by, reason, key) in [
             ("", "r", "by"),
             ("  ", "r", "by"),
             ("a", "", "reason"),
             ("a\u{7}", "r", "by"),
+            ("alice\nmallory", "r", "by"),
+            ("alice\r", "r", "by"),
+            ("al\tice", "r", "by"),
+            ("a", "r\u{1b}[31m", "reason"),
+            ("a", "r\u{0}", "reason"),
             ("a", &"x".repeat(MAX_REASON_BYTES + 1), "reason"),
         ] {
             assert_eq!(

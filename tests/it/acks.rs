@@ -696,6 +696,13 @@ fn check_keeps_a_repo_ack_the_daemon_closed_closed() {
     std::fs::remove_file(live.join("a")).unwrap();
     h.run("app");
     assert!(h.wait_event("app", "ack_closed").contains("in sync"));
+    // validate says closed (remove it), never stale (acknowledge again).
+    let (code, out, err) = h.cli(&["validate", "--checkout", h.work.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("is closed: the drift it covered was gone") && !err.contains("stale"),
+        "{err}"
+    );
     std::fs::write(live.join("a"), "one").unwrap();
     h.run("app");
     assert_eq!(h.metric("driftwatch_probe_drifted", "app"), Some(1.0));
