@@ -448,7 +448,6 @@ impl Scheduler {
                 events
             })
             .unwrap_or_default();
-        self.publish_ack_events(events);
         self.metrics.observe(&report);
         self.state.persist_soon();
         match &report.error {
@@ -469,6 +468,8 @@ impl Scheduler {
         }
         let report = Arc::new(report);
         let _ = self.reports.send(report.clone());
+        // After the run, so history holds the run its ack events name.
+        self.publish_ack_events(events);
         report
     }
 }
