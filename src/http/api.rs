@@ -11,7 +11,10 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{blocking, json_error, CatalogProbe, Context, DEFAULT_PAGE};
+use super::{blocking, json_error, CatalogProbe, Context};
+
+/// Rows in one page of history when `?limit=` is not given.
+pub const DEFAULT_PAGE: usize = 50;
 use crate::history::{EpisodeQuery, History};
 use crate::model::instance::InstanceId;
 use crate::state::ProbeStatus;
@@ -230,7 +233,7 @@ pub fn probe_list(cx: &Context) -> serde_json::Value {
 pub fn probe_list_of(
     cx: &Context,
     statuses: &[(Option<String>, ProbeStatus)],
-    cluster: Option<&super::cluster::ClusterInfo>,
+    cluster: Option<&super::cluster_view::ClusterInfo>,
 ) -> serde_json::Value {
     let mut probes = Vec::new();
     for probe in &cx.catalog.probes {
@@ -298,7 +301,7 @@ pub(super) async fn list_probes(
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
     let cluster = match super::cluster::fans_out(&cx, query.as_deref()) {
-        true => Some(cx.fanout.view(&cx).await),
+        true => Some(super::cluster::view(&cx).await),
         false => None,
     };
     let views = cx.views.clone();

@@ -44,7 +44,7 @@ pub struct Overview<'a> {
     pub rows: &'a [OverviewRow],
     pub events: Option<&'a [EventRow]>,
     /// The members when the rows come from the whole cluster.
-    pub cluster: Option<&'a super::cluster::ClusterInfo>,
+    pub cluster: Option<&'a super::cluster_view::ClusterInfo>,
 }
 
 pub struct ProbePage<'a> {
@@ -860,13 +860,13 @@ mod tests {
                 episode: Some(1),
                 message: XSS.into(),
             }];
-            let cluster = super::super::cluster::ClusterInfo {
+            let cluster = super::super::cluster_view::ClusterInfo {
                 identity: format!("me{XSS}"),
                 members: vec![crate::cluster::Member {
                     identity: format!("pod{XSS}"),
                     url: format!("http://x/{XSS}"),
                 }],
-                unreachable: vec![super::super::cluster::Unreachable {
+                unreachable: vec![super::super::cluster_view::Unreachable {
                     identity: format!("gone{XSS}"),
                     url: format!("http://y/{XSS}"),
                     reason: "timeout",

@@ -81,7 +81,7 @@ pub(super) async fn overview(
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
     let cluster = match super::cluster::fans_out(&ctx, query.as_deref()) {
-        true => Some(ctx.fanout.view(&ctx).await),
+        true => Some(super::cluster::view(&ctx).await),
         false => None,
     };
     let views = ctx.views.clone();

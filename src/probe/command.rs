@@ -11,6 +11,7 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::fields::is_executable;
 use super::{parse_fields, FieldError, Probe, ProbeCommon, ProbeContext};
 use crate::model::outcome::{cap_tail, cap_text};
 use crate::model::outcome::{ErrorReason, Outcome, ProbeError, ResourceChange};
@@ -493,20 +494,6 @@ impl Probe for CommandProbe {
         outcome.drifted = drifted;
         Ok(outcome)
     }
-}
-
-pub(super) fn find_on_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
 }
 
 /// The plugin protocol's stdout document; see probes/README.md.

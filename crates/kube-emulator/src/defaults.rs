@@ -8,7 +8,8 @@ use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use crate::resources::{find_by_kind, ResourceDef};
-use crate::{write, Store};
+use crate::store::Store;
+use crate::write;
 
 pub(crate) fn apply_locked(store: &mut Store, mut object: Value) {
     let api_version = object["apiVersion"]

@@ -14,18 +14,21 @@
 //! way they fail against a cluster. A switch adds latency to every request,
 //! and counters record how many requests arrived.
 
-use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 mod defaults;
+mod events;
+mod reply;
 mod resources;
+mod selector;
 mod serve;
+mod store;
 pub mod watch;
 mod write;
 
@@ -33,72 +36,7 @@ pub use resources::{ResourceDef, RESOURCES, WIDGET_CRD};
 
 use defaults::apply_locked;
 use serve::handle;
-
-#[derive(Default)]
-struct Store {
-    objects: BTreeMap<(String, String, String), Value>,
-    resource_version: u64,
-    next_uid: u64,
-    next_ip: u32,
-    /// Every change, for WATCH.
-    events: watch::EventLog,
-}
-
-impl Store {
-    /// Stores an object (carrying its new resourceVersion) and records the
-    /// watch event; every write goes through here or `remove`.
-    fn put(&mut self, key: (String, String, String), object: Value) {
-        let event = if self.objects.contains_key(&key) {
-            watch::EventType::Modified
-        } else {
-            watch::EventType::Added
-        };
-        self.events.record(event, &key.0, &key.1, &object);
-        self.objects.insert(key, object);
-    }
-
-    /// The objects of one type (in one namespace), in key order: a range of
-    /// the map, not a scan of every object (50,000 objects, 300 LISTs).
-    fn in_scope<'a>(
-        &'a self,
-        qualified: &'a str,
-        namespace: Option<&'a str>,
-    ) -> impl Iterator<Item = &'a Value> + 'a {
-        let start = (
-            qualified.to_string(),
-            namespace.unwrap_or("").to_string(),
-            String::new(),
-        );
-        self.objects
-            .range(start..)
-            .take_while(move |((q, ns, _), _)| {
-                q == qualified && namespace.is_none_or(|wanted| ns == wanted)
-            })
-            .map(|(_, v)| v)
-    }
-
-    /// Deletes an object: a new resourceVersion, and a DELETED event carrying
-    /// the object's last state at that version.
-    fn remove(&mut self, key: &(String, String, String)) -> Option<Value> {
-        let mut object = self.objects.remove(key)?;
-        self.resource_version += 1;
-        object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
-        self.events
-            .record(watch::EventType::Deleted, &key.0, &key.1, &object);
-        Some(object)
-    }
-}
-
-#[derive(Default)]
-struct Inner {
-    store: Mutex<Store>,
-    latency_ms: AtomicU64,
-    requests: AtomicU64,
-    writes: AtomicU64,
-    forbidden: Mutex<HashSet<String>>,
-    paths: Mutex<Vec<String>>,
-    watch: watch::WatchControl,
-}
+use store::Inner;
 
 pub struct KubeEmulator {
     inner: Arc<Inner>,

@@ -14,18 +14,11 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use crate::reply::{ok, status};
 use crate::resources::{find_by_plural, ResourceDef, RESOURCES};
-use crate::{watch, write, Inner};
-
-pub(crate) fn status(code: u16, reason: &str, message: String, details: Value) -> Response {
-    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                      "message": message, "reason": reason, "details": details, "code": code});
-    (StatusCode::from_u16(code).unwrap(), axum::Json(body)).into_response()
-}
-
-pub(crate) fn ok(body: Value) -> Response {
-    (StatusCode::OK, axum::Json(body)).into_response()
-}
+use crate::selector::{parse_selector, selector_matches};
+use crate::store::Inner;
+use crate::{watch, write};
 
 pub(crate) async fn handle(State(inner): State<Arc<Inner>>, request: Request<Body>) -> Response {
     inner.requests.fetch_add(1, Ordering::SeqCst);
@@ -340,38 +333,4 @@ impl serde::Serialize for ListItem<'_> {
         }
         map.end()
     }
-}
-
-/// (key, value, equals): `a=b`, `a==b`, `a!=b`, `a`, `!a`.
-pub(crate) fn parse_selector(text: &str) -> Vec<(String, Option<String>, bool)> {
-    text.split(',')
-        .filter(|t| !t.is_empty())
-        .map(|term| {
-            if let Some((k, v)) = term.split_once("!=") {
-                (k.to_string(), Some(v.to_string()), false)
-            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-                (k.to_string(), Some(v.to_string()), true)
-            } else if let Some(k) = term.strip_prefix('!') {
-                (k.to_string(), None, false)
-            } else {
-                (term.to_string(), None, true)
-            }
-        })
-        .collect()
-}
-
-pub(crate) fn selector_matches(
-    selector: &[(String, Option<String>, bool)],
-    object: &Value,
-) -> bool {
-    selector.iter().all(|(key, value, positive)| {
-        let actual = object["metadata"]["labels"]
-            .get(key)
-            .and_then(Value::as_str);
-        let hit = match value {
-            Some(v) => actual == Some(v.as_str()),
-            None => actual.is_some(),
-        };
-        hit == *positive
-    })
 }

@@ -17,7 +17,7 @@
 //! metadata-only objects. Test hooks: forbid WATCH (403) on one resource type
 //! while GET/LIST still work, cut every open watch at once, shrink the log.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,147 +27,16 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use crate::serve::{parse_selector, selector_matches, status};
-use crate::{Inner, ResourceDef};
+use crate::reply::status;
+use crate::selector::{parse_selector, selector_matches};
+use crate::store::Inner;
+use crate::ResourceDef;
 
-/// How many events the log keeps unless a test changes it.
-pub const DEFAULT_HISTORY: usize = 10_000;
+pub use crate::events::{EventLog, EventType, WatchControl, DEFAULT_HISTORY};
+pub use crate::reply::metadata_only;
+
 /// The real server closes a watch without `timeoutSeconds` after 30 to 60 minutes.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
-/// Real servers send a bookmark about once a minute.
-const DEFAULT_BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
-
-/// `ADDED`, `MODIFIED`, `DELETED`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
-    Added,
-    Modified,
-    Deleted,
-}
-
-impl EventType {
-    fn as_str(self) -> &'static str {
-        match self {
-            EventType::Added => "ADDED",
-            EventType::Modified => "MODIFIED",
-            EventType::Deleted => "DELETED",
-        }
-    }
-}
-
-struct Recorded {
-    resource_version: u64,
-    event: EventType,
-    /// `deployments.apps`
-    qualified: String,
-    namespace: String,
-    object: Arc<Value>,
-}
-
-/// The bounded log of every change, in resourceVersion order.
-pub struct EventLog {
-    events: VecDeque<Recorded>,
-    limit: usize,
-    /// The resourceVersion of the newest event dropped from the log: a watch
-    /// may resume from any version at or after it.
-    floor: u64,
-    notify: tokio::sync::watch::Sender<u64>,
-}
-
-impl Default for EventLog {
-    fn default() -> Self {
-        EventLog {
-            events: VecDeque::new(),
-            limit: DEFAULT_HISTORY,
-            floor: 0,
-            notify: tokio::sync::watch::channel(0).0,
-        }
-    }
-}
-
-impl EventLog {
-    /// Records one change; `object` carries its new resourceVersion (for a
-    /// deletion, the version of the deletion).
-    pub fn record(&mut self, event: EventType, qualified: &str, namespace: &str, object: &Value) {
-        let resource_version = object["metadata"]["resourceVersion"]
-            .as_str()
-            .and_then(|rv| rv.parse().ok())
-            .unwrap_or(0);
-        self.events.push_back(Recorded {
-            resource_version,
-            event,
-            qualified: qualified.to_string(),
-            namespace: namespace.to_string(),
-            object: Arc::new(object.clone()),
-        });
-        self.trim();
-        self.notify.send_replace(resource_version);
-    }
-
-    fn trim(&mut self) {
-        while self.events.len() > self.limit {
-            if let Some(dropped) = self.events.pop_front() {
-                self.floor = dropped.resource_version;
-            }
-        }
-    }
-
-    pub fn set_limit(&mut self, limit: usize) {
-        self.limit = limit;
-        self.trim();
-    }
-}
-
-/// Watch settings and hooks, shared by every stream.
-pub struct WatchControl {
-    forbidden: std::sync::Mutex<HashSet<String>>,
-    /// Bumped to end every open watch.
-    cuts: tokio::sync::watch::Sender<u64>,
-    bookmark_interval_ms: std::sync::atomic::AtomicU64,
-    open: std::sync::atomic::AtomicU64,
-    started: std::sync::atomic::AtomicU64,
-}
-
-impl Default for WatchControl {
-    fn default() -> Self {
-        WatchControl {
-            forbidden: Default::default(),
-            cuts: tokio::sync::watch::channel(0).0,
-            bookmark_interval_ms: (DEFAULT_BOOKMARK_INTERVAL.as_millis() as u64).into(),
-            open: 0.into(),
-            started: 0.into(),
-        }
-    }
-}
-
-impl WatchControl {
-    pub fn forbid(&self, qualified: &str) {
-        self.forbidden.lock().unwrap().insert(qualified.to_string());
-    }
-
-    pub fn allow(&self, qualified: &str) {
-        self.forbidden.lock().unwrap().remove(qualified);
-    }
-
-    pub fn cut_all(&self) {
-        self.cuts.send_modify(|n| *n += 1);
-    }
-
-    pub fn set_bookmark_interval(&self, interval: Duration) {
-        self.bookmark_interval_ms
-            .store(interval.as_millis().max(1) as u64, Ordering::SeqCst);
-    }
-
-    /// Watch streams open right now.
-    pub fn open(&self) -> u64 {
-        self.open.load(Ordering::SeqCst)
-    }
-
-    /// Watch requests accepted so far (each reconnect counts).
-    pub fn started(&self) -> u64 {
-        self.started.load(Ordering::SeqCst)
-    }
-}
 
 /// True for `watch=1` / `watch=true`, as the real server reads it.
 pub fn requested(params: &BTreeMap<String, String>) -> bool {
@@ -175,12 +44,6 @@ pub fn requested(params: &BTreeMap<String, String>) -> bool {
         params.get("watch").map(String::as_str),
         Some("1" | "true" | "True")
     )
-}
-
-/// The object as a `PartialObjectMetadata` (what `Accept: …;as=PartialObjectMetadata` asks for).
-pub fn metadata_only(object: &Value) -> Value {
-    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
-           "metadata": object.get("metadata").cloned().unwrap_or(json!({}))})
 }
 
 /// Answers a WATCH request for one resource type (and namespace).

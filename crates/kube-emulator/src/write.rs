@@ -21,9 +21,9 @@ use kube_schema::TypeDef;
 use serde_json::{json, Value};
 
 use crate::defaults::{apply_defaults, side_effects};
+use crate::reply::{ok, status};
 use crate::resources::{find_by_plural, ResourceDef};
-use crate::serve::{ok, status};
-use crate::{Inner, Store};
+use crate::store::{Inner, Store};
 
 mod managed_fields;
 mod patch;

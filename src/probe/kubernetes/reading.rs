@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::probe::{ProbeContext, ProbeError};
+use crate::model::outcome::ProbeError;
+use crate::probe::ProbeContext;
 
 use super::cache::{Phase, ScopeKey};
 use super::live;

@@ -1,14 +1,17 @@
-//! The `layer = "terraform"` fields, and the checks that keep every run
-//! read-only: arguments that would take the state lock, migrate state or
-//! change what the exit code means are refused when the config is loaded.
+//! The `layer = "terraform"` fields, the probe built from them, and the
+//! checks that keep every run read-only: arguments that would take the
+//! state lock, migrate state or change what the exit code means are refused
+//! when the config is loaded.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::probe::FieldError;
+use super::ignore::IgnoreRule;
+use crate::probe::{parse_fields, FieldError, Probe, ProbeCommon};
 
 /// `layer = "terraform"`: a read-only plan of each root module, with
 /// Terraform, OpenTofu or Terragrunt ([Terraform / OpenTofu](terraform.md)).
@@ -381,6 +384,82 @@ pub fn resolve_file(root_dir: &Path, file: &str) -> PathBuf {
     } else {
         root_dir.join(path)
     }
+}
+
+/// A validated Terraform probe: its fields, the program it runs, the files
+/// it reads from this host.
+pub struct TerraformProbe {
+    pub(super) config: TerraformConfig,
+    pub(super) program: PathBuf,
+    /// The probe's path inside the repo, to find a root's directory.
+    pub(super) probe_path: PathBuf,
+    pub(super) cli_config_file: Option<PathBuf>,
+    /// `env_files` resolved against the config file's directory.
+    pub(super) env_files: Vec<(String, PathBuf)>,
+    /// Inits write into the shared plugin cache, which Terraform does not
+    /// guarantee safe for concurrent use: one init per probe at a time.
+    pub(super) init_lock: tokio::sync::Mutex<()>,
+    /// `[[probe.ignore]]` rules, validated.
+    pub(super) ignore: Vec<IgnoreRule>,
+}
+
+/// Checks the layer's fields and builds the probe.
+pub fn build(common: &ProbeCommon, fields: toml::Table) -> Result<Arc<dyn Probe>, Vec<FieldError>> {
+    let config: TerraformConfig = parse_fields(fields)?;
+    let mut errors = config.check();
+    let mut ignore = Vec::new();
+    for (index, rule) in config.ignore.iter().enumerate() {
+        match IgnoreRule::build(&format!("ignore[{index}]"), rule) {
+            Ok(rule) => ignore.push(rule),
+            Err(mut rule_errors) => errors.append(&mut rule_errors),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let program = config.program(&common.config_dir);
+    let cli_config_file = config
+        .cli_config_file
+        .as_ref()
+        .map(|p| common.config_dir.join(p));
+    let env_files: Vec<(String, PathBuf)> = config
+        .env_files
+        .iter()
+        .map(|(k, p)| (k.clone(), common.config_dir.join(p)))
+        .collect();
+    // Files named in the config are checked now, so a missing one is
+    // reported at its line rather than at the first run.
+    if let Some(file) = &cli_config_file {
+        errors.extend(crate::probe::check_host_file("cli_config_file", file));
+    }
+    for (key, path) in &env_files {
+        errors.extend(crate::probe::check_host_file(
+            format!("env_files.{key}"),
+            path,
+        ));
+    }
+    if config.roots.is_empty() {
+        for (index, file) in config.var_files.iter().enumerate() {
+            errors.extend(crate::probe::check_repo_file(
+                common,
+                Path::new(""),
+                format!("var_files[{index}]"),
+                file,
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Arc::new(TerraformProbe {
+        config,
+        env_files,
+        program,
+        probe_path: common.path.clone(),
+        cli_config_file,
+        init_lock: tokio::sync::Mutex::new(()),
+        ignore,
+    }))
 }
 
 #[cfg(test)]

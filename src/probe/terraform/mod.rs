@@ -20,117 +20,20 @@ mod tool;
 mod workdir;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{parse_fields, FieldError, Probe, ProbeCommon, ProbeContext};
+use super::{Probe, ProbeContext};
 use crate::model::outcome::{ErrorReason, Outcome, ProbeError};
 use crate::process::Command;
 use config::Flavor;
-pub use config::TerraformConfig;
-use ignore::IgnoreRule;
-use redact::Redactor;
-use tool::{parse_version_json, version_string};
-use workdir::RootCache;
+pub use config::{build, TerraformConfig, TerraformProbe};
+use tool::{parse_version_json, version_string, InitWork};
 
 /// Oldest Terraform whose plan JSON has `resource_drift` and whose `plan`
 /// never persists refreshed state.
 const MIN_VERSION: (u64, u64, u64) = (0, 15, 4);
-/// Plans of very large stacks are big; more than this is a parse error.
-const SHOW_JSON_LIMIT: usize = 256 * 1024 * 1024;
-/// Stderr lines kept in an error report.
-const STDERR_TAIL_LINES: usize = 30;
-
-pub struct TerraformProbe {
-    config: TerraformConfig,
-    program: PathBuf,
-    /// The probe's path inside the repo, to find a root's directory.
-    probe_path: PathBuf,
-    cli_config_file: Option<PathBuf>,
-    /// `env_files` resolved against the config file's directory.
-    env_files: Vec<(String, PathBuf)>,
-    /// Inits write into the shared plugin cache, which Terraform does not
-    /// guarantee safe for concurrent use: one init per probe at a time.
-    init_lock: tokio::sync::Mutex<()>,
-    /// `[[probe.ignore]]` rules, validated.
-    ignore: Vec<IgnoreRule>,
-}
-
-pub fn build(common: &ProbeCommon, fields: toml::Table) -> Result<Arc<dyn Probe>, Vec<FieldError>> {
-    let config: TerraformConfig = parse_fields(fields)?;
-    let mut errors = config.check();
-    let mut ignore = Vec::new();
-    for (index, rule) in config.ignore.iter().enumerate() {
-        match IgnoreRule::build(&format!("ignore[{index}]"), rule) {
-            Ok(rule) => ignore.push(rule),
-            Err(mut rule_errors) => errors.append(&mut rule_errors),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let program = config.program(&common.config_dir);
-    let cli_config_file = config
-        .cli_config_file
-        .as_ref()
-        .map(|p| common.config_dir.join(p));
-    let env_files: Vec<(String, PathBuf)> = config
-        .env_files
-        .iter()
-        .map(|(k, p)| (k.clone(), common.config_dir.join(p)))
-        .collect();
-    // Files named in the config are checked now, so a missing one is
-    // reported at its line rather than at the first run.
-    if let Some(file) = &cli_config_file {
-        errors.extend(crate::probe::check_host_file("cli_config_file", file));
-    }
-    for (key, path) in &env_files {
-        errors.extend(crate::probe::check_host_file(
-            format!("env_files.{key}"),
-            path,
-        ));
-    }
-    if config.roots.is_empty() {
-        for (index, file) in config.var_files.iter().enumerate() {
-            errors.extend(crate::probe::check_repo_file(
-                common,
-                Path::new(""),
-                format!("var_files[{index}]"),
-                file,
-            ));
-        }
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(Arc::new(TerraformProbe {
-        config,
-        env_files,
-        program,
-        probe_path: common.path.clone(),
-        cli_config_file,
-        init_lock: tokio::sync::Mutex::new(()),
-        ignore,
-    }))
-}
-
-/// Everything one run needs to build its commands.
-struct RunEnv {
-    dir: PathBuf,
-    workspace: Option<String>,
-    /// The workspace `init` runs in: the default one, unless the backend has none.
-    init_workspace: Option<String>,
-    cache: RootCache,
-    vars_file: Option<PathBuf>,
-    /// Values of `env_files` variables, read for this run.
-    file_env: Vec<(String, String)>,
-    /// Masks credentials (`pass_env`, `env_files` values) everywhere.
-    redactor: Redactor,
-    /// Also masks the configured `vars` values, in error output.
-    stderr_redactor: Redactor,
-}
 
 /// Removes a file when dropped: plan and tfvars files can hold secrets and
 /// must not outlive the run, whatever way it ends.
@@ -140,12 +43,6 @@ impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum InitWork {
-    Skipped,
-    Ran,
 }
 
 #[async_trait::async_trait]

@@ -11,12 +11,38 @@ use crate::model::outcome::{ErrorReason, ProbeError};
 use crate::probe::ProbeContext;
 use crate::process::Command;
 
+use super::config::TerraformProbe;
 use super::config::{resolve_file, Flavor};
 use super::redact::Redactor;
 use super::workdir::{Fnv, RootCache};
-use super::{
-    diagnostics, workdir, InitWork, RunEnv, TerraformProbe, SHOW_JSON_LIMIT, STDERR_TAIL_LINES,
-};
+use super::{diagnostics, workdir};
+
+/// Plans of very large stacks are big; more than this is a parse error.
+pub(super) const SHOW_JSON_LIMIT: usize = 256 * 1024 * 1024;
+/// Stderr lines kept in an error report.
+pub(super) const STDERR_TAIL_LINES: usize = 30;
+
+/// Everything one run needs to build its commands.
+pub(super) struct RunEnv {
+    pub(super) dir: PathBuf,
+    pub(super) workspace: Option<String>,
+    /// The workspace `init` runs in: the default one, unless the backend has none.
+    pub(super) init_workspace: Option<String>,
+    pub(super) cache: RootCache,
+    pub(super) vars_file: Option<PathBuf>,
+    /// Values of `env_files` variables, read for this run.
+    pub(super) file_env: Vec<(String, String)>,
+    /// Masks credentials (`pass_env`, `env_files` values) everywhere.
+    pub(super) redactor: Redactor,
+    /// Also masks the configured `vars` values, in error output.
+    pub(super) stderr_redactor: Redactor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum InitWork {
+    Skipped,
+    Ran,
+}
 
 impl TerraformProbe {
     /// The root's directory and workspace for this run.

@@ -1,0 +1,134 @@
+//! The paths a probe's config names inside the checkout, resolved and
+//! checked for `validate`.
+
+use std::path::{Path, PathBuf};
+
+/// A path a probe's config names inside the checkout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoPath {
+    /// The key that names it, relative to the probe table, as
+    /// [`FieldError`] keys are: `var_files[0]`, `inventory`, `render[2]`.
+    pub key: String,
+    /// As a person finds it: relative to the probe's path, with the root
+    /// when the layer reads it per root (`envs/a/prod.tfvars`).
+    pub shown: String,
+    /// Where it is in the checkout; `None` without a checkout at hand.
+    pub full: Option<PathBuf>,
+    pub kind: PathKind,
+}
+
+/// What a [`RepoPath`] must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    File,
+    Directory,
+    /// A file or a directory (an Ansible inventory).
+    Entry,
+    /// An executable file (a program run from the checkout).
+    Program,
+}
+
+impl RepoPath {
+    /// `key` naming `written` (relative to `base`, a directory relative to
+    /// the probe's path), resolved under `probe_dir` when there is one.
+    pub fn new(
+        key: impl Into<String>,
+        probe_dir: Option<&Path>,
+        base: &Path,
+        written: &str,
+        kind: PathKind,
+    ) -> RepoPath {
+        let relative: PathBuf = base
+            .join(written)
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
+        RepoPath {
+            key: key.into(),
+            shown: relative.display().to_string(),
+            full: probe_dir.map(|dir| dir.join(&relative)),
+            kind,
+        }
+    }
+
+    /// It relative to the repository root, for a probe at `probe_path`.
+    pub fn in_repo(&self, probe_path: &Path) -> String {
+        probe_path.join(&self.shown).display().to_string()
+    }
+
+    /// What is wrong with it in the checkout of a probe at `probe_path`, if
+    /// anything (`None` when it is fine or there is no checkout to look in).
+    pub fn problem(&self, probe_path: &Path) -> Option<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let full = self.full.as_ref()?;
+        let shown = self.in_repo(probe_path);
+        let missing = || Some(format!("{shown:?} does not exist in the checkout"));
+        let Ok(meta) = std::fs::metadata(full) else {
+            return missing();
+        };
+        match self.kind {
+            PathKind::File if !meta.is_file() => {
+                Some(format!("{shown:?} is not a file in the checkout"))
+            }
+            PathKind::Directory if !meta.is_dir() => Some(format!(
+                "{:?} is not a directory in the checkout",
+                self.shown
+            )),
+            PathKind::Program if !meta.is_file() => {
+                Some(format!("{shown:?} is not a file in the checkout"))
+            }
+            PathKind::Program if meta.permissions().mode() & 0o111 == 0 => Some(format!(
+                "{shown:?} is not executable; make it so (chmod +x) and commit that"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The paths a render argv (run in the probe's path) names in the
+/// checkout: a program run from it, and the kustomization directory of
+/// `kubectl kustomize DIR` or `kustomize build DIR`.
+pub fn render_paths(render: &[String], probe_dir: Option<&Path>) -> Vec<RepoPath> {
+    let here = Path::new("");
+    let mut paths = Vec::new();
+    let Some(program) = render.first() else {
+        return paths;
+    };
+    if program.contains('/') && Path::new(program).is_relative() {
+        paths.push(RepoPath::new(
+            "render[0]",
+            probe_dir,
+            here,
+            program,
+            PathKind::Program,
+        ));
+    }
+    let name = Path::new(program).file_name().and_then(|n| n.to_str());
+    let subcommand = render.get(1).map(String::as_str);
+    if matches!(
+        (name, subcommand),
+        (Some("kubectl"), Some("kustomize")) | (Some("kustomize"), Some("build"))
+    ) {
+        // Only an unambiguous one: with flag values among the arguments
+        // (`--load-restrictor X dir`) which word is the directory is a guess.
+        let operands: Vec<(usize, &String)> = render
+            .iter()
+            .enumerate()
+            .skip(2)
+            .filter(|(_, arg)| !arg.starts_with('-'))
+            .collect();
+        if let [(index, dir)] = operands[..] {
+            if Path::new(dir).is_relative() && !dir.contains("://") {
+                let key = format!("render[{index}]");
+                paths.push(RepoPath::new(
+                    key,
+                    probe_dir,
+                    here,
+                    dir,
+                    PathKind::Directory,
+                ));
+            }
+        }
+    }
+    paths
+}
