@@ -483,7 +483,8 @@ fn record_history(
             tokio::select! {
                 biased;
                 Ok(removal) = removals.recv() => history.record_removal(&removal),
-                Ok(event) = acks.recv() => history.record_ack(&event),
+                // Runs before acks: a run's ack events are sent after it and
+                // name it, so it must be written first.
                 received = reports.recv() => match received {
                     Ok(report) => history.record(&report),
                     Err(RecvError::Lagged(missed)) => {
@@ -491,12 +492,10 @@ fn record_history(
                     }
                     Err(RecvError::Closed) => break,
                 },
+                Ok(event) = acks.recv() => history.record_ack(&event),
                 _ = stop.cancelled() => {
                     while let Ok(removal) = removals.try_recv() {
                         history.record_removal(&removal);
-                    }
-                    while let Ok(event) = acks.try_recv() {
-                        history.record_ack(&event);
                     }
                     loop {
                         match reports.try_recv() {
@@ -504,6 +503,9 @@ fn record_history(
                             Err(TryRecvError::Lagged(_)) => continue,
                             Err(_) => break,
                         }
+                    }
+                    while let Ok(event) = acks.try_recv() {
+                        history.record_ack(&event);
                     }
                     break;
                 }
@@ -611,7 +613,7 @@ pub fn schedule_line(
     } else {
         format!(
             ", each instance up to {} later",
-            humantime::format_duration(schedule.jitter)
+            crate::model::duration::compact(schedule.jitter)
         )
     };
     format!(

@@ -228,14 +228,15 @@ pub fn parse_expiry(
             format!(
                 "{} is more than the maximum of {} ahead ([acks] max_expiry)",
                 at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                humantime::format_duration(max)
+                crate::model::duration::compact(max)
             ),
         ));
     }
     Ok(at)
 }
 
-/// Checks owner and reason: present, one line, not too long.
+/// Checks owner and reason: present, not too long, no control characters
+/// (the reason may break lines; the owner is one line).
 pub fn check_text(by: &str, reason: &str) -> Result<(), AckError> {
     for (key, value, max) in [
         ("by", by, MAX_BY_BYTES),
@@ -253,8 +254,17 @@ pub fn check_text(by: &str, reason: &str) -> Result<(), AckError> {
         if value.len() > max {
             return Err(AckError::new(key, format!("is longer than {max} bytes")));
         }
-        if value.chars().any(|c| c.is_control() && c != '\n') {
-            return Err(AckError::new(key, "must not contain control characters"));
+        // An owner is one name on one line (it labels a metric series and
+        // heads every message); a reason may run over several lines.
+        let allowed = |c: char| key == "reason" && c == '\n';
+        if value.chars().any(|c| c.is_control() && !allowed(c)) {
+            return Err(AckError::new(
+                key,
+                match key {
+                    "by" => "must be one line without control characters (a name, e.g. \"alice\")",
+                    _ => "must not contain control characters other than line breaks",
+                },
+            ));
         }
     }
     Ok(())
@@ -415,7 +425,7 @@ mod tests {
             ("soon", "neither a duration"),
             ("2026-11-30T00:00:00Z", "in the past"),
             ("2026-12-01T12:00:00Z", "in the past"),
-            ("31d", "maximum of 30days"),
+            ("31d", "maximum of 30d ahead"),
             ("2027-06-01T00:00:00Z", "maximum"),
             ("100000000000y", "long"),
         ];
@@ -430,11 +440,17 @@ mod tests {
     #[test]
     fn owner_and_reason_are_required() {
         assert!(check_text("alice", "hotfix INC-1").is_ok());
+        assert!(check_text("alice", "INC-1\nscaled up by hand").is_ok());
         for (by, reason, key) in [
             ("", "r", "by"),
             ("  ", "r", "by"),
             ("a", "", "reason"),
             ("a\u{7}", "r", "by"),
+            ("alice\nmallory", "r", "by"),
+            ("alice\r", "r", "by"),
+            ("al\tice", "r", "by"),
+            ("a", "r\u{1b}[31m", "reason"),
+            ("a", "r\u{0}", "reason"),
             ("a", &"x".repeat(MAX_REASON_BYTES + 1), "reason"),
         ] {
             assert_eq!(

@@ -368,7 +368,7 @@ fn parse_entries(text: &str, name: &str, now: DateTime<Utc>, max_expiry: Duratio
                 "expires",
                 format!(
                     "is more than the maximum of {} ahead ([acks] max_expiry)",
-                    humantime::format_duration(max_expiry)
+                    crate::model::duration::compact(max_expiry)
                 ),
             );
             continue;
@@ -387,6 +387,18 @@ fn parse_entries(text: &str, name: &str, now: DateTime<Utc>, max_expiry: Duratio
                 }
             },
         };
+        if let Some(created) = entry.created.as_ref().filter(|_| created_at >= expires_at) {
+            problem(
+                created.span().start,
+                "created",
+                format!(
+                    "{} is not before expires ({}); an acknowledgement is created before it expires",
+                    created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            );
+            continue;
+        }
         if entry.cover.is_empty() {
             problem(
                 entry.instance.span().start,
@@ -565,7 +577,20 @@ fingerprint = "fp1:0123456789abcdef"
                 ".driftwatch/acks.toml:5:11: ack[0].expires:",
             ),
         ];
-        for (text, expected) in cases {
+        let created_late = [
+            ("2026-12-06T00:00:00Z", "2026-12-05T00:00:00Z"),
+            ("2026-12-05T00:00:00Z", "2026-12-05T00:00:00Z"),
+        ]
+        .map(|(created, expires)| format!(
+            "[[ack]]\ninstance = \"web\"\nby = \"a\"\nreason = \"r\"\ncreated = \"{created}\"\nexpires = \"{expires}\"\n[[ack.cover]]\nsubject = \"s\"\nfingerprint = \"fp1:0123456789abcdef\"\n"
+        ));
+        let by_on_two_lines = "[[ack]]\ninstance = \"web\"\nby = \"alice\\nmallory\"\nreason = \"r\"\nexpires = \"2026-12-02T00:00:00Z\"\n[[ack.cover]]\nsubject = \"s\"\nfingerprint = \"fp1:0123456789abcdef\"\n";
+        let more = [
+            (created_late[0].as_str(), ".driftwatch/acks.toml:5:11: ack[0].created: 2026-12-06T00:00:00Z is not before expires"),
+            (created_late[1].as_str(), ".driftwatch/acks.toml:5:11: ack[0].created:"),
+            (by_on_two_lines, ".driftwatch/acks.toml:3:6: ack[0].by: must be one line"),
+        ];
+        for (text, expected) in cases.into_iter().chain(more) {
             let read = parse(text, ACKS_FILE, now(), DEFAULT_MAX_EXPIRY);
             assert_eq!(read.problems.len(), 1, "{text}: {:?}", read.problems);
             assert!(

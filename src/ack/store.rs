@@ -48,6 +48,10 @@ pub struct AckEvent {
     pub by: String,
     /// One line for a person: who, why, until, what.
     pub message: String,
+    /// The commit and the scheduler's run id of the instance's last run
+    /// (the one that caused the event, or whose drift the ack covers);
+    /// `None` before any run.
+    pub last_run: Option<(String, u64)>,
 }
 
 /// Names the parts (subject, field) for a person: up to three, then how
@@ -115,6 +119,10 @@ fn event_about(
         ack: ack.id.clone(),
         by: ack.by.clone(),
         message,
+        last_run: status
+            .last_report
+            .as_ref()
+            .map(|r| (r.commit.clone(), r.run_id)),
     }
 }
 

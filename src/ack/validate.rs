@@ -65,7 +65,14 @@ pub fn check(
             let Some(status) = statuses.iter().find(|s| s.probe == ack.instance) else {
                 continue;
             };
-            if let Some(warning) = stale(status, ack, now) {
+            // What the daemon learned of it (closed, matched) stands: the
+            // file cannot say that an ack's drift was fixed.
+            let mut ack = ack.clone();
+            if let Some(known) = status.acks.iter().find(|a| a.id == ack.id) {
+                ack.ended = known.ended;
+                ack.matched_at = ack.matched_at.or(known.matched_at);
+            }
+            if let Some(warning) = stale(status, &ack, now) {
                 findings.warnings.push(format!("{at}: {warning}"));
             }
         }
@@ -118,6 +125,15 @@ fn stale(status: &ProbeStatus, ack: &super::Ack, now: DateTime<Utc>) -> Option<S
         Some(AckState::Stale) => Some(format!(
             "ack {} of {} (by {}) is stale: its fingerprints match nothing in the last run ({when}); remove it, or acknowledge the current drift again (driftwatch ack --print)",
             ack.id, ack.instance, ack.by
+        )),
+        Some(AckState::Closed) if ack.source == super::AckSource::Repo => Some(format!(
+            "ack {} of {} (by {}) is closed: the drift it covered was gone at {}; remove it",
+            ack.id,
+            ack.instance,
+            ack.by,
+            ack.ended
+                .map(|e| e.at.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_default()
         )),
         Some(AckState::Expired) if ack.source == super::AckSource::Repo => Some(format!(
             "ack {} of {} (by {}) expired at {}; remove it",

@@ -181,3 +181,57 @@ pub fn list(acks: &[AckView]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ack::model::AckSource;
+    use crate::ack::view::CoverView;
+
+    fn view(state: AckState, ended_reason: Option<&str>, matches: bool) -> AckView {
+        AckView {
+            id: "a-1".into(),
+            instance: "web".into(),
+            source: AckSource::Runtime,
+            by: "alice".into(),
+            reason: "INC-1".into(),
+            created_at: "2026-12-01T00:00:00Z".parse().unwrap(),
+            expires_at: "2026-12-02T00:00:00Z".parse().unwrap(),
+            state,
+            covers: vec![CoverView {
+                subject: "Deployment/prod/web".into(),
+                field: None,
+                fingerprint: "fp1:0123456789abcdef".into(),
+                matches,
+            }],
+            subjects: vec![],
+            fields: vec![],
+            ended_at: None,
+            ended_reason: ended_reason.map(String::from),
+        }
+    }
+
+    #[test]
+    fn a_cover_says_matches_only_while_its_ack_can_cover_drift() {
+        // (state, ended reason, the cover's matches, what the cover line says)
+        let cases = [
+            (AckState::Active, None, true, "(matches)"),
+            (AckState::Stale, None, false, "(no longer matches)"),
+            (AckState::Closed, Some("closed"), true, "(closed)"),
+            (AckState::Closed, Some("deleted"), true, "(deleted)"),
+            (AckState::Expired, Some("expired"), true, "(expired)"),
+            (AckState::Expired, None, true, "(expired)"),
+            (AckState::Waiting, None, false, "(waiting)"),
+        ];
+        for (state, reason, matches, says) in cases {
+            let out = list(&[view(state, reason, matches)]);
+            let cover = out.lines().last().unwrap();
+            assert!(cover.ends_with(says), "{state:?}: {out}");
+            assert_eq!(
+                out.contains("not configured now"),
+                state == AckState::Waiting,
+                "{out}"
+            );
+        }
+    }
+}

@@ -153,8 +153,8 @@ impl Loader<'_> {
                 &path,
                 format!(
                     "renew_interval ({}) must be shorter than lease_duration ({}), or the Lease lapses between renewals; a third of it is usual",
-                    humantime::format_duration(renew_interval),
-                    humantime::format_duration(lease_duration)
+                    crate::model::duration::compact(renew_interval),
+                    crate::model::duration::compact(lease_duration)
                 ),
             );
         }

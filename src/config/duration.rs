@@ -22,7 +22,7 @@ pub fn parse_duration_up_to(text: &str, max: Duration) -> Result<Duration, Strin
     if duration > max {
         return Err(format!(
             "duration {text:?} is longer than the maximum of {}",
-            humantime::format_duration(max)
+            crate::model::duration::compact(max)
         ));
     }
     Ok(duration)

@@ -261,9 +261,9 @@ impl Loader<'_> {
                         &jitter_path,
                         format!(
                             "jitter {} is not shorter than the interval of {:?} ({}); runs would overlap",
-                            humantime::format_duration(jitter),
+                            crate::model::duration::compact(jitter),
                             schedule.text,
-                            humantime::format_duration(interval)
+                            crate::model::duration::compact(interval)
                         ),
                     );
                 }

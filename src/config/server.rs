@@ -469,10 +469,10 @@ mod schedule_tests {
             errors,
             [
                 "dw.toml:2:12: defaults.timezone: unknown time zone \"Europe/Berln\"; did you mean \"Europe/Berlin\"?",
-                "dw.toml:3:11: defaults.timeout: duration \"100000000d\" is longer than the maximum of 7days",
+                "dw.toml:3:11: defaults.timeout: duration \"100000000d\" is longer than the maximum of 7d",
                 "dw.toml:4:23: defaults.max_concurrent_runs: 1000000000 is more than the maximum of 1024",
                 "dw.toml:12:10: probe.p.jitter: jitter 20m is not shorter than the interval of \"*/15 * * * *\" (15m); runs would overlap",
-                "dw.toml:13:11: probe.p.timeout: duration \"8d\" is longer than the maximum of 7days",
+                "dw.toml:13:11: probe.p.timeout: duration \"8d\" is longer than the maximum of 7d",
             ],
             "{errors:#?}"
         );

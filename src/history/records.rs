@@ -38,6 +38,20 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, for the docs check and the filters.
+    pub const ALL: [EventKind; 10] = [
+        EventKind::DriftDetected,
+        EventKind::DriftResolved,
+        EventKind::ProbeFailing,
+        EventKind::ProbeRecovered,
+        EventKind::InstanceRemoved,
+        EventKind::AckCreated,
+        EventKind::AckChanged,
+        EventKind::AckExpired,
+        EventKind::AckClosed,
+        EventKind::AckDeleted,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::DriftDetected => "drift_detected",

@@ -399,13 +399,30 @@ fn write_ack(tx: &rusqlite::Transaction<'_>, event: &crate::ack::AckEvent) -> ru
         Kind::Closed => EventKind::AckClosed,
         Kind::Deleted => EventKind::AckDeleted,
     };
+    // The history's id of that run (scheduler run ids grow across
+    // restarts); 0 when it is not recorded (dropped, or history is newer).
+    let (commit, run) = match &event.last_run {
+        None => (String::new(), 0),
+        Some((commit, run_id)) => {
+            let run: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM runs WHERE probe_id = ?1 AND run_id = ?2 ORDER BY id DESC LIMIT 1",
+                    params![probe_id, *run_id as i64],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            (commit.clone(), run.unwrap_or(0))
+        }
+    };
     tx.execute(
         "INSERT INTO events (at, kind, probe_id, commit_id, run, episode, message)
-         VALUES (?1, ?2, ?3, '', 0, ?4, ?5)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             event.at.timestamp_millis(),
             kind.as_str(),
             probe_id,
+            commit,
+            run,
             episode,
             format!(
                 "{}: {}",

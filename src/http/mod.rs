@@ -140,13 +140,16 @@ async fn require_reader(State(cx): State<Context>, request: Request, next: Next)
         return next.run(request).await;
     }
     let mut challenges = Vec::new();
-    if !secrets.read_users.is_empty() {
-        challenges.push(r#"Basic realm="driftwatch", charset="UTF-8""#);
-    }
+    let mut ways = Vec::new();
     if secrets.read_token.is_some() {
         challenges.push("Bearer");
+        ways.push("the read token ([server] read_token_file) as \"Authorization: Bearer <token>\"");
     }
-    unauthorized(&challenges)
+    if !secrets.read_users.is_empty() {
+        challenges.push(r#"Basic realm="driftwatch", charset="UTF-8""#);
+        ways.push("a user and password from [server] read_users_file");
+    }
+    unauthorized(&challenges, &format!("send {}", ways.join(", or ")))
 }
 
 /// Lets a request through to `/metrics` and the health checks unless
@@ -158,7 +161,10 @@ async fn require_metrics_token(
 ) -> Response {
     match cx.secrets.metrics_token.as_deref() {
         Some(token) if !hooks::bearer_matches(token, authorization(&request)) => {
-            unauthorized(&["Bearer"])
+            unauthorized(
+                &["Bearer"],
+                "send the metrics token ([server] metrics_token_file) as \"Authorization: Bearer <token>\"",
+            )
         }
         _ => next.run(request).await,
     }

@@ -7,9 +7,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-/// A 401 that names each accepted scheme in `WWW-Authenticate`.
-pub(crate) fn unauthorized(challenges: &[&'static str]) -> Response {
-    let mut response = json_error(StatusCode::UNAUTHORIZED, "unauthorized");
+/// A 401 that names each accepted scheme in `WWW-Authenticate`; `hint`
+/// says which credential to send and where it is configured (never the
+/// credential itself).
+pub(crate) fn unauthorized(challenges: &[&'static str], hint: &str) -> Response {
+    let mut response = json_error(StatusCode::UNAUTHORIZED, &format!("unauthorized: {hint}"));
     for challenge in challenges {
         response.headers_mut().append(
             header::WWW_AUTHENTICATE,

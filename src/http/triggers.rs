@@ -28,7 +28,11 @@ pub(super) fn authorize(ctx: &Context, headers: &HeaderMap, kind: &str) -> Resul
         Ok(())
     } else {
         ctx.http_metrics.trigger(kind, "unauthorized");
-        Err(super::unauthorized(&["Bearer"]))
+        Err(super::unauthorized(
+            &["Bearer"],
+            "send the write token ([server] api_token_file) as \"Authorization: Bearer <token>\" \
+             (driftwatch ack: --token-file or DRIFTWATCH_TOKEN_FILE)",
+        ))
     }
 }
 
@@ -164,7 +168,10 @@ pub(super) async fn hook_github(
         .and_then(|v| v.to_str().ok());
     if !hooks::github_signature_matches(secret, &body, signature) {
         ctx.http_metrics.trigger("github", "unauthorized");
-        return json_error(StatusCode::UNAUTHORIZED, "unauthorized");
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized: X-Hub-Signature-256 does not match; set the webhook's secret to the one in [server] webhook_secret_file",
+        );
     }
     match headers.get("x-github-event").and_then(|v| v.to_str().ok()) {
         Some("ping") => {
@@ -195,7 +202,10 @@ pub(super) async fn hook_gitlab(
     let given = headers.get("x-gitlab-token").and_then(|v| v.to_str().ok());
     if !given.is_some_and(|token| hooks::token_matches(secret, token)) {
         ctx.http_metrics.trigger("gitlab", "unauthorized");
-        return json_error(StatusCode::UNAUTHORIZED, "unauthorized");
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized: X-Gitlab-Token does not match; set the webhook's secret token to the one in [server] webhook_secret_file",
+        );
     }
     match headers.get("x-gitlab-event").and_then(|v| v.to_str().ok()) {
         Some("Push Hook") | Some("Tag Push Hook") | None => sync_pushed(&ctx, "gitlab", &body),

@@ -354,7 +354,7 @@ impl Scheduler {
                 ErrorReason::Timeout,
                 format!(
                     "probe did not finish within its timeout of {}",
-                    humantime::format_duration(probe.timeout)
+                    crate::model::duration::compact(probe.timeout)
                 ),
             )),
         }
@@ -462,7 +462,6 @@ impl Scheduler {
                 events
             })
             .unwrap_or_default();
-        self.publish_ack_events(events);
         self.metrics.observe(&report);
         self.state.persist_soon();
         match &report.error {
@@ -483,6 +482,8 @@ impl Scheduler {
         }
         let report = Arc::new(report);
         let _ = self.reports.send(report.clone());
+        // After the run, so history holds the run its ack events name.
+        self.publish_ack_events(events);
         report
     }
 }

@@ -696,6 +696,13 @@ fn check_keeps_a_repo_ack_the_daemon_closed_closed() {
     std::fs::remove_file(live.join("a")).unwrap();
     h.run("app");
     assert!(h.wait_event("app", "ack_closed").contains("in sync"));
+    // validate says closed (remove it), never stale (acknowledge again).
+    let (code, out, err) = h.cli(&["validate", "--checkout", h.work.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("is closed: the drift it covered was gone") && !err.contains("stale"),
+        "{err}"
+    );
     std::fs::write(live.join("a"), "one").unwrap();
     h.run("app");
     assert_eq!(h.metric("driftwatch_probe_drifted", "app"), Some(1.0));
@@ -1061,4 +1068,64 @@ fn a_new_fingerprint_key_under_existing_acks_is_a_warning_that_says_what_to_do()
     h.wait_verdict("app");
     let log = std::fs::read_to_string(&h.daemon().log).unwrap();
     assert!(!log.contains("fingerprint key"), "{log}");
+}
+
+#[test]
+fn ack_events_name_the_commit_and_run_of_the_instances_last_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let live = tmp.path().join("live");
+    std::fs::create_dir_all(&live).unwrap();
+    std::fs::write(live.join("a"), "one").unwrap();
+    let h = command_harness(&live);
+    h.wait_verdict("app");
+    // The history's id and commit of the instance's newest run.
+    let last_run = || {
+        let (_, runs) = h.request("GET", "/api/v1/probes/app/runs?limit=1", None, "");
+        (
+            runs["runs"][0]["id"].clone(),
+            runs["runs"][0]["commit"].clone(),
+        )
+    };
+    // The newest event of `kind`, once there: its run and commit.
+    let event = |kind: &str| {
+        h.wait_event("app", kind);
+        let (_, body) = h.request("GET", "/api/v1/events?probe=app&limit=200", None, "");
+        let found = body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == kind)
+            .cloned()
+            .unwrap();
+        (found["run"].clone(), found["commit"].clone())
+    };
+    // Made over the API: the run whose drift it covers.
+    let (code, ack) = h.ack("app", json!({"by": "ivy", "reason": "r", "expires": "4h"}));
+    assert_eq!(code, 201, "{ack}");
+    let covered = last_run();
+    assert!(covered.0.as_i64().unwrap() > 0 && !covered.1.as_str().unwrap().is_empty());
+    assert_eq!(event("ack_created"), covered);
+    // Changed by a run: that run, on a new commit.
+    std::fs::write(live.join("a"), "two").unwrap();
+    let commit = h.commit(
+        &[("app/notes", "a change under the probe's path")],
+        "another commit",
+    );
+    h.daemon().wait_for(
+        "/api/v1/probes/app/runs?limit=1",
+        "a run on the new commit",
+        |_, body| body.contains(&commit),
+    );
+    let changed = last_run();
+    assert_ne!(changed, covered);
+    assert_eq!(event("ack_changed"), changed);
+    // Ended by DELETE, no run: the instance's last one.
+    let (code, _) = h.request(
+        "DELETE",
+        &format!("/api/v1/acks/{}", ack["id"].as_str().unwrap()),
+        Some(TOKEN),
+        "",
+    );
+    assert_eq!(code, 200);
+    assert_eq!(event("ack_deleted"), changed);
 }

@@ -3,6 +3,9 @@
 //! value types, recursively; never values), and the set of metric families
 //! with their type and labels, walked from the real metrics registry.
 //!
+//! Cluster mode (`[cluster] mode = "kubernetes"`) adds shapes of its own,
+//! held in their own golden file by [`cluster`].
+//!
 //! A change to either must be deliberate: the test fails with the
 //! difference, and says how to regenerate the golden files (one command,
 //! `scripts/bless`) and that the change needs a CHANGELOG.md entry.
@@ -12,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::common;
+
+mod cluster;
 
 const API_TOKEN: &str = "contract-api-token-3c1d";
 const HOOK_SECRET: &str = "contract-hook-secret-77b0";

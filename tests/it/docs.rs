@@ -196,3 +196,27 @@ fn the_readme_is_short_starts_with_the_two_commands_and_links_every_page() {
         }
     }
 }
+
+#[test]
+fn the_http_api_page_names_every_event_kind_and_read_route() {
+    let page = std::fs::read_to_string(repo_root().join("docs/http-api.md")).unwrap();
+    for kind in driftwatch::history::EventKind::ALL {
+        assert!(
+            page.contains(&format!("`{}`", kind.as_str())),
+            "docs/http-api.md does not name the event kind {}",
+            kind.as_str()
+        );
+    }
+    let protected = page.split("## Read protection").nth(1).unwrap_or_default();
+    for route in [
+        "/api/v1/probes",
+        "/api/v1/acks",
+        "/api/v1/events",
+        "/api/v1/episodes",
+    ] {
+        assert!(
+            protected.contains(&format!("`{route}")),
+            "the read protection section does not list {route}"
+        );
+    }
+}

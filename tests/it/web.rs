@@ -1170,8 +1170,9 @@ fn basic(user_password: &str) -> String {
     )
 }
 
-const READ_PATHS: [&str; 8] = [
+const READ_PATHS: [&str; 9] = [
     "/",
+    "/api/v1/acks",
     "/events",
     "/probes/web-deploy",
     "/api/v1/probes",
@@ -1280,5 +1281,90 @@ async fn metrics_token_protects_metrics_and_health_only() {
             200,
             "{path}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_401_names_the_credential_and_where_it_is_configured() {
+    let harness = Harness::start(Secrets {
+        api_token: Some(API_TOKEN.into()),
+        webhook_secret: Some(HOOK_SECRET.into()),
+        read_token: Some(READ_TOKEN.into()),
+        read_users: vec![("alice".into(), "wonder:land".into())],
+        metrics_token: Some(METRICS_TOKEN.into()),
+    })
+    .await;
+    let base = &harness.base;
+    let read = format!("Bearer {READ_TOKEN}");
+    // (method, path, headers, what the message must name)
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, &'a [&'a str]);
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            "/api/v1/probes/hosts/run",
+            vec![],
+            &["api_token_file", "Bearer"],
+        ),
+        (
+            "POST",
+            "/api/v1/probes/hosts/acks",
+            vec![],
+            &["api_token_file", "--token-file", "DRIFTWATCH_TOKEN_FILE"],
+        ),
+        (
+            "DELETE",
+            "/api/v1/acks/a-00000000",
+            vec![],
+            &["api_token_file"],
+        ),
+        ("POST", "/api/v1/sync", vec![], &["api_token_file"]),
+        (
+            "GET",
+            "/api/v1/acks",
+            vec![],
+            &["read_token_file", "read_users_file"],
+        ),
+        (
+            "GET",
+            "/api/v1/probes",
+            vec![],
+            &["read_token_file", "read_users_file"],
+        ),
+        ("GET", "/metrics", vec![], &["metrics_token_file"]),
+        (
+            "POST",
+            "/api/v1/hooks/github",
+            vec![("x-github-event", "push")],
+            &["X-Hub-Signature-256", "webhook_secret_file"],
+        ),
+        (
+            "POST",
+            "/api/v1/hooks/gitlab",
+            vec![("x-gitlab-event", "Push Hook")],
+            &["X-Gitlab-Token", "webhook_secret_file"],
+        ),
+    ];
+    for (method, path, headers, named) in cases {
+        let mut request = reqwest::Client::new()
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .body("{}");
+        for (name, value) in &headers {
+            request = request.header(*name, *value);
+        }
+        // The read token does not run anything: a write route still says which token.
+        if method != "GET" && !path.starts_with("/api/v1/hooks") {
+            request = request.header("authorization", &read);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 401, "{method} {path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(message.starts_with("unauthorized: "), "{path}: {message}");
+        for part in named {
+            assert!(message.contains(part), "{method} {path}: {part}: {message}");
+        }
+        for secret in [API_TOKEN, HOOK_SECRET, READ_TOKEN, METRICS_TOKEN] {
+            assert!(!message.contains(secret), "{path}: {message}");
+        }
     }
 }
