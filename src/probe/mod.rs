@@ -13,6 +13,7 @@ pub mod terraform;
 mod context;
 mod fields;
 mod layers;
+mod render;
 mod repo_path;
 
 pub use context::{
@@ -20,6 +21,7 @@ pub use context::{
 };
 pub use fields::{check_host_file, check_on_path, check_repo_file, parse_fields};
 pub use layers::{build, builder, config_tables, Layers, LAYERS};
-pub use repo_path::{render_paths, PathKind, RepoPath};
+pub use render::render_paths;
+pub use repo_path::{PathKind, RepoPath};
 
 pub use crate::config::FieldError;

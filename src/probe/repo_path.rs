@@ -26,6 +26,8 @@ pub enum PathKind {
     Entry,
     /// An executable file (a program run from the checkout).
     Program,
+    /// A Helm chart: a directory holding `Chart.yaml`, or a packaged chart file.
+    Chart,
 }
 
 impl RepoPath {
@@ -70,9 +72,11 @@ impl RepoPath {
             PathKind::File if !meta.is_file() => {
                 Some(format!("{shown:?} is not a file in the checkout"))
             }
-            PathKind::Directory if !meta.is_dir() => Some(format!(
-                "{:?} is not a directory in the checkout",
-                self.shown
+            PathKind::Directory if !meta.is_dir() => {
+                Some(format!("{shown:?} is not a directory in the checkout"))
+            }
+            PathKind::Chart if meta.is_dir() && !full.join("Chart.yaml").is_file() => Some(format!(
+                "{shown:?} holds no Chart.yaml, so helm cannot read it as a chart; name the chart's own directory"
             )),
             PathKind::Program if !meta.is_file() => {
                 Some(format!("{shown:?} is not a file in the checkout"))
@@ -83,52 +87,4 @@ impl RepoPath {
             _ => None,
         }
     }
-}
-
-/// The paths a render argv (run in the probe's path) names in the
-/// checkout: a program run from it, and the kustomization directory of
-/// `kubectl kustomize DIR` or `kustomize build DIR`.
-pub fn render_paths(render: &[String], probe_dir: Option<&Path>) -> Vec<RepoPath> {
-    let here = Path::new("");
-    let mut paths = Vec::new();
-    let Some(program) = render.first() else {
-        return paths;
-    };
-    if program.contains('/') && Path::new(program).is_relative() {
-        paths.push(RepoPath::new(
-            "render[0]",
-            probe_dir,
-            here,
-            program,
-            PathKind::Program,
-        ));
-    }
-    let name = Path::new(program).file_name().and_then(|n| n.to_str());
-    let subcommand = render.get(1).map(String::as_str);
-    if matches!(
-        (name, subcommand),
-        (Some("kubectl"), Some("kustomize")) | (Some("kustomize"), Some("build"))
-    ) {
-        // Only an unambiguous one: with flag values among the arguments
-        // (`--load-restrictor X dir`) which word is the directory is a guess.
-        let operands: Vec<(usize, &String)> = render
-            .iter()
-            .enumerate()
-            .skip(2)
-            .filter(|(_, arg)| !arg.starts_with('-'))
-            .collect();
-        if let [(index, dir)] = operands[..] {
-            if Path::new(dir).is_relative() && !dir.contains("://") {
-                let key = format!("render[{index}]");
-                paths.push(RepoPath::new(
-                    key,
-                    probe_dir,
-                    here,
-                    dir,
-                    PathKind::Directory,
-                ));
-            }
-        }
-    }
-    paths
 }

@@ -39,6 +39,10 @@ const CASES: &[Case] = &[
     ("ans-vars", "ansible", "ansible", "playbooks = [\"site.yml\"]\ninventory = \"hosts.ini\"\nextra_vars_files = [\"vars/gone.yml\"]", "extra_vars_files[0]", "\"vars/gone.yml\"", r#""ansible/vars/gone.yml" does not exist"#, Some("ansible/vars/gone.yml")),
     ("k8s-render", "kubernetes", "k8s", r#"render = ["./render.sh", "prod"]"#, "render[0]", "\"./render.sh\"", r#""k8s/render.sh" does not exist"#, Some("k8s/render.sh")),
     ("k8s-kustomize", "kubernetes", "k8s", r#"render = ["kubectl", "kustomize", "overlays/gone"]"#, "render[2]", "\"overlays/gone\"", r#""k8s/overlays/gone" does not exist"#, Some("k8s/overlays/gone")),
+    // `helm template`: the chart, a values file, a directory that is no chart.
+    ("k8s-helm-chart", "kubernetes", "k8s", r#"render = ["helm", "template", "web", "./charts/gone"]"#, "render[3]", "\"./charts/gone\"", r#""k8s/charts/gone" does not exist"#, Some("k8s/charts/gone")),
+    ("k8s-helm-values", "kubernetes", "k8s", r#"render = ["helm", "template", "web", "./charts/web", "-f", "values/gone.yaml"]"#, "render[5]", "\"values/gone.yaml\"", r#""k8s/values/gone.yaml" does not exist"#, Some("k8s/values/gone.yaml")),
+    ("k8s-helm-not-chart", "kubernetes", "k8s", r#"render = ["helm", "template", "web", "overlays/prod"]"#, "render[3]", "\"overlays/prod\"", r#""k8s/overlays/prod" holds no Chart.yaml"#, None),
     ("cmd-program", "command", "cmd", r#"command = ["./gone.sh"]"#, "command[0]", "\"./gone.sh\"", r#""cmd/gone.sh" does not exist"#, Some("cmd/gone.sh")),
     ("cmd-not-executable", "command", "cmd", r#"command = ["./plain.sh"]"#, "command[0]", "\"./plain.sh\"", r#""cmd/plain.sh" is not executable"#, Some("cmd/plain.sh")),
     ("cmd-workdir", "command", "cmd", "command = [\"./check.sh\"]\nworkdir = \"sub\"", "command[0]", "\"./check.sh\"", r#""cmd/sub/check.sh" does not exist"#, Some("cmd/sub/check.sh")),
@@ -65,6 +69,18 @@ const FINE: &[(&str, &str, &str, &str)] = &[
         "kubernetes",
         "k8s",
         r#"render = ["kubectl", "kustomize", "overlays/prod"]"#,
+    ),
+    (
+        "k8s-helm-fine",
+        "kubernetes",
+        "k8s",
+        r#"render = ["helm", "template", "web", "charts/web", "--values=charts/web/values.yaml", "--set", "a=b"]"#,
+    ),
+    (
+        "k8s-helm-repo",
+        "kubernetes",
+        "k8s",
+        r#"render = ["helm", "template", "web", "bitnami/nginx", "-f", "https://example.com/values.yaml"]"#,
     ),
     (
         "cmd-fine",
@@ -94,6 +110,11 @@ fn work_tree(dir: &Path) {
             ("ansible/site.yml", "- hosts: all\n  tasks: []\n"),
             ("ansible/hosts.ini", "web1\n"),
             ("k8s/overlays/prod/kustomization.yaml", "resources: []\n"),
+            (
+                "k8s/charts/web/Chart.yaml",
+                "apiVersion: v2\nname: web\nversion: 0.1.0\n",
+            ),
+            ("k8s/charts/web/values.yaml", "replicas: 1\n"),
             ("cmd/check.sh", "#!/bin/sh\nexit 0\n"),
             ("cmd/plain.sh", "#!/bin/sh\nexit 0\n"),
             ("cmd/sub/.keep", ""),
