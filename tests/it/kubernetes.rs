@@ -502,6 +502,27 @@ async fn custom_resource_kind_comes_from_discovery() {
     assert_eq!(error.partial_changes.len(), 1);
 }
 
+/// An `include_kinds` pattern that selects no declared kind (a typo) is a
+/// warning on the report; the kinds it was meant beside are still compared.
+#[tokio::test]
+async fn an_include_kinds_pattern_that_selects_nothing_is_a_warning() {
+    let s = setup("app", true).await;
+    s.emulator
+        .patch("Widget", "shop", "gizmo", |w| w["spec"]["size"] = json!(4));
+    let outcome = s
+        .run("include_kinds = [\"*.example.com\", \"Ingres\"]")
+        .await
+        .unwrap();
+    assert_eq!(outcome.details["objects"], 1);
+    assert_eq!(outcome.changes.len(), 1, "{outcome:?}");
+    assert_eq!(
+        outcome.warnings,
+        ["include_kinds[1]: \"Ingres\" matches no kind the manifests declare, so it selects nothing; fix the pattern (Kind or Kind.group) or remove it"]
+    );
+    let outcome = s.run("include_kinds = [\"*.example.com\"]").await.unwrap();
+    assert_eq!(outcome.warnings, Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn many_objects_are_listed_in_pages_and_few_are_fetched() {
     let s = setup("app", true).await;

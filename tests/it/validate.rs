@@ -83,6 +83,12 @@ const FINE: &[(&str, &str, &str, &str)] = &[
         r#"render = ["helm", "template", "web", "bitnami/nginx", "-f", "https://example.com/values.yaml"]"#,
     ),
     (
+        "k8s-kinds",
+        "kubernetes",
+        "k8s-plain",
+        r#"include_kinds = ["Deployment", "Ingres"]"#,
+    ),
+    (
         "cmd-fine",
         "command",
         "cmd",
@@ -115,6 +121,10 @@ fn work_tree(dir: &Path) {
                 "apiVersion: v2\nname: web\nversion: 0.1.0\n",
             ),
             ("k8s/charts/web/values.yaml", "replicas: 1\n"),
+            (
+                "k8s-plain/web.yaml",
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n",
+            ),
             ("cmd/check.sh", "#!/bin/sh\nexit 0\n"),
             ("cmd/plain.sh", "#!/bin/sh\nexit 0\n"),
             ("cmd/sub/.keep", ""),
@@ -203,6 +213,9 @@ fn validate_checks_every_path_a_probe_names_in_the_checkout() {
             "{name}:\n{stderr}"
         );
     }
+    // A kind filter selecting nothing is a warning: filters may be shared.
+    let kinds = "warning: probe.k8s-kinds: include_kinds[1]: \"Ingres\" matches no kind the manifests declare";
+    assert!(stderr.contains(kinds), "{stderr}");
     let errors = stderr.lines().filter(|l| l.starts_with(&file)).count();
     assert_eq!(errors, CASES.len(), "one error per case:\n{stderr}");
 

@@ -56,6 +56,32 @@ impl KubernetesProbe {
         (self.include.is_empty() || self.include.iter().any(hit)) && !self.exclude.iter().any(hit)
     }
 
+    /// `include_kinds` patterns that select no kind the manifests declare:
+    /// a typo (`Ingres`) or a kind moved out would otherwise leave it
+    /// uncompared without a word. Warnings, not errors: a filter shared by
+    /// several probes may name kinds only some of them have.
+    fn unselected_kinds(&self, objects: &[Manifest]) -> Vec<String> {
+        let declared: BTreeSet<(&str, &str)> =
+            objects.iter().map(|m| (m.kind(), m.group())).collect();
+        let hit = |pattern: &glob::Pattern, (kind, group): (&str, &str)| {
+            pattern.matches(kind)
+                || (!group.is_empty() && pattern.matches(&format!("{kind}.{group}")))
+        };
+        // `include` holds one pattern per `include_kinds` entry (a bad one fails the build).
+        self.config
+            .include_kinds
+            .iter()
+            .zip(&self.include)
+            .enumerate()
+            .filter(|(_, (_, pattern))| !declared.iter().any(|&k| hit(pattern, k)))
+            .map(|(index, (text, _))| {
+                format!(
+                    "include_kinds[{index}]: {text:?} matches no kind the manifests declare, so it selects nothing; fix the pattern (Kind or Kind.group) or remove it"
+                )
+            })
+            .collect()
+    }
+
     async fn load(&self, cx: &ProbeContext) -> Result<Loaded, ProbeError> {
         match &self.config.render {
             Some(argv) => {
@@ -147,6 +173,7 @@ impl KubernetesProbe {
 
     async fn run_inner(&self, cx: &ProbeContext) -> Result<Outcome, ProbeError> {
         let loaded = self.load_cached(cx).await?;
+        let unselected = self.unselected_kinds(&loaded.objects);
         let mut input_errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
         let manifests: Vec<&Manifest> = loaded
             .objects
@@ -247,7 +274,7 @@ impl KubernetesProbe {
                 }
             }
         }
-        let mut warnings = Vec::new();
+        let mut warnings = unselected;
         // Declared objects unchanged since the last check, with their lines.
         let mut known = Known::new();
         let mut cached = CachedObjects::new();
@@ -417,6 +444,18 @@ impl Probe for KubernetesProbe {
             .unwrap_or_default()
     }
 
+    /// A manifest directory's `include_kinds` patterns that select nothing
+    /// (a render command is not run here).
+    fn inspect(&self, probe_dir: &std::path::Path) -> Vec<String> {
+        if self.config.render.is_some() || self.include.is_empty() {
+            return Vec::new();
+        }
+        match manifest::load_dir(probe_dir, probe_dir) {
+            Ok(loaded) => self.unselected_kinds(&loaded.objects),
+            Err(_) => Vec::new(),
+        }
+    }
+
     async fn preflight(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if let Some(path) = &self.kubeconfig {
@@ -581,6 +620,55 @@ mod tests {
         let q = probe("exclude_kinds = [\"Secret\"]").unwrap();
         assert!(!q.kind_selected("Secret", ""));
         assert!(q.kind_selected("ConfigMap", ""));
+    }
+
+    #[test]
+    fn each_include_kinds_pattern_that_selects_no_declared_kind_is_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifests = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n---\n\
+            apiVersion: v1\nkind: Service\nmetadata: {name: web}\n---\n\
+            apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n";
+        std::fs::write(dir.path().join("all.yaml"), manifests).unwrap();
+        // (include_kinds, the keys of the warnings)
+        let cases: &[(&str, &[&str])] = &[
+            // The example: a typo leaves Ingress uncompared.
+            (r#"["Deployment", "Ingres"]"#, &["include_kinds[1]"]),
+            (r#"["Deployment", "Service", "*.example.com"]"#, &[]),
+            (
+                r#"["Deployment.apps", "Widget.example.com", "*.apps"]"#,
+                &[],
+            ),
+            (
+                r#"["Service.apps", "*.example.org", "Deploy*"]"#,
+                &["include_kinds[0]", "include_kinds[1]"],
+            ),
+            (
+                r#"["Job", "CronJob"]"#,
+                &["include_kinds[0]", "include_kinds[1]"],
+            ),
+            ("[]", &[]),
+        ];
+        for (include, keys) in cases {
+            let p = probe(&format!(
+                "include_kinds = {include}\nexclude_kinds = [\"Service\"]"
+            ))
+            .unwrap();
+            let warnings = p.inspect(dir.path());
+            let found: Vec<&str> = warnings
+                .iter()
+                .map(|w| w.split(':').next().unwrap())
+                .collect();
+            assert_eq!(&found, keys, "{include}: {warnings:?}");
+            for warning in &warnings {
+                assert!(
+                    warning.contains("matches no kind the manifests declare"),
+                    "{warning}"
+                );
+            }
+        }
+        // A render command is not run to find out.
+        let rendered = probe("include_kinds = [\"Job\"]\nrender = [\"./render.sh\"]").unwrap();
+        assert_eq!(rendered.inspect(dir.path()), Vec::<String>::new());
     }
 
     #[test]
