@@ -656,17 +656,7 @@ pub async fn validate(config: &Config, checkout: Option<&std::path::Path>) -> Va
                 probe.name
             ));
         }
-        let repo_dir = config
-            .repos
-            .iter()
-            .find(|r| r.name == probe.repo)
-            .and_then(|repo| match &repo.source {
-                crate::config::RepoSource::Path(dir) => Some(dir.clone()),
-                crate::config::RepoSource::Remote { .. } => {
-                    checkout.map(std::path::Path::to_path_buf)
-                }
-            });
-        let Some(dir) = repo_dir else {
+        let Some(dir) = work_tree(config, probe, checkout) else {
             // Nothing to look in: say which paths stay unchecked.
             let mut named: Vec<(String, String)> = Vec::new();
             if !probe.path.as_os_str().is_empty() {
@@ -722,6 +712,20 @@ pub async fn validate(config: &Config, checkout: Option<&std::path::Path>) -> Va
     result
 }
 
+/// The work tree `validate` reads a probe's repo in: a `path` repo's own
+/// directory, else the `--checkout` given (none: its paths go unchecked).
+fn work_tree(
+    config: &Config,
+    probe: &crate::config::ProbeSpec,
+    checkout: Option<&std::path::Path>,
+) -> Option<std::path::PathBuf> {
+    let repo = config.repos.iter().find(|r| r.name == probe.repo)?;
+    match &repo.source {
+        crate::config::RepoSource::Path(dir) => Some(dir.clone()),
+        crate::config::RepoSource::Remote { .. } => checkout.map(std::path::Path::to_path_buf),
+    }
+}
+
 /// Each probe's instances, to check the acks files' `instance` against: a
 /// multi-root probe's roots as listed in its repo's work tree when one is at
 /// hand (a `path` repo, or `checkout`).
@@ -739,18 +743,8 @@ fn probe_instances(
             if runner.single_root() {
                 return (probe.name.clone(), Instances::Single);
             }
-            let dir =
-                config
-                    .repos
-                    .iter()
-                    .find(|r| r.name == probe.repo)
-                    .and_then(|repo| match &repo.source {
-                        crate::config::RepoSource::Path(dir) => Some(dir.clone()),
-                        crate::config::RepoSource::Remote { .. } => {
-                            checkout.map(std::path::Path::to_path_buf)
-                        }
-                    });
-            let listed = dir.and_then(|dir| runner.roots(&dir.join(&probe.path)).ok());
+            let listed = work_tree(config, probe, checkout)
+                .and_then(|dir| runner.roots(&dir.join(&probe.path)).ok());
             let listed = listed.map(|listed| listed.roots);
             let instances = listed.map_or(Instances::Unlisted, Instances::Roots);
             (probe.name.clone(), instances)

@@ -829,21 +829,7 @@ mod tests {
     #[test]
     fn adopting_carries_acks_both_ways_and_never_revives_an_ended_one() {
         let id = InstanceId::new("p", "");
-        let ack = |name: &str| crate::ack::Ack {
-            id: name.into(),
-            instance: "p".into(),
-            subjects: vec![],
-            fields: vec![],
-            covers: vec![],
-            by: "alice".into(),
-            reason: "r".into(),
-            created_at: DateTime::from_timestamp(100, 0).unwrap(),
-            expires_at: DateTime::from_timestamp(10_000, 0).unwrap(),
-            source: crate::ack::AckSource::Runtime,
-            matched_at: None,
-            changed: false,
-            ended: None,
-        };
+        let ack = |name: &str| runtime_ack(name, "p");
         // The previous owner ran last and holds a-1 and a-2 (a-2 ended).
         let mut previous = ProbeStatus::new(&id, "command");
         previous.apply(&report(Verdict::Drifted, 200));

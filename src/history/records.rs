@@ -83,20 +83,7 @@ impl EventKind {
     }
 
     pub(super) fn parse(text: &str) -> Option<EventKind> {
-        [
-            EventKind::DriftDetected,
-            EventKind::DriftResolved,
-            EventKind::ProbeFailing,
-            EventKind::ProbeRecovered,
-            EventKind::InstanceRemoved,
-            EventKind::AckCreated,
-            EventKind::AckChanged,
-            EventKind::AckExpired,
-            EventKind::AckClosed,
-            EventKind::AckDeleted,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == text)
+        EventKind::ALL.into_iter().find(|k| k.as_str() == text)
     }
 }
 
